@@ -1,0 +1,310 @@
+// Config loading; see load.h. Text parsing errors come from protobuf's TextFormat with line and
+// column; validation errors are produced here, one per call, naming the dotted field path.
+#include "config/load.h"
+
+#include <filesystem>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "base/file.h"
+#include "base/status_macros.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+
+namespace headroom {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+
+// Keeps the first text-format error with its position (1-based line and column).
+class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, int column, const std::string& message) override {
+    if (error_.empty()) error_ = absl::StrCat(line + 1, ":", column + 1, ": ", message);
+  }
+  void AddWarning(int, int, const std::string&) override {}
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string error_;
+};
+
+absl::Status Invalid(const std::string& source, absl::string_view field, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(source, ": ", field, ": ", what));
+}
+
+absl::Status RequirePositive(const std::string& source, absl::string_view field, int64_t v) {
+  if (v <= 0) return Invalid(source, field, absl::StrCat("must be > 0 (got ", v, ")"));
+  return absl::OkStatus();
+}
+
+absl::Status RequireRate(const std::string& source, absl::string_view field, float v) {
+  if (!(v >= 0.0f && v < 1.0f)) {
+    return Invalid(source, field, absl::StrCat("must be in [0, 1) (got ", v, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateModel(const ModelConfig& m, const std::string& s) {
+  if (m.objective() == ModelConfig::OBJECTIVE_UNSPECIFIED) {
+    return Invalid(s, "model.objective", "must be set to BERT or CAUSAL_LM");
+  }
+  HR_RETURN_IF_ERROR(RequirePositive(s, "model.vocab_size", m.vocab_size()));
+  HR_RETURN_IF_ERROR(RequirePositive(s, "model.max_positions", m.max_positions()));
+  HR_RETURN_IF_ERROR(RequirePositive(s, "model.num_layers", m.num_layers()));
+  HR_RETURN_IF_ERROR(RequirePositive(s, "model.d_model", m.d_model()));
+  HR_RETURN_IF_ERROR(RequirePositive(s, "model.num_heads", m.num_heads()));
+  HR_RETURN_IF_ERROR(RequirePositive(s, "model.ffn_size", m.ffn_size()));
+  if (m.head_size() < 0) {
+    return Invalid(s, "model.head_size",
+                   absl::StrCat("must be >= 0 (got ", m.head_size(),
+                                "); 0 means the standard d_model / num_heads"));
+  }
+  if (m.head_size() == 0 && m.d_model() % m.num_heads() != 0) {
+    return Invalid(s, "model.head_size",
+                   absl::StrCat("is 0 (standard attention) but model.num_heads ", m.num_heads(),
+                                " does not divide model.d_model ", m.d_model(),
+                                "; set model.head_size for fixed head size attention"));
+  }
+  if (m.objective() == ModelConfig::BERT) {
+    if (m.type_vocab_size() <= 0) {
+      return Invalid(s, "model.type_vocab_size",
+                     absl::StrCat("must be > 0 for a BERT model (got ", m.type_vocab_size(),
+                                  "); BERT uses 2"));
+    }
+  } else if (m.type_vocab_size() != 0) {
+    return Invalid(s, "model.type_vocab_size",
+                   absl::StrCat("must be 0 for a CAUSAL_LM model (got ", m.type_vocab_size(), ")"));
+  }
+  if (m.activation() != ModelConfig::GELU) {
+    return Invalid(s, "model.activation", "must be GELU");
+  }
+  HR_RETURN_IF_ERROR(RequireRate(s, "model.hidden_dropout", m.hidden_dropout()));
+  HR_RETURN_IF_ERROR(RequireRate(s, "model.attention_dropout", m.attention_dropout()));
+  if (!(m.layer_norm_epsilon() > 0.0f)) {
+    return Invalid(s, "model.layer_norm_epsilon",
+                   absl::StrCat("must be > 0 (got ", m.layer_norm_epsilon(), ")"));
+  }
+  if (!(m.initializer_range() > 0.0f)) {
+    return Invalid(s, "model.initializer_range",
+                   absl::StrCat("must be > 0 (got ", m.initializer_range(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateData(const ExperimentConfig& c, const std::string& s) {
+  const DataConfig& d = c.data();
+  if (d.seq_length() < 0) {
+    return Invalid(s, "data.seq_length", absl::StrCat("must be >= 0 (got ", d.seq_length(), ")"));
+  }
+  if (d.seq_length() > c.model().max_positions()) {
+    return Invalid(s, "data.seq_length",
+                   absl::StrCat(d.seq_length(), " exceeds model.max_positions ",
+                                c.model().max_positions()));
+  }
+  if (d.max_predictions_per_seq() < 0) {
+    return Invalid(s, "data.max_predictions_per_seq",
+                   absl::StrCat("must be >= 0 (got ", d.max_predictions_per_seq(), ")"));
+  }
+  if (d.seq_length() > 0 && d.max_predictions_per_seq() > d.seq_length()) {
+    return Invalid(s, "data.max_predictions_per_seq",
+                   absl::StrCat(d.max_predictions_per_seq(), " exceeds data.seq_length ",
+                                d.seq_length()));
+  }
+  if (!(d.masked_lm_prob() > 0.0f && d.masked_lm_prob() < 1.0f)) {
+    return Invalid(s, "data.masked_lm_prob",
+                   absl::StrCat("must be in (0, 1) (got ", d.masked_lm_prob(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
+  const TrainConfig& t = c.train();
+  if (t.steps() < 0) return Invalid(s, "train.steps", absl::StrCat("must be >= 0 (got ", t.steps(), ")"));
+  if (t.global_batch_size() < 0) {
+    return Invalid(s, "train.global_batch_size",
+                   absl::StrCat("must be >= 0 (got ", t.global_batch_size(), ")"));
+  }
+  if (t.micro_batch_size() < 0) {
+    return Invalid(s, "train.micro_batch_size",
+                   absl::StrCat("must be >= 0 (got ", t.micro_batch_size(), ")"));
+  }
+  if (t.micro_batch_size() > 0 && t.global_batch_size() > 0 &&
+      t.global_batch_size() % t.micro_batch_size() != 0) {
+    return Invalid(s, "train.micro_batch_size",
+                   absl::StrCat(t.micro_batch_size(), " does not divide train.global_batch_size ",
+                                t.global_batch_size()));
+  }
+  const OptimizerConfig& o = t.optimizer();
+  HR_RETURN_IF_ERROR(RequireRate(s, "train.optimizer.beta1", o.beta1()));
+  HR_RETURN_IF_ERROR(RequireRate(s, "train.optimizer.beta2", o.beta2()));
+  if (!(o.epsilon() > 0.0f)) {
+    return Invalid(s, "train.optimizer.epsilon", absl::StrCat("must be > 0 (got ", o.epsilon(), ")"));
+  }
+  if (o.weight_decay() < 0.0f) {
+    return Invalid(s, "train.optimizer.weight_decay",
+                   absl::StrCat("must be >= 0 (got ", o.weight_decay(), ")"));
+  }
+  if (o.max_grad_norm() < 0.0f) {
+    return Invalid(s, "train.optimizer.max_grad_norm",
+                   absl::StrCat("must be >= 0 (got ", o.max_grad_norm(), "); 0 disables clipping"));
+  }
+  if (t.schedule().learning_rate() < 0.0f) {
+    return Invalid(s, "train.schedule.learning_rate",
+                   absl::StrCat("must be >= 0 (got ", t.schedule().learning_rate(), ")"));
+  }
+  if (t.schedule().warmup_steps() < 0) {
+    return Invalid(s, "train.schedule.warmup_steps",
+                   absl::StrCat("must be >= 0 (got ", t.schedule().warmup_steps(), ")"));
+  }
+  if (t.precision() != "fp32" && t.precision() != "bf16") {
+    return Invalid(s, "train.precision",
+                   absl::StrCat("must be \"fp32\" or \"bf16\" (got \"", t.precision(), "\")"));
+  }
+  for (int i = 0; i < t.phases_size(); ++i) {
+    const TrainPhase& p = t.phases(i);
+    std::string f = absl::StrCat("train.phases[", i, "]");
+    HR_RETURN_IF_ERROR(RequirePositive(s, absl::StrCat(f, ".steps"), p.steps()));
+    HR_RETURN_IF_ERROR(RequirePositive(s, absl::StrCat(f, ".seq_length"), p.seq_length()));
+    if (p.seq_length() > c.model().max_positions()) {
+      return Invalid(s, absl::StrCat(f, ".seq_length"),
+                     absl::StrCat(p.seq_length(), " exceeds model.max_positions ",
+                                  c.model().max_positions()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int HeadSize(const ModelConfig& model) {
+  if (model.head_size() > 0) return model.head_size();
+  return model.num_heads() > 0 ? model.d_model() / model.num_heads() : 0;
+}
+
+bool IsFixedHeadSize(const ModelConfig& model) {
+  return model.head_size() > 0 &&
+         !(model.d_model() % model.num_heads() == 0 &&
+           model.head_size() == model.d_model() / model.num_heads());
+}
+
+void FillDefaults(ExperimentConfig& c) {
+  ModelConfig& m = *c.mutable_model();
+  if (!m.has_activation()) m.set_activation(ModelConfig::GELU);
+  if (!m.has_hidden_dropout()) m.set_hidden_dropout(0.1f);
+  if (!m.has_attention_dropout()) m.set_attention_dropout(0.1f);
+  if (!m.has_layer_norm_epsilon()) m.set_layer_norm_epsilon(1e-12f);
+  if (!m.has_tie_output_embedding()) m.set_tie_output_embedding(true);
+  if (!m.has_initializer_range()) m.set_initializer_range(0.02f);
+  DataConfig& d = *c.mutable_data();
+  if (!d.has_masked_lm_prob()) d.set_masked_lm_prob(0.15f);
+  TrainConfig& t = *c.mutable_train();
+  OptimizerConfig& o = *t.mutable_optimizer();
+  if (!o.has_type()) o.set_type(OptimizerConfig::ADAMW);
+  if (!o.has_beta1()) o.set_beta1(0.9f);
+  if (!o.has_beta2()) o.set_beta2(0.999f);
+  if (!o.has_epsilon()) o.set_epsilon(1e-6f);
+  if (!o.has_weight_decay()) o.set_weight_decay(0.01f);
+  if (!o.has_bias_correction()) o.set_bias_correction(false);
+  if (!o.has_max_grad_norm()) o.set_max_grad_norm(1.0f);
+  ScheduleConfig& sc = *t.mutable_schedule();
+  if (!sc.has_type()) sc.set_type(ScheduleConfig::LINEAR_WARMUP_LINEAR_DECAY);
+  if (!t.has_seed()) t.set_seed(1234);
+  if (!t.has_precision()) t.set_precision("fp32");
+  if (!t.has_log_every()) t.set_log_every(10);
+  if (!t.has_eval_every()) t.set_eval_every(1000);
+  if (!t.has_eval_batches()) t.set_eval_batches(20);
+  if (!t.has_checkpoint_every()) t.set_checkpoint_every(1000);
+  if (!t.has_keep_checkpoints()) t.set_keep_checkpoints(3);
+}
+
+absl::Status ApplyOverride(ExperimentConfig& config, absl::string_view spec) {
+  std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(spec, absl::MaxSplits('=', 1));
+  absl::string_view path = absl::StripAsciiWhitespace(kv.first);
+  absl::string_view value = absl::StripAsciiWhitespace(kv.second);
+  if (path.empty() || spec.find('=') == absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--set ", spec, ": expected FIELD=VALUE with a dotted field path, e.g. model.num_heads=16"));
+  }
+  std::vector<absl::string_view> parts = absl::StrSplit(path, '.');
+  const Descriptor* desc = config.GetDescriptor();
+  std::string open, close;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const FieldDescriptor* f = desc->FindFieldByName(std::string(parts[i]));
+    if (f == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("--set ", spec, ": unknown field '", parts[i],
+                                                     "' in ", desc->full_name()));
+    }
+    bool last = i + 1 == parts.size();
+    if (!last) {
+      if (f->type() != FieldDescriptor::TYPE_MESSAGE || f->is_repeated()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--set ", spec, ": '", parts[i], "' is not a message field, cannot descend into it"));
+      }
+      absl::StrAppend(&open, parts[i], " { ");
+      absl::StrAppend(&close, " }");
+      desc = f->message_type();
+      continue;
+    }
+    std::string v(value);
+    if (f->type() == FieldDescriptor::TYPE_STRING && !(v.size() >= 2 && v.front() == '"')) {
+      v = absl::StrCat("\"", absl::CEscape(v), "\"");
+    }
+    if (f->type() == FieldDescriptor::TYPE_MESSAGE) {
+      absl::StrAppend(&open, parts[i], " ", v);
+    } else {
+      absl::StrAppend(&open, parts[i], ": ", v);
+    }
+  }
+  std::string text = absl::StrCat(open, close);
+  google::protobuf::TextFormat::Parser parser;
+  FirstErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.MergeFromString(text, &config)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set ", spec, ": cannot set '", path, "' to '", value, "': ",
+                     errors.error().empty() ? "parse error" : errors.error().substr(errors.error().find(' ') + 1)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateConfig(const ExperimentConfig& config, const std::string& source) {
+  HR_RETURN_IF_ERROR(ValidateModel(config.model(), source));
+  HR_RETURN_IF_ERROR(ValidateData(config, source));
+  HR_RETURN_IF_ERROR(ValidateTrain(config, source));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ExperimentConfig> ParseConfig(absl::string_view text, const std::string& source,
+                                             const std::vector<std::string>& overrides) {
+  ExperimentConfig config;
+  google::protobuf::TextFormat::Parser parser;
+  FirstErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(std::string(text), &config)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ":", errors.error().empty() ? " parse error" : errors.error()));
+  }
+  for (const std::string& o : overrides) HR_RETURN_IF_ERROR(ApplyOverride(config, o));
+  FillDefaults(config);
+  HR_RETURN_IF_ERROR(ValidateConfig(config, source));
+  return config;
+}
+
+absl::StatusOr<ExperimentConfig> LoadConfig(const std::string& path,
+                                            const std::vector<std::string>& overrides) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(),
+                        absl::StrCat(text.status().message(), "; check the --config path"));
+  }
+  HR_ASSIGN_OR_RETURN(ExperimentConfig config, ParseConfig(*text, path, overrides));
+  if (config.name().empty()) config.set_name(std::filesystem::path(path).stem().string());
+  return config;
+}
+
+}  // namespace headroom

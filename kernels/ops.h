@@ -1,0 +1,177 @@
+// The op set: every computation the model and the optimizer need, on raw device buffers.
+//
+// `Ops<T>` is implemented once per backend: `CpuOps<float>` and `CpuOps<double>`
+// (kernels/cpu/, OpenBLAS for matrix products; double for finite-difference gradient checks) and
+// `CudaOps` = Ops<float> (kernels/cuda/, cuBLASLt and own kernels). The model
+// (model/transformer.h) is written once against this interface. An `Ops` object is the
+// execution context: it owns the stream (CUDA) or thread pool (CPU) and library handles, and
+// every op is enqueued on it in call order; results are visible to later ops on the same object.
+// Host-side reads need CopyToHost (which synchronises).
+//
+// Conventions, for every op unless it says otherwise:
+//  - Pointers are device pointers of this backend (host memory for the CPU backend), allocated
+//    with Alloc/AllocInt. Tensors are dense row-major; `rows x cols` means cols is contiguous.
+//  - Activation outputs overwrite; parameter gradients (dgamma, dbeta, dbias, dtable, ...)
+//    ACCUMULATE (+=), so gradients of shared parameters (the tied embedding) add up and the
+//    trainer zeroes the gradient buffer once per optimizer step.
+//  - Outputs may alias inputs only where the comment says so.
+//  - Token ids, labels and indices are int32. A label < 0 means "no target" (ignored).
+//
+// Example (CPU):
+//   CpuOps<float> ops;
+//   float* x = ops.Alloc(rows * cols);
+//   ops.GeluForward(x, x_out, rows * cols);
+#ifndef HEADROOM_KERNELS_OPS_H_
+#define HEADROOM_KERNELS_OPS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace headroom {
+
+enum class DeviceKind { kCpu, kCuda };
+
+enum class Trans { kNo, kYes };
+
+// Identifies one dropout site; with the element index it determines the mask completely
+// (Philox-4x32-10, see kernels/philox.h), so CPU and GPU draw identical masks and backward
+// recomputes the mask instead of storing it.
+struct DropoutKey {
+  uint64_t seed = 0;  // run seed
+  uint64_t step = 0;  // optimizer step (and micro-batch), so each step draws fresh masks
+  uint32_t layer = 0; // transformer layer; embeddings and heads use distinct values
+  uint32_t site = 0;  // which dropout within the layer (attention probs, attention out, ffn out)
+};
+
+template <typename T>
+class Ops {
+ public:
+  virtual ~Ops() = default;
+  virtual DeviceKind device() const = 0;
+
+  // ---- Memory and transfers -------------------------------------------------------------
+  // Allocations are zero-initialised; Free accepts nullptr.
+  virtual void* AllocBytes(size_t bytes) = 0;
+  virtual void Free(void* p) = 0;
+  T* Alloc(int64_t n) { return static_cast<T*>(AllocBytes(sizeof(T) * static_cast<size_t>(n))); }
+  int32_t* AllocInt(int64_t n) {
+    return static_cast<int32_t*>(AllocBytes(sizeof(int32_t) * static_cast<size_t>(n)));
+  }
+  // Host -> device (asynchronous on CUDA with respect to the host only after the source is
+  // consumed: the host buffer may be reused when the call returns).
+  virtual void CopyToDevice(void* dst, const void* src, size_t bytes) = 0;
+  // Device -> host; waits for all earlier ops.
+  virtual void CopyToHost(void* dst, const void* src, size_t bytes) = 0;
+  // Device -> device.
+  virtual void CopyDevice(void* dst, const void* src, size_t bytes) = 0;
+  // Waits until all enqueued work is done.
+  virtual void Synchronize() = 0;
+
+  // ---- Elementwise ----------------------------------------------------------------------
+  virtual void Fill(T* x, int64_t n, T value) = 0;
+  // x *= alpha.
+  virtual void Scale(T* x, int64_t n, T alpha) = 0;
+  // out = a + b. `out` may alias `a` or `b` (residual add).
+  virtual void Add(const T* a, const T* b, T* out, int64_t n) = 0;
+  // y += alpha * x.
+  virtual void Axpy(T alpha, const T* x, T* y, int64_t n) = 0;
+
+  // ---- Matrix products ------------------------------------------------------------------
+  // C[M,N] = alpha * op(A) * op(B) + beta * C, row-major. op(A) is M x K: A is M x K (lda >= K)
+  // for kNo, K x M (lda >= M) for kYes; likewise op(B) is K x N. beta == 0 ignores C's contents.
+  virtual void Gemm(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda,
+                    const T* B, int ldb, T beta, T* C, int ldc) = 0;
+  // `batch` independent Gemms; matrix i uses A + i*stride_a, B + i*stride_b, C + i*stride_c.
+  virtual void GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A,
+                                  int lda, int64_t stride_a, const T* B, int ldb, int64_t stride_b,
+                                  T beta, T* C, int ldc, int64_t stride_c, int batch) = 0;
+
+  // x[r, c] += bias[c] for a rows x cols matrix.
+  virtual void AddBias(T* x, const T* bias, int64_t rows, int cols) = 0;
+  // dbias[c] += sum_r dy[r, c].
+  virtual void BiasBackward(const T* dy, int64_t rows, int cols, T* dbias) = 0;
+
+  // y[b, h, s, :] = x[b, s, h, :] for x of shape [B, S, H, D] (splits heads). With
+  // inverse = true, the reverse: y[b, s, h, :] = x[b, h, s, :] (merges heads).
+  virtual void PermuteHeads(const T* x, T* y, int B, int S, int H, int D, bool inverse) = 0;
+
+  // ---- Normalisation and activations ----------------------------------------------------
+  // Per row of x [rows, cols]: y = (x - mean) * rstd * gamma + beta with
+  // rstd = 1/sqrt(var + eps) (biased variance). Saves mean and rstd [rows] for backward.
+  virtual void LayerNormForward(const T* x, const T* gamma, const T* beta, int64_t rows, int cols,
+                                T eps, T* y, T* mean, T* rstd) = 0;
+  // dx (overwritten) from dy; dgamma, dbeta accumulate. `dx` may alias `dy`.
+  virtual void LayerNormBackward(const T* dy, const T* x, const T* gamma, const T* mean,
+                                 const T* rstd, int64_t rows, int cols, T* dx, T* dgamma,
+                                 T* dbeta) = 0;
+
+  // GELU, erf form: y = x * 0.5 * (1 + erf(x / sqrt(2))). `y` may alias `x`.
+  virtual void GeluForward(const T* x, T* y, int64_t n) = 0;
+  // dx = dy * gelu'(x). `dx` may alias `dy`.
+  virtual void GeluBackward(const T* x, const T* dy, T* dx, int64_t n) = 0;
+  // y = tanh(x) (BERT's pooler). `y` may alias `x`.
+  virtual void TanhForward(const T* x, T* y, int64_t n) = 0;
+  // dx = dy * (1 - y^2), from the forward output y. `dx` may alias `dy`.
+  virtual void TanhBackward(const T* y, const T* dy, T* dx, int64_t n) = 0;
+
+  // ---- Attention softmax ----------------------------------------------------------------
+  // For scores [B, H, Sq, Sk]: probs = softmax over k of (scale * scores) where key k of query q
+  // in batch b is masked out (probability exactly 0) if key_valid != nullptr and
+  // key_valid[b * Sk + k] == 0 (padding), or if causal and k > q. A row with every key masked
+  // gets all-zero probabilities. `probs` may alias `scores`.
+  virtual void SoftmaxForward(const T* scores, T* probs, int B, int H, int Sq, int Sk, T scale,
+                              const int32_t* key_valid, bool causal) = 0;
+  // dscores = scale * probs * (dprobs - sum_k probs * dprobs). `dscores` may alias `dprobs`.
+  virtual void SoftmaxBackward(const T* probs, const T* dprobs, T* dscores, int64_t rows, int Sk,
+                               T scale) = 0;
+
+  // ---- Dropout --------------------------------------------------------------------------
+  // y[i] = x[i] * keep(i) / (1 - rate), keep(i) drawn from Philox(key, i) with P(keep) = 1-rate.
+  // The same call on the gradient (same key, n) is the backward. rate == 0 copies. `y` may
+  // alias `x`.
+  virtual void Dropout(const T* x, T* y, int64_t n, float rate, const DropoutKey& key) = 0;
+
+  // ---- Embeddings and row gathers -------------------------------------------------------
+  // out[i, :] = table[ids[i], :] (accumulate: out[i, :] += ...), for n ids, rows of width d.
+  virtual void EmbeddingForward(const int32_t* ids, const T* table, int64_t n, int d, T* out,
+                                bool accumulate) = 0;
+  // dtable[ids[i], :] += dout[i, :]. Deterministic: rows with the same id are summed in
+  // increasing i order on every backend.
+  virtual void EmbeddingBackward(const int32_t* ids, const T* dout, int64_t n, int d,
+                                 T* dtable) = 0;
+  // dst[i, :] = src[idx[i], :] for i < m (masked-position gather).
+  virtual void GatherRows(const T* src, const int32_t* idx, int64_t m, int d, T* dst) = 0;
+  // dst[idx[i], :] += src[i, :] (backward of GatherRows; deterministic as EmbeddingBackward).
+  virtual void ScatterAddRows(const T* src, const int32_t* idx, int64_t m, int d, T* dst) = 0;
+
+  // ---- Loss -----------------------------------------------------------------------------
+  // Softmax cross-entropy of each row of logits [rows, V] against labels[rows]:
+  // losses[r] = logsumexp(logits[r]) - logits[r, labels[r]] (0 where labels[r] < 0).
+  // When dlogits != nullptr also writes the gradient of sum_r grad_scale * w[r] * losses[r]:
+  // dlogits[r] = grad_scale * w[r] * (softmax(logits[r]) - onehot(labels[r])), with w[r] = 1
+  // when weights == nullptr and 0 where labels[r] < 0. `dlogits` may alias `logits` (no
+  // probabilities are stored).
+  virtual void SoftmaxCrossEntropy(const T* logits, const int32_t* labels, const T* weights,
+                                   int64_t rows, int V, T* losses, T* dlogits, T grad_scale) = 0;
+
+  // ---- Reductions -----------------------------------------------------------------------
+  // *out = sum_i a[i] * b[i] (out is a device scalar; accumulated in double on the CPU, in
+  // fp32 with a tree reduction on the GPU). Dot(x, x) is the sum of squares for the grad norm.
+  virtual void Dot(const T* a, const T* b, int64_t n, T* out) = 0;
+};
+
+// The float backends available on this machine: always the CPU; CUDA when built with it and a
+// GPU is usable. Unavailable is returned with the reason ("no CUDA driver", "built without
+// CUDA") for kCuda otherwise.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Ops<float>>> MakeOps(DeviceKind device);
+
+// Whether MakeOps(kCuda) can succeed; when not, `reason` (if non-null) says why.
+bool CudaAvailable(std::string* reason = nullptr);
+
+}  // namespace headroom
+
+#endif  // HEADROOM_KERNELS_OPS_H_

@@ -1,0 +1,115 @@
+// Parameter layout and FLOP accounting; see parameter_layout.h for the order and names.
+#include "model/parameter_layout.h"
+
+#include <cassert>
+
+#include "absl/strings/str_cat.h"
+#include "config/load.h"
+
+namespace headroom {
+
+void ParameterLayout::Add(std::string name, std::vector<int64_t> shape, ParamInit init,
+                          bool decay, int layer) {
+  TensorSpec t;
+  t.name = std::move(name);
+  t.shape = std::move(shape);
+  t.numel = 1;
+  for (int64_t d : t.shape) t.numel *= d;
+  t.offset = total_;
+  t.init = init;
+  t.weight_decay = decay;
+  t.layer = layer;
+  total_ += t.numel;
+  index_[t.name] = tensors_.size();
+  tensors_.push_back(std::move(t));
+}
+
+std::string ParameterLayout::LayerPrefix(int layer) const {
+  return absl::StrCat(prefix_, "encoder.layer.", layer, ".");
+}
+
+const TensorSpec* ParameterLayout::Find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &tensors_[it->second];
+}
+
+const TensorSpec& ParameterLayout::Get(const std::string& name) const {
+  const TensorSpec* t = Find(name);
+  assert(t != nullptr && "unknown parameter name");
+  return *t;
+}
+
+ParameterLayout ParameterLayout::ForModel(const ModelConfig& m) {
+  ParameterLayout L;
+  const bool bert = m.objective() == ModelConfig::BERT;
+  L.prefix_ = bert ? "bert." : "lm.";
+  const int64_t d = m.d_model(), V = m.vocab_size(), P = m.max_positions();
+  const int64_t inner = static_cast<int64_t>(m.num_heads()) * HeadSize(m);
+  const int64_t ff = m.ffn_size();
+  constexpr ParamInit kN = ParamInit::kTruncatedNormal, kZ = ParamInit::kZeros,
+                      kO = ParamInit::kOnes;
+  const std::string& p = L.prefix_;
+
+  L.Add(p + "embeddings.word_embeddings.weight", {V, d}, kN, true, -1);
+  L.Add(p + "embeddings.position_embeddings.weight", {P, d}, kN, true, -1);
+  if (bert) L.Add(p + "embeddings.token_type_embeddings.weight", {m.type_vocab_size(), d}, kN, true, -1);
+  L.Add(p + "embeddings.LayerNorm.weight", {d}, kO, false, -1);
+  L.Add(p + "embeddings.LayerNorm.bias", {d}, kZ, false, -1);
+
+  for (int i = 0; i < m.num_layers(); ++i) {
+    const std::string lp = L.LayerPrefix(i);
+    for (const char* qkv : {"query", "key", "value"}) {
+      L.Add(absl::StrCat(lp, "attention.self.", qkv, ".weight"), {inner, d}, kN, true, i);
+      L.Add(absl::StrCat(lp, "attention.self.", qkv, ".bias"), {inner}, kZ, false, i);
+    }
+    L.Add(lp + "attention.output.dense.weight", {d, inner}, kN, true, i);
+    L.Add(lp + "attention.output.dense.bias", {d}, kZ, false, i);
+    L.Add(lp + "attention.output.LayerNorm.weight", {d}, kO, false, i);
+    L.Add(lp + "attention.output.LayerNorm.bias", {d}, kZ, false, i);
+    L.Add(lp + "intermediate.dense.weight", {ff, d}, kN, true, i);
+    L.Add(lp + "intermediate.dense.bias", {ff}, kZ, false, i);
+    L.Add(lp + "output.dense.weight", {d, ff}, kN, true, i);
+    L.Add(lp + "output.dense.bias", {d}, kZ, false, i);
+    L.Add(lp + "output.LayerNorm.weight", {d}, kO, false, i);
+    L.Add(lp + "output.LayerNorm.bias", {d}, kZ, false, i);
+  }
+
+  if (bert) {
+    L.Add("bert.pooler.dense.weight", {d, d}, kN, true, -1);
+    L.Add("bert.pooler.dense.bias", {d}, kZ, false, -1);
+    L.Add("cls.predictions.transform.dense.weight", {d, d}, kN, true, -1);
+    L.Add("cls.predictions.transform.dense.bias", {d}, kZ, false, -1);
+    L.Add("cls.predictions.transform.LayerNorm.weight", {d}, kO, false, -1);
+    L.Add("cls.predictions.transform.LayerNorm.bias", {d}, kZ, false, -1);
+    if (!m.tie_output_embedding()) L.Add("cls.predictions.decoder.weight", {V, d}, kN, true, -1);
+    L.Add("cls.predictions.bias", {V}, kZ, false, -1);
+    L.Add("cls.seq_relationship.weight", {2, d}, kN, true, -1);
+    L.Add("cls.seq_relationship.bias", {2}, kZ, false, -1);
+  } else {
+    if (!m.tie_output_embedding()) L.Add("lm.output.weight", {V, d}, kN, true, -1);
+    L.Add("lm.output.bias", {V}, kZ, false, -1);
+  }
+  return L;
+}
+
+double TrainingFlopsPerToken(const ModelConfig& m, int seq_length, int masked_per_seq) {
+  const double d = m.d_model(), V = m.vocab_size(), ff = m.ffn_size();
+  const double inner = static_cast<double>(m.num_heads()) * HeadSize(m);
+  const double S = seq_length;
+  // Multiply-adds per token in the forward pass.
+  double per_layer = 3 * d * inner   // Q, K, V projections
+                     + inner * d     // output projection
+                     + 2 * d * ff    // FFN
+                     + 2 * S * inner;  // scores QK^T and context PV
+  double macs = m.num_layers() * per_layer;
+  if (m.objective() == ModelConfig::BERT) {
+    double frac = S > 0 ? masked_per_seq / S : 0.0;
+    macs += frac * (d * d + d * V);       // MLM transform and decoder at masked positions
+    macs += S > 0 ? (d * d + 2 * d) / S : 0.0;  // pooler and NSP, once per sequence
+  } else {
+    macs += d * V;  // decoder at every position
+  }
+  return 6.0 * macs;  // 2 FLOPs per MAC, x3 for forward + backward
+}
+
+}  // namespace headroom

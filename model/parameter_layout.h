@@ -1,0 +1,87 @@
+// The parameter layout: every trainable tensor of a model, named, shaped, in one flat buffer.
+//
+// All parameters live in one contiguous fp32 buffer (gradients in a second one of the same
+// layout), so that the optimizer, the gradient all-reduce and checkpoints each see one array.
+// The order is fixed and documented, front to back:
+//
+//   embeddings (token, position, [token type], LayerNorm gain, bias),
+//   layer 0 .. layer L-1, each: query W,b; key W,b; value W,b; attention output W,b;
+//     attention LayerNorm gain,bias; intermediate W,b; output W,b; output LayerNorm gain,bias,
+//   heads: BERT pooler W,b; MLM transform W,b; MLM LayerNorm gain,bias; MLM output bias;
+//     NSP W,b.   Causal LM: output bias (and output W when the embedding is not tied).
+//
+// Names follow Hugging Face `BertForPreTraining` for BERT (so exported safetensors load there)
+// and the same scheme under `lm.` for the causal LM. Weights are stored as [out, in] (as
+// torch.nn.Linear), so a projection is y = x W^T + b.
+//
+// Example:
+//   ParameterLayout layout = ParameterLayout::ForModel(config.model());
+//   const TensorSpec& q = layout.Get("bert.encoder.layer.0.attention.self.query.weight");
+//   float* q_ptr = params + q.offset;   // q.shape == {heads * head_size, d_model}
+#ifndef HEADROOM_MODEL_PARAMETER_LAYOUT_H_
+#define HEADROOM_MODEL_PARAMETER_LAYOUT_H_
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "config/config.pb.h"
+
+namespace headroom {
+
+// How a tensor is initialised (BERT's scheme).
+enum class ParamInit {
+  kTruncatedNormal,  // N(0, initializer_range^2) truncated at 2 standard deviations
+  kZeros,            // biases
+  kOnes,             // LayerNorm gains
+};
+
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t offset = 0;  // in elements from the start of the flat buffer
+  int64_t numel = 0;
+  ParamInit init = ParamInit::kZeros;
+  bool weight_decay = false;  // false for biases and LayerNorm parameters
+  int layer = -1;             // transformer layer index, -1 for embeddings and heads
+};
+
+class ParameterLayout {
+ public:
+  // The layout of `model` (which must have passed ValidateConfig).
+  static ParameterLayout ForModel(const ModelConfig& model);
+
+  const std::vector<TensorSpec>& tensors() const { return tensors_; }
+  // Total number of parameters (elements of the flat buffer).
+  int64_t total() const { return total_; }
+  // The tensor named `name`, or nullptr.
+  const TensorSpec* Find(const std::string& name) const;
+  // The tensor named `name`; it must exist (asserted).
+  const TensorSpec& Get(const std::string& name) const;
+
+  // The name prefix of every tensor: "bert." or "lm.".
+  const std::string& prefix() const { return prefix_; }
+  // "bert.encoder.layer.3." (or "lm.encoder.layer.3.").
+  std::string LayerPrefix(int layer) const;
+
+ private:
+  void Add(std::string name, std::vector<int64_t> shape, ParamInit init, bool decay, int layer);
+
+  std::string prefix_;
+  std::vector<TensorSpec> tensors_;
+  std::unordered_map<std::string, size_t> index_;
+  int64_t total_ = 0;
+};
+
+// Model FLOPs of one training step (forward + backward = 3x forward, 2 FLOPs per multiply-add)
+// per token, counting every matrix product: Q/K/V/output projections, attention scores and
+// context (full S x S, also for the causal mask), FFN, and the output head (BERT: transform and
+// decoder at the `masked_per_seq` masked positions only, pooler and NSP once per sequence;
+// causal LM: the decoder at every position). Embedding lookups, LayerNorm, softmax and other
+// elementwise work are not counted (the usual MFU convention).
+double TrainingFlopsPerToken(const ModelConfig& model, int seq_length, int masked_per_seq);
+
+}  // namespace headroom
+
+#endif  // HEADROOM_MODEL_PARAMETER_LAYOUT_H_

@@ -1,0 +1,198 @@
+// Config loading: valid files load with defaults; each invalid case is rejected with one line
+// naming the file and the field.
+#include "config/load.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+
+namespace headroom {
+namespace {
+
+constexpr char kValidBert[] = R"pb(
+  model {
+    objective: BERT
+    vocab_size: 100
+    max_positions: 32
+    type_vocab_size: 2
+    num_layers: 2
+    d_model: 16
+    num_heads: 4
+    ffn_size: 32
+  }
+  data { seq_length: 16 max_predictions_per_seq: 3 }
+)pb";
+
+// Parses kValidBert with the text-format fields in `extra` merged over it.
+absl::StatusOr<ExperimentConfig> ParseWith(const std::string& extra) {
+  ExperimentConfig merged;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(kValidBert, &merged));
+  EXPECT_TRUE(google::protobuf::TextFormat::MergeFromString(extra, &merged)) << extra;
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(merged, &text);
+  return ParseConfig(text, "cfg.textproto");
+}
+
+// Expects `result` to fail with a message naming the file and `field`.
+void ExpectRejected(const absl::StatusOr<ExperimentConfig>& result, const std::string& field) {
+  ASSERT_FALSE(result.ok()) << "expected an error naming " << field;
+  const std::string msg(result.status().message());
+  EXPECT_NE(msg.find("cfg.textproto"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(field), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << "message must be one line: " << msg;
+}
+
+TEST(LoadConfigTest, ValidConfigGetsDocumentedDefaults) {
+  absl::StatusOr<ExperimentConfig> c = ParseWith("");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model().activation(), ModelConfig::GELU);
+  EXPECT_FLOAT_EQ(c->model().hidden_dropout(), 0.1f);
+  EXPECT_FLOAT_EQ(c->model().attention_dropout(), 0.1f);
+  EXPECT_FLOAT_EQ(c->model().layer_norm_epsilon(), 1e-12f);
+  EXPECT_TRUE(c->model().tie_output_embedding());
+  EXPECT_FLOAT_EQ(c->data().masked_lm_prob(), 0.15f);
+  EXPECT_EQ(c->train().optimizer().type(), OptimizerConfig::ADAMW);
+  EXPECT_EQ(HeadSize(c->model()), 4);
+  EXPECT_FALSE(IsFixedHeadSize(c->model()));
+}
+
+TEST(LoadConfigTest, ExplicitZeroDropoutIsKeptNotDefaulted) {
+  absl::StatusOr<ExperimentConfig> c = ParseWith("model { hidden_dropout: 0 }");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model().hidden_dropout(), 0.0f);
+}
+
+TEST(LoadConfigTest, UnknownFieldNamesFileLineAndField) {
+  absl::StatusOr<ExperimentConfig> c =
+      ParseConfig("name: \"x\"\nmodel {\n  num_hedas: 3\n}\n", "cfg.textproto");
+  ExpectRejected(c, "num_hedas");
+  EXPECT_NE(std::string(c.status().message()).find("cfg.textproto:3:"), std::string::npos)
+      << c.status();
+}
+
+TEST(LoadConfigTest, ZeroOrNegativeSizesAreRejected) {
+  ExpectRejected(ParseWith("model { num_layers: 0 }"), "model.num_layers");
+  ExpectRejected(ParseWith("model { d_model: -16 }"), "model.d_model");
+  ExpectRejected(ParseWith("model { num_heads: 0 }"), "model.num_heads");
+  ExpectRejected(ParseWith("model { vocab_size: 0 }"), "model.vocab_size");
+  ExpectRejected(ParseWith("model { ffn_size: -1 }"), "model.ffn_size");
+  ExpectRejected(ParseWith("model { max_positions: 0 }"), "model.max_positions");
+  ExpectRejected(ParseWith("model { head_size: -2 }"), "model.head_size");
+}
+
+TEST(LoadConfigTest, StandardHeadSizeNeedsHeadsDividingDModel) {
+  absl::StatusOr<ExperimentConfig> c = ParseWith("model { num_heads: 3 }");
+  ExpectRejected(c, "model.head_size");
+  EXPECT_NE(std::string(c.status().message()).find("does not divide"), std::string::npos);
+}
+
+TEST(LoadConfigTest, FixedHeadSizeAllowsHeadsNotDividingDModel) {
+  absl::StatusOr<ExperimentConfig> c = ParseWith("model { num_heads: 3 head_size: 7 }");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(HeadSize(c->model()), 7);
+  EXPECT_TRUE(IsFixedHeadSize(c->model()));
+}
+
+TEST(LoadConfigTest, ObjectiveMustBeSet) {
+  ExpectRejected(ParseConfig("model { vocab_size: 3 }", "cfg.textproto"), "model.objective");
+}
+
+TEST(LoadConfigTest, TokenTypesMatchObjective) {
+  ExpectRejected(ParseWith("model { type_vocab_size: 0 }"), "model.type_vocab_size");
+  ExpectRejected(ParseWith("model { objective: CAUSAL_LM }"), "model.type_vocab_size");
+}
+
+TEST(LoadConfigTest, RatesOutOfRangeAreRejected) {
+  ExpectRejected(ParseWith("model { hidden_dropout: 1.0 }"), "model.hidden_dropout");
+  ExpectRejected(ParseWith("model { attention_dropout: -0.1 }"), "model.attention_dropout");
+  ExpectRejected(ParseWith("model { layer_norm_epsilon: 0 }"), "model.layer_norm_epsilon");
+  ExpectRejected(ParseWith("data { masked_lm_prob: 0 }"), "data.masked_lm_prob");
+  ExpectRejected(ParseWith("train { optimizer { beta2: 1.5 } }"), "train.optimizer.beta2");
+}
+
+TEST(LoadConfigTest, SequenceLongerThanPositionsIsRejected) {
+  ExpectRejected(ParseWith("data { seq_length: 33 }"), "data.seq_length");
+  ExpectRejected(ParseWith("data { max_predictions_per_seq: 17 }"),
+                 "data.max_predictions_per_seq");
+  ExpectRejected(ParseWith("train { phases { steps: 1 seq_length: 64 } }"),
+                 "train.phases[0].seq_length");
+}
+
+TEST(LoadConfigTest, BatchSizesMustDivide) {
+  ExpectRejected(ParseWith("train { global_batch_size: 10 micro_batch_size: 4 }"),
+                 "train.micro_batch_size");
+}
+
+TEST(LoadConfigTest, PrecisionMustBeKnown) {
+  ExpectRejected(ParseWith("train { precision: \"fp8\" }"), "train.precision");
+}
+
+TEST(OverrideTest, SetsNestedScalarEnumAndString) {
+  absl::StatusOr<ExperimentConfig> c = ParseConfig(
+      kValidBert, "cfg.textproto",
+      {"model.num_heads=8", "model.objective=BERT", "data.vocab_file=/tmp/v.txt",
+       "train.optimizer.type=LAMB"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model().num_heads(), 8);
+  EXPECT_EQ(c->data().vocab_file(), "/tmp/v.txt");
+  EXPECT_EQ(c->train().optimizer().type(), OptimizerConfig::LAMB);
+}
+
+TEST(OverrideTest, OverrideIsValidatedLikeTheFile) {
+  absl::StatusOr<ExperimentConfig> c =
+      ParseConfig(kValidBert, "cfg.textproto", {"model.num_heads=5"});
+  ExpectRejected(c, "model.head_size");
+}
+
+TEST(OverrideTest, UnknownFieldNamesTheFlag) {
+  ExperimentConfig c;
+  absl::Status s = ApplyOverride(c, "model.num_hedas=3");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.message()).find("--set model.num_hedas=3"), std::string::npos);
+  EXPECT_NE(std::string(s.message()).find("num_hedas"), std::string::npos);
+}
+
+TEST(OverrideTest, BadValueAndMissingEqualsAreErrors) {
+  ExperimentConfig c;
+  EXPECT_FALSE(ApplyOverride(c, "model.num_heads=many").ok());
+  EXPECT_FALSE(ApplyOverride(c, "model.num_heads").ok());
+  EXPECT_FALSE(ApplyOverride(c, "model.num_heads.x=1").ok());
+}
+
+TEST(LoadConfigTest, MissingFileNamesThePath) {
+  absl::StatusOr<ExperimentConfig> c = LoadConfig("/nonexistent/x.textproto");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(std::string(c.status().message()).find("/nonexistent/x.textproto"),
+            std::string::npos);
+}
+
+TEST(LoadConfigTest, NameDefaultsToFileStem) {
+  std::filesystem::path p = std::filesystem::temp_directory_path() / "headroom_tiny.textproto";
+  std::ofstream(p) << kValidBert;
+  absl::StatusOr<ExperimentConfig> c = LoadConfig(p.string());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->name(), "headroom_tiny");
+  std::filesystem::remove(p);
+}
+
+// Every shipped config loads and validates.
+TEST(LoadConfigTest, ShippedConfigsAreValid) {
+  const char* src = std::getenv("HEADROOM_SOURCE_DIR");
+  if (src == nullptr) GTEST_SKIP() << "HEADROOM_SOURCE_DIR not set (ctest sets it)";
+  int n = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(
+           std::filesystem::path(src) / "configs")) {
+    if (e.path().extension() != ".textproto") continue;
+    absl::StatusOr<ExperimentConfig> c = LoadConfig(e.path().string());
+    EXPECT_TRUE(c.ok()) << c.status();
+    ++n;
+  }
+  EXPECT_GE(n, 30);
+}
+
+}  // namespace
+}  // namespace headroom

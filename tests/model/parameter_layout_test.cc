@@ -1,0 +1,156 @@
+// Parameter counts against the paper's tables and an independent closed-form count; FLOPs per
+// token against a hand computation.
+#include "model/parameter_layout.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+
+#include "config/load.h"
+#include "gtest/gtest.h"
+
+namespace headroom {
+namespace {
+
+// Closed-form parameter count of the full pre-training model, written from the paper's
+// description rather than from the layout code.
+int64_t ClosedFormBert(int64_t L, int64_t d, int64_t h, int64_t dp, int64_t ff, int64_t V = 30522,
+                       int64_t P = 512, int64_t T = 2) {
+  const int64_t hp = h * dp;
+  const int64_t embeddings = V * d + P * d + T * d + 2 * d;
+  const int64_t attention = 3 * (d * hp + hp) + (hp * d + d) + 2 * d;
+  const int64_t ffn = (d * ff + ff) + (ff * d + d) + 2 * d;
+  const int64_t pooler = d * d + d;
+  const int64_t mlm = d * d + d + 2 * d + V;  // transform dense, LayerNorm, output bias
+  const int64_t nsp = 2 * d + 2;
+  return embeddings + L * (attention + ffn) + pooler + mlm + nsp;
+}
+
+ModelConfig Bert(int L, int d, int h, int dp, int ff) {
+  ModelConfig m;
+  m.set_objective(ModelConfig::BERT);
+  m.set_vocab_size(30522);
+  m.set_max_positions(512);
+  m.set_type_vocab_size(2);
+  m.set_num_layers(L);
+  m.set_d_model(d);
+  m.set_num_heads(h);
+  m.set_head_size(dp);
+  m.set_ffn_size(ff);
+  m.set_tie_output_embedding(true);
+  return m;
+}
+
+TEST(ParameterLayoutTest, BertBaseAndLargeExactCounts) {
+  // Hugging Face BertForPreTraining: bert-base-uncased 110,106,428; bert-large 336,226,108.
+  EXPECT_EQ(ParameterLayout::ForModel(Bert(12, 768, 12, 0, 3072)).total(), 110106428);
+  EXPECT_EQ(ParameterLayout::ForModel(Bert(24, 1024, 16, 0, 4096)).total(), 336226108);
+}
+
+TEST(ParameterLayoutTest, MatchesClosedFormForFixedHeadSizes) {
+  for (int h : {1, 3, 8, 12, 32}) {
+    for (int dp : {16, 32, 128, 200}) {
+      EXPECT_EQ(ParameterLayout::ForModel(Bert(2, 512, h, dp, 4096)).total(),
+                ClosedFormBert(2, 512, h, dp, 4096))
+          << "h=" << h << " dp=" << dp;
+    }
+  }
+}
+
+TEST(ParameterLayoutTest, CausalLmHasNoTokenTypesPoolerOrNsp) {
+  ModelConfig m = Bert(6, 256, 16, 32, 1024);
+  m.set_objective(ModelConfig::CAUSAL_LM);
+  m.set_type_vocab_size(0);
+  m.set_vocab_size(32000);
+  m.set_max_positions(256);
+  const int64_t d = 256, hp = 16 * 32, ff = 1024, V = 32000, P = 256;
+  const int64_t expected = V * d + P * d + 2 * d +
+                           6 * (3 * (d * hp + hp) + hp * d + d + 2 * d + d * ff + ff + ff * d +
+                                d + 2 * d) +
+                           V;  // output bias; decoder tied
+  ParameterLayout layout = ParameterLayout::ForModel(m);
+  EXPECT_EQ(layout.total(), expected);
+  EXPECT_EQ(layout.Find("lm.embeddings.token_type_embeddings.weight"), nullptr);
+  m.set_tie_output_embedding(false);
+  EXPECT_EQ(ParameterLayout::ForModel(m).total(), expected + V * d);
+}
+
+TEST(ParameterLayoutTest, TensorsAreContiguousUniqueAndHfNamed) {
+  ParameterLayout layout = ParameterLayout::ForModel(Bert(2, 64, 3, 20, 128));
+  int64_t offset = 0;
+  std::set<std::string> names;
+  for (const TensorSpec& t : layout.tensors()) {
+    EXPECT_EQ(t.offset, offset) << t.name;
+    offset += t.numel;
+    EXPECT_TRUE(names.insert(t.name).second) << "duplicate " << t.name;
+    bool is_norm_or_bias = t.name.find("LayerNorm") != std::string::npos ||
+                           t.name.ends_with(".bias");
+    EXPECT_EQ(t.weight_decay, !is_norm_or_bias) << t.name;
+  }
+  EXPECT_EQ(offset, layout.total());
+  const TensorSpec& q = layout.Get("bert.encoder.layer.1.attention.self.query.weight");
+  EXPECT_EQ(q.shape, (std::vector<int64_t>{60, 64}));
+  EXPECT_EQ(q.layer, 1);
+  EXPECT_EQ(layout.Get("bert.encoder.layer.0.attention.output.dense.weight").shape,
+            (std::vector<int64_t>{64, 60}));
+  EXPECT_NE(layout.Find("cls.predictions.bias"), nullptr);
+  EXPECT_NE(layout.Find("cls.seq_relationship.weight"), nullptr);
+  EXPECT_EQ(layout.Find("cls.predictions.decoder.weight"), nullptr);  // tied
+}
+
+// The paper's tables give counts in millions; each config file must round to them.
+TEST(ParameterLayoutTest, PaperConfigsReproduceTableCounts) {
+  const char* src = std::getenv("HEADROOM_SOURCE_DIR");
+  if (src == nullptr) GTEST_SKIP() << "HEADROOM_SOURCE_DIR not set (ctest sets it)";
+  struct Row {
+    const char* file;
+    int millions;
+    int L, d, h, dp, ff;
+  };
+  const Row rows[] = {
+      {"bert_std_d1024_h8", 336, 24, 1024, 8, 128, 4096},
+      {"bert_std_d1024_h16", 336, 24, 1024, 16, 64, 4096},
+      {"bert_std_d1024_h32", 336, 24, 1024, 32, 32, 4096},
+      {"bert_fixed_d512_h8_p128", 168, 24, 512, 8, 128, 4096},
+      {"bert_fixed_d512_h12_p128", 193, 24, 512, 12, 128, 4096},
+      {"bert_fixed_d512_h16_p128", 218, 24, 512, 16, 128, 4096},
+      {"bert_fixed_d512_h32_p128", 319, 24, 512, 32, 128, 4096},
+      {"bert_fixed_d512_h8_p32", 130, 24, 512, 8, 32, 4096},
+      {"bert_fixed_d512_h8_p64", 142, 24, 512, 8, 64, 4096},
+      {"bert_fixed_d512_h8_p256", 218, 24, 512, 8, 256, 4096},
+      {"bert_fixed_d768_h8_p128", 214, 24, 768, 8, 128, 3072},
+      {"bert_fixed_d768_h12_p128", 252, 24, 768, 12, 128, 3072},
+      {"bert_fixed_d768_h16_p128", 290, 24, 768, 16, 128, 3072},
+      {"bert_fixed_d768_h20_p128", 327, 24, 768, 20, 128, 3072},
+  };
+  for (const Row& r : rows) {
+    std::string path = std::string(src) + "/configs/paper/" + r.file + ".textproto";
+    absl::StatusOr<ExperimentConfig> c = LoadConfig(path);
+    ASSERT_TRUE(c.ok()) << c.status();
+    int64_t n = ParameterLayout::ForModel(c->model()).total();
+    EXPECT_EQ(n, ClosedFormBert(r.L, r.d, r.h, r.dp, r.ff)) << r.file;
+    EXPECT_EQ(std::lround(n / 1e6), r.millions) << r.file << ": " << n;
+  }
+  absl::StatusOr<ExperimentConfig> base = LoadConfig(std::string(src) + "/configs/paper/bert_base.textproto");
+  ASSERT_TRUE(base.ok()) << base.status();
+  EXPECT_EQ(ParameterLayout::ForModel(base->model()).total(), 110106428);
+  absl::StatusOr<ExperimentConfig> large = LoadConfig(std::string(src) + "/configs/paper/bert_large.textproto");
+  ASSERT_TRUE(large.ok()) << large.status();
+  EXPECT_EQ(ParameterLayout::ForModel(large->model()).total(), 336226108);
+}
+
+TEST(FlopsTest, HandComputedTinyBertAndLm) {
+  // BERT L=1 d=4 h=2 dp=3 ff=8 V=10, S=5, 2 masked per sequence. MACs per token:
+  // layer: 3*4*6 + 6*4 + 2*4*8 + 2*5*6 = 72 + 24 + 64 + 60 = 220;
+  // MLM head: (2/5) * (16 + 40) = 22.4; pooler+NSP: (16 + 8) / 5 = 4.8. Total 247.2 -> x6.
+  ModelConfig m = Bert(1, 4, 2, 3, 8);
+  m.set_vocab_size(10);
+  EXPECT_NEAR(TrainingFlopsPerToken(m, 5, 2), 6 * 247.2, 1e-9);
+  // Causal LM: layer 220 + decoder 40 = 260 MACs.
+  m.set_objective(ModelConfig::CAUSAL_LM);
+  EXPECT_NEAR(TrainingFlopsPerToken(m, 5, 0), 6 * 260.0, 1e-9);
+}
+
+}  // namespace
+}  // namespace headroom

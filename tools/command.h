@@ -1,0 +1,29 @@
+// The `headroom` command's subcommands (like git): each is a function over its positional
+// arguments, with its own absl flags defined in its own .cc file.
+//
+// tools/headroom.cc holds the table of commands; to add one, write `int RunFoo(const
+// CommandArgs&)` in tools/foo_command.cc, declare it here and add a row to the table.
+#ifndef HEADROOM_TOOLS_COMMAND_H_
+#define HEADROOM_TOOLS_COMMAND_H_
+
+#include <string>
+#include <vector>
+
+namespace headroom {
+
+struct CommandArgs {
+  // Positional arguments after the command name (flags removed).
+  std::vector<std::string> positional;
+  // Every `--set FIELD=VALUE` given, in order (config overrides; see config/load.h).
+  std::vector<std::string> overrides;
+};
+
+// Each returns the process exit code. Errors are printed as one line on stderr.
+int RunParams(const CommandArgs& args);
+
+// Prints "headroom <command>: <message>" to stderr and returns 1 (for `return Fail(...)`).
+int Fail(const std::string& command, const std::string& message);
+
+}  // namespace headroom
+
+#endif  // HEADROOM_TOOLS_COMMAND_H_

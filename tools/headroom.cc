@@ -1,0 +1,103 @@
+// `headroom <command> [flags] [args]`: the one binary. Dispatches to the command table below;
+// `headroom --help` lists the commands and `headroom <command> --help` shows one command's
+// usage and flags. `--set FIELD=VALUE` (repeatable) overrides any config field.
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "tools/command.h"
+
+namespace headroom {
+namespace {
+
+struct CommandInfo {
+  const char* name;
+  const char* summary;
+  const char* usage;
+  const char* source;  // file defining the command's flags, for per-command --help
+  int (*run)(const CommandArgs&);
+};
+
+const CommandInfo kCommands[] = {
+    {"params", "parameter counts and training FLOPs per token of configs",
+     "headroom params [--format=table|csv] [--set FIELD=VALUE]... CONFIG.textproto...",
+     "tools/params_command.cc", RunParams},
+};
+
+void PrintTopHelp() {
+  std::printf(
+      "headroom: distributed pre-training of transformers with fixed head size attention\n"
+      "(Bhojanapalli et al., Low-Rank Bottleneck in Multi-head Attention Models, ICML 2020).\n\n"
+      "usage: headroom <command> [flags] [args]\n\ncommands:\n");
+  for (const CommandInfo& c : kCommands) std::printf("  %-14s %s\n", c.name, c.summary);
+  std::printf(
+      "\n`headroom <command> --help` shows a command's usage and flags.\n"
+      "Every command that reads a config accepts --set FIELD=VALUE (repeatable), e.g.\n"
+      "  headroom params configs/paper/bert_large.textproto --set model.num_heads=32\n");
+}
+
+void PrintCommandHelp(const CommandInfo& c) {
+  std::printf("headroom %s: %s\n\nusage: %s\n\nflags:\n", c.name, c.summary, c.usage);
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (!absl::EndsWith(flag->Filename(), c.source)) continue;
+    std::printf("  --%s (%s; default: %s)\n", std::string(name).c_str(), flag->Help().c_str(),
+                flag->DefaultValue().c_str());
+  }
+  std::printf("  --set FIELD=VALUE (override a config field; repeatable)\n");
+}
+
+}  // namespace
+
+int Fail(const std::string& command, const std::string& message) {
+  std::fprintf(stderr, "headroom %s: %s\n", command.c_str(), message.c_str());
+  return 1;
+}
+
+}  // namespace headroom
+
+int main(int argc, char** argv) {
+  using headroom::CommandInfo;
+  absl::SetProgramUsageMessage("headroom <command> [flags] [args]; see headroom --help");
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+      !std::strcmp(argv[1], "help")) {
+    headroom::PrintTopHelp();
+    return argc < 2 ? 2 : 0;
+  }
+  const CommandInfo* cmd = nullptr;
+  for (const CommandInfo& c : headroom::kCommands) {
+    if (!std::strcmp(argv[1], c.name)) cmd = &c;
+  }
+  if (cmd == nullptr) {
+    std::fprintf(stderr, "headroom: unknown command '%s'; run `headroom --help` for the list\n",
+                 argv[1]);
+    return 2;
+  }
+  // Pull out --set (repeatable, values may contain commas) and --help before absl parses.
+  headroom::CommandArgs args;
+  std::vector<char*> rest = {argv[0]};
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      headroom::PrintCommandHelp(*cmd);
+      return 0;
+    }
+    if (a == "--set" || a == "-set") {
+      if (i + 1 >= argc) return headroom::Fail(cmd->name, "--set needs FIELD=VALUE");
+      args.overrides.push_back(argv[++i]);
+    } else if (absl::StartsWith(a, "--set=")) {
+      args.overrides.push_back(a.substr(6));
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  std::vector<char*> positional = absl::ParseCommandLine(static_cast<int>(rest.size()), rest.data());
+  for (size_t i = 1; i < positional.size(); ++i) args.positional.push_back(positional[i]);
+  return cmd->run(args);
+}
