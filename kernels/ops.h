@@ -47,6 +47,18 @@ struct DropoutKey {
   uint32_t site = 0;  // which dropout within the layer (attention probs, attention out, ffn out)
 };
 
+// Hyper-parameters of one optimizer update (trainer/ fills them per step and tensor range).
+struct OptimizerStep {
+  float lr = 0;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-6f;
+  float weight_decay = 0;       // decoupled: w -= lr * weight_decay * w (0 for LayerNorm/bias)
+  bool bias_correction = false; // divide m, v by (1 - beta^step); Google BERT's Adam has none
+  int64_t step = 1;             // 1-based optimizer step, for bias correction
+  float grad_scale = 1;         // gradients are multiplied by this first (clipping, averaging)
+};
+
 template <typename T>
 class Ops {
  public:
@@ -162,6 +174,16 @@ class Ops {
   // *out = sum_i a[i] * b[i] (out is a device scalar; accumulated in double on the CPU, in
   // fp32 with a tree reduction on the GPU). Dot(x, x) is the sum of squares for the grad norm.
   virtual void Dot(const T* a, const T* b, int64_t n, T* out) = 0;
+
+  // ---- Optimizers (fp32 master weights and moments, updated in place) ---------------------
+  // AdamW over n elements: g' = grad_scale * g; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
+  // u = m_hat / (sqrt(v_hat) + eps) + weight_decay * w; w -= lr * u, where m_hat, v_hat are
+  // m, v divided by (1 - b^step) when bias_correction, else m, v themselves.
+  virtual void AdamW(T* w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s) = 0;
+  // LAMB over ONE tensor of n elements: u as in AdamW, then w -= lr * r * u with trust ratio
+  // r = ||w|| / ||u|| (r = 1 when either norm is 0). `scratch` holds n elements.
+  virtual void Lamb(T* w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s,
+                    T* scratch) = 0;
 };
 
 // The float backends available on this machine: always the CPU; CUDA when built with it and a
