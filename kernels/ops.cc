@@ -1,18 +1,49 @@
 // Backend selection: MakeOps and CudaAvailable (see ops.h).
+//
+// The CPU backend is always built. The CUDA backend (kernels/cuda/) is compiled only with
+// HEADROOM_CUDA, and defines the two hooks declared below; this file never includes CUDA headers.
 #include "kernels/ops.h"
 
+#include <memory>
+#include <string>
+
 #include "absl/status/status.h"
+#include "kernels/cpu/cpu_ops.h"
 
 namespace headroom {
 
+#ifdef HEADROOM_HAVE_CUDA
+// ---- CUDA hooks: defined in kernels/cuda/ (CudaOps). ----------------------------------------
+// Creates the CUDA backend on the current device (fails with the reason when unusable).
+absl::StatusOr<std::unique_ptr<Ops<float>>> MakeCudaOps();
+// Whether a CUDA device is usable; when not, `reason` (if non-null) says why.
+bool CudaDeviceAvailable(std::string* reason);
+#endif
+
 bool CudaAvailable(std::string* reason) {
-  if (reason) *reason = "the CUDA backend is not implemented yet";
+#ifdef HEADROOM_HAVE_CUDA
+  return CudaDeviceAvailable(reason);
+#else
+  if (reason) *reason = "built without CUDA (HEADROOM_CUDA=OFF)";
   return false;
+#endif
 }
 
 absl::StatusOr<std::unique_ptr<Ops<float>>> MakeOps(DeviceKind device) {
-  (void)device;
-  return absl::UnimplementedError("no backend is implemented yet");
+  switch (device) {
+    case DeviceKind::kCpu:
+      return std::unique_ptr<Ops<float>>(std::make_unique<CpuOps<float>>());
+    case DeviceKind::kCuda: {
+#ifdef HEADROOM_HAVE_CUDA
+      std::string reason;
+      if (!CudaDeviceAvailable(&reason)) return absl::UnavailableError(reason);
+      return MakeCudaOps();
+#else
+      return absl::UnavailableError("CUDA backend unavailable: built without CUDA");
+#endif
+    }
+  }
+  return absl::InvalidArgumentError("unknown device kind");
 }
 
 }  // namespace headroom

@@ -1,0 +1,68 @@
+// Fused softmax cross-entropy: loss per row and, optionally, the logits gradient, in one kernel.
+//
+// One block per row (V = 30522 or 32000 logits: ~60 per thread at 512 threads): block max,
+// block sum of exp(logit - max), loss = max + log(sum) - logit[label]; then the gradient
+// coef * (exp(logit - max) / sum - onehot) is written straight from the logits, so no
+// probability matrix exists. The label's logit is read by thread 0 before the first barrier of
+// the reductions, so dlogits may overwrite logits. Same formulas as
+// kernels/cpu/cross_entropy.cc; rows with label < 0 have loss 0 and zero gradient. Reductions
+// are fixed trees (deterministic); sums are fp32 (the CPU uses double: a relative difference of
+// ~1e-7 * log V).
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launch.h"
+
+namespace headroom::cuda {
+namespace {
+
+constexpr int kBlock = 512;
+
+// No __restrict__ on logits/dlogits: they may alias.
+__global__ void cross_entropy_kernel(const float* logits, const int32_t* __restrict__ labels,
+                                     const float* __restrict__ weights, int V,
+                                     float* __restrict__ losses, float* dlogits, float grad_scale) {
+  __shared__ float shared[kWarpSize];
+  __shared__ float label_logit;
+  const int64_t row = blockIdx.x;
+  const float* x = logits + row * V;
+  const int32_t label = labels[row];
+  if (label < 0 || label >= V) {  // no target (>= V is invalid input: treated alike, no OOB read)
+    if (threadIdx.x == 0) losses[row] = 0.0f;
+    if (dlogits != nullptr) {
+      for (int c = threadIdx.x; c < V; c += blockDim.x) dlogits[row * V + c] = 0.0f;
+    }
+    return;  // the whole block returns: no barrier is left waiting
+  }
+  if (threadIdx.x == 0) label_logit = x[label];
+  float mx = -INFINITY;
+  for (int c = threadIdx.x; c < V; c += blockDim.x) mx = fmaxf(mx, x[c]);
+  mx = BlockMax(mx, shared);  // its barriers also publish label_logit
+  float sum = 0.0f;
+  for (int c = threadIdx.x; c < V; c += blockDim.x) sum += expf(x[c] - mx);
+  sum = BlockSum(sum, shared);
+  if (threadIdx.x == 0) losses[row] = (mx + logf(sum)) - label_logit;
+  if (dlogits == nullptr) return;
+  const float coef = grad_scale * (weights != nullptr ? weights[row] : 1.0f);
+  const float inv_sum = 1.0f / sum;
+  float* dx = dlogits + row * V;
+  for (int c = threadIdx.x; c < V; c += blockDim.x) {
+    const float p = coef * (expf(x[c] - mx) * inv_sum);
+    dx[c] = c == label ? p - coef : p;
+  }
+}
+
+}  // namespace
+
+void LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
+                               int64_t rows, int V, float* losses, float* dlogits, float grad_scale,
+                               const LaunchContext& ctx) {
+  if (rows <= 0) return;
+  if (V <= 0) {
+    LaunchFill(losses, rows, 0.0f, ctx);
+    return;
+  }
+  cross_entropy_kernel<<<static_cast<unsigned>(rows), kBlock, 0, ctx.stream>>>(
+      logits, labels, weights, V, losses, dlogits, grad_scale);
+  HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+}
+
+}  // namespace headroom::cuda

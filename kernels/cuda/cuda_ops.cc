@@ -1,0 +1,402 @@
+// CudaOps: construction, memory and transfers, and the op methods, each a thin call of its
+// launcher (the kernels are in the .cu file of their family; see launch.h).
+//
+// Transfers: CopyToDevice waits for its copy so that the host buffer may be reused on return
+// even when it is pinned (cudaMemcpyAsync returns early from pinned memory); CopyToHost waits
+// because the caller reads the result. Alloc and Free synchronise too (they are never inside a
+// step). Everything else is asynchronous on the object's stream.
+#include "kernels/cuda/cuda_ops.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda/cuda_backend.h"
+
+namespace headroom {
+namespace {
+
+bool EnvFlag(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && v[0] != '\0' && std::string(v) != "0";
+}
+
+}  // namespace
+
+// ---- DeviceScratch (launch.h) ---------------------------------------------------------------
+
+namespace cuda {
+
+DeviceScratch::~DeviceScratch() {
+  if (ptr_ != nullptr) cudaFree(ptr_);
+}
+
+void* DeviceScratch::Ensure(size_t bytes, const LaunchContext& ctx) {
+  if (ptr_ != nullptr && bytes <= capacity_) return ptr_;
+  size_t want = bytes > 2 * capacity_ ? bytes : 2 * capacity_;
+  want = (want + 255) / 256 * 256;
+  if (ptr_ != nullptr) {
+    // The old buffer may still be read by queued kernels.
+    HR_CUDA_CHECK(*ctx.err, cudaStreamSynchronize(ctx.stream));
+    HR_CUDA_CHECK(*ctx.err, cudaFree(ptr_));
+    ptr_ = nullptr;
+    capacity_ = 0;
+  }
+  if (!HR_CUDA_CHECK(*ctx.err, cudaMalloc(&ptr_, want))) {
+    ptr_ = nullptr;
+    return nullptr;
+  }
+  capacity_ = want;
+  ++growths_;
+  return ptr_;
+}
+
+}  // namespace cuda
+
+// ---- Options, availability, construction ----------------------------------------------------
+
+absl::StatusOr<cuda::GemmPrecision> ParseGemmPrecision(absl::string_view name) {
+  if (name == "fp32") return cuda::GemmPrecision::kFp32;
+  if (name == "tf32") return cuda::GemmPrecision::kTf32;
+  if (name == "bf16") return cuda::GemmPrecision::kBf16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown GEMM precision \"", name, "\": expected fp32, tf32 or bf16"));
+}
+
+absl::StatusOr<CudaOpsOptions> CudaOpsOptions::FromEnvironment() {
+  CudaOpsOptions options;
+  options.sync_after_each_op = EnvFlag("HEADROOM_CUDA_SYNC");
+  options.abort_on_error = EnvFlag("HEADROOM_CUDA_ABORT_ON_ERROR");
+  if (const char* p = std::getenv("HEADROOM_CUDA_GEMM_PRECISION"); p != nullptr && p[0] != '\0') {
+    absl::StatusOr<cuda::GemmPrecision> precision = ParseGemmPrecision(p);
+    if (!precision.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("HEADROOM_CUDA_GEMM_PRECISION: ", precision.status().message()));
+    }
+    options.gemm_precision = *precision;
+  }
+  return options;
+}
+
+bool CudaDeviceAvailable(std::string* reason) {
+  // Asked once: the answer cannot change within a process, and every call would pay the
+  // runtime's initialisation attempt again.
+  static const std::string* const kWhyNot = [] {
+    int count = 0;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+      return new std::string(
+          absl::StrCat("no usable CUDA device: cudaGetDeviceCount failed: ", cuda::ErrorText(e)));
+    }
+    if (count <= 0) return new std::string("no CUDA device found");
+    return new std::string();
+  }();
+  if (kWhyNot->empty()) return true;
+  if (reason != nullptr) *reason = *kWhyNot;
+  return false;
+}
+
+absl::StatusOr<std::unique_ptr<Ops<float>>> MakeCudaOps() {
+  absl::StatusOr<CudaOpsOptions> options = CudaOpsOptions::FromEnvironment();
+  if (!options.ok()) return options.status();
+  absl::StatusOr<std::unique_ptr<CudaOps>> ops = CudaOps::Create(*options);
+  if (!ops.ok()) return ops.status();
+  return std::unique_ptr<Ops<float>>(std::move(*ops));
+}
+
+CudaOps::CudaOps(const CudaOpsOptions& options)
+    : options_(options), gemm_precision_(options.gemm_precision) {
+  err_.set_abort_on_error(options.abort_on_error);
+}
+
+absl::StatusOr<std::unique_ptr<CudaOps>> CudaOps::Create(const CudaOpsOptions& options) {
+  std::string why_not;
+  if (!CudaDeviceAvailable(&why_not)) return absl::UnavailableError(why_not);
+  std::unique_ptr<CudaOps> ops(new CudaOps(options));
+  absl::Status s = ops->Init();
+  if (!s.ok()) return s;
+  return ops;
+}
+
+absl::Status CudaOps::Init() {
+  if (HR_CUDA_CHECK(err_, cudaSetDevice(options_.device)) &&
+      HR_CUDA_CHECK(err_, cudaStreamCreate(&stream_))) {
+    gemm_ = std::make_unique<cuda::GemmRunner>();
+    if (gemm_->Init(options_.gemm_workspace_bytes, ctx()) &&
+        HR_CUDA_CHECK(err_, cudaMalloc(reinterpret_cast<void**>(&partials_),
+                                       sizeof(float) * cuda::kDotMaxBlocks)) &&
+        HR_CUDA_CHECK(err_, cudaMalloc(reinterpret_cast<void**>(&norms_), sizeof(float) * 2)) &&
+        HR_CUDA_CHECK(err_, cudaMalloc(reinterpret_cast<void**>(&colsum_scratch_),
+                                       sizeof(float) * cuda::kColumnSumScratchFloats))) {
+      return absl::OkStatus();
+    }
+  }
+  return absl::InternalError(absl::StrCat("CUDA backend setup: ", err_.first_error()));
+}
+
+CudaOps::~CudaOps() {
+  // Errors here are not actionable (and may repeat an earlier fault); ignore them.
+  if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+  gemm_.reset();  // its handles are bound to the stream: destroy them first
+  if (partials_ != nullptr) cudaFree(partials_);
+  if (norms_ != nullptr) cudaFree(norms_);
+  if (colsum_scratch_ != nullptr) cudaFree(colsum_scratch_);
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+absl::Status CudaOps::status() const {
+  if (err_.ok()) return absl::OkStatus();
+  return absl::InternalError(err_.first_error());
+}
+
+void CudaOps::AfterOp(const char* op) {
+  if (!options_.sync_after_each_op) return;
+  const cudaError_t e = cudaStreamSynchronize(stream_);
+  if (e != cudaSuccess) err_.Record(op, cuda::ErrorText(e), __FILE__, __LINE__);
+}
+
+// ---- Memory and transfers ---------------------------------------------------------------------
+
+void* CudaOps::AllocBytes(size_t bytes) {
+  // A unique, 256-byte aligned pointer even for 0 bytes (as the CPU backend).
+  const size_t rounded = bytes == 0 ? 256 : (bytes + 255) / 256 * 256;
+  void* p = nullptr;
+  if (!HR_CUDA_CHECK(err_, cudaMalloc(&p, rounded))) return nullptr;
+  HR_CUDA_CHECK(err_, cudaMemsetAsync(p, 0, rounded, stream_));
+  HR_CUDA_CHECK(err_, cudaStreamSynchronize(stream_));
+  return p;
+}
+
+void CudaOps::Free(void* p) {
+  if (p == nullptr) return;
+  HR_CUDA_CHECK(err_, cudaStreamSynchronize(stream_));  // queued ops may still use it
+  HR_CUDA_CHECK(err_, cudaFree(p));
+}
+
+void CudaOps::CopyToDevice(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  HR_CUDA_CHECK(err_, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+  HR_CUDA_CHECK(err_, cudaStreamSynchronize(stream_));
+}
+
+void CudaOps::CopyToHost(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  HR_CUDA_CHECK(err_, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+  HR_CUDA_CHECK(err_, cudaStreamSynchronize(stream_));
+}
+
+void CudaOps::CopyDevice(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0 || dst == src) return;
+  HR_CUDA_CHECK(err_, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  AfterOp("CopyDevice");
+}
+
+void CudaOps::Synchronize() { HR_CUDA_CHECK(err_, cudaStreamSynchronize(stream_)); }
+
+// ---- Elementwise ------------------------------------------------------------------------------
+
+void CudaOps::Fill(float* x, int64_t n, float value) {
+  cuda::LaunchFill(x, n, value, ctx());
+  AfterOp("Fill");
+}
+
+void CudaOps::Scale(float* x, int64_t n, float alpha) {
+  cuda::LaunchScale(x, n, alpha, ctx());
+  AfterOp("Scale");
+}
+
+void CudaOps::Add(const float* a, const float* b, float* out, int64_t n) {
+  cuda::LaunchAdd(a, b, out, n, ctx());
+  AfterOp("Add");
+}
+
+void CudaOps::Axpy(float alpha, const float* x, float* y, int64_t n) {
+  cuda::LaunchAxpy(alpha, x, y, n, ctx());
+  AfterOp("Axpy");
+}
+
+// ---- Matrix products --------------------------------------------------------------------------
+
+void CudaOps::Gemm(Trans ta, Trans tb, int M, int N, int K, float alpha, const float* A, int lda,
+                   const float* B, int ldb, float beta, float* C, int ldc) {
+  GemmStridedBatched(ta, tb, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+}
+
+void CudaOps::GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, float alpha,
+                                 const float* A, int lda, int64_t stride_a, const float* B, int ldb,
+                                 int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
+                                 int batch) {
+  cuda::GemmCall call;
+  call.trans_a = ta == Trans::kYes;
+  call.trans_b = tb == Trans::kYes;
+  call.M = M;
+  call.N = N;
+  call.K = K;
+  call.alpha = alpha;
+  call.A = A;
+  call.lda = lda;
+  call.stride_a = stride_a;
+  call.B = B;
+  call.ldb = ldb;
+  call.stride_b = stride_b;
+  call.beta = beta;
+  call.C = C;
+  call.ldc = ldc;
+  call.stride_c = stride_c;
+  call.batch = batch;
+  gemm_->Run(call, gemm_precision_, ctx());
+  AfterOp("Gemm");
+}
+
+void CudaOps::AddBias(float* x, const float* bias, int64_t rows, int cols) {
+  cuda::LaunchAddBias(x, bias, rows, cols, ctx());
+  AfterOp("AddBias");
+}
+
+void CudaOps::BiasBackward(const float* dy, int64_t rows, int cols, float* dbias) {
+  cuda::LaunchColumnSums(dy, nullptr, nullptr, nullptr, rows, cols, dbias, nullptr, colsum_scratch_,
+                         ctx());
+  AfterOp("BiasBackward");
+}
+
+void CudaOps::PermuteHeads(const float* x, float* y, int B, int S, int H, int D, bool inverse) {
+  cuda::LaunchPermuteHeads(x, y, B, S, H, D, inverse, ctx());
+  AfterOp("PermuteHeads");
+}
+
+// ---- Normalisation and activations ------------------------------------------------------------
+
+void CudaOps::LayerNormForward(const float* x, const float* gamma, const float* beta, int64_t rows,
+                               int cols, float eps, float* y, float* mean, float* rstd) {
+  cuda::LaunchLayerNormForward(x, gamma, beta, rows, cols, eps, y, mean, rstd, ctx());
+  AfterOp("LayerNormForward");
+}
+
+void CudaOps::LayerNormBackward(const float* dy, const float* x, const float* gamma,
+                                const float* mean, const float* rstd, int64_t rows, int cols,
+                                float* dx, float* dgamma, float* dbeta) {
+  cuda::LaunchLayerNormBackward(dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta,
+                                colsum_scratch_, ctx());
+  AfterOp("LayerNormBackward");
+}
+
+void CudaOps::GeluForward(const float* x, float* y, int64_t n) {
+  cuda::LaunchGeluForward(x, y, n, ctx());
+  AfterOp("GeluForward");
+}
+
+void CudaOps::GeluBackward(const float* x, const float* dy, float* dx, int64_t n) {
+  cuda::LaunchGeluBackward(x, dy, dx, n, ctx());
+  AfterOp("GeluBackward");
+}
+
+void CudaOps::TanhForward(const float* x, float* y, int64_t n) {
+  cuda::LaunchTanhForward(x, y, n, ctx());
+  AfterOp("TanhForward");
+}
+
+void CudaOps::TanhBackward(const float* y, const float* dy, float* dx, int64_t n) {
+  cuda::LaunchTanhBackward(y, dy, dx, n, ctx());
+  AfterOp("TanhBackward");
+}
+
+// ---- Attention softmax ------------------------------------------------------------------------
+
+void CudaOps::SoftmaxForward(const float* scores, float* probs, int B, int H, int Sq, int Sk,
+                             float scale, const int32_t* key_valid, bool causal) {
+  cuda::LaunchSoftmaxForward(scores, probs, B, H, Sq, Sk, scale, key_valid, causal, ctx());
+  AfterOp("SoftmaxForward");
+}
+
+void CudaOps::SoftmaxBackward(const float* probs, const float* dprobs, float* dscores, int64_t rows,
+                              int Sk, float scale) {
+  cuda::LaunchSoftmaxBackward(probs, dprobs, dscores, rows, Sk, scale, ctx());
+  AfterOp("SoftmaxBackward");
+}
+
+// ---- Dropout ----------------------------------------------------------------------------------
+
+void CudaOps::Dropout(const float* x, float* y, int64_t n, float rate, const DropoutKey& key) {
+  cuda::LaunchDropout(x, y, n, rate, key.seed, key.step, key.layer, key.site, ctx());
+  AfterOp("Dropout");
+}
+
+// ---- Embeddings and row gathers ---------------------------------------------------------------
+
+void CudaOps::EmbeddingForward(const int32_t* ids, const float* table, int64_t n, int d, float* out,
+                               bool accumulate) {
+  cuda::LaunchEmbeddingForward(ids, table, n, d, out, accumulate, ctx());
+  AfterOp("EmbeddingForward");
+}
+
+void CudaOps::EmbeddingBackward(const int32_t* ids, const float* dout, int64_t n, int d,
+                                float* dtable) {
+  cuda::LaunchScatterAddRows(dout, ids, n, d, dtable, scratch_, ctx());
+  AfterOp("EmbeddingBackward");
+}
+
+void CudaOps::GatherRows(const float* src, const int32_t* idx, int64_t m, int d, float* dst) {
+  cuda::LaunchEmbeddingForward(idx, src, m, d, dst, /*accumulate=*/false, ctx());
+  AfterOp("GatherRows");
+}
+
+void CudaOps::ScatterAddRows(const float* src, const int32_t* idx, int64_t m, int d, float* dst) {
+  cuda::LaunchScatterAddRows(src, idx, m, d, dst, scratch_, ctx());
+  AfterOp("ScatterAddRows");
+}
+
+// ---- Loss -------------------------------------------------------------------------------------
+
+void CudaOps::SoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
+                                  int64_t rows, int V, float* losses, float* dlogits,
+                                  float grad_scale) {
+  cuda::LaunchSoftmaxCrossEntropy(logits, labels, weights, rows, V, losses, dlogits, grad_scale,
+                                  ctx());
+  AfterOp("SoftmaxCrossEntropy");
+}
+
+// ---- Reductions -------------------------------------------------------------------------------
+
+void CudaOps::Dot(const float* a, const float* b, int64_t n, float* out) {
+  cuda::LaunchDot(a, b, n, out, partials_, ctx());
+  AfterOp("Dot");
+}
+
+// ---- Optimizers -------------------------------------------------------------------------------
+
+namespace {
+
+// The update's scalars in float; bias-correction factors in double first (as the CPU backend).
+cuda::AdamParams ToAdamParams(const OptimizerStep& s) {
+  cuda::AdamParams p;
+  p.lr = s.lr;
+  p.beta1 = s.beta1;
+  p.beta2 = s.beta2;
+  p.eps = s.eps;
+  p.weight_decay = s.weight_decay;
+  p.grad_scale = s.grad_scale;
+  if (s.bias_correction) {
+    const double t = static_cast<double>(s.step);
+    p.inv_bc1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(s.beta1), t)));
+    p.inv_bc2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(s.beta2), t)));
+  }
+  return p;
+}
+
+}  // namespace
+
+void CudaOps::AdamW(float* w, const float* g, float* m, float* v, int64_t n,
+                    const OptimizerStep& s) {
+  cuda::LaunchAdamW(w, g, m, v, n, ToAdamParams(s), ctx());
+  AfterOp("AdamW");
+}
+
+void CudaOps::Lamb(float* w, const float* g, float* m, float* v, int64_t n, const OptimizerStep& s,
+                   float* scratch) {
+  cuda::LaunchLamb(w, g, m, v, n, ToAdamParams(s), scratch, norms_, partials_, ctx());
+  AfterOp("Lamb");
+}
+
+}  // namespace headroom

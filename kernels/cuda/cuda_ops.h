@@ -1,0 +1,172 @@
+// CudaOps: the CUDA backend of the op set (kernels/ops.h) for float, on one GPU.
+//
+// A CudaOps object owns one CUDA stream, a cuBLASLt handle (and a classic cuBLAS handle for
+// the rare shape cuBLASLt has no algorithm for), a GEMM workspace, and small fixed scratch
+// buffers, all made in Create(). Every op is enqueued on the stream in call order and returns
+// at once; CopyToHost and Synchronize wait. Pointers are device pointers from Alloc/AllocInt
+// (zero-initialised cudaMalloc memory).
+//
+// Matrix products run in the precision set by set_gemm_precision (default kFp32, exact fp32;
+// kTf32 and kBf16 use tensor cores with fp32 accumulation, see kernels/cuda/gemm.h). All other
+// ops compute in fp32 with deterministic (atomic-free, fixed-order) reductions.
+//
+// Memory: nothing is allocated inside an op except the first time a larger row scatter-add
+// (EmbeddingBackward, ScatterAddRows) needs more sort scratch than any before it; from the
+// second training step on, a step allocates nothing (scratch_growths() stops changing).
+//
+// Errors: ops return void, so a failing CUDA or cuBLAS call is recorded (the first one is kept
+// and printed to stderr) and status() reports it; see kernels/cuda/cuda_check.h. Asynchronous
+// kernel faults surface at the next synchronising call; with CudaOpsOptions::sync_after_each_op
+// (or HEADROOM_CUDA_SYNC=1) every op synchronises, so the failing op is named.
+//
+// Example:
+//   HR_ASSIGN_OR_RETURN(std::unique_ptr<CudaOps> ops, CudaOps::Create());
+//   ops->set_gemm_precision(CudaOps::GemmPrecision::kBf16);
+//   float* x = ops->Alloc(n);
+//   ops->CopyToDevice(x, host.data(), n * sizeof(float));
+//   ops->GeluForward(x, x, n);
+//   ops->CopyToHost(host.data(), x, n * sizeof(float));
+//   HR_RETURN_IF_ERROR(ops->status());
+#ifndef HEADROOM_KERNELS_CUDA_CUDA_OPS_H_
+#define HEADROOM_KERNELS_CUDA_CUDA_OPS_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/launch.h"
+#include "kernels/ops.h"
+
+namespace headroom {
+
+struct CudaOpsOptions {
+  int device = 0;
+  cuda::GemmPrecision gemm_precision = cuda::GemmPrecision::kFp32;
+  size_t gemm_workspace_bytes = size_t{32} << 20;  // cuBLASLt's recommendation for Hopper
+  bool abort_on_error = false;                     // abort the process at the first CUDA error
+  bool sync_after_each_op = false;  // synchronise after every op (debugging, sanitizer runs)
+
+  // Defaults overridden by the environment: HEADROOM_CUDA_SYNC=1, HEADROOM_CUDA_ABORT_ON_ERROR=1,
+  // HEADROOM_CUDA_GEMM_PRECISION=fp32|tf32|bf16. InvalidArgument for an unknown precision.
+  [[nodiscard]] static absl::StatusOr<CudaOpsOptions> FromEnvironment();
+};
+
+// "fp32", "tf32" or "bf16" (the config's `precision` values map here: fp32 -> kFp32,
+// bf16 -> kBf16). InvalidArgument otherwise, naming the accepted values.
+[[nodiscard]] absl::StatusOr<cuda::GemmPrecision> ParseGemmPrecision(absl::string_view name);
+
+class CudaOps final : public Ops<float> {
+ public:
+  using GemmPrecision = cuda::GemmPrecision;
+
+  // Unavailable when there is no usable GPU (the reason as CudaDeviceAvailable gives it);
+  // Internal when creating the stream, handles or buffers fails.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<CudaOps>> Create(
+      const CudaOpsOptions& options = {});
+  ~CudaOps() override;
+
+  DeviceKind device() const override { return DeviceKind::kCuda; }
+
+  // OK, or the first CUDA/cuBLAS failure since construction ("<call> failed: <error>
+  // (<file>:<line>)"). Does not synchronise: call Synchronize() first to include faults of
+  // work still in flight.
+  [[nodiscard]] absl::Status status() const;
+
+  // The stream every op is enqueued on (for communicators that must order after the ops).
+  cudaStream_t stream() const { return stream_; }
+
+  GemmPrecision gemm_precision() const { return gemm_precision_; }
+  void set_gemm_precision(GemmPrecision p) { gemm_precision_ = p; }
+
+  // Growths of the on-demand scratch so far (constant once every shape has been seen).
+  int scratch_growths() const { return scratch_.growths(); }
+  // GEMMs served by the classic-cuBLAS fallback (cuBLASLt had no algorithm).
+  int64_t gemm_fallback_calls() const { return gemm_->fallback_calls(); }
+
+  void* AllocBytes(size_t bytes) override;
+  void Free(void* p) override;
+  void CopyToDevice(void* dst, const void* src, size_t bytes) override;
+  void CopyToHost(void* dst, const void* src, size_t bytes) override;
+  void CopyDevice(void* dst, const void* src, size_t bytes) override;
+  void Synchronize() override;
+
+  void Fill(float* x, int64_t n, float value) override;
+  void Scale(float* x, int64_t n, float alpha) override;
+  void Add(const float* a, const float* b, float* out, int64_t n) override;
+  void Axpy(float alpha, const float* x, float* y, int64_t n) override;
+
+  void Gemm(Trans ta, Trans tb, int M, int N, int K, float alpha, const float* A, int lda,
+            const float* B, int ldb, float beta, float* C, int ldc) override;
+  void GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, float alpha, const float* A,
+                          int lda, int64_t stride_a, const float* B, int ldb, int64_t stride_b,
+                          float beta, float* C, int ldc, int64_t stride_c, int batch) override;
+  void AddBias(float* x, const float* bias, int64_t rows, int cols) override;
+  void BiasBackward(const float* dy, int64_t rows, int cols, float* dbias) override;
+  void PermuteHeads(const float* x, float* y, int B, int S, int H, int D, bool inverse) override;
+
+  void LayerNormForward(const float* x, const float* gamma, const float* beta, int64_t rows,
+                        int cols, float eps, float* y, float* mean, float* rstd) override;
+  void LayerNormBackward(const float* dy, const float* x, const float* gamma, const float* mean,
+                         const float* rstd, int64_t rows, int cols, float* dx, float* dgamma,
+                         float* dbeta) override;
+  void GeluForward(const float* x, float* y, int64_t n) override;
+  void GeluBackward(const float* x, const float* dy, float* dx, int64_t n) override;
+  void TanhForward(const float* x, float* y, int64_t n) override;
+  void TanhBackward(const float* y, const float* dy, float* dx, int64_t n) override;
+
+  void SoftmaxForward(const float* scores, float* probs, int B, int H, int Sq, int Sk, float scale,
+                      const int32_t* key_valid, bool causal) override;
+  void SoftmaxBackward(const float* probs, const float* dprobs, float* dscores, int64_t rows,
+                       int Sk, float scale) override;
+
+  void Dropout(const float* x, float* y, int64_t n, float rate, const DropoutKey& key) override;
+
+  void EmbeddingForward(const int32_t* ids, const float* table, int64_t n, int d, float* out,
+                        bool accumulate) override;
+  void EmbeddingBackward(const int32_t* ids, const float* dout, int64_t n, int d,
+                         float* dtable) override;
+  void GatherRows(const float* src, const int32_t* idx, int64_t m, int d, float* dst) override;
+  void ScatterAddRows(const float* src, const int32_t* idx, int64_t m, int d, float* dst) override;
+
+  void SoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
+                           int64_t rows, int V, float* losses, float* dlogits,
+                           float grad_scale) override;
+
+  void Dot(const float* a, const float* b, int64_t n, float* out) override;
+
+  void AdamW(float* w, const float* g, float* m, float* v, int64_t n,
+             const OptimizerStep& s) override;
+  void Lamb(float* w, const float* g, float* m, float* v, int64_t n, const OptimizerStep& s,
+            float* scratch) override;
+
+ private:
+  explicit CudaOps(const CudaOpsOptions& options);
+  // Creates the stream, the GEMM runner and the fixed buffers.
+  absl::Status Init();
+  cuda::LaunchContext ctx() { return {stream_, &err_}; }
+  // With sync_after_each_op, waits for `op` and records a fault under its name.
+  void AfterOp(const char* op);
+
+  CudaOpsOptions options_;
+  GemmPrecision gemm_precision_;
+  cuda::ErrorSink err_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<cuda::GemmRunner> gemm_;
+  float* partials_ = nullptr;        // kDotMaxBlocks floats (Dot, LAMB)
+  float* norms_ = nullptr;           // 2 floats (LAMB)
+  float* colsum_scratch_ = nullptr;  // kColumnSumScratchFloats floats
+  cuda::DeviceScratch scratch_;      // sort buffers of the row scatter-add
+};
+
+}  // namespace headroom
+
+#endif  // HEADROOM_KERNELS_CUDA_CUDA_OPS_H_

@@ -1,0 +1,57 @@
+// Dropout with the Philox-4x32-10 mask of kernels/philox.h, bit-identical to the CPU backend.
+//
+// The mask is a pure function of (key, element index): thread g draws the four words of group g
+// (elements 4g .. 4g+3) with the same DropoutWords the CPU calls, compares each with
+// DropoutThreshold(rate), and scales kept elements by keep_scale = float(1 / (1 - rate))
+// computed in double on the host exactly as the CPU does. A lone multiply (no add, so nothing
+// for FMA contraction to change) gives the same bits as the CPU for every element. rate <= 0
+// copies and rate >= 1 zeroes, as on the CPU. y may alias x.
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/launch.h"
+#include "kernels/philox.h"
+
+namespace headroom::cuda {
+namespace {
+
+constexpr int kBlock = 256;
+
+__global__ void dropout_kernel(const float* x, float* y, int64_t n, uint32_t threshold,
+                               float keep_scale, uint64_t seed, uint64_t step, uint32_t layer,
+                               uint32_t site) {
+  const int64_t groups = (n + 3) / 4;
+  for (int64_t g = GlobalThread(); g < groups; g += GridThreads()) {
+    const Philox4x32 words = DropoutWords(seed, step, layer, site, static_cast<uint64_t>(g));
+    const int64_t i0 = g * 4;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {  // unrolled: words.v[j] stays in registers
+      const int64_t i = i0 + j;
+      if (i < n) y[i] = words.v[j] >= threshold ? x[i] * keep_scale : 0.0f;
+    }
+  }
+}
+
+}  // namespace
+
+void LaunchDropout(const float* x, float* y, int64_t n, float rate, uint64_t seed, uint64_t step,
+                   uint32_t layer, uint32_t site, const LaunchContext& ctx) {
+  if (n <= 0) return;
+  if (rate <= 0.0f) {
+    if (y != x) {
+      HR_CUDA_CHECK(*ctx.err, cudaMemcpyAsync(y, x, sizeof(float) * static_cast<size_t>(n),
+                                              cudaMemcpyDeviceToDevice, ctx.stream));
+    }
+    return;
+  }
+  if (rate >= 1.0f) {
+    LaunchFill(y, n, 0.0f, ctx);
+    return;
+  }
+  const uint32_t threshold = DropoutThreshold(rate);
+  const float keep_scale = static_cast<float>(1.0 / (1.0 - static_cast<double>(rate)));
+  const int64_t groups = (n + 3) / 4;
+  dropout_kernel<<<GridStrideBlocks(groups, kBlock), kBlock, 0, ctx.stream>>>(
+      x, y, n, threshold, keep_scale, seed, step, layer, site);
+  HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+}
+
+}  // namespace headroom::cuda

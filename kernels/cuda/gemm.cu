@@ -1,0 +1,233 @@
+// Row-major GEMMs on cuBLASLt (column-major) by the usual swap, with cached plans.
+//
+// cuBLAS is column-major; a row-major X (r x c, leading dimension ld) is, byte for byte, the
+// column-major X^T (c x r, same ld). So row-major C = op(A) op(B) is computed as column-major
+// C^T = op(B)^T op(A)^T: cuBLAS's first operand is our B with our tb, its second is our A with
+// our ta, and m, n = N, M. The layouts describe the matrices as stored: B is N x K (col-major)
+// for tb = kNo and K x N for kYes; A is K x M for ta = kNo and M x K for kYes; C is N x M.
+//
+// cuBLASLt's heuristic assumes 256-byte aligned pointers unless told otherwise, and an
+// algorithm chosen under that assumption can fail on, e.g., one head's slice of a Q matrix. So
+// the plan states the real alignment of each operand (the largest power of two, at most 256,
+// dividing its address, its leading dimension in bytes and, when batched, its batch stride in
+// bytes) and the alignment is part of the plan's cache key.
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gemm.h"
+
+namespace headroom::cuda {
+
+struct GemmRunner::Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  bool use_lt = false;  // false: no cuBLASLt algorithm, use classic cuBLAS
+
+  Plan() = default;
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  ~Plan() {
+    // Destruction failures are not actionable; the handles are host objects.
+    if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
+    if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
+    if (c != nullptr) cublasLtMatrixLayoutDestroy(c);
+    if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+namespace {
+
+cublasComputeType_t ComputeType(GemmPrecision p) {
+  switch (p) {
+    case GemmPrecision::kTf32:
+      return CUBLAS_COMPUTE_32F_FAST_TF32;
+    case GemmPrecision::kBf16:
+      return CUBLAS_COMPUTE_32F_FAST_16BF;
+    case GemmPrecision::kFp32:
+      break;
+  }
+  return CUBLAS_COMPUTE_32F;
+}
+
+// Largest power of two <= 256 dividing the address, ld * 4 and (if batched) stride * 4.
+uint32_t Alignment(const void* p, int ld, int64_t stride, int batch) {
+  uint64_t bits = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p)) | 256u;
+  bits |= static_cast<uint64_t>(ld) * sizeof(float);
+  if (batch > 1) bits |= static_cast<uint64_t>(stride) * sizeof(float);
+  return static_cast<uint32_t>(bits & (~bits + 1));
+}
+
+// Column-major layout rows x cols (ld), batched when batch > 1.
+bool MakeLayout(cublasLtMatrixLayout_t* layout, int rows, int cols, int ld, int64_t stride,
+                int batch, const LaunchContext& ctx) {
+  if (!HR_CUDA_CHECK(*ctx.err,
+                     cublasLtMatrixLayoutCreate(layout, CUDA_R_32F, static_cast<uint64_t>(rows),
+                                                static_cast<uint64_t>(cols), ld))) {
+    return false;
+  }
+  if (batch <= 1) return true;
+  const int32_t count = batch;
+  return HR_CUDA_CHECK(*ctx.err,
+                       cublasLtMatrixLayoutSetAttribute(*layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                        &count, sizeof(count))) &&
+         HR_CUDA_CHECK(*ctx.err, cublasLtMatrixLayoutSetAttribute(
+                                     *layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
+                                     sizeof(stride)));
+}
+
+}  // namespace
+
+const char* GemmPrecisionName(GemmPrecision p) {
+  switch (p) {
+    case GemmPrecision::kTf32:
+      return "tf32";
+    case GemmPrecision::kBf16:
+      return "bf16";
+    case GemmPrecision::kFp32:
+      break;
+  }
+  return "fp32";
+}
+
+GemmRunner::GemmRunner() = default;
+
+GemmRunner::~GemmRunner() {
+  plans_.clear();
+  if (blas_ != nullptr) cublasDestroy(blas_);
+  if (lt_ != nullptr) cublasLtDestroy(lt_);
+  if (workspace_ != nullptr) cudaFree(workspace_);
+}
+
+bool GemmRunner::Init(size_t workspace_bytes, const LaunchContext& ctx) {
+  ErrorSink& err = *ctx.err;
+  if (!HR_CUDA_CHECK(err, cublasLtCreate(&lt_))) return false;
+  if (!HR_CUDA_CHECK(err, cublasCreate(&blas_))) return false;
+  if (!HR_CUDA_CHECK(err, cublasSetStream(blas_, ctx.stream))) return false;
+  if (workspace_bytes > 0) {
+    if (!HR_CUDA_CHECK(err, cudaMalloc(&workspace_, workspace_bytes))) return false;
+    workspace_bytes_ = workspace_bytes;
+    // The fallback shares the workspace: both run on the one stream, never concurrently.
+    if (!HR_CUDA_CHECK(err, cublasSetWorkspace(blas_, workspace_, workspace_bytes_))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precision,
+                                      const LaunchContext& ctx) {
+  const bool batched = call.batch > 1;
+  const uint32_t align_a = Alignment(call.A, call.lda, call.stride_a, call.batch);
+  const uint32_t align_b = Alignment(call.B, call.ldb, call.stride_b, call.batch);
+  const uint32_t align_c = Alignment(call.C, call.ldc, call.stride_c, call.batch);
+  const PlanKey key = {static_cast<int64_t>(precision),
+                       call.trans_a,
+                       call.trans_b,
+                       call.M,
+                       call.N,
+                       call.K,
+                       call.lda,
+                       call.ldb,
+                       call.ldc,
+                       batched ? call.stride_a : 0,
+                       batched ? call.stride_b : 0,
+                       batched ? call.stride_c : 0,
+                       call.batch,
+                       align_a,
+                       align_b,
+                       align_c};
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return it->second.get();
+
+  ErrorSink& err = *ctx.err;
+  auto plan = std::make_unique<Plan>();
+  // cuBLAS operand 1 = our B, operand 2 = our A (see the top of this file).
+  const cublasOperation_t op1 = call.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op2 = call.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  if (!HR_CUDA_CHECK(err,
+                     cublasLtMatmulDescCreate(&plan->desc, ComputeType(precision), CUDA_R_32F)) ||
+      !HR_CUDA_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                         &op1, sizeof(op1))) ||
+      !HR_CUDA_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                         &op2, sizeof(op2)))) {
+    return nullptr;
+  }
+  const int rows1 = call.trans_b ? call.K : call.N, cols1 = call.trans_b ? call.N : call.K;
+  const int rows2 = call.trans_a ? call.M : call.K, cols2 = call.trans_a ? call.K : call.M;
+  if (!MakeLayout(&plan->a, rows1, cols1, call.ldb, call.stride_b, call.batch, ctx) ||
+      !MakeLayout(&plan->b, rows2, cols2, call.lda, call.stride_a, call.batch, ctx) ||
+      !MakeLayout(&plan->c, call.N, call.M, call.ldc, call.stride_c, call.batch, ctx)) {
+    return nullptr;
+  }
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  if (!HR_CUDA_CHECK(err, cublasLtMatmulPreferenceCreate(&pref))) return nullptr;
+  const uint64_t ws = workspace_bytes_;
+  // Operand 1 of cuBLAS is our B: its alignment goes to the "A" preference, and vice versa.
+  bool ok =
+      HR_CUDA_CHECK(err, cublasLtMatmulPreferenceSetAttribute(
+                             pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws))) &&
+      HR_CUDA_CHECK(
+          err, cublasLtMatmulPreferenceSetAttribute(
+                   pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_b, sizeof(align_b))) &&
+      HR_CUDA_CHECK(
+          err, cublasLtMatmulPreferenceSetAttribute(
+                   pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_a, sizeof(align_a))) &&
+      HR_CUDA_CHECK(
+          err, cublasLtMatmulPreferenceSetAttribute(
+                   pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c))) &&
+      HR_CUDA_CHECK(
+          err, cublasLtMatmulPreferenceSetAttribute(
+                   pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(align_c)));
+  if (ok) {
+    cublasLtMatmulHeuristicResult_t result{};
+    int returned = 0;
+    // NOT_SUPPORTED (or no result) means "no cuBLASLt algorithm": not an error, use cuBLAS.
+    const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(
+        lt_, plan->desc, plan->a, plan->b, plan->c, plan->c, pref, 1, &result, &returned);
+    if (s == CUBLAS_STATUS_SUCCESS && returned > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
+      plan->algo = result.algo;
+      plan->use_lt = true;
+    }
+  }
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (!ok) return nullptr;
+  Plan* raw = plan.get();
+  plans_.emplace(key, std::move(plan));
+  return raw;
+}
+
+void GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx) {
+  ErrorSink& err = *ctx.err;
+  if (call.M < 0 || call.N < 0 || call.K < 0 || call.batch < 0) {
+    err.Record("Gemm", "negative size", __FILE__, __LINE__);
+    return;
+  }
+  if (call.M == 0 || call.N == 0 || call.batch == 0) return;
+  if (call.K == 0 || call.alpha == 0.0f) {
+    LaunchScaleMatrices(call.C, call.M, call.N, call.ldc, call.stride_c, call.batch, call.beta,
+                        ctx);
+    return;
+  }
+  // beta == 0 must not let NaN/Inf already in C through (0 * NaN = NaN): clear C first.
+  if (call.beta == 0.0f) {
+    LaunchScaleMatrices(call.C, call.M, call.N, call.ldc, call.stride_c, call.batch, 0.0f, ctx);
+  }
+  Plan* plan = GetPlan(call, precision, ctx);
+  if (plan == nullptr) return;
+  if (plan->use_lt) {
+    HR_CUDA_CHECK(err, cublasLtMatmul(lt_, plan->desc, &call.alpha, call.B, plan->a, call.A,
+                                      plan->b, &call.beta, call.C, plan->c, call.C, plan->c,
+                                      &plan->algo, workspace_, workspace_bytes_, ctx.stream));
+    return;
+  }
+  ++fallback_calls_;
+  HR_CUDA_CHECK(
+      err, cublasGemmStridedBatchedEx(blas_, call.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                      call.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, call.N, call.M,
+                                      call.K, &call.alpha, call.B, CUDA_R_32F, call.ldb,
+                                      call.stride_b, call.A, CUDA_R_32F, call.lda, call.stride_a,
+                                      &call.beta, call.C, CUDA_R_32F, call.ldc, call.stride_c,
+                                      call.batch, ComputeType(precision), CUBLAS_GEMM_DEFAULT));
+}
+
+}  // namespace headroom::cuda

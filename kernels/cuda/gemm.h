@@ -1,0 +1,90 @@
+// GemmRunner: row-major (strided-batched) fp32 GEMMs on cuBLASLt, in three precisions.
+//
+// The matrices are fp32 in memory in every mode; the precision selects the cuBLAS compute type:
+//   kFp32  CUBLAS_COMPUTE_32F            exact fp32 FMA, no TF32: the parity-test mode.
+//   kTf32  CUBLAS_COMPUTE_32F_FAST_TF32  tensor cores on TF32-rounded inputs, fp32 accumulation.
+//   kBf16  CUBLAS_COMPUTE_32F_FAST_16BF  tensor cores on bf16-rounded inputs, fp32 accumulation
+//                                        (the library converts the operands; no scratch copies).
+// Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape, strides,
+// pointer alignment and precision, so a training step costs no heuristic queries after the
+// first. Where cuBLASLt's heuristic offers no algorithm, the call falls back to classic cuBLAS
+// (cublasGemmStridedBatchedEx, same compute type).
+//
+// This header is plain C++ without Abseil (gemm.cu includes it).
+#ifndef HEADROOM_KERNELS_CUDA_GEMM_H_
+#define HEADROOM_KERNELS_CUDA_GEMM_H_
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+
+#include "kernels/cuda/launch.h"
+
+namespace headroom::cuda {
+
+enum class GemmPrecision { kFp32, kTf32, kBf16 };
+
+// "fp32", "tf32", "bf16".
+const char* GemmPrecisionName(GemmPrecision p);
+
+// One row-major GEMM batch: C_i = alpha * op(A_i) * op(B_i) + beta * C_i, i < batch, with
+// X_i = X + i * stride_x (kernels/ops.h, Ops::GemmStridedBatched).
+struct GemmCall {
+  bool trans_a = false, trans_b = false;
+  int M = 0, N = 0, K = 0;
+  float alpha = 1;
+  const float* A = nullptr;
+  int lda = 0;
+  int64_t stride_a = 0;
+  const float* B = nullptr;
+  int ldb = 0;
+  int64_t stride_b = 0;
+  float beta = 0;
+  float* C = nullptr;
+  int ldc = 0;
+  int64_t stride_c = 0;
+  int batch = 1;
+};
+
+class GemmRunner {
+ public:
+  GemmRunner();
+  GemmRunner(const GemmRunner&) = delete;
+  GemmRunner& operator=(const GemmRunner&) = delete;
+  ~GemmRunner();
+
+  // Creates the cuBLASLt and cuBLAS handles (bound to ctx.stream) and a workspace of
+  // `workspace_bytes`. False, with the failure in ctx.err, if any of it fails.
+  bool Init(size_t workspace_bytes, const LaunchContext& ctx);
+
+  // Enqueues `call` on ctx.stream. Semantics as CpuOps: M or N or batch == 0 does nothing;
+  // K == 0 or alpha == 0 scales C by beta; beta == 0 never reads C (NaN in C does not leak).
+  void Run(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx);
+
+  // Cached plans, and calls served by the classic-cuBLAS fallback (for tests and logs).
+  int plan_count() const { return static_cast<int>(plans_.size()); }
+  int64_t fallback_calls() const { return fallback_calls_; }
+
+ private:
+  struct Plan;
+  using PlanKey = std::array<int64_t, 16>;
+
+  // The cached plan for `call`, created on first use; nullptr after recording an error.
+  Plan* GetPlan(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx);
+
+  cublasLtHandle_t lt_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  std::map<PlanKey, std::unique_ptr<Plan>> plans_;
+  int64_t fallback_calls_ = 0;
+};
+
+}  // namespace headroom::cuda
+
+#endif  // HEADROOM_KERNELS_CUDA_GEMM_H_

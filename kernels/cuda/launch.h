@@ -1,0 +1,138 @@
+// The kernel launchers of the CUDA backend: one host function per op, defined in the .cu file of
+// its kernel family, called by CudaOps (cuda_ops.cc).
+//
+// Launchers take plain pointers and sizes (the semantics are those of the op of the same name in
+// kernels/ops.h), pick block and grid sizes, launch on `ctx.stream` and check the launch into
+// `ctx.err`. Every launcher returns without launching when there is nothing to do (a grid of
+// size 0 is an error in CUDA). This header is plain C++ without Abseil so that nvcc compiles the
+// .cu files without it.
+//
+// Scratch memory is passed in: fixed-size buffers made at CudaOps construction (`partials`,
+// `colsum_scratch`) and one DeviceScratch that grows when an op first needs more (the row
+// scatter-add's sort), so a step allocates nothing once every shape has been seen.
+#ifndef HEADROOM_KERNELS_CUDA_LAUNCH_H_
+#define HEADROOM_KERNELS_CUDA_LAUNCH_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cuda/cuda_check.h"
+
+namespace headroom::cuda {
+
+// Where a launcher enqueues its work and records failures.
+struct LaunchContext {
+  cudaStream_t stream = nullptr;
+  ErrorSink* err = nullptr;
+};
+
+// Device memory that grows on demand and never shrinks. Growth synchronises the stream, frees
+// the old buffer and allocates max(bytes, 2 * capacity), so the number of growths is
+// logarithmic and, once every shape of a training step has been seen, zero.
+class DeviceScratch {
+ public:
+  DeviceScratch() = default;
+  DeviceScratch(const DeviceScratch&) = delete;
+  DeviceScratch& operator=(const DeviceScratch&) = delete;
+  ~DeviceScratch();
+
+  // A buffer of at least `bytes` (256-byte aligned), or nullptr after recording an error.
+  void* Ensure(size_t bytes, const LaunchContext& ctx);
+  size_t capacity() const { return capacity_; }
+  int growths() const { return growths_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t capacity_ = 0;
+  int growths_ = 0;
+};
+
+// Blocks of the first pass of Dot; `partials` buffers hold this many floats.
+inline constexpr int kDotMaxBlocks = 1024;
+// Floats in the fixed column-sum scratch (BiasBackward, LayerNorm parameter gradients).
+inline constexpr int64_t kColumnSumScratchFloats = int64_t{1} << 20;
+
+// ---- elementwise.cu -----------------------------------------------------------------------
+void LaunchFill(float* x, int64_t n, float value, const LaunchContext& ctx);
+void LaunchScale(float* x, int64_t n, float alpha, const LaunchContext& ctx);
+void LaunchAdd(const float* a, const float* b, float* out, int64_t n, const LaunchContext& ctx);
+void LaunchAxpy(float alpha, const float* x, float* y, int64_t n, const LaunchContext& ctx);
+void LaunchAddBias(float* x, const float* bias, int64_t rows, int cols, const LaunchContext& ctx);
+// C_i = beta * C_i for the rows x cols blocks (leading dimension ldc) of `batch` matrices
+// stride_c apart; beta == 0 writes exact zeros (the K == 0 / alpha == 0 GEMM).
+void LaunchScaleMatrices(float* C, int rows, int cols, int ldc, int64_t stride_c, int batch,
+                         float beta, const LaunchContext& ctx);
+
+// ---- reduce.cu ----------------------------------------------------------------------------
+// *out = sum a[i] * b[i]; `partials` holds kDotMaxBlocks floats.
+void LaunchDot(const float* a, const float* b, int64_t n, float* out, float* partials,
+               const LaunchContext& ctx);
+// Column sums of a rows x cols matrix, added to the outputs: dsum[c] += sum_r dy[r, c], and,
+// when x != nullptr, dxhat_sum[c] += sum_r dy[r, c] * (x[r, c] - mean[r]) * rstd[r]. Rows are
+// summed in a fixed order (deterministic). `scratch` holds kColumnSumScratchFloats floats.
+void LaunchColumnSums(const float* dy, const float* x, const float* mean, const float* rstd,
+                      int64_t rows, int cols, float* dsum, float* dxhat_sum, float* scratch,
+                      const LaunchContext& ctx);
+
+// ---- permute.cu ---------------------------------------------------------------------------
+void LaunchPermuteHeads(const float* x, float* y, int B, int S, int H, int D, bool inverse,
+                        const LaunchContext& ctx);
+
+// ---- layernorm.cu -------------------------------------------------------------------------
+void LaunchLayerNormForward(const float* x, const float* gamma, const float* beta, int64_t rows,
+                            int cols, float eps, float* y, float* mean, float* rstd,
+                            const LaunchContext& ctx);
+void LaunchLayerNormBackward(const float* dy, const float* x, const float* gamma, const float* mean,
+                             const float* rstd, int64_t rows, int cols, float* dx, float* dgamma,
+                             float* dbeta, float* colsum_scratch, const LaunchContext& ctx);
+
+// ---- activation.cu ------------------------------------------------------------------------
+void LaunchGeluForward(const float* x, float* y, int64_t n, const LaunchContext& ctx);
+void LaunchGeluBackward(const float* x, const float* dy, float* dx, int64_t n,
+                        const LaunchContext& ctx);
+void LaunchTanhForward(const float* x, float* y, int64_t n, const LaunchContext& ctx);
+void LaunchTanhBackward(const float* y, const float* dy, float* dx, int64_t n,
+                        const LaunchContext& ctx);
+
+// ---- softmax.cu ---------------------------------------------------------------------------
+void LaunchSoftmaxForward(const float* scores, float* probs, int B, int H, int Sq, int Sk,
+                          float scale, const int32_t* key_valid, bool causal,
+                          const LaunchContext& ctx);
+void LaunchSoftmaxBackward(const float* probs, const float* dprobs, float* dscores, int64_t rows,
+                           int Sk, float scale, const LaunchContext& ctx);
+
+// ---- dropout.cu ---------------------------------------------------------------------------
+void LaunchDropout(const float* x, float* y, int64_t n, float rate, uint64_t seed, uint64_t step,
+                   uint32_t layer, uint32_t site, const LaunchContext& ctx);
+
+// ---- embedding.cu -------------------------------------------------------------------------
+// out[i, :] (+)= table[ids[i], :]; also GatherRows.
+void LaunchEmbeddingForward(const int32_t* ids, const float* table, int64_t n, int d, float* out,
+                            bool accumulate, const LaunchContext& ctx);
+// dst[idx[i], :] += src[i, :], rows with equal idx added in increasing i (EmbeddingBackward and
+// ScatterAddRows).
+void LaunchScatterAddRows(const float* src, const int32_t* idx, int64_t m, int d, float* dst,
+                          DeviceScratch& scratch, const LaunchContext& ctx);
+
+// ---- cross_entropy.cu ---------------------------------------------------------------------
+void LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
+                               int64_t rows, int V, float* losses, float* dlogits, float grad_scale,
+                               const LaunchContext& ctx);
+
+// ---- optimizer.cu -------------------------------------------------------------------------
+// One optimizer update's scalars, in float, bias-correction factors already inverted.
+struct AdamParams {
+  float lr = 0, beta1 = 0, beta2 = 0, eps = 0, weight_decay = 0, grad_scale = 1;
+  float inv_bc1 = 1, inv_bc2 = 1;
+};
+void LaunchAdamW(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p,
+                 const LaunchContext& ctx);
+// `u` holds n floats; `norms` 2 floats; `partials` kDotMaxBlocks floats.
+void LaunchLamb(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p,
+                float* u, float* norms, float* partials, const LaunchContext& ctx);
+
+}  // namespace headroom::cuda
+
+#endif  // HEADROOM_KERNELS_CUDA_LAUNCH_H_

@@ -1,0 +1,972 @@
+// The op-set suite: every op of kernels/ops.h against float64 references written here.
+//
+// Runs once per backend: "cpu_float" (CpuOps<float>), "cuda_float" (MakeOps(kCuda), skipped with
+// the reason when the build has no CUDA or there is no GPU) and "cpu_double" (CpuOps<double>,
+// tighter tolerance). Each test body is a generic lambda over Ops<T>&; see ops_test_util.h.
+// The references are naive loops in double, independent of the backends' code; the backward
+// references are the analytic formulas, themselves checked against central finite differences
+// of the forward references (LayerNorm, softmax, GELU, cross-entropy). Shapes are awkward on
+// purpose: 1, odd sizes, sizes that are not multiples of any block, and sizes large enough to
+// make the CPU backend split work between threads.
+#include "kernels/ops.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/philox.h"
+#include "tests/kernels/ops_test_util.h"
+
+namespace headroom {
+namespace {
+
+using testing_util::DevBuf;
+using testing_util::Download;
+using testing_util::Elem;
+using testing_util::ExpectClose;
+using testing_util::IVec;
+using testing_util::Quantize;
+using testing_util::Random;
+using testing_util::RandomInts;
+using testing_util::Tol;
+using testing_util::Upload;
+using testing_util::UploadInt;
+using testing_util::Vec;
+
+// Sizes above the CPU backend's threading threshold (32K elements) as well as tiny ones.
+constexpr int64_t kSizes[] = {1, 7, 129, 70001};
+
+class OpsTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    const std::string& backend = GetParam();
+    if (backend == "cpu_float") {
+      float_ops_ = std::make_unique<CpuOps<float>>();
+      tol_ = {1e-5, 1e-5};
+    } else if (backend == "cpu_double") {
+      double_ops_ = std::make_unique<CpuOps<double>>();
+      tol_ = {1e-12, 1e-12};
+    } else if (backend == "cuda_float") {
+      std::string reason;
+      if (!CudaAvailable(&reason)) GTEST_SKIP() << "CUDA backend unavailable: " << reason;
+      absl::StatusOr<std::unique_ptr<Ops<float>>> ops = MakeOps(DeviceKind::kCuda);
+      ASSERT_TRUE(ops.ok()) << ops.status();
+      float_ops_ = std::move(*ops);
+      tol_ = {1e-5, 1e-5};  // the CUDA backend's fp32 mode
+    } else {
+      FAIL() << "unknown backend " << backend;
+    }
+  }
+
+  // Calls fn(Ops<float>&) or fn(Ops<double>&).
+  template <typename Fn>
+  void Run(Fn&& fn) {
+    if (float_ops_) {
+      fn(*float_ops_);
+    } else {
+      fn(*double_ops_);
+    }
+  }
+
+  std::mt19937_64 rng_{20200712};
+  Tol tol_;
+  std::unique_ptr<Ops<float>> float_ops_;
+  std::unique_ptr<Ops<double>> double_ops_;
+};
+
+// Central differences of f at x (which is restored), one coordinate at a time.
+Vec NumericGradient(const std::function<double(const Vec&)>& f, Vec x, double h = 1e-5) {
+  Vec g(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double xi = x[i];
+    x[i] = xi + h;
+    const double fp = f(x);
+    x[i] = xi - h;
+    const double fm = f(x);
+    x[i] = xi;
+    g[i] = (fp - fm) / (2 * h);
+  }
+  return g;
+}
+
+double WeightedSum(const Vec& y, const Vec& w) {
+  double s = 0;
+  for (size_t i = 0; i < y.size(); ++i) s += y[i] * w[i];
+  return s;
+}
+
+// Finite differences of double references agree with the analytic ones to about h^2.
+constexpr Tol kFdTol{1e-7, 1e-6};
+
+// ---- Memory and elementwise ---------------------------------------------------------------
+
+TEST_P(OpsTest, AllocIsZeroedAndCopiesRoundTrip) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (int64_t n : kSizes) {
+      DevBuf<T, T> a(ops, n), b(ops, n);
+      ExpectClose(Download(ops, a), Vec(n, 0.0), {0, 0}, "fresh allocation");
+      const Vec x = Quantize<T>(Random(rng_, n));
+      std::vector<T> xt(x.begin(), x.end());
+      ops.CopyToDevice(a.get(), xt.data(), sizeof(T) * n);
+      ops.CopyDevice(b.get(), a.get(), sizeof(T) * n);
+      ops.Synchronize();
+      ExpectClose(Download(ops, b), x, {0, 0}, "host -> device -> device -> host");
+    }
+    DevBuf<T, int32_t> ints(ops, 5);
+    std::vector<int32_t> back(5, -1);
+    ops.CopyToHost(back.data(), ints.get(), sizeof(int32_t) * 5);
+    EXPECT_EQ(back, std::vector<int32_t>(5, 0));
+    ops.Free(nullptr);
+  });
+}
+
+TEST_P(OpsTest, FillScaleAddAxpy) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (int64_t n : kSizes) {
+      SCOPED_TRACE("n=" + std::to_string(n));
+      const Vec a = Quantize<T>(Random(rng_, n)), b = Quantize<T>(Random(rng_, n));
+      auto da = Upload(ops, a), db = Upload(ops, b);
+      DevBuf<T, T> out(ops, n);
+
+      ops.Fill(out.get(), n, T(0.375));
+      ExpectClose(Download(ops, out), Vec(n, 0.375), {0, 0}, "Fill");
+
+      ops.Add(da.get(), db.get(), out.get(), n);
+      Vec want(n);
+      for (int64_t i = 0; i < n; ++i) want[i] = a[i] + b[i];
+      ExpectClose(Download(ops, out), want, tol_, "Add");
+      ops.Add(da.get(), db.get(), da.get(), n);  // out aliases a (residual add)
+      ExpectClose(Download(ops, da), want, tol_, "Add out == a");
+      ops.Add(out.get(), db.get(), db.get(), n);  // out aliases b
+      for (int64_t i = 0; i < n; ++i) want[i] = a[i] + 2 * b[i];
+      ExpectClose(Download(ops, db), want, tol_.Times(2), "Add out == b");
+
+      auto dx = Upload(ops, a);
+      ops.Scale(dx.get(), n, T(-1.5));
+      for (int64_t i = 0; i < n; ++i) want[i] = -1.5 * a[i];
+      ExpectClose(Download(ops, dx), want, tol_, "Scale");
+
+      auto dy = Upload(ops, b);
+      ops.Axpy(T(0.25), dx.get(), dy.get(), n);
+      for (int64_t i = 0; i < n; ++i) want[i] = b[i] + 0.25 * (-1.5 * a[i]);
+      ExpectClose(Download(ops, dy), want, tol_, "Axpy");
+    }
+  });
+}
+
+// ---- GEMM ---------------------------------------------------------------------------------
+
+// C = alpha op(A) op(B) + beta C over an M x N block with leading dimensions (row-major).
+void RefGemm(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda,
+             const double* B, int ldb, double beta, double* C, int ldc) {
+  for (int i = 0; i < M; ++i) {
+    for (int j = 0; j < N; ++j) {
+      double s = 0;
+      for (int k = 0; k < K; ++k) {
+        const double a = ta ? A[k * lda + i] : A[i * lda + k];
+        const double b = tb ? B[j * ldb + k] : B[k * ldb + j];
+        s += a * b;
+      }
+      double& c = C[i * ldc + j];
+      c = alpha * s + (beta == 0 ? 0.0 : beta * c);
+    }
+  }
+}
+
+struct GemmShape {
+  int M, N, K;
+};
+constexpr GemmShape kGemmShapes[] = {
+    {1, 1, 1}, {7, 37, 129}, {37, 1, 7}, {1, 13, 65}, {129, 65, 33}};
+
+TEST_P(OpsTest, GemmAllTransposesLeadingDimsAndBeta) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (const GemmShape& sh : kGemmShapes) {
+      for (int ta = 0; ta < 2; ++ta) {
+        for (int tb = 0; tb < 2; ++tb) {
+          for (double beta : {0.0, 1.0, -0.5}) {
+            SCOPED_TRACE("M=" + std::to_string(sh.M) + " N=" + std::to_string(sh.N) +
+                         " K=" + std::to_string(sh.K) + " ta=" + std::to_string(ta) +
+                         " tb=" + std::to_string(tb) + " beta=" + std::to_string(beta));
+            // Leading dimensions larger than needed (lda > K etc.), so strides are exercised.
+            const int a_rows = ta ? sh.K : sh.M, a_cols = ta ? sh.M : sh.K;
+            const int b_rows = tb ? sh.N : sh.K, b_cols = tb ? sh.K : sh.N;
+            const int lda = a_cols + 3, ldb = b_cols + 2, ldc = sh.N + 5;
+            const Vec A = Quantize<T>(Random(rng_, int64_t{a_rows} * lda));
+            const Vec B = Quantize<T>(Random(rng_, int64_t{b_rows} * ldb));
+            Vec C = Quantize<T>(Random(rng_, int64_t{sh.M} * ldc));
+            if (beta == 0) {
+              // beta == 0 must ignore C entirely, NaN included (only inside the M x N block:
+              // the padding columns must come back untouched).
+              for (int i = 0; i < sh.M; ++i) {
+                for (int j = 0; j < sh.N; ++j) C[i * ldc + j] = std::nan("");
+              }
+            }
+            auto dA = Upload(ops, A), dB = Upload(ops, B), dC = Upload(ops, C);
+            const double alpha = 0.75;
+            ops.Gemm(ta ? Trans::kYes : Trans::kNo, tb ? Trans::kYes : Trans::kNo, sh.M, sh.N, sh.K,
+                     T(alpha), dA.get(), lda, dB.get(), ldb, T(beta), dC.get(), ldc);
+            Vec want = C;
+            RefGemm(ta, tb, sh.M, sh.N, sh.K, alpha, A.data(), lda, B.data(), ldb, beta,
+                    want.data(), ldc);
+            ExpectClose(Download(ops, dC), want, tol_.Times(4), "Gemm");
+          }
+        }
+      }
+    }
+  });
+}
+
+TEST_P(OpsTest, GemmStridedBatchedMatchesPerMatrixReference) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    const int M = 7, N = 9, K = 37, batch = 3;
+    for (int ta = 0; ta < 2; ++ta) {
+      for (int tb = 0; tb < 2; ++tb) {
+        for (double beta : {0.0, 1.0}) {
+          SCOPED_TRACE("ta=" + std::to_string(ta) + " tb=" + std::to_string(tb) +
+                       " beta=" + std::to_string(beta));
+          const int a_rows = ta ? K : M, a_cols = ta ? M : K;
+          const int b_rows = tb ? N : K, b_cols = tb ? K : N;
+          const int lda = a_cols + 1, ldb = b_cols, ldc = N + 2;
+          // Gaps between the matrices of a batch, which must be left alone.
+          const int64_t sa = int64_t{a_rows} * lda + 5, sb = int64_t{b_rows} * ldb + 3,
+                        sc = int64_t{M} * ldc + 4;
+          const Vec A = Quantize<T>(Random(rng_, sa * batch));
+          const Vec B = Quantize<T>(Random(rng_, sb * batch));
+          const Vec C = Quantize<T>(Random(rng_, sc * batch));
+          auto dA = Upload(ops, A), dB = Upload(ops, B), dC = Upload(ops, C);
+          ops.GemmStridedBatched(ta ? Trans::kYes : Trans::kNo, tb ? Trans::kYes : Trans::kNo, M, N,
+                                 K, T(1.25), dA.get(), lda, sa, dB.get(), ldb, sb, T(beta),
+                                 dC.get(), ldc, sc, batch);
+          Vec want = C;
+          for (int i = 0; i < batch; ++i) {
+            RefGemm(ta, tb, M, N, K, 1.25, A.data() + i * sa, lda, B.data() + i * sb, ldb, beta,
+                    want.data() + i * sc, ldc);
+          }
+          ExpectClose(Download(ops, dC), want, tol_.Times(4), "GemmStridedBatched");
+        }
+      }
+    }
+  });
+}
+
+// ---- Bias, permute ------------------------------------------------------------------------
+
+TEST_P(OpsTest, AddBiasAndBiasBackwardAccumulates) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (auto [rows, cols] : {std::pair<int64_t, int>{1, 1}, {7, 37}, {129, 65}, {1000, 129}}) {
+      SCOPED_TRACE("rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
+      const Vec x = Quantize<T>(Random(rng_, rows * cols));
+      const Vec bias = Quantize<T>(Random(rng_, cols));
+      const Vec dbias0 = Quantize<T>(Random(rng_, cols));
+      auto dx = Upload(ops, x), db = Upload(ops, bias), ddb = Upload(ops, dbias0);
+      ops.AddBias(dx.get(), db.get(), rows, cols);
+      Vec want(x.size());
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int c = 0; c < cols; ++c) want[r * cols + c] = x[r * cols + c] + bias[c];
+      }
+      ExpectClose(Download(ops, dx), want, tol_, "AddBias");
+
+      auto dy = Upload(ops, x);
+      ops.BiasBackward(dy.get(), rows, cols, ddb.get());
+      Vec wantb = dbias0;
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int c = 0; c < cols; ++c) wantb[c] += x[r * cols + c];
+      }
+      ExpectClose(Download(ops, ddb), wantb, tol_.Times(4), "BiasBackward (accumulates)");
+    }
+  });
+}
+
+TEST_P(OpsTest, PermuteHeadsSplitsAndMerges) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (auto [B, S, H, D] :
+         {std::tuple{1, 1, 1, 1}, std::tuple{2, 5, 3, 7}, std::tuple{3, 17, 4, 33}}) {
+      const int64_t n = int64_t{B} * S * H * D;
+      const Vec x = Quantize<T>(Random(rng_, n));
+      auto dx = Upload(ops, x);
+      DevBuf<T, T> dy(ops, n), dz(ops, n);
+      ops.PermuteHeads(dx.get(), dy.get(), B, S, H, D, /*inverse=*/false);
+      Vec want(n);
+      for (int b = 0; b < B; ++b) {
+        for (int s = 0; s < S; ++s) {
+          for (int h = 0; h < H; ++h) {
+            for (int d = 0; d < D; ++d) {
+              want[(((int64_t{b} * H + h) * S + s) * D) + d] =
+                  x[(((int64_t{b} * S + s) * H + h) * D) + d];
+            }
+          }
+        }
+      }
+      ExpectClose(Download(ops, dy), want, {0, 0}, "PermuteHeads [B,S,H,D] -> [B,H,S,D]");
+      ops.PermuteHeads(dy.get(), dz.get(), B, S, H, D, /*inverse=*/true);
+      ExpectClose(Download(ops, dz), x, {0, 0}, "PermuteHeads inverse");
+    }
+  });
+}
+
+// ---- LayerNorm ----------------------------------------------------------------------------
+
+void RefLayerNorm(const Vec& x, const Vec& g, const Vec& b, int64_t rows, int cols, double eps,
+                  Vec* y, Vec* mean, Vec* rstd) {
+  y->assign(x.size(), 0);
+  mean->assign(rows, 0);
+  rstd->assign(rows, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    double mu = 0, var = 0;
+    for (int c = 0; c < cols; ++c) mu += x[r * cols + c];
+    mu /= cols;
+    for (int c = 0; c < cols; ++c) var += (x[r * cols + c] - mu) * (x[r * cols + c] - mu);
+    var /= cols;
+    const double rs = 1 / std::sqrt(var + eps);
+    for (int c = 0; c < cols; ++c) (*y)[r * cols + c] = (x[r * cols + c] - mu) * rs * g[c] + b[c];
+    (*mean)[r] = mu;
+    (*rstd)[r] = rs;
+  }
+}
+
+// Analytic backward: dx overwritten, dgamma/dbeta returned as sums (no prior value).
+void RefLayerNormBackward(const Vec& dy, const Vec& x, const Vec& g, int64_t rows, int cols,
+                          double eps, Vec* dx, Vec* dg, Vec* db) {
+  Vec y, mean, rstd;
+  RefLayerNorm(x, g, Vec(cols, 0.0), rows, cols, eps, &y, &mean, &rstd);
+  dx->assign(x.size(), 0);
+  dg->assign(cols, 0);
+  db->assign(cols, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    double m1 = 0, m2 = 0;
+    for (int c = 0; c < cols; ++c) {
+      const double xhat = (x[r * cols + c] - mean[r]) * rstd[r];
+      m1 += dy[r * cols + c] * g[c];
+      m2 += dy[r * cols + c] * g[c] * xhat;
+      (*dg)[c] += dy[r * cols + c] * xhat;
+      (*db)[c] += dy[r * cols + c];
+    }
+    m1 /= cols;
+    m2 /= cols;
+    for (int c = 0; c < cols; ++c) {
+      const double xhat = (x[r * cols + c] - mean[r]) * rstd[r];
+      (*dx)[r * cols + c] = rstd[r] * (dy[r * cols + c] * g[c] - m1 - xhat * m2);
+    }
+  }
+}
+
+TEST(ReferenceTest, LayerNormBackwardMatchesFiniteDifferences) {
+  std::mt19937_64 rng(1);
+  const int64_t rows = 3;
+  const int cols = 7;
+  const double eps = 1e-5;
+  const Vec x = Random(rng, rows * cols, -2, 3), g = Random(rng, cols, 0.5, 1.5),
+            b = Random(rng, cols), w = Random(rng, rows * cols);
+  Vec dx, dg, db;
+  RefLayerNormBackward(w, x, g, rows, cols, eps, &dx, &dg, &db);
+  auto loss = [&](const Vec& xx, const Vec& gg, const Vec& bb) {
+    Vec y, m, r;
+    RefLayerNorm(xx, gg, bb, rows, cols, eps, &y, &m, &r);
+    return WeightedSum(y, w);
+  };
+  ExpectClose(NumericGradient([&](const Vec& v) { return loss(v, g, b); }, x), dx, kFdTol, "dx");
+  ExpectClose(NumericGradient([&](const Vec& v) { return loss(x, v, b); }, g), dg, kFdTol, "dg");
+  ExpectClose(NumericGradient([&](const Vec& v) { return loss(x, g, v); }, b), db, kFdTol, "db");
+}
+
+TEST_P(OpsTest, LayerNormForwardAndBackward) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (auto [rows, cols] :
+         {std::pair<int64_t, int>{1, 1}, {1, 7}, {7, 37}, {37, 129}, {300, 257}}) {
+      SCOPED_TRACE("rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
+      const double eps = 1e-5;
+      // An offset mean (3) checks that the variance is not computed as E[x^2] - E[x]^2.
+      const Vec x = Quantize<T>(Random(rng_, rows * cols, 2, 4));
+      const Vec g = Quantize<T>(Random(rng_, cols, 0.5, 1.5));
+      const Vec b = Quantize<T>(Random(rng_, cols));
+      const Vec dy = Quantize<T>(Random(rng_, rows * cols));
+      const Vec dg0 = Quantize<T>(Random(rng_, cols)), db0 = Quantize<T>(Random(rng_, cols));
+      auto dx_in = Upload(ops, x), dg_in = Upload(ops, g), db_in = Upload(ops, b);
+      DevBuf<T, T> y(ops, rows * cols), mean(ops, rows), rstd(ops, rows);
+      ops.LayerNormForward(dx_in.get(), dg_in.get(), db_in.get(), rows, cols, T(eps), y.get(),
+                           mean.get(), rstd.get());
+      Vec wy, wmean, wrstd;
+      RefLayerNorm(x, g, b, rows, cols, eps, &wy, &wmean, &wrstd);
+      // rstd can reach 1/sqrt(eps) ~ 316 for cols == 1, so y's error scales with it.
+      ExpectClose(Download(ops, y), wy, tol_.Times(10), "LayerNorm y");
+      ExpectClose(Download(ops, mean), wmean, tol_, "LayerNorm mean");
+      ExpectClose(Download(ops, rstd), wrstd, tol_.Times(10), "LayerNorm rstd");
+
+      Vec wdx, wdg, wdb;
+      RefLayerNormBackward(dy, x, g, rows, cols, eps, &wdx, &wdg, &wdb);
+      for (int c = 0; c < cols; ++c) {
+        wdg[c] += dg0[c];
+        wdb[c] += db0[c];
+      }
+      for (bool alias : {false, true}) {
+        SCOPED_TRACE(alias ? "dx aliases dy" : "separate dx");
+        auto ddy = Upload(ops, dy), ddg = Upload(ops, dg0), ddb = Upload(ops, db0);
+        DevBuf<T, T> dx(ops, rows * cols);
+        T* dx_ptr = alias ? ddy.get() : dx.get();
+        ops.LayerNormBackward(ddy.get(), dx_in.get(), dg_in.get(), mean.get(), rstd.get(), rows,
+                              cols, dx_ptr, ddg.get(), ddb.get());
+        // dx is a difference of O(1) terms scaled by rstd: allow for the cancellation.
+        const double s = 1 + wrstd[0];
+        ExpectClose(Download(ops, dx_ptr, rows * cols), wdx, tol_.Times(10 * s), "dx");
+        ExpectClose(Download(ops, ddg), wdg, tol_.Times(10 * std::sqrt(rows)), "dgamma");
+        ExpectClose(Download(ops, ddb), wdb, tol_.Times(4), "dbeta");
+      }
+    }
+  });
+}
+
+// ---- Activations --------------------------------------------------------------------------
+
+double RefGelu(double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }
+double RefGeluGrad(double x) {
+  return 0.5 * (1 + std::erf(x / std::sqrt(2.0))) +
+         x * std::exp(-0.5 * x * x) / std::sqrt(2 * M_PI);
+}
+
+TEST(ReferenceTest, GeluDerivativeMatchesFiniteDifferences) {
+  for (double x = -6; x <= 6; x += 0.37) {
+    const double fd = (RefGelu(x + 1e-5) - RefGelu(x - 1e-5)) / 2e-5;
+    EXPECT_NEAR(RefGeluGrad(x), fd, 1e-8) << "x=" << x;
+  }
+  // Known values: gelu(1) = Phi(1) = 0.8413447460685429...
+  EXPECT_NEAR(RefGelu(1.0), 0.8413447460685429, 1e-15);
+  EXPECT_NEAR(RefGelu(-1.0), -0.15865525393145707, 1e-15);
+}
+
+TEST_P(OpsTest, GeluForwardBackwardInPlace) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (int64_t n : kSizes) {
+      SCOPED_TRACE("n=" + std::to_string(n));
+      const Vec x = Quantize<T>(Random(rng_, n, -6, 6)), dy = Quantize<T>(Random(rng_, n));
+      Vec wy(n), wdx(n);
+      for (int64_t i = 0; i < n; ++i) {
+        wy[i] = RefGelu(x[i]);
+        wdx[i] = dy[i] * RefGeluGrad(x[i]);
+      }
+      auto dx = Upload(ops, x), ddy = Upload(ops, dy);
+      DevBuf<T, T> y(ops, n), g(ops, n);
+      ops.GeluForward(dx.get(), y.get(), n);
+      ExpectClose(Download(ops, y), wy, tol_, "GeluForward");
+      ops.GeluBackward(dx.get(), ddy.get(), g.get(), n);
+      ExpectClose(Download(ops, g), wdx, tol_, "GeluBackward");
+      ops.GeluBackward(dx.get(), ddy.get(), ddy.get(), n);  // dx aliases dy
+      ExpectClose(Download(ops, ddy), wdx, tol_, "GeluBackward in place");
+      ops.GeluForward(dx.get(), dx.get(), n);  // y aliases x
+      ExpectClose(Download(ops, dx), wy, tol_, "GeluForward in place");
+    }
+  });
+}
+
+TEST_P(OpsTest, TanhForwardBackwardInPlace) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (int64_t n : kSizes) {
+      SCOPED_TRACE("n=" + std::to_string(n));
+      const Vec x = Quantize<T>(Random(rng_, n, -4, 4)), dy = Quantize<T>(Random(rng_, n));
+      Vec wy(n);
+      for (int64_t i = 0; i < n; ++i) wy[i] = std::tanh(x[i]);
+      auto dx = Upload(ops, x), ddy = Upload(ops, dy);
+      ops.TanhForward(dx.get(), dx.get(), n);
+      const Vec y = Download(ops, dx);
+      ExpectClose(y, wy, tol_, "TanhForward in place");
+      // Backward from the backend's own y (as the model calls it).
+      Vec wdx(n);
+      for (int64_t i = 0; i < n; ++i) wdx[i] = dy[i] * (1 - y[i] * y[i]);
+      ops.TanhBackward(dx.get(), ddy.get(), ddy.get(), n);
+      ExpectClose(Download(ops, ddy), wdx, tol_, "TanhBackward in place");
+    }
+  });
+}
+
+// ---- Attention softmax --------------------------------------------------------------------
+
+// probs for scores [B, H, Sq, Sk]; masked keys 0; all-masked rows 0.
+Vec RefSoftmax(const Vec& s, int B, int H, int Sq, int Sk, double scale, const IVec* valid,
+               bool causal) {
+  Vec p(s.size(), 0.0);
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < H; ++h) {
+      for (int q = 0; q < Sq; ++q) {
+        const int64_t row = ((int64_t{b} * H + h) * Sq + q) * Sk;
+        auto ok = [&](int k) {
+          return (valid == nullptr || (*valid)[b * Sk + k] != 0) && !(causal && k > q);
+        };
+        double mx = -std::numeric_limits<double>::infinity();
+        for (int k = 0; k < Sk; ++k) {
+          if (ok(k)) mx = std::max(mx, scale * s[row + k]);
+        }
+        if (std::isinf(mx)) continue;
+        double sum = 0;
+        for (int k = 0; k < Sk; ++k) {
+          if (ok(k)) sum += std::exp(scale * s[row + k] - mx);
+        }
+        for (int k = 0; k < Sk; ++k) {
+          if (ok(k)) p[row + k] = std::exp(scale * s[row + k] - mx) / sum;
+        }
+      }
+    }
+  }
+  return p;
+}
+
+Vec RefSoftmaxBackward(const Vec& p, const Vec& dp, int64_t rows, int Sk, double scale) {
+  Vec ds(p.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    double dot = 0;
+    for (int k = 0; k < Sk; ++k) dot += p[r * Sk + k] * dp[r * Sk + k];
+    for (int k = 0; k < Sk; ++k) ds[r * Sk + k] = scale * p[r * Sk + k] * (dp[r * Sk + k] - dot);
+  }
+  return ds;
+}
+
+TEST(ReferenceTest, SoftmaxBackwardMatchesFiniteDifferences) {
+  std::mt19937_64 rng(2);
+  const int B = 2, H = 1, S = 5;
+  const double scale = 0.7;
+  const IVec valid = {1, 1, 0, 1, 1, 0, 0, 0, 0, 0};  // batch 1 fully padded
+  for (bool causal : {false, true}) {
+    const Vec s = Random(rng, B * H * S * S, -2, 2), w = Random(rng, B * H * S * S);
+    const Vec p = RefSoftmax(s, B, H, S, S, scale, &valid, causal);
+    const Vec ds = RefSoftmaxBackward(p, w, B * H * S, S, scale);
+    const Vec fd = NumericGradient(
+        [&](const Vec& v) {
+          return WeightedSum(RefSoftmax(v, B, H, S, S, scale, &valid, causal), w);
+        },
+        s);
+    ExpectClose(fd, ds, kFdTol, causal ? "causal" : "padding");
+  }
+}
+
+TEST_P(OpsTest, SoftmaxMasksAndBackward) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    struct Case {
+      int B, H, Sq, Sk;
+      bool padding, causal;
+      double offset;  // added to every score: large values test the max subtraction
+    };
+    for (const Case& c : {Case{1, 1, 1, 1, false, false, 0}, Case{2, 3, 7, 7, false, false, 0},
+                          Case{2, 3, 7, 7, true, false, 0}, Case{1, 2, 9, 9, false, true, 0},
+                          Case{3, 2, 9, 9, true, true, 100}, Case{1, 1, 3, 129, true, false, 0},
+                          Case{2, 4, 37, 37, true, true, 0}, Case{4, 4, 65, 65, false, false, 0}}) {
+      SCOPED_TRACE("B=" + std::to_string(c.B) + " H=" + std::to_string(c.H) +
+                   " Sq=" + std::to_string(c.Sq) + " Sk=" + std::to_string(c.Sk) +
+                   " padding=" + std::to_string(c.padding) + " causal=" + std::to_string(c.causal));
+      const int64_t rows = int64_t{c.B} * c.H * c.Sq, n = rows * c.Sk;
+      Vec s = Random(rng_, n, -4, 4);
+      for (double& v : s) v += c.offset;
+      s = Quantize<T>(s);
+      const Vec dp = Quantize<T>(Random(rng_, n));
+      // Padding: batch 0 keeps its keys but the first (so causal row 0 is fully masked), the last
+      // batch is fully padded, others random.
+      IVec valid(int64_t{c.B} * c.Sk, 1);
+      if (c.padding) {
+        valid[0] = c.Sk > 1 ? 0 : 1;
+        for (int b = 1; b < c.B; ++b) {
+          for (int k = 0; k < c.Sk; ++k) valid[b * c.Sk + k] = (b == c.B - 1) ? 0 : (k % 3 != 1);
+        }
+      }
+      const double scale = 1 / std::sqrt(7.0);
+      const Vec wp =
+          RefSoftmax(s, c.B, c.H, c.Sq, c.Sk, scale, c.padding ? &valid : nullptr, c.causal);
+      auto ds = Upload(ops, s);
+      auto dv = UploadInt(ops, valid);
+      DevBuf<T, T> probs(ops, n);
+      ops.SoftmaxForward(ds.get(), probs.get(), c.B, c.H, c.Sq, c.Sk, T(scale),
+                         c.padding ? dv.get() : nullptr, c.causal);
+      const Vec got = Download(ops, probs);
+      ExpectClose(got, wp, tol_, "SoftmaxForward");
+      for (int64_t i = 0; i < n; ++i) {
+        if (wp[i] == 0) {
+          ASSERT_EQ(got[i], 0.0) << "masked probability at " << i << " not 0";
+        }
+      }
+      ops.SoftmaxForward(ds.get(), ds.get(), c.B, c.H, c.Sq, c.Sk, T(scale),
+                         c.padding ? dv.get() : nullptr, c.causal);  // probs aliases scores
+      ExpectClose(Download(ops, ds), wp, tol_, "SoftmaxForward in place");
+
+      // Backward from the backend's probabilities.
+      const Vec wds = RefSoftmaxBackward(got, dp, rows, c.Sk, scale);
+      auto ddp = Upload(ops, dp);
+      DevBuf<T, T> dsc(ops, n);
+      ops.SoftmaxBackward(probs.get(), ddp.get(), dsc.get(), rows, c.Sk, T(scale));
+      ExpectClose(Download(ops, dsc), wds, tol_, "SoftmaxBackward");
+      ops.SoftmaxBackward(probs.get(), ddp.get(), ddp.get(), rows, c.Sk, T(scale));
+      ExpectClose(Download(ops, ddp), wds, tol_, "SoftmaxBackward in place");
+    }
+  });
+}
+
+// ---- Dropout ------------------------------------------------------------------------------
+
+// The mask as kernels/philox.h documents it, built here from the raw generator (which
+// PhiloxTest checks against Random123's known answers), not from DropoutWords.
+bool RefKeep(const DropoutKey& key, int64_t i, float rate) {
+  const uint64_t group = static_cast<uint64_t>(i) >> 2;
+  Philox4x32 ctr{{static_cast<uint32_t>(group & 0xFFFFFFFFu), static_cast<uint32_t>(group >> 32),
+                  (key.layer << 8) | key.site, static_cast<uint32_t>(key.step & 0xFFFFFFFFu)}};
+  const Philox4x32 out =
+      Philox4x32_10(ctr, static_cast<uint32_t>(key.seed & 0xFFFFFFFFu),
+                    static_cast<uint32_t>(key.seed >> 32) ^ static_cast<uint32_t>(key.step >> 32));
+  const double threshold = std::floor(static_cast<double>(rate) * 4294967296.0);
+  return static_cast<double>(out.v[i & 3]) >= threshold;
+}
+
+TEST_P(OpsTest, DropoutMaskFollowsPhiloxDefinitionAndScales) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    const int64_t n = 10007;                               // odd: the last Philox group is partial
+    const Vec x = Quantize<T>(Random(rng_, n, 0.5, 1.5));  // nonzero, so zeros mean "dropped"
+    const float rate = 0.1f;
+    const DropoutKey key{0x123456789abcdefULL, (uint64_t{5} << 32) | 77, 3, 2};
+    auto dx = Upload(ops, x);
+    DevBuf<T, T> y(ops, n);
+    ops.Dropout(dx.get(), y.get(), n, rate, key);
+    const Vec got = Download(ops, y);
+    Vec want(n);
+    const double inv_keep = 1.0 / (1.0 - static_cast<double>(rate));
+    for (int64_t i = 0; i < n; ++i) want[i] = RefKeep(key, i, rate) ? x[i] * inv_keep : 0.0;
+    ExpectClose(got, want, tol_, "Dropout vs the documented Philox mask");
+
+    // Backward: the same call on the gradient applies the same mask and scale.
+    const Vec g = Quantize<T>(Random(rng_, n, 0.5, 1.5));
+    auto dg = Upload(ops, g);
+    ops.Dropout(dg.get(), dg.get(), n, rate, key);  // in place
+    const Vec gg = Download(ops, dg);
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(gg[i] == 0, got[i] == 0) << "backward mask differs at " << i;
+    }
+  });
+}
+
+TEST_P(OpsTest, DropoutDependsOnEveryKeyFieldAndKeepsOneMinusRate) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    const int64_t n = 100003;
+    auto ones = Upload(ops, Vec(n, 1.0));
+    DevBuf<T, T> y(ops, n);
+    auto mask = [&](const DropoutKey& key, float rate) {
+      ops.Dropout(ones.get(), y.get(), n, rate, key);
+      const Vec v = Download(ops, y);
+      std::vector<bool> m(n);
+      for (int64_t i = 0; i < n; ++i) m[i] = v[i] != 0;
+      return m;
+    };
+    const DropoutKey base{42, 7, 1, 0};
+    const std::vector<bool> m0 = mask(base, 0.1f);
+    EXPECT_EQ(m0, mask(base, 0.1f)) << "same key and indices must give the same mask";
+    for (auto [name, key] : {std::pair{"seed", DropoutKey{43, 7, 1, 0}},
+                             {"step", DropoutKey{42, 8, 1, 0}},
+                             {"step high word", DropoutKey{42, 7 + (uint64_t{1} << 32), 1, 0}},
+                             {"layer", DropoutKey{42, 7, 2, 0}},
+                             {"site", DropoutKey{42, 7, 1, 1}}}) {
+      const std::vector<bool> m = mask(key, 0.1f);
+      int64_t differ = 0;
+      for (int64_t i = 0; i < n; ++i) differ += m[i] != m0[i];
+      // Independent masks at rate 0.1 differ on 2 * 0.1 * 0.9 = 18% of elements.
+      EXPECT_GT(differ, n / 10) << "changing the " << name << " barely changed the mask";
+    }
+    for (float rate : {0.1f, 0.5f, 0.9f}) {
+      const std::vector<bool> m = mask(base, rate);
+      const double kept = static_cast<double>(std::count(m.begin(), m.end(), true));
+      const double expect = n * (1.0 - rate);
+      const double sigma = std::sqrt(n * rate * (1.0 - rate));
+      EXPECT_NEAR(kept, expect, 5 * sigma) << "rate " << rate;
+      // Kept elements carry 1 / (1 - rate).
+      const Vec v = Download(ops, y);
+      for (int64_t i = 0; i < n; ++i) {
+        if (v[i] != 0) {
+          ASSERT_NEAR(v[i], 1.0 / (1.0 - rate), tol_.atol + tol_.rtol * 10) << "rate " << rate;
+        }
+      }
+    }
+    // rate 0 copies.
+    const Vec x = Quantize<T>(Random(rng_, n));
+    auto dx = Upload(ops, x);
+    ops.Dropout(dx.get(), y.get(), n, 0.0f, base);
+    ExpectClose(Download(ops, y), x, {0, 0}, "rate 0 copies");
+  });
+}
+
+// ---- Embeddings and row gathers ------------------------------------------------------------
+
+TEST_P(OpsTest, EmbeddingForwardAndBackwardWithRepeatedIds) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    const int vocab = 11;
+    for (int d : {1, 7, 129}) {
+      for (int64_t n : {int64_t{1}, int64_t{37}, int64_t{600}}) {
+        SCOPED_TRACE("d=" + std::to_string(d) + " n=" + std::to_string(n));
+        const IVec ids = RandomInts(rng_, n, 0, vocab - 1);  // repeats are certain for n > 11
+        const Vec table = Quantize<T>(Random(rng_, int64_t{vocab} * d));
+        const Vec out0 = Quantize<T>(Random(rng_, n * d));
+        auto dids = UploadInt(ops, ids);
+        auto dtable = Upload(ops, table);
+        auto dout = Upload(ops, out0);
+        ops.EmbeddingForward(dids.get(), dtable.get(), n, d, dout.get(), /*accumulate=*/false);
+        Vec want(n * d);
+        for (int64_t i = 0; i < n; ++i) {
+          for (int c = 0; c < d; ++c) want[i * d + c] = table[int64_t{ids[i]} * d + c];
+        }
+        ExpectClose(Download(ops, dout), want, {0, 0}, "EmbeddingForward");
+        ops.EmbeddingForward(dids.get(), dtable.get(), n, d, dout.get(), /*accumulate=*/true);
+        for (double& v : want) v *= 2;
+        ExpectClose(Download(ops, dout), want, tol_, "EmbeddingForward accumulate");
+
+        // Backward accumulates into an existing gradient.
+        const Vec dy = Quantize<T>(Random(rng_, n * d));
+        const Vec dtable0 = Quantize<T>(Random(rng_, int64_t{vocab} * d));
+        auto ddy = Upload(ops, dy);
+        auto dgrad = Upload(ops, dtable0);
+        ops.EmbeddingBackward(dids.get(), ddy.get(), n, d, dgrad.get());
+        Vec wgrad = dtable0;
+        for (int64_t i = 0; i < n; ++i) {
+          for (int c = 0; c < d; ++c) wgrad[int64_t{ids[i]} * d + c] += dy[i * d + c];
+        }
+        const Vec got = Download(ops, dgrad);
+        ExpectClose(got, wgrad, tol_.Times(std::sqrt(n)), "EmbeddingBackward");
+        // Deterministic: the same call again gives bit-identical sums.
+        auto dgrad2 = Upload(ops, dtable0);
+        ops.EmbeddingBackward(dids.get(), ddy.get(), n, d, dgrad2.get());
+        ExpectClose(Download(ops, dgrad2), got, {0, 0}, "EmbeddingBackward is deterministic");
+      }
+    }
+  });
+}
+
+TEST_P(OpsTest, GatherRowsAndScatterAddRows) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    const int src_rows = 13;
+    for (int d : {1, 7, 129}) {
+      for (int64_t m : {int64_t{1}, int64_t{9}, int64_t{301}}) {
+        SCOPED_TRACE("d=" + std::to_string(d) + " m=" + std::to_string(m));
+        const IVec idx = RandomInts(rng_, m, 0, src_rows - 1);
+        const Vec src = Quantize<T>(Random(rng_, int64_t{src_rows} * d));
+        auto didx = UploadInt(ops, idx);
+        auto dsrc = Upload(ops, src);
+        DevBuf<T, T> dst(ops, m * d);
+        ops.GatherRows(dsrc.get(), didx.get(), m, d, dst.get());
+        Vec want(m * d);
+        for (int64_t i = 0; i < m; ++i) {
+          for (int c = 0; c < d; ++c) want[i * d + c] = src[int64_t{idx[i]} * d + c];
+        }
+        ExpectClose(Download(ops, dst), want, {0, 0}, "GatherRows");
+
+        const Vec g = Quantize<T>(Random(rng_, m * d));
+        const Vec base = Quantize<T>(Random(rng_, int64_t{src_rows} * d));
+        auto dg = Upload(ops, g);
+        auto dbase = Upload(ops, base);
+        ops.ScatterAddRows(dg.get(), didx.get(), m, d, dbase.get());
+        Vec wbase = base;
+        for (int64_t i = 0; i < m; ++i) {
+          for (int c = 0; c < d; ++c) wbase[int64_t{idx[i]} * d + c] += g[i * d + c];
+        }
+        ExpectClose(Download(ops, dbase), wbase, tol_.Times(std::sqrt(m)), "ScatterAddRows");
+      }
+    }
+  });
+}
+
+// ---- Cross-entropy ------------------------------------------------------------------------
+
+// losses and dlogits (gradient of sum_r scale * w_r * loss_r) in double.
+void RefCrossEntropy(const Vec& x, const IVec& labels, const Vec* w, int64_t rows, int V,
+                     double scale, Vec* losses, Vec* dx) {
+  losses->assign(rows, 0);
+  dx->assign(x.size(), 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (labels[r] < 0) continue;
+    double mx = x[r * V];
+    for (int c = 0; c < V; ++c) mx = std::max(mx, x[r * V + c]);
+    double sum = 0;
+    for (int c = 0; c < V; ++c) sum += std::exp(x[r * V + c] - mx);
+    const double lse = mx + std::log(sum);
+    (*losses)[r] = lse - x[r * V + labels[r]];
+    const double coef = scale * (w ? (*w)[r] : 1.0);
+    for (int c = 0; c < V; ++c) {
+      (*dx)[r * V + c] = coef * (std::exp(x[r * V + c] - lse) - (c == labels[r] ? 1 : 0));
+    }
+  }
+}
+
+TEST(ReferenceTest, CrossEntropyGradientMatchesFiniteDifferences) {
+  std::mt19937_64 rng(3);
+  const int64_t rows = 4;
+  const int V = 6;
+  const Vec x = Random(rng, rows * V, -3, 3), w = {0.5, 2, 1, 0.25};
+  const IVec labels = {2, -1, 0, 5};
+  Vec losses, dx;
+  RefCrossEntropy(x, labels, &w, rows, V, 0.7, &losses, &dx);
+  const Vec fd = NumericGradient(
+      [&](const Vec& v) {
+        Vec l, unused;
+        RefCrossEntropy(v, labels, &w, rows, V, 0.7, &l, &unused);
+        return 0.7 * WeightedSum(l, w);
+      },
+      x);
+  ExpectClose(fd, dx, kFdTol, "cross-entropy gradient");
+}
+
+TEST_P(OpsTest, SoftmaxCrossEntropyLossesAndGradient) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (auto [rows, V] : {std::pair<int64_t, int>{1, 1}, {1, 7}, {9, 37}, {37, 129}, {5, 8193}}) {
+      for (bool weighted : {false, true}) {
+        SCOPED_TRACE("rows=" + std::to_string(rows) + " V=" + std::to_string(V) +
+                     " weighted=" + std::to_string(weighted));
+        Vec x = Random(rng_, rows * V, -5, 5);
+        for (int64_t i = 0; i < V; ++i) x[i] += 60;  // row 0 large: needs the max subtraction
+        x = Quantize<T>(x);
+        IVec labels = RandomInts(rng_, rows, 0, V - 1);
+        for (int64_t r = 1; r < rows; r += 3) labels[r] = -1;  // ignored rows
+        const Vec w = Quantize<T>(Random(rng_, rows, 0, 2));
+        const double scale = 0.3;
+        Vec wl, wdx;
+        RefCrossEntropy(x, labels, weighted ? &w : nullptr, rows, V, scale, &wl, &wdx);
+
+        auto dx = Upload(ops, x);
+        auto dl = UploadInt(ops, labels);
+        auto dw = Upload(ops, w);
+        DevBuf<T, T> losses(ops, rows), grad(ops, rows * V);
+        // Losses only.
+        ops.SoftmaxCrossEntropy(dx.get(), dl.get(), weighted ? dw.get() : nullptr, rows, V,
+                                losses.get(), nullptr, T(scale));
+        // A loss is a difference of O(|logit|) terms: absolute tolerance relative to that.
+        ExpectClose(Download(ops, losses), wl, tol_.Times(70), "losses (no gradient)");
+        ops.SoftmaxCrossEntropy(dx.get(), dl.get(), weighted ? dw.get() : nullptr, rows, V,
+                                losses.get(), grad.get(), T(scale));
+        ExpectClose(Download(ops, losses), wl, tol_.Times(70), "losses");
+        ExpectClose(Download(ops, grad), wdx, tol_, "dlogits");
+        // dlogits aliasing logits.
+        ops.SoftmaxCrossEntropy(dx.get(), dl.get(), weighted ? dw.get() : nullptr, rows, V,
+                                losses.get(), dx.get(), T(scale));
+        ExpectClose(Download(ops, losses), wl, tol_.Times(70), "losses (in place)");
+        ExpectClose(Download(ops, dx), wdx, tol_, "dlogits in place");
+      }
+    }
+  });
+}
+
+// ---- Reductions ---------------------------------------------------------------------------
+
+TEST_P(OpsTest, DotAccumulatesAccurately) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{129}, int64_t{70001}, int64_t{1000003}}) {
+      SCOPED_TRACE("n=" + std::to_string(n));
+      const Vec a = Quantize<T>(Random(rng_, n)), b = Quantize<T>(Random(rng_, n));
+      auto da = Upload(ops, a), db = Upload(ops, b);
+      DevBuf<T, T> out(ops, 1);
+      ops.Dot(da.get(), db.get(), n, out.get());
+      double want = 0, sq = 0, mag = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        want += a[i] * b[i];
+        sq += a[i] * a[i];
+        mag += std::fabs(a[i] * b[i]);
+      }
+      // The error budget is relative to sum |a_i b_i| (the sum itself may cancel).
+      EXPECT_NEAR(Download(ops, out)[0], want, tol_.atol + tol_.rtol * mag) << "Dot";
+      ops.Dot(da.get(), da.get(), n, out.get());
+      EXPECT_NEAR(Download(ops, out)[0], sq, tol_.atol + tol_.rtol * sq) << "sum of squares";
+    }
+  });
+}
+
+// ---- Optimizers ---------------------------------------------------------------------------
+
+struct RefAdamState {
+  Vec w, m, v;
+};
+
+// One AdamW (lamb = false) or LAMB step in double, exactly as ops.h states them.
+void RefOptimizerStep(RefAdamState* st, const Vec& g, const OptimizerStep& s, bool lamb) {
+  const size_t n = g.size();
+  const double b1 = s.beta1, b2 = s.beta2;
+  const double bc1 = s.bias_correction ? 1 - std::pow(b1, static_cast<double>(s.step)) : 1;
+  const double bc2 = s.bias_correction ? 1 - std::pow(b2, static_cast<double>(s.step)) : 1;
+  Vec u(n);
+  double wn = 0, un = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double gs = static_cast<double>(s.grad_scale) * g[i];
+    st->m[i] = b1 * st->m[i] + (1 - b1) * gs;
+    st->v[i] = b2 * st->v[i] + (1 - b2) * gs * gs;
+    u[i] = (st->m[i] / bc1) / (std::sqrt(st->v[i] / bc2) + static_cast<double>(s.eps)) +
+           static_cast<double>(s.weight_decay) * st->w[i];
+    wn += st->w[i] * st->w[i];
+    un += u[i] * u[i];
+  }
+  const double r = !lamb ? 1.0 : (wn > 0 && un > 0 ? std::sqrt(wn) / std::sqrt(un) : 1.0);
+  for (size_t i = 0; i < n; ++i) st->w[i] -= static_cast<double>(s.lr) * r * u[i];
+}
+
+TEST_P(OpsTest, AdamWAndLambMatchHandFormulasOverThreeSteps) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (bool lamb : {false, true}) {
+      for (bool bias_correction : {false, true}) {
+        for (int64_t n : {int64_t{1}, int64_t{37}, int64_t{20011}}) {
+          for (bool zero_w : {false, true}) {
+            if (zero_w && !lamb) continue;  // zero weights matter for LAMB's trust ratio only
+            SCOPED_TRACE(std::string(lamb ? "LAMB" : "AdamW") +
+                         " bias_correction=" + std::to_string(bias_correction) +
+                         " n=" + std::to_string(n) + " zero_w=" + std::to_string(zero_w));
+            RefAdamState st{zero_w ? Vec(n, 0.0) : Quantize<T>(Random(rng_, n)), Vec(n, 0.0),
+                            Vec(n, 0.0)};
+            auto dw = Upload(ops, st.w);
+            DevBuf<T, T> dm(ops, n), dv(ops, n), scratch(ops, n);
+            OptimizerStep s;
+            s.lr = 0.01f;
+            s.beta1 = 0.9f;
+            s.beta2 = 0.99f;
+            s.eps = 1e-6f;
+            s.weight_decay = 0.01f;
+            s.bias_correction = bias_correction;
+            s.grad_scale = 0.5f;
+            for (int step = 1; step <= 3; ++step) {
+              s.step = step;
+              const Vec g = Quantize<T>(Random(rng_, n));
+              auto dg = Upload(ops, g);
+              if (lamb) {
+                ops.Lamb(dw.get(), dg.get(), dm.get(), dv.get(), n, s, scratch.get());
+              } else {
+                ops.AdamW(dw.get(), dg.get(), dm.get(), dv.get(), n, s);
+              }
+              RefOptimizerStep(&st, g, s, lamb);
+            }
+            ExpectClose(Download(ops, dm), st.m, tol_.Times(4), "m");
+            ExpectClose(Download(ops, dv), st.v, tol_.Times(4), "v");
+            // m / sqrt(v) amplifies relative errors of v near 0; w moves by lr * O(1) per step.
+            ExpectClose(Download(ops, dw), st.w, tol_.Times(10), "w");
+          }
+        }
+      }
+    }
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, OpsTest,
+                         ::testing::Values("cpu_float", "cuda_float", "cpu_double"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
+}  // namespace
+}  // namespace headroom
