@@ -20,6 +20,15 @@ struct CommandArgs {
 
 // Each returns the process exit code. Errors are printed as one line on stderr.
 int RunParams(const CommandArgs& args);
+int RunPrepareBert(const CommandArgs& args);
+int RunPrepareLm(const CommandArgs& args);
+int RunInspect(const CommandArgs& args);
+int RunScaling(const CommandArgs& args);
+int RunBenchComm(const CommandArgs& args);
+int RunBench(const CommandArgs& args);
+int RunTrain(const CommandArgs& args);
+int RunEval(const CommandArgs& args);
+int RunExport(const CommandArgs& args);
 
 // Prints "headroom <command>: <message>" to stderr and returns 1 (for `return Fail(...)`).
 int Fail(const std::string& command, const std::string& message);

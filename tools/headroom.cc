@@ -12,6 +12,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "tools/command.h"
 
 namespace headroom {
@@ -21,7 +22,7 @@ struct CommandInfo {
   const char* name;
   const char* summary;
   const char* usage;
-  const char* source;  // file defining the command's flags, for per-command --help
+  const char* source;  // file(s) defining the command's flags (comma-separated), for --help
   int (*run)(const CommandArgs&);
 };
 
@@ -29,6 +30,37 @@ const CommandInfo kCommands[] = {
     {"params", "parameter counts and training FLOPs per token of configs",
      "headroom params [--format=table|csv] [--set FIELD=VALUE]... CONFIG.textproto...",
      "tools/params_command.cc", RunParams},
+    {"prepare-bert", "text -> BERT pre-training shards (Google's create_pretraining_data)",
+     "headroom prepare-bert --input_file=TEXT --vocab_file=vocab.txt --output_dir=DIR [flags]",
+     "tools/prepare_bert_command.cc,tools/prepare_common.cc", RunPrepareBert},
+    {"prepare-lm", "text -> SentencePiece ids -> LM `targets` shards (trains the model if missing)",
+     "headroom prepare-lm --input_file=TEXT --spm_model=lm.model --output_dir=DIR [flags]",
+     "tools/prepare_lm_command.cc,tools/prepare_common.cc", RunPrepareLm},
+    {"inspect", "print the records of shard files decoded (features, token ids, text)",
+     "headroom inspect [--vocab=vocab.txt] [--limit=N] [--token_features=a,b] FILE...",
+     "tools/inspect_command.cc", RunInspect},
+    {"scaling", "data-parallel scaling model: step time and efficiency for R = 8..1024 GPUs",
+     "headroom scaling [--nvlink_gbs=G] [--ib_gbs=G] [--step_ms=T] [--format=table|csv] "
+     "CONFIG.textproto...",
+     "tools/scaling_command.cc,tools/params_command.cc", RunScaling},
+    {"bench-comm", "collective bandwidth between MPI ranks (algbw, busbw, #wrong)",
+     "mpirun -np R headroom bench-comm [--collectives=all_reduce,...|all] [--max_bytes=64M]",
+     "tools/bench_comm_command.cc", RunBenchComm},
+    {"bench", "training-step throughput (tokens/s, model GFLOP/s vs the machine's sgemm)",
+     "headroom bench --config CONFIG.textproto [--device cpu|cuda] [--batch N] [--steps N] "
+     "[--warmup N]",
+     "tools/bench_command.cc", RunBench},
+    {"train", "train a model: checkpoints, metrics.jsonl and TensorBoard files in --run_dir",
+     "headroom train --config FILE --data GLOB --run_dir DIR [--device cpu|cuda] [--steps N] "
+     "[--resume] [--eval_data GLOB] [--peak_tflops T] [--set FIELD=VALUE]...",
+     "tools/train_command.cc", RunTrain},
+    {"eval", "evaluate a checkpoint; prints loss=... perplexity=... (LM) or mlm/nsp accuracy",
+     "headroom eval --checkpoint DIR --data GLOB [--eval_batches N] [--batch N] "
+     "[--device cpu|cuda]",
+     "tools/eval_command.cc", RunEval},
+    {"export", "write a checkpoint's weights as one safetensors file (Hugging Face names)",
+     "headroom export --checkpoint DIR --output FILE.safetensors", "tools/export_command.cc",
+     RunExport},
 };
 
 void PrintTopHelp() {
@@ -46,7 +78,11 @@ void PrintTopHelp() {
 void PrintCommandHelp(const CommandInfo& c) {
   std::printf("headroom %s: %s\n\nusage: %s\n\nflags:\n", c.name, c.summary, c.usage);
   for (const auto& [name, flag] : absl::GetAllFlags()) {
-    if (!absl::EndsWith(flag->Filename(), c.source)) continue;
+    bool mine = false;
+    for (absl::string_view src : absl::StrSplit(c.source, ',')) {
+      mine = mine || absl::EndsWith(flag->Filename(), src);
+    }
+    if (!mine) continue;
     std::printf("  --%s (%s; default: %s)\n", std::string(name).c_str(), flag->Help().c_str(),
                 flag->DefaultValue().c_str());
   }

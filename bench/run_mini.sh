@@ -1,0 +1,16 @@
+#!/bin/bash
+# Runs `headroom bench` and the PyTorch peer on the three configs/mini/ configs, one after the
+# other, for bench/RESULTS.md. Usage: bench/run_mini.sh [BUILD_DIR] [STEPS]
+# Needs an idle machine: other processes on the same cores distort every figure.
+set -euo pipefail
+build=${1:-build}
+steps=${2:-5}
+cd "$(dirname "$0")/.."
+echo "date=$(date -u +%Y-%m-%dT%H:%MZ) load=$(cut -d' ' -f1-3 /proc/loadavg)"
+for c in bert_mini_std bert_mini_fixed lm_mini; do
+  echo "== headroom bench $c"
+  "$build/headroom" bench --config "configs/mini/$c.textproto" --device cpu --steps "$steps"
+  echo "== torch_peer $c"
+  /usr/bin/python3 bench/torch_peer.py "configs/mini/$c.textproto" --steps "$steps" --threads 2
+done
+echo "load_at_end=$(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,0 +1,276 @@
+// NcclCommunicator (see the header). Completion is observed through a CUDA event rather than
+// cudaStreamSynchronize so that Wait() can poll ncclCommGetAsyncError and a deadline between
+// queries: a peer that died mid-collective leaves NCCL kernels spinning, and only an explicit
+// ncclCommAbort frees the GPU and lets this rank report instead of hanging.
+#include "comm/nccl_communicator.h"
+
+#include <chrono>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "comm/mpi_runtime.h"
+#include "comm/nccl_check.h"
+
+namespace headroom {
+
+absl::Status CudaErrorStatus(cudaError_t code, const char* call, const char* file, int line) {
+  return absl::InternalError(absl::StrCat(call, " failed: ", cudaGetErrorString(code), " (CUDA ",
+                                          static_cast<int>(code), "; rank ", WorldRankForMessages(),
+                                          ", ", file, ":", line, ")"));
+}
+
+absl::Status NcclErrorStatus(ncclResult_t code, const char* call, const char* file, int line) {
+  return absl::InternalError(absl::StrCat(call, " failed: ", ncclGetErrorString(code), " (NCCL ",
+                                          static_cast<int>(code), "; rank ", WorldRankForMessages(),
+                                          ", ", file, ":", line, ")"));
+}
+
+bool CudaDeviceAvailable() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+namespace {
+
+ncclDataType_t ToNccl(DataType type) {
+  switch (type) {
+    case DataType::kFloat32:
+      return ncclFloat32;
+    case DataType::kFloat64:
+      return ncclFloat64;
+    case DataType::kInt32:
+      return ncclInt32;
+  }
+  return ncclFloat32;
+}
+
+ncclRedOp_t ToNccl(ReduceOp op) { return op == ReduceOp::kSum ? ncclSum : ncclAvg; }
+
+}  // namespace
+
+// The NCCL communicator handle, shared by the communicator and its requests so that whichever
+// of them detects a failure aborts it exactly once and nobody uses it afterwards.
+struct NcclCommState {
+  ncclComm_t comm = nullptr;
+  bool aborted = false;
+  void AbortOnce() {
+    if (comm != nullptr && !aborted) ncclCommAbort(comm);
+    aborted = true;
+  }
+};
+
+namespace {
+
+class NcclRequest : public CommRequest {
+ public:
+  NcclRequest(std::shared_ptr<NcclCommState> state, cudaEvent_t done, cudaStream_t caller,
+              absl::Duration timeout, const char* what)
+      : state_(std::move(state)),
+        done_event_(done),
+        caller_(caller),
+        timeout_(timeout),
+        what_(what) {}
+
+  ~NcclRequest() override {
+    if (!finished_) (void)Wait();
+    cudaEventDestroy(done_event_);
+  }
+
+  absl::Status Wait() override {
+    const auto start = std::chrono::steady_clock::now();
+    const auto limit = absl::ToChronoNanoseconds(timeout_);
+    while (!finished_) {
+      absl::StatusOr<bool> done = Poll();
+      if (!done.ok() || *done) break;
+      if (std::chrono::steady_clock::now() - start > limit) {
+        state_->AbortOnce();
+        Finish(absl::DeadlineExceededError(
+            absl::StrCat(what_, " did not finish within ", absl::FormatDuration(timeout_),
+                         " (a rank died or stopped calling collectives); NCCL aborted")));
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+    return status_;
+  }
+
+  absl::StatusOr<bool> Test() override {
+    if (!finished_) (void)Poll();
+    if (!status_.ok()) return status_;
+    return finished_;
+  }
+
+ private:
+  // One look at the event and NCCL's error state; finishes the request when either says so.
+  absl::StatusOr<bool> Poll() {
+    cudaError_t query = cudaEventQuery(done_event_);
+    if (query == cudaSuccess) {
+      cudaError_t order = cudaStreamWaitEvent(caller_, done_event_, 0);
+      Finish(order == cudaSuccess
+                 ? absl::OkStatus()
+                 : CudaErrorStatus(order, "cudaStreamWaitEvent(caller, done)", __FILE__, __LINE__));
+      return true;
+    }
+    if (query != cudaErrorNotReady) {
+      Finish(CudaErrorStatus(query, what_, __FILE__, __LINE__));
+      return status_;
+    }
+    if (state_->aborted) {
+      Finish(absl::AbortedError(absl::StrCat(what_, ": the NCCL communicator was aborted")));
+      return status_;
+    }
+    ncclResult_t async = ncclSuccess;
+    ncclResult_t got = ncclCommGetAsyncError(state_->comm, &async);
+    if (got != ncclSuccess || (async != ncclSuccess && async != ncclInProgress)) {
+      ncclResult_t code = got != ncclSuccess ? got : async;
+      const char* detail = ncclGetLastError(state_->comm);
+      state_->AbortOnce();
+      Finish(absl::InternalError(absl::StrCat(what_, " failed: ", ncclGetErrorString(code),
+                                              detail != nullptr ? absl::StrCat(": ", detail) : "",
+                                              " (NCCL async error; rank ", WorldRankForMessages(),
+                                              ")")));
+      return status_;
+    }
+    return false;
+  }
+
+  void Finish(absl::Status status) {
+    finished_ = true;
+    status_ = std::move(status);
+  }
+
+  std::shared_ptr<NcclCommState> state_;
+  cudaEvent_t done_event_;
+  cudaStream_t caller_;
+  absl::Duration timeout_;
+  const char* what_;
+  bool finished_ = false;
+  absl::Status status_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(
+    const NcclOptions& options) {
+  std::unique_ptr<NcclCommunicator> c(new NcclCommunicator());
+  HR_ASSIGN_OR_RETURN(c->mpi_, MpiCommunicator::Create());
+  c->timeout_ = options.timeout;
+  int count = 0;
+  cudaError_t probe = cudaGetDeviceCount(&count);
+  if (probe != cudaSuccess || count == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("NCCL backend needs a CUDA device, found none (",
+                     probe != cudaSuccess ? cudaGetErrorString(probe) : "device count 0",
+                     "); use the mpi backend"));
+  }
+  c->device_ = options.device >= 0 ? options.device : c->mpi_->local_rank() % count;
+  HR_COMM_CUDA_CHECK(cudaSetDevice(c->device_));
+  HR_COMM_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream_, cudaStreamNonBlocking));
+  HR_COMM_CUDA_CHECK(cudaMalloc(&c->barrier_buffer_, sizeof(int)));
+
+  ncclUniqueId id{};
+  static_assert(sizeof(ncclUniqueId) % sizeof(int32_t) == 0);
+  // Every rank reaches the broadcast even if rank 0 failed to make an id, so that rank 0's
+  // error (returned below) is what ends the job rather than a hang in the broadcast.
+  ncclResult_t id_result = c->mpi_->rank() == 0 ? ncclGetUniqueId(&id) : ncclSuccess;
+  HR_RETURN_IF_ERROR(c->mpi_->Broadcast(&id, sizeof(id) / sizeof(int32_t), DataType::kInt32, 0));
+  HR_NCCL_CHECK(id_result);
+  HR_NCCL_CHECK(ncclCommInitRank(&c->comm_, c->mpi_->size(), id, c->mpi_->rank()));
+  c->state_ = std::make_shared<NcclCommState>();
+  c->state_->comm = c->comm_;
+  return c;
+}
+
+NcclCommunicator::~NcclCommunicator() {
+  if (state_ != nullptr && !state_->aborted) {
+    cudaStreamSynchronize(stream_);
+    ncclCommDestroy(comm_);
+  }
+  if (barrier_buffer_ != nullptr) cudaFree(barrier_buffer_);
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+void NcclCommunicator::Abort(const absl::Status& status) {
+  if (state_ != nullptr) state_->AbortOnce();
+  AbortJob(status);
+}
+
+absl::Status NcclCommunicator::CheckUsable() const {
+  if (state_->aborted) {
+    return absl::FailedPreconditionError("the NCCL communicator was aborted after an error");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status NcclCommunicator::OrderAfterCaller() {
+  cudaEvent_t ready;
+  HR_COMM_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+  cudaError_t record = cudaEventRecord(ready, caller_stream_);
+  cudaError_t wait = record == cudaSuccess ? cudaStreamWaitEvent(stream_, ready, 0) : record;
+  cudaEventDestroy(ready);  // released once the recorded work completes
+  HR_COMM_CUDA_CHECK(record);
+  HR_COMM_CUDA_CHECK(wait);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CommHandle> NcclCommunicator::FinishLaunch(const char* what) {
+  cudaEvent_t done;
+  HR_COMM_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+  cudaError_t record = cudaEventRecord(done, stream_);
+  if (record != cudaSuccess) {
+    cudaEventDestroy(done);
+    HR_COMM_CUDA_CHECK(record);
+  }
+  return CommHandle(std::make_unique<NcclRequest>(state_, done, caller_stream_, timeout_, what));
+}
+
+absl::StatusOr<CommHandle> NcclCommunicator::AllReduceAsync(const void* send, void* recv,
+                                                            size_t count, DataType type,
+                                                            ReduceOp op) {
+  HR_RETURN_IF_ERROR(ValidateReduce("AllReduce", type, op));
+  HR_RETURN_IF_ERROR(CheckUsable());
+  HR_RETURN_IF_ERROR(OrderAfterCaller());
+  HR_NCCL_CHECK(ncclAllReduce(send, recv, count, ToNccl(type), ToNccl(op), comm_, stream_));
+  return FinishLaunch("ncclAllReduce");
+}
+
+absl::StatusOr<CommHandle> NcclCommunicator::BroadcastAsync(void* buffer, size_t count,
+                                                            DataType type, int root) {
+  HR_RETURN_IF_ERROR(ValidateRoot("Broadcast", root, size()));
+  HR_RETURN_IF_ERROR(CheckUsable());
+  HR_RETURN_IF_ERROR(OrderAfterCaller());
+  HR_NCCL_CHECK(ncclBroadcast(buffer, buffer, count, ToNccl(type), root, comm_, stream_));
+  return FinishLaunch("ncclBroadcast");
+}
+
+absl::StatusOr<CommHandle> NcclCommunicator::AllGatherAsync(const void* send, void* recv,
+                                                            size_t count, DataType type) {
+  HR_RETURN_IF_ERROR(CheckUsable());
+  HR_RETURN_IF_ERROR(OrderAfterCaller());
+  HR_NCCL_CHECK(ncclAllGather(send, recv, count, ToNccl(type), comm_, stream_));
+  return FinishLaunch("ncclAllGather");
+}
+
+absl::StatusOr<CommHandle> NcclCommunicator::ReduceScatterAsync(const void* send, void* recv,
+                                                                size_t count, DataType type,
+                                                                ReduceOp op) {
+  HR_RETURN_IF_ERROR(ValidateReduce("ReduceScatter", type, op));
+  HR_RETURN_IF_ERROR(CheckUsable());
+  HR_RETURN_IF_ERROR(OrderAfterCaller());
+  HR_NCCL_CHECK(ncclReduceScatter(send, recv, count, ToNccl(type), ToNccl(op), comm_, stream_));
+  return FinishLaunch("ncclReduceScatter");
+}
+
+absl::StatusOr<CommHandle> NcclCommunicator::BarrierAsync() {
+  // NCCL has no barrier; an all-reduce of one int cannot finish on any rank before every rank
+  // has contributed, which is a barrier's guarantee.
+  HR_RETURN_IF_ERROR(CheckUsable());
+  HR_RETURN_IF_ERROR(OrderAfterCaller());
+  HR_NCCL_CHECK(
+      ncclAllReduce(barrier_buffer_, barrier_buffer_, 1, ncclInt32, ncclSum, comm_, stream_));
+  return FinishLaunch("ncclAllReduce(barrier)");
+}
+
+}  // namespace headroom

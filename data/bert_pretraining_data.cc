@@ -1,0 +1,363 @@
+// BERT instance creation (see bert_pretraining_data.h). The structure follows Google's
+// create_pretraining_data.py function by function, over token ids instead of strings; comments
+// mark where the streaming version must differ.
+#include "data/bert_pretraining_data.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "base/status_macros.h"
+#include "data/example_io.h"
+#include "data/record_writer.h"
+#include "data/text_input.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+
+namespace headroom {
+
+absl::Status ValidateBertDataOptions(const BertDataOptions& o) {
+  auto bad = [](const char* what, auto v, const char* want) {
+    return absl::InvalidArgumentError(absl::StrCat("--", what, "=", v, ": must be ", want));
+  };
+  if (o.max_seq_length < 5) return bad("max_seq_length", o.max_seq_length, ">= 5");
+  if (o.max_predictions_per_seq < 1) {
+    return bad("max_predictions_per_seq", o.max_predictions_per_seq, ">= 1");
+  }
+  if (!(o.masked_lm_prob > 0 && o.masked_lm_prob <= 1)) {
+    return bad("masked_lm_prob", o.masked_lm_prob, "in (0, 1]");
+  }
+  if (!(o.short_seq_prob >= 0 && o.short_seq_prob <= 1)) {
+    return bad("short_seq_prob", o.short_seq_prob, "in [0, 1]");
+  }
+  if (o.dupe_factor < 1) return bad("dupe_factor", o.dupe_factor, ">= 1");
+  if (o.chunk_documents < 1) return bad("chunk_documents", o.chunk_documents, ">= 1");
+  return absl::OkStatus();
+}
+
+// ---- Random numbers ----
+
+BertRng::BertRng(uint64_t seed) {
+  for (uint64_t& s : s_) {  // SplitMix64 expands the seed into the state
+    seed += 0x9E3779B97F4A7C15ull;
+    uint64_t z = seed;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    s = z ^ (z >> 31);
+  }
+}
+
+uint64_t BertRng::Next() {  // xoshiro256**
+  auto rotl = [](uint64_t x, int k) { return (x << k) | (x >> (64 - k)); };
+  uint64_t result = rotl(s_[1] * 5, 7) * 9;
+  uint64_t t = s_[1] << 17;
+  s_[2] ^= s_[0];
+  s_[3] ^= s_[1];
+  s_[1] ^= s_[2];
+  s_[0] ^= s_[3];
+  s_[2] ^= t;
+  s_[3] = rotl(s_[3], 45);
+  return result;
+}
+
+double BertRng::Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+
+int64_t BertRng::UniformInt(int64_t lo, int64_t hi) {
+  // Lemire's multiply-shift with rejection: unbiased, and the same on every platform (unlike
+  // std::uniform_int_distribution, whose algorithm is implementation-defined).
+  uint64_t range = static_cast<uint64_t>(hi - lo) + 1;
+  if (range == 0) return static_cast<int64_t>(Next());
+  unsigned __int128 m = static_cast<unsigned __int128>(Next()) * range;
+  uint64_t low = static_cast<uint64_t>(m);
+  if (low < range) {
+    uint64_t threshold = -range % range;
+    while (low < threshold) {
+      m = static_cast<unsigned __int128>(Next()) * range;
+      low = static_cast<uint64_t>(m);
+    }
+  }
+  return lo + static_cast<int64_t>(m >> 64);
+}
+
+// ---- The algorithm ----
+
+namespace {
+
+// truncate_seq_pair: drop from the longer side (B on ties), front or back at random.
+void TruncateSeqPair(std::vector<int32_t>* a, std::vector<int32_t>* b, size_t max_tokens,
+                     BertRng* rng) {
+  while (a->size() + b->size() > max_tokens) {
+    std::vector<int32_t>* longer = a->size() > b->size() ? a : b;
+    if (rng->Uniform() < 0.5) {
+      longer->erase(longer->begin());
+    } else {
+      longer->pop_back();
+    }
+  }
+}
+
+// create_masked_lm_predictions, in place on instance->input_ids.
+void CreateMaskedLmPredictions(BertInstance* inst, const WordPieceTokenizer& tok,
+                               const BertDataOptions& o, BertRng* rng) {
+  std::vector<int32_t>& ids = inst->input_ids;
+  // Candidate groups of positions; with whole-word masking "##" pieces join the group before
+  // (across [SEP] too, as in Google's code).
+  std::vector<std::vector<int32_t>> candidates;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] == tok.cls_id() || ids[i] == tok.sep_id()) continue;
+    if (o.do_whole_word_mask && !candidates.empty() && tok.IsContinuation(ids[i])) {
+      candidates.back().push_back(static_cast<int32_t>(i));
+    } else {
+      candidates.push_back({static_cast<int32_t>(i)});
+    }
+  }
+  rng->Shuffle(&candidates);
+  // Python's round() rounds half to even, as nearbyint does in the default rounding mode.
+  const int64_t num_to_predict = std::min<int64_t>(
+      o.max_predictions_per_seq,
+      std::max<int64_t>(1, static_cast<int64_t>(std::nearbyint(static_cast<double>(ids.size()) *
+                                                               o.masked_lm_prob))));
+  const std::vector<int32_t> original = ids;
+  std::vector<bool> covered(ids.size(), false);
+  std::vector<int32_t> positions;
+  for (const std::vector<int32_t>& group : candidates) {
+    if (static_cast<int64_t>(positions.size()) >= num_to_predict) break;
+    if (static_cast<int64_t>(positions.size() + group.size()) > num_to_predict) continue;
+    if (std::any_of(group.begin(), group.end(), [&](int32_t p) { return covered[p]; })) continue;
+    for (int32_t p : group) {
+      covered[p] = true;
+      if (rng->Uniform() < 0.8) {
+        ids[p] = tok.mask_id();
+      } else if (rng->Uniform() < 0.5) {
+        // keep the original token
+      } else {
+        ids[p] = static_cast<int32_t>(rng->UniformInt(0, tok.vocab_size() - 1));
+      }
+      positions.push_back(p);
+    }
+  }
+  std::sort(positions.begin(), positions.end());
+  inst->masked_lm_positions = positions;
+  inst->masked_lm_ids.clear();
+  for (int32_t p : positions) inst->masked_lm_ids.push_back(original[p]);
+}
+
+}  // namespace
+
+void CreateInstancesFromDocument(const std::vector<Document>& documents, size_t document_index,
+                                 const WordPieceTokenizer& tok, const BertDataOptions& o,
+                                 BertRng* rng, std::vector<BertInstance>* out) {
+  const Document& document = documents[document_index];
+  const int64_t max_num_tokens = o.max_seq_length - 3;  // room for [CLS], [SEP], [SEP]
+  int64_t target_seq_length = max_num_tokens;
+  if (rng->Uniform() < o.short_seq_prob) target_seq_length = rng->UniformInt(2, max_num_tokens);
+
+  std::vector<const std::vector<int32_t>*> chunk;
+  int64_t chunk_length = 0;
+  int64_t i = 0;
+  const int64_t n = static_cast<int64_t>(document.size());
+  while (i < n) {
+    chunk.push_back(&document[i]);
+    chunk_length += static_cast<int64_t>(document[i].size());
+    if (i == n - 1 || chunk_length >= target_seq_length) {
+      if (!chunk.empty()) {
+        const int64_t chunk_size = static_cast<int64_t>(chunk.size());
+        int64_t a_end = chunk_size >= 2 ? rng->UniformInt(1, chunk_size - 1) : 1;
+        BertInstance inst;
+        std::vector<int32_t> a, b;
+        for (int64_t j = 0; j < a_end; ++j) a.insert(a.end(), chunk[j]->begin(), chunk[j]->end());
+        if (chunk_size == 1 || rng->Uniform() < 0.5) {
+          inst.is_random_next = true;
+          const int64_t target_b_length = target_seq_length - static_cast<int64_t>(a.size());
+          // Another document of the chunk (ten tries; a one-document chunk reuses itself).
+          size_t random_index = document_index;
+          for (int tries = 0; tries < 10; ++tries) {
+            random_index =
+                static_cast<size_t>(rng->UniformInt(0, static_cast<int64_t>(documents.size()) - 1));
+            if (random_index != document_index) break;
+          }
+          const Document& random_document = documents[random_index];
+          const int64_t start =
+              rng->UniformInt(0, static_cast<int64_t>(random_document.size()) - 1);
+          for (size_t j = static_cast<size_t>(start); j < random_document.size(); ++j) {
+            b.insert(b.end(), random_document[j].begin(), random_document[j].end());
+            if (static_cast<int64_t>(b.size()) >= target_b_length) break;
+          }
+          i -= chunk_size - a_end;  // put the unused sentences back
+        } else {
+          for (int64_t j = a_end; j < chunk_size; ++j) {
+            b.insert(b.end(), chunk[j]->begin(), chunk[j]->end());
+          }
+        }
+        TruncateSeqPair(&a, &b, static_cast<size_t>(max_num_tokens), rng);
+        inst.input_ids.reserve(a.size() + b.size() + 3);
+        inst.input_ids.push_back(tok.cls_id());
+        inst.input_ids.insert(inst.input_ids.end(), a.begin(), a.end());
+        inst.input_ids.push_back(tok.sep_id());
+        inst.input_ids.insert(inst.input_ids.end(), b.begin(), b.end());
+        inst.input_ids.push_back(tok.sep_id());
+        inst.segment_ids.assign(a.size() + 2, 0);
+        inst.segment_ids.resize(inst.input_ids.size(), 1);
+        CreateMaskedLmPredictions(&inst, tok, o, rng);
+        out->push_back(std::move(inst));
+      }
+      chunk.clear();
+      chunk_length = 0;
+    }
+    ++i;
+  }
+}
+
+tf::Example BertInstanceToExample(const BertInstance& inst, const BertDataOptions& o) {
+  const size_t seq = static_cast<size_t>(o.max_seq_length);
+  const size_t preds = static_cast<size_t>(o.max_predictions_per_seq);
+  std::vector<int64_t> input_ids(seq, 0), input_mask(seq, 0), segment_ids(seq, 0);
+  for (size_t i = 0; i < inst.input_ids.size() && i < seq; ++i) {
+    input_ids[i] = inst.input_ids[i];
+    input_mask[i] = 1;
+    segment_ids[i] = inst.segment_ids[i];
+  }
+  std::vector<int64_t> positions(preds, 0), ids(preds, 0);
+  std::vector<float> weights(preds, 0.0f);
+  for (size_t i = 0; i < inst.masked_lm_positions.size() && i < preds; ++i) {
+    positions[i] = inst.masked_lm_positions[i];
+    ids[i] = inst.masked_lm_ids[i];
+    weights[i] = 1.0f;
+  }
+  tf::Example e;
+  SetInt64Feature(&e, "input_ids", input_ids);
+  SetInt64Feature(&e, "input_mask", input_mask);
+  SetInt64Feature(&e, "segment_ids", segment_ids);
+  SetInt64Feature(&e, "masked_lm_positions", positions);
+  SetInt64Feature(&e, "masked_lm_ids", ids);
+  SetFloatFeature(&e, "masked_lm_weights", weights);
+  const int64_t label = inst.is_random_next ? 1 : 0;
+  SetInt64Feature(&e, "next_sentence_labels", absl::Span<const int64_t>(&label, 1));
+  return e;
+}
+
+std::string SerializeExampleDeterministically(const tf::Example& example) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    example.SerializeToCodedStream(&coded);
+  }
+  return bytes;
+}
+
+absl::StatusOr<BertDataStats> CreateBertInstances(
+    const std::vector<std::string>& input_files, const WordPieceTokenizer& tok,
+    const BertDataOptions& o, const std::function<absl::Status(const BertInstance&)>& sink,
+    Progress* progress) {
+  HR_RETURN_IF_ERROR(ValidateBertDataOptions(o));
+  HR_ASSIGN_OR_RETURN(TextReader reader, TextReader::Open(input_files));
+  BertRng rng(o.random_seed);
+  BertDataStats stats;
+  std::vector<Document> documents;
+  std::vector<BertInstance> instances;
+  std::string line;
+  std::vector<int32_t> ids;
+  bool more = true;
+  while (more) {
+    // Read one chunk. A document closes at a blank line; a chunk closes when it holds
+    // chunk_documents documents and the next one starts.
+    documents.assign(1, Document());
+    while (true) {
+      more = reader.NextLine(&line);
+      if (!more) break;
+      if (line.empty()) {
+        if (!documents.back().empty()) {
+          if (static_cast<int64_t>(documents.size()) >= o.chunk_documents) break;
+          documents.emplace_back();
+        }
+        continue;
+      }
+      ids.clear();
+      tok.Encode(line, &ids);
+      if (ids.empty()) continue;
+      stats.tokens += static_cast<int64_t>(ids.size());
+      ++stats.sentences;
+      documents.back().push_back(ids);
+    }
+    HR_RETURN_IF_ERROR(reader.status());
+    if (documents.back().empty()) documents.pop_back();
+    if (documents.empty()) continue;
+    stats.documents += static_cast<int64_t>(documents.size());
+    // Google shuffles all documents, runs dupe_factor passes, then shuffles all instances;
+    // streaming does the same per chunk.
+    rng.Shuffle(&documents);
+    instances.clear();
+    for (int d = 0; d < o.dupe_factor; ++d) {
+      for (size_t i = 0; i < documents.size(); ++i) {
+        CreateInstancesFromDocument(documents, i, tok, o, &rng, &instances);
+      }
+    }
+    rng.Shuffle(&instances);
+    for (const BertInstance& inst : instances) {
+      HR_RETURN_IF_ERROR(sink(inst));
+      ++stats.instances;
+    }
+    if (progress != nullptr) {
+      progress->Update(stats.documents, stats.tokens, stats.instances,
+                       reader.total_bytes() == 0
+                           ? 1.0
+                           : static_cast<double>(reader.bytes_read()) / reader.total_bytes());
+    }
+  }
+  if (stats.documents == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("no documents in ", absl::StrJoin(input_files, ","),
+                     ": the input is empty (expected one sentence per line, blank lines between "
+                     "documents)"));
+  }
+  return stats;
+}
+
+std::vector<std::string> ShardPaths(const std::string& dir, const std::string& name,
+                                    int num_shards) {
+  std::vector<std::string> paths;
+  for (int i = 0; i < num_shards; ++i) {
+    paths.push_back(absl::StrFormat("%s/%s-%05d-of-%05d.tfrecord", dir, name, i, num_shards));
+  }
+  return paths;
+}
+
+absl::StatusOr<BertDataStats> WriteBertShards(const std::vector<std::string>& input_files,
+                                              const WordPieceTokenizer& tok,
+                                              const BertDataOptions& o,
+                                              const std::string& output_dir,
+                                              const std::string& name, int num_shards,
+                                              Progress* progress) {
+  if (num_shards < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--num_shards=", num_shards, ": must be >= 1"));
+  }
+  HR_RETURN_IF_ERROR(ValidateBertDataOptions(o));
+  std::vector<std::unique_ptr<RecordWriter>> writers;
+  for (const std::string& path : ShardPaths(output_dir, name, num_shards)) {
+    HR_ASSIGN_OR_RETURN(std::unique_ptr<RecordWriter> w, RecordWriter::Create(path));
+    writers.push_back(std::move(w));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  size_t next = 0;
+  auto sink = [&](const BertInstance& inst) -> absl::Status {
+    absl::Status s =
+        writers[next]->Write(SerializeExampleDeterministically(BertInstanceToExample(inst, o)));
+    next = (next + 1) % writers.size();
+    return s;
+  };
+  HR_ASSIGN_OR_RETURN(BertDataStats stats,
+                      CreateBertInstances(input_files, tok, o, sink, progress));
+  for (auto& w : writers) HR_RETURN_IF_ERROR(w->Close());
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (progress != nullptr) progress->Finish(stats.documents, stats.tokens, stats.instances);
+  return stats;
+}
+
+}  // namespace headroom

@@ -1,0 +1,110 @@
+// LM example creation (see lm_pretraining_data.h): a small state machine over sentences.
+#include "data/lm_pretraining_data.h"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/status_macros.h"
+#include "data/bert_pretraining_data.h"
+#include "data/example_io.h"
+#include "data/record_writer.h"
+#include "data/text_input.h"
+
+namespace headroom {
+
+absl::StatusOr<LmDataStats> CreateLmExamples(
+    const std::vector<std::string>& input_files, const SentencePieceTokenizer& spm,
+    const LmDataOptions& o, const std::function<absl::Status(const std::vector<int32_t>&)>& sink,
+    Progress* progress) {
+  if (o.max_length < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_length=", o.max_length, ": must be >= 2"));
+  }
+  if (spm.eos_id() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SentencePiece model ", spm.path(), " has no end-of-sentence piece (eos_id)"));
+  }
+  HR_ASSIGN_OR_RETURN(TextReader reader, TextReader::Open(input_files));
+  const size_t max_length = static_cast<size_t>(o.max_length);
+  LmDataStats stats;
+  std::vector<int32_t> current;  // the example being built
+  auto emit = [&](const std::vector<int32_t>& targets) -> absl::Status {
+    HR_RETURN_IF_ERROR(sink(targets));
+    ++stats.examples;
+    stats.tokens += static_cast<int64_t>(targets.size());
+    return absl::OkStatus();
+  };
+  std::string line;
+  while (reader.NextLine(&line)) {
+    if (line.empty()) continue;
+    HR_ASSIGN_OR_RETURN(std::vector<int32_t> ids, spm.Encode(line));
+    ids.push_back(spm.eos_id());
+    ++stats.sentences;
+    if (o.pack && !current.empty() && current.size() + ids.size() > max_length) {
+      HR_RETURN_IF_ERROR(emit(current));
+      current.clear();
+    }
+    // Cut what does not fit into full pieces; the rest starts (or extends) the current example.
+    size_t start = 0;
+    while (ids.size() - start > max_length) {
+      HR_RETURN_IF_ERROR(
+          emit(std::vector<int32_t>(ids.begin() + start, ids.begin() + start + max_length)));
+      start += max_length;
+    }
+    current.insert(current.end(), ids.begin() + start, ids.end());
+    if (!o.pack || current.size() == max_length) {
+      HR_RETURN_IF_ERROR(emit(current));
+      current.clear();
+    }
+    if (progress != nullptr && (stats.sentences & 1023) == 0) {
+      progress->Update(stats.sentences, stats.tokens, stats.examples,
+                       reader.total_bytes() == 0
+                           ? 1.0
+                           : static_cast<double>(reader.bytes_read()) / reader.total_bytes());
+    }
+  }
+  HR_RETURN_IF_ERROR(reader.status());
+  if (!current.empty()) HR_RETURN_IF_ERROR(emit(current));
+  if (stats.sentences == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("no sentences in ", absl::StrJoin(input_files, ","),
+                     ": the input is empty (expected one sentence per line)"));
+  }
+  return stats;
+}
+
+absl::StatusOr<LmDataStats> WriteLmShards(const std::vector<std::string>& input_files,
+                                          const SentencePieceTokenizer& spm, const LmDataOptions& o,
+                                          const std::string& output_dir, const std::string& name,
+                                          int num_shards, Progress* progress) {
+  if (num_shards < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--num_shards=", num_shards, ": must be >= 1"));
+  }
+  std::vector<std::unique_ptr<RecordWriter>> writers;
+  for (const std::string& path : ShardPaths(output_dir, name, num_shards)) {
+    HR_ASSIGN_OR_RETURN(std::unique_ptr<RecordWriter> w, RecordWriter::Create(path));
+    writers.push_back(std::move(w));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  size_t next = 0;
+  std::vector<int64_t> targets;
+  auto sink = [&](const std::vector<int32_t>& ids) -> absl::Status {
+    targets.assign(ids.begin(), ids.end());
+    tf::Example e;
+    SetInt64Feature(&e, "targets", targets);
+    absl::Status s = writers[next]->Write(SerializeExampleDeterministically(e));
+    next = (next + 1) % writers.size();
+    return s;
+  };
+  HR_ASSIGN_OR_RETURN(LmDataStats stats, CreateLmExamples(input_files, spm, o, sink, progress));
+  for (auto& w : writers) HR_RETURN_IF_ERROR(w->Close());
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (progress != nullptr) progress->Finish(stats.sentences, stats.tokens, stats.examples);
+  return stats;
+}
+
+}  // namespace headroom

@@ -1,0 +1,117 @@
+// Fixed head size multi-head self-attention (Bhojanapalli et al. 2020), written once against
+// Ops<T> (kernels/ops.h).
+//
+// For x [B*S, d] (row b*S + s is token s of sequence b), with h heads of size d_p and
+// I = h * d_p:
+//
+//   Q = x Wq^T + bq, K = x Wk^T + bk, V = x Wv^T + bv      each [B*S, I], W* are [I, d]
+//   per head:  P = softmax(Q_h K_h^T / sqrt(d_p), masked)   [S, S]
+//              C_h = dropout(P) V_h                         [S, d_p]
+//   out = concat_h(C_h) Wo^T + bo                           [B*S, d], Wo is [d, I]
+//
+// Standard attention is d_p = d / h; any other d_p is the paper's fixed head size, and h need
+// not divide d. Masking: padded keys (key_valid[b*S + k] == 0) and, for the causal LM, keys after
+// the query get probability exactly 0. The hidden dropout after `out` and the residual belong
+// to the caller (the post-LN block in transformer.cc).
+//
+// Memory. Each FixedHeadAttention owns the activations its backward needs, allocated once for
+// (max_batch, max_seq) at construction, with N = B*S:
+//   q, k, v  split into heads [B, h, S, d_p]   3 * N * I elements
+//   probs    softmax output before dropout [B, h, S, S]   B * h * S * S elements (dropout is
+//            recomputed from its Philox key in backward instead of storing the mask)
+//   context  heads merged [B*S, I]             N * I elements
+// The layer input x is the caller's and must be unchanged between Forward and Backward. The
+// `scratch` workspace (ScratchElements) is only used during a call and may be shared by all
+// layers.
+//
+// Example:
+//   FixedHeadAttention<float> attn(ops, /*d_model=*/256, /*num_heads=*/8, /*head_size=*/128,
+//                                  /*max_batch=*/32, /*max_seq=*/128);
+//   attn.Forward(p, x, B, S, key_valid, /*causal=*/false, 0.1f, key, out, scratch);
+//   attn.Backward(p, g, x, dout, dx, scratch);   // dx += d loss / d x
+#ifndef HEADROOM_MODEL_ATTENTION_H_
+#define HEADROOM_MODEL_ATTENTION_H_
+
+#include <cstdint>
+
+#include "kernels/ops.h"
+
+namespace headroom {
+
+// Device pointers to one layer's attention parameters (views into the flat parameter buffer,
+// shapes as model/parameter_layout.h: weights [out, in]).
+template <typename T>
+struct AttentionParams {
+  const T* wq = nullptr;  // [I, d]
+  const T* bq = nullptr;  // [I]
+  const T* wk = nullptr;
+  const T* bk = nullptr;
+  const T* wv = nullptr;
+  const T* bv = nullptr;
+  const T* wo = nullptr;  // [d, I]
+  const T* bo = nullptr;  // [d]
+};
+
+// The matching gradient views (accumulated into, never overwritten).
+template <typename T>
+struct AttentionGrads {
+  T* wq = nullptr;
+  T* bq = nullptr;
+  T* wk = nullptr;
+  T* bk = nullptr;
+  T* wv = nullptr;
+  T* bv = nullptr;
+  T* wo = nullptr;
+  T* bo = nullptr;
+};
+
+template <typename T>
+class FixedHeadAttention {
+ public:
+  // `ops` must outlive this object. Allocates the kept activations for up to max_batch
+  // sequences of max_seq tokens.
+  FixedHeadAttention(Ops<T>* ops, int d_model, int num_heads, int head_size, int max_batch,
+                     int max_seq);
+  ~FixedHeadAttention();
+  FixedHeadAttention(const FixedHeadAttention&) = delete;
+  FixedHeadAttention& operator=(const FixedHeadAttention&) = delete;
+
+  // Elements of the scratch workspace Forward and Backward need for (max_batch, max_seq).
+  static int64_t ScratchElements(int num_heads, int head_size, int max_batch, int max_seq);
+  // Elements this object keeps for backward (see the file comment).
+  int64_t KeptElements() const;
+
+  // out [B*S, d] (overwritten) = attention of x [B*S, d]. key_valid [B*S] may be nullptr (no
+  // padding). dropout_rate 0 turns attention dropout off; `key` names the dropout site.
+  void Forward(const AttentionParams<T>& p, const T* x, int B, int S, const int32_t* key_valid,
+               bool causal, float dropout_rate, const DropoutKey& key, T* out, T* scratch);
+
+  // Given dout = d loss / d out [B*S, d] for the last Forward (same x), accumulates parameter
+  // gradients into `g` and adds d loss / d x into dx [B*S, d] (dx += ...). dout is not modified.
+  void Backward(const AttentionParams<T>& p, const AttentionGrads<T>& g, const T* x, const T* dout,
+                T* dx, T* scratch);
+
+  int inner() const { return h_ * dp_; }
+
+ private:
+  Ops<T>* ops_;
+  int d_, h_, dp_;
+  int max_batch_, max_seq_;
+  // Kept activations.
+  T* qh_ = nullptr;     // [B, h, S, d_p]
+  T* kh_ = nullptr;     // [B, h, S, d_p]
+  T* vh_ = nullptr;     // [B, h, S, d_p]
+  T* probs_ = nullptr;  // [B, h, S, S]
+  T* ctx_ = nullptr;    // [B*S, I]
+  // Shape and dropout of the last Forward, replayed by Backward.
+  int B_ = 0, S_ = 0;
+  float rate_ = 0;
+  DropoutKey key_;
+};
+
+extern template class FixedHeadAttention<float>;
+extern template class FixedHeadAttention<double>;
+
+}  // namespace headroom
+
+#endif  // HEADROOM_MODEL_ATTENTION_H_

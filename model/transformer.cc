@@ -1,0 +1,674 @@
+// The transformer forward and backward over Ops<T>; see transformer.h for the structure, the
+// kept activations and the dropout sites.
+//
+// Backward follows one rule throughout: activation gradients overwrite, parameter gradients
+// accumulate (as the op set), and residual connections are added by GEMMs with beta = 1 into
+// the gradient buffer that already holds the skip path, instead of separate Add passes.
+#include "model/transformer.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "config/load.h"
+#include "model/init.h"
+
+namespace headroom {
+
+// One post-LN block: attention sublayer then FFN sublayer. Owns the attention and the block's
+// kept activations (see transformer.h); parameters and gradients are views into the model's
+// flat buffers.
+template <typename T>
+class EncoderLayer {
+ public:
+  EncoderLayer(Ops<T>* ops, const ModelConfig& m, int index, const ParameterLayout& layout,
+               T* params, T* grads, int max_batch, int max_seq)
+      : ops_(ops),
+        index_(index),
+        d_(m.d_model()),
+        f_(m.ffn_size()),
+        eps_(static_cast<T>(m.layer_norm_epsilon())),
+        attn_(ops, m.d_model(), m.num_heads(), HeadSize(m), max_batch, max_seq) {
+    const std::string lp = layout.LayerPrefix(index);
+    auto view = [&](const std::string& name, T** p, T** g) {
+      const TensorSpec& t = layout.Get(lp + name);
+      *p = params + t.offset;
+      *g = grads + t.offset;
+    };
+    T* p[8];
+    T* g[8];
+    const char* names[8] = {"attention.self.query.weight",   "attention.self.query.bias",
+                            "attention.self.key.weight",     "attention.self.key.bias",
+                            "attention.self.value.weight",   "attention.self.value.bias",
+                            "attention.output.dense.weight", "attention.output.dense.bias"};
+    for (int i = 0; i < 8; ++i) view(names[i], &p[i], &g[i]);
+    ap_ = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]};
+    ag_ = {g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]};
+    view("attention.output.LayerNorm.weight", &ln1_g_, &d_ln1_g_);
+    view("attention.output.LayerNorm.bias", &ln1_b_, &d_ln1_b_);
+    view("intermediate.dense.weight", &w1_, &dw1_);
+    view("intermediate.dense.bias", &b1_, &db1_);
+    view("output.dense.weight", &w2_, &dw2_);
+    view("output.dense.bias", &b2_, &db2_);
+    view("output.LayerNorm.weight", &ln2_g_, &d_ln2_g_);
+    view("output.LayerNorm.bias", &ln2_b_, &d_ln2_b_);
+
+    const int64_t n = static_cast<int64_t>(max_batch) * max_seq;
+    a_pre_ = ops_->Alloc(n * d_);
+    mean1_ = ops_->Alloc(n);
+    rstd1_ = ops_->Alloc(n);
+    h1_ = ops_->Alloc(n * d_);
+    u_ = ops_->Alloc(n * f_);
+    g_ = ops_->Alloc(n * f_);
+    b_pre_ = ops_->Alloc(n * d_);
+    mean2_ = ops_->Alloc(n);
+    rstd2_ = ops_->Alloc(n);
+  }
+  ~EncoderLayer() {
+    for (T* p : {a_pre_, mean1_, rstd1_, h1_, u_, g_, b_pre_, mean2_, rstd2_}) ops_->Free(p);
+  }
+
+  // Kept elements, including the attention's (the layer output belongs to the model).
+  int64_t KeptElements(int64_t n) const { return attn_.KeptElements() + n * (3 * d_ + 2 * f_ + 4); }
+
+  static int64_t ScratchElements(const ModelConfig& m, int max_batch, int max_seq) {
+    const int64_t n = static_cast<int64_t>(max_batch) * max_seq;
+    return n * m.d_model() +
+           std::max<int64_t>(n * m.ffn_size(), FixedHeadAttention<T>::ScratchElements(
+                                                   m.num_heads(), HeadSize(m), max_batch, max_seq));
+  }
+
+  // out [N, d] = block(x). scratch: ScratchElements.
+  void Forward(const T* x, int B, int S, const int32_t* key_valid, bool causal, float attn_rate,
+               float hidden_rate, const DropoutKey& base, T* out, T* scratch) {
+    const int N = B * S;
+    const int64_t nd = static_cast<int64_t>(N) * d_;
+    hidden_rate_ = hidden_rate;
+    base_ = base;
+    T* sub = scratch;  // [N, d] sublayer output
+    T* rest = scratch + nd;
+    attn_.Forward(ap_, x, B, S, key_valid, causal, attn_rate, Key(0), sub, rest);
+    if (hidden_rate > 0) ops_->Dropout(sub, sub, nd, hidden_rate, Key(1));
+    ops_->Add(x, sub, a_pre_, nd);
+    ops_->LayerNormForward(a_pre_, ln1_g_, ln1_b_, N, d_, eps_, h1_, mean1_, rstd1_);
+
+    ops_->Gemm(Trans::kNo, Trans::kYes, N, f_, d_, T(1), h1_, d_, w1_, d_, T(0), u_, f_);
+    ops_->AddBias(u_, b1_, N, f_);
+    ops_->GeluForward(u_, g_, static_cast<int64_t>(N) * f_);
+    ops_->Gemm(Trans::kNo, Trans::kYes, N, d_, f_, T(1), g_, f_, w2_, f_, T(0), sub, d_);
+    ops_->AddBias(sub, b2_, N, d_);
+    if (hidden_rate > 0) ops_->Dropout(sub, sub, nd, hidden_rate, Key(2));
+    ops_->Add(h1_, sub, b_pre_, nd);
+    ops_->LayerNormForward(b_pre_, ln2_g_, ln2_b_, N, d_, eps_, out, mean2_, rstd2_);
+    B_ = B;
+    S_ = S;
+  }
+
+  // dout: d loss / d out [N, d], destroyed. dx [N, d] is overwritten with d loss / d x.
+  void Backward(const T* x, T* dout, T* dx, T* scratch) {
+    const int N = B_ * S_;
+    const int64_t nd = static_cast<int64_t>(N) * d_;
+    T* dsub = scratch;  // [N, d]
+    T* rest = scratch + nd;
+    T* db = dout;  // becomes d/d b_pre, then d/d h1, then d/d a_pre in place
+
+    ops_->LayerNormBackward(dout, b_pre_, ln2_g_, mean2_, rstd2_, N, d_, db, d_ln2_g_, d_ln2_b_);
+    const T* df = db;
+    if (hidden_rate_ > 0) {
+      ops_->Dropout(db, dsub, nd, hidden_rate_, Key(2));
+      df = dsub;
+    }
+    // FFN output dense: y = g W2^T + b2.
+    ops_->Gemm(Trans::kYes, Trans::kNo, d_, f_, N, T(1), df, d_, g_, f_, T(1), dw2_, f_);
+    ops_->BiasBackward(df, N, d_, db2_);
+    T* dg = rest;  // [N, F]
+    ops_->Gemm(Trans::kNo, Trans::kNo, N, f_, d_, T(1), df, d_, w2_, f_, T(0), dg, f_);
+    ops_->GeluBackward(u_, dg, dg, static_cast<int64_t>(N) * f_);
+    // Intermediate dense: u = h1 W1^T + b1; d/d h1 = skip path (db) + du W1.
+    ops_->Gemm(Trans::kYes, Trans::kNo, f_, d_, N, T(1), dg, f_, h1_, d_, T(1), dw1_, d_);
+    ops_->BiasBackward(dg, N, f_, db1_);
+    ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, f_, T(1), dg, f_, w1_, d_, T(1), db, d_);
+
+    ops_->LayerNormBackward(db, a_pre_, ln1_g_, mean1_, rstd1_, N, d_, db, d_ln1_g_, d_ln1_b_);
+    const T* dattn = db;
+    if (hidden_rate_ > 0) {
+      ops_->Dropout(db, dsub, nd, hidden_rate_, Key(1));
+      dattn = dsub;
+    }
+    ops_->CopyDevice(dx, db, sizeof(T) * static_cast<size_t>(nd));  // skip path
+    attn_.Backward(ap_, ag_, x, dattn, dx, rest);
+  }
+
+ private:
+  DropoutKey Key(uint32_t site) const {
+    DropoutKey k = base_;
+    k.layer = static_cast<uint32_t>(index_);
+    k.site = site;
+    return k;
+  }
+
+  Ops<T>* ops_;
+  int index_, d_, f_;
+  T eps_;
+  FixedHeadAttention<T> attn_;
+  AttentionParams<T> ap_;
+  AttentionGrads<T> ag_;
+  T *ln1_g_, *ln1_b_, *w1_, *b1_, *w2_, *b2_, *ln2_g_, *ln2_b_;
+  T *d_ln1_g_, *d_ln1_b_, *dw1_, *db1_, *dw2_, *db2_, *d_ln2_g_, *d_ln2_b_;
+  T *a_pre_, *mean1_, *rstd1_, *h1_, *u_, *g_, *b_pre_, *mean2_, *rstd2_;
+  int B_ = 0, S_ = 0;
+  float hidden_rate_ = 0;
+  DropoutKey base_;
+};
+
+namespace {
+
+absl::Status Invalid(const std::string& field, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+absl::Status CheckModel(const ModelConfig& m, const ModelLimits& limits) {
+  if (m.objective() != ModelConfig::BERT && m.objective() != ModelConfig::CAUSAL_LM) {
+    return Invalid("model.objective", "must be BERT or CAUSAL_LM");
+  }
+  const std::pair<const char*, int> positive[] = {
+      {"model.vocab_size", m.vocab_size()}, {"model.max_positions", m.max_positions()},
+      {"model.num_layers", m.num_layers()}, {"model.d_model", m.d_model()},
+      {"model.num_heads", m.num_heads()},   {"model.ffn_size", m.ffn_size()},
+      {"max_batch", limits.max_batch},      {"max_seq", limits.max_seq}};
+  for (const auto& [name, v] : positive) {
+    if (v <= 0) return Invalid(name, absl::StrCat("must be > 0 (got ", v, ")"));
+  }
+  if (HeadSize(m) <= 0 || (m.head_size() == 0 && m.d_model() % m.num_heads() != 0)) {
+    return Invalid("model.head_size", "must be > 0, or 0 with num_heads dividing d_model");
+  }
+  if (m.objective() == ModelConfig::BERT && m.type_vocab_size() <= 0) {
+    return Invalid("model.type_vocab_size", "must be > 0 for BERT");
+  }
+  if (limits.max_seq > m.max_positions()) {
+    return Invalid("max_seq", absl::StrCat(limits.max_seq, " exceeds model.max_positions ",
+                                           m.max_positions()));
+  }
+  if (m.objective() == ModelConfig::BERT &&
+      (limits.max_predictions < 0 || limits.max_predictions > limits.max_seq)) {
+    return Invalid("max_predictions",
+                   absl::StrCat(limits.max_predictions, " is outside [0, max_seq]"));
+  }
+  if (!(m.layer_norm_epsilon() > 0)) return Invalid("model.layer_norm_epsilon", "must be > 0");
+  return absl::OkStatus();
+}
+
+// Index of the largest of n values (the first on ties, as tf.argmax).
+template <typename T>
+int ArgMax(const T* v, int n) {
+  int best = 0;
+  for (int i = 1; i < n; ++i) {
+    if (v[i] > v[best]) best = i;
+  }
+  return best;
+}
+
+}  // namespace
+
+template <typename T>
+absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& model, Ops<T>* ops,
+                                                           const ModelLimits& limits) {
+  ExperimentConfig e;
+  *e.mutable_model() = model;
+  FillDefaults(e);  // the documented defaults of unset optional fields
+  ModelLimits l = limits;
+  if (e.model().objective() != ModelConfig::BERT) l.max_predictions = 0;
+  absl::Status s = CheckModel(e.model(), l);
+  if (!s.ok()) return s;
+  return std::unique_ptr<Model<T>>(new Model<T>(e.model(), ops, l));
+}
+
+template <typename T>
+T* Model<T>::Allocate(int64_t n) {
+  T* p = ops_->Alloc(std::max<int64_t>(n, 1));
+  allocations_.push_back(p);
+  return p;
+}
+
+template <typename T>
+int32_t* Model<T>::AllocateInt(int64_t n) {
+  int32_t* p = ops_->AllocInt(std::max<int64_t>(n, 1));
+  allocations_.push_back(p);
+  return p;
+}
+
+template <typename T>
+Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits)
+    : config_(model),
+      ops_(ops),
+      limits_(limits),
+      layout_(ParameterLayout::ForModel(model)),
+      bert_(model.objective() == ModelConfig::BERT),
+      d_(model.d_model()),
+      V_(model.vocab_size()),
+      eps_(static_cast<T>(model.layer_norm_epsilon())) {
+  const int64_t B = limits.max_batch, N = B * limits.max_seq;
+  const int64_t P = B * limits.max_predictions;
+  params_ = Allocate(layout_.total());
+  grads_ = Allocate(layout_.total());
+  for (int l = 0; l < model.num_layers(); ++l) {
+    layers_.push_back(std::make_unique<EncoderLayer<T>>(ops, model, l, layout_, params_, grads_,
+                                                        limits.max_batch, limits.max_seq));
+  }
+
+  ids_ = AllocateInt(N);
+  positions_ = AllocateInt(N);
+  segments_ = AllocateInt(N);
+  key_valid_ = AllocateInt(N);
+  labels_ = AllocateInt(std::max(N, P));
+  gather_rows_ = AllocateInt(P);
+  cls_rows_ = AllocateInt(B);
+  nsp_labels_ = AllocateInt(B);
+  weights_ = Allocate(P);
+  ones_ = Allocate(std::max(N, B));
+  ops_->Fill(ones_, std::max(N, B), T(1));
+  scalars_ = Allocate(4);
+
+  int64_t kept = 0;
+  emb_sum_ = Allocate(N * d_);
+  emb_mean_ = Allocate(N);
+  emb_rstd_ = Allocate(N);
+  kept += N * d_ + 2 * N;
+  for (int l = 0; l <= model.num_layers(); ++l) hidden_.push_back(Allocate(N * d_));
+  kept += (model.num_layers() + 1) * N * d_;
+  for (const auto& layer : layers_) kept += layer->KeptElements(N);
+  const int64_t rows = bert_ ? P : N;
+  logits_ = Allocate(rows * V_);
+  losses_ = Allocate(rows);
+  kept += rows * V_ + rows;
+  if (bert_) {
+    mlm_in_ = Allocate(P * d_);
+    mlm_pre_ = Allocate(P * d_);
+    mlm_act_ = Allocate(P * d_);
+    mlm_mean_ = Allocate(P);
+    mlm_rstd_ = Allocate(P);
+    mlm_out_ = Allocate(P * d_);
+    cls_ = Allocate(B * d_);
+    pooled_ = Allocate(B * d_);
+    nsp_logits_ = Allocate(2 * B);
+    nsp_losses_ = Allocate(B);
+    kept += 4 * P * d_ + 2 * P + 2 * B * d_ + 3 * B;
+  }
+  // Workspace: a layer's scratch (also the heads' two [rows, d] buffers), the two [N, d]
+  // gradient buffers Backward alternates between, and the NSP logit gradient.
+  const int64_t scratch =
+      std::max(EncoderLayer<T>::ScratchElements(model, limits.max_batch, limits.max_seq),
+               2 * std::max(P, B) * d_);
+  scratch_ = Allocate(scratch);
+  dh_[0] = Allocate(N * d_);
+  dh_[1] = Allocate(N * d_);
+  if (bert_) nsp_dlogits_ = Allocate(2 * B);
+  activation_elements_ = kept + scratch + 2 * N * d_ + (bert_ ? 2 * B : 0);
+}
+
+template <typename T>
+Model<T>::~Model() {
+  layers_.clear();
+  for (void* p : allocations_) ops_->Free(p);
+}
+
+template <typename T>
+const T* Model<T>::P(const std::string& name) const {
+  return params_ + layout_.Get(name).offset;
+}
+
+template <typename T>
+T* Model<T>::G(const std::string& name) {
+  return grads_ + layout_.Get(name).offset;
+}
+
+template <typename T>
+absl::StatusOr<LossStats> Model<T>::Forward(const Batch& batch, bool training,
+                                            const DropoutKey& base, bool count_correct) {
+  absl::Status valid = ValidateBatch(config_, batch);
+  if (!valid.ok()) return valid;
+  const int B = batch.batch_size, S = batch.seq_length, M = bert_ ? batch.max_predictions : 0;
+  if (B > limits_.max_batch || S > limits_.max_seq || M > limits_.max_predictions) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "batch of ", B, " x ", S, " with ", M, " predictions exceeds the model's limits ",
+        limits_.max_batch, " x ", limits_.max_seq, " with ", limits_.max_predictions));
+  }
+  const int N = B * S;
+  B_ = B;
+  S_ = S;
+  M_ = M;
+  base_key_ = base;
+  hidden_rate_ = training ? config_.hidden_dropout() : 0.0f;
+  attention_rate_ = training ? config_.attention_dropout() : 0.0f;
+  backward_ready_ = false;
+
+  // Inputs to the device.
+  std::vector<int32_t> host(N);
+  for (int i = 0; i < N; ++i) host[i] = i % S;
+  ops_->CopyToDevice(positions_, host.data(), sizeof(int32_t) * N);
+  if (bert_) {
+    ops_->CopyToDevice(ids_, batch.input_ids.data(), sizeof(int32_t) * N);
+    ops_->CopyToDevice(segments_, batch.segment_ids.data(), sizeof(int32_t) * N);
+    ops_->CopyToDevice(key_valid_, batch.input_mask.data(), sizeof(int32_t) * N);
+  } else {
+    for (int b = 0; b < B; ++b) {
+      host[b * S] = 0;
+      for (int s = 1; s < S; ++s) host[b * S + s] = batch.targets[b * S + s - 1];
+    }
+    ops_->CopyToDevice(ids_, host.data(), sizeof(int32_t) * N);
+  }
+
+  // Embeddings.
+  const std::string& p = layout_.prefix();
+  const int64_t nd = static_cast<int64_t>(N) * d_;
+  ops_->EmbeddingForward(ids_, P(p + "embeddings.word_embeddings.weight"), N, d_, emb_sum_, false);
+  ops_->EmbeddingForward(positions_, P(p + "embeddings.position_embeddings.weight"), N, d_,
+                         emb_sum_, true);
+  if (bert_) {
+    ops_->EmbeddingForward(segments_, P("bert.embeddings.token_type_embeddings.weight"), N, d_,
+                           emb_sum_, true);
+  }
+  ops_->LayerNormForward(emb_sum_, P(p + "embeddings.LayerNorm.weight"),
+                         P(p + "embeddings.LayerNorm.bias"), N, d_, eps_, hidden_[0], emb_mean_,
+                         emb_rstd_);
+  if (hidden_rate_ > 0) {
+    DropoutKey k = base;
+    k.layer = kEmbeddingDropoutLayer;
+    k.site = 0;
+    ops_->Dropout(hidden_[0], hidden_[0], nd, hidden_rate_, k);
+  }
+
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    layers_[l]->Forward(hidden_[l], B, S, bert_ ? key_valid_ : nullptr, /*causal=*/!bert_,
+                        attention_rate_, hidden_rate_, base, hidden_[l + 1], scratch_);
+  }
+
+  LossStats stats;
+  if (bert_) {
+    ForwardBertHeads(batch, training, count_correct, stats);
+  } else {
+    ForwardLmHead(batch, training, count_correct, stats);
+  }
+  backward_ready_ = training;
+  return stats;
+}
+
+template <typename T>
+void Model<T>::ForwardBertHeads(const Batch& batch, bool training, bool count_correct,
+                                LossStats& stats) {
+  const int B = B_, S = S_, M = M_, Pn = B * M;
+  const T* h = hidden_.back();
+  const T* decoder = config_.tie_output_embedding() ? P("bert.embeddings.word_embeddings.weight")
+                                                    : P("cls.predictions.decoder.weight");
+
+  // Stage the head inputs: flat rows of the masked positions, labels (-1 on padding slots, so
+  // they contribute nothing), weights, [CLS] rows and NSP labels.
+  std::vector<int32_t> rows(Pn), labels(Pn), cls(B);
+  std::vector<T> weights(Pn);
+  double weight_sum = 0;
+  for (int i = 0; i < Pn; ++i) {
+    const int b = i / std::max(M, 1);
+    rows[i] = b * S + batch.masked_lm_positions[i];
+    const float w = batch.masked_lm_weights[i];
+    weights[i] = static_cast<T>(w);
+    labels[i] = w > 0 ? batch.masked_lm_ids[i] : -1;
+    weight_sum += w;
+    stats.mlm_count += w > 0 ? 1 : 0;
+  }
+  for (int b = 0; b < B; ++b) cls[b] = b * S;
+  stats.mlm_weight_sum = weight_sum;
+  stats.nsp_count = B;
+
+  // MLM: transform and decoder at the masked positions only.
+  T host_scalars[2] = {T(0), T(0)};
+  if (Pn > 0) {
+    ops_->CopyToDevice(gather_rows_, rows.data(), sizeof(int32_t) * Pn);
+    ops_->CopyToDevice(labels_, labels.data(), sizeof(int32_t) * Pn);
+    ops_->CopyToDevice(weights_, weights.data(), sizeof(T) * Pn);
+    ops_->GatherRows(h, gather_rows_, Pn, d_, mlm_in_);
+    ops_->Gemm(Trans::kNo, Trans::kYes, Pn, d_, d_, T(1), mlm_in_, d_,
+               P("cls.predictions.transform.dense.weight"), d_, T(0), mlm_pre_, d_);
+    ops_->AddBias(mlm_pre_, P("cls.predictions.transform.dense.bias"), Pn, d_);
+    ops_->GeluForward(mlm_pre_, mlm_act_, static_cast<int64_t>(Pn) * d_);
+    ops_->LayerNormForward(mlm_act_, P("cls.predictions.transform.LayerNorm.weight"),
+                           P("cls.predictions.transform.LayerNorm.bias"), Pn, d_, eps_, mlm_out_,
+                           mlm_mean_, mlm_rstd_);
+    ops_->Gemm(Trans::kNo, Trans::kYes, Pn, V_, d_, T(1), mlm_out_, d_, decoder, d_, T(0), logits_,
+               V_);
+    ops_->AddBias(logits_, P("cls.predictions.bias"), Pn, V_);
+    if (count_correct) {
+      std::vector<T> host_logits(static_cast<size_t>(Pn) * V_);
+      ops_->CopyToHost(host_logits.data(), logits_, sizeof(T) * host_logits.size());
+      stats.mlm_correct = 0;
+      for (int i = 0; i < Pn; ++i) {
+        if (labels[i] >= 0 &&
+            ArgMax(host_logits.data() + static_cast<size_t>(i) * V_, V_) == labels[i]) {
+          ++stats.mlm_correct;
+        }
+      }
+    }
+    // Google BERT: sum(w * loss) / (sum(w) + 1e-5); the gradient lands in the logits buffer.
+    const T mlm_scale = static_cast<T>(1.0 / (weight_sum + 1e-5));
+    ops_->SoftmaxCrossEntropy(logits_, labels_, weights_, Pn, V_, losses_,
+                              training ? logits_ : nullptr, mlm_scale);
+    ops_->Dot(weights_, losses_, Pn, scalars_);
+  } else {
+    ops_->Fill(scalars_, 1, T(0));
+  }
+
+  // NSP on the pooled [CLS] token.
+  ops_->CopyToDevice(cls_rows_, cls.data(), sizeof(int32_t) * B);
+  ops_->CopyToDevice(nsp_labels_, batch.next_sentence_labels.data(), sizeof(int32_t) * B);
+  ops_->GatherRows(h, cls_rows_, B, d_, cls_);
+  ops_->Gemm(Trans::kNo, Trans::kYes, B, d_, d_, T(1), cls_, d_, P("bert.pooler.dense.weight"), d_,
+             T(0), pooled_, d_);
+  ops_->AddBias(pooled_, P("bert.pooler.dense.bias"), B, d_);
+  ops_->TanhForward(pooled_, pooled_, static_cast<int64_t>(B) * d_);
+  ops_->Gemm(Trans::kNo, Trans::kYes, B, 2, d_, T(1), pooled_, d_, P("cls.seq_relationship.weight"),
+             d_, T(0), nsp_logits_, 2);
+  ops_->AddBias(nsp_logits_, P("cls.seq_relationship.bias"), B, 2);
+  ops_->SoftmaxCrossEntropy(nsp_logits_, nsp_labels_, nullptr, B, 2, nsp_losses_,
+                            training ? nsp_dlogits_ : nullptr, static_cast<T>(1.0 / B));
+  ops_->Dot(nsp_losses_, ones_, B, scalars_ + 1);
+
+  std::vector<T> nsp_logits(2 * B);
+  ops_->CopyToHost(nsp_logits.data(), nsp_logits_, sizeof(T) * 2 * B);
+  ops_->CopyToHost(host_scalars, scalars_, sizeof(T) * 2);
+  for (int b = 0; b < B; ++b) {
+    if (ArgMax(nsp_logits.data() + 2 * b, 2) == batch.next_sentence_labels[b]) ++stats.nsp_correct;
+  }
+  stats.mlm_loss_sum = static_cast<double>(host_scalars[0]);
+  stats.mlm_loss = stats.mlm_loss_sum / (weight_sum + 1e-5);
+  stats.nsp_loss = static_cast<double>(host_scalars[1]) / B;
+  stats.loss = stats.mlm_loss + stats.nsp_loss;
+}
+
+template <typename T>
+void Model<T>::ForwardLmHead(const Batch& batch, bool training, bool count_correct,
+                             LossStats& stats) {
+  const int N = B_ * S_;
+  const T* decoder = config_.tie_output_embedding() ? P("lm.embeddings.word_embeddings.weight")
+                                                    : P("lm.output.weight");
+  std::vector<int32_t> labels(N);
+  for (int i = 0; i < N; ++i) {
+    labels[i] = batch.targets[i] != 0 ? batch.targets[i] : -1;
+    stats.lm_tokens += batch.targets[i] != 0 ? 1 : 0;
+  }
+  ops_->CopyToDevice(labels_, labels.data(), sizeof(int32_t) * N);
+  ops_->Gemm(Trans::kNo, Trans::kYes, N, V_, d_, T(1), hidden_.back(), d_, decoder, d_, T(0),
+             logits_, V_);
+  ops_->AddBias(logits_, P("lm.output.bias"), N, V_);
+  if (count_correct) {
+    std::vector<T> host_logits(static_cast<size_t>(N) * V_);
+    ops_->CopyToHost(host_logits.data(), logits_, sizeof(T) * host_logits.size());
+    stats.lm_correct = 0;
+    for (int i = 0; i < N; ++i) {
+      if (labels[i] >= 0 &&
+          ArgMax(host_logits.data() + static_cast<size_t>(i) * V_, V_) == labels[i]) {
+        ++stats.lm_correct;
+      }
+    }
+  }
+  const T scale = stats.lm_tokens > 0 ? static_cast<T>(1.0 / stats.lm_tokens) : T(0);
+  ops_->SoftmaxCrossEntropy(logits_, labels_, nullptr, N, V_, losses_, training ? logits_ : nullptr,
+                            scale);
+  ops_->Dot(losses_, ones_, N, scalars_);
+  T sum = 0;
+  ops_->CopyToHost(&sum, scalars_, sizeof(T));
+  stats.lm_loss_sum = static_cast<double>(sum);
+  stats.lm_loss = stats.lm_tokens > 0 ? stats.lm_loss_sum / stats.lm_tokens : 0.0;
+  stats.loss = stats.lm_loss;
+}
+
+template <typename T>
+void Model<T>::Backward(T loss_scale) {
+  assert(backward_ready_ && "Backward needs a preceding Forward with training = true");
+  backward_ready_ = false;
+  const int B = B_, S = S_, N = B * S;
+  const int64_t nd = static_cast<int64_t>(N) * d_;
+  T* dh = dh_[0];
+  if (bert_) {
+    BackwardBertHeads(loss_scale, dh);
+  } else {
+    BackwardLmHead(loss_scale, dh);
+  }
+  for (int l = static_cast<int>(layers_.size()) - 1; l >= 0; --l) {
+    T* dx = dh == dh_[0] ? dh_[1] : dh_[0];
+    layers_[l]->Backward(hidden_[l], dh, dx, scratch_);
+    dh = dx;
+  }
+
+  // Embeddings: dropout, LayerNorm, then the three tables.
+  const std::string& p = layout_.prefix();
+  if (hidden_rate_ > 0) {
+    DropoutKey k = base_key_;
+    k.layer = kEmbeddingDropoutLayer;
+    k.site = 0;
+    ops_->Dropout(dh, dh, nd, hidden_rate_, k);
+  }
+  ops_->LayerNormBackward(dh, emb_sum_, P(p + "embeddings.LayerNorm.weight"), emb_mean_, emb_rstd_,
+                          N, d_, dh, G(p + "embeddings.LayerNorm.weight"),
+                          G(p + "embeddings.LayerNorm.bias"));
+  ops_->EmbeddingBackward(ids_, dh, N, d_, G(p + "embeddings.word_embeddings.weight"));
+  ops_->EmbeddingBackward(positions_, dh, N, d_, G(p + "embeddings.position_embeddings.weight"));
+  if (bert_) {
+    ops_->EmbeddingBackward(segments_, dh, N, d_,
+                            G("bert.embeddings.token_type_embeddings.weight"));
+  }
+}
+
+template <typename T>
+void Model<T>::BackwardBertHeads(T loss_scale, T* dhidden) {
+  const int B = B_, Pn = B_ * M_, N = B_ * S_;
+  ops_->Fill(dhidden, static_cast<int64_t>(N) * d_, T(0));
+  T* s1 = scratch_;
+  T* s2 = scratch_ + static_cast<int64_t>(std::max(Pn, B)) * d_;
+  const bool tied = config_.tie_output_embedding();
+  const T* decoder =
+      tied ? P("bert.embeddings.word_embeddings.weight") : P("cls.predictions.decoder.weight");
+  T* ddecoder =
+      tied ? G("bert.embeddings.word_embeddings.weight") : G("cls.predictions.decoder.weight");
+
+  if (Pn > 0) {
+    T* dlogits = logits_;  // SoftmaxCrossEntropy left the gradient here
+    if (loss_scale != T(1)) ops_->Scale(dlogits, static_cast<int64_t>(Pn) * V_, loss_scale);
+    ops_->BiasBackward(dlogits, Pn, V_, G("cls.predictions.bias"));
+    ops_->Gemm(Trans::kYes, Trans::kNo, V_, d_, Pn, T(1), dlogits, V_, mlm_out_, d_, T(1), ddecoder,
+               d_);
+    ops_->Gemm(Trans::kNo, Trans::kNo, Pn, d_, V_, T(1), dlogits, V_, decoder, d_, T(0), s1, d_);
+    ops_->LayerNormBackward(s1, mlm_act_, P("cls.predictions.transform.LayerNorm.weight"),
+                            mlm_mean_, mlm_rstd_, Pn, d_, s1,
+                            G("cls.predictions.transform.LayerNorm.weight"),
+                            G("cls.predictions.transform.LayerNorm.bias"));
+    ops_->GeluBackward(mlm_pre_, s1, s1, static_cast<int64_t>(Pn) * d_);
+    ops_->BiasBackward(s1, Pn, d_, G("cls.predictions.transform.dense.bias"));
+    ops_->Gemm(Trans::kYes, Trans::kNo, d_, d_, Pn, T(1), s1, d_, mlm_in_, d_, T(1),
+               G("cls.predictions.transform.dense.weight"), d_);
+    ops_->Gemm(Trans::kNo, Trans::kNo, Pn, d_, d_, T(1), s1, d_,
+               P("cls.predictions.transform.dense.weight"), d_, T(0), s2, d_);
+    ops_->ScatterAddRows(s2, gather_rows_, Pn, d_, dhidden);
+  }
+
+  T* dnsp = nsp_dlogits_;
+  if (loss_scale != T(1)) ops_->Scale(dnsp, 2 * B, loss_scale);
+  ops_->BiasBackward(dnsp, B, 2, G("cls.seq_relationship.bias"));
+  ops_->Gemm(Trans::kYes, Trans::kNo, 2, d_, B, T(1), dnsp, 2, pooled_, d_, T(1),
+             G("cls.seq_relationship.weight"), d_);
+  ops_->Gemm(Trans::kNo, Trans::kNo, B, d_, 2, T(1), dnsp, 2, P("cls.seq_relationship.weight"), d_,
+             T(0), s1, d_);
+  ops_->TanhBackward(pooled_, s1, s1, static_cast<int64_t>(B) * d_);
+  ops_->BiasBackward(s1, B, d_, G("bert.pooler.dense.bias"));
+  ops_->Gemm(Trans::kYes, Trans::kNo, d_, d_, B, T(1), s1, d_, cls_, d_, T(1),
+             G("bert.pooler.dense.weight"), d_);
+  ops_->Gemm(Trans::kNo, Trans::kNo, B, d_, d_, T(1), s1, d_, P("bert.pooler.dense.weight"), d_,
+             T(0), s2, d_);
+  ops_->ScatterAddRows(s2, cls_rows_, B, d_, dhidden);
+}
+
+template <typename T>
+void Model<T>::BackwardLmHead(T loss_scale, T* dhidden) {
+  const int N = B_ * S_;
+  const bool tied = config_.tie_output_embedding();
+  const T* decoder = tied ? P("lm.embeddings.word_embeddings.weight") : P("lm.output.weight");
+  T* ddecoder = tied ? G("lm.embeddings.word_embeddings.weight") : G("lm.output.weight");
+  T* dlogits = logits_;
+  if (loss_scale != T(1)) ops_->Scale(dlogits, static_cast<int64_t>(N) * V_, loss_scale);
+  ops_->BiasBackward(dlogits, N, V_, G("lm.output.bias"));
+  ops_->Gemm(Trans::kYes, Trans::kNo, V_, d_, N, T(1), dlogits, V_, hidden_.back(), d_, T(1),
+             ddecoder, d_);
+  ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, V_, T(1), dlogits, V_, decoder, d_, T(0), dhidden, d_);
+}
+
+template <typename T>
+void Model<T>::ZeroGrads() {
+  ops_->Fill(grads_, layout_.total(), T(0));
+}
+
+template <typename T>
+void Model<T>::InitParameters(uint64_t seed) {
+  std::vector<double> w = InitialParameters(layout_, config_.initializer_range(), seed);
+  std::vector<T> cast(w.begin(), w.end());
+  CopyParametersToDevice(cast.data());
+}
+
+template <typename T>
+void Model<T>::CopyParametersToHost(T* dst) const {
+  ops_->CopyToHost(dst, params_, sizeof(T) * static_cast<size_t>(layout_.total()));
+}
+
+template <typename T>
+void Model<T>::CopyParametersToDevice(const T* src) {
+  ops_->CopyToDevice(params_, src, sizeof(T) * static_cast<size_t>(layout_.total()));
+}
+
+template <typename T>
+void Model<T>::CopyGradientsToHost(T* dst) const {
+  ops_->CopyToHost(dst, grads_, sizeof(T) * static_cast<size_t>(layout_.total()));
+}
+
+template <typename T>
+std::vector<T> Model<T>::GetParameters() const {
+  std::vector<T> v(static_cast<size_t>(layout_.total()));
+  CopyParametersToHost(v.data());
+  return v;
+}
+
+template <typename T>
+std::vector<T> Model<T>::GetGradients() const {
+  std::vector<T> v(static_cast<size_t>(layout_.total()));
+  CopyGradientsToHost(v.data());
+  return v;
+}
+
+template <typename T>
+void Model<T>::SetParameters(const std::vector<T>& values) {
+  assert(static_cast<int64_t>(values.size()) == layout_.total());
+  CopyParametersToDevice(values.data());
+}
+
+template class Model<float>;
+template class Model<double>;
+
+}  // namespace headroom

@@ -1,0 +1,231 @@
+// The transformer of the paper, BERT or causal LM, forward and backward on any backend.
+//
+// Model<T> is written once against Ops<T> (kernels/ops.h): it only calls ops on device
+// pointers, so the same code runs on CpuOps<float>, CpuOps<double> (gradient checks) and the
+// CUDA backend. Structure, as Google BERT and the paper (post-LN):
+//
+//   embeddings: E_tok[ids] + E_pos[s] (+ E_type[segment]) -> LayerNorm -> dropout      = h_0
+//   layer l:    a = LN(h_l + dropout(Attn(h_l)))          (FixedHeadAttention, attention.h)
+//               h_{l+1} = LN(a + dropout(W2 GELU(W1 a + b1) + b2))
+//   BERT heads: MLM at the masked positions only: t = LN(GELU(h_L[pos] Wt^T + bt)),
+//               logits = t E_tok^T + b_out (decoder tied to the token embedding);
+//               NSP: pooled = tanh(h_L[:, 0] Wp^T + bp), logits = pooled Wn^T + bn.
+//               loss = sum(w * mlm_loss) / (sum(w) + 1e-5) + mean(nsp_loss)   (Google BERT)
+//   causal LM:  causal attention mask; logits = h_L E_tok^T + b_out at every position;
+//               loss = mean over positions with targets != 0 (tensor2tensor's convention: the
+//               input is shift_right(targets), see model/batch.h).
+// With `tie_output_embedding` false the decoder uses its own [V, d] matrix instead of E_tok.
+//
+// Parameters and gradients are two flat buffers of ParameterLayout order (parameter_layout.h);
+// gradients ACCUMULATE across Backward calls (micro-batches) until ZeroGrads.
+//
+// Memory is allocated once, at Create, for (max_batch, max_seq, max_predictions); Forward and
+// Backward allocate nothing. With N = B*S tokens, I = heads*head_size, F = ffn_size, V = vocab,
+// P = B*M masked slots, the activations kept from Forward for Backward are (elements):
+//   embeddings:  LayerNorm input N*d, its mean and rstd 2N, output h_0 N*d
+//   per layer:   attention (attention.h): q, k, v 3*N*I, probs B*h*S*S, context N*I;
+//                attention residual sum (LN1 input) N*d, LN1 mean/rstd 2N, LN1 output N*d;
+//                FFN pre-activation N*F, GELU output N*F; FFN residual sum (LN2 input) N*d,
+//                LN2 mean/rstd 2N, layer output h_{l+1} N*d
+//   BERT heads:  gathered rows P*d, transform pre-GELU P*d, GELU output P*d, LN stats 2P,
+//                transform output P*d, logits (then their gradient, in place) P*V;
+//                [CLS] rows B*d, pooled B*d, NSP logits 2B
+//   causal LM:   logits (then their gradient, in place) N*V
+// Dropout masks are never stored: Backward recomputes them from their Philox keys. Besides
+// these, one workspace of N*d + max(N*F, attention scratch 2*N*I + 2*B*h*S*S) elements is shared
+// by all layers and the heads, and Backward uses two [N, d] gradient buffers.
+// ActivationElements() returns the exact total.
+//
+// Dropout sites: layer l uses DropoutKey{seed, step, l, site} with site 0 = attention
+// probabilities, 1 = attention output, 2 = FFN output; the embedding dropout uses layer
+// kEmbeddingDropoutLayer, site 0. The heads have no dropout (as Google BERT's pre-training).
+//
+// Example (one training micro-batch):
+//   CpuOps<float> ops;
+//   auto model = Model<float>::Create(config.model(), &ops, {32, 128, 20}).value();
+//   model->InitParameters(/*seed=*/1234);
+//   model->ZeroGrads();
+//   absl::StatusOr<LossStats> s = model->Forward(batch, /*training=*/true, {seed, step});
+//   model->Backward();            // grads() += d s->loss / d params
+#ifndef HEADROOM_MODEL_TRANSFORMER_H_
+#define HEADROOM_MODEL_TRANSFORMER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "config/config.pb.h"
+#include "kernels/ops.h"
+#include "model/attention.h"
+#include "model/batch.h"
+#include "model/parameter_layout.h"
+
+namespace headroom {
+
+// DropoutKey::layer of the embedding dropout (distinct from every transformer layer index).
+inline constexpr uint32_t kEmbeddingDropoutLayer = 0xFFFFFF;
+
+// The largest batch a Model accepts; buffers are sized for it.
+struct ModelLimits {
+  int max_batch = 0;        // sequences per Forward
+  int max_seq = 0;          // tokens per sequence (<= model.max_positions)
+  int max_predictions = 0;  // BERT masked slots per sequence (ignored for the causal LM)
+};
+
+// What one Forward computed. Losses are the means the gradient is of; the sums and counts let
+// the trainer average over micro-batches and ranks exactly.
+struct LossStats {
+  double loss = 0;  // BERT: mlm_loss + nsp_loss; causal LM: lm_loss
+
+  // BERT.
+  double mlm_loss = 0;        // mlm_loss_sum / (mlm_weight_sum + 1e-5)
+  double mlm_loss_sum = 0;    // sum over slots of weight * cross-entropy
+  double mlm_weight_sum = 0;  // sum of masked_lm_weights
+  int64_t mlm_count = 0;      // slots with weight > 0
+  int64_t mlm_correct = -1;   // of those, argmax == label; -1 unless count_correct was asked
+  double nsp_loss = 0;        // mean over sequences
+  int64_t nsp_count = 0;      // sequences
+  int64_t nsp_correct = 0;    // argmax == next_sentence_label
+
+  // Causal LM.
+  double lm_loss = 0;       // lm_loss_sum / lm_tokens (0 when there are none)
+  double lm_loss_sum = 0;   // sum of cross-entropy over predicted tokens
+  int64_t lm_tokens = 0;    // positions with targets != 0
+  int64_t lm_correct = -1;  // argmax == target; -1 unless count_correct was asked
+};
+
+template <typename T>
+class EncoderLayer;  // transformer.cc
+
+template <typename T>
+class Model {
+ public:
+  // Validates `model` (as config/load.h would) and `limits`, lays out and allocates parameters
+  // (zero until InitParameters or CopyParametersToDevice), gradients (zero) and every
+  // activation buffer. `ops` is not owned and must outlive the model.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Model<T>>> Create(const ModelConfig& model,
+                                                                        Ops<T>* ops,
+                                                                        const ModelLimits& limits);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  // Runs the model on `batch` (validated first; errors are InvalidArgument naming the field).
+  // training: dropout at the configured rates with keys {base.seed, base.step, layer, site}, and
+  // the gradient of the loss with respect to the logits is prepared for Backward (in the logits
+  // buffer, which is why it costs nothing extra). Not training: no dropout, Backward not
+  // allowed. count_correct: also count argmax-correct MLM / LM predictions, which copies the
+  // logits to the host (P*V or N*V values; meant for evaluation). NSP accuracy is always
+  // counted.
+  [[nodiscard]] absl::StatusOr<LossStats> Forward(const Batch& batch, bool training,
+                                                  const DropoutKey& base,
+                                                  bool count_correct = false);
+
+  // Adds loss_scale * d loss / d params of the last training Forward into grads(). loss_scale
+  // is for averaging micro-batches (1 / accumulation steps) or loss scaling. Must follow a
+  // Forward with training = true; may be called once per Forward.
+  void Backward(T loss_scale = T(1));
+
+  // Sets every gradient to zero.
+  void ZeroGrads();
+  // BERT initialisation (model/init.h) computed on the host and copied to the device.
+  void InitParameters(uint64_t seed);
+
+  // Host <-> device copies of the whole flat buffers (layout().total() elements each).
+  void CopyParametersToHost(T* dst) const;
+  void CopyParametersToDevice(const T* src);
+  void CopyGradientsToHost(T* dst) const;
+  std::vector<T> GetParameters() const;
+  std::vector<T> GetGradients() const;
+  void SetParameters(const std::vector<T>& values);
+
+  // Device pointers to the flat buffers (layout().total() elements; owned by the model).
+  T* params() { return params_; }
+  T* grads() { return grads_; }
+  const T* params() const { return params_; }
+  const T* grads() const { return grads_; }
+  const ParameterLayout& layout() const { return layout_; }
+  const ModelConfig& config() const { return config_; }
+  const ModelLimits& limits() const { return limits_; }
+
+  // The encoder output h_L of the last Forward, [B*S, d] on the device (for tests and probing).
+  const T* hidden() const { return hidden_.back(); }
+  // Elements allocated for kept activations plus scratch (see the file comment), excluding
+  // parameters and gradients.
+  int64_t ActivationElements() const { return activation_elements_; }
+
+ private:
+  Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits);
+  T* Allocate(int64_t n);
+  int32_t* AllocateInt(int64_t n);
+  const T* P(const std::string& name) const;
+  T* G(const std::string& name);
+  void ForwardBertHeads(const Batch& batch, bool training, bool count_correct, LossStats& stats);
+  void ForwardLmHead(const Batch& batch, bool training, bool count_correct, LossStats& stats);
+  void BackwardBertHeads(T loss_scale, T* dhidden);
+  void BackwardLmHead(T loss_scale, T* dhidden);
+
+  ModelConfig config_;
+  Ops<T>* ops_;
+  ModelLimits limits_;
+  ParameterLayout layout_;
+  bool bert_;
+  int d_, V_;
+  T eps_;
+  std::vector<void*> allocations_;
+  int64_t activation_elements_ = 0;
+
+  T* params_ = nullptr;
+  T* grads_ = nullptr;
+  std::vector<std::unique_ptr<EncoderLayer<T>>> layers_;
+
+  // Inputs of the current batch (device).
+  int32_t* ids_ = nullptr;          // [N] input token ids (causal LM: shift_right(targets))
+  int32_t* positions_ = nullptr;    // [N] position of each token
+  int32_t* segments_ = nullptr;     // [N] (BERT)
+  int32_t* key_valid_ = nullptr;    // [N] input_mask (BERT)
+  int32_t* labels_ = nullptr;       // [P] masked_lm_ids or -1 (BERT); [N] targets or -1 (LM)
+  int32_t* gather_rows_ = nullptr;  // [P] b*S + masked_lm_positions (BERT)
+  int32_t* cls_rows_ = nullptr;     // [B] b*S (BERT)
+  int32_t* nsp_labels_ = nullptr;   // [B]
+  T* weights_ = nullptr;            // [P] masked_lm_weights (BERT)
+  T* ones_ = nullptr;               // [max(N, B)] all ones, for sums via Dot
+  T* scalars_ = nullptr;            // [4] device scalars read back after Forward
+
+  // Kept activations.
+  T* emb_sum_ = nullptr;  // [N, d] embedding LayerNorm input
+  T* emb_mean_ = nullptr;
+  T* emb_rstd_ = nullptr;
+  std::vector<T*> hidden_;  // L + 1 buffers [N, d]: h_0 .. h_L
+  T* logits_ = nullptr;     // [P, V] (BERT) or [N, V] (LM); gradient in place after training
+  T* losses_ = nullptr;     // [max(P, N)] per-row cross-entropy
+  // BERT heads.
+  T* mlm_in_ = nullptr;            // [P, d] gathered rows
+  T* mlm_pre_ = nullptr;           // [P, d] transform before GELU
+  T* mlm_act_ = nullptr;           // [P, d] GELU output
+  T* mlm_mean_ = nullptr;          // [P]
+  T* mlm_rstd_ = nullptr;          // [P]
+  T* mlm_out_ = nullptr;           // [P, d] transform LayerNorm output
+  T* cls_ = nullptr;               // [B, d]
+  T* pooled_ = nullptr;            // [B, d]
+  T* nsp_logits_ = nullptr;        // [B, 2], gradient in place after training
+  T* nsp_losses_ = nullptr;        // [B]
+  T* nsp_dlogits_ = nullptr;       // [B, 2] gradient of the NSP logits (logits kept for accuracy)
+  T* scratch_ = nullptr;           // layer and head workspace (see the file comment)
+  T* dh_[2] = {nullptr, nullptr};  // [N, d] gradient buffers Backward alternates between
+
+  // The last Forward.
+  int B_ = 0, S_ = 0, M_ = 0;
+  bool backward_ready_ = false;
+  DropoutKey base_key_;
+  float hidden_rate_ = 0, attention_rate_ = 0;
+};
+
+extern template class Model<float>;
+extern template class Model<double>;
+
+}  // namespace headroom
+
+#endif  // HEADROOM_MODEL_TRANSFORMER_H_

@@ -1,0 +1,290 @@
+// BERT pre-training data: statistics and well-formedness of the shards made from the bundled
+// corpus (the held-out valid.txt slice, 36 documents, to stay fast), checked against the
+// algorithm's published parameters (15% of tokens masked, 80/10/10, 50% random next) rather
+// than against numbers recorded from this code; determinism of the shards; bad input.
+#include "data/bert_pretraining_data.h"
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/file.h"
+#include "data/example_io.h"
+#include "data/record_reader.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/data/text_test_util.h"
+
+namespace headroom {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::vector<tf::Example> ReadShard(const std::string& path) {
+  std::vector<tf::Example> out;
+  auto reader = RecordReader::Open(path);
+  EXPECT_TRUE(reader.ok()) << reader.status();
+  if (!reader.ok()) return out;
+  std::string record;
+  while (true) {
+    auto more = (*reader)->ReadNext(&record);
+    EXPECT_TRUE(more.ok()) << more.status();
+    if (!more.ok() || !*more) break;
+    tf::Example e;
+    EXPECT_TRUE(ParseExample(record, {path, static_cast<int64_t>(out.size()), 0}, &e).ok());
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::vector<int64_t> Ints(const tf::Example& e, const char* name) {
+  auto v = GetInt64Feature(e, name, {"test", 0, 0});
+  EXPECT_TRUE(v.ok()) << v.status();
+  return v.ok() ? std::vector<int64_t>(v->begin(), v->end()) : std::vector<int64_t>();
+}
+
+class BertDataTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    vocab_ = testing::CachePath("vocab.txt");
+    corpus_ = testing::CachePath("corpus/valid.txt");
+    HR_SKIP_WITHOUT_BUNDLED(vocab_);
+    HR_SKIP_WITHOUT_BUNDLED(corpus_);
+    auto t = WordPieceTokenizer::FromFile(vocab_);
+    ASSERT_TRUE(t.ok()) << t.status();
+    tok_ = std::make_unique<WordPieceTokenizer>(*std::move(t));
+    dir_ = testing::MakeTempDir("bert_data");
+    ASSERT_FALSE(dir_.empty());
+  }
+  std::string vocab_, corpus_, dir_;
+  std::unique_ptr<WordPieceTokenizer> tok_;
+};
+
+TEST_F(BertDataTest, ShardsAreWellFormedWithGoogleStatistics) {
+  BertDataOptions o;  // Google's defaults: 128, 20, 0.15, 0.1
+  o.dupe_factor = 2;
+  auto stats = WriteBertShards({corpus_}, *tok_, o, dir_, "train", 3);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->documents, 36);  // fetch-data holds out every 20th of 733 documents
+  std::vector<tf::Example> examples;
+  for (const std::string& path : ShardPaths(dir_, "train", 3)) {
+    std::vector<tf::Example> shard = ReadShard(path);
+    EXPECT_GT(shard.size(), 0u) << path;
+    examples.insert(examples.end(), shard.begin(), shard.end());
+  }
+  ASSERT_EQ(static_cast<int64_t>(examples.size()), stats->instances);
+  ASSERT_GT(examples.size(), 2000u);
+
+  int64_t maskable = 0, masked = 0, as_mask = 0, as_original = 0, as_random = 0, random_next = 0;
+  for (size_t n = 0; n < examples.size(); ++n) {
+    SCOPED_TRACE(n);
+    const tf::Example& e = examples[n];
+    std::vector<int64_t> ids = Ints(e, "input_ids"), mask = Ints(e, "input_mask"),
+                         seg = Ints(e, "segment_ids"), pos = Ints(e, "masked_lm_positions"),
+                         lm_ids = Ints(e, "masked_lm_ids"), nsp = Ints(e, "next_sentence_labels");
+    auto weights = GetFloatFeature(e, "masked_lm_weights", {"test", 0, 0});
+    ASSERT_TRUE(weights.ok());
+    ASSERT_EQ(ids.size(), 128u);
+    ASSERT_EQ(mask.size(), 128u);
+    ASSERT_EQ(seg.size(), 128u);
+    ASSERT_EQ(pos.size(), 20u);
+    ASSERT_EQ(lm_ids.size(), 20u);
+    ASSERT_EQ(weights->size(), 20u);
+    ASSERT_EQ(nsp.size(), 1u);
+    ASSERT_TRUE(nsp[0] == 0 || nsp[0] == 1);
+    random_next += nsp[0];
+    // [CLS] A [SEP] B [SEP], then zero padding; A and B non-empty. The structure is checked on
+    // the tokens before masking (a random replacement may draw any vocabulary id, [SEP] too, as
+    // in Google's script).
+    size_t len = 0;
+    while (len < 128 && mask[len] == 1) ++len;
+    for (size_t i = len; i < 128; ++i) {
+      ASSERT_EQ(mask[i], 0);
+      ASSERT_EQ(ids[i], 0);
+      ASSERT_EQ(seg[i], 0);
+    }
+    ASSERT_GE(len, 5u);
+    std::vector<int64_t> original(ids.begin(), ids.begin() + len);
+    for (size_t k = 0; k < 20; ++k) {
+      if ((*weights)[k] != 0.0f && pos[k] >= 0 && pos[k] < static_cast<int64_t>(len)) {
+        original[pos[k]] = lm_ids[k];
+      }
+    }
+    ASSERT_EQ(original[0], 101);
+    ASSERT_EQ(original[len - 1], 102);
+    std::vector<size_t> seps;
+    for (size_t i = 0; i < len; ++i) {
+      ASSERT_GE(ids[i], 0);
+      ASSERT_LT(ids[i], 30522);
+      if (original[i] == 102) seps.push_back(i);
+      if (i > 0) {
+        ASSERT_NE(original[i], 101);
+      }
+    }
+    ASSERT_EQ(seps.size(), 2u);
+    ASSERT_GE(seps[0], 2u);
+    ASSERT_GE(seps[1], seps[0] + 2);
+    for (size_t i = 0; i < len; ++i) ASSERT_EQ(seg[i], i <= seps[0] ? 0 : 1);
+    // Predictions: increasing positions inside the sequence, never [CLS]/[SEP].
+    const int64_t expected_predictions =
+        std::min<int64_t>(20, std::max<int64_t>(1, std::llround(len * 0.15)));
+    int64_t predictions = 0;
+    for (size_t k = 0; k < 20; ++k) {
+      if ((*weights)[k] == 0.0f) {
+        ASSERT_EQ(pos[k], 0);
+        ASSERT_EQ(lm_ids[k], 0);
+        continue;
+      }
+      ASSERT_EQ((*weights)[k], 1.0f);
+      ASSERT_EQ(k, static_cast<size_t>(predictions)) << "weights must be 1s then 0s";
+      ++predictions;
+      ASSERT_GT(pos[k], 0);
+      ASSERT_LT(pos[k], static_cast<int64_t>(len) - 1);
+      ASSERT_NE(static_cast<size_t>(pos[k]), seps[0]);
+      if (k > 0) {
+        ASSERT_GT(pos[k], pos[k - 1]);
+      }
+      ASSERT_GE(lm_ids[k], 0);
+      ASSERT_LT(lm_ids[k], 30522);
+      ASSERT_NE(lm_ids[k], 101);
+      ASSERT_NE(lm_ids[k], 102);
+      int64_t shown = ids[pos[k]];
+      if (shown == 103) {
+        ++as_mask;
+      } else if (shown == lm_ids[k]) {
+        ++as_original;
+      } else {
+        ++as_random;
+      }
+    }
+    // Python's round differs from llround only at exact halves; allow that one.
+    ASSERT_LE(std::abs(predictions - expected_predictions), 1);
+    masked += predictions;
+    maskable += static_cast<int64_t>(len) - 3;
+  }
+  const double n = static_cast<double>(examples.size());
+  const double m = static_cast<double>(masked);
+  EXPECT_NEAR(static_cast<double>(masked) / maskable, 0.15, 0.01);
+  EXPECT_NEAR(as_mask / m, 0.80, 0.02);
+  EXPECT_NEAR(as_original / m, 0.10, 0.015);  // plus the rare random draw of the same token
+  EXPECT_NEAR(as_random / m, 0.10, 0.015);
+  // 50% by coin, plus the pairs forced random because only one sentence accumulated.
+  EXPECT_GT(random_next / n, 0.45);
+  EXPECT_LT(random_next / n, 0.60);
+}
+
+TEST_F(BertDataTest, SameSeedGivesIdenticalShards) {
+  BertDataOptions o;
+  o.dupe_factor = 1;
+  auto a = WriteBertShards({corpus_}, *tok_, o, dir_, "a", 2);
+  auto b = WriteBertShards({corpus_}, *tok_, o, dir_, "b", 2);
+  o.random_seed = 54321;
+  auto c = WriteBertShards({corpus_}, *tok_, o, dir_, "c", 2);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  for (int i = 0; i < 2; ++i) {
+    auto fa = ReadFile(ShardPaths(dir_, "a", 2)[i]);
+    auto fb = ReadFile(ShardPaths(dir_, "b", 2)[i]);
+    auto fc = ReadFile(ShardPaths(dir_, "c", 2)[i]);
+    ASSERT_TRUE(fa.ok() && fb.ok() && fc.ok());
+    EXPECT_GT(fa->size(), 0u);
+    EXPECT_TRUE(*fa == *fb) << "shard " << i << " differs between two runs with the same seed";
+    EXPECT_FALSE(*fa == *fc) << "shard " << i << " is the same under another seed";
+  }
+}
+
+TEST_F(BertDataTest, WholeWordMaskingMasksAllPiecesOfAWord) {
+  BertDataOptions o;
+  o.dupe_factor = 1;
+  o.do_whole_word_mask = true;
+  int64_t continuation_masked = 0;
+  auto stats = CreateBertInstances({corpus_}, *tok_, o, [&](const BertInstance& inst) {
+    std::vector<bool> is_masked(inst.input_ids.size(), false);
+    std::vector<int32_t> original = inst.input_ids;
+    for (size_t k = 0; k < inst.masked_lm_positions.size(); ++k) {
+      is_masked[inst.masked_lm_positions[k]] = true;
+      original[inst.masked_lm_positions[k]] = inst.masked_lm_ids[k];
+    }
+    for (size_t i = 1; i + 1 < original.size(); ++i) {
+      bool cont = tok_->IsContinuation(original[i]);
+      bool prev_special = original[i - 1] == 101 || original[i - 1] == 102;
+      if (cont && is_masked[i] && !prev_special) {
+        ++continuation_masked;
+        EXPECT_TRUE(is_masked[i - 1]) << "a ## piece is masked without the piece before it";
+      }
+      if (cont && is_masked[i - 1] && !is_masked[i] && !prev_special) {
+        ADD_FAILURE() << "a word is masked without its ## continuation";
+      }
+    }
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_GT(continuation_masked, 100);
+}
+
+TEST_F(BertDataTest, SmallChunksStayWellFormed) {
+  BertDataOptions o;
+  o.dupe_factor = 1;
+  o.chunk_documents = 3;  // random next segments drawn among 3 documents
+  int64_t count = 0;
+  auto stats = CreateBertInstances({corpus_}, *tok_, o, [&](const BertInstance& inst) {
+    ++count;
+    EXPECT_LE(inst.input_ids.size(), 128u);
+    EXPECT_EQ(inst.input_ids.front(), 101);
+    EXPECT_EQ(inst.input_ids.back(), 102);
+    EXPECT_EQ(inst.segment_ids.size(), inst.input_ids.size());
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->documents, 36);
+  EXPECT_EQ(count, stats->instances);
+}
+
+// ---- Bad input ----
+
+TEST(BertDataErrorsTest, EmptyCorpusIsOneClearError) {
+  auto tok = WordPieceTokenizer::FromTokens({"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"});
+  ASSERT_TRUE(tok.ok());
+  std::string dir = testing::MakeTempDir("bert_empty");
+  std::string path = dir + "/empty.txt";
+  FILE* f = std::fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs("\n\n   \n", f);
+  std::fclose(f);
+  auto stats = WriteBertShards({path}, *tok, BertDataOptions(), dir, "train", 2);
+  ASSERT_FALSE(stats.ok());
+  EXPECT_EQ(stats.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(stats.status().message(), HasSubstr("no documents in " + path));
+  EXPECT_EQ(std::string(stats.status().message()).find('\n'), std::string::npos);
+  // No shard appears under its final name.
+  EXPECT_FALSE(testing::FileExists(ShardPaths(dir, "train", 2)[0]));
+}
+
+TEST(BertDataErrorsTest, MissingInputAndBadOptions) {
+  auto tok = WordPieceTokenizer::FromTokens({"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"});
+  ASSERT_TRUE(tok.ok());
+  auto missing = CreateBertInstances({"/nonexistent/corpus.txt"}, *tok, BertDataOptions(),
+                                     [](const BertInstance&) { return absl::OkStatus(); });
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(missing.status().message(), HasSubstr("/nonexistent/corpus.txt"));
+  BertDataOptions o;
+  o.max_seq_length = 4;
+  EXPECT_THAT(ValidateBertDataOptions(o).message(), HasSubstr("--max_seq_length=4"));
+}
+
+TEST(BertRngTest, UniformIntIsInclusiveAndCoversTheRange) {
+  BertRng rng(1);
+  std::map<int64_t, int> seen;
+  for (int i = 0; i < 10000; ++i) ++seen[rng.UniformInt(2, 5)];
+  ASSERT_EQ(seen.size(), 4u);
+  for (auto [v, count] : seen) EXPECT_NEAR(count, 2500, 250) << v;
+  for (int i = 0; i < 1000; ++i) {
+    double u = rng.Uniform();
+    ASSERT_GE(u, 0.0);
+    ASSERT_LT(u, 1.0);
+  }
+}
+
+}  // namespace
+}  // namespace headroom

@@ -1,0 +1,214 @@
+// SentencePiece training/encoding and LM `targets` examples. A small model (vocab 1000) is trained
+// once on the bundled held-out text (valid.txt) to keep the suite fast; the checks are properties
+// the format promises (round trip, t2t ids, EOS per sentence, no token lost when cutting or
+// packing, lengths), not numbers recorded from a run.
+#include "data/lm_pretraining_data.h"
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/bert_pretraining_data.h"
+#include "data/example_io.h"
+#include "data/record_reader.h"
+#include "data/sentencepiece_tokenizer.h"
+#include "data/text_input.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/data/text_test_util.h"
+
+namespace headroom {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string WriteText(const std::string& dir, const std::string& name, const std::string& text) {
+  std::string path = dir + "/" + name;
+  FILE* f = std::fopen(path.c_str(), "w");
+  std::fputs(text.c_str(), f);
+  std::fclose(f);
+  return path;
+}
+
+class LmDataTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    corpus_ = new std::string(testing::CachePath("corpus/valid.txt"));
+    if (!testing::FileExists(*corpus_)) return;
+    dir_ = new std::string(testing::MakeTempDir("lm_data"));
+    SentencePieceTrainOptions o;
+    o.input_files = {*corpus_};
+    o.model_prefix = *dir_ + "/spm";
+    o.vocab_size = 1000;
+    absl::Status s = TrainSentencePiece(o);
+    ASSERT_TRUE(s.ok()) << s;
+    auto spm = SentencePieceTokenizer::Load(*dir_ + "/spm.model");
+    ASSERT_TRUE(spm.ok()) << spm.status();
+    spm_ = new SentencePieceTokenizer(*std::move(spm));
+  }
+  void SetUp() override {
+    HR_SKIP_WITHOUT_BUNDLED(*corpus_);
+    ASSERT_NE(spm_, nullptr);
+  }
+  static std::string* corpus_;
+  static std::string* dir_;
+  static SentencePieceTokenizer* spm_;
+};
+std::string* LmDataTest::corpus_ = nullptr;
+std::string* LmDataTest::dir_ = nullptr;
+SentencePieceTokenizer* LmDataTest::spm_ = nullptr;
+
+TEST_F(LmDataTest, TrainedModelUsesTensor2TensorIds) {
+  EXPECT_EQ(spm_->vocab_size(), 1000);
+  EXPECT_EQ(spm_->pad_id(), 0);
+  EXPECT_EQ(spm_->eos_id(), 1);
+  EXPECT_EQ(spm_->unk_id(), 2);
+  EXPECT_EQ(spm_->IdToPiece(1), "</s>");
+}
+
+TEST_F(LmDataTest, EncodeDecodeRoundTrips) {
+  const std::string text = "The Congress shall have power to lay and collect taxes.";
+  auto ids = spm_->Encode(text);
+  ASSERT_TRUE(ids.ok());
+  EXPECT_GT(ids->size(), 5u);
+  for (int32_t id : *ids) {
+    EXPECT_GT(id, 1);  // never <pad> or </s>
+    EXPECT_LT(id, 1000);
+  }
+  auto back = spm_->Decode(*ids);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, text);
+  auto pieces = spm_->EncodeAsPieces(text);
+  ASSERT_TRUE(pieces.ok());
+  EXPECT_EQ(pieces->size(), ids->size());
+  EXPECT_FALSE(spm_->Decode({5, 1000}).ok());
+}
+
+TEST_F(LmDataTest, OneSentencePerExampleEndsWithEos) {
+  std::string path =
+      WriteText(*dir_, "three.txt", "Hello world.\nThe union is strong.\n\nA third one.\n");
+  std::vector<std::vector<int32_t>> examples;
+  auto stats = CreateLmExamples({path}, *spm_, LmDataOptions(), [&](const std::vector<int32_t>& t) {
+    examples.push_back(t);
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  ASSERT_EQ(examples.size(), 3u);
+  EXPECT_EQ(stats->sentences, 3);
+  const char* sentences[] = {"Hello world.", "The union is strong.", "A third one."};
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(examples[i].back(), 1);
+    std::vector<int32_t> body(examples[i].begin(), examples[i].end() - 1);
+    EXPECT_EQ(*spm_->Decode(body), sentences[i]);
+  }
+}
+
+TEST_F(LmDataTest, LongSentencesAreCutAndPackingLosesNoToken) {
+  LmDataOptions plain;
+  plain.max_length = 16;
+  LmDataOptions packed = plain;
+  packed.pack = true;
+  auto collect = [&](const LmDataOptions& o, std::vector<std::vector<int32_t>>* out) {
+    return CreateLmExamples({*corpus_}, *spm_, o, [out](const std::vector<int32_t>& t) {
+      out->push_back(t);
+      return absl::OkStatus();
+    });
+  };
+  std::vector<std::vector<int32_t>> a, b;
+  auto sa = collect(plain, &a);
+  auto sb = collect(packed, &b);
+  ASSERT_TRUE(sa.ok() && sb.ok());
+  std::vector<int32_t> flat_a, flat_b;
+  int64_t eos = 0;
+  for (const auto& t : a) {
+    ASSERT_LE(t.size(), 16u);
+    ASSERT_FALSE(t.empty());
+    flat_a.insert(flat_a.end(), t.begin(), t.end());
+  }
+  for (const auto& t : b) {
+    ASSERT_LE(t.size(), 16u);
+    flat_b.insert(flat_b.end(), t.begin(), t.end());
+    for (int32_t id : t) eos += id == 1;
+  }
+  EXPECT_EQ(flat_a, flat_b);  // same token stream, just grouped differently
+  EXPECT_EQ(eos, sa->sentences);
+  EXPECT_LT(b.size(), a.size());
+  EXPECT_EQ(sa->tokens, static_cast<int64_t>(flat_a.size()));
+}
+
+TEST_F(LmDataTest, ShardsHoldTargetsRoundRobin) {
+  std::string out = testing::MakeTempDir("lm_shards");
+  auto stats = WriteLmShards({*corpus_}, *spm_, LmDataOptions(), out, "valid", 3);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  int64_t records = 0;
+  for (const std::string& path : ShardPaths(out, "valid", 3)) {
+    auto reader = RecordReader::Open(path);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    std::string record;
+    int64_t in_shard = 0;
+    while (*(*reader)->ReadNext(&record)) {
+      tf::Example e;
+      ASSERT_TRUE(ParseExample(record, {path, in_shard, 0}, &e).ok());
+      auto targets = GetInt64Feature(e, "targets", {path, in_shard, 0});
+      ASSERT_TRUE(targets.ok()) << targets.status();
+      ASSERT_FALSE(targets->empty());
+      ASSERT_LE(targets->size(), 256u);
+      for (int64_t id : *targets) ASSERT_TRUE(id > 0 && id < 1000);
+      ++in_shard;
+    }
+    EXPECT_NEAR(in_shard, stats->examples / 3.0, 1.0);
+    records += in_shard;
+  }
+  EXPECT_EQ(records, stats->examples);
+}
+
+// ---- Bad input ----
+
+TEST_F(LmDataTest, EmptyCorpusIsOneClearError) {
+  std::string path = WriteText(*dir_, "blank.txt", "\n \n\n");
+  auto stats = CreateLmExamples({path}, *spm_, LmDataOptions(),
+                                [](const std::vector<int32_t>&) { return absl::OkStatus(); });
+  ASSERT_FALSE(stats.ok());
+  EXPECT_THAT(stats.status().message(), HasSubstr("no sentences in " + path));
+}
+
+TEST(SentencePieceErrorsTest, MissingModelAndBadTrainingOptions) {
+  auto spm = SentencePieceTokenizer::Load("/nonexistent/lm.model");
+  ASSERT_FALSE(spm.ok());
+  EXPECT_EQ(spm.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(spm.status().message(), HasSubstr("/nonexistent/lm.model"));
+
+  std::string dir = testing::MakeTempDir("spm_errors");
+  std::string garbage = WriteText(dir, "garbage.model", "not a model");
+  spm = SentencePieceTokenizer::Load(garbage);
+  ASSERT_FALSE(spm.ok());
+  EXPECT_THAT(spm.status().message(), HasSubstr(garbage));
+
+  SentencePieceTrainOptions o;
+  o.input_files = {"/nonexistent/text.txt"};
+  o.model_prefix = dir + "/m";
+  EXPECT_THAT(TrainSentencePiece(o).message(), HasSubstr("/nonexistent/text.txt"));
+  o.input_files = {WriteText(dir, "tiny.txt", "a b c\n")};
+  o.vocab_size = 5000;  // far more pieces than a three-letter corpus has
+  absl::Status s = TrainSentencePiece(o);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(std::string(s.message()).find('\n'), std::string::npos) << s;
+  o.model_type = "wordpiece";
+  EXPECT_THAT(TrainSentencePiece(o).message(), HasSubstr("unigram or bpe"));
+}
+
+TEST(TextInputTest, ExpandsCommaListsAndGlobs) {
+  std::string dir = testing::MakeTempDir("text_input");
+  WriteText(dir, "b.txt", "x\n");
+  WriteText(dir, "a.txt", "y\n");
+  auto files = ExpandInputFiles(dir + "/*.txt," + dir + "/a.txt");
+  ASSERT_TRUE(files.ok());
+  EXPECT_THAT(*files, ::testing::ElementsAre(dir + "/a.txt", dir + "/b.txt", dir + "/a.txt"));
+  auto none = ExpandInputFiles(dir + "/*.md");
+  ASSERT_FALSE(none.ok());
+  EXPECT_THAT(none.status().message(), HasSubstr("*.md"));
+}
+
+}  // namespace
+}  // namespace headroom

@@ -1,0 +1,273 @@
+// Helpers shared by the model tests: tiny configs, randomised parameters, and a naive host
+// reference transformer written from the paper's and Google BERT's equations (plain loops in
+// double, nothing shared with model/ or kernels/), so tests compare against an independent
+// computation.
+#ifndef HEADROOM_TESTS_MODEL_MODEL_TEST_UTIL_H_
+#define HEADROOM_TESTS_MODEL_MODEL_TEST_UTIL_H_
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "config/config.pb.h"
+#include "model/batch.h"
+#include "model/parameter_layout.h"
+
+namespace headroom {
+namespace testing {
+
+// A tiny BERT: vocab 17, 8 positions, type vocab 2. head_size 0 means d/h.
+inline ModelConfig TinyBert(int layers, int d, int heads, int head_size, int ffn,
+                            float dropout = 0.0f) {
+  ModelConfig m;
+  m.set_objective(ModelConfig::BERT);
+  m.set_vocab_size(17);
+  m.set_max_positions(8);
+  m.set_type_vocab_size(2);
+  m.set_num_layers(layers);
+  m.set_d_model(d);
+  m.set_num_heads(heads);
+  m.set_head_size(head_size);
+  m.set_ffn_size(ffn);
+  m.set_hidden_dropout(dropout);
+  m.set_attention_dropout(dropout);
+  m.set_layer_norm_epsilon(1e-6f);
+  m.set_initializer_range(0.5f);
+  m.set_tie_output_embedding(true);
+  return m;
+}
+
+// A tiny causal LM: vocab 13, 8 positions.
+inline ModelConfig TinyLm(int layers, int d, int heads, int head_size, int ffn,
+                          float dropout = 0.0f) {
+  ModelConfig m = TinyBert(layers, d, heads, head_size, ffn, dropout);
+  m.set_objective(ModelConfig::CAUSAL_LM);
+  m.set_vocab_size(13);
+  m.set_type_vocab_size(0);
+  return m;
+}
+
+// Parameters with every path active: the layout's weights drawn N(0, range^2), and LayerNorm
+// gains 1 + N(0, 0.3^2), biases N(0, 0.2^2) instead of BERT's ones and zeros (which would hide
+// errors in their gradients' cross terms).
+inline std::vector<double> RandomParameters(const ParameterLayout& layout, double range,
+                                            uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::vector<double> w(layout.total());
+  for (const TensorSpec& t : layout.tensors()) {
+    for (int64_t i = 0; i < t.numel; ++i) {
+      double z = normal(rng);
+      switch (t.init) {
+        case ParamInit::kTruncatedNormal:
+          w[t.offset + i] = range * z;
+          break;
+        case ParamInit::kOnes:
+          w[t.offset + i] = 1.0 + 0.3 * z;
+          break;
+        case ParamInit::kZeros:
+          w[t.offset + i] = 0.2 * z;
+          break;
+      }
+    }
+  }
+  return w;
+}
+
+// ---- Naive reference ---------------------------------------------------------------------
+
+struct ReferenceResult {
+  double loss = 0, mlm_loss = 0, nsp_loss = 0, lm_loss = 0;
+  int64_t mlm_correct = 0, nsp_correct = 0, lm_correct = 0;
+  std::vector<double> hidden;  // [B*S, d] encoder output
+};
+
+class ReferenceModel {
+ public:
+  ReferenceModel(const ModelConfig& m, const std::vector<double>& w)
+      : m_(m), w_(w), layout_(ParameterLayout::ForModel(m)) {}
+
+  ReferenceResult Run(const Batch& batch) const {
+    const bool bert = m_.objective() == ModelConfig::BERT;
+    const int B = batch.batch_size, S = batch.seq_length, d = m_.d_model();
+    const std::string p = layout_.prefix();
+    ReferenceResult r;
+    r.hidden.assign(static_cast<size_t>(B) * S * d, 0.0);
+    double mlm_sum = 0, mlm_w = 0, nsp_sum = 0, lm_sum = 0;
+    int64_t lm_count = 0;
+    for (int b = 0; b < B; ++b) {
+      // Embeddings.
+      std::vector<std::vector<double>> x(S, std::vector<double>(d));
+      for (int s = 0; s < S; ++s) {
+        int id = bert ? batch.input_ids[b * S + s] : (s == 0 ? 0 : batch.targets[b * S + s - 1]);
+        for (int j = 0; j < d; ++j) {
+          x[s][j] = W(p + "embeddings.word_embeddings.weight")[id * d + j] +
+                    W(p + "embeddings.position_embeddings.weight")[s * d + j];
+          if (bert) {
+            x[s][j] +=
+                W("bert.embeddings.token_type_embeddings.weight")[batch.segment_ids[b * S + s] * d +
+                                                                  j];
+          }
+        }
+        x[s] = LayerNorm(x[s], p + "embeddings.LayerNorm.");
+      }
+      for (int l = 0; l < m_.num_layers(); ++l) x = Layer(x, l, batch, b, bert);
+      for (int s = 0; s < S; ++s) {
+        std::copy(x[s].begin(), x[s].end(),
+                  r.hidden.begin() + (static_cast<size_t>(b) * S + s) * d);
+      }
+      const double* decoder = m_.tie_output_embedding()
+                                  ? W(p + "embeddings.word_embeddings.weight")
+                                  : W(bert ? "cls.predictions.decoder.weight" : "lm.output.weight");
+      if (bert) {
+        const int M = batch.max_predictions;
+        for (int j = 0; j < M; ++j) {
+          const double w = batch.masked_lm_weights[b * M + j];
+          mlm_w += w;
+          if (w == 0) continue;
+          std::vector<double> t =
+              Dense(x[batch.masked_lm_positions[b * M + j]], "cls.predictions.transform.dense.");
+          for (double& v : t) v = Gelu(v);
+          t = LayerNorm(t, "cls.predictions.transform.LayerNorm.");
+          std::vector<double> logits =
+              Affine(t, decoder, W("cls.predictions.bias"), m_.vocab_size(), d);
+          const int label = batch.masked_lm_ids[b * M + j];
+          mlm_sum += w * CrossEntropy(logits, label);
+          r.mlm_correct += ArgMax(logits) == label;
+        }
+        std::vector<double> pooled = Dense(x[0], "bert.pooler.dense.");
+        for (double& v : pooled) v = std::tanh(v);
+        std::vector<double> nsp = Dense(pooled, "cls.seq_relationship.");
+        nsp_sum += CrossEntropy(nsp, batch.next_sentence_labels[b]);
+        r.nsp_correct += ArgMax(nsp) == batch.next_sentence_labels[b];
+      } else {
+        for (int s = 0; s < S; ++s) {
+          const int target = batch.targets[b * S + s];
+          if (target == 0) continue;
+          std::vector<double> logits =
+              Affine(x[s], decoder, W("lm.output.bias"), m_.vocab_size(), d);
+          lm_sum += CrossEntropy(logits, target);
+          r.lm_correct += ArgMax(logits) == target;
+          ++lm_count;
+        }
+      }
+    }
+    if (bert) {
+      r.mlm_loss = mlm_sum / (mlm_w + 1e-5);
+      r.nsp_loss = nsp_sum / B;
+      r.loss = r.mlm_loss + r.nsp_loss;
+    } else {
+      r.lm_loss = lm_count > 0 ? lm_sum / lm_count : 0.0;
+      r.loss = r.lm_loss;
+    }
+    return r;
+  }
+
+ private:
+  const double* W(const std::string& name) const { return w_.data() + layout_.Get(name).offset; }
+
+  static double Gelu(double v) { return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))); }
+
+  static int ArgMax(const std::vector<double>& v) {
+    return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin());
+  }
+
+  static double CrossEntropy(const std::vector<double>& logits, int label) {
+    double mx = *std::max_element(logits.begin(), logits.end()), sum = 0;
+    for (double v : logits) sum += std::exp(v - mx);
+    return mx + std::log(sum) - logits[label];
+  }
+
+  // y = W x + b with W [out, in] row-major.
+  static std::vector<double> Affine(const std::vector<double>& x, const double* w,
+                                    const double* bias, int out, int in) {
+    std::vector<double> y(out);
+    for (int o = 0; o < out; ++o) {
+      double acc = bias[o];
+      for (int i = 0; i < in; ++i) acc += w[o * in + i] * x[i];
+      y[o] = acc;
+    }
+    return y;
+  }
+
+  // The Linear named `prefix` + "weight"/"bias", its shape from the layout.
+  std::vector<double> Dense(const std::vector<double>& x, const std::string& prefix) const {
+    const TensorSpec& t = layout_.Get(prefix + "weight");
+    return Affine(x, W(prefix + "weight"), W(prefix + "bias"), static_cast<int>(t.shape[0]),
+                  static_cast<int>(t.shape[1]));
+  }
+
+  std::vector<double> LayerNorm(const std::vector<double>& x, const std::string& prefix) const {
+    const int n = static_cast<int>(x.size());
+    double mean = 0, var = 0;
+    for (double v : x) mean += v;
+    mean /= n;
+    for (double v : x) var += (v - mean) * (v - mean);
+    var /= n;
+    const double rstd = 1.0 / std::sqrt(var + m_.layer_norm_epsilon());
+    std::vector<double> y(n);
+    for (int i = 0; i < n; ++i) {
+      y[i] = (x[i] - mean) * rstd * W(prefix + "weight")[i] + W(prefix + "bias")[i];
+    }
+    return y;
+  }
+
+  std::vector<std::vector<double>> Layer(const std::vector<std::vector<double>>& x, int l,
+                                         const Batch& batch, int b, bool bert) const {
+    const int S = static_cast<int>(x.size()), h = m_.num_heads();
+    const int dp = m_.head_size() > 0 ? m_.head_size() : m_.d_model() / h;
+    const std::string lp = layout_.LayerPrefix(l);
+    std::vector<std::vector<double>> q(S), k(S), v(S), ctx(S, std::vector<double>(h * dp, 0.0));
+    for (int s = 0; s < S; ++s) {
+      q[s] = Dense(x[s], lp + "attention.self.query.");
+      k[s] = Dense(x[s], lp + "attention.self.key.");
+      v[s] = Dense(x[s], lp + "attention.self.value.");
+    }
+    for (int head = 0; head < h; ++head) {
+      for (int i = 0; i < S; ++i) {
+        std::vector<double> score(S, -std::numeric_limits<double>::infinity());
+        double mx = -std::numeric_limits<double>::infinity();
+        for (int j = 0; j < S; ++j) {
+          const bool visible = bert ? batch.input_mask[b * S + j] != 0 : j <= i;
+          if (!visible) continue;
+          double dot = 0;
+          for (int c = 0; c < dp; ++c) dot += q[i][head * dp + c] * k[j][head * dp + c];
+          score[j] = dot / std::sqrt(static_cast<double>(dp));
+          mx = std::max(mx, score[j]);
+        }
+        double z = 0;
+        for (int j = 0; j < S; ++j) z += std::isinf(score[j]) ? 0.0 : std::exp(score[j] - mx);
+        for (int j = 0; j < S; ++j) {
+          if (std::isinf(score[j])) continue;
+          const double prob = std::exp(score[j] - mx) / z;
+          for (int c = 0; c < dp; ++c) ctx[i][head * dp + c] += prob * v[j][head * dp + c];
+        }
+      }
+    }
+    std::vector<std::vector<double>> out(S);
+    for (int s = 0; s < S; ++s) {
+      std::vector<double> a = Dense(ctx[s], lp + "attention.output.dense.");
+      for (size_t j = 0; j < a.size(); ++j) a[j] += x[s][j];
+      a = LayerNorm(a, lp + "attention.output.LayerNorm.");
+      std::vector<double> u = Dense(a, lp + "intermediate.dense.");
+      for (double& e : u) e = Gelu(e);
+      std::vector<double> f = Dense(u, lp + "output.dense.");
+      for (size_t j = 0; j < f.size(); ++j) f[j] += a[j];
+      out[s] = LayerNorm(f, lp + "output.LayerNorm.");
+    }
+    return out;
+  }
+
+  ModelConfig m_;
+  std::vector<double> w_;
+  ParameterLayout layout_;
+};
+
+}  // namespace testing
+}  // namespace headroom
+
+#endif  // HEADROOM_TESTS_MODEL_MODEL_TEST_UTIL_H_

@@ -1,0 +1,424 @@
+// Model<T> against independent references: the loss of a naive host transformer
+// (model_test_util.h), finite-difference gradients of every parameter tensor in float64, the
+// attention masks' exact independence properties, and dropout determinism.
+#include "model/transformer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_ops.h"
+#include "model/init.h"
+#include "tests/model/model_test_util.h"
+
+namespace headroom {
+namespace {
+
+using testing::RandomParameters;
+using testing::ReferenceModel;
+using testing::ReferenceResult;
+using testing::TinyBert;
+using testing::TinyLm;
+
+constexpr int kBatch = 2, kSeq = 6, kPred = 3;
+
+// A BERT batch with padding in both sequences, a masked slot left empty (weight 0), and
+// non-unit weights.
+Batch TinyBertBatch(const ModelConfig& m, uint64_t seed) {
+  Batch b = RandomBatch(m, kBatch, kSeq, kPred, seed);
+  // Sequence 0 has 4 real tokens, sequence 1 has 5, whatever lengths RandomBatch drew.
+  const int real[kBatch] = {4, 5};
+  for (int i = 0; i < kBatch; ++i) {
+    for (int s = 0; s < kSeq; ++s) {
+      const int k = i * kSeq + s;
+      if (s < real[i] && b.input_mask[k] == 0) b.input_mask[k] = 1, b.input_ids[k] = 1 + s;
+      if (s >= real[i]) b.input_mask[k] = 0, b.input_ids[k] = 0, b.segment_ids[k] = 0;
+    }
+  }
+  const int pos[kBatch][kPred] = {{1, 3, 0}, {2, 4, 1}};
+  const float w[kBatch][kPred] = {{1.0f, 0.5f, 0.0f}, {1.0f, 1.0f, 2.0f}};
+  for (int i = 0; i < kBatch; ++i) {
+    for (int j = 0; j < kPred; ++j) {
+      b.masked_lm_positions[i * kPred + j] = pos[i][j];
+      b.masked_lm_weights[i * kPred + j] = w[i][j];
+      b.masked_lm_ids[i * kPred + j] = 1 + (3 * i + 5 * j) % (m.vocab_size() - 1);
+    }
+  }
+  b.next_sentence_labels = {0, 1};
+  return b;
+}
+
+// An LM batch whose second sequence ends in two padding targets.
+Batch TinyLmBatch(const ModelConfig& m, uint64_t seed) {
+  Batch b = RandomBatch(m, kBatch, kSeq, 0, seed);
+  for (int s = 0; s < kSeq; ++s) {
+    if (b.targets[s] == 0) b.targets[s] = 1 + s;  // sequence 0 fully real
+  }
+  b.targets[kSeq + 4] = 0;
+  b.targets[kSeq + 5] = 0;
+  return b;
+}
+
+Batch TinyBatch(const ModelConfig& m, uint64_t seed) {
+  return m.objective() == ModelConfig::BERT ? TinyBertBatch(m, seed) : TinyLmBatch(m, seed);
+}
+
+std::unique_ptr<Model<double>> MakeModel(const ModelConfig& m, CpuOps<double>* ops, uint64_t seed) {
+  auto model = Model<double>::Create(m, ops, {kBatch, kSeq, kPred});
+  EXPECT_TRUE(model.ok()) << model.status();
+  (*model)->SetParameters(RandomParameters((*model)->layout(), m.initializer_range(), seed));
+  return std::move(*model);
+}
+
+// ---- Forward against the naive reference -------------------------------------------------
+
+void ExpectMatchesReference(const ModelConfig& m) {
+  CpuOps<double> ops(1);
+  auto model = MakeModel(m, &ops, 7);
+  Batch batch = TinyBatch(m, 3);
+  absl::StatusOr<LossStats> got = model->Forward(batch, /*training=*/false, {}, true);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ReferenceResult want = ReferenceModel(m, model->GetParameters()).Run(batch);
+  EXPECT_NEAR(got->loss, want.loss, 1e-10 * std::fabs(want.loss));
+  if (m.objective() == ModelConfig::BERT) {
+    EXPECT_NEAR(got->mlm_loss, want.mlm_loss, 1e-10 * want.mlm_loss);
+    EXPECT_NEAR(got->nsp_loss, want.nsp_loss, 1e-10 * want.nsp_loss);
+    EXPECT_EQ(got->mlm_correct, want.mlm_correct);
+    EXPECT_EQ(got->nsp_correct, want.nsp_correct);
+    EXPECT_EQ(got->mlm_count, 5);  // slots with weight > 0 in TinyBertBatch
+    EXPECT_DOUBLE_EQ(got->mlm_weight_sum, 5.5);
+    EXPECT_EQ(got->nsp_count, kBatch);
+  } else {
+    EXPECT_NEAR(got->lm_loss, want.lm_loss, 1e-10 * want.lm_loss);
+    EXPECT_EQ(got->lm_correct, want.lm_correct);
+    EXPECT_EQ(got->lm_tokens, 2 * kSeq - 2);
+  }
+  std::vector<double> hidden(want.hidden.size());
+  ops.CopyToHost(hidden.data(), model->hidden(), sizeof(double) * hidden.size());
+  for (size_t i = 0; i < hidden.size(); ++i) {
+    ASSERT_NEAR(hidden[i], want.hidden[i], 1e-10) << "hidden element " << i;
+  }
+}
+
+TEST(ModelForward, OneLayerBertLossMatchesNaiveReference) {
+  ExpectMatchesReference(TinyBert(1, 8, 3, 5, 12));
+}
+
+TEST(ModelForward, TwoLayerStandardBertLossMatchesNaiveReference) {
+  ExpectMatchesReference(TinyBert(2, 8, 2, 0, 12));
+}
+
+TEST(ModelForward, OneLayerCausalLmLossMatchesNaiveReference) {
+  ExpectMatchesReference(TinyLm(1, 8, 3, 5, 12));
+}
+
+TEST(ModelForward, UntiedDecoderMatchesNaiveReference) {
+  ModelConfig m = TinyLm(1, 8, 2, 0, 12);
+  m.set_tie_output_embedding(false);
+  ExpectMatchesReference(m);
+  ModelConfig b = TinyBert(1, 8, 2, 0, 12);
+  b.set_tie_output_embedding(false);
+  ExpectMatchesReference(b);
+}
+
+// A hand-computed value: with all weights zero every hidden state is the LayerNorm bias (zero),
+// so all logits are zero and each cross-entropy is log(V). MLM mean over weights 5.5 is
+// log(17) * 5.5 / (5.5 + 1e-5); NSP is log(2).
+TEST(ModelForward, ZeroWeightsGiveUniformPredictions) {
+  ModelConfig m = TinyBert(1, 8, 2, 0, 12);
+  CpuOps<double> ops(1);
+  auto model = Model<double>::Create(m, &ops, {kBatch, kSeq, kPred}).value();
+  absl::StatusOr<LossStats> got = model->Forward(TinyBertBatch(m, 1), false, {});
+  ASSERT_TRUE(got.ok());
+  EXPECT_NEAR(got->mlm_loss, std::log(17.0) * 5.5 / (5.5 + 1e-5), 1e-12);
+  EXPECT_NEAR(got->nsp_loss, std::log(2.0), 1e-12);
+  EXPECT_NEAR(got->loss, got->mlm_loss + got->nsp_loss, 1e-15);
+}
+
+// ---- Finite-difference gradient checks ---------------------------------------------------
+
+// Ridders' method (Numerical Recipes, dfridr): central differences at steps h, h/1.4,
+// h/1.4^2, ... extrapolated to step 0 in a Neville tableau, stopping when the estimate's error
+// starts growing. It reaches near machine precision on smooth functions whose higher
+// derivatives are large enough to make a fixed-step stencil miss 1e-6 either by truncation
+// (large steps) or by rounding (small steps), as this tiny, sharply curved model's loss.
+template <typename F>
+double RiddersDerivative(const F& f, double x, double h) {
+  constexpr int kTable = 10;
+  constexpr double kShrink = 1.4, kShrink2 = kShrink * kShrink, kSafe = 2.0;
+  double a[kTable][kTable];
+  a[0][0] = (f(x + h) - f(x - h)) / (2 * h);
+  double err = 1e300, best = a[0][0];
+  for (int i = 1; i < kTable; ++i) {
+    h /= kShrink;
+    a[0][i] = (f(x + h) - f(x - h)) / (2 * h);
+    double fac = kShrink2;
+    for (int j = 1; j <= i; ++j) {
+      a[j][i] = (a[j - 1][i] * fac - a[j - 1][i - 1]) / (fac - 1);
+      fac *= kShrink2;
+      const double e =
+          std::max(std::fabs(a[j][i] - a[j - 1][i]), std::fabs(a[j][i] - a[j - 1][i - 1]));
+      if (e <= err) err = e, best = a[j][i];
+    }
+    if (std::fabs(a[i][i] - a[i - 1][i - 1]) >= kSafe * err) break;
+  }
+  return best;
+}
+
+// Max relative error |a - n| / max(|a| + |n|, tiny) of analytic gradient `a` against the
+// Ridders estimate `n`, per tensor: every element of tensors with at most 40 elements, else 24
+// random ones. tiny = 1e-6 is the finite-difference noise floor: the loss (~3) is computed to
+// ~1e-15 in double, so no difference quotient with steps ~1e-3 resolves a gradient element
+// better than ~1e-12 absolute; elements below 1e-6 are thus held to |a - n| < 1e-12 instead.
+//
+// Attention key biases are the exception: adding a vector to every key shifts each query's
+// scores by one constant, which softmax ignores, so their gradient is exactly zero (masked or
+// not); for them the check is that both gradients vanish.
+void CheckGradients(const ModelConfig& m) {
+  const bool training = true;  // dropout at the config's rates (0 unless a test sets it)
+  CpuOps<double> ops(1);
+  auto model = MakeModel(m, &ops, 11);
+  const Batch batch = TinyBatch(m, 5);
+  const DropoutKey key{42, 3, 0, 0};
+  model->ZeroGrads();
+  ASSERT_TRUE(model->Forward(batch, training, key).ok());
+  model->Backward();
+  const std::vector<double> analytic = model->GetGradients();
+  std::vector<double> w = model->GetParameters();
+  auto loss_at = [&](int64_t i, double value) {
+    const double saved = w[i];
+    w[i] = value;
+    model->SetParameters(w);
+    w[i] = saved;
+    return model->Forward(batch, training, key).value().loss;
+  };
+  std::mt19937 rng(17);
+  const double h = 1e-2;  // Ridders' first step
+  double overall = 0;
+  for (const TensorSpec& t : model->layout().tensors()) {
+    std::vector<int64_t> idx;
+    if (t.numel <= 40) {
+      for (int64_t i = 0; i < t.numel; ++i) idx.push_back(t.offset + i);
+    } else {
+      std::uniform_int_distribution<int64_t> pick(0, t.numel - 1);
+      for (int i = 0; i < 24; ++i) idx.push_back(t.offset + pick(rng));
+    }
+    const bool key_bias = t.name.find("attention.self.key.bias") != std::string::npos;
+    double worst = 0, worst_a = 0, worst_n = 0, largest = 0;
+    for (int64_t i : idx) {
+      const double x = w[i];
+      const double n = RiddersDerivative([&](double v) { return loss_at(i, v); }, x, h);
+      const double a = analytic[i];
+      if (key_bias) {
+        EXPECT_LT(std::fabs(a), 1e-12) << t.name;
+        EXPECT_LT(std::fabs(n), 1e-10) << t.name;
+        continue;
+      }
+      const double rel = std::fabs(a - n) / std::max(std::fabs(a) + std::fabs(n), 1e-6);
+      largest = std::max(largest, std::fabs(a));
+      if (rel > worst) worst = rel, worst_a = a, worst_n = n;
+    }
+    overall = std::max(overall, worst);
+    EXPECT_LT(worst, 1e-6) << t.name << ": analytic " << worst_a << " numeric " << worst_n;
+    // Guard against a vacuous check: every tensor must get some gradient, except position
+    // embeddings beyond the sequence, which the sampled rows may all be.
+    if (!key_bias && t.name.find("position_embeddings") == std::string::npos) {
+      EXPECT_GT(largest, 1e-8) << t.name << " has an all-zero sampled gradient";
+    }
+  }
+  std::printf("max relative error over all tensors: %.3g\n", overall);
+  model->SetParameters(w);
+}
+
+TEST(ModelGradient, BertStandardHeads) { CheckGradients(TinyBert(2, 8, 2, 0, 12)); }
+TEST(ModelGradient, BertHeadSizeLargerThanDOverH) { CheckGradients(TinyBert(2, 8, 2, 6, 12)); }
+TEST(ModelGradient, BertHeadSizeSmallerThanDOverH) { CheckGradients(TinyBert(2, 8, 2, 3, 12)); }
+TEST(ModelGradient, BertHeadsNotDividingDModel) { CheckGradients(TinyBert(2, 8, 3, 5, 12)); }
+TEST(ModelGradient, BertUntiedDecoder) {
+  ModelConfig m = TinyBert(1, 8, 2, 0, 12);
+  m.set_tie_output_embedding(false);
+  CheckGradients(m);
+}
+TEST(ModelGradient, CausalLmStandardHeads) { CheckGradients(TinyLm(2, 8, 2, 0, 12)); }
+TEST(ModelGradient, CausalLmHeadSizeLargerThanDOverH) { CheckGradients(TinyLm(2, 8, 2, 6, 12)); }
+TEST(ModelGradient, CausalLmHeadsNotDividingDModel) { CheckGradients(TinyLm(2, 8, 3, 3, 12)); }
+// Dropout masks depend only on their keys, so with training on the loss is a smooth function
+// of the parameters and the check covers the dropout backward too.
+TEST(ModelGradient, BertWithDropout) { CheckGradients(TinyBert(2, 8, 3, 5, 12, 0.3f)); }
+TEST(ModelGradient, CausalLmWithDropout) { CheckGradients(TinyLm(2, 8, 2, 6, 12, 0.3f)); }
+
+TEST(ModelGradient, LossScaleScalesAndCallsAccumulate) {
+  ModelConfig m = TinyBert(1, 8, 2, 0, 12);
+  CpuOps<double> ops(1);
+  auto model = MakeModel(m, &ops, 3);
+  const Batch batch = TinyBertBatch(m, 2);
+  model->ZeroGrads();
+  ASSERT_TRUE(model->Forward(batch, true, {}).ok());
+  model->Backward();
+  const std::vector<double> once = model->GetGradients();
+  model->ZeroGrads();
+  for (double scale : {0.25, 0.5}) {
+    ASSERT_TRUE(model->Forward(batch, true, {}).ok());
+    model->Backward(scale);
+  }
+  const std::vector<double> twice = model->GetGradients();
+  for (size_t i = 0; i < once.size(); ++i) ASSERT_NEAR(twice[i], 0.75 * once[i], 1e-12);
+}
+
+// ---- Masks ------------------------------------------------------------------------------
+
+std::vector<double> Hidden(Model<double>& model, CpuOps<double>& ops, const Batch& batch) {
+  EXPECT_TRUE(model.Forward(batch, false, {}).ok());
+  std::vector<double> h(static_cast<size_t>(batch.batch_size) * batch.seq_length *
+                        model.config().d_model());
+  ops.CopyToHost(h.data(), model.hidden(), sizeof(double) * h.size());
+  return h;
+}
+
+TEST(ModelMask, ChangingAPaddedTokenChangesNoOtherPosition) {
+  ModelConfig m = TinyBert(2, 8, 3, 5, 12);
+  CpuOps<double> ops(1);
+  auto model = MakeModel(m, &ops, 4);
+  Batch batch = TinyBertBatch(m, 6);
+  const std::vector<double> before = Hidden(*model, ops, batch);
+  const double loss_before = model->Forward(batch, false, {}).value().loss;
+  const int padded = 4;  // sequence 0, position 4 has input_mask 0
+  ASSERT_EQ(batch.input_mask[padded], 0);
+  batch.input_ids[padded] = 9;
+  batch.segment_ids[padded] = 1;
+  const std::vector<double> after = Hidden(*model, ops, batch);
+  const int d = m.d_model();
+  bool own_changed = false;
+  for (size_t i = 0; i < before.size(); ++i) {
+    if (static_cast<int>(i) / d == padded) {
+      own_changed |= before[i] != after[i];
+    } else {
+      ASSERT_EQ(before[i], after[i]) << "row " << i / d << " changed";
+    }
+  }
+  EXPECT_TRUE(own_changed) << "the padded position's own output should change";
+  EXPECT_EQ(model->Forward(batch, false, {}).value().loss, loss_before);
+}
+
+TEST(ModelMask, ChangingAFutureTokenChangesNoEarlierPosition) {
+  ModelConfig m = TinyLm(2, 8, 3, 3, 12);
+  CpuOps<double> ops(1);
+  auto model = MakeModel(m, &ops, 4);
+  Batch batch = TinyLmBatch(m, 6);
+  const std::vector<double> before = Hidden(*model, ops, batch);
+  // targets[t] is the input at position t + 1.
+  const int b = 1, t = 2, d = m.d_model();
+  batch.targets[b * kSeq + t] = batch.targets[b * kSeq + t] % 12 + 1;
+  const std::vector<double> after = Hidden(*model, ops, batch);
+  for (int s = 0; s < kSeq; ++s) {
+    const int row = b * kSeq + s;
+    bool changed = false;
+    for (int j = 0; j < d; ++j) changed |= before[row * d + j] != after[row * d + j];
+    EXPECT_EQ(changed, s >= t + 1) << "position " << s;
+  }
+  for (int i = 0; i < kSeq * d; ++i) ASSERT_EQ(before[i], after[i]) << "other sequence changed";
+}
+
+// ---- Dropout ----------------------------------------------------------------------------
+
+TEST(ModelDropout, SameKeyGivesSameLossAndGradients) {
+  ModelConfig m = TinyBert(2, 8, 2, 6, 12, 0.2f);
+  CpuOps<double> ops(1);
+  auto model = MakeModel(m, &ops, 8);
+  const Batch batch = TinyBertBatch(m, 9);
+  auto run = [&](const DropoutKey& key) {
+    model->ZeroGrads();
+    double loss = model->Forward(batch, true, key).value().loss;
+    model->Backward();
+    return std::make_pair(loss, model->GetGradients());
+  };
+  const auto a = run({5, 10, 0, 0});
+  const auto b = run({5, 10, 0, 0});
+  EXPECT_EQ(a.first, b.first);
+  EXPECT_EQ(a.second, b.second);
+  const auto other_step = run({5, 11, 0, 0});
+  const auto other_seed = run({6, 10, 0, 0});
+  EXPECT_NE(a.first, other_step.first);
+  EXPECT_NE(a.first, other_seed.first);
+  const double eval1 = model->Forward(batch, false, {5, 10, 0, 0}).value().loss;
+  const double eval2 = model->Forward(batch, false, {9, 99, 0, 0}).value().loss;
+  EXPECT_EQ(eval1, eval2) << "evaluation must not depend on the dropout key";
+  EXPECT_NE(eval1, a.first);
+}
+
+TEST(ModelDropout, ZeroRateTrainingEqualsEvaluation) {
+  ModelConfig m = TinyLm(1, 8, 2, 0, 12, 0.0f);
+  CpuOps<double> ops(1);
+  auto model = MakeModel(m, &ops, 8);
+  const Batch batch = TinyLmBatch(m, 9);
+  EXPECT_EQ(model->Forward(batch, true, {1, 2, 0, 0}).value().loss,
+            model->Forward(batch, false, {}).value().loss);
+}
+
+// ---- Errors and bookkeeping ---------------------------------------------------------------
+
+TEST(ModelCreate, RejectsLimitsBeyondTheModel) {
+  CpuOps<double> ops(1);
+  auto too_long = Model<double>::Create(TinyBert(1, 8, 2, 0, 12), &ops, {2, 9, 3});
+  EXPECT_FALSE(too_long.ok());
+  EXPECT_NE(too_long.status().message().find("max_positions"), std::string::npos);
+  ModelConfig bad = TinyBert(1, 8, 3, 0, 12);  // 3 does not divide 8 and no head_size
+  EXPECT_FALSE(Model<double>::Create(bad, &ops, {2, 6, 3}).ok());
+}
+
+TEST(ModelForward, RejectsOutOfRangeIdsAndOversizedBatches) {
+  ModelConfig m = TinyBert(1, 8, 2, 0, 12);
+  CpuOps<double> ops(1);
+  auto model = MakeModel(m, &ops, 1);
+  Batch batch = TinyBertBatch(m, 1);
+  batch.input_ids[3] = 17;
+  absl::StatusOr<LossStats> s = model->Forward(batch, false, {});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("input_ids"), std::string::npos) << s.status();
+  Batch big = RandomBatch(m, 3, kSeq, kPred, 1);
+  EXPECT_FALSE(model->Forward(big, false, {}).ok());
+}
+
+TEST(ModelInit, BertInitialisationIsSeededAndTruncated) {
+  ModelConfig m = TinyBert(1, 8, 2, 0, 12);
+  m.set_initializer_range(0.02f);
+  CpuOps<float> ops(1);
+  auto a = Model<float>::Create(m, &ops, {1, 4, 1}).value();
+  auto b = Model<float>::Create(m, &ops, {1, 4, 1}).value();
+  a->InitParameters(5);
+  b->InitParameters(5);
+  const std::vector<float> wa = a->GetParameters(), wb = b->GetParameters();
+  EXPECT_EQ(wa, wb);
+  b->InitParameters(6);
+  EXPECT_NE(wa, b->GetParameters());
+  double sum_sq = 0;
+  int64_t count = 0;
+  for (const TensorSpec& t : a->layout().tensors()) {
+    for (int64_t i = 0; i < t.numel; ++i) {
+      const float v = wa[t.offset + i];
+      switch (t.init) {
+        case ParamInit::kZeros:
+          ASSERT_EQ(v, 0.0f) << t.name;
+          break;
+        case ParamInit::kOnes:
+          ASSERT_EQ(v, 1.0f) << t.name;
+          break;
+        case ParamInit::kTruncatedNormal:
+          ASSERT_LE(std::fabs(v), 0.04f + 1e-7f) << t.name;
+          sum_sq += static_cast<double>(v) * v;
+          ++count;
+          break;
+      }
+    }
+  }
+  // A normal truncated at 2 sigma has variance 0.774 sigma^2.
+  EXPECT_NEAR(std::sqrt(sum_sq / count), 0.02 * std::sqrt(0.774), 0.002);
+}
+
+}  // namespace
+}  // namespace headroom

@@ -1,0 +1,101 @@
+// `headroom prepare-bert` / `prepare-lm` from the command line: each bad input gives exactly one
+// line on stderr, naming the problem, and a non-zero exit; a good run exits 0.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "base/file.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/data/text_test_util.h"
+
+namespace headroom {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Result {
+  int exit_code;
+  std::string stderr_text;
+};
+
+// Runs `headroom ARGS` with stdout discarded and stderr captured.
+Result Headroom(const std::string& args) {
+  static const std::string dir = testing::MakeTempDir("prepare_cmd");
+  const std::string err = dir + "/stderr.txt";
+  std::string cmd = std::string(HEADROOM_BINARY) + " " + args + " --noprogress >/dev/null 2>" + err;
+  int status = std::system(cmd.c_str());
+  auto text = ReadFile(err);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text.ok() ? *text : ""};
+}
+
+void ExpectOneLineError(const Result& r, const std::string& what) {
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.stderr_text, HasSubstr(what));
+  ASSERT_FALSE(r.stderr_text.empty());
+  EXPECT_EQ(r.stderr_text.find('\n'), r.stderr_text.size() - 1) << r.stderr_text;
+}
+
+class PrepareCommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::MakeTempDir("prepare_cmd_case");
+    text_ = dir_ + "/text.txt";
+    FILE* f = std::fopen(text_.c_str(), "w");
+    std::fputs("The first sentence.\nThe second one.\n\nAnother document here.\nIt ends.\n", f);
+    std::fclose(f);
+    empty_ = dir_ + "/empty.txt";
+    std::fclose(std::fopen(empty_.c_str(), "w"));
+    bad_vocab_ = dir_ + "/vocab.txt";
+    f = std::fopen(bad_vocab_.c_str(), "w");
+    std::fputs("<pad>\n<unk>\n<s>\n</s>\nthe\n", f);  // a SentencePiece-style list, not BERT's
+    std::fclose(f);
+  }
+  std::string dir_, text_, empty_, bad_vocab_;
+};
+
+TEST_F(PrepareCommandsTest, MissingVocab) {
+  ExpectOneLineError(Headroom("prepare-bert --input_file=" + text_ + " --vocab_file=" + dir_ +
+                              "/none.txt --output_dir=" + dir_ + "/out"),
+                     dir_ + "/none.txt");
+}
+
+TEST_F(PrepareCommandsTest, VocabWithWrongSpecialTokens) {
+  Result r = Headroom("prepare-bert --input_file=" + text_ + " --vocab_file=" + bad_vocab_ +
+                      " --output_dir=" + dir_ + "/out");
+  ExpectOneLineError(r, bad_vocab_);
+  EXPECT_THAT(r.stderr_text, HasSubstr("[PAD] [UNK] [CLS] [SEP] [MASK]"));
+}
+
+TEST_F(PrepareCommandsTest, EmptyCorpus) {
+  std::string vocab = testing::CachePath("vocab.txt");
+  HR_SKIP_WITHOUT_BUNDLED(vocab);
+  ExpectOneLineError(Headroom("prepare-bert --input_file=" + empty_ + " --vocab_file=" + vocab +
+                              " --output_dir=" + dir_ + "/out"),
+                     "no documents in " + empty_);
+  ExpectOneLineError(Headroom("prepare-lm --input_file=" + empty_ + " --spm_model=" + dir_ +
+                              "/lm.model --output_dir=" + dir_ + "/out"),
+                     empty_);
+}
+
+TEST_F(PrepareCommandsTest, MissingInputAndRequiredFlags) {
+  ExpectOneLineError(Headroom("prepare-bert --input_file=" + dir_ +
+                              "/nope*.txt --vocab_file=" + bad_vocab_ + " --output_dir=" + dir_),
+                     "vocabulary");
+  ExpectOneLineError(Headroom("prepare-bert --vocab_file=x"), "--input_file is required");
+  ExpectOneLineError(Headroom("prepare-lm --input_file=" + text_), "--spm_model is required");
+}
+
+TEST_F(PrepareCommandsTest, SmallRunSucceeds) {
+  std::string vocab = testing::CachePath("vocab.txt");
+  HR_SKIP_WITHOUT_BUNDLED(vocab);
+  Result r = Headroom("prepare-bert --input_file=" + text_ + " --vocab_file=" + vocab +
+                      " --output_dir=" + dir_ + "/bert --num_shards=2 --dupe_factor=2");
+  EXPECT_EQ(r.exit_code, 0) << r.stderr_text;
+  EXPECT_TRUE(testing::FileExists(dir_ + "/bert/train-00001-of-00002.tfrecord"));
+}
+
+}  // namespace
+}  // namespace headroom

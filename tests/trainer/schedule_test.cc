@@ -1,0 +1,197 @@
+// Learning-rate schedules against values computed by hand from the formulas in
+// trainer/schedule.h (Google BERT's warm-up + linear decay, tensor2tensor's rsqrt, constant)
+// and BERT's two-phase recipe with its re-warm-up.
+#include "trainer/schedule.h"
+
+#include <cstdlib>
+#include <string>
+
+#include "config/load.h"
+#include "google/protobuf/text_format.h"
+#include "gtest/gtest.h"
+
+namespace headroom {
+namespace {
+
+constexpr char kBase[] = R"pb(
+  model {
+    objective: BERT
+    vocab_size: 100
+    max_positions: 64
+    type_vocab_size: 2
+    num_layers: 1
+    d_model: 8
+    num_heads: 2
+    ffn_size: 16
+  }
+  data { seq_length: 16 max_predictions_per_seq: 3 }
+  train { global_batch_size: 4 }
+)pb";
+
+ExperimentConfig Config(const std::string& train_extra) {
+  ExperimentConfig c;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(kBase, &c));
+  EXPECT_TRUE(google::protobuf::TextFormat::MergeFromString(train_extra, &c)) << train_extra;
+  FillDefaults(c);
+  return c;
+}
+
+TEST(ScheduleTest, LinearWarmupThenLinearDecayToZero) {
+  auto s = LearningRateSchedule::Create(Config(R"pb(
+    train {
+      steps: 10
+      schedule { type: LINEAR_WARMUP_LINEAR_DECAY learning_rate: 1.0 warmup_steps: 4 }
+    })pb"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  // Warm-up: 0/4, 1/4, 2/4, 3/4. Then 1 - g/10 (decay measured from step 0, as Google BERT).
+  EXPECT_DOUBLE_EQ(s->LearningRate(0), 0.0);
+  EXPECT_DOUBLE_EQ(s->LearningRate(1), 0.25);
+  EXPECT_DOUBLE_EQ(s->LearningRate(2), 0.5);
+  EXPECT_DOUBLE_EQ(s->LearningRate(3), 0.75);
+  EXPECT_DOUBLE_EQ(s->LearningRate(4), 0.6);
+  EXPECT_DOUBLE_EQ(s->LearningRate(5), 0.5);
+  EXPECT_DOUBLE_EQ(s->LearningRate(9), 0.1);
+  EXPECT_DOUBLE_EQ(s->LearningRate(10), 0.0);
+  EXPECT_DOUBLE_EQ(s->LearningRate(25), 0.0);  // past the end: stays at 0
+  EXPECT_EQ(s->total_steps(), 10);
+  ASSERT_EQ(s->phases().size(), 1u);
+  EXPECT_EQ(s->phases()[0].seq_length, 16);
+  EXPECT_EQ(s->phases()[0].max_predictions_per_seq, 3);
+  EXPECT_EQ(s->phases()[0].global_batch_size, 4);
+}
+
+TEST(ScheduleTest, NoWarmupStartsAtThePeak) {
+  auto s = LearningRateSchedule::Create(Config(R"pb(
+    train {
+      steps: 4
+      schedule { learning_rate: 2.0 }
+    })pb"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_DOUBLE_EQ(s->LearningRate(0), 2.0);
+  EXPECT_DOUBLE_EQ(s->LearningRate(1), 1.5);
+  EXPECT_DOUBLE_EQ(s->LearningRate(3), 0.5);
+}
+
+TEST(ScheduleTest, WarmupThenInverseSquareRoot) {
+  auto s = LearningRateSchedule::Create(Config(R"pb(
+    train {
+      steps: 1000
+      schedule { type: LINEAR_WARMUP_RSQRT learning_rate: 2.0 warmup_steps: 4 }
+    })pb"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  // 2 * min(g/4, sqrt(4/g)).
+  EXPECT_DOUBLE_EQ(s->LearningRate(0), 0.0);
+  EXPECT_DOUBLE_EQ(s->LearningRate(1), 0.5);
+  EXPECT_DOUBLE_EQ(s->LearningRate(2), 1.0);
+  EXPECT_DOUBLE_EQ(s->LearningRate(4), 2.0);
+  EXPECT_DOUBLE_EQ(s->LearningRate(16), 1.0);
+  EXPECT_DOUBLE_EQ(s->LearningRate(100), 0.4);
+  EXPECT_DOUBLE_EQ(s->LearningRate(400), 0.2);
+  EXPECT_DOUBLE_EQ(s->LearningRate(1600), 0.1);  // past the end: the formula continues
+}
+
+TEST(ScheduleTest, ConstantWithAndWithoutWarmup) {
+  auto flat = LearningRateSchedule::Create(Config(R"pb(
+    train {
+      steps: 5
+      schedule { type: CONSTANT learning_rate: 0.5 }
+    })pb"));
+  ASSERT_TRUE(flat.ok()) << flat.status();
+  EXPECT_DOUBLE_EQ(flat->LearningRate(0), 0.5);
+  EXPECT_DOUBLE_EQ(flat->LearningRate(4), 0.5);
+  auto warm = LearningRateSchedule::Create(Config(R"pb(
+    train {
+      steps: 5
+      schedule { type: CONSTANT learning_rate: 0.5 warmup_steps: 2 }
+    })pb"));
+  ASSERT_TRUE(warm.ok()) << warm.status();
+  EXPECT_DOUBLE_EQ(warm->LearningRate(0), 0.0);
+  EXPECT_DOUBLE_EQ(warm->LearningRate(1), 0.25);
+  EXPECT_DOUBLE_EQ(warm->LearningRate(2), 0.5);
+  EXPECT_DOUBLE_EQ(warm->LearningRate(4), 0.5);
+}
+
+TEST(ScheduleTest, TwoPhasesEachWarmUpAndDecayOverTheirOwnSteps) {
+  auto s = LearningRateSchedule::Create(Config(R"pb(
+    train {
+      schedule { type: LINEAR_WARMUP_LINEAR_DECAY learning_rate: 1.0 }
+      phases { steps: 10 seq_length: 16 max_predictions_per_seq: 3 warmup_steps: 2 }
+      phases {
+        steps: 5
+        seq_length: 64
+        max_predictions_per_seq: 10
+        warmup_steps: 1
+        global_batch_size: 2
+      }
+    })pb"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->total_steps(), 15);
+  // Phase 0: g/2 for g < 2, then 1 - g/10.
+  EXPECT_DOUBLE_EQ(s->LearningRate(0), 0.0);
+  EXPECT_DOUBLE_EQ(s->LearningRate(1), 0.5);
+  EXPECT_DOUBLE_EQ(s->LearningRate(2), 0.8);
+  EXPECT_DOUBLE_EQ(s->LearningRate(9), 0.1);
+  // Phase 1 (t = g - 10): re-warm-up t/1 for t < 1, then 1 - t/5.
+  EXPECT_DOUBLE_EQ(s->LearningRate(10), 0.0);
+  EXPECT_DOUBLE_EQ(s->LearningRate(11), 0.8);
+  EXPECT_DOUBLE_EQ(s->LearningRate(14), 0.2);
+  EXPECT_DOUBLE_EQ(s->LearningRate(15), 0.0);
+  EXPECT_EQ(s->PhaseIndex(9), 0);
+  EXPECT_EQ(s->PhaseIndex(10), 1);
+  EXPECT_EQ(s->PhaseIndex(99), 1);
+  EXPECT_EQ(s->PhaseAt(3).seq_length, 16);
+  EXPECT_EQ(s->PhaseAt(3).global_batch_size, 4);  // 0 in the phase: the run's batch
+  EXPECT_EQ(s->PhaseAt(12).seq_length, 64);
+  EXPECT_EQ(s->PhaseAt(12).max_predictions_per_seq, 10);
+  EXPECT_EQ(s->PhaseAt(12).global_batch_size, 2);
+  EXPECT_EQ(s->PhaseAt(12).begin, 10);
+}
+
+TEST(ScheduleTest, PaperBertLargeRecipe) {
+  const char* root = std::getenv("HEADROOM_SOURCE_DIR");
+  ASSERT_NE(root, nullptr) << "ctest sets HEADROOM_SOURCE_DIR";
+  auto c = LoadConfig(std::string(root) + "/configs/paper/bert_large.textproto");
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto s = LearningRateSchedule::Create(*c);
+  ASSERT_TRUE(s.ok()) << s.status();
+  const double lr = static_cast<double>(1e-4f);  // the config's float
+  EXPECT_EQ(s->total_steps(), 500000);
+  EXPECT_DOUBLE_EQ(s->LearningRate(2500), lr * 0.5);    // warm-up 5k
+  EXPECT_DOUBLE_EQ(s->LearningRate(90000), lr * 0.8);   // 1 - 90k/450k
+  EXPECT_DOUBLE_EQ(s->LearningRate(450000), 0.0);       // re-warm-up
+  EXPECT_DOUBLE_EQ(s->LearningRate(451500), lr * 0.5);  // 1500/3000
+  EXPECT_DOUBLE_EQ(s->LearningRate(475000), lr * 0.5);  // 1 - 25k/50k
+  EXPECT_EQ(s->PhaseAt(460000).seq_length, 512);
+  EXPECT_EQ(s->PhaseAt(460000).max_predictions_per_seq, 80);
+}
+
+TEST(ScheduleTest, RejectsInconsistentSettings) {
+  auto mismatch = LearningRateSchedule::Create(Config(R"pb(
+    train {
+      steps: 7
+      phases { steps: 5 seq_length: 16 }
+    })pb"));
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_NE(mismatch.status().message().find("train.steps"), absl::string_view::npos);
+
+  auto rsqrt = LearningRateSchedule::Create(Config(R"pb(
+    train {
+      steps: 7
+      schedule { type: LINEAR_WARMUP_RSQRT learning_rate: 1 }
+    })pb"));
+  ASSERT_FALSE(rsqrt.ok());
+  EXPECT_NE(rsqrt.status().message().find("train.schedule.warmup_steps"), absl::string_view::npos);
+
+  auto long_warmup = LearningRateSchedule::Create(Config(R"pb(
+    train { phases { steps: 5 seq_length: 16 warmup_steps: 6 } })pb"));
+  ASSERT_FALSE(long_warmup.ok());
+  EXPECT_NE(long_warmup.status().message().find("train.phases[0].warmup_steps"),
+            absl::string_view::npos);
+
+  auto nothing = LearningRateSchedule::Create(Config("train { steps: 0 }"));
+  ASSERT_FALSE(nothing.ok());
+  EXPECT_NE(nothing.status().message().find("train.steps"), absl::string_view::npos);
+}
+
+}  // namespace
+}  // namespace headroom

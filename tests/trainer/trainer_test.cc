@@ -1,0 +1,211 @@
+// The training loop on a tiny causal LM and tiny shards written here: exact resume (a child
+// process SIGKILLed after a checkpoint, then resumed, reproduces the uninterrupted run's losses
+// and final weights bit for bit), a run directory with checkpoints is not overwritten, a
+// checkpoint of another model is refused, a diverging loss stops with the step number and
+// writes no checkpoint of it, a glob matching nothing is a clear error, the loss falls, and
+// evaluation reports loss and perplexity.
+#include "trainer/trainer.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/file.h"
+#include "config/load.h"
+#include "data/example_io.h"
+#include "data/record_writer.h"
+#include "gtest/gtest.h"
+#include "trainer/checkpoint.h"
+
+namespace headroom {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kConfig[] = R"pb(
+  name: "tiny_lm"
+  model {
+    objective: CAUSAL_LM
+    vocab_size: 16
+    max_positions: 8
+    num_layers: 1
+    d_model: 8
+    num_heads: 2
+    head_size: 4
+    ffn_size: 16
+  }
+  data { seq_length: 8 }
+  train {
+    steps: 8
+    global_batch_size: 4
+    micro_batch_size: 2
+    optimizer { type: ADAMW bias_correction: true }
+    schedule { type: LINEAR_WARMUP_LINEAR_DECAY learning_rate: 0.01 warmup_steps: 2 }
+    log_every: 1
+    eval_every: 4
+    eval_batches: 2
+    checkpoint_every: 2
+    keep_checkpoints: 2
+  }
+)pb";
+
+// Writes `n` sequences in `shards` files: a repeating pattern 1 2 3 ... with a random offset,
+// so there is something to learn.
+void WriteShards(const std::string& dir, const std::string& name, int shards, int n,
+                 uint32_t seed) {
+  fs::create_directories(dir);
+  std::mt19937 rng(seed);
+  for (int s = 0; s < shards; ++s) {
+    auto w = RecordWriter::Create(dir + "/" + name + "-" + std::to_string(s) + ".tfrecord");
+    ASSERT_TRUE(w.ok()) << w.status();
+    for (int i = s; i < n; i += shards) {
+      std::vector<int64_t> t(8);
+      const int start = static_cast<int>(rng() % 15);
+      for (int j = 0; j < 8; ++j) t[j] = 1 + (start + j) % 15;
+      tf::Example e;
+      SetInt64Feature(&e, "targets", t);
+      ASSERT_TRUE((*w)->Write(e.SerializeAsString()).ok());
+    }
+    ASSERT_TRUE((*w)->Close().ok());
+  }
+}
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = ::testing::TempDir() + "trainer_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(root_);
+    WriteShards(root_ + "/data", "train", 2, 40, 1);
+    WriteShards(root_ + "/data", "eval", 1, 8, 2);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  TrainOptions Options(const std::string& run, const std::vector<std::string>& overrides = {}) {
+    auto c = ParseConfig(kConfig, "tiny_lm.textproto", overrides);
+    EXPECT_TRUE(c.ok()) << c.status();
+    TrainOptions o;
+    o.config = *c;
+    o.run_dir = root_ + "/" + run;
+    o.train_files = root_ + "/data/train-*.tfrecord";
+    o.eval_files = root_ + "/data/eval-*.tfrecord";
+    o.console = nullptr;
+    return o;
+  }
+
+  std::string root_;
+};
+
+// Runs first in its own process image (no threads yet): fork needs a single-threaded parent.
+TEST_F(TrainerTest, AResumeAfterSigkillReproducesTheUninterruptedRunBitwise) {
+  // The interrupted run: a child process trains and is SIGKILLed right after step 5 (the last
+  // checkpoint is step 4), before it can save anything else.
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    TrainOptions o = Options("resumed");
+    o.on_step = [](int64_t step, double) {
+      if (step == 5) ::kill(::getpid(), SIGKILL);
+    };
+    (void)Train(o);
+    ::_exit(3);  // not reached
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  ASSERT_EQ(fs::path(*LatestCheckpoint(root_ + "/resumed")).filename(), "step-00000004");
+
+  auto straight = Train(Options("straight"));
+  ASSERT_TRUE(straight.ok()) << straight.status();
+  ASSERT_EQ(straight->losses.size(), 8u);
+
+  TrainOptions o = Options("resumed");
+  o.resume = true;
+  auto resumed = Train(o);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->first_step, 4);
+  ASSERT_EQ(resumed->losses.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(resumed->losses[i], straight->losses[4 + i]) << "step " << 5 + i;  // bitwise
+  }
+  // Same final weights and moments, byte for byte.
+  for (const char* f : {"model.safetensors", "optimizer.safetensors"}) {
+    auto a = ReadFile(CheckpointDir(root_ + "/straight", 8) + "/" + f);
+    auto b = ReadFile(CheckpointDir(root_ + "/resumed", 8) + "/" + f);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_TRUE(*a == *b) << f;
+  }
+  // keep_checkpoints: 2.
+  EXPECT_EQ(ListCheckpoints(root_ + "/straight").size(), 2u);
+}
+
+TEST_F(TrainerTest, TheLossFallsAndEvaluationReportsPerplexity) {
+  auto r = Train(Options("run", {"train.steps=30", "train.schedule.learning_rate=0.03",
+                                 "train.checkpoint_every=0", "train.eval_every=0"}));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->losses.size(), 30u);
+  // Uniform guessing over 16 ids costs ln 16 = 2.77 nats; the pattern is learnable.
+  EXPECT_GT(r->losses.front(), 2.0);
+  EXPECT_LT(r->losses.back(), r->losses.front() - 0.5);
+  auto e =
+      EvaluateCheckpoint(root_ + "/run", root_ + "/data/eval-*.tfrecord", 4, 4, DeviceKind::kCpu);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_NEAR(e->perplexity, std::exp(e->loss), 1e-9);
+  EXPECT_EQ(e->sequences, 8);  // 8 eval sequences: 2 batches of 4
+  EXPECT_NE(e->ToString().find("perplexity="), std::string::npos);
+  EXPECT_TRUE(fs::exists(root_ + "/run/metrics.jsonl"));
+}
+
+TEST_F(TrainerTest, ARunDirectoryWithCheckpointsIsNotOverwritten) {
+  ASSERT_TRUE(Train(Options("run", {"train.steps=2"})).ok());
+  auto again = Train(Options("run", {"train.steps=2"}));
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.status().message().find("--resume"), absl::string_view::npos) << again.status();
+}
+
+TEST_F(TrainerTest, ResumingWithAnotherModelIsRefused) {
+  ASSERT_TRUE(Train(Options("run", {"train.steps=2"})).ok());
+  TrainOptions o = Options("run", {"train.steps=4", "model.num_heads=4", "model.head_size=2"});
+  o.resume = true;
+  auto r = Train(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("is for a different model: model.num_heads is 2 in the "
+                                      "checkpoint, 4 in the config"),
+            absl::string_view::npos)
+      << r.status();
+}
+
+TEST_F(TrainerTest, ADivergingLossStopsWithTheStepAndSavesNothingOfIt) {
+  TrainOptions o = Options("run", {"train.schedule.learning_rate=1e30", "train.steps=8",
+                                   "train.checkpoint_every=1", "train.optimizer.max_grad_norm=0"});
+  auto r = Train(o);
+  ASSERT_FALSE(r.ok());
+  const std::string msg(r.status().message());
+  EXPECT_EQ(msg.rfind("step ", 0), 0u) << msg;
+  EXPECT_NE(msg.find("training stopped"), std::string::npos) << msg;
+  // Whatever was saved before is finite and loads.
+  for (const std::string& dir : ListCheckpoints(root_ + "/run")) {
+    auto ck = LoadCheckpoint(dir);
+    ASSERT_TRUE(ck.ok()) << ck.status();
+    for (float x : ck->params) ASSERT_TRUE(std::isfinite(x)) << dir;
+  }
+}
+
+TEST_F(TrainerTest, AGlobMatchingNothingIsAClearError) {
+  TrainOptions o = Options("run");
+  o.train_files = root_ + "/data/nothing-*.tfrecord";
+  auto r = Train(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+  EXPECT_NE(r.status().message().find("nothing-*"), absl::string_view::npos) << r.status();
+  EXPECT_FALSE(fs::exists(root_ + "/run/checkpoints"));
+}
+
+}  // namespace
+}  // namespace headroom

@@ -1,0 +1,471 @@
+// `headroom bench --config FILE [--device cpu|cuda] [--batch N] [--steps N] [--warmup N]`:
+// training-step throughput of a config's model on random tokens.
+//
+// Each step is ZeroGrads + Forward(training) + Backward (no optimizer), the work a training
+// step spends in the model. Model FLOPs are TrainingFlopsPerToken (model/parameter_layout.h,
+// the count `headroom params` prints) times tokens, so gflops= is comparable with any other
+// implementation of the same model (bench/torch_peer.py). Beside it the command measures the
+// machine's own GEMM rate (one large square product on the same backend), so the fraction of
+// the BLAS peak the model reaches is printed from the same run, and it reports the OpenBLAS
+// kernel in use: OpenBLAS sometimes detects a modern CPU as an old core ("Prescott") and runs
+// several times slower; the command says so and how to fix it (OPENBLAS_CORETYPE) instead of
+// printing a silently slow figure. A correctness check from the same run compares the first
+// step's loss with the loss of uniform predictions, which a freshly initialised model is close
+// to.
+//
+// Output: a few `key=value` lines (machine, blas_core, config) then one result line:
+//   tokens_per_s=12345 gflops=123.4 step_ms=321.0 sgemm_gflops=220.0 fraction_of_sgemm=0.56
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "config/load.h"
+#include "kernels/ops.h"
+#include "model/batch.h"
+#include "model/parameter_layout.h"
+#include "model/transformer.h"
+#include "tools/command.h"
+
+extern "C" {
+// OpenBLAS's own entry points (cblas.h of OpenBLAS), declared here so this file needs no BLAS
+// include path.
+char* openblas_get_corename(void);
+int openblas_get_num_threads(void);
+}
+
+ABSL_FLAG(std::string, config, "", "config file (.textproto); may also be given as an argument");
+ABSL_FLAG(std::string, device, "cpu", "backend: cpu or cuda");
+ABSL_FLAG(int, batch, 0, "sequences per step (0: train.micro_batch_size, else global_batch_size)");
+ABSL_FLAG(int, steps, 5, "timed steps");
+ABSL_FLAG(int, warmup, 1, "untimed warm-up steps");
+ABSL_FLAG(bool, profile, false,
+          "also time every op of the timed steps (synchronising after each) and print the "
+          "costliest");
+
+namespace headroom {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// "AMD EPYC (2 cores)" from /proc/cpuinfo; "unknown" elsewhere.
+std::string MachineName(bool* avx2, bool* avx512) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, model = "unknown";
+  int cores = 0;
+  *avx2 = *avx512 = false;
+  while (std::getline(in, line)) {
+    if (absl::StartsWith(line, "model name") && model == "unknown") {
+      model = line.substr(line.find(':') + 2);
+    }
+    if (absl::StartsWith(line, "processor")) ++cores;
+    if (absl::StartsWith(line, "flags")) {
+      *avx2 = *avx2 || absl::StrContains(line, " avx2");
+      *avx512 = *avx512 || absl::StrContains(line, " avx512f");
+    }
+  }
+  return absl::StrCat(model, " (", cores, " logical cores)");
+}
+
+// OpenBLAS kernels that predate AVX2/FMA: on any machine this project targets, OpenBLAS picking
+// one of them means its CPU detection failed and sgemm runs several times below the hardware.
+bool AncientCore(const std::string& core) {
+  static const char* kOld[] = {
+      "Prescott",   "Core2",       "Penryn",    "Dunnington", "Nehalem",      "Atom",      "Katmai",
+      "Coppermine", "Northwood",   "Banias",    "Opteron",    "Opteron_SSE3", "Barcelona", "Bobcat",
+      "Athlon",     "Sandybridge", "Bulldozer", "generic",    "Generic",      "unknown"};
+  for (const char* c : kOld) {
+    if (absl::EqualsIgnoreCase(core, c)) return true;
+  }
+  return false;
+}
+
+// An Ops<float> that forwards every op to another and adds up the wall time of each (op
+// name, and shape for matrix products), synchronising after each op so the time is the op's
+// own; used by --profile to show where a step goes.
+class ProfilingOps final : public Ops<float> {
+ public:
+  explicit ProfilingOps(Ops<float>* inner) : inner_(inner) {}
+
+  struct Entry {
+    double seconds = 0;
+    int64_t calls = 0;
+    double flops = 0;
+  };
+  std::map<std::string, Entry>& entries() { return entries_; }
+  void Reset() { entries_.clear(); }
+
+  DeviceKind device() const override { return inner_->device(); }
+  void* AllocBytes(size_t bytes) override { return inner_->AllocBytes(bytes); }
+  void Free(void* p) override { inner_->Free(p); }
+  void CopyToDevice(void* dst, const void* src, size_t bytes) override {
+    inner_->CopyToDevice(dst, src, bytes);
+  }
+  void CopyToHost(void* dst, const void* src, size_t bytes) override {
+    inner_->CopyToHost(dst, src, bytes);
+  }
+  void CopyDevice(void* dst, const void* src, size_t bytes) override {
+    inner_->CopyDevice(dst, src, bytes);
+  }
+  void Synchronize() override { inner_->Synchronize(); }
+  void Fill(float* x, int64_t n, float value) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->Fill(x, n, value);
+    inner_->Synchronize();
+    Record("Fill", t0);
+  }
+  void Scale(float* x, int64_t n, float alpha) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->Scale(x, n, alpha);
+    inner_->Synchronize();
+    Record("Scale", t0);
+  }
+  void Add(const float* a, const float* b, float* out, int64_t n) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->Add(a, b, out, n);
+    inner_->Synchronize();
+    Record("Add", t0);
+  }
+  void Axpy(float alpha, const float* x, float* y, int64_t n) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->Axpy(alpha, x, y, n);
+    inner_->Synchronize();
+    Record("Axpy", t0);
+  }
+  void Gemm(Trans ta, Trans tb, int M, int N, int K, float alpha, const float* A, int lda,
+            const float* B, int ldb, float beta, float* C, int ldc) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->Gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    inner_->Synchronize();
+    Record(absl::StrCat("Gemm ", M, "x", N, "x", K, ta == Trans::kYes ? " T" : " N",
+                        tb == Trans::kYes ? "T" : "N"),
+           t0, 2.0 * M * N * K);
+  }
+  void GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, float alpha, const float* A,
+                          int lda, int64_t stride_a, const float* B, int ldb, int64_t stride_b,
+                          float beta, float* C, int ldc, int64_t stride_c, int batch) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->GemmStridedBatched(ta, tb, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
+                               ldc, stride_c, batch);
+    inner_->Synchronize();
+    Record(absl::StrCat("GemmStridedBatched ", batch, "x", M, "x", N, "x", K,
+                        ta == Trans::kYes ? " T" : " N", tb == Trans::kYes ? "T" : "N"),
+           t0, 2.0 * batch * M * N * K);
+  }
+  void AddBias(float* x, const float* bias, int64_t rows, int cols) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->AddBias(x, bias, rows, cols);
+    inner_->Synchronize();
+    Record("AddBias", t0);
+  }
+  void BiasBackward(const float* dy, int64_t rows, int cols, float* dbias) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->BiasBackward(dy, rows, cols, dbias);
+    inner_->Synchronize();
+    Record("BiasBackward", t0);
+  }
+  void PermuteHeads(const float* x, float* y, int B, int S, int H, int D, bool inverse) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->PermuteHeads(x, y, B, S, H, D, inverse);
+    inner_->Synchronize();
+    Record("PermuteHeads", t0);
+  }
+  void LayerNormForward(const float* x, const float* gamma, const float* beta, int64_t rows,
+                        int cols, float eps, float* y, float* mean, float* rstd) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->LayerNormForward(x, gamma, beta, rows, cols, eps, y, mean, rstd);
+    inner_->Synchronize();
+    Record("LayerNormForward", t0);
+  }
+  void LayerNormBackward(const float* dy, const float* x, const float* gamma, const float* mean,
+                         const float* rstd, int64_t rows, int cols, float* dx, float* dgamma,
+                         float* dbeta) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->LayerNormBackward(dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta);
+    inner_->Synchronize();
+    Record("LayerNormBackward", t0);
+  }
+  void GeluForward(const float* x, float* y, int64_t n) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->GeluForward(x, y, n);
+    inner_->Synchronize();
+    Record("GeluForward", t0);
+  }
+  void GeluBackward(const float* x, const float* dy, float* dx, int64_t n) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->GeluBackward(x, dy, dx, n);
+    inner_->Synchronize();
+    Record("GeluBackward", t0);
+  }
+  void TanhForward(const float* x, float* y, int64_t n) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->TanhForward(x, y, n);
+    inner_->Synchronize();
+    Record("TanhForward", t0);
+  }
+  void TanhBackward(const float* y, const float* dy, float* dx, int64_t n) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->TanhBackward(y, dy, dx, n);
+    inner_->Synchronize();
+    Record("TanhBackward", t0);
+  }
+  void SoftmaxForward(const float* scores, float* probs, int B, int H, int Sq, int Sk, float scale,
+                      const int32_t* key_valid, bool causal) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->SoftmaxForward(scores, probs, B, H, Sq, Sk, scale, key_valid, causal);
+    inner_->Synchronize();
+    Record("SoftmaxForward", t0);
+  }
+  void SoftmaxBackward(const float* probs, const float* dprobs, float* dscores, int64_t rows,
+                       int Sk, float scale) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->SoftmaxBackward(probs, dprobs, dscores, rows, Sk, scale);
+    inner_->Synchronize();
+    Record("SoftmaxBackward", t0);
+  }
+  void Dropout(const float* x, float* y, int64_t n, float rate, const DropoutKey& key) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->Dropout(x, y, n, rate, key);
+    inner_->Synchronize();
+    Record("Dropout", t0);
+  }
+  void EmbeddingForward(const int32_t* ids, const float* table, int64_t n, int d, float* out,
+                        bool accumulate) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->EmbeddingForward(ids, table, n, d, out, accumulate);
+    inner_->Synchronize();
+    Record("EmbeddingForward", t0);
+  }
+  void EmbeddingBackward(const int32_t* ids, const float* dout, int64_t n, int d,
+                         float* dtable) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->EmbeddingBackward(ids, dout, n, d, dtable);
+    inner_->Synchronize();
+    Record("EmbeddingBackward", t0);
+  }
+  void GatherRows(const float* src, const int32_t* idx, int64_t m, int d, float* dst) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->GatherRows(src, idx, m, d, dst);
+    inner_->Synchronize();
+    Record("GatherRows", t0);
+  }
+  void ScatterAddRows(const float* src, const int32_t* idx, int64_t m, int d, float* dst) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->ScatterAddRows(src, idx, m, d, dst);
+    inner_->Synchronize();
+    Record("ScatterAddRows", t0);
+  }
+  void SoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
+                           int64_t rows, int V, float* losses, float* dlogits,
+                           float grad_scale) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->SoftmaxCrossEntropy(logits, labels, weights, rows, V, losses, dlogits, grad_scale);
+    inner_->Synchronize();
+    Record("SoftmaxCrossEntropy", t0);
+  }
+  void Dot(const float* a, const float* b, int64_t n, float* out) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->Dot(a, b, n, out);
+    inner_->Synchronize();
+    Record("Dot", t0);
+  }
+  void AdamW(float* w, const float* g, float* m, float* v, int64_t n,
+             const OptimizerStep& s) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->AdamW(w, g, m, v, n, s);
+    inner_->Synchronize();
+    Record("AdamW", t0);
+  }
+  void Lamb(float* w, const float* g, float* m, float* v, int64_t n, const OptimizerStep& s,
+            float* scratch) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->Lamb(w, g, m, v, n, s, scratch);
+    inner_->Synchronize();
+    Record("Lamb", t0);
+  }
+
+ private:
+  void Record(const std::string& key, Clock::time_point t0, double flops = 0) {
+    Entry& e = entries_[key];
+    e.seconds += Seconds(t0, Clock::now());
+    e.calls += 1;
+    e.flops += flops;
+  }
+
+  Ops<float>* inner_;
+  std::map<std::string, Entry> entries_;
+};
+
+// GFLOP/s of the best of a few n x n x n products on `ops` (2 n^3 FLOPs each).
+double MeasureGemm(Ops<float>& ops, int n) {
+  const int64_t nn = static_cast<int64_t>(n) * n;
+  float* a = ops.Alloc(nn);
+  float* b = ops.Alloc(nn);
+  float* c = ops.Alloc(nn);
+  ops.Fill(a, nn, 0.5f);
+  ops.Fill(b, nn, 0.25f);
+  ops.Gemm(Trans::kNo, Trans::kNo, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);  // warm-up
+  ops.Synchronize();
+  double best = 1e30;
+  for (int i = 0; i < 3; ++i) {
+    const Clock::time_point t0 = Clock::now();
+    ops.Gemm(Trans::kNo, Trans::kNo, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    ops.Synchronize();
+    best = std::min(best, Seconds(t0, Clock::now()));
+  }
+  for (float* p : {a, b, c}) ops.Free(p);
+  return 2.0 * n * nn / best / 1e9;
+}
+
+}  // namespace
+
+int RunBench(const CommandArgs& args) {
+  std::string path = absl::GetFlag(FLAGS_config);
+  if (path.empty() && !args.positional.empty()) path = args.positional[0];
+  if (path.empty()) {
+    return Fail("bench",
+                "no config given; e.g. headroom bench --config "
+                "configs/mini/bert_mini_std.textproto --device cpu");
+  }
+  absl::StatusOr<ExperimentConfig> config = LoadConfig(path, args.overrides);
+  if (!config.ok()) return Fail("bench", std::string(config.status().message()));
+  const ModelConfig& m = config->model();
+
+  const std::string device = absl::GetFlag(FLAGS_device);
+  DeviceKind kind;
+  if (device == "cpu") {
+    kind = DeviceKind::kCpu;
+  } else if (device == "cuda") {
+    kind = DeviceKind::kCuda;
+  } else {
+    return Fail("bench", absl::StrCat("--device=", device, ": expected cpu or cuda"));
+  }
+  absl::StatusOr<std::unique_ptr<Ops<float>>> ops = MakeOps(kind);
+  if (!ops.ok()) {
+    return Fail("bench", absl::StrCat("--device=", device, ": ", ops.status().message()));
+  }
+
+  int batch = absl::GetFlag(FLAGS_batch);
+  if (batch <= 0) batch = config->train().micro_batch_size();
+  if (batch <= 0) batch = config->train().global_batch_size();
+  const int steps = absl::GetFlag(FLAGS_steps), warmup = absl::GetFlag(FLAGS_warmup);
+  if (batch <= 0 || steps <= 0 || warmup < 0) {
+    return Fail("bench", "--batch and --steps must be > 0 and --warmup >= 0");
+  }
+  const int seq = config->data().seq_length() > 0 ? config->data().seq_length() : m.max_positions();
+  int masked = 0;
+  if (m.objective() == ModelConfig::BERT) {
+    masked = config->data().max_predictions_per_seq();
+    if (masked == 0) masked = static_cast<int>(std::lround(seq * config->data().masked_lm_prob()));
+  }
+
+  bool avx2 = false, avx512 = false;
+  const std::string machine = MachineName(&avx2, &avx512);
+  const std::string core = kind == DeviceKind::kCpu ? openblas_get_corename() : "n/a";
+  std::printf("machine=%s\n", machine.c_str());
+  if (kind == DeviceKind::kCpu) {
+    std::printf("blas_core=%s blas_threads=%d\n", core.c_str(), openblas_get_num_threads());
+    if (AncientCore(core)) {
+      const char* fix = avx512 ? "SkylakeX" : (avx2 ? "Haswell" : "Sandybridge");
+      std::fprintf(stderr,
+                   "headroom bench: WARNING: OpenBLAS is running its '%s' kernels, far below "
+                   "what this CPU can do (%s), so the figures below are several times too "
+                   "slow. Rerun with OPENBLAS_CORETYPE=%s (e.g. `OPENBLAS_CORETYPE=%s "
+                   "headroom bench ...`).\n",
+                   core.c_str(), avx512 ? "AVX-512" : (avx2 ? "AVX2" : "AVX"), fix, fix);
+      std::printf("blas_warning=old_core_%s_set_OPENBLAS_CORETYPE=%s\n", core.c_str(), fix);
+    }
+  }
+
+  const bool profile = absl::GetFlag(FLAGS_profile);
+  ProfilingOps profiler(ops->get());
+  Ops<float>* model_ops = profile ? static_cast<Ops<float>*>(&profiler) : ops->get();
+  absl::StatusOr<std::unique_ptr<Model<float>>> model =
+      Model<float>::Create(m, model_ops, {batch, seq, masked});
+  if (!model.ok()) return Fail("bench", std::string(model.status().message()));
+  (*model)->InitParameters(config->train().seed());
+  const double flops_per_token = TrainingFlopsPerToken(m, seq, masked);
+  std::printf(
+      "config=%s objective=%s layers=%d d=%d heads=%d head_size=%d ffn=%d vocab=%d seq=%d "
+      "batch=%d masked=%d params=%lld activation_mb=%.0f train_gflop_per_token=%.4f\n",
+      config->name().c_str(), ModelConfig::Objective_Name(m.objective()).c_str(), m.num_layers(),
+      m.d_model(), m.num_heads(), HeadSize(m), m.ffn_size(), m.vocab_size(), seq, batch, masked,
+      static_cast<long long>((*model)->layout().total()),
+      (*model)->ActivationElements() * 4.0 / (1 << 20), flops_per_token / 1e9);
+  std::fflush(stdout);
+
+  const int gemm_n = kind == DeviceKind::kCpu ? 2048 : 8192;
+  const double sgemm = MeasureGemm(**ops, gemm_n);
+
+  // A few distinct random batches, cycled, so the timing does not depend on one draw.
+  std::vector<Batch> batches;
+  for (uint64_t i = 0; i < 3; ++i) batches.push_back(RandomBatch(m, batch, seq, masked, 100 + i));
+  double first_loss = 0;
+  std::vector<double> times;
+  for (int i = 0; i < warmup + steps; ++i) {
+    const Clock::time_point t0 = Clock::now();
+    (*model)->ZeroGrads();
+    absl::StatusOr<LossStats> s =
+        (*model)->Forward(batches[i % batches.size()], /*training=*/true,
+                          {config->train().seed(), static_cast<uint64_t>(i), 0, 0});
+    if (!s.ok()) return Fail("bench", std::string(s.status().message()));
+    (*model)->Backward();
+    (*ops)->Synchronize();
+    if (i == 0) first_loss = s->loss;
+    if (i + 1 == warmup) profiler.Reset();
+    if (i >= warmup) times.push_back(Seconds(t0, Clock::now()));
+  }
+  double mean = 0;
+  for (double t : times) mean += t;
+  mean /= times.size();
+  const double best = *std::min_element(times.begin(), times.end());
+  const double tokens = static_cast<double>(batch) * seq;
+  const double gflops = flops_per_token * tokens / mean / 1e9;
+
+  // Uniform predictions: log V for the MLM/LM loss, plus log 2 for NSP.
+  const double uniform = std::log(static_cast<double>(m.vocab_size())) +
+                         (m.objective() == ModelConfig::BERT ? std::log(2.0) : 0.0);
+  const bool loss_ok = std::isfinite(first_loss) && std::fabs(first_loss - uniform) < 1.0;
+  std::printf("loss_first_step=%.4f uniform_loss=%.4f loss_check=%s\n", first_loss, uniform,
+              loss_ok ? "ok" : "FAILED");
+  std::printf("%s\n", absl::StrFormat("tokens_per_s=%.0f gflops=%.1f step_ms=%.1f step_ms_min=%.1f "
+                                      "sgemm_gflops=%.1f fraction_of_sgemm=%.2f steps=%d",
+                                      tokens / mean, gflops, mean * 1e3, best * 1e3, sgemm,
+                                      gflops / sgemm, steps)
+                          .c_str());
+  if (profile) {
+    std::vector<std::pair<std::string, ProfilingOps::Entry>> rows(profiler.entries().begin(),
+                                                                  profiler.entries().end());
+    std::sort(rows.begin(), rows.end(),
+              [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
+    double total = 0;
+    for (const auto& r : rows) total += r.second.seconds;
+    std::printf("profile: %.1f ms of ops per step (%.1f ms step)\n", total * 1e3 / steps,
+                mean * 1e3);
+    for (const auto& [name, e] : rows) {
+      if (e.seconds < 0.002 * total) break;
+      std::printf("  %-44s %8.2f ms/step %5.1f%% %6lld calls", name.c_str(),
+                  e.seconds * 1e3 / steps, 100 * e.seconds / total,
+                  static_cast<long long>(e.calls / steps));
+      if (e.flops > 0) std::printf(" %7.1f GFLOP/s", e.flops / e.seconds / 1e9);
+      std::printf("\n");
+    }
+  }
+  if (!loss_ok) return Fail("bench", "the first step's loss is not near the uniform loss");
+  return 0;
+}
+
+}  // namespace headroom

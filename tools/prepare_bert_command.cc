@@ -1,0 +1,111 @@
+// `headroom prepare-bert`: text -> BERT pre-training shards (masked LM + next sentence), with
+// Google BERT's create_pretraining_data.py algorithm, flags and defaults (data/
+// bert_pretraining_data.h), streamed in chunks of documents, written round-robin over
+// --num_shards shards in --output_dir. The flags shared with prepare-lm (input, output, shards,
+// progress) are in prepare_common.cc.
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "data/bert_pretraining_data.h"
+#include "data/text_input.h"
+#include "data/wordpiece_tokenizer.h"
+#include "tools/command.h"
+
+ABSL_DECLARE_FLAG(std::string, input_file);
+ABSL_DECLARE_FLAG(std::string, valid_file);
+ABSL_DECLARE_FLAG(std::string, output_dir);
+ABSL_DECLARE_FLAG(int32_t, num_shards);
+ABSL_DECLARE_FLAG(int32_t, num_valid_shards);
+ABSL_DECLARE_FLAG(bool, progress);
+
+// Google's create_pretraining_data.py flags, same names and defaults.
+ABSL_FLAG(std::string, vocab_file, "", "WordPiece vocab.txt the BERT model is trained with");
+ABSL_FLAG(bool, do_lower_case, true, "lower-case and strip accents (uncased models)");
+ABSL_FLAG(bool, do_whole_word_mask, false, "mask whole words (all their ## pieces) at once");
+ABSL_FLAG(int32_t, max_seq_length, 128, "maximum sequence length in tokens");
+ABSL_FLAG(int32_t, max_predictions_per_seq, 20, "maximum masked LM predictions per sequence");
+ABSL_FLAG(int32_t, random_seed, 12345, "random seed (same seed and input: identical shards)");
+ABSL_FLAG(int32_t, dupe_factor, 10, "passes over the input, each with different masks");
+ABSL_FLAG(double, masked_lm_prob, 0.15, "masked LM probability");
+ABSL_FLAG(double, short_seq_prob, 0.1, "probability of a shorter-than-maximum target length");
+// Streaming and tokenizer limits (not in Google's script).
+ABSL_FLAG(int64_t, chunk_documents, 2000,
+          "documents held in memory at once; random next sentences come from the same chunk");
+ABSL_FLAG(int32_t, max_input_chars_per_word, 100,
+          "longer words become [UNK] (Hugging Face: 100, Google: 200)");
+
+namespace headroom {
+
+absl::Status EnsureOutputDir(const std::string& dir);  // prepare_common.cc
+
+int RunPrepareBert(const CommandArgs& args) {
+  const char* kName = "prepare-bert";
+  if (!args.positional.empty()) {
+    return Fail(kName, absl::StrCat("unexpected argument '", args.positional[0],
+                                    "'; inputs go in --input_file"));
+  }
+  const std::string input = absl::GetFlag(FLAGS_input_file);
+  const std::string vocab = absl::GetFlag(FLAGS_vocab_file);
+  if (input.empty()) return Fail(kName, "--input_file is required (text, one sentence per line)");
+  if (vocab.empty()) return Fail(kName, "--vocab_file is required (a BERT vocab.txt)");
+
+  WordPieceOptions wp;
+  wp.do_lower_case = absl::GetFlag(FLAGS_do_lower_case);
+  wp.max_input_chars_per_word = absl::GetFlag(FLAGS_max_input_chars_per_word);
+  absl::StatusOr<WordPieceTokenizer> tok = WordPieceTokenizer::FromFile(vocab, wp);
+  if (!tok.ok()) return Fail(kName, std::string(tok.status().message()));
+
+  BertDataOptions o;
+  o.max_seq_length = absl::GetFlag(FLAGS_max_seq_length);
+  o.max_predictions_per_seq = absl::GetFlag(FLAGS_max_predictions_per_seq);
+  o.masked_lm_prob = absl::GetFlag(FLAGS_masked_lm_prob);
+  o.short_seq_prob = absl::GetFlag(FLAGS_short_seq_prob);
+  o.dupe_factor = absl::GetFlag(FLAGS_dupe_factor);
+  o.do_whole_word_mask = absl::GetFlag(FLAGS_do_whole_word_mask);
+  o.random_seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_random_seed));
+  o.chunk_documents = absl::GetFlag(FLAGS_chunk_documents);
+  if (absl::Status s = ValidateBertDataOptions(o); !s.ok())
+    return Fail(kName, std::string(s.message()));
+
+  struct Split {
+    std::string name, spec;
+    int shards;
+  };
+  std::vector<Split> splits = {{"train", input, absl::GetFlag(FLAGS_num_shards)}};
+  if (!absl::GetFlag(FLAGS_valid_file).empty()) {
+    splits.push_back(
+        {"valid", absl::GetFlag(FLAGS_valid_file), absl::GetFlag(FLAGS_num_valid_shards)});
+  }
+  // Check every input before writing anything.
+  std::vector<std::vector<std::string>> files;
+  for (const Split& split : splits) {
+    absl::StatusOr<std::vector<std::string>> f = ExpandInputFiles(split.spec);
+    if (!f.ok()) return Fail(kName, std::string(f.status().message()));
+    files.push_back(*f);
+  }
+  const std::string out = absl::GetFlag(FLAGS_output_dir);
+  if (absl::Status s = EnsureOutputDir(out); !s.ok()) return Fail(kName, std::string(s.message()));
+
+  for (size_t i = 0; i < splits.size(); ++i) {
+    Progress progress(absl::StrCat(kName, " ", splits[i].name), absl::GetFlag(FLAGS_progress));
+    absl::StatusOr<BertDataStats> stats =
+        WriteBertShards(files[i], *tok, o, out, splits[i].name, splits[i].shards, &progress);
+    if (!stats.ok()) return Fail(kName, std::string(stats.status().message()));
+    std::printf("%s\n",
+                absl::StrFormat("%s: %d documents, %d sentences, %d tokens -> %d examples in %d "
+                                "shards %s/%s-*; %.1f s, %.0f tokens/s",
+                                splits[i].name, stats->documents, stats->sentences, stats->tokens,
+                                stats->instances, splits[i].shards, out, splits[i].name,
+                                stats->seconds, stats->tokens / std::max(stats->seconds, 1e-9))
+                    .c_str());
+  }
+  return 0;
+}
+
+}  // namespace headroom

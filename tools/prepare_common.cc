@@ -1,0 +1,41 @@
+// Flags and helpers shared by `headroom prepare-bert` and `headroom prepare-lm`: where the text
+// comes from, where the shards go and how many, and the progress line.
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+ABSL_FLAG(std::string, input_file, "",
+          "input text (comma-separated files or globs): one sentence per line, blank lines "
+          "between documents");
+ABSL_FLAG(std::string, valid_file, "",
+          "optional held-out text in the same form, written as valid-*.tfrecord shards");
+ABSL_FLAG(std::string, output_dir, "", "directory for the shards (created if missing)");
+ABSL_FLAG(int32_t, num_shards, 8, "training shards, train-0000i-of-N.tfrecord, filled round-robin");
+ABSL_FLAG(int32_t, num_valid_shards, 1, "validation shards (with --valid_file)");
+ABSL_FLAG(bool, progress, true, "print a progress line (docs/s, tokens/s, ETA) to stderr");
+
+namespace headroom {
+
+// Creates `dir` (one level) if it does not exist; InvalidArgument naming it otherwise.
+absl::Status EnsureOutputDir(const std::string& dir) {
+  if (dir.empty()) return absl::InvalidArgumentError("--output_dir is required");
+  struct stat st;
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) {
+      return absl::InvalidArgumentError(absl::StrCat("--output_dir=", dir, " is not a directory"));
+    }
+    return absl::OkStatus();
+  }
+  if (::mkdir(dir.c_str(), 0755) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot create --output_dir=", dir, " (does its parent exist?)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace headroom

@@ -1,0 +1,108 @@
+// `headroom prepare-lm`: text -> SentencePiece ids -> tensor2tensor-style `targets` shards for
+// the causal LM (data/lm_pretraining_data.h). Trains the SentencePiece model on --input_file
+// first when --spm_model does not exist. The input/output/shard flags are in prepare_common.cc.
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "data/lm_pretraining_data.h"
+#include "data/sentencepiece_tokenizer.h"
+#include "data/text_input.h"
+#include "tools/command.h"
+
+ABSL_DECLARE_FLAG(std::string, input_file);
+ABSL_DECLARE_FLAG(std::string, valid_file);
+ABSL_DECLARE_FLAG(std::string, output_dir);
+ABSL_DECLARE_FLAG(int32_t, num_shards);
+ABSL_DECLARE_FLAG(int32_t, num_valid_shards);
+ABSL_DECLARE_FLAG(bool, progress);
+
+ABSL_FLAG(std::string, spm_model, "",
+          "SentencePiece model (.model); trained on --input_file and written here if missing");
+ABSL_FLAG(int32_t, vocab_size, 32000, "SentencePiece vocabulary size when training (LM1B: 32000)");
+ABSL_FLAG(std::string, spm_model_type, "unigram",
+          "SentencePiece model type when training: unigram or bpe");
+ABSL_FLAG(int32_t, max_length, 256, "tokens per example at most (EOS included)");
+ABSL_FLAG(bool, pack, false, "pack several sentences per example instead of one per example");
+
+namespace headroom {
+
+absl::Status EnsureOutputDir(const std::string& dir);  // prepare_common.cc
+
+int RunPrepareLm(const CommandArgs& args) {
+  const char* kName = "prepare-lm";
+  if (!args.positional.empty()) {
+    return Fail(kName, absl::StrCat("unexpected argument '", args.positional[0],
+                                    "'; inputs go in --input_file"));
+  }
+  const std::string input = absl::GetFlag(FLAGS_input_file);
+  const std::string model = absl::GetFlag(FLAGS_spm_model);
+  if (input.empty()) return Fail(kName, "--input_file is required (text, one sentence per line)");
+  if (model.empty())
+    return Fail(kName, "--spm_model is required (an existing .model or where to write one)");
+  if (!absl::EndsWith(model, ".model")) {
+    return Fail(kName, absl::StrCat("--spm_model=", model, ": expected a name ending in .model"));
+  }
+
+  struct Split {
+    std::string name, spec;
+    int shards;
+  };
+  std::vector<Split> splits = {{"train", input, absl::GetFlag(FLAGS_num_shards)}};
+  if (!absl::GetFlag(FLAGS_valid_file).empty()) {
+    splits.push_back(
+        {"valid", absl::GetFlag(FLAGS_valid_file), absl::GetFlag(FLAGS_num_valid_shards)});
+  }
+  std::vector<std::vector<std::string>> files;
+  for (const Split& split : splits) {
+    absl::StatusOr<std::vector<std::string>> f = ExpandInputFiles(split.spec);
+    if (!f.ok()) return Fail(kName, std::string(f.status().message()));
+    files.push_back(*f);
+  }
+  const std::string out = absl::GetFlag(FLAGS_output_dir);
+  if (absl::Status s = EnsureOutputDir(out); !s.ok()) return Fail(kName, std::string(s.message()));
+
+  absl::StatusOr<SentencePieceTokenizer> spm = SentencePieceTokenizer::Load(model);
+  if (!spm.ok() && spm.status().code() == absl::StatusCode::kNotFound) {
+    SentencePieceTrainOptions t;
+    t.input_files = files[0];
+    t.model_prefix = model.substr(0, model.size() - 6);
+    t.vocab_size = absl::GetFlag(FLAGS_vocab_size);
+    t.model_type = absl::GetFlag(FLAGS_spm_model_type);
+    Progress timer("", false);
+    if (absl::Status s = TrainSentencePiece(t); !s.ok())
+      return Fail(kName, std::string(s.message()));
+    std::fprintf(stderr, "%s: trained a %d-piece %s SentencePiece model on %s in %.0f s -> %s\n",
+                 kName, t.vocab_size, t.model_type.c_str(), input.c_str(), timer.ElapsedSeconds(),
+                 model.c_str());
+    spm = SentencePieceTokenizer::Load(model);
+  }
+  if (!spm.ok()) return Fail(kName, std::string(spm.status().message()));
+
+  LmDataOptions o;
+  o.max_length = absl::GetFlag(FLAGS_max_length);
+  o.pack = absl::GetFlag(FLAGS_pack);
+  for (size_t i = 0; i < splits.size(); ++i) {
+    Progress progress(absl::StrCat(kName, " ", splits[i].name), absl::GetFlag(FLAGS_progress),
+                      "sentences");
+    absl::StatusOr<LmDataStats> stats =
+        WriteLmShards(files[i], *spm, o, out, splits[i].name, splits[i].shards, &progress);
+    if (!stats.ok()) return Fail(kName, std::string(stats.status().message()));
+    std::printf("%s\n",
+                absl::StrFormat("%s: %d sentences -> %d examples, %d tokens (vocab %d) in "
+                                "%d shards %s/%s-*; %.1f s, %.0f tokens/s",
+                                splits[i].name, stats->sentences, stats->examples, stats->tokens,
+                                spm->vocab_size(), splits[i].shards, out, splits[i].name,
+                                stats->seconds, stats->tokens / std::max(stats->seconds, 1e-9))
+                    .c_str());
+  }
+  return 0;
+}
+
+}  // namespace headroom

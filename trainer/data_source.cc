@@ -1,0 +1,80 @@
+// BatchSource over ShardedLoader (see data_source.h). This file must not include model/batch.h.
+#include "trainer/data_source.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "data/sharded_loader.h"
+#include "google/protobuf/text_format.h"
+
+namespace headroom {
+namespace {
+
+class LoaderSource final : public BatchSource {
+ public:
+  explicit LoaderSource(std::unique_ptr<ShardedLoader> loader) : loader_(std::move(loader)) {}
+
+  absl::StatusOr<FeatureBatch> Next() override {
+    // `auto`: the loader's batch type is named apart from model/batch.h's Batch.
+    HR_ASSIGN_OR_RETURN(auto b, loader_->Next());
+    FeatureBatch f;
+    f.size = b.size;
+    f.ints = std::move(b.int32_features);
+    f.floats = std::move(b.float_features);
+    return f;
+  }
+
+  std::string Position() const override {
+    std::string text;
+    google::protobuf::TextFormat::PrintToString(loader_->State(), &text);
+    return text;
+  }
+
+  absl::Status Restore(const std::string& position) override {
+    LoaderState state;
+    if (!google::protobuf::TextFormat::ParseFromString(position, &state)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the saved data position is not a LoaderState: '", position, "'"));
+    }
+    return loader_->Restore(state);
+  }
+
+  int64_t num_examples() const override { return loader_->num_examples(); }
+
+ private:
+  std::unique_ptr<ShardedLoader> loader_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<BatchSource>> OpenBatchSource(const ModelConfig& model,
+                                                             const std::string& files,
+                                                             int seq_length, int max_predictions,
+                                                             int64_t global_batch_size,
+                                                             uint64_t seed, bool shuffle) {
+  LoaderOptions o;
+  o.files = files;
+  o.vocab_size = model.vocab_size();
+  o.global_batch_size = global_batch_size;
+  o.seed = seed;
+  o.shuffle = shuffle;
+  using F = LoaderFeature;
+  if (model.objective() == ModelConfig::BERT) {
+    o.features = {{"input_ids", F::kInt32, seq_length},
+                  {"input_mask", F::kInt32, seq_length},
+                  {"segment_ids", F::kInt32, seq_length},
+                  {"masked_lm_positions", F::kInt32, max_predictions},
+                  {"masked_lm_ids", F::kInt32, max_predictions},
+                  {"masked_lm_weights", F::kFloat, max_predictions},
+                  {"next_sentence_labels", F::kInt32, 1}};
+    o.id_features = {"input_ids", "masked_lm_ids"};
+  } else {
+    o.features = {{"targets", F::kInt32, seq_length, /*pad=*/true}};
+    o.id_features = {"targets"};
+  }
+  HR_ASSIGN_OR_RETURN(std::unique_ptr<ShardedLoader> loader, ShardedLoader::Open(o));
+  return std::unique_ptr<BatchSource>(new LoaderSource(std::move(loader)));
+}
+
+}  // namespace headroom

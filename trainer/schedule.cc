@@ -1,0 +1,111 @@
+// Learning-rate schedules; the formulas and the BERT phase convention are in schedule.h.
+#include "trainer/schedule.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
+namespace headroom {
+namespace {
+
+absl::Status Invalid(const std::string& field, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+}  // namespace
+
+absl::StatusOr<LearningRateSchedule> LearningRateSchedule::Create(const ExperimentConfig& config) {
+  const TrainConfig& t = config.train();
+  LearningRateSchedule s;
+  s.type_ = t.schedule().type();
+  if (s.type_ == ScheduleConfig::TYPE_UNSPECIFIED) {
+    s.type_ = ScheduleConfig::LINEAR_WARMUP_LINEAR_DECAY;
+  }
+  s.peak_ = t.schedule().learning_rate();
+
+  int64_t begin = 0;
+  if (t.phases_size() == 0) {
+    SchedulePhase p;
+    p.steps = t.steps();
+    p.warmup = t.schedule().warmup_steps();
+    p.seq_length = config.data().seq_length();
+    p.max_predictions_per_seq = config.data().max_predictions_per_seq();
+    p.global_batch_size = t.global_batch_size();
+    s.phases_.push_back(p);
+  }
+  for (int i = 0; i < t.phases_size(); ++i) {
+    const TrainPhase& tp = t.phases(i);
+    SchedulePhase p;
+    p.begin = begin;
+    p.steps = tp.steps();
+    p.warmup = tp.warmup_steps();
+    p.seq_length = tp.seq_length();
+    p.max_predictions_per_seq = tp.max_predictions_per_seq();
+    p.global_batch_size =
+        tp.global_batch_size() > 0 ? tp.global_batch_size() : t.global_batch_size();
+    begin += p.steps;
+    s.phases_.push_back(p);
+  }
+
+  for (size_t i = 0; i < s.phases_.size(); ++i) {
+    const SchedulePhase& p = s.phases_[i];
+    const std::string f =
+        t.phases_size() == 0 ? std::string("train") : absl::StrCat("train.phases[", i, "]");
+    const std::string warm_f =
+        t.phases_size() == 0 ? "train.schedule.warmup_steps" : absl::StrCat(f, ".warmup_steps");
+    if (p.steps <= 0) {
+      return Invalid(absl::StrCat(f, ".steps"),
+                     absl::StrCat("must be > 0 (got ", p.steps, "): nothing to train"));
+    }
+    if (p.warmup < 0 || p.warmup > p.steps) {
+      return Invalid(
+          warm_f, absl::StrCat(p.warmup, " must be in [0, ", p.steps, "], the steps of its phase"));
+    }
+    if (s.type_ == ScheduleConfig::LINEAR_WARMUP_RSQRT && p.warmup == 0) {
+      return Invalid(warm_f, "LINEAR_WARMUP_RSQRT needs a warm-up > 0 (lr * min(t/W, sqrt(W/t)))");
+    }
+    if (p.global_batch_size <= 0) {
+      return Invalid("train.global_batch_size", "must be > 0");
+    }
+    if (p.seq_length <= 0) {
+      return Invalid(t.phases_size() == 0 ? "data.seq_length" : absl::StrCat(f, ".seq_length"),
+                     "must be > 0");
+    }
+  }
+  if (t.phases_size() > 0 && t.steps() != 0 && t.steps() != s.total_steps()) {
+    return Invalid("train.steps",
+                   absl::StrCat(t.steps(), " disagrees with the sum of train.phases[].steps ",
+                                s.total_steps(), "; set it to the sum or to 0"));
+  }
+  return s;
+}
+
+int LearningRateSchedule::PhaseIndex(int64_t step) const {
+  // Phases are few (BERT has two): a linear scan is the clearest.
+  for (size_t i = 0; i < phases_.size(); ++i) {
+    if (step < phases_[i].end()) return static_cast<int>(i);
+  }
+  return static_cast<int>(phases_.size()) - 1;
+}
+
+double LearningRateSchedule::LearningRate(int64_t step) const {
+  const SchedulePhase& p = PhaseAt(step);
+  const double t = static_cast<double>(std::max<int64_t>(0, step - p.begin));
+  const double W = static_cast<double>(p.warmup);
+  const double T = static_cast<double>(p.steps);
+  switch (type_) {
+    case ScheduleConfig::LINEAR_WARMUP_RSQRT:
+      // t = 0 gives 0 from the first term (and sqrt(W/0) is never taken: min picks t/W first).
+      if (t == 0) return 0.0;
+      return peak_ * std::min(t / W, std::sqrt(W / t));
+    case ScheduleConfig::CONSTANT:
+      return t < W ? peak_ * t / W : peak_;
+    default:
+      if (t < W) return peak_ * t / W;
+      return peak_ * std::max(0.0, 1.0 - t / T);
+  }
+}
+
+}  // namespace headroom

@@ -1,0 +1,87 @@
+// Learning-rate schedules: one function from the optimizer step to the learning rate, covering
+// every phase of a run (train.schedule + train.phases in config/config.proto).
+//
+// Steps are counted as Google BERT's and tensor2tensor's `global_step`: the learning rate of an
+// update is computed from the number of updates applied before it, g = 0, 1, 2, ... So the very
+// first update of a warm-up has learning rate 0 (as in Google BERT's optimization.py and in
+// Hugging Face's get_linear_schedule_with_warmup).
+//
+// Phases. A run is a sequence of phases (BERT: sequence 128, then 512); a run without
+// `train.phases` is one phase of `train.steps` steps at `data.seq_length` with warm-up
+// `train.schedule.warmup_steps`. Every phase restarts its own schedule: with t = g - (first step
+// of the phase) and T = the phase's steps, W = the phase's warm-up, lr = learning_rate,
+//
+//   LINEAR_WARMUP_LINEAR_DECAY  t < W: lr * t / W;  else lr * max(0, 1 - t / T)
+//   LINEAR_WARMUP_RSQRT         lr * min(t / W, sqrt(W / t))           (W must be > 0)
+//   CONSTANT                    t < W: lr * t / W;  else lr
+//
+// This is the BERT practice. Google BERT trains phase 2 as a second run_pretraining.py run with
+// its own num_train_steps and num_warmup_steps (polynomial_decay of power 1 measured from the
+// run's step 0, with the warm-up overriding it, exactly the first formula); NVIDIA's
+// DeepLearningExamples BERT resets global_step for phase 2 and rebuilds its PolyWarmUpScheduler
+// over the phase-2 steps with its own warm-up. Both decay over the phase, not the whole run, and
+// both re-warm-up from 0. The optimizer's moments and its bias-correction step count carry over
+// across phases (NVIDIA loads them from the phase-1 checkpoint); that is trainer/optimizer.h's
+// business, not the schedule's. Each phase's warm-up is `TrainPhase.warmup_steps` as written
+// (0 = none); `train.schedule.warmup_steps` applies only to a run without phases.
+//
+// Steps past the end of the run keep the last phase's formula (linear decay stays at 0).
+//
+// Example:
+//   absl::StatusOr<LearningRateSchedule> s = LearningRateSchedule::Create(config);
+//   double lr = s->LearningRate(step);          // step = updates applied so far
+//   const SchedulePhase& p = s->PhaseAt(step);  // p.seq_length, p.global_batch_size, ...
+#ifndef HEADROOM_TRAINER_SCHEDULE_H_
+#define HEADROOM_TRAINER_SCHEDULE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "config/config.pb.h"
+
+namespace headroom {
+
+// One phase, resolved: absolute step range and the shapes the trainer feeds in it.
+struct SchedulePhase {
+  int64_t begin = 0;   // first global step (0-based) of the phase
+  int64_t steps = 0;   // number of optimizer steps in the phase
+  int64_t warmup = 0;  // warm-up steps at the start of the phase
+  int seq_length = 0;
+  int max_predictions_per_seq = 0;
+  int global_batch_size = 0;
+  int64_t end() const { return begin + steps; }
+};
+
+class LearningRateSchedule {
+ public:
+  // Builds the schedule of a validated config (config/load.h). Errors (InvalidArgument, naming
+  // the field): no steps at all, LINEAR_WARMUP_RSQRT with a zero warm-up, a warm-up longer
+  // than its phase, train.steps disagreeing with the sum of the phases' steps (0 = the sum),
+  // no global batch size.
+  [[nodiscard]] static absl::StatusOr<LearningRateSchedule> Create(const ExperimentConfig& config);
+
+  // The learning rate of the update at 0-based global step `step` (>= 0).
+  double LearningRate(int64_t step) const;
+
+  // Index of the phase that contains `step` (the last phase for steps past the end).
+  int PhaseIndex(int64_t step) const;
+  const SchedulePhase& PhaseAt(int64_t step) const { return phases_[PhaseIndex(step)]; }
+
+  const std::vector<SchedulePhase>& phases() const { return phases_; }
+  // Total optimizer steps of the run (sum of the phases).
+  int64_t total_steps() const { return phases_.back().end(); }
+  ScheduleConfig::Type type() const { return type_; }
+  double peak_learning_rate() const { return peak_; }
+
+ private:
+  LearningRateSchedule() = default;
+
+  ScheduleConfig::Type type_ = ScheduleConfig::LINEAR_WARMUP_LINEAR_DECAY;
+  double peak_ = 0;
+  std::vector<SchedulePhase> phases_;
+};
+
+}  // namespace headroom
+
+#endif  // HEADROOM_TRAINER_SCHEDULE_H_
