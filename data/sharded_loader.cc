@@ -74,13 +74,13 @@ absl::StatusOr<std::vector<std::string>> ExpandFileGlobs(const std::string& patt
   return std::vector<std::string>(files.begin(), files.end());
 }
 
-absl::Span<const int32_t> Batch::Int32(const std::string& name) const {
+absl::Span<const int32_t> LoaderBatch::Int32(const std::string& name) const {
   auto it = int32_features.find(name);
   assert(it != int32_features.end());
   return it->second;
 }
 
-absl::Span<const float> Batch::Float(const std::string& name) const {
+absl::Span<const float> LoaderBatch::Float(const std::string& name) const {
   auto it = float_features.find(name);
   assert(it != float_features.end());
   return it->second;
@@ -141,7 +141,7 @@ absl::Status ShardedLoader::Init() {
 
   // The first record of each shard, so that a shard written for another model or vocabulary
   // fails now rather than hours into training.
-  Batch probe;
+  LoaderBatch probe;
   probe.size = 1;
   std::string scratch;
   tf::Example example;
@@ -167,8 +167,8 @@ RecordLocation ShardedLoader::Locate(int64_t id) const {
   return RecordLocation{files_[f], record, offsets_[f][record]};
 }
 
-absl::Status ShardedLoader::FillRow(int64_t id, int64_t row, Batch* batch, std::string* scratch,
-                                    tf::Example* example) {
+absl::Status ShardedLoader::FillRow(int64_t id, int64_t row, LoaderBatch* batch,
+                                    std::string* scratch, tf::Example* example) {
   RecordLocation where = Locate(id);
   size_t f = FileOf(id);
   if (readers_[f] == nullptr) {
@@ -226,8 +226,8 @@ absl::Status ShardedLoader::FillRow(int64_t id, int64_t row, Batch* batch, std::
   return absl::OkStatus();
 }
 
-absl::StatusOr<Batch> ShardedLoader::BuildBatch(Position pos) {
-  Batch batch;
+absl::StatusOr<LoaderBatch> ShardedLoader::BuildBatch(Position pos) {
+  LoaderBatch batch;
   batch.epoch = pos.epoch;
   batch.step = pos.step;
   batch.size = local_batch_;
@@ -254,13 +254,13 @@ ShardedLoader::Position ShardedLoader::Advance(Position pos) const {
   return pos;
 }
 
-absl::StatusOr<Batch> ShardedLoader::Next() {
+absl::StatusOr<LoaderBatch> ShardedLoader::Next() {
   if (!sticky_.ok()) return sticky_;
   if (options_.num_epochs > 0 && consumed_.epoch >= options_.num_epochs) {
     return absl::OutOfRangeError(
         absl::StrCat("loader: all ", options_.num_epochs, " epochs have been read"));
   }
-  absl::StatusOr<Batch> batch;
+  absl::StatusOr<LoaderBatch> batch;
   if (options_.prefetch == 0) {
     batch = BuildBatch(consumed_);
   } else {
@@ -290,7 +290,7 @@ void ShardedLoader::ProducerLoop() {
     }
     // Past the last epoch there is nothing to build; Next() stops before reaching here.
     if (options_.num_epochs > 0 && pos.epoch >= options_.num_epochs) return;
-    absl::StatusOr<Batch> batch = BuildBatch(pos);
+    absl::StatusOr<LoaderBatch> batch = BuildBatch(pos);
     bool failed = !batch.ok();
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -33,7 +33,7 @@
 //   HR_ASSIGN_OR_RETURN(std::unique_ptr<ShardedLoader> loader, ShardedLoader::Open(o));
 //   if (resuming) HR_RETURN_IF_ERROR(loader->Restore(saved_state));
 //   while (training) {
-//     HR_ASSIGN_OR_RETURN(Batch b, loader->Next());
+//     HR_ASSIGN_OR_RETURN(LoaderBatch b, loader->Next());
 //     absl::Span<const int32_t> ids = b.Int32("input_ids");  // [256 / R, 128], row-major
 //     ...
 //     if (checkpointing) save loader->State();  // the position after the last Next()
@@ -98,7 +98,7 @@ struct LoaderOptions {
 };
 
 // One rank's share of a global batch.
-struct Batch {
+struct LoaderBatch {
   int64_t epoch = 0;
   int64_t step = 0;  // index of the global batch within its epoch
   int64_t size = 0;  // examples in this batch: global_batch_size / num_ranks
@@ -130,7 +130,7 @@ class ShardedLoader {
 
   // Returns this rank's share of the next global batch. OutOfRange after num_epochs epochs;
   // a data error (see the file comment) is returned once reached and by every later call.
-  [[nodiscard]] absl::StatusOr<Batch> Next();
+  [[nodiscard]] absl::StatusOr<LoaderBatch> Next();
 
   // The position of the batch the next Next() returns, with what it depends on (seed, number of
   // examples, global batch size, shuffle). Save it with a checkpoint.
@@ -158,9 +158,9 @@ class ShardedLoader {
   size_t FileOf(int64_t id) const;  // index into files_ of example `id`
   absl::Status CheckExample(const tf::Example& example, const RecordLocation& where) const;
   // Copies the features of example `id` into row `row` of `*batch`.
-  absl::Status FillRow(int64_t id, int64_t row, Batch* batch, std::string* scratch,
+  absl::Status FillRow(int64_t id, int64_t row, LoaderBatch* batch, std::string* scratch,
                        tf::Example* example);
-  absl::StatusOr<Batch> BuildBatch(Position pos);
+  absl::StatusOr<LoaderBatch> BuildBatch(Position pos);
   Position Advance(Position pos) const;
   void StartThread();
   void StopThread();
@@ -181,9 +181,9 @@ class ShardedLoader {
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<absl::StatusOr<Batch>> queue_;  // guarded by mu_
-  Position produce_;                         // guarded by mu_
-  bool stop_ = false;                        // guarded by mu_
+  std::deque<absl::StatusOr<LoaderBatch>> queue_;  // guarded by mu_
+  Position produce_;                               // guarded by mu_
+  bool stop_ = false;                              // guarded by mu_
 };
 
 // The position of index `i` of epoch `epoch`'s permutation of [0, n) for `seed`: a bijection of

@@ -215,10 +215,16 @@ void GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
   Plan* plan = GetPlan(call, precision, ctx);
   if (plan == nullptr) return;
   if (plan->use_lt) {
-    HR_CUDA_CHECK(err, cublasLtMatmul(lt_, plan->desc, &call.alpha, call.B, plan->a, call.A,
-                                      plan->b, &call.beta, call.C, plan->c, call.C, plan->c,
-                                      &plan->algo, workspace_, workspace_bytes_, ctx.stream));
-    return;
+    const cublasStatus_t s = cublasLtMatmul(lt_, plan->desc, &call.alpha, call.B, plan->a, call.A,
+                                            plan->b, &call.beta, call.C, plan->c, call.C, plan->c,
+                                            &plan->algo, workspace_, workspace_bytes_, ctx.stream);
+    if (s == CUBLAS_STATUS_SUCCESS) return;
+    if (s != CUBLAS_STATUS_NOT_SUPPORTED) {
+      err.Record("cublasLtMatmul", ErrorText(s), __FILE__, __LINE__);
+      return;
+    }
+    // The heuristic's algorithm refused the call after all: classic cuBLAS from now on.
+    plan->use_lt = false;
   }
   ++fallback_calls_;
   HR_CUDA_CHECK(

@@ -74,7 +74,7 @@ LoaderOptions Options(const std::string& dir) {
 }
 
 // The example (by contents) of each row of `b`, checking that the row is well formed.
-std::vector<int64_t> Contents(const Batch& b) {
+std::vector<int64_t> Contents(const LoaderBatch& b) {
   std::vector<int64_t> us;
   absl::Span<const int32_t> ids = b.Int32("input_ids");
   absl::Span<const float> label = b.Float("label");
@@ -104,7 +104,7 @@ std::vector<std::vector<int64_t>> GlobalBatches(LoaderOptions o, int ranks, int 
       EXPECT_TRUE((*loader)->Restore(*from).ok());
     }
     for (int t = 0; t < steps; ++t) {
-      absl::StatusOr<Batch> b = (*loader)->Next();
+      absl::StatusOr<LoaderBatch> b = (*loader)->Next();
       EXPECT_TRUE(b.ok()) << b.status();
       if (!b.ok()) return {};
       EXPECT_EQ(b->size, 6 / ranks);
@@ -195,7 +195,7 @@ TEST(ShardedLoaderTest, SavedStateResumesExactlyWithAnyRankCount) {
   EXPECT_EQ(saved.step(), 4);
   std::vector<std::vector<int64_t>> continued(10);
   for (int t = 0; t < 10; ++t) {  // crosses into epoch 1
-    absl::StatusOr<Batch> b = (*loader)->Next();
+    absl::StatusOr<LoaderBatch> b = (*loader)->Next();
     ASSERT_TRUE(b.ok());
     EXPECT_EQ(b->epoch, (4 + t) / 6);
     EXPECT_EQ(b->step, (4 + t) % 6);
@@ -206,7 +206,7 @@ TEST(ShardedLoaderTest, SavedStateResumesExactlyWithAnyRankCount) {
   // Restoring a loader whose prefetch thread has run ahead discards what it prefetched.
   ASSERT_TRUE((*loader)->Restore(saved).ok());
   for (int t = 0; t < 10; ++t) {
-    absl::StatusOr<Batch> b = (*loader)->Next();
+    absl::StatusOr<LoaderBatch> b = (*loader)->Next();
     ASSERT_TRUE(b.ok());
     EXPECT_EQ(Contents(*b), continued[t]);
   }
@@ -255,7 +255,7 @@ TEST(ShardedLoaderTest, ShortFeaturesArePaddedWithZerosWhenAllowed) {
   o.shuffle = false;
   auto loader = ShardedLoader::Open(o);
   ASSERT_TRUE(loader.ok()) << loader.status();
-  absl::StatusOr<Batch> b = (*loader)->Next();
+  absl::StatusOr<LoaderBatch> b = (*loader)->Next();
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(std::vector<int32_t>(b->Int32("targets").begin(), b->Int32("targets").end()),
             (std::vector<int32_t>{9, 0, 0, 0, 9, 9, 0, 0, 9, 9, 9, 0, 9, 9, 9, 9}));
@@ -292,7 +292,7 @@ absl::Status FirstError(const LoaderOptions& o) {
   auto loader = ShardedLoader::Open(o);
   if (!loader.ok()) return loader.status();
   for (int t = 0; t < 10; ++t) {
-    absl::StatusOr<Batch> b = (*loader)->Next();
+    absl::StatusOr<LoaderBatch> b = (*loader)->Next();
     if (!b.ok()) return b.status();
   }
   return absl::OkStatus();
