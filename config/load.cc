@@ -165,6 +165,15 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
     return Invalid(s, "train.precision",
                    absl::StrCat("must be \"fp32\" or \"bf16\" (got \"", t.precision(), "\")"));
   }
+  if (t.comm() != "auto" && t.comm() != "single" && t.comm() != "mpi" && t.comm() != "nccl") {
+    return Invalid(s, "train.comm",
+                   absl::StrCat("must be \"auto\", \"single\", \"mpi\" or \"nccl\" (got \"",
+                                t.comm(), "\")"));
+  }
+  if (!(t.comm_bucket_mb() > 0)) {
+    return Invalid(s, "train.comm_bucket_mb",
+                   absl::StrCat("must be > 0 MiB (got ", t.comm_bucket_mb(), ")"));
+  }
   for (int i = 0; i < t.phases_size(); ++i) {
     const TrainPhase& p = t.phases(i);
     std::string f = absl::StrCat("train.phases[", i, "]");
@@ -220,6 +229,8 @@ void FillDefaults(ExperimentConfig& c) {
   if (!t.has_eval_batches()) t.set_eval_batches(20);
   if (!t.has_checkpoint_every()) t.set_checkpoint_every(1000);
   if (!t.has_keep_checkpoints()) t.set_keep_checkpoints(3);
+  if (!t.has_comm()) t.set_comm("auto");
+  if (!t.has_comm_bucket_mb()) t.set_comm_bucket_mb(25);
 }
 
 absl::Status ApplyOverride(ExperimentConfig& config, absl::string_view spec) {

@@ -12,7 +12,7 @@ namespace headroom {
 
 template <typename T>
 FixedHeadAttention<T>::FixedHeadAttention(Ops<T>* ops, int d_model, int num_heads, int head_size,
-                                          int max_batch, int max_seq)
+                                          int max_batch, int max_seq, bool keep_dropped_probs)
     : ops_(ops),
       d_(d_model),
       h_(num_heads),
@@ -25,11 +25,14 @@ FixedHeadAttention<T>::FixedHeadAttention(Ops<T>* ops, int d_model, int num_head
   vh_ = ops_->Alloc(n_inner);
   ctx_ = ops_->Alloc(n_inner);
   probs_ = ops_->Alloc(static_cast<int64_t>(max_batch) * h_ * max_seq * max_seq);
+  if (keep_dropped_probs) {
+    dropped_ = ops_->Alloc(static_cast<int64_t>(max_batch) * h_ * max_seq * max_seq);
+  }
 }
 
 template <typename T>
 FixedHeadAttention<T>::~FixedHeadAttention() {
-  for (T* p : {qh_, kh_, vh_, ctx_, probs_}) ops_->Free(p);
+  for (T* p : {qh_, kh_, vh_, ctx_, probs_, dropped_}) ops_->Free(p);
 }
 
 template <typename T>
@@ -44,7 +47,8 @@ int64_t FixedHeadAttention<T>::ScratchElements(int num_heads, int head_size, int
 template <typename T>
 int64_t FixedHeadAttention<T>::KeptElements() const {
   const int64_t n_inner = static_cast<int64_t>(max_batch_) * max_seq_ * h_ * dp_;
-  return 4 * n_inner + static_cast<int64_t>(max_batch_) * h_ * max_seq_ * max_seq_;
+  const int64_t n_probs = static_cast<int64_t>(max_batch_) * h_ * max_seq_ * max_seq_;
+  return 4 * n_inner + (dropped_ != nullptr ? 2 : 1) * n_probs;
 }
 
 template <typename T>
@@ -58,8 +62,8 @@ void FixedHeadAttention<T>::Forward(const AttentionParams<T>& p, const T* x, int
   key_ = key;
   const int N = B * S, I = h_ * dp_;
   const int64_t n_probs = static_cast<int64_t>(B) * h_ * S * S;
-  T* proj = scratch;                                   // [N, I]
-  T* dropped = scratch + static_cast<int64_t>(N) * I;  // [B, h, S, S]
+  T* proj = scratch;  // [N, I]
+  T* dropped = dropped_ != nullptr ? dropped_ : scratch + static_cast<int64_t>(N) * I;
 
   // Projections, each split into heads.
   const T* w[3] = {p.wq, p.wk, p.wv};
@@ -105,7 +109,7 @@ void FixedHeadAttention<T>::Backward(const AttentionParams<T>& p, const Attentio
   T* buf_a = scratch;                 // [N, I]
   T* buf_b = scratch + n_inner;       // [N, I]
   T* dprobs = scratch + 2 * n_inner;  // [B, h, S, S]
-  T* dropped = dprobs + n_probs;      // [B, h, S, S]
+  T* dropped = dprobs + n_probs;      // [B, h, S, S] (unless kept from Forward)
 
   // Output projection: dWo += dout^T ctx, dbo += colsum(dout), dctx = dout Wo.
   ops_->Gemm(Trans::kYes, Trans::kNo, d_, I, N, T(1), dout, d_, ctx_, I, T(1), g.wo, I);
@@ -116,7 +120,9 @@ void FixedHeadAttention<T>::Backward(const AttentionParams<T>& p, const Attentio
 
   // Through C = dropout(P) V: dP' = dC V^T, dV = dropout(P)^T dC.
   const T* attend = probs_;
-  if (rate_ > 0) {
+  if (rate_ > 0 && dropped_ != nullptr) {
+    attend = dropped_;
+  } else if (rate_ > 0) {
     ops_->Dropout(probs_, dropped, n_probs, rate_, key_);
     attend = dropped;
   }

@@ -17,8 +17,9 @@
 // Memory. Each FixedHeadAttention owns the activations its backward needs, allocated once for
 // (max_batch, max_seq) at construction, with N = B*S:
 //   q, k, v  split into heads [B, h, S, d_p]   3 * N * I elements
-//   probs    softmax output before dropout [B, h, S, S]   B * h * S * S elements (dropout is
-//            recomputed from its Philox key in backward instead of storing the mask)
+//   probs    softmax output before dropout [B, h, S, S]   B * h * S * S elements (by default
+//            dropout is recomputed from its Philox key in backward instead of storing the mask;
+//            with keep_dropped_probs the dropped probabilities are kept too, B * h * S * S more)
 //   context  heads merged [B*S, I]             N * I elements
 // The layer input x is the caller's and must be unchanged between Forward and Backward. The
 // `scratch` workspace (ScratchElements) is only used during a call and may be shared by all
@@ -69,9 +70,12 @@ template <typename T>
 class FixedHeadAttention {
  public:
   // `ops` must outlive this object. Allocates the kept activations for up to max_batch
-  // sequences of max_seq tokens.
+  // sequences of max_seq tokens. keep_dropped_probs: also keep the probabilities after dropout
+  // (another B*h*S*S elements) so Backward does not redraw the mask; worth it on the CPU, where
+  // a Philox draw costs nanoseconds per element, not on a GPU, where it is almost free and
+  // memory is the constraint.
   FixedHeadAttention(Ops<T>* ops, int d_model, int num_heads, int head_size, int max_batch,
-                     int max_seq);
+                     int max_seq, bool keep_dropped_probs = false);
   ~FixedHeadAttention();
   FixedHeadAttention(const FixedHeadAttention&) = delete;
   FixedHeadAttention& operator=(const FixedHeadAttention&) = delete;
@@ -98,11 +102,12 @@ class FixedHeadAttention {
   int d_, h_, dp_;
   int max_batch_, max_seq_;
   // Kept activations.
-  T* qh_ = nullptr;     // [B, h, S, d_p]
-  T* kh_ = nullptr;     // [B, h, S, d_p]
-  T* vh_ = nullptr;     // [B, h, S, d_p]
-  T* probs_ = nullptr;  // [B, h, S, S]
-  T* ctx_ = nullptr;    // [B*S, I]
+  T* qh_ = nullptr;       // [B, h, S, d_p]
+  T* kh_ = nullptr;       // [B, h, S, d_p]
+  T* vh_ = nullptr;       // [B, h, S, d_p]
+  T* probs_ = nullptr;    // [B, h, S, S]
+  T* dropped_ = nullptr;  // [B, h, S, S] probs after dropout, when keep_dropped_probs
+  T* ctx_ = nullptr;      // [B*S, I]
   // Shape and dropout of the last Forward, replayed by Backward.
   int B_ = 0, S_ = 0;
   float rate_ = 0;

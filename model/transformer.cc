@@ -30,7 +30,9 @@ class EncoderLayer {
         d_(m.d_model()),
         f_(m.ffn_size()),
         eps_(static_cast<T>(m.layer_norm_epsilon())),
-        attn_(ops, m.d_model(), m.num_heads(), HeadSize(m), max_batch, max_seq) {
+        attn_(
+            ops, m.d_model(), m.num_heads(), HeadSize(m), max_batch, max_seq,
+            /*keep_dropped_probs=*/ops->device() == DeviceKind::kCpu && m.attention_dropout() > 0) {
     const std::string lp = layout.LayerPrefix(index);
     auto view = [&](const std::string& name, T** p, T** g) {
       const TensorSpec& t = layout.Get(lp + name);
@@ -523,7 +525,7 @@ void Model<T>::ForwardLmHead(const Batch& batch, bool training, bool count_corre
 }
 
 template <typename T>
-void Model<T>::Backward(T loss_scale) {
+void Model<T>::Backward(T loss_scale, const BackwardHook& hook) {
   assert(backward_ready_ && "Backward needs a preceding Forward with training = true");
   backward_ready_ = false;
   const int B = B_, S = S_, N = B * S;
@@ -534,10 +536,12 @@ void Model<T>::Backward(T loss_scale) {
   } else {
     BackwardLmHead(loss_scale, dh);
   }
+  if (hook) hook(static_cast<int>(layers_.size()));
   for (int l = static_cast<int>(layers_.size()) - 1; l >= 0; --l) {
     T* dx = dh == dh_[0] ? dh_[1] : dh_[0];
     layers_[l]->Backward(hidden_[l], dh, dx, scratch_);
     dh = dx;
+    if (hook) hook(l);
   }
 
   // Embeddings: dropout, LayerNorm, then the three tables.
@@ -557,6 +561,7 @@ void Model<T>::Backward(T loss_scale) {
     ops_->EmbeddingBackward(segments_, dh, N, d_,
                             G("bert.embeddings.token_type_embeddings.weight"));
   }
+  if (hook) hook(-1);
 }
 
 template <typename T>

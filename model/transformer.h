@@ -23,7 +23,8 @@
 // Backward allocate nothing. With N = B*S tokens, I = heads*head_size, F = ffn_size, V = vocab,
 // P = B*M masked slots, the activations kept from Forward for Backward are (elements):
 //   embeddings:  LayerNorm input N*d, its mean and rstd 2N, output h_0 N*d
-//   per layer:   attention (attention.h): q, k, v 3*N*I, probs B*h*S*S, context N*I;
+//   per layer:   attention (attention.h): q, k, v 3*N*I, probs B*h*S*S, context N*I, and on
+//                the CPU with attention dropout the dropped probs B*h*S*S (the GPU redraws them);
 //                attention residual sum (LN1 input) N*d, LN1 mean/rstd 2N, LN1 output N*d;
 //                FFN pre-activation N*F, GELU output N*F; FFN residual sum (LN2 input) N*d,
 //                LN2 mean/rstd 2N, layer output h_{l+1} N*d
@@ -51,6 +52,7 @@
 #define HEADROOM_MODEL_TRANSFORMER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -123,10 +125,19 @@ class Model {
                                                   const DropoutKey& base,
                                                   bool count_correct = false);
 
+  // Called by Backward as groups of parameter gradients become final, so that a caller can
+  // start reducing them while the rest of backward runs (comm/gradient_buckets.h): with
+  // layer = num_layers after the output heads (every tensor of layer -1 that is not an
+  // embedding; a tied decoder's gradient goes into the token embedding, which is final only at
+  // the end), then layer = L-1 .. 0 after each transformer layer, then layer = -1 after the
+  // embeddings. On a device backend the kernels are enqueued, not finished, when it runs.
+  using BackwardHook = std::function<void(int layer)>;
+
   // Adds loss_scale * d loss / d params of the last training Forward into grads(). loss_scale
   // is for averaging micro-batches (1 / accumulation steps) or loss scaling. Must follow a
-  // Forward with training = true; may be called once per Forward.
-  void Backward(T loss_scale = T(1));
+  // Forward with training = true; may be called once per Forward. `hook`, when set, is called
+  // as described at BackwardHook; it does not change what is computed.
+  void Backward(T loss_scale = T(1), const BackwardHook& hook = nullptr);
 
   // Sets every gradient to zero.
   void ZeroGrads();
@@ -152,6 +163,10 @@ class Model {
 
   // The encoder output h_L of the last Forward, [B*S, d] on the device (for tests and probing).
   const T* hidden() const { return hidden_.back(); }
+  // h_l of the last Forward, the input of layer l (0 <= l <= num_layers; hidden(num_layers) ==
+  // hidden()), [B*S, d] on the device. Used by analysis/attention_rank.h to recompute each
+  // head's attention logits from the parameters (additive probing hook, nothing else reads it).
+  const T* hidden(int l) const { return hidden_.at(static_cast<size_t>(l)); }
   // Elements allocated for kept activations plus scratch (see the file comment), excluding
   // parameters and gradients.
   int64_t ActivationElements() const { return activation_elements_; }

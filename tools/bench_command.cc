@@ -15,6 +15,18 @@
 //
 // Output: a few `key=value` lines (machine, blas_core, config) then one result line:
 //   tokens_per_s=12345 gflops=123.4 step_ms=321.0 sgemm_gflops=220.0 fraction_of_sgemm=0.56
+//
+// Under mpirun (train.comm, as `headroom train`), every rank runs the steps on its own random
+// batches and all-reduces the gradient in train.comm_bucket_mb buckets launched from backward's
+// hook, as the trainer does; rank 0 prints one more line, averaged over the ranks:
+//   data_parallel ranks=2 comm=mpi buckets=3 bucket_mb=25 compute_ms=.. comm_wait_ms=..
+//   allreduce_ms=.. hidden_ms=.. hidden_fraction=.. reduced_mb_per_step=..
+//   comm_wait_rank_mean_ms=..
+// Medians over the timed steps (details at the code). compute is forward+backward, comm_wait the
+// time blocked after backward for the buckets still in flight (not hidden), allreduce the same
+// gradient all-reduced alone after the steps (blocking, one bucket): hidden = allreduce -
+// comm_wait. --set train.comm_bucket_mb=1e6 gives one bucket launched after backward, the
+// no-overlap baseline.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -29,12 +41,15 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "comm/create_communicator.h"
+#include "comm/gradient_buckets.h"
 #include "config/load.h"
 #include "kernels/ops.h"
 #include "model/batch.h"
 #include "model/parameter_layout.h"
 #include "model/transformer.h"
 #include "tools/command.h"
+#include "trainer/trainer.h"
 
 extern "C" {
 // OpenBLAS's own entry points (cblas.h of OpenBLAS), declared here so this file needs no BLAS
@@ -372,6 +387,18 @@ int RunBench(const CommandArgs& args) {
     if (masked == 0) masked = static_cast<int>(std::lround(seq * config->data().masked_lm_prob()));
   }
 
+  // Data parallel under a launcher: every rank benchmarks; rank 0 alone prints.
+  absl::StatusOr<CommBackend> backend = ParseCommBackend(config->train().comm());
+  if (!backend.ok()) return Fail("bench", std::string(backend.status().message()));
+  absl::StatusOr<std::unique_ptr<Communicator>> comm = CreateCommunicator({*backend});
+  if (!comm.ok()) return Fail("bench", std::string(comm.status().message()));
+  const int rank = (*comm)->rank(), ranks = (*comm)->size();
+  if (ranks > 1 && (*comm)->device_buffers() != (kind == DeviceKind::kCuda)) {
+    return Fail("bench", absl::StrCat("train.comm=", (*comm)->backend_name(),
+                                      " with --device=", device, ": use mpi on cpu, nccl on cuda"));
+  }
+  if (rank != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
+
   bool avx2 = false, avx512 = false;
   const std::string machine = MachineName(&avx2, &avx512);
   const std::string core = kind == DeviceKind::kCpu ? openblas_get_corename() : "n/a";
@@ -412,7 +439,34 @@ int RunBench(const CommandArgs& args) {
 
   // A few distinct random batches, cycled, so the timing does not depend on one draw.
   std::vector<Batch> batches;
-  for (uint64_t i = 0; i < 3; ++i) batches.push_back(RandomBatch(m, batch, seq, masked, 100 + i));
+  for (uint64_t i = 0; i < 3; ++i) {
+    batches.push_back(RandomBatch(m, batch, seq, masked, 100 + i + 1000 * rank));
+  }
+  // Data parallel: the gradient buckets and Backward's hook marking them, as in the trainer.
+  std::unique_ptr<GradientBuckets> buckets;
+  std::vector<std::vector<int>> hook_tensors;
+  absl::Status hook_status;
+  Model<float>::BackwardHook hook;
+  if (ranks > 1) {
+    const ParameterLayout& layout = (*model)->layout();
+    std::vector<GradientTensor> tensors;
+    for (const TensorSpec& t : layout.tensors()) tensors.push_back({t.offset, t.numel, t.layer});
+    hook_tensors = BackwardHookTensors(layout, m.num_layers());
+    GradientBucketsOptions bo;
+    bo.bucket_bytes =
+        static_cast<int64_t>(std::min(config->train().comm_bucket_mb() * 1048576.0, 1e18));
+    absl::StatusOr<std::unique_ptr<GradientBuckets>> b =
+        GradientBuckets::Create(comm->get(), (*model)->grads(), tensors, bo);
+    if (!b.ok()) return Fail("bench", std::string(b.status().message()));
+    buckets = std::move(*b);
+    hook = [&](int layer) {
+      for (int t : hook_tensors[static_cast<size_t>(layer + 1)]) {
+        if (hook_status.ok()) hook_status = buckets->MarkReady(t);
+      }
+    };
+  }
+  std::vector<double> compute_times, wait_times;  // per timed step (data parallel)
+  int64_t reduced_bytes = 0;
   double first_loss = 0;
   std::vector<double> times;
   for (int i = 0; i < warmup + steps; ++i) {
@@ -422,8 +476,19 @@ int RunBench(const CommandArgs& args) {
         (*model)->Forward(batches[i % batches.size()], /*training=*/true,
                           {config->train().seed(), static_cast<uint64_t>(i), 0, 0});
     if (!s.ok()) return Fail("bench", std::string(s.status().message()));
-    (*model)->Backward();
+    (*model)->Backward(1.0f, hook);
     (*ops)->Synchronize();
+    if (buckets) {
+      const Clock::time_point t1 = Clock::now();
+      const int64_t before = buckets->stats().bytes_reduced;
+      absl::Status w = hook_status.ok() ? buckets->WaitAll() : hook_status;
+      if (!w.ok()) (*comm)->Abort(w);
+      if (i >= warmup) {
+        compute_times.push_back(Seconds(t0, t1));
+        wait_times.push_back(buckets->stats().last_wait_seconds);
+        reduced_bytes += buckets->stats().bytes_reduced - before;
+      }
+    }
     if (i == 0) first_loss = s->loss;
     if (i + 1 == warmup) profiler.Reset();
     if (i >= warmup) times.push_back(Seconds(t0, Clock::now()));
@@ -446,6 +511,64 @@ int RunBench(const CommandArgs& args) {
                                       tokens / mean, gflops, mean * 1e3, best * 1e3, sgemm,
                                       gflops / sgemm, steps)
                           .c_str());
+  if (buckets) {
+    // The same gradient all-reduced alone, blocking, after a barrier: the communication the
+    // overlap can hide.
+    const int reps = 5;
+    std::vector<double> alone;
+    for (int i = 0; i < reps; ++i) {
+      absl::Status st = (*comm)->Barrier();
+      const Clock::time_point a0 = Clock::now();
+      if (st.ok()) {
+        st = (*comm)->AllReduce((*model)->grads(), (*model)->grads(),
+                                static_cast<size_t>((*model)->layout().total()), DataType::kFloat32,
+                                ReduceOp::kAverage);
+      }
+      if (!st.ok()) (*comm)->Abort(st);
+      alone.push_back(Seconds(a0, Clock::now()));
+    }
+    // A rank that finishes backward first also waits for the slowest one, which is skew, not
+    // communication; the rank arriving last waits only for what the overlap did not hide. So per
+    // step (and per all-reduce) the minimum over ranks, then the median over steps (a shared
+    // machine has outlier steps); compute and step time are medians averaged over ranks.
+    auto median = [](std::vector<double> x) {
+      std::sort(x.begin(), x.end());
+      return x[x.size() / 2];
+    };
+    auto min_over_ranks = [&](const std::vector<double>& mine) {
+      std::vector<double> all(mine.size() * ranks);
+      absl::Status st =
+          (*comm)->AllGather(mine.data(), all.data(), mine.size(), DataType::kFloat64);
+      if (!st.ok()) (*comm)->Abort(st);
+      std::vector<double> out(mine.size(), 1e30);
+      for (int r = 0; r < ranks; ++r) {
+        for (size_t i = 0; i < mine.size(); ++i)
+          out[i] = std::min(out[i], all[r * mine.size() + i]);
+      }
+      return median(out);
+    };
+    const double wait_mean_local = median(wait_times);
+    double v[6] = {median(compute_times),
+                   min_over_ranks(wait_times),
+                   min_over_ranks(alone),
+                   median(times),
+                   static_cast<double>(reduced_bytes) / steps,
+                   wait_mean_local};
+    absl::Status st = (*comm)->AllReduce(v, v, 6, DataType::kFloat64, ReduceOp::kAverage);
+    if (!st.ok()) (*comm)->Abort(st);
+    const double hidden = std::max(0.0, v[2] - v[1]);
+    std::printf(
+        "%s\n",
+        absl::StrFormat("data_parallel ranks=%d comm=%s buckets=%d bucket_mb=%g "
+                        "compute_ms=%.1f comm_wait_ms=%.1f step_ms=%.1f allreduce_ms=%.1f "
+                        "hidden_ms=%.1f hidden_fraction=%.2f reduced_mb_per_step=%.1f "
+                        "comm_wait_rank_mean_ms=%.1f",
+                        ranks, (*comm)->backend_name(), static_cast<int>(buckets->buckets().size()),
+                        config->train().comm_bucket_mb(), v[0] * 1e3, v[1] * 1e3, v[3] * 1e3,
+                        v[2] * 1e3, hidden * 1e3, v[2] > 0 ? hidden / v[2] : 0.0, v[4] / 1e6,
+                        v[5] * 1e3)
+            .c_str());
+  }
   if (profile) {
     std::vector<std::pair<std::string, ProfilingOps::Entry>> rows(profiler.entries().begin(),
                                                                   profiler.entries().end());

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -56,11 +57,19 @@ const CommandInfo kCommands[] = {
      "tools/train_command.cc", RunTrain},
     {"eval", "evaluate a checkpoint; prints loss=... perplexity=... (LM) or mlm/nsp accuracy",
      "headroom eval --checkpoint DIR --data GLOB [--eval_batches N] [--batch N] "
-     "[--device cpu|cuda]",
+     "[--device cpu|cuda] [--unigram_data TRAIN_GLOB]",
      "tools/eval_command.cc", RunEval},
     {"export", "write a checkpoint's weights as one safetensors file (Hugging Face names)",
      "headroom export --checkpoint DIR --output FILE.safetensors", "tools/export_command.cc",
      RunExport},
+    {"rank-demo", "Theorem 1 executable: one head fitted to a random attention pattern, per d_p",
+     "headroom rank-demo [--n=16] [--seed=1] [--temperature=1] [--iterations=3000] "
+     "[--head_sizes=2,4,...]",
+     "tools/rank_demo_command.cc", RunRankDemo},
+    {"inspect-attention", "per layer and head: rank, stable rank, entropy of the attention logits",
+     "headroom inspect-attention (--checkpoint DIR | --config FILE) [--data GLOB] "
+     "[--probe_sequences=4] [--rank_rtol=1e-6] [--device cpu|cuda]",
+     "tools/inspect_attention_command.cc", RunInspectAttention},
 };
 
 void PrintTopHelp() {
@@ -75,17 +84,48 @@ void PrintTopHelp() {
       "  headroom params configs/paper/bert_large.textproto --set model.num_heads=32\n");
 }
 
+// Flags a command reads but another command's file defines (absl flags are global to the
+// binary, so `train` uses bench's --steps): their meaning for that command, for --help.
+struct SharedFlag {
+  const char* command;
+  const char* flag;
+  const char* help;
+};
+const SharedFlag kSharedFlags[] = {
+    {"train", "config", "config file (.textproto); may also be given as an argument"},
+    {"train", "device", "backend: cpu or cuda; default: cpu"},
+    {"train", "steps",
+     "stop after this many optimizer steps in total, counting a resumed run's earlier ones; "
+     "must be > 0; default: train.steps (the whole schedule)"},
+    {"train", "peak_tflops",
+     "peak TFLOP/s of all devices together, for MFU in the metrics; default: MFU not shown"},
+    {"eval", "data", "evaluation shards: glob or comma-separated globs; default: data.eval_files"},
+    {"eval", "device", "backend: cpu or cuda; default: cpu"},
+    {"eval", "batch",
+     "sequences per evaluation batch; default 0: train.micro_batch_size, else the global batch"},
+    {"inspect-attention", "checkpoint", "checkpoint directory, or a run directory (newest)"},
+    {"inspect-attention", "config", "config file (.textproto): a freshly initialised model"},
+    {"inspect-attention", "data", "shards to take the probe batch from; default: random tokens"},
+    {"inspect-attention", "device", "backend: cpu or cuda; default: cpu"},
+};
+
 void PrintCommandHelp(const CommandInfo& c) {
   std::printf("headroom %s: %s\n\nusage: %s\n\nflags:\n", c.name, c.summary, c.usage);
+  std::map<std::string, std::string> lines;  // by flag name
   for (const auto& [name, flag] : absl::GetAllFlags()) {
     bool mine = false;
     for (absl::string_view src : absl::StrSplit(c.source, ',')) {
       mine = mine || absl::EndsWith(flag->Filename(), src);
     }
     if (!mine) continue;
-    std::printf("  --%s (%s; default: %s)\n", std::string(name).c_str(), flag->Help().c_str(),
-                flag->DefaultValue().c_str());
+    lines[std::string(name)] =
+        absl::StrCat("  --", name, " (", flag->Help(), "; default: ", flag->DefaultValue(), ")");
   }
+  for (const SharedFlag& f : kSharedFlags) {
+    if (!std::strcmp(f.command, c.name))
+      lines[f.flag] = absl::StrCat("  --", f.flag, " (", f.help, ")");
+  }
+  for (const auto& [name, line] : lines) std::printf("%s\n", line.c_str());
   std::printf("  --set FIELD=VALUE (override a config field; repeatable)\n");
 }
 
@@ -133,7 +173,8 @@ int main(int argc, char** argv) {
       rest.push_back(argv[i]);
     }
   }
-  std::vector<char*> positional = absl::ParseCommandLine(static_cast<int>(rest.size()), rest.data());
+  std::vector<char*> positional =
+      absl::ParseCommandLine(static_cast<int>(rest.size()), rest.data());
   for (size_t i = 1; i < positional.size(); ++i) args.positional.push_back(positional[i]);
   return cmd->run(args);
 }

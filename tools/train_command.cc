@@ -66,6 +66,11 @@ int RunTrain(const CommandArgs& args) {
   if (Given("peak_tflops")) o.peak_flops = absl::GetFlag(FLAGS_peak_tflops) * 1e12;
   absl::StatusOr<TrainResult> r = Train(o);
   if (!r.ok()) return Fail("train", std::string(r.status().message()));
+  if (r->last_step == r->first_step) {  // resumed at or past the last step: nothing to do
+    std::printf("nothing to train: %s is at step %lld already (train.steps or --steps)\n",
+                o.run_dir.c_str(), static_cast<long long>(r->first_step));
+    return 0;
+  }
   std::printf("trained steps %lld..%lld; checkpoint %s\n", static_cast<long long>(r->first_step),
               static_cast<long long>(r->last_step), r->last_checkpoint.c_str());
   return 0;

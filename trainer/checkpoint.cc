@@ -69,17 +69,7 @@ absl::Status WriteNewFile(const std::string& path, absl::string_view contents) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0)
     return absl::InternalError(absl::StrCat(path, ": cannot create: ", std::strerror(errno)));
-  size_t done = 0;
-  absl::Status s;
-  while (done < contents.size()) {
-    ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      s = absl::InternalError(absl::StrCat(path, ": write failed: ", std::strerror(errno)));
-      break;
-    }
-    done += static_cast<size_t>(n);
-  }
+  absl::Status s = WriteAllToFd(fd, contents.data(), contents.size(), path);
   if (s.ok() && ::fsync(fd) != 0) {
     s = absl::InternalError(absl::StrCat(path, ": fsync failed: ", std::strerror(errno)));
   }

@@ -15,8 +15,11 @@
 // fsynced, the directory fsynced, then renamed to step-00001000 and the parent fsynced. A
 // directory named step-NNNNNNNN is therefore always complete; a crash (or a full disk) during a
 // write leaves at most a .tmp-* directory, which the next SaveCheckpoint removes, and the earlier
-// checkpoints untouched. Retention deletes the oldest complete checkpoints beyond `keep` by first
-// renaming them to a .tmp-* name, so a half-deleted directory never looks complete.
+// checkpoints untouched (a failed save removes its own .tmp-* directory at once). Every byte goes
+// through trainer/safetensors.h's WriteAllToFd, whose fault injection
+// (HEADROOM_FAULT_INJECT_WRITE_FAIL_AFTER_BYTES, tests only) simulates a disk filling up. Retention
+// deletes the oldest complete checkpoints beyond `keep` by first renaming them to a .tmp-* name, so
+// a half-deleted directory never looks complete.
 //
 // Checkpoints are untrusted on load: the safetensors reader validates both files
 // (trainer/safetensors.h), every tensor must exist with exactly the layout's shape, and the JSON

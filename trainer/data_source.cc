@@ -46,19 +46,60 @@ class LoaderSource final : public BatchSource {
   std::unique_ptr<ShardedLoader> loader_;
 };
 
+// Examples checked per shard when a source opens (ShardedLoader::Open checks the first one).
+constexpr int64_t kCheckedPerShard = 1024;
+
+// Reads the first kCheckedPerShard examples of every shard of `o` through a loader of batch 1,
+// which checks each one (feature lengths, ids in [0, vocab_size)): shards made for another
+// vocabulary or sequence length fail before the first step rather than when training reaches
+// their bad example (the training loader still checks every example it reads).
+absl::Status CheckShardsFit(const LoaderOptions& o) {
+  LoaderOptions one = o;
+  one.global_batch_size = 1;
+  one.rank = 0;
+  one.num_ranks = 1;
+  one.shuffle = false;  // batch t is example t
+  one.num_epochs = 0;
+  one.prefetch = 0;
+  HR_ASSIGN_OR_RETURN(std::unique_ptr<ShardedLoader> checker, ShardedLoader::Open(one));
+  const int64_t n = checker->num_examples();
+  int64_t id = 0;
+  while (id < n) {
+    const RecordLocation where = checker->Locate(id);
+    if (where.record >= kCheckedPerShard) {
+      // Skip to the first example of the next file: the smallest id' > id in another file.
+      int64_t lo = id, hi = n;  // Locate(lo) is in where.file; hi is past it
+      while (hi - lo > 1) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        (checker->Locate(mid).file == where.file ? lo : hi) = mid;
+      }
+      id = hi;
+      if (id == n) break;
+      LoaderState state = checker->State();
+      state.set_epoch(0);
+      state.set_step(id);
+      HR_RETURN_IF_ERROR(checker->Restore(state));
+      continue;
+    }
+    HR_RETURN_IF_ERROR(checker->Next().status());
+    ++id;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<BatchSource>> OpenBatchSource(const ModelConfig& model,
-                                                             const std::string& files,
-                                                             int seq_length, int max_predictions,
-                                                             int64_t global_batch_size,
-                                                             uint64_t seed, bool shuffle) {
+absl::StatusOr<std::unique_ptr<BatchSource>> OpenBatchSource(
+    const ModelConfig& model, const std::string& files, int seq_length, int max_predictions,
+    int64_t global_batch_size, uint64_t seed, bool shuffle, int rank, int num_ranks) {
   LoaderOptions o;
   o.files = files;
   o.vocab_size = model.vocab_size();
   o.global_batch_size = global_batch_size;
   o.seed = seed;
   o.shuffle = shuffle;
+  o.rank = rank;
+  o.num_ranks = num_ranks;
   using F = LoaderFeature;
   if (model.objective() == ModelConfig::BERT) {
     o.features = {{"input_ids", F::kInt32, seq_length},
@@ -74,6 +115,7 @@ absl::StatusOr<std::unique_ptr<BatchSource>> OpenBatchSource(const ModelConfig& 
     o.id_features = {"targets"};
   }
   HR_ASSIGN_OR_RETURN(std::unique_ptr<ShardedLoader> loader, ShardedLoader::Open(o));
+  HR_RETURN_IF_ERROR(CheckShardsFit(o));
   return std::unique_ptr<BatchSource>(new LoaderSource(std::move(loader)));
 }
 

@@ -53,10 +53,14 @@ class BatchSource {
 // Opens the shards matching `files` (glob or comma-separated globs) for `model`'s objective at
 // sequence length `seq_length` (and `max_predictions` masked slots for BERT). Every id is
 // checked against model.vocab_size. NotFound when the glob matches nothing; InvalidArgument
-// naming file and feature when the shards were made for another sequence length or vocabulary.
+// naming file, record and feature when the shards were made for another sequence length or
+// vocabulary: checked here on the first 1024 examples of every shard (so such shards fail
+// before training starts), and by Next() on every example it reads.
+// With num_ranks > 1 each Next() returns rank `rank`'s share: rows [rank * G/R, (rank+1) * G/R)
+// of the global batch (data/sharded_loader.h), so the position is the same on every rank.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<BatchSource>> OpenBatchSource(
     const ModelConfig& model, const std::string& files, int seq_length, int max_predictions,
-    int64_t global_batch_size, uint64_t seed, bool shuffle);
+    int64_t global_batch_size, uint64_t seed, bool shuffle, int rank = 0, int num_ranks = 1);
 
 }  // namespace headroom
 

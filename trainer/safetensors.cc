@@ -9,8 +9,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -89,20 +91,47 @@ absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(path, ": ", what, ": ", std::strerror(errno)));
 }
 
-absl::Status WriteAll(int fd, const char* p, size_t n, const std::string& path) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
+// HEADROOM_FAULT_INJECT_WRITE_FAIL_AFTER_BYTES (see WriteAllToFd): how many of the `n` bytes
+// about to be written may still go out; n when the variable is unset.
+size_t FaultInjectionAllowance(size_t n) {
+  static std::mutex mu;
+  static std::string value;  // the variable's value when `written` was last reset
+  static uint64_t written = 0;
+  const char* env = std::getenv("HEADROOM_FAULT_INJECT_WRITE_FAIL_AFTER_BYTES");
+  if (env == nullptr) return n;
+  std::lock_guard<std::mutex> lock(mu);
+  if (value != env) {
+    value = env;
+    written = 0;
+  }
+  const uint64_t limit = std::strtoull(env, nullptr, 10);
+  const size_t allowed =
+      static_cast<size_t>(std::min<uint64_t>(n, limit - std::min(limit, written)));
+  written += allowed;
+  return allowed;
+}
+
+}  // namespace
+
+absl::Status WriteAllToFd(int fd, const void* data, size_t n, const std::string& path) {
+  const char* p = static_cast<const char*>(data);
+  const size_t allowed = FaultInjectionAllowance(n);
+  size_t left = allowed;
+  while (left > 0) {
+    ssize_t w = ::write(fd, p, left);
     if (w < 0) {
       if (errno == EINTR) continue;
       return ErrnoError("write failed", path);
     }
     p += w;
-    n -= static_cast<size_t>(w);
+    left -= static_cast<size_t>(w);
+  }
+  if (allowed < n) {
+    errno = ENOSPC;
+    return ErrnoError("write failed (HEADROOM_FAULT_INJECT_WRITE_FAIL_AFTER_BYTES)", path);
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 const char* DTypeName(DType dtype) {
   for (const DTypeInfo& d : kDTypes) {
@@ -208,8 +237,8 @@ absl::Status SafeTensorsWriter::Write(const std::string& path) const {
   if (fd < 0) return ErrnoError("cannot create", tmp);
   absl::Status s = [&]() -> absl::Status {
     const std::string header = Header();
-    HR_RETURN_IF_ERROR(WriteAll(fd, header.data(), header.size(), tmp));
-    for (const Entry& e : entries_) HR_RETURN_IF_ERROR(WriteAll(fd, e.data, e.bytes, tmp));
+    HR_RETURN_IF_ERROR(WriteAllToFd(fd, header.data(), header.size(), tmp));
+    for (const Entry& e : entries_) HR_RETURN_IF_ERROR(WriteAllToFd(fd, e.data, e.bytes, tmp));
     if (::fsync(fd) != 0) return ErrnoError("fsync failed", tmp);
     return absl::OkStatus();
   }();

@@ -136,6 +136,17 @@ class SafeTensorsFile {
 // "[2, 3]" for messages.
 std::string ShapeString(const std::vector<int64_t>& shape);
 
+// Writes the `n` bytes at `data` to file descriptor `fd`, retrying short writes and EINTR;
+// errors name `path`. Every byte of a checkpoint (both safetensors files, trainer_state.json and
+// config.textproto, trainer/checkpoint.h) is written through it.
+//
+// Fault injection, for tests only: with HEADROOM_FAULT_INJECT_WRITE_FAIL_AFTER_BYTES=N in the
+// environment, the calls of this process together write N bytes and then fail with ENOSPC
+// ("No space left on device"), as a full disk would; the count restarts whenever the variable's
+// value changes. Unset (always, outside tests), it costs one getenv per call.
+[[nodiscard]] absl::Status WriteAllToFd(int fd, const void* data, size_t n,
+                                        const std::string& path);
+
 }  // namespace headroom
 
 #endif  // HEADROOM_TRAINER_SAFETENSORS_H_

@@ -19,6 +19,35 @@
 // overwritten); with `resume` the newest complete checkpoint is loaded after checking that it is
 // for the same model (and training starts from step 0 when there is none).
 //
+// Data parallel over R ranks (train.comm, comm/create_communicator.h; R = 1 is the above
+// unchanged). Every rank runs Train() with the same config:
+//   - start-up: the ranks compare a checksum of the config and the parameter count; rank 0
+//     alone initialises or loads the checkpoint, then broadcasts the weights (and, resuming, the
+//     optimizer moments, step and data position); a checksum of the weights is compared across
+//     ranks before step 1 (an error names the ranks that differ);
+//   - each rank's loader reads rows [r * G/R, (r+1) * G/R) of every global batch G (data/
+//     sharded_loader.h), split into k = G / (R * micro) micro-batches; the dropout key of local
+//     micro-batch j is {seed, (g * R + r) * k + j}: the global micro-batch index, so R ranks
+//     with micro-batch m draw the masks one rank accumulating G/m micro-batches of m draws;
+//   - the gradient is reduced (average over ranks) in buckets of train.comm_bucket_mb over the
+//     flat buffer (comm/gradient_buckets.h), each launched as soon as backward has produced it
+//     (Model::Backward's hook), only in the last micro-batch; the step waits for every bucket
+//     before clipping and the optimizer, so all ranks apply the same update. The gradient is
+//     thus the mean of the R * k micro-batch gradients (as PyTorch DDP): R ranks with
+//     micro-batch m equal one rank accumulating micro-batches of m, up to summation order;
+//     equal to one rank with micro-batch R*m when every micro-batch has the same loss
+//     normaliser (LM tokens, BERT masked weights);
+//   - the loss and evaluation are averaged over ranks; rank 0 alone writes checkpoints,
+//     metrics and console lines; the metrics add per step compute_seconds (forward+backward),
+//     comm_wait_seconds (all-reduce time backward did not hide) and bytes_reduced;
+//   - device tensors: "nccl" reduces them in place; "mpi" copies each tensor to the host as
+//     backward finishes it, reduces there and copies back (host staging; on the CPU backend the
+//     host buffer is the gradient buffer itself and the copies are skipped);
+//   - an error on any rank (e.g. a corrupt shard) ends the whole job with that rank's message
+//     (Communicator::Abort), so no rank waits forever for it; Train() returns errors only when
+//     R = 1.
+// A checkpoint written with R ranks resumes with any R' dividing the global batch.
+//
 // Example:
 //   TrainOptions o;
 //   o.config = LoadConfig("configs/demo.textproto").value();
@@ -38,8 +67,11 @@
 #include "absl/status/statusor.h"
 #include "config/config.pb.h"
 #include "kernels/ops.h"
+#include "model/parameter_layout.h"
 
 namespace headroom {
+
+class Communicator;  // comm/communicator.h
 
 struct TrainOptions {
   ExperimentConfig config;  // validated (config/load.h)
@@ -54,16 +86,30 @@ struct TrainOptions {
   // Called after every completed step with (step done, loss); for tests (e.g. to kill the
   // process at a chosen point).
   std::function<void(int64_t, double)> on_step;
+  // The ranks to train with (not owned); nullptr: created from config.train.comm.
+  Communicator* comm = nullptr;
 };
 
 struct TrainResult {
-  int64_t first_step = 0;      // the step training started from (a checkpoint's, or 0)
-  int64_t last_step = 0;       // optimizer steps done at the end
-  std::vector<double> losses;  // loss of steps first_step .. last_step - 1
-  std::string last_checkpoint;
+  int64_t first_step = 0;       // the step training started from (a checkpoint's, or 0)
+  int64_t last_step = 0;        // optimizer steps done at the end
+  std::vector<double> losses;   // loss of steps first_step .. last_step - 1
+  std::string last_checkpoint;  // rank 0 only
+  int rank = 0;
+  int num_ranks = 1;
+  // This rank's totals over the steps run: forward+backward time, time blocked waiting for the
+  // gradient all-reduce after backward, and gradient bytes all-reduced (0 with one rank).
+  double compute_seconds = 0;
+  double comm_wait_seconds = 0;
+  int64_t bytes_reduced = 0;
 };
 
 [[nodiscard]] absl::StatusOr<TrainResult> Train(const TrainOptions& options);
+
+// The tensors (indices into layout.tensors()) whose gradients are final when Model::Backward's
+// hook runs with `layer`, at [layer + 1]: [0] the embeddings (hook -1), [l + 1] layer l,
+// [num_layers + 1] the output heads (hook num_layers). For marking GradientBuckets ready.
+std::vector<std::vector<int>> BackwardHookTensors(const ParameterLayout& layout, int num_layers);
 
 // Evaluation over `batches` batches (fewer if the data runs out first) from the start of the
 // shards, dropout off.
@@ -74,8 +120,9 @@ struct EvalResult {
   double mlm_accuracy = 0;  // BERT
   double nsp_accuracy = 0;  // BERT
   double accuracy = 0;      // LM: next-token accuracy
+  int64_t tokens = 0;       // LM: target tokens scored (non-zero targets)
   bool bert = false;
-  // "loss=2.3456 perplexity=10.45" (LM) or "loss=... mlm_accuracy=... nsp_accuracy=..." (BERT).
+  // "loss=2.3456 perplexity=10.45 ..." (LM) or "loss=... mlm_accuracy=... nsp_accuracy=..." (BERT).
   std::string ToString() const;
   // The same as (name, value) pairs, for metrics.
   std::vector<std::pair<std::string, double>> Values() const;

@@ -422,3 +422,55 @@ TEST(ModelInit, BertInitialisationIsSeededAndTruncated) {
 
 }  // namespace
 }  // namespace headroom
+
+namespace headroom {
+namespace {
+
+// Keeping the dropped attention probabilities (the CPU's choice) and redrawing them from the
+// Philox key in backward (the GPU's) must give identical outputs and gradients.
+TEST(AttentionDropout, KeptAndRedrawnMasksGiveTheSameGradients) {
+  CpuOps<double> ops(1);
+  const int d = 8, h = 3, dp = 5, B = 2, S = 6, I = h * dp, N = B * S;
+  std::mt19937_64 rng(3);
+  std::normal_distribution<double> normal(0.0, 0.5);
+  auto random = [&](int64_t n) {
+    std::vector<double> v(n);
+    for (double& e : v) e = normal(rng);
+    double* p = ops.Alloc(n);
+    ops.CopyToDevice(p, v.data(), sizeof(double) * n);
+    return p;
+  };
+  AttentionParams<double> p{random(I * d), random(I), random(I * d), random(I),
+                            random(I * d), random(I), random(d * I), random(d)};
+  const double* x = random(N * d);
+  const double* dout = random(N * d);
+  const DropoutKey key{9, 4, 1, 0};
+  std::vector<double> results[2];
+  for (int keep = 0; keep < 2; ++keep) {
+    FixedHeadAttention<double> attn(&ops, d, h, dp, B, S, keep == 1);
+    double* scratch = ops.Alloc(FixedHeadAttention<double>::ScratchElements(h, dp, B, S));
+    double* grads = ops.Alloc(4 * I * d + 3 * I + d);
+    AttentionGrads<double> g{grads,
+                             grads + I * d,
+                             grads + I * d + I,
+                             grads + 2 * I * d + I,
+                             grads + 2 * I * d + 2 * I,
+                             grads + 3 * I * d + 2 * I,
+                             grads + 3 * I * d + 3 * I,
+                             grads + 4 * I * d + 3 * I};
+    double* out = ops.Alloc(N * d);
+    double* dx = ops.Alloc(N * d);
+    attn.Forward(p, x, B, S, nullptr, /*causal=*/true, 0.4f, key, out, scratch);
+    attn.Backward(p, g, x, dout, dx, scratch);
+    std::vector<double>& r = results[keep];
+    r.resize(N * d * 2 + 4 * I * d + 3 * I + d);
+    ops.CopyToHost(r.data(), out, sizeof(double) * N * d);
+    ops.CopyToHost(r.data() + N * d, dx, sizeof(double) * N * d);
+    ops.CopyToHost(r.data() + 2 * N * d, grads, sizeof(double) * (4 * I * d + 3 * I + d));
+    for (double* q : {scratch, grads, out, dx}) ops.Free(q);
+  }
+  EXPECT_EQ(results[0], results[1]);
+}
+
+}  // namespace
+}  // namespace headroom

@@ -1,0 +1,79 @@
+// The model on the CUDA backend against its CPU twin: the same parameters, batch and dropout keys
+// (Philox masks are identical on both backends) must give the same losses and gradients, to
+// fp32 rounding. Skips without a usable GPU.
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/ops.h"
+#include "model/transformer.h"
+#include "tests/model/model_test_util.h"
+
+namespace headroom {
+namespace {
+
+struct Run {
+  LossStats stats;
+  std::vector<float> grads;
+};
+
+Run TrainStep(Ops<float>* ops, const ModelConfig& m, const std::vector<float>& params,
+              const Batch& batch, const DropoutKey& key) {
+  auto model = Model<float>::Create(m, ops, {batch.batch_size, batch.seq_length, 8}).value();
+  model->SetParameters(params);
+  model->ZeroGrads();
+  Run r;
+  r.stats = model->Forward(batch, /*training=*/true, key, /*count_correct=*/true).value();
+  model->Backward();
+  r.grads = model->GetGradients();
+  return r;
+}
+
+void ExpectSameOnBothBackends(const ModelConfig& m) {
+  std::string reason;
+  if (!CudaAvailable(&reason)) GTEST_SKIP() << "no CUDA backend: " << reason;
+  auto cuda = MakeOps(DeviceKind::kCuda);
+  ASSERT_TRUE(cuda.ok()) << cuda.status();
+  CpuOps<float> cpu;
+  const ParameterLayout layout = ParameterLayout::ForModel(m);
+  const std::vector<double> w64 = testing::RandomParameters(layout, 0.05, 3);
+  const std::vector<float> w(w64.begin(), w64.end());
+  const Batch batch = RandomBatch(m, 4, 32, 8, 9);
+  const DropoutKey key{77, 5, 0, 0};
+  const Run a = TrainStep(&cpu, m, w, batch, key);
+  const Run b = TrainStep(cuda->get(), m, w, batch, key);
+  EXPECT_NEAR(a.stats.loss, b.stats.loss, 1e-4 * std::fabs(a.stats.loss));
+  EXPECT_EQ(a.stats.lm_tokens, b.stats.lm_tokens);
+  EXPECT_EQ(a.stats.nsp_correct, b.stats.nsp_correct);
+  for (const TensorSpec& t : layout.tensors()) {
+    double scale = 0, worst = 0;
+    for (int64_t i = 0; i < t.numel; ++i)
+      scale = std::max<double>(scale, std::fabs(a.grads[t.offset + i]));
+    for (int64_t i = 0; i < t.numel; ++i) {
+      worst = std::max<double>(worst, std::fabs(a.grads[t.offset + i] - b.grads[t.offset + i]));
+    }
+    // fp32 on both sides, different summation orders: errors of a few ulps of the tensor's
+    // largest gradient, amplified through the layers.
+    EXPECT_LE(worst, 1e-6 + 2e-3 * scale) << t.name << " (largest gradient " << scale << ")";
+  }
+}
+
+TEST(ModelCuda, BertFixedHeadsMatchesCpu) {
+  ModelConfig m = testing::TinyBert(2, 64, 6, 24, 128, 0.1f);
+  m.set_vocab_size(1000);
+  m.set_max_positions(64);
+  ExpectSameOnBothBackends(m);
+}
+
+TEST(ModelCuda, CausalLmMatchesCpu) {
+  ModelConfig m = testing::TinyLm(2, 64, 8, 16, 128, 0.1f);
+  m.set_vocab_size(1000);
+  m.set_max_positions(64);
+  ExpectSameOnBothBackends(m);
+}
+
+}  // namespace
+}  // namespace headroom

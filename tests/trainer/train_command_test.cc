@@ -1,0 +1,275 @@
+// `headroom train` / `headroom eval` from the command line (the binary is HEADROOM_BINARY, from
+// CMake) on bad inputs: each gives one line on stderr naming the problem, a non-zero exit, and
+// leaves whatever the run directory held untouched. Covered: a data glob matching nothing, shards
+// whose ids exceed the vocabulary or whose examples exceed the sequence length (found before the
+// first step), a resume from a checkpoint of another model, an unwritable run directory, a disk
+// filling up during a checkpoint (HEADROOM_FAULT_INJECT_WRITE_FAIL_AFTER_BYTES, trainer/
+// safetensors.h: the previous checkpoint stays loadable and the run resumes from it), a NaN loss
+// (the step number, no checkpoint of it), --steps 0; and `train --help` listing its flags.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "base/file.h"
+#include "data/example_io.h"
+#include "data/record_writer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "trainer/checkpoint.h"
+
+namespace headroom {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// A causal LM of vocabulary 16 and sequence length 8, small enough for a step in milliseconds.
+constexpr char kConfig[] = R"pb(
+  name: "tiny_lm"
+  model {
+    objective: CAUSAL_LM
+    vocab_size: 16
+    max_positions: 8
+    num_layers: 1
+    d_model: 8
+    num_heads: 2
+    head_size: 4
+    ffn_size: 16
+  }
+  data { seq_length: 8 }
+  train {
+    steps: 4
+    global_batch_size: 4
+    optimizer { type: ADAMW bias_correction: true }
+    schedule { type: CONSTANT learning_rate: 0.01 warmup_steps: 0 }
+    log_every: 1
+    eval_every: 0
+    checkpoint_every: 2
+    keep_checkpoints: 5
+  }
+)pb";
+
+struct Result {
+  int exit_code;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+class TrainCommandTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    root_ = std::string(tmp != nullptr ? tmp : "/tmp") + "/train_command_test_" +
+            std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+    config_ = root_ + "/tiny_lm.textproto";
+    WriteText(config_, kConfig);
+    // 24 examples of 8 ids in [1, 15] over 2 shards.
+    std::vector<std::vector<int64_t>> examples;
+    for (int i = 0; i < 24; ++i) {
+      std::vector<int64_t> t(8);
+      for (int j = 0; j < 8; ++j) t[j] = 1 + (i + j) % 15;
+      examples.push_back(t);
+    }
+    WriteShard(root_ + "/data/train-0.tfrecord",
+               std::vector<std::vector<int64_t>>(examples.begin(), examples.begin() + 12));
+    WriteShard(root_ + "/data/train-1.tfrecord",
+               std::vector<std::vector<int64_t>>(examples.begin() + 12, examples.end()));
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  static void WriteText(const std::string& path, const std::string& text) {
+    FILE* f = std::fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr) << path;
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  }
+
+  static void WriteShard(const std::string& path, const std::vector<std::vector<int64_t>>& rows) {
+    fs::create_directories(fs::path(path).parent_path());
+    auto w = RecordWriter::Create(path);
+    ASSERT_TRUE(w.ok()) << w.status();
+    for (const auto& row : rows) {
+      tf::Example e;
+      SetInt64Feature(&e, "targets", row);
+      ASSERT_TRUE((*w)->Write(e.SerializeAsString()).ok());
+    }
+    ASSERT_TRUE((*w)->Close().ok());
+  }
+
+  // Runs `env headroom ARGS`, capturing stdout and stderr.
+  Result Headroom(const std::string& args, const std::string& env = "") {
+    const std::string out = root_ + "/stdout.txt", err = root_ + "/stderr.txt";
+    const std::string cmd =
+        env + " " + HEADROOM_BINARY + " " + args + " >" + out + " 2>" + err + " </dev/null";
+    const int status = std::system(cmd.c_str());
+    auto o = ReadFile(out);
+    auto e = ReadFile(err);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, o.ok() ? *o : "", e.ok() ? *e : ""};
+  }
+
+  // `headroom train` of the tiny config on the good shards into run directory `run`.
+  Result Train(const std::string& run, const std::string& extra = "", const std::string& env = "") {
+    return Headroom("train --config " + config_ + " --data '" + root_ +
+                        "/data/train-*.tfrecord' --run_dir " + root_ + "/" + run + " " + extra,
+                    env);
+  }
+
+  static void ExpectOneLineError(const Result& r, const std::string& what) {
+    EXPECT_NE(r.exit_code, 0) << r.out;
+    EXPECT_THAT(r.err, HasSubstr(what));
+    ASSERT_FALSE(r.err.empty());
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
+    EXPECT_EQ(r.err.rfind("headroom ", 0), 0u) << r.err;
+  }
+
+  // Every file under `dir` with its bytes, to show that nothing changed.
+  static std::vector<std::pair<std::string, std::string>> Snapshot(const std::string& dir) {
+    std::vector<std::pair<std::string, std::string>> files;
+    for (const auto& e : fs::recursive_directory_iterator(dir)) {
+      if (!e.is_regular_file()) continue;
+      auto bytes = ReadFile(e.path().string());
+      files.emplace_back(e.path().string(), bytes.ok() ? *bytes : "?");
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+  }
+
+  std::string root_, config_;
+};
+
+TEST_F(TrainCommandTest, AGoodRunTrainsAndCheckpoints) {
+  Result r = Train("run");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("step 4/4"));
+  EXPECT_EQ(ListCheckpoints(root_ + "/run").size(), 2u);  // steps 2 and 4
+}
+
+TEST_F(TrainCommandTest, ADataGlobMatchingNothing) {
+  Result r = Headroom("train --config " + config_ + " --data '" + root_ +
+                      "/data/none-*.tfrecord' --run_dir " + root_ + "/run");
+  ExpectOneLineError(r, root_ + "/data/none-*.tfrecord");
+  EXPECT_FALSE(fs::exists(root_ + "/run/checkpoints"));
+}
+
+TEST_F(TrainCommandTest, ShardsWithIdsOutsideTheVocabularyFailBeforeTheFirstStep) {
+  // The bad id is in the 6th record of the second shard, not the first record the loader's
+  // open probes: the start-up check reads further.
+  std::vector<std::vector<int64_t>> rows(12, std::vector<int64_t>(8, 3));
+  rows[5][2] = 16;  // vocab_size is 16: ids are 0..15
+  WriteShard(root_ + "/data/train-1.tfrecord", rows);
+  Result r = Train("run");
+  ExpectOneLineError(r, "train-1.tfrecord: record 5");
+  EXPECT_THAT(r.err, HasSubstr("feature 'targets' value 16"));
+  EXPECT_THAT(r.err, HasSubstr("vocab"));
+  EXPECT_THAT(r.out, Not(HasSubstr("step 1/")));  // stopped before training
+  EXPECT_FALSE(fs::exists(root_ + "/run/checkpoints"));
+}
+
+TEST_F(TrainCommandTest, ShardsLongerThanTheSequenceLengthFailBeforeTheFirstStep) {
+  std::vector<std::vector<int64_t>> rows(12, std::vector<int64_t>(8, 3));
+  rows[3] = std::vector<int64_t>(12, 3);  // made for a sequence length of 12, not 8
+  WriteShard(root_ + "/data/train-0.tfrecord", rows);
+  Result r = Train("run");
+  ExpectOneLineError(r, "train-0.tfrecord: record 3");
+  EXPECT_THAT(r.err, HasSubstr("feature 'targets' has 12 values, expected at most 8"));
+  EXPECT_THAT(r.out, Not(HasSubstr("step 1/")));
+  EXPECT_FALSE(fs::exists(root_ + "/run/checkpoints"));
+}
+
+TEST_F(TrainCommandTest, ResumingFromAnotherModelIsRefusedAndChangesNothing) {
+  ASSERT_EQ(Train("run", "--steps 2").exit_code, 0);
+  const auto before = Snapshot(root_ + "/run/checkpoints");
+  Result r = Train("run", "--resume --set model.num_heads=4 --set model.head_size=2");
+  ExpectOneLineError(r,
+                     "is for a different model: model.num_heads is 2 in the checkpoint, 4 in "
+                     "the config");
+  EXPECT_EQ(Snapshot(root_ + "/run/checkpoints"), before);
+  // Without --resume the run directory is not overwritten either.
+  ExpectOneLineError(Train("run"), "pass --resume");
+  EXPECT_EQ(Snapshot(root_ + "/run/checkpoints"), before);
+}
+
+TEST_F(TrainCommandTest, AnUnwritableRunDirectory) {
+  // A regular file where the run directory's parent should be: unwritable even for root, which
+  // permission bits do not stop.
+  WriteText(root_ + "/file", "not a directory");
+  Result r = Train("file/run");
+  ExpectOneLineError(r, root_ + "/file/run");
+  auto text = ReadFile(root_ + "/file");
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(*text, "not a directory");
+}
+
+TEST_F(TrainCommandTest, AFullDiskDuringACheckpointKeepsThePreviousOneUsable) {
+  // The bytes of one checkpoint of this model, from a run without faults.
+  ASSERT_EQ(Train("reference", "--steps 2").exit_code, 0);
+  uintmax_t checkpoint_bytes = 0;
+  for (const auto& e : fs::directory_iterator(CheckpointDir(root_ + "/reference", 2))) {
+    checkpoint_bytes += e.file_size();
+  }
+  ASSERT_GT(checkpoint_bytes, 0u);
+  // The disk fills up half-way through the second checkpoint (step 4).
+  const std::string env = "HEADROOM_FAULT_INJECT_WRITE_FAIL_AFTER_BYTES=" +
+                          std::to_string(checkpoint_bytes + checkpoint_bytes / 2);
+  Result r = Train("run", "", env);
+  ExpectOneLineError(r, "checkpoint of step 4 not written");
+  EXPECT_THAT(r.err, HasSubstr("No space left on device"));
+  std::vector<std::string> kept = ListCheckpoints(root_ + "/run");
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(fs::path(kept[0]).filename(), "step-00000002");
+  for (const auto& e : fs::directory_iterator(root_ + "/run/checkpoints")) {
+    EXPECT_EQ(e.path().filename().string().rfind(".tmp", 0), std::string::npos) << e.path();
+  }
+  auto ck = LoadCheckpoint(kept[0]);
+  ASSERT_TRUE(ck.ok()) << ck.status();
+  // The run goes on from step 2 once there is space again.
+  Result resumed = Train("run", "--resume");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_THAT(resumed.out, HasSubstr("(step 2)"));
+  EXPECT_EQ(ListCheckpoints(root_ + "/run").size(), 2u);
+}
+
+TEST_F(TrainCommandTest, ANanLossStopsWithTheStepAndWritesNoNanCheckpoint) {
+  Result r = Train("run",
+                   "--set train.schedule.learning_rate=1e30 --set train.optimizer.max_grad_norm=0 "
+                   "--set train.checkpoint_every=1");
+  ExpectOneLineError(r, "training stopped");
+  EXPECT_EQ(r.err.rfind("headroom train: step ", 0), 0u) << r.err;
+  for (const std::string& dir : ListCheckpoints(root_ + "/run")) {
+    auto ck = LoadCheckpoint(dir);
+    ASSERT_TRUE(ck.ok()) << ck.status();
+    for (float x : ck->params) ASSERT_TRUE(std::isfinite(x)) << dir;
+  }
+}
+
+TEST_F(TrainCommandTest, StepsMustBePositive) {
+  ExpectOneLineError(Train("run", "--steps 0"), "--steps must be > 0");
+  ExpectOneLineError(Train("run", "--steps=-3"), "--steps must be > 0");
+  EXPECT_FALSE(fs::exists(root_ + "/run"));
+}
+
+TEST_F(TrainCommandTest, HelpListsEveryFlagOfTrain) {
+  Result r = Headroom("train --help");
+  ASSERT_EQ(r.exit_code, 0);
+  for (const char* flag : {"--config", "--data", "--run_dir", "--device", "--steps", "--resume",
+                           "--eval_data", "--peak_tflops"}) {
+    EXPECT_THAT(r.out, HasSubstr(std::string("\n  ") + flag + " (")) << flag;
+  }
+  EXPECT_THAT(r.out, HasSubstr("\n  --set FIELD=VALUE ("));
+  // --steps is bench's flag too; train's help gives train's meaning, not bench's.
+  EXPECT_THAT(r.out, HasSubstr("--steps (stop after"));
+  EXPECT_THAT(r.out, Not(HasSubstr("timed steps")));
+}
+
+}  // namespace
+}  // namespace headroom
