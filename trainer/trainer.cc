@@ -534,18 +534,28 @@ absl::StatusOr<TrainResult> TrainOnRanks(const TrainOptions& options, Communicat
     log_bytes += step_bytes;
     result.comm_wait_seconds += step_wait;
     result.bytes_reduced += step_bytes;
-    if (!std::isfinite(loss)) {
+    if (!std::isfinite(loss) && !tc.skip_nonfinite_steps()) {
       return absl::InternalError(absl::StrCat(
           "step ", step + 1, ": the loss is ", loss,
           "; training stopped (no checkpoint of this "
           "step was written; lower train.schedule.learning_rate or resume from the last one)"));
     }
     const double lr = schedule.LearningRate(step);
-    OptimizerStats st = optimizer.Step(model->params(), model->grads(), lr, 1.0 / k);
-    if (!st.applied) {
+    OptimizerStats st;  // not applied unless the loss is finite
+    if (std::isfinite(loss)) st = optimizer.Step(model->params(), model->grads(), lr, 1.0 / k);
+    if (!st.applied && !tc.skip_nonfinite_steps()) {
       return absl::InternalError(absl::StrCat("step ", step + 1, ": the gradient norm is ",
                                               st.grad_norm,
                                               "; training stopped before the update"));
+    }
+    if (!st.applied) {  // train.skip_nonfinite_steps, on every rank alike (the loss is reduced)
+      ++result.skipped_steps;
+      if (console) {
+        std::fprintf(console, "step %lld: the %s is %g; skipped (train.skip_nonfinite_steps)\n",
+                     static_cast<long long>(step + 1),
+                     std::isfinite(loss) ? "gradient norm" : "loss",
+                     std::isfinite(loss) ? st.grad_norm : loss);
+      }
     }
     ++step;
     saved_last = false;

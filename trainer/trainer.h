@@ -7,7 +7,9 @@
 //      gradients accumulating in the model's buffer; the step's loss is the mean of the k;
 //   3. a non-finite loss stops training with "step g: loss is nan" (nothing is updated or
 //      saved for that step); otherwise the optimizer step (trainer/optimizer.h, grad_scale 1/k,
-//      learning rate schedule.LearningRate(g)); a non-finite gradient norm stops likewise;
+//      learning rate schedule.LearningRate(g)); a non-finite gradient norm stops likewise.
+//      With train.skip_nonfinite_steps such a step is skipped instead: no update, its batch is
+//      consumed, a console line names it, and training goes on;
 //   4. every train.log_every steps a metrics line, every train.eval_every steps an evaluation
 //      (dropout off) on train.eval_batches batches, every train.checkpoint_every steps and at
 //      the end a checkpoint (trainer/checkpoint.h) keeping train.keep_checkpoints.
@@ -102,6 +104,9 @@ struct TrainResult {
   double compute_seconds = 0;
   double comm_wait_seconds = 0;
   int64_t bytes_reduced = 0;
+  // Steps skipped for a non-finite loss or gradient norm (train.skip_nonfinite_steps); their
+  // entries in `losses` are NaN or Inf.
+  int64_t skipped_steps = 0;
 };
 
 [[nodiscard]] absl::StatusOr<TrainResult> Train(const TrainOptions& options);

@@ -91,6 +91,17 @@ void ExpectNormwiseGradientError(const ModelConfig& m, const char* precision, do
       num += d * d;
       den += double(a.grads[t.offset + i]) * a.grads[t.offset + i];
     }
+    // The key bias's true gradient is exactly zero (adding q.b_k to every logit of a query's
+    // row leaves its softmax unchanged), so both backends hold rounding noise there: check that
+    // it is negligible against the query bias's gradient instead of a relative error.
+    if (t.name.ends_with("attention.self.key.bias")) {
+      const TensorSpec& qb = layout.Get(t.name.substr(0, t.name.size() - 8) + "query.bias");
+      double qnorm = 0;
+      for (int64_t i = 0; i < qb.numel; ++i)
+        qnorm += double(a.grads[qb.offset + i]) * a.grads[qb.offset + i];
+      EXPECT_LT(std::sqrt(std::max(num, den)), limit * std::sqrt(qnorm)) << t.name;
+      continue;
+    }
     const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
     EXPECT_LT(rel, limit) << t.name << " (" << precision << ")";
     if (rel > worst) worst = rel, worst_name = t.name;

@@ -5,7 +5,8 @@
 // first step), a resume from a checkpoint of another model, an unwritable run directory, a disk
 // filling up during a checkpoint (HEADROOM_FAULT_INJECT_WRITE_FAIL_AFTER_BYTES, trainer/
 // safetensors.h: the previous checkpoint stays loadable and the run resumes from it), a NaN loss
-// (the step number, no checkpoint of it), --steps 0; and `train --help` listing its flags.
+// (the step number, no checkpoint of it; or, with train.skip_nonfinite_steps, the step skipped),
+// --steps 0; and `train --help` listing its flags.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -246,6 +247,25 @@ TEST_F(TrainCommandTest, ANanLossStopsWithTheStepAndWritesNoNanCheckpoint) {
   ExpectOneLineError(r, "training stopped");
   EXPECT_EQ(r.err.rfind("headroom train: step ", 0), 0u) << r.err;
   for (const std::string& dir : ListCheckpoints(root_ + "/run")) {
+    auto ck = LoadCheckpoint(dir);
+    ASSERT_TRUE(ck.ok()) << ck.status();
+    for (float x : ck->params) ASSERT_TRUE(std::isfinite(x)) << dir;
+  }
+}
+
+TEST_F(TrainCommandTest, SkipNonfiniteStepsTrainsOnWithoutNanCheckpoints) {
+  // The same diverging run with train.skip_nonfinite_steps: the bad steps are skipped (no
+  // update), training reaches its last step, and every checkpoint is finite.
+  Result r = Train("run",
+                   "--set train.schedule.learning_rate=1e30 --set train.optimizer.max_grad_norm=0 "
+                   "--set train.checkpoint_every=1 --set train.skip_nonfinite_steps=true");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("skipped (train.skip_nonfinite_steps)"));
+  EXPECT_THAT(r.out, HasSubstr("step 4/4"));
+  const std::vector<std::string> saved = ListCheckpoints(root_ + "/run");
+  ASSERT_FALSE(saved.empty());
+  EXPECT_EQ(fs::path(saved.back()).filename(), "step-00000004");
+  for (const std::string& dir : saved) {
     auto ck = LoadCheckpoint(dir);
     ASSERT_TRUE(ck.ok()) << ck.status();
     for (float x : ck->params) ASSERT_TRUE(std::isfinite(x)) << dir;
