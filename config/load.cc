@@ -174,6 +174,15 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
     return Invalid(s, "train.comm_bucket_mb",
                    absl::StrCat("must be > 0 MiB (got ", t.comm_bucket_mb(), ")"));
   }
+  if (t.attention_rank_every() < 0) {
+    return Invalid(
+        s, "train.attention_rank_every",
+        absl::StrCat("must be >= 0 (got ", t.attention_rank_every(), "); 0 disables it"));
+  }
+  if (t.has_attention_rank_sequences() && t.attention_rank_sequences() <= 0) {
+    return Invalid(s, "train.attention_rank_sequences",
+                   absl::StrCat("must be > 0 (got ", t.attention_rank_sequences(), ")"));
+  }
   for (int i = 0; i < t.phases_size(); ++i) {
     const TrainPhase& p = t.phases(i);
     std::string f = absl::StrCat("train.phases[", i, "]");
@@ -231,6 +240,9 @@ void FillDefaults(ExperimentConfig& c) {
   if (!t.has_keep_checkpoints()) t.set_keep_checkpoints(3);
   if (!t.has_comm()) t.set_comm("auto");
   if (!t.has_comm_bucket_mb()) t.set_comm_bucket_mb(25);
+  if (!t.has_attention_rank_every()) t.set_attention_rank_every(0);
+  if (!t.has_attention_rank_sequences()) t.set_attention_rank_sequences(4);
+  if (!t.has_attention_rank_per_head()) t.set_attention_rank_per_head(true);
 }
 
 absl::Status ApplyOverride(ExperimentConfig& config, absl::string_view spec) {

@@ -15,7 +15,8 @@ namespace headroom {
 #ifdef HEADROOM_HAVE_CUDA
 // ---- CUDA hooks: defined in kernels/cuda/ (CudaOps). ----------------------------------------
 // Creates the CUDA backend on the current device (fails with the reason when unusable).
-absl::StatusOr<std::unique_ptr<Ops<float>>> MakeCudaOps();
+// `matmul_precision` as OpsOptions documents ("" for the default).
+absl::StatusOr<std::unique_ptr<Ops<float>>> MakeCudaOps(const std::string& matmul_precision);
 // Whether a CUDA device is usable; when not, `reason` (if non-null) says why.
 bool CudaDeviceAvailable(std::string* reason);
 #endif
@@ -29,7 +30,12 @@ bool CudaAvailable(std::string* reason) {
 #endif
 }
 
-absl::StatusOr<std::unique_ptr<Ops<float>>> MakeOps(DeviceKind device) {
+absl::StatusOr<std::unique_ptr<Ops<float>>> MakeOps(DeviceKind device, const OpsOptions& options) {
+  const std::string& p = options.matmul_precision;
+  if (!p.empty() && p != "fp32" && p != "tf32" && p != "bf16") {
+    return absl::InvalidArgumentError("matmul precision \"" + p +
+                                      "\": expected fp32, tf32 or bf16");
+  }
   switch (device) {
     case DeviceKind::kCpu:
       return std::unique_ptr<Ops<float>>(std::make_unique<CpuOps<float>>());
@@ -37,7 +43,7 @@ absl::StatusOr<std::unique_ptr<Ops<float>>> MakeOps(DeviceKind device) {
 #ifdef HEADROOM_HAVE_CUDA
       std::string reason;
       if (!CudaDeviceAvailable(&reason)) return absl::UnavailableError(reason);
-      return MakeCudaOps();
+      return MakeCudaOps(p);
 #else
       return absl::UnavailableError("CUDA backend unavailable: built without CUDA");
 #endif

@@ -41,10 +41,10 @@ enum class Trans { kNo, kYes };
 // (Philox-4x32-10, see kernels/philox.h), so CPU and GPU draw identical masks and backward
 // recomputes the mask instead of storing it.
 struct DropoutKey {
-  uint64_t seed = 0;  // run seed
-  uint64_t step = 0;  // optimizer step (and micro-batch), so each step draws fresh masks
-  uint32_t layer = 0; // transformer layer; embeddings and heads use distinct values
-  uint32_t site = 0;  // which dropout within the layer (attention probs, attention out, ffn out)
+  uint64_t seed = 0;   // run seed
+  uint64_t step = 0;   // optimizer step (and micro-batch), so each step draws fresh masks
+  uint32_t layer = 0;  // transformer layer; embeddings and heads use distinct values
+  uint32_t site = 0;   // which dropout within the layer (attention probs, attention out, ffn out)
 };
 
 // Hyper-parameters of one optimizer update (trainer/ fills them per step and tensor range).
@@ -53,10 +53,10 @@ struct OptimizerStep {
   float beta1 = 0.9f;
   float beta2 = 0.999f;
   float eps = 1e-6f;
-  float weight_decay = 0;       // decoupled: w -= lr * weight_decay * w (0 for LayerNorm/bias)
-  bool bias_correction = false; // divide m, v by (1 - beta^step); Google BERT's Adam has none
-  int64_t step = 1;             // 1-based optimizer step, for bias correction
-  float grad_scale = 1;         // gradients are multiplied by this first (clipping, averaging)
+  float weight_decay = 0;        // decoupled: w -= lr * weight_decay * w (0 for LayerNorm/bias)
+  bool bias_correction = false;  // divide m, v by (1 - beta^step); Google BERT's Adam has none
+  int64_t step = 1;              // 1-based optimizer step, for bias correction
+  float grad_scale = 1;          // gradients are multiplied by this first (clipping, averaging)
 };
 
 template <typename T>
@@ -82,6 +82,11 @@ class Ops {
   virtual void CopyDevice(void* dst, const void* src, size_t bytes) = 0;
   // Waits until all enqueued work is done.
   virtual void Synchronize() = 0;
+  // Bytes in use on the device, for the trainer's memory report: on CUDA, total - free from
+  // cudaMemGetInfo (this process's buffers, library workspaces and the CUDA context; since
+  // nothing is allocated inside a step, the value after a step is the run's peak). -1 where
+  // the backend's memory is host memory (CPU: the trainer reports the process's RSS instead).
+  virtual int64_t DeviceMemoryInUse() { return -1; }
 
   // ---- Elementwise ----------------------------------------------------------------------
   virtual void Fill(T* x, int64_t n, T value) = 0;
@@ -186,10 +191,21 @@ class Ops {
                     T* scratch) = 0;
 };
 
+// How MakeOps configures a backend.
+struct OpsOptions {
+  // Precision of the matrix products: "fp32" (exact fp32), "tf32" (TF32 tensor cores) or "bf16"
+  // (bf16 inputs, fp32 accumulation: the config's `train.precision`). Empty: the backend's
+  // default (fp32). The CPU backend always computes fp32 products and accepts every value; on
+  // CUDA the environment variable HEADROOM_CUDA_GEMM_PRECISION, when set, overrides this (for
+  // checks such as scripts/gpu-train-parity).
+  std::string matmul_precision;
+};
+
 // The float backends available on this machine: always the CPU; CUDA when built with it and a
 // GPU is usable. Unavailable is returned with the reason ("no CUDA driver", "built without
-// CUDA") for kCuda otherwise.
-[[nodiscard]] absl::StatusOr<std::unique_ptr<Ops<float>>> MakeOps(DeviceKind device);
+// CUDA") for kCuda otherwise; InvalidArgument for an unknown precision.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Ops<float>>> MakeOps(DeviceKind device,
+                                                                  const OpsOptions& options = {});
 
 // Whether MakeOps(kCuda) can succeed; when not, `reason` (if non-null) says why.
 bool CudaAvailable(std::string* reason = nullptr);

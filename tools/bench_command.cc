@@ -368,7 +368,7 @@ int RunBench(const CommandArgs& args) {
   } else {
     return Fail("bench", absl::StrCat("--device=", device, ": expected cpu or cuda"));
   }
-  absl::StatusOr<std::unique_ptr<Ops<float>>> ops = MakeOps(kind);
+  absl::StatusOr<std::unique_ptr<Ops<float>>> ops = MakeOps(kind, {config->train().precision()});
   if (!ops.ok()) {
     return Fail("bench", absl::StrCat("--device=", device, ": ", ops.status().message()));
   }

@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "analysis/attention_rank.h"
 #include "base/status_macros.h"
 #include "comm/communicator.h"
 #include "comm/create_communicator.h"
@@ -288,7 +289,8 @@ absl::StatusOr<TrainResult> TrainOnRanks(const TrainOptions& options, Communicat
     limits.max_predictions = std::max(limits.max_predictions, p.max_predictions_per_seq);
   }
 
-  HR_ASSIGN_OR_RETURN(std::unique_ptr<Ops<float>> ops, MakeOps(options.device));
+  HR_ASSIGN_OR_RETURN(std::unique_ptr<Ops<float>> ops,
+                      MakeOps(options.device, {config.train().precision()}));
   HR_ASSIGN_OR_RETURN(std::unique_ptr<Model<float>> model,
                       Model<float>::Create(config.model(), ops.get(), limits));
   const ParameterLayout& layout = model->layout();
@@ -450,6 +452,28 @@ absl::StatusOr<TrainResult> TrainOnRanks(const TrainOptions& options, Communicat
     eval_start = eval_source->Position();
   }
 
+  // Attention rank diagnostics (train.attention_rank_every, analysis/attention_rank.h): rank 0
+  // alone, on a probe batch read once (the first sequences of the validation data, else of the
+  // training data, in file order), after an optimizer step, never inside a forward/backward.
+  Batch probe;
+  const bool rank_diagnostics = lead && tc.attention_rank_every() > 0;
+  if (rank_diagnostics) {
+    const int rows = std::clamp(tc.attention_rank_sequences(), 1, micro_of(first_phase));
+    HR_ASSIGN_OR_RETURN(
+        std::unique_ptr<BatchSource> probe_source,
+        OpenBatchSource(config.model(), eval_files.empty() ? train_files : eval_files,
+                        first_phase.seq_length, first_phase.max_predictions_per_seq, rows,
+                        tc.seed(), /*shuffle=*/false));
+    HR_ASSIGN_OR_RETURN(FeatureBatch f, probe_source->Next());
+    probe = Slice(f, bert, 0, rows, first_phase.seq_length, first_phase.max_predictions_per_seq);
+  }
+  auto log_attention_rank = [&](int64_t at) -> absl::Status {
+    HR_ASSIGN_OR_RETURN(std::vector<HeadRankStats> st,
+                        AttentionRankDiagnostics(model.get(), ops.get(), probe));
+    return metrics->LogEval(at, AttentionRankMetrics(st, tc.attention_rank_per_head()));
+  };
+  if (rank_diagnostics && result.first_step == 0) HR_RETURN_IF_ERROR(log_attention_rank(0));
+
   int64_t step = result.first_step;
   int phase_index = -1;
   std::unique_ptr<BatchSource> source;
@@ -574,7 +598,9 @@ absl::StatusOr<TrainResult> TrainOnRanks(const TrainOptions& options, Communicat
       r.tokens = log_tokens;
       r.seconds = std::chrono::duration<double>(Clock::now() - log_start).count();
       r.steps = log_steps;
-      r.memory_bytes = ProcessResidentBytes();
+      // Device memory on CUDA (peak: nothing is allocated inside a step), host RSS on the CPU.
+      const int64_t device_bytes = ops->DeviceMemoryInUse();
+      r.memory_bytes = device_bytes >= 0 ? device_bytes : ProcessResidentBytes();
       if (ranks > 1) {
         // Rank 0's breakdown per step: forward+backward, all-reduce wait backward did not hide,
         // gradient bytes all-reduced.
@@ -603,6 +629,9 @@ absl::StatusOr<TrainResult> TrainOnRanks(const TrainOptions& options, Communicat
                                                 eval_global, first_phase.seq_length,
                                                 first_phase.max_predictions_per_seq, &comm));
       if (metrics) HR_RETURN_IF_ERROR(metrics->LogEval(step, e.Values()));
+    }
+    if (rank_diagnostics && (step % tc.attention_rank_every() == 0 || step == end)) {
+      HR_RETURN_IF_ERROR(log_attention_rank(step));
     }
     if (tc.checkpoint_every() > 0 && step % tc.checkpoint_every() == 0) {
       HR_RETURN_IF_ERROR(save(loss));

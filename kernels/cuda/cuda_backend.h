@@ -20,10 +20,11 @@ namespace headroom {
 // for CUDA runtime version".
 bool CudaDeviceAvailable(std::string* reason);
 
-// A CudaOps on device 0 with CudaOpsOptions::FromEnvironment() (fp32-exact GEMMs unless
-// HEADROOM_CUDA_GEMM_PRECISION says otherwise). Unavailable with the reason when there is no
-// usable GPU.
-[[nodiscard]] absl::StatusOr<std::unique_ptr<Ops<float>>> MakeCudaOps();
+// A CudaOps on device 0 with GEMMs in `matmul_precision` ("fp32", "tf32", "bf16"; "" means
+// fp32), then CudaOpsOptions::FromEnvironment() on top (HEADROOM_CUDA_GEMM_PRECISION, when set,
+// wins). Unavailable with the reason when there is no usable GPU.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Ops<float>>> MakeCudaOps(
+    const std::string& matmul_precision);
 
 }  // namespace headroom
 

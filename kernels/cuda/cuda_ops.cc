@@ -98,9 +98,15 @@ bool CudaDeviceAvailable(std::string* reason) {
   return false;
 }
 
-absl::StatusOr<std::unique_ptr<Ops<float>>> MakeCudaOps() {
+absl::StatusOr<std::unique_ptr<Ops<float>>> MakeCudaOps(const std::string& matmul_precision) {
   absl::StatusOr<CudaOpsOptions> options = CudaOpsOptions::FromEnvironment();
   if (!options.ok()) return options.status();
+  const char* env = std::getenv("HEADROOM_CUDA_GEMM_PRECISION");
+  if (!matmul_precision.empty() && (env == nullptr || env[0] == '\0')) {
+    absl::StatusOr<cuda::GemmPrecision> precision = ParseGemmPrecision(matmul_precision);
+    if (!precision.ok()) return precision.status();
+    options->gemm_precision = *precision;
+  }
   absl::StatusOr<std::unique_ptr<CudaOps>> ops = CudaOps::Create(*options);
   if (!ops.ok()) return ops.status();
   return std::unique_ptr<Ops<float>>(std::move(*ops));
@@ -167,6 +173,12 @@ void* CudaOps::AllocBytes(size_t bytes) {
   HR_CUDA_CHECK(err_, cudaMemsetAsync(p, 0, rounded, stream_));
   HR_CUDA_CHECK(err_, cudaStreamSynchronize(stream_));
   return p;
+}
+
+int64_t CudaOps::DeviceMemoryInUse() {
+  size_t free_bytes = 0, total_bytes = 0;
+  if (!HR_CUDA_CHECK(err_, cudaMemGetInfo(&free_bytes, &total_bytes))) return -1;
+  return static_cast<int64_t>(total_bytes - free_bytes);
 }
 
 void CudaOps::Free(void* p) {

@@ -98,6 +98,7 @@ class CudaOps final : public Ops<float> {
   void CopyToHost(void* dst, const void* src, size_t bytes) override;
   void CopyDevice(void* dst, const void* src, size_t bytes) override;
   void Synchronize() override;
+  int64_t DeviceMemoryInUse() override;
 
   void Fill(float* x, int64_t n, float value) override;
   void Scale(float* x, int64_t n, float alpha) override;

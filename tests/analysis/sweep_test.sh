@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools/paper/sweep end to end on a two-config, few-step spec: a synthetic corpus is prepared by
 # the sweep itself, both runs train and evaluate, results.csv / results.md (and the figures, when
-# matplotlib is there) are written; a second invocation skips both finished runs; a run whose
+# matplotlib is there) are written, with the attention rank diagnostics of each run's last step
+# (a standard head's rank <= d/h); a second invocation skips both finished runs; a run whose
 # result was lost (an interrupted sweep) is redone on the third, and only that one.
 # usage: sweep_test.sh HEADROOM_BINARY SOURCE_DIR
 set -euo pipefail
@@ -45,6 +46,7 @@ eval_files: valid-*.tfrecord
 vocab_file: lm.model
 steps: 3
 eval_batches: 2
+set: train.attention_rank_every=3
 fig3a_d: 16
 fig1_heads: 4
 run: std_h4   standard model.num_heads=4 model.head_size=0
@@ -59,6 +61,15 @@ sweep >"$tmp/first.log" 2>&1 || { cat "$tmp/first.log"; fail "first sweep failed
 grep -q '^std_h4,standard,16,4,4,' "$tmp/out/results.csv" || fail "std_h4 row"
 grep -q '^fixed_h4,fixed,16,4,8,' "$tmp/out/results.csv" || fail "fixed_h4 row"
 grep -q '^| 4 | 16 | 4 | .* | 8 | .* |$' "$tmp/out/results.md" || { cat "$tmp/out/results.md"; fail "table row"; }
+# Attention rank diagnostics of the last step: the standard head of d/h = 4 has rank <= 4.
+python3 - "$tmp/out/results.csv" <<'PY' || fail "attention rank columns"
+import csv, sys
+rows = {r["name"]: r for r in csv.DictReader(open(sys.argv[1]))}
+assert 1 <= int(rows["std_h4"]["attn_rank_max"]) <= 4, rows["std_h4"]
+assert 1 <= int(rows["fixed_h4"]["attn_rank_max"]) <= 8, rows["fixed_h4"]
+assert float(rows["fixed_h4"]["attn_entropy"]) > 0, rows["fixed_h4"]
+PY
+grep -q '^| std_h4 | standard | 16 | 4 | 4 | [1-4] |' "$tmp/out/results.md" || { cat "$tmp/out/results.md"; fail "rank table row"; }
 if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || python3 -c 'import matplotlib' 2>/dev/null; then
   for f in fig3a_heads.png fig1_embedding.png; do
     [ "$(head -c 4 "$tmp/out/$f" | od -An -c | tr -d ' ')" = '211PNG' ] || fail "$f is not a PNG"

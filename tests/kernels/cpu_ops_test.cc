@@ -97,5 +97,16 @@ TEST(CpuOpsTest, CudaUnavailableSaysWhy) {
   EXPECT_EQ(ops.status().code(), absl::StatusCode::kUnavailable);
 }
 
+TEST(CpuOpsTest, MatmulPrecisionIsCheckedAndTheCpuComputesFp32ForAll) {
+  for (const char* p : {"", "fp32", "tf32", "bf16"}) {
+    absl::StatusOr<std::unique_ptr<Ops<float>>> ops = MakeOps(DeviceKind::kCpu, {p});
+    EXPECT_TRUE(ops.ok()) << p << ": " << ops.status();
+  }
+  absl::StatusOr<std::unique_ptr<Ops<float>>> bad = MakeOps(DeviceKind::kCpu, {"fp8"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(bad.status().message()).find("fp8"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace headroom

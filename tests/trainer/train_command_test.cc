@@ -155,6 +155,33 @@ TEST_F(TrainCommandTest, AGoodRunTrainsAndCheckpoints) {
   EXPECT_EQ(ListCheckpoints(root_ + "/run").size(), 2u);  // steps 2 and 4
 }
 
+TEST_F(TrainCommandTest, EvalPrintsTheUnigramBaselineOfTheSameTokens) {
+  ASSERT_EQ(Train("run").exit_code, 0);
+  const std::string data = "'" + root_ + "/data/train-*.tfrecord'";
+  Result r = Headroom("eval --checkpoint " + root_ + "/run --data " + data +
+                      " --batch 4 --eval_batches 5 --unigram_data " + data);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // 5 batches of 4: the first 20 of the 24 examples (train-0's 12, then 8 of train-1's), each 8
+  // tokens. The shards hold 1 + (i + j) % 15 for example i, position j (SetUp).
+  EXPECT_THAT(r.out, HasSubstr(" sequences=20 tokens=160 "));
+  std::vector<double> counts(16, 0);
+  for (int i = 0; i < 24; ++i) {
+    for (int j = 0; j < 8; ++j) counts[1 + (i + j) % 15] += 1;
+  }
+  double nll = 0;
+  for (int i = 0; i < 20; ++i) {
+    for (int j = 0; j < 8; ++j) nll -= std::log((counts[1 + (i + j) % 15] + 1) / (192.0 + 16));
+  }
+  const double expected = std::exp(nll / 160);
+  const size_t at = r.out.find("unigram_perplexity=");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  EXPECT_NEAR(std::stod(r.out.substr(at + 19)), expected, 1e-3) << r.out;
+  // A training glob matching nothing is one line.
+  ExpectOneLineError(Headroom("eval --checkpoint " + root_ + "/run --data " + data +
+                              " --unigram_data '" + root_ + "/none-*'"),
+                     root_ + "/none-*");
+}
+
 TEST_F(TrainCommandTest, ADataGlobMatchingNothing) {
   Result r = Headroom("train --config " + config_ + " --data '" + root_ +
                       "/data/none-*.tfrecord' --run_dir " + root_ + "/run");
