@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -113,6 +115,15 @@ size_t FaultInjectionAllowance(size_t n) {
 
 }  // namespace
 
+// HEADROOM_FAULT_INJECT_KILL_AFTER_BYTES (see WriteAllToFd): SIGKILLs the process once that
+// many bytes have gone out through WriteAllToFd, as a crash in the middle of a checkpoint would.
+void MaybeKillForFaultInjection(size_t n) {
+  static std::atomic<uint64_t> written{0};
+  const char* env = std::getenv("HEADROOM_FAULT_INJECT_KILL_AFTER_BYTES");
+  if (env == nullptr) return;
+  if (written.fetch_add(n) + n >= std::strtoull(env, nullptr, 10)) ::raise(SIGKILL);
+}
+
 absl::Status WriteAllToFd(int fd, const void* data, size_t n, const std::string& path) {
   const char* p = static_cast<const char*>(data);
   const size_t allowed = FaultInjectionAllowance(n);
@@ -126,6 +137,7 @@ absl::Status WriteAllToFd(int fd, const void* data, size_t n, const std::string&
     p += w;
     left -= static_cast<size_t>(w);
   }
+  MaybeKillForFaultInjection(allowed);
   if (allowed < n) {
     errno = ENOSPC;
     return ErrnoError("write failed (HEADROOM_FAULT_INJECT_WRITE_FAIL_AFTER_BYTES)", path);

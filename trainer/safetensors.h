@@ -143,7 +143,9 @@ std::string ShapeString(const std::vector<int64_t>& shape);
 // Fault injection, for tests only: with HEADROOM_FAULT_INJECT_WRITE_FAIL_AFTER_BYTES=N in the
 // environment, the calls of this process together write N bytes and then fail with ENOSPC
 // ("No space left on device"), as a full disk would; the count restarts whenever the variable's
-// value changes. Unset (always, outside tests), it costs one getenv per call.
+// value changes. With HEADROOM_FAULT_INJECT_KILL_AFTER_BYTES=N, the process SIGKILLs itself
+// once the calls have written N bytes, as a crash in the middle of a checkpoint would. Unset
+// (always, outside tests), they cost two getenv calls per call.
 [[nodiscard]] absl::Status WriteAllToFd(int fd, const void* data, size_t n,
                                         const std::string& path);
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -236,6 +237,41 @@ TEST_F(TrainCommandTest, AnUnwritableRunDirectory) {
   auto text = ReadFile(root_ + "/file");
   ASSERT_TRUE(text.ok());
   EXPECT_EQ(*text, "not a directory");
+}
+
+TEST_F(TrainCommandTest, AKillDuringACheckpointWriteKeepsThePreviousOneUsable) {
+  ASSERT_EQ(Train("reference", "--steps 2").exit_code, 0);
+  uintmax_t checkpoint_bytes = 0;
+  for (const auto& e : fs::directory_iterator(CheckpointDir(root_ + "/reference", 2))) {
+    checkpoint_bytes += e.file_size();
+  }
+  ASSERT_GT(checkpoint_bytes, 0u);
+  // SIGKILL half-way through the second checkpoint (step 4): the process dies, not fails.
+  const std::string env = "HEADROOM_FAULT_INJECT_KILL_AFTER_BYTES=" +
+                          std::to_string(checkpoint_bytes + checkpoint_bytes / 2);
+  Result killed = Train("run", "", env);
+  // std::system runs the command through sh, which reports a death by SIGKILL as 128 + 9.
+  EXPECT_EQ(killed.exit_code, 128 + SIGKILL) << "expected death by SIGKILL; stderr: " << killed.err;
+  std::vector<std::string> kept = ListCheckpoints(root_ + "/run");
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(fs::path(kept[0]).filename(), "step-00000002");
+  auto ck = LoadCheckpoint(kept[0]);
+  ASSERT_TRUE(ck.ok()) << ck.status();
+  // Resuming picks step 2 (the half-written step 4 is not a checkpoint) and reaches the end with
+  // the same final weights as a run that was never interrupted.
+  Result resumed = Train("run", "--resume");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_THAT(resumed.out, HasSubstr("(step 2)"));
+  ASSERT_EQ(Train("straight").exit_code, 0);
+  std::vector<std::string> a = ListCheckpoints(root_ + "/run"),
+                           b = ListCheckpoints(root_ + "/straight");
+  ASSERT_FALSE(a.empty());
+  ASSERT_FALSE(b.empty());
+  auto wa = ReadFile(a.back() + "/model.safetensors");
+  auto wb = ReadFile(b.back() + "/model.safetensors");
+  ASSERT_TRUE(wa.ok() && wb.ok());
+  EXPECT_EQ(fs::path(a.back()).filename(), fs::path(b.back()).filename());
+  EXPECT_TRUE(*wa == *wb) << "final weights differ after the resumed run";
 }
 
 TEST_F(TrainCommandTest, AFullDiskDuringACheckpointKeepsThePreviousOneUsable) {
