@@ -27,7 +27,8 @@ constexpr int64_t kTranscendentalGrain = kElementwiseGrain / 16;
 // Vectorised float GELU costs a few plain operations an element, so it splits like one; double
 // (std::erf) is ~20x dearer.
 template <typename T>
-constexpr int64_t GeluGrain = std::is_same_v<T, float> ? kElementwiseGrain / 4 : kTranscendentalGrain;
+constexpr int64_t GeluGrain =
+    std::is_same_v<T, float> ? kElementwiseGrain / 4 : kTranscendentalGrain;
 
 template <typename T>
 constexpr T kInvSqrt2 = T(0.70710678118654752440);

@@ -11,8 +11,9 @@
 // (vpmuludq) across groups; the scalar DropoutWords loop does one group at a time through a
 // chain of dependent multiplies (~4 ns an element). The rounds repeat philox.h's arithmetic
 // exactly (integer operations: the words are bit-identical, which tests/kernels/ops_test.cc
-// checks against an independent Philox), and the loop is compiled per ISA level with
-// target_clones because the build targets generic x86-64 (SSE2 has 4 lanes of 32 bits).
+// checks against an independent Philox). The Philox block and the mask-and-scale loop are both
+// compiled per ISA level with target_clones, because the build targets generic x86-64 (SSE2 has
+// 4 lanes of 32 bits and no 64-bit lane multiply GCC will use here).
 #include <algorithm>
 #include <cstring>
 
@@ -25,8 +26,10 @@ namespace {
 // Philox groups per block: 16 groups = 64 elements, two AVX-512 registers per counter word.
 constexpr int kLanes = 16;
 
-// words[4 * l + j] = word j of DropoutWords(key, g0 + l), for l < kLanes.
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void
+// words[4 * l + j] = word j of DropoutWords(key, g0 + l), for l < kLanes. A function of its own
+// (noinline, with its own ISA clones): inlined into the element loop, GCC unrolls the lane loops
+// first and then leaves them scalar.
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), noinline)) void
 DropoutWordsBlock(const DropoutKey& key, uint64_t g0, uint32_t* words) {
   constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
   constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
@@ -63,21 +66,45 @@ DropoutWordsBlock(const DropoutKey& key, uint64_t g0, uint32_t* words) {
 }
 
 // y[i] = x[i] * keep(i) * keep_scale for elements [4 * g_lo, min(4 * g_hi, n)).
+// always_inline: a call from the ISA clones of DropoutRangeFloat to one shared copy would run
+// the mask-and-scale loop with baseline (SSE2) code.
 template <typename T>
-void DropoutRange(const T* x, T* y, int64_t n, const DropoutKey& key, uint32_t threshold,
-                  T keep_scale, int64_t g_lo, int64_t g_hi) {
-  alignas(64) uint32_t words[4 * kLanes];
-  alignas(64) T in[4 * kLanes];
+[[gnu::always_inline]] inline void DropoutRange(const T* x, T* y, int64_t n, const DropoutKey& key,
+                                                uint32_t threshold, T keep_scale, int64_t g_lo,
+                                                int64_t g_hi) {
+  constexpr int kElems = 4 * kLanes;
+  alignas(64) uint32_t words[kElems];
+  alignas(64) T in[kElems];
   for (int64_t g = g_lo; g < g_hi; g += kLanes) {
     DropoutWordsBlock(key, static_cast<uint64_t>(g), words);
     const int64_t i0 = g * 4;
-    const int count = static_cast<int>(std::min<int64_t>(4 * kLanes, n - i0));
-    // Through a local copy: y may alias x, and a possibly-overlapping store would make the
-    // compiler keep this select loop scalar.
-    std::memcpy(in, x + i0, sizeof(T) * static_cast<size_t>(count));
     T* out = y + i0;
-    for (int j = 0; j < count; ++j) out[j] = words[j] >= threshold ? in[j] * keep_scale : T(0);
+    // Through a local copy: y may alias x, and a possibly-overlapping store would make the
+    // compiler keep the select loop scalar. Full blocks copy a constant size (inlined, no call).
+    if (n - i0 >= kElems) {
+      std::memcpy(in, x + i0, sizeof(in));
+      for (int j = 0; j < kElems; ++j) out[j] = words[j] >= threshold ? in[j] * keep_scale : T(0);
+    } else {
+      const int count = static_cast<int>(n - i0);
+      std::memcpy(in, x + i0, sizeof(T) * static_cast<size_t>(count));
+      for (int j = 0; j < count; ++j) out[j] = words[j] >= threshold ? in[j] * keep_scale : T(0);
+    }
   }
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void
+DropoutRangeFloat(const float* x, float* y, int64_t n, const DropoutKey& key, uint32_t threshold,
+                  float keep_scale, int64_t g_lo, int64_t g_hi) {
+  DropoutRange(x, y, n, key, threshold, keep_scale, g_lo, g_hi);
+}
+
+void DropoutRangeOf(const float* x, float* y, int64_t n, const DropoutKey& key, uint32_t threshold,
+                    float keep_scale, int64_t g_lo, int64_t g_hi) {
+  DropoutRangeFloat(x, y, n, key, threshold, keep_scale, g_lo, g_hi);
+}
+void DropoutRangeOf(const double* x, double* y, int64_t n, const DropoutKey& key,
+                    uint32_t threshold, double keep_scale, int64_t g_lo, int64_t g_hi) {
+  DropoutRange(x, y, n, key, threshold, keep_scale, g_lo, g_hi);
 }
 
 }  // namespace
@@ -98,8 +125,7 @@ void CpuOps<T>::Dropout(const T* x, T* y, int64_t n, float rate, const DropoutKe
   const int64_t groups = (n + 3) / 4;
   const int64_t blocks = (groups + kLanes - 1) / kLanes;
   pool_.ParallelFor(blocks, kElementwiseGrain / 4 / (4 * kLanes), [&](int64_t lo, int64_t hi) {
-    DropoutRange(x, y, n, key, threshold, keep_scale, lo * kLanes,
-                 std::min(groups, hi * kLanes));
+    DropoutRangeOf(x, y, n, key, threshold, keep_scale, lo * kLanes, std::min(groups, hi * kLanes));
   });
 }
 

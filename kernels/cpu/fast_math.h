@@ -80,7 +80,8 @@ inline float ErfFloat(float x) {
   const float large = 1.0f - ExpFloat(-u) * q;
   const float r = ax < 1.0f ? small : large;
   // Sign of x back on (erf is odd); bit operations, not copysign, so the loop stays branch-free.
-  return std::bit_cast<float>(std::bit_cast<uint32_t>(r) | (std::bit_cast<uint32_t>(x) & 0x80000000u));
+  return std::bit_cast<float>(std::bit_cast<uint32_t>(r) |
+                              (std::bit_cast<uint32_t>(x) & 0x80000000u));
 }
 
 template <typename T>

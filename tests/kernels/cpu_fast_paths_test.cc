@@ -77,7 +77,8 @@ TEST(CpuDropoutTest, LongVectorsMatchScalarPhiloxBitForBit) {
       const Philox4x32 w =
           DropoutWords(key.seed, key.step, key.layer, key.site, static_cast<uint64_t>(i >> 2));
       const float want = w.v[i & 3] >= threshold ? x[i] * scale : 0.0f;
-      if (y[i] != want && bad++ < 5) ADD_FAILURE() << "i=" << i << " got " << y[i] << " want " << want;
+      if (y[i] != want && bad++ < 5)
+        ADD_FAILURE() << "i=" << i << " got " << y[i] << " want " << want;
     }
     EXPECT_EQ(bad, 0);
     ops.Dropout(x.data(), x.data(), n, rate, key);  // in place
