@@ -16,10 +16,10 @@
 #include "absl/status/statusor.h"
 
 // Returns the status of `expr` from the enclosing function if it is not OK.
-#define HR_RETURN_IF_ERROR(expr)                  \
-  do {                                            \
-    ::absl::Status hr_status_ = (expr);           \
-    if (!hr_status_.ok()) return hr_status_;      \
+#define HR_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::absl::Status hr_status_ = (expr);      \
+    if (!hr_status_.ok()) return hr_status_; \
   } while (0)
 
 #define HR_STATUS_CONCAT_INNER_(a, b) a##b
@@ -29,8 +29,8 @@
 // value into `lhs`, which may be a declaration (`auto x`) or an existing variable.
 #define HR_ASSIGN_OR_RETURN(lhs, expr) \
   HR_ASSIGN_OR_RETURN_IMPL_(HR_STATUS_CONCAT_(hr_statusor_, __LINE__), lhs, expr)
-#define HR_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                              \
+#define HR_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)     \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

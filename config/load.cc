@@ -102,18 +102,18 @@ absl::Status ValidateData(const ExperimentConfig& c, const std::string& s) {
     return Invalid(s, "data.seq_length", absl::StrCat("must be >= 0 (got ", d.seq_length(), ")"));
   }
   if (d.seq_length() > c.model().max_positions()) {
-    return Invalid(s, "data.seq_length",
-                   absl::StrCat(d.seq_length(), " exceeds model.max_positions ",
-                                c.model().max_positions()));
+    return Invalid(
+        s, "data.seq_length",
+        absl::StrCat(d.seq_length(), " exceeds model.max_positions ", c.model().max_positions()));
   }
   if (d.max_predictions_per_seq() < 0) {
     return Invalid(s, "data.max_predictions_per_seq",
                    absl::StrCat("must be >= 0 (got ", d.max_predictions_per_seq(), ")"));
   }
   if (d.seq_length() > 0 && d.max_predictions_per_seq() > d.seq_length()) {
-    return Invalid(s, "data.max_predictions_per_seq",
-                   absl::StrCat(d.max_predictions_per_seq(), " exceeds data.seq_length ",
-                                d.seq_length()));
+    return Invalid(
+        s, "data.max_predictions_per_seq",
+        absl::StrCat(d.max_predictions_per_seq(), " exceeds data.seq_length ", d.seq_length()));
   }
   if (!(d.masked_lm_prob() > 0.0f && d.masked_lm_prob() < 1.0f)) {
     return Invalid(s, "data.masked_lm_prob",
@@ -124,7 +124,8 @@ absl::Status ValidateData(const ExperimentConfig& c, const std::string& s) {
 
 absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
   const TrainConfig& t = c.train();
-  if (t.steps() < 0) return Invalid(s, "train.steps", absl::StrCat("must be >= 0 (got ", t.steps(), ")"));
+  if (t.steps() < 0)
+    return Invalid(s, "train.steps", absl::StrCat("must be >= 0 (got ", t.steps(), ")"));
   if (t.global_batch_size() < 0) {
     return Invalid(s, "train.global_batch_size",
                    absl::StrCat("must be >= 0 (got ", t.global_batch_size(), ")"));
@@ -143,7 +144,8 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
   HR_RETURN_IF_ERROR(RequireRate(s, "train.optimizer.beta1", o.beta1()));
   HR_RETURN_IF_ERROR(RequireRate(s, "train.optimizer.beta2", o.beta2()));
   if (!(o.epsilon() > 0.0f)) {
-    return Invalid(s, "train.optimizer.epsilon", absl::StrCat("must be > 0 (got ", o.epsilon(), ")"));
+    return Invalid(s, "train.optimizer.epsilon",
+                   absl::StrCat("must be > 0 (got ", o.epsilon(), ")"));
   }
   if (o.weight_decay() < 0.0f) {
     return Invalid(s, "train.optimizer.weight_decay",
@@ -166,9 +168,9 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
                    absl::StrCat("must be \"fp32\" or \"bf16\" (got \"", t.precision(), "\")"));
   }
   if (t.comm() != "auto" && t.comm() != "single" && t.comm() != "mpi" && t.comm() != "nccl") {
-    return Invalid(s, "train.comm",
-                   absl::StrCat("must be \"auto\", \"single\", \"mpi\" or \"nccl\" (got \"",
-                                t.comm(), "\")"));
+    return Invalid(
+        s, "train.comm",
+        absl::StrCat("must be \"auto\", \"single\", \"mpi\" or \"nccl\" (got \"", t.comm(), "\")"));
   }
   if (!(t.comm_bucket_mb() > 0)) {
     return Invalid(s, "train.comm_bucket_mb",
@@ -189,9 +191,9 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
     HR_RETURN_IF_ERROR(RequirePositive(s, absl::StrCat(f, ".steps"), p.steps()));
     HR_RETURN_IF_ERROR(RequirePositive(s, absl::StrCat(f, ".seq_length"), p.seq_length()));
     if (p.seq_length() > c.model().max_positions()) {
-      return Invalid(s, absl::StrCat(f, ".seq_length"),
-                     absl::StrCat(p.seq_length(), " exceeds model.max_positions ",
-                                  c.model().max_positions()));
+      return Invalid(
+          s, absl::StrCat(f, ".seq_length"),
+          absl::StrCat(p.seq_length(), " exceeds model.max_positions ", c.model().max_positions()));
     }
   }
   return absl::OkStatus();
@@ -205,9 +207,8 @@ int HeadSize(const ModelConfig& model) {
 }
 
 bool IsFixedHeadSize(const ModelConfig& model) {
-  return model.head_size() > 0 &&
-         !(model.d_model() % model.num_heads() == 0 &&
-           model.head_size() == model.d_model() / model.num_heads());
+  return model.head_size() > 0 && !(model.d_model() % model.num_heads() == 0 &&
+                                    model.head_size() == model.d_model() / model.num_heads());
 }
 
 void FillDefaults(ExperimentConfig& c) {
@@ -246,12 +247,14 @@ void FillDefaults(ExperimentConfig& c) {
 }
 
 absl::Status ApplyOverride(ExperimentConfig& config, absl::string_view spec) {
-  std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(spec, absl::MaxSplits('=', 1));
+  std::pair<absl::string_view, absl::string_view> kv =
+      absl::StrSplit(spec, absl::MaxSplits('=', 1));
   absl::string_view path = absl::StripAsciiWhitespace(kv.first);
   absl::string_view value = absl::StripAsciiWhitespace(kv.second);
   if (path.empty() || spec.find('=') == absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--set ", spec, ": expected FIELD=VALUE with a dotted field path, e.g. model.num_heads=16"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set ", spec,
+                     ": expected FIELD=VALUE with a dotted field path, e.g. model.num_heads=16"));
   }
   std::vector<absl::string_view> parts = absl::StrSplit(path, '.');
   const Descriptor* desc = config.GetDescriptor();
@@ -259,8 +262,8 @@ absl::Status ApplyOverride(ExperimentConfig& config, absl::string_view spec) {
   for (size_t i = 0; i < parts.size(); ++i) {
     const FieldDescriptor* f = desc->FindFieldByName(std::string(parts[i]));
     if (f == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("--set ", spec, ": unknown field '", parts[i],
-                                                     "' in ", desc->full_name()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--set ", spec, ": unknown field '", parts[i], "' in ", desc->full_name()));
     }
     bool last = i + 1 == parts.size();
     if (!last) {
@@ -290,7 +293,8 @@ absl::Status ApplyOverride(ExperimentConfig& config, absl::string_view spec) {
   if (!parser.MergeFromString(text, &config)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--set ", spec, ": cannot set '", path, "' to '", value, "': ",
-                     errors.error().empty() ? "parse error" : errors.error().substr(errors.error().find(' ') + 1)));
+                     errors.error().empty() ? "parse error"
+                                            : errors.error().substr(errors.error().find(' ') + 1)));
   }
   return absl::OkStatus();
 }

@@ -8,17 +8,17 @@
 //   model.head_size for fixed head size attention, or choose num_heads dividing d_model
 //
 // Example:
-//   absl::StatusOr<ExperimentConfig> c = LoadConfig("configs/demo.textproto", {"model.num_layers=2"});
-//   if (!c.ok()) { std::cerr << c.status().message() << "\n"; return 1; }
+//   absl::StatusOr<ExperimentConfig> c = LoadConfig("configs/demo.textproto",
+//   {"model.num_layers=2"}); if (!c.ok()) { std::cerr << c.status().message() << "\n"; return 1; }
 #ifndef HEADROOM_CONFIG_LOAD_H_
 #define HEADROOM_CONFIG_LOAD_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "config/config.pb.h"
 
 namespace headroom {

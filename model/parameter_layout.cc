@@ -8,8 +8,8 @@
 
 namespace headroom {
 
-void ParameterLayout::Add(std::string name, std::vector<int64_t> shape, ParamInit init,
-                          bool decay, int layer) {
+void ParameterLayout::Add(std::string name, std::vector<int64_t> shape, ParamInit init, bool decay,
+                          int layer) {
   TensorSpec t;
   t.name = std::move(name);
   t.shape = std::move(shape);
@@ -52,7 +52,8 @@ ParameterLayout ParameterLayout::ForModel(const ModelConfig& m) {
 
   L.Add(p + "embeddings.word_embeddings.weight", {V, d}, kN, true, -1);
   L.Add(p + "embeddings.position_embeddings.weight", {P, d}, kN, true, -1);
-  if (bert) L.Add(p + "embeddings.token_type_embeddings.weight", {m.type_vocab_size(), d}, kN, true, -1);
+  if (bert)
+    L.Add(p + "embeddings.token_type_embeddings.weight", {m.type_vocab_size(), d}, kN, true, -1);
   L.Add(p + "embeddings.LayerNorm.weight", {d}, kO, false, -1);
   L.Add(p + "embeddings.LayerNorm.bias", {d}, kZ, false, -1);
 
@@ -97,14 +98,14 @@ double TrainingFlopsPerToken(const ModelConfig& m, int seq_length, int masked_pe
   const double inner = static_cast<double>(m.num_heads()) * HeadSize(m);
   const double S = seq_length;
   // Multiply-adds per token in the forward pass.
-  double per_layer = 3 * d * inner   // Q, K, V projections
-                     + inner * d     // output projection
-                     + 2 * d * ff    // FFN
+  double per_layer = 3 * d * inner     // Q, K, V projections
+                     + inner * d       // output projection
+                     + 2 * d * ff      // FFN
                      + 2 * S * inner;  // scores QK^T and context PV
   double macs = m.num_layers() * per_layer;
   if (m.objective() == ModelConfig::BERT) {
     double frac = S > 0 ? masked_per_seq / S : 0.0;
-    macs += frac * (d * d + d * V);       // MLM transform and decoder at masked positions
+    macs += frac * (d * d + d * V);             // MLM transform and decoder at masked positions
     macs += S > 0 ? (d * d + 2 * d) / S : 0.0;  // pooler and NSP, once per sequence
   } else {
     macs += d * V;  // decoder at every position

@@ -45,8 +45,9 @@ int RunParams(const CommandArgs& args) {
                     ParameterLayout::ForModel(m).total(), TrainingFlopsPerToken(m, seq, masked)});
   }
   if (format == "csv") {
-    std::printf("config,objective,layers,d_model,heads,head_size,ffn,seq,params,params_m,"
-                "train_flops_per_token\n");
+    std::printf(
+        "config,objective,layers,d_model,heads,head_size,ffn,seq,params,params_m,"
+        "train_flops_per_token\n");
     for (const Row& r : rows) {
       std::printf("%s\n", absl::StrFormat("%s,%s,%d,%d,%d,%d,%d,%d,%d,%.1f,%.4g", r.name,
                                           r.objective, r.layers, r.d, r.heads, r.head_size, r.ffn,
@@ -62,11 +63,10 @@ int RunParams(const CommandArgs& args) {
                                       "ffn", "seq", "params", "millions", "train_GFLOP/tok")
                           .c_str());
   for (const Row& r : rows) {
-    std::printf("%s\n",
-                absl::StrFormat("%-*s %-9s %6d %5d %5d %9d %5d %4d %13d %7.1fM %12.3f", w, r.name,
-                                r.objective, r.layers, r.d, r.heads, r.head_size, r.ffn, r.seq,
-                                r.params, r.params / 1e6, r.flops / 1e9)
-                    .c_str());
+    std::printf("%s\n", absl::StrFormat("%-*s %-9s %6d %5d %5d %9d %5d %4d %13d %7.1fM %12.3f", w,
+                                        r.name, r.objective, r.layers, r.d, r.heads, r.head_size,
+                                        r.ffn, r.seq, r.params, r.params / 1e6, r.flops / 1e9)
+                            .c_str());
   }
   return 0;
 }

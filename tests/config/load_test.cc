@@ -116,8 +116,7 @@ TEST(LoadConfigTest, RatesOutOfRangeAreRejected) {
 
 TEST(LoadConfigTest, SequenceLongerThanPositionsIsRejected) {
   ExpectRejected(ParseWith("data { seq_length: 33 }"), "data.seq_length");
-  ExpectRejected(ParseWith("data { max_predictions_per_seq: 17 }"),
-                 "data.max_predictions_per_seq");
+  ExpectRejected(ParseWith("data { max_predictions_per_seq: 17 }"), "data.max_predictions_per_seq");
   ExpectRejected(ParseWith("train { phases { steps: 1 seq_length: 64 } }"),
                  "train.phases[0].seq_length");
 }
@@ -132,10 +131,10 @@ TEST(LoadConfigTest, PrecisionMustBeKnown) {
 }
 
 TEST(OverrideTest, SetsNestedScalarEnumAndString) {
-  absl::StatusOr<ExperimentConfig> c = ParseConfig(
-      kValidBert, "cfg.textproto",
-      {"model.num_heads=8", "model.objective=BERT", "data.vocab_file=/tmp/v.txt",
-       "train.optimizer.type=LAMB"});
+  absl::StatusOr<ExperimentConfig> c =
+      ParseConfig(kValidBert, "cfg.textproto",
+                  {"model.num_heads=8", "model.objective=BERT", "data.vocab_file=/tmp/v.txt",
+                   "train.optimizer.type=LAMB"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->model().num_heads(), 8);
   EXPECT_EQ(c->data().vocab_file(), "/tmp/v.txt");
@@ -166,8 +165,7 @@ TEST(OverrideTest, BadValueAndMissingEqualsAreErrors) {
 TEST(LoadConfigTest, MissingFileNamesThePath) {
   absl::StatusOr<ExperimentConfig> c = LoadConfig("/nonexistent/x.textproto");
   ASSERT_FALSE(c.ok());
-  EXPECT_NE(std::string(c.status().message()).find("/nonexistent/x.textproto"),
-            std::string::npos);
+  EXPECT_NE(std::string(c.status().message()).find("/nonexistent/x.textproto"), std::string::npos);
 }
 
 TEST(LoadConfigTest, NameDefaultsToFileStem) {
@@ -184,8 +182,8 @@ TEST(LoadConfigTest, ShippedConfigsAreValid) {
   const char* src = std::getenv("HEADROOM_SOURCE_DIR");
   if (src == nullptr) GTEST_SKIP() << "HEADROOM_SOURCE_DIR not set (ctest sets it)";
   int n = 0;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(
-           std::filesystem::path(src) / "configs")) {
+  for (const auto& e :
+       std::filesystem::recursive_directory_iterator(std::filesystem::path(src) / "configs")) {
     if (e.path().extension() != ".textproto") continue;
     absl::StatusOr<ExperimentConfig> c = LoadConfig(e.path().string());
     EXPECT_TRUE(c.ok()) << c.status();

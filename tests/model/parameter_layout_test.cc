@@ -65,10 +65,10 @@ TEST(ParameterLayoutTest, CausalLmHasNoTokenTypesPoolerOrNsp) {
   m.set_vocab_size(32000);
   m.set_max_positions(256);
   const int64_t d = 256, hp = 16 * 32, ff = 1024, V = 32000, P = 256;
-  const int64_t expected = V * d + P * d + 2 * d +
-                           6 * (3 * (d * hp + hp) + hp * d + d + 2 * d + d * ff + ff + ff * d +
-                                d + 2 * d) +
-                           V;  // output bias; decoder tied
+  const int64_t expected =
+      V * d + P * d + 2 * d +
+      6 * (3 * (d * hp + hp) + hp * d + d + 2 * d + d * ff + ff + ff * d + d + 2 * d) +
+      V;  // output bias; decoder tied
   ParameterLayout layout = ParameterLayout::ForModel(m);
   EXPECT_EQ(layout.total(), expected);
   EXPECT_EQ(layout.Find("lm.embeddings.token_type_embeddings.weight"), nullptr);
@@ -84,8 +84,8 @@ TEST(ParameterLayoutTest, TensorsAreContiguousUniqueAndHfNamed) {
     EXPECT_EQ(t.offset, offset) << t.name;
     offset += t.numel;
     EXPECT_TRUE(names.insert(t.name).second) << "duplicate " << t.name;
-    bool is_norm_or_bias = t.name.find("LayerNorm") != std::string::npos ||
-                           t.name.ends_with(".bias");
+    bool is_norm_or_bias =
+        t.name.find("LayerNorm") != std::string::npos || t.name.ends_with(".bias");
     EXPECT_EQ(t.weight_decay, !is_norm_or_bias) << t.name;
   }
   EXPECT_EQ(offset, layout.total());
@@ -132,10 +132,12 @@ TEST(ParameterLayoutTest, PaperConfigsReproduceTableCounts) {
     EXPECT_EQ(n, ClosedFormBert(r.L, r.d, r.h, r.dp, r.ff)) << r.file;
     EXPECT_EQ(std::lround(n / 1e6), r.millions) << r.file << ": " << n;
   }
-  absl::StatusOr<ExperimentConfig> base = LoadConfig(std::string(src) + "/configs/paper/bert_base.textproto");
+  absl::StatusOr<ExperimentConfig> base =
+      LoadConfig(std::string(src) + "/configs/paper/bert_base.textproto");
   ASSERT_TRUE(base.ok()) << base.status();
   EXPECT_EQ(ParameterLayout::ForModel(base->model()).total(), 110106428);
-  absl::StatusOr<ExperimentConfig> large = LoadConfig(std::string(src) + "/configs/paper/bert_large.textproto");
+  absl::StatusOr<ExperimentConfig> large =
+      LoadConfig(std::string(src) + "/configs/paper/bert_large.textproto");
   ASSERT_TRUE(large.ok()) << large.status();
   EXPECT_EQ(ParameterLayout::ForModel(large->model()).total(), 336226108);
 }
