@@ -16,12 +16,10 @@
 #include "data/text_input.h"
 #include "data/wordpiece_tokenizer.h"
 #include "tools/command.h"
+#include "tools/prepare_common.h"
 
 ABSL_DECLARE_FLAG(std::string, input_file);
-ABSL_DECLARE_FLAG(std::string, valid_file);
 ABSL_DECLARE_FLAG(std::string, output_dir);
-ABSL_DECLARE_FLAG(int32_t, num_shards);
-ABSL_DECLARE_FLAG(int32_t, num_valid_shards);
 ABSL_DECLARE_FLAG(bool, progress);
 
 // Google's create_pretraining_data.py flags, same names and defaults.
@@ -41,8 +39,6 @@ ABSL_FLAG(int32_t, max_input_chars_per_word, 100,
           "longer words become [UNK] (Hugging Face: 100, Google: 200)");
 
 namespace headroom {
-
-absl::Status EnsureOutputDir(const std::string& dir);  // prepare_common.cc
 
 int RunPrepareBert(const CommandArgs& args) {
   const char* kName = "prepare-bert";
@@ -73,29 +69,16 @@ int RunPrepareBert(const CommandArgs& args) {
   if (absl::Status s = ValidateBertDataOptions(o); !s.ok())
     return Fail(kName, std::string(s.message()));
 
-  struct Split {
-    std::string name, spec;
-    int shards;
-  };
-  std::vector<Split> splits = {{"train", input, absl::GetFlag(FLAGS_num_shards)}};
-  if (!absl::GetFlag(FLAGS_valid_file).empty()) {
-    splits.push_back(
-        {"valid", absl::GetFlag(FLAGS_valid_file), absl::GetFlag(FLAGS_num_valid_shards)});
-  }
-  // Check every input before writing anything.
-  std::vector<std::vector<std::string>> files;
-  for (const Split& split : splits) {
-    absl::StatusOr<std::vector<std::string>> f = ExpandInputFiles(split.spec);
-    if (!f.ok()) return Fail(kName, std::string(f.status().message()));
-    files.push_back(*f);
-  }
+  // Every input is checked, and the output directory made, before anything is written.
+  absl::StatusOr<std::vector<PrepareSplit>> resolved = ResolvePrepareSplits(input);
+  if (!resolved.ok()) return Fail(kName, std::string(resolved.status().message()));
+  const std::vector<PrepareSplit>& splits = *resolved;
   const std::string out = absl::GetFlag(FLAGS_output_dir);
-  if (absl::Status s = EnsureOutputDir(out); !s.ok()) return Fail(kName, std::string(s.message()));
 
   for (size_t i = 0; i < splits.size(); ++i) {
     Progress progress(absl::StrCat(kName, " ", splits[i].name), absl::GetFlag(FLAGS_progress));
     absl::StatusOr<BertDataStats> stats =
-        WriteBertShards(files[i], *tok, o, out, splits[i].name, splits[i].shards, &progress);
+        WriteBertShards(splits[i].files, *tok, o, out, splits[i].name, splits[i].shards, &progress);
     if (!stats.ok()) return Fail(kName, std::string(stats.status().message()));
     std::printf("%s\n",
                 absl::StrFormat("%s: %d documents, %d sentences, %d tokens -> %d examples in %d "

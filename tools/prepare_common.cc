@@ -1,5 +1,7 @@
 // Flags and helpers shared by `headroom prepare-bert` and `headroom prepare-lm`: where the text
 // comes from, where the shards go and how many, and the progress line.
+#include "tools/prepare_common.h"
+
 #include <sys/stat.h>
 
 #include <cstdint>
@@ -8,6 +10,7 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "data/text_input.h"
 
 ABSL_FLAG(std::string, input_file, "",
           "input text (comma-separated files or globs): one sentence per line, blank lines "
@@ -20,6 +23,8 @@ ABSL_FLAG(int32_t, num_valid_shards, 1, "validation shards (with --valid_file)")
 ABSL_FLAG(bool, progress, true, "print a progress line (docs/s, tokens/s, ETA) to stderr");
 
 namespace headroom {
+
+namespace {
 
 // Creates `dir` (one level) if it does not exist; InvalidArgument naming it otherwise.
 absl::Status EnsureOutputDir(const std::string& dir) {
@@ -36,6 +41,24 @@ absl::Status EnsureOutputDir(const std::string& dir) {
         absl::StrCat("cannot create --output_dir=", dir, " (does its parent exist?)"));
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<PrepareSplit>> ResolvePrepareSplits(const std::string& input) {
+  std::vector<std::pair<std::string, int>> specs = {{input, absl::GetFlag(FLAGS_num_shards)}};
+  if (!absl::GetFlag(FLAGS_valid_file).empty()) {
+    specs.push_back({absl::GetFlag(FLAGS_valid_file), absl::GetFlag(FLAGS_num_valid_shards)});
+  }
+  std::vector<PrepareSplit> splits;
+  for (const auto& [spec, shards] : specs) {
+    absl::StatusOr<std::vector<std::string>> files = ExpandInputFiles(spec);
+    if (!files.ok()) return files.status();
+    splits.push_back({splits.empty() ? "train" : "valid", *std::move(files), shards});
+  }
+  absl::Status out = EnsureOutputDir(absl::GetFlag(FLAGS_output_dir));
+  if (!out.ok()) return out;
+  return splits;
 }
 
 }  // namespace headroom

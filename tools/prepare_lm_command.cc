@@ -15,12 +15,10 @@
 #include "data/sentencepiece_tokenizer.h"
 #include "data/text_input.h"
 #include "tools/command.h"
+#include "tools/prepare_common.h"
 
 ABSL_DECLARE_FLAG(std::string, input_file);
-ABSL_DECLARE_FLAG(std::string, valid_file);
 ABSL_DECLARE_FLAG(std::string, output_dir);
-ABSL_DECLARE_FLAG(int32_t, num_shards);
-ABSL_DECLARE_FLAG(int32_t, num_valid_shards);
 ABSL_DECLARE_FLAG(bool, progress);
 
 ABSL_FLAG(std::string, spm_model, "",
@@ -32,8 +30,6 @@ ABSL_FLAG(int32_t, max_length, 256, "tokens per example at most (EOS included)")
 ABSL_FLAG(bool, pack, false, "pack several sentences per example instead of one per example");
 
 namespace headroom {
-
-absl::Status EnsureOutputDir(const std::string& dir);  // prepare_common.cc
 
 int RunPrepareLm(const CommandArgs& args) {
   const char* kName = "prepare-lm";
@@ -50,28 +46,16 @@ int RunPrepareLm(const CommandArgs& args) {
     return Fail(kName, absl::StrCat("--spm_model=", model, ": expected a name ending in .model"));
   }
 
-  struct Split {
-    std::string name, spec;
-    int shards;
-  };
-  std::vector<Split> splits = {{"train", input, absl::GetFlag(FLAGS_num_shards)}};
-  if (!absl::GetFlag(FLAGS_valid_file).empty()) {
-    splits.push_back(
-        {"valid", absl::GetFlag(FLAGS_valid_file), absl::GetFlag(FLAGS_num_valid_shards)});
-  }
-  std::vector<std::vector<std::string>> files;
-  for (const Split& split : splits) {
-    absl::StatusOr<std::vector<std::string>> f = ExpandInputFiles(split.spec);
-    if (!f.ok()) return Fail(kName, std::string(f.status().message()));
-    files.push_back(*f);
-  }
+  // Every input is checked, and the output directory made, before anything is written.
+  absl::StatusOr<std::vector<PrepareSplit>> resolved = ResolvePrepareSplits(input);
+  if (!resolved.ok()) return Fail(kName, std::string(resolved.status().message()));
+  const std::vector<PrepareSplit>& splits = *resolved;
   const std::string out = absl::GetFlag(FLAGS_output_dir);
-  if (absl::Status s = EnsureOutputDir(out); !s.ok()) return Fail(kName, std::string(s.message()));
 
   absl::StatusOr<SentencePieceTokenizer> spm = SentencePieceTokenizer::Load(model);
   if (!spm.ok() && spm.status().code() == absl::StatusCode::kNotFound) {
     SentencePieceTrainOptions t;
-    t.input_files = files[0];
+    t.input_files = splits[0].files;
     t.model_prefix = model.substr(0, model.size() - 6);
     t.vocab_size = absl::GetFlag(FLAGS_vocab_size);
     t.model_type = absl::GetFlag(FLAGS_spm_model_type);
@@ -92,7 +76,7 @@ int RunPrepareLm(const CommandArgs& args) {
     Progress progress(absl::StrCat(kName, " ", splits[i].name), absl::GetFlag(FLAGS_progress),
                       "sentences");
     absl::StatusOr<LmDataStats> stats =
-        WriteLmShards(files[i], *spm, o, out, splits[i].name, splits[i].shards, &progress);
+        WriteLmShards(splits[i].files, *spm, o, out, splits[i].name, splits[i].shards, &progress);
     if (!stats.ok()) return Fail(kName, std::string(stats.status().message()));
     std::printf("%s\n",
                 absl::StrFormat("%s: %d sentences -> %d examples, %d tokens (vocab %d) in "

@@ -1,0 +1,28 @@
+// What `headroom prepare-bert` and `headroom prepare-lm` share (prepare_common.cc): the
+// --input_file / --valid_file / --output_dir / --num_shards flags resolved into output splits.
+#ifndef HEADROOM_TOOLS_PREPARE_COMMON_H_
+#define HEADROOM_TOOLS_PREPARE_COMMON_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace headroom {
+
+// One output split: "train" from `input` (--num_shards shards), "valid" from --valid_file
+// (--num_valid_shards shards) when given.
+struct PrepareSplit {
+  std::string name;
+  std::vector<std::string> files;  // expanded input files
+  int shards = 0;
+};
+
+// Expands every split's inputs and creates --output_dir, so that a bad input or output path is
+// reported before anything is written. Errors are one line naming the flag or file.
+[[nodiscard]] absl::StatusOr<std::vector<PrepareSplit>> ResolvePrepareSplits(
+    const std::string& input);
+
+}  // namespace headroom
+
+#endif  // HEADROOM_TOOLS_PREPARE_COMMON_H_
