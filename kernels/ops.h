@@ -146,6 +146,38 @@ class Ops {
   virtual void SoftmaxBackward(const T* probs, const T* dprobs, T* dscores, int64_t rows, int Sk,
                                T scale) = 0;
 
+  // ---- Fused attention --------------------------------------------------------------------
+  // Scaled dot-product attention of H heads of size D over B sequences of S tokens, computed
+  // without materialising the [S, S] probabilities of a head (flash-attention style): the same
+  // function as PermuteHeads + Q K^T + SoftmaxForward + Dropout + P V + PermuteHeads back, in the
+  // token-major layout the projections write: element (b, s, h, j) of q, k, v, out (and dout,
+  // dq, dk, dv) is at ((b * S + s) * H + h) * D + j, so no head permutes are needed. Masking and
+  // scale are SoftmaxForward's; the dropout mask is Dropout's over the [B, H, S, S]
+  // probabilities (element ((b * H + h) * S + q) * S + k, with `key`), so both paths draw the
+  // same mask. lse [B, H, S] receives per query log(sum over unmasked keys of exp(scale * q.k)),
+  // or +inf where every key is masked (that query's output is 0). `out` may not alias q, k, v.
+  virtual void AttentionForward(const T* q, const T* k, const T* v, int B, int S, int H, int D,
+                                T scale, const int32_t* key_valid, bool causal, float dropout_rate,
+                                const DropoutKey& key, T* out, T* lse) = 0;
+  // Gradients through AttentionForward: given the forward's q, k, v, out and lse and
+  // dout = d loss / d out, overwrites dq, dk, dv (same layout). The probabilities are recomputed
+  // from q, k and lse. `delta` is scratch of B * H * S elements (it receives, per query,
+  // sum_j dout * out, which equals sum_k p * dp with or without dropout).
+  virtual void AttentionBackward(const T* q, const T* k, const T* v, const T* out, const T* dout,
+                                 const T* lse, int B, int S, int H, int D, T scale,
+                                 const int32_t* key_valid, bool causal, float dropout_rate,
+                                 const DropoutKey& key, T* dq, T* dk, T* dv, T* delta) = 0;
+  // Whether the model should use the fused attention ops for heads of `head_size` rather than
+  // the materialised path. CUDA in bf16 mode does for the head sizes its kernel has (its
+  // products are bf16 with fp32 accumulation, whatever the GEMM precision, so the fp32 parity
+  // mode keeps the exact path); the CPU does not, because its per-head GEMMs are faster than
+  // recomputing the probabilities in backward (CpuOps implements the ops as the reference twin).
+  // The fused ops themselves work on every backend for any head size the backend supports.
+  virtual bool PrefersFusedAttention(int head_size) const {
+    (void)head_size;
+    return false;
+  }
+
   // ---- Dropout --------------------------------------------------------------------------
   // y[i] = x[i] * keep(i) / (1 - rate), keep(i) drawn from Philox(key, i) with P(keep) = 1-rate.
   // The same call on the gradient (same key, n) is the backward. rate == 0 copies. `y` may

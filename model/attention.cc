@@ -12,35 +12,42 @@ namespace headroom {
 
 template <typename T>
 FixedHeadAttention<T>::FixedHeadAttention(Ops<T>* ops, int d_model, int num_heads, int head_size,
-                                          int max_batch, int max_seq, bool keep_dropped_probs)
+                                          int max_batch, int max_seq, bool keep_dropped_probs,
+                                          bool fused)
     : ops_(ops),
       d_(d_model),
       h_(num_heads),
       dp_(head_size),
       max_batch_(max_batch),
-      max_seq_(max_seq) {
+      max_seq_(max_seq),
+      fused_(fused) {
   const int64_t n_inner = static_cast<int64_t>(max_batch) * max_seq * h_ * dp_;
+  const int64_t n_probs = static_cast<int64_t>(max_batch) * h_ * max_seq * max_seq;
   qh_ = ops_->Alloc(n_inner);
   kh_ = ops_->Alloc(n_inner);
   vh_ = ops_->Alloc(n_inner);
   ctx_ = ops_->Alloc(n_inner);
-  probs_ = ops_->Alloc(static_cast<int64_t>(max_batch) * h_ * max_seq * max_seq);
-  if (keep_dropped_probs) {
-    dropped_ = ops_->Alloc(static_cast<int64_t>(max_batch) * h_ * max_seq * max_seq);
+  if (fused_) {
+    lse_ = ops_->Alloc(static_cast<int64_t>(max_batch) * h_ * max_seq);
+    return;
   }
+  probs_ = ops_->Alloc(n_probs);
+  if (keep_dropped_probs) dropped_ = ops_->Alloc(n_probs);
 }
 
 template <typename T>
 FixedHeadAttention<T>::~FixedHeadAttention() {
-  for (T* p : {qh_, kh_, vh_, ctx_, probs_, dropped_}) ops_->Free(p);
+  for (T* p : {qh_, kh_, vh_, ctx_, probs_, dropped_, lse_}) ops_->Free(p);
 }
 
 template <typename T>
 int64_t FixedHeadAttention<T>::ScratchElements(int num_heads, int head_size, int max_batch,
-                                               int max_seq) {
-  // Backward is the larger user: two [N, I] buffers and two [B, h, S, S] buffers.
+                                               int max_seq, bool fused) {
+  // Backward is the larger user: materialised, two [N, I] buffers and two [B, h, S, S]
+  // buffers; fused, four [N, I] buffers (dctx, dq, dk, dv) and delta [B, h, S].
   const int64_t n_inner = static_cast<int64_t>(max_batch) * max_seq * num_heads * head_size;
   const int64_t n_probs = static_cast<int64_t>(max_batch) * num_heads * max_seq * max_seq;
+  if (fused) return 4 * n_inner + static_cast<int64_t>(max_batch) * num_heads * max_seq;
   return 2 * n_inner + 2 * n_probs;
 }
 
@@ -48,7 +55,56 @@ template <typename T>
 int64_t FixedHeadAttention<T>::KeptElements() const {
   const int64_t n_inner = static_cast<int64_t>(max_batch_) * max_seq_ * h_ * dp_;
   const int64_t n_probs = static_cast<int64_t>(max_batch_) * h_ * max_seq_ * max_seq_;
+  if (fused_) return 4 * n_inner + static_cast<int64_t>(max_batch_) * h_ * max_seq_;
   return 4 * n_inner + (dropped_ != nullptr ? 2 : 1) * n_probs;
+}
+
+template <typename T>
+void FixedHeadAttention<T>::ForwardFused(const AttentionParams<T>& p, const T* x,
+                                         const int32_t* key_valid, T* out) {
+  const int N = B_ * S_, I = h_ * dp_;
+  const T* w[3] = {p.wq, p.wk, p.wv};
+  const T* b[3] = {p.bq, p.bk, p.bv};
+  T* y[3] = {qh_, kh_, vh_};
+  for (int i = 0; i < 3; ++i) {
+    ops_->Gemm(Trans::kNo, Trans::kYes, N, I, d_, T(1), x, d_, w[i], d_, T(0), y[i], I);
+    ops_->AddBias(y[i], b[i], N, I);
+  }
+  const T scale = T(1) / std::sqrt(static_cast<T>(dp_));
+  ops_->AttentionForward(qh_, kh_, vh_, B_, S_, h_, dp_, scale, key_valid, causal_, rate_, key_,
+                         ctx_, lse_);
+  ops_->Gemm(Trans::kNo, Trans::kYes, N, d_, I, T(1), ctx_, I, p.wo, I, T(0), out, d_);
+  ops_->AddBias(out, p.bo, N, d_);
+}
+
+template <typename T>
+void FixedHeadAttention<T>::ProjectionBackward(const T* dy, const T* x, const T* w, T* gw, T* gb,
+                                               T* dx, int N) {
+  const int I = h_ * dp_;
+  ops_->Gemm(Trans::kYes, Trans::kNo, I, d_, N, T(1), dy, I, x, d_, T(1), gw, d_);
+  ops_->BiasBackward(dy, N, I, gb);
+  ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, I, T(1), dy, I, w, d_, T(1), dx, d_);
+}
+
+template <typename T>
+void FixedHeadAttention<T>::BackwardFused(const AttentionParams<T>& p, const AttentionGrads<T>& g,
+                                          const T* x, const T* dout, T* dx, T* scratch) {
+  const int N = B_ * S_, I = h_ * dp_;
+  const int64_t n_inner = static_cast<int64_t>(N) * I;
+  T* dctx = scratch;
+  T* dq = scratch + n_inner;
+  T* dk = dq + n_inner;
+  T* dv = dk + n_inner;
+  T* delta = dv + n_inner;  // [B, h, S]
+  ops_->Gemm(Trans::kYes, Trans::kNo, d_, I, N, T(1), dout, d_, ctx_, I, T(1), g.wo, I);
+  ops_->BiasBackward(dout, N, d_, g.bo);
+  ops_->Gemm(Trans::kNo, Trans::kNo, N, I, d_, T(1), dout, d_, p.wo, I, T(0), dctx, I);
+  const T scale = T(1) / std::sqrt(static_cast<T>(dp_));
+  ops_->AttentionBackward(qh_, kh_, vh_, ctx_, dctx, lse_, B_, S_, h_, dp_, scale, key_valid_,
+                          causal_, rate_, key_, dq, dk, dv, delta);
+  ProjectionBackward(dv, x, p.wv, g.wv, g.bv, dx, N);
+  ProjectionBackward(dq, x, p.wq, g.wq, g.bq, dx, N);
+  ProjectionBackward(dk, x, p.wk, g.wk, g.bk, dx, N);
 }
 
 template <typename T>
@@ -58,8 +114,14 @@ void FixedHeadAttention<T>::Forward(const AttentionParams<T>& p, const T* x, int
   assert(B <= max_batch_ && S <= max_seq_);
   B_ = B;
   S_ = S;
+  key_valid_ = key_valid;
+  causal_ = causal;
   rate_ = dropout_rate;
   key_ = key;
+  if (fused_) {
+    ForwardFused(p, x, key_valid, out);
+    return;
+  }
   const int N = B * S, I = h_ * dp_;
   const int64_t n_probs = static_cast<int64_t>(B) * h_ * S * S;
   T* proj = scratch;  // [N, I]
@@ -101,6 +163,10 @@ void FixedHeadAttention<T>::Forward(const AttentionParams<T>& p, const T* x, int
 template <typename T>
 void FixedHeadAttention<T>::Backward(const AttentionParams<T>& p, const AttentionGrads<T>& g,
                                      const T* x, const T* dout, T* dx, T* scratch) {
+  if (fused_) {
+    BackwardFused(p, g, x, dout, dx, scratch);
+    return;
+  }
   const int B = B_, S = S_, N = B * S, I = h_ * dp_;
   const int64_t n_inner = static_cast<int64_t>(N) * I;
   const int64_t n_probs = static_cast<int64_t>(B) * h_ * S * S;
@@ -134,9 +200,7 @@ void FixedHeadAttention<T>::Backward(const AttentionParams<T>& p, const Attentio
   // dctx_heads (buf_b) is free from here on.
   T* merged = buf_b;
   ops_->PermuteHeads(dv_heads, merged, B, S, h_, dp_, /*inverse=*/true);
-  ops_->Gemm(Trans::kYes, Trans::kNo, I, d_, N, T(1), merged, I, x, d_, T(1), g.wv, d_);
-  ops_->BiasBackward(merged, N, I, g.bv);
-  ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, I, T(1), merged, I, p.wv, d_, T(1), dx, d_);
+  ProjectionBackward(merged, x, p.wv, g.wv, g.bv, dx, N);
 
   // Dropout and softmax backward, in place: dprobs becomes d loss / d (Q K^T).
   if (rate_ > 0) ops_->Dropout(dprobs, dprobs, n_probs, rate_, key_);
@@ -156,9 +220,7 @@ void FixedHeadAttention<T>::Backward(const AttentionParams<T>& p, const Attentio
                                qh_, dp_, head_stride, T(0), buf_a, dp_, head_stride, B * h_);
     }
     ops_->PermuteHeads(buf_a, merged, B, S, h_, dp_, /*inverse=*/true);
-    ops_->Gemm(Trans::kYes, Trans::kNo, I, d_, N, T(1), merged, I, x, d_, T(1), gw[i], d_);
-    ops_->BiasBackward(merged, N, I, gb[i]);
-    ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, I, T(1), merged, I, w[i], d_, T(1), dx, d_);
+    ProjectionBackward(merged, x, w[i], gw[i], gb[i], dx, N);
   }
 }
 

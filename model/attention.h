@@ -14,12 +14,23 @@
 // the query get probability exactly 0. The hidden dropout after `out` and the residual belong
 // to the caller (the post-LN block in transformer.cc).
 //
+// Two paths compute the same function (tests/model check both against finite differences):
+//  - materialised: heads split with PermuteHeads, per-head strided-batched GEMMs, the [S, S]
+//    probabilities of every head written out by SoftmaxForward and kept for backward;
+//  - fused: Ops::AttentionForward / AttentionBackward (flash-attention style) on the
+//    projections' token-major output, keeping only one log-sum-exp per query; no permutes.
+// The constructor's `fused` picks one (the model asks Ops::PrefersFusedAttention: the GPU in
+// bf16 mode uses the fused path, the CPU the materialised one).
+//
 // Memory. Each FixedHeadAttention owns the activations its backward needs, allocated once for
 // (max_batch, max_seq) at construction, with N = B*S:
-//   q, k, v  split into heads [B, h, S, d_p]   3 * N * I elements
-//   probs    softmax output before dropout [B, h, S, S]   B * h * S * S elements (by default
-//            dropout is recomputed from its Philox key in backward instead of storing the mask;
-//            with keep_dropped_probs the dropped probabilities are kept too, B * h * S * S more)
+//   q, k, v  3 * N * I elements: split into heads [B, h, S, d_p] (materialised) or as the
+//            projections wrote them [B*S, I] (fused)
+//   probs    materialised only: softmax output before dropout [B, h, S, S], B * h * S * S
+//            elements (by default dropout is recomputed from its Philox key in backward instead
+//            of storing the mask; with keep_dropped_probs the dropped probabilities are kept
+//            too, B * h * S * S more)
+//   lse      fused only: log-sum-exp per query [B, h, S]
 //   context  heads merged [B*S, I]             N * I elements
 // The layer input x is the caller's and must be unchanged between Forward and Backward. The
 // `scratch` workspace (ScratchElements) is only used during a call and may be shared by all
@@ -74,14 +85,16 @@ class FixedHeadAttention {
   // (another B*h*S*S elements) so Backward does not redraw the mask; worth it on the CPU, where
   // a Philox draw costs nanoseconds per element, not on a GPU, where it is almost free and
   // memory is the constraint.
+  // fused: take the fused path (see above); keep_dropped_probs is then ignored.
   FixedHeadAttention(Ops<T>* ops, int d_model, int num_heads, int head_size, int max_batch,
-                     int max_seq, bool keep_dropped_probs = false);
+                     int max_seq, bool keep_dropped_probs = false, bool fused = false);
   ~FixedHeadAttention();
   FixedHeadAttention(const FixedHeadAttention&) = delete;
   FixedHeadAttention& operator=(const FixedHeadAttention&) = delete;
 
   // Elements of the scratch workspace Forward and Backward need for (max_batch, max_seq).
-  static int64_t ScratchElements(int num_heads, int head_size, int max_batch, int max_seq);
+  static int64_t ScratchElements(int num_heads, int head_size, int max_batch, int max_seq,
+                                 bool fused);
   // Elements this object keeps for backward (see the file comment).
   int64_t KeptElements() const;
 
@@ -96,20 +109,31 @@ class FixedHeadAttention {
                 T* dx, T* scratch);
 
   int inner() const { return h_ * dp_; }
+  bool fused() const { return fused_; }
 
  private:
+  void ForwardFused(const AttentionParams<T>& p, const T* x, const int32_t* key_valid, T* out);
+  void BackwardFused(const AttentionParams<T>& p, const AttentionGrads<T>& g, const T* x,
+                     const T* dout, T* dx, T* scratch);
+  // dW += dy^T x, db += colsum(dy), dx += dy W for one projection y = x W^T + b, dy [N, I].
+  void ProjectionBackward(const T* dy, const T* x, const T* w, T* gw, T* gb, T* dx, int N);
+
   Ops<T>* ops_;
   int d_, h_, dp_;
   int max_batch_, max_seq_;
+  bool fused_;
   // Kept activations.
-  T* qh_ = nullptr;       // [B, h, S, d_p]
-  T* kh_ = nullptr;       // [B, h, S, d_p]
-  T* vh_ = nullptr;       // [B, h, S, d_p]
-  T* probs_ = nullptr;    // [B, h, S, S]
+  T* qh_ = nullptr;       // [B, h, S, d_p] (fused: [B*S, I])
+  T* kh_ = nullptr;       // [B, h, S, d_p] (fused: [B*S, I])
+  T* vh_ = nullptr;       // [B, h, S, d_p] (fused: [B*S, I])
+  T* probs_ = nullptr;    // [B, h, S, S] (materialised)
+  T* lse_ = nullptr;      // [B, h, S] (fused)
   T* dropped_ = nullptr;  // [B, h, S, S] probs after dropout, when keep_dropped_probs
   T* ctx_ = nullptr;      // [B*S, I]
-  // Shape and dropout of the last Forward, replayed by Backward.
+  // Shape, mask and dropout of the last Forward, replayed by Backward.
   int B_ = 0, S_ = 0;
+  const int32_t* key_valid_ = nullptr;
+  bool causal_ = false;
   float rate_ = 0;
   DropoutKey key_;
 };

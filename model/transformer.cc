@@ -24,15 +24,15 @@ template <typename T>
 class EncoderLayer {
  public:
   EncoderLayer(Ops<T>* ops, const ModelConfig& m, int index, const ParameterLayout& layout,
-               T* params, T* grads, int max_batch, int max_seq)
+               T* params, T* grads, int max_batch, int max_seq, bool fused_attention)
       : ops_(ops),
         index_(index),
         d_(m.d_model()),
         f_(m.ffn_size()),
         eps_(static_cast<T>(m.layer_norm_epsilon())),
-        attn_(
-            ops, m.d_model(), m.num_heads(), HeadSize(m), max_batch, max_seq,
-            /*keep_dropped_probs=*/ops->device() == DeviceKind::kCpu && m.attention_dropout() > 0) {
+        attn_(ops, m.d_model(), m.num_heads(), HeadSize(m), max_batch, max_seq,
+              /*keep_dropped_probs=*/ops->device() == DeviceKind::kCpu && m.attention_dropout() > 0,
+              fused_attention) {
     const std::string lp = layout.LayerPrefix(index);
     auto view = [&](const std::string& name, T** p, T** g) {
       const TensorSpec& t = layout.Get(lp + name);
@@ -75,11 +75,12 @@ class EncoderLayer {
   // Kept elements, including the attention's (the layer output belongs to the model).
   int64_t KeptElements(int64_t n) const { return attn_.KeptElements() + n * (3 * d_ + 2 * f_ + 4); }
 
-  static int64_t ScratchElements(const ModelConfig& m, int max_batch, int max_seq) {
+  static int64_t ScratchElements(const ModelConfig& m, int max_batch, int max_seq, bool fused) {
     const int64_t n = static_cast<int64_t>(max_batch) * max_seq;
     return n * m.d_model() +
-           std::max<int64_t>(n * m.ffn_size(), FixedHeadAttention<T>::ScratchElements(
-                                                   m.num_heads(), HeadSize(m), max_batch, max_seq));
+           std::max<int64_t>(n * m.ffn_size(),
+                             FixedHeadAttention<T>::ScratchElements(m.num_heads(), HeadSize(m),
+                                                                    max_batch, max_seq, fused));
   }
 
   // out [N, d] = block(x). scratch: ScratchElements.
@@ -214,9 +215,18 @@ int ArgMax(const T* v, int n) {
 
 }  // namespace
 
+absl::StatusOr<AttentionPath> ParseAttentionPath(const std::string& name) {
+  if (name == "auto") return AttentionPath::kAuto;
+  if (name == "fused") return AttentionPath::kFused;
+  if (name == "materialized") return AttentionPath::kMaterialized;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown attention path '", name, "': use auto, fused or materialized"));
+}
+
 template <typename T>
 absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& model, Ops<T>* ops,
-                                                           const ModelLimits& limits) {
+                                                           const ModelLimits& limits,
+                                                           const ModelOptions& options) {
   ExperimentConfig e;
   *e.mutable_model() = model;
   FillDefaults(e);  // the documented defaults of unset optional fields
@@ -224,7 +234,10 @@ absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& mo
   if (e.model().objective() != ModelConfig::BERT) l.max_predictions = 0;
   absl::Status s = CheckModel(e.model(), l);
   if (!s.ok()) return s;
-  return std::unique_ptr<Model<T>>(new Model<T>(e.model(), ops, l));
+  const bool fused = options.attention == AttentionPath::kFused ||
+                     (options.attention == AttentionPath::kAuto &&
+                      ops->PrefersFusedAttention(HeadSize(e.model())));
+  return std::unique_ptr<Model<T>>(new Model<T>(e.model(), ops, l, fused));
 }
 
 template <typename T>
@@ -242,12 +255,14 @@ int32_t* Model<T>::AllocateInt(int64_t n) {
 }
 
 template <typename T>
-Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits)
+Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits,
+                bool fused_attention)
     : config_(model),
       ops_(ops),
       limits_(limits),
       layout_(ParameterLayout::ForModel(model)),
       bert_(model.objective() == ModelConfig::BERT),
+      fused_attention_(fused_attention),
       d_(model.d_model()),
       V_(model.vocab_size()),
       eps_(static_cast<T>(model.layer_norm_epsilon())) {
@@ -257,7 +272,8 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
   grads_ = Allocate(layout_.total());
   for (int l = 0; l < model.num_layers(); ++l) {
     layers_.push_back(std::make_unique<EncoderLayer<T>>(ops, model, l, layout_, params_, grads_,
-                                                        limits.max_batch, limits.max_seq));
+                                                        limits.max_batch, limits.max_seq,
+                                                        fused_attention));
   }
 
   ids_ = AllocateInt(N);
@@ -300,9 +316,9 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
   }
   // Workspace: a layer's scratch (also the heads' two [rows, d] buffers), the two [N, d]
   // gradient buffers Backward alternates between, and the NSP logit gradient.
-  const int64_t scratch =
-      std::max(EncoderLayer<T>::ScratchElements(model, limits.max_batch, limits.max_seq),
-               2 * std::max(P, B) * d_);
+  const int64_t scratch = std::max(
+      EncoderLayer<T>::ScratchElements(model, limits.max_batch, limits.max_seq, fused_attention),
+      2 * std::max(P, B) * d_);
   scratch_ = Allocate(scratch);
   dh_[0] = Allocate(N * d_);
   dh_[1] = Allocate(N * d_);

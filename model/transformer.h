@@ -23,8 +23,9 @@
 // Backward allocate nothing. With N = B*S tokens, I = heads*head_size, F = ffn_size, V = vocab,
 // P = B*M masked slots, the activations kept from Forward for Backward are (elements):
 //   embeddings:  LayerNorm input N*d, its mean and rstd 2N, output h_0 N*d
-//   per layer:   attention (attention.h): q, k, v 3*N*I, probs B*h*S*S, context N*I, and on
-//                the CPU with attention dropout the dropped probs B*h*S*S (the GPU redraws them);
+//   per layer:   attention (attention.h): q, k, v 3*N*I, context N*I, and either (materialised
+//                path) probs B*h*S*S plus, on the CPU with attention dropout, the dropped probs
+//                B*h*S*S (the GPU redraws them), or (fused path) one log-sum-exp per query B*h*S;
 //                attention residual sum (LN1 input) N*d, LN1 mean/rstd 2N, LN1 output N*d;
 //                FFN pre-activation N*F, GELU output N*F; FFN residual sum (LN2 input) N*d,
 //                LN2 mean/rstd 2N, layer output h_{l+1} N*d
@@ -33,7 +34,8 @@
 //                [CLS] rows B*d, pooled B*d, NSP logits 2B
 //   causal LM:   logits (then their gradient, in place) N*V
 // Dropout masks are never stored: Backward recomputes them from their Philox keys. Besides
-// these, one workspace of N*d + max(N*F, attention scratch 2*N*I + 2*B*h*S*S) elements is shared
+// these, one workspace of N*d + max(N*F, attention scratch: materialised 2*N*I + 2*B*h*S*S,
+// fused 4*N*I + B*h*S) elements is shared
 // by all layers and the heads, and Backward uses two [N, d] gradient buffers.
 // ActivationElements() returns the exact total.
 //
@@ -76,6 +78,18 @@ struct ModelLimits {
   int max_predictions = 0;  // BERT masked slots per sequence (ignored for the causal LM)
 };
 
+// Which of FixedHeadAttention's two paths the layers take (model/attention.h). kAuto asks the
+// backend (Ops::PrefersFusedAttention: fused on the GPU in bf16 mode, materialised on the CPU).
+enum class AttentionPath { kAuto, kFused, kMaterialized };
+
+// "auto", "fused" or "materialized"; InvalidArgument naming the accepted values otherwise.
+[[nodiscard]] absl::StatusOr<AttentionPath> ParseAttentionPath(const std::string& name);
+
+// Implementation choices that do not change the function the model computes.
+struct ModelOptions {
+  AttentionPath attention = AttentionPath::kAuto;
+};
+
 // What one Forward computed. Losses are the means the gradient is of; the sums and counts let
 // the trainer average over micro-batches and ranks exactly.
 struct LossStats {
@@ -107,9 +121,9 @@ class Model {
   // Validates `model` (as config/load.h would) and `limits`, lays out and allocates parameters
   // (zero until InitParameters or CopyParametersToDevice), gradients (zero) and every
   // activation buffer. `ops` is not owned and must outlive the model.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Model<T>>> Create(const ModelConfig& model,
-                                                                        Ops<T>* ops,
-                                                                        const ModelLimits& limits);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Model<T>>> Create(
+      const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits,
+      const ModelOptions& options = {});
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -170,9 +184,11 @@ class Model {
   // Elements allocated for kept activations plus scratch (see the file comment), excluding
   // parameters and gradients.
   int64_t ActivationElements() const { return activation_elements_; }
+  // Whether the layers take the fused attention path (ModelOptions, resolved).
+  bool fused_attention() const { return fused_attention_; }
 
  private:
-  Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits);
+  Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits, bool fused_attention);
   T* Allocate(int64_t n);
   int32_t* AllocateInt(int64_t n);
   const T* P(const std::string& name) const;
@@ -187,6 +203,7 @@ class Model {
   ModelLimits limits_;
   ParameterLayout layout_;
   bool bert_;
+  bool fused_attention_;
   int d_, V_;
   T eps_;
   std::vector<void*> allocations_;

@@ -251,6 +251,31 @@ class ProfilingOps final : public Ops<float> {
     inner_->Synchronize();
     Record("SoftmaxBackward", t0);
   }
+  void AttentionForward(const float* q, const float* k, const float* v, int B, int S, int H, int D,
+                        float scale, const int32_t* key_valid, bool causal, float dropout_rate,
+                        const DropoutKey& key, float* out, float* lse) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->AttentionForward(q, k, v, B, S, H, D, scale, key_valid, causal, dropout_rate, key, out,
+                             lse);
+    inner_->Synchronize();
+    Record(absl::StrCat("AttentionForward ", B * H, "x", S, "x", D), t0, 4.0 * B * H * S * S * D);
+  }
+  void AttentionBackward(const float* q, const float* k, const float* v, const float* out,
+                         const float* dout, const float* lse, int B, int S, int H, int D,
+                         float scale, const int32_t* key_valid, bool causal, float dropout_rate,
+                         const DropoutKey& key, float* dq, float* dk, float* dv,
+                         float* delta) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->AttentionBackward(q, k, v, out, dout, lse, B, S, H, D, scale, key_valid, causal,
+                              dropout_rate, key, dq, dk, dv, delta);
+    inner_->Synchronize();
+    // The model's count: 8 S^2 D per head (dP, dV, dQ, dK), recomputation not counted.
+    Record(absl::StrCat("AttentionBackward ", B * H, "x", S, "x", D), t0, 8.0 * B * H * S * S * D);
+  }
+  bool PrefersFusedAttention(int head_size) const override {
+    return inner_->PrefersFusedAttention(head_size);
+  }
+  int64_t DeviceMemoryInUse() override { return inner_->DeviceMemoryInUse(); }
   void Dropout(const float* x, float* y, int64_t n, float rate, const DropoutKey& key) override {
     const Clock::time_point t0 = Clock::now();
     inner_->Dropout(x, y, n, rate, key);

@@ -14,7 +14,7 @@
 // (increasing row index), independent of the thread count.
 //
 // The implementations live one kernel family per file (memory.cc, elementwise.cc, gemm.cc,
-// permute.cc, layernorm.cc, activation.cc, softmax.cc, dropout.cc, embedding.cc,
+// permute.cc, layernorm.cc, activation.cc, softmax.cc, attention.cc, dropout.cc, embedding.cc,
 // cross_entropy.cc, reduce.cc, optimizer.cc).
 //
 // Example:
@@ -77,6 +77,14 @@ class CpuOps final : public Ops<T> {
                       const int32_t* key_valid, bool causal) override;
   void SoftmaxBackward(const T* probs, const T* dprobs, T* dscores, int64_t rows, int Sk,
                        T scale) override;
+
+  void AttentionForward(const T* q, const T* k, const T* v, int B, int S, int H, int D, T scale,
+                        const int32_t* key_valid, bool causal, float dropout_rate,
+                        const DropoutKey& key, T* out, T* lse) override;
+  void AttentionBackward(const T* q, const T* k, const T* v, const T* out, const T* dout,
+                         const T* lse, int B, int S, int H, int D, T scale,
+                         const int32_t* key_valid, bool causal, float dropout_rate,
+                         const DropoutKey& key, T* dq, T* dk, T* dv, T* delta) override;
 
   void Dropout(const T* x, T* y, int64_t n, float rate, const DropoutKey& key) override;
 

@@ -4,10 +4,9 @@
 // unclear are handled here: an empty product (K == 0) or alpha == 0 only scales C by beta (with
 // beta == 0 writing exact zeros). OpenBLAS itself honours "beta == 0 ignores C" (NaN in C does
 // not leak; tests/kernels/ops_test.cc checks it), so C is not cleared before the call.
-#include <cblas.h>
-
 #include <algorithm>
 
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_ops.h"
 
 namespace headroom {
@@ -16,20 +15,6 @@ namespace {
 // M*N*K at or below which a strided batch is split over the pool rather than over OpenBLAS's
 // threads (256^3: a few hundred microseconds of work per matrix).
 constexpr int64_t kSmallGemmVolume = int64_t{256} * 256 * 256;
-
-CBLAS_TRANSPOSE ToCblas(Trans t) { return t == Trans::kYes ? CblasTrans : CblasNoTrans; }
-
-void BlasGemm(Trans ta, Trans tb, int M, int N, int K, float alpha, const float* A, int lda,
-              const float* B, int ldb, float beta, float* C, int ldc) {
-  cblas_sgemm(CblasRowMajor, ToCblas(ta), ToCblas(tb), M, N, K, alpha, A, lda, B, ldb, beta, C,
-              ldc);
-}
-
-void BlasGemm(Trans ta, Trans tb, int M, int N, int K, double alpha, const double* A, int lda,
-              const double* B, int ldb, double beta, double* C, int ldc) {
-  cblas_dgemm(CblasRowMajor, ToCblas(ta), ToCblas(tb), M, N, K, alpha, A, lda, B, ldb, beta, C,
-              ldc);
-}
 
 // C = beta * C over the M x N block (beta == 0 writes exact zeros).
 template <typename T>
@@ -52,7 +37,7 @@ void GemmOne(Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int l
     ScaleBlock(M, N, beta, C, ldc);
     return;
   }
-  BlasGemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  cpu_blas::Gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace
@@ -73,15 +58,14 @@ void CpuOps<T>::GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, T al
   const bool small = static_cast<int64_t>(M) * N * K <= kSmallGemmVolume;
   const int threads = pool_.num_threads();
   if (small && threads > 1 && batch > 1) {
-    const int blas_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-    pool_.ParallelFor(batch, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        GemmOne(ta, tb, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
-                C + i * stride_c, ldc);
-      }
+    cpu_blas::WithSingleThreadedBlas([&] {
+      pool_.ParallelFor(batch, 1, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) {
+          GemmOne(ta, tb, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
+                  C + i * stride_c, ldc);
+        }
+      });
     });
-    openblas_set_num_threads(blas_threads);
     return;
   }
   for (int i = 0; i < batch; ++i) {

@@ -328,6 +328,31 @@ void CudaOps::SoftmaxBackward(const float* probs, const float* dprobs, float* ds
   AfterOp("SoftmaxBackward");
 }
 
+// ---- Fused attention --------------------------------------------------------------------------
+
+void CudaOps::AttentionForward(const float* q, const float* k, const float* v, int B, int S, int H,
+                               int D, float scale, const int32_t* key_valid, bool causal,
+                               float dropout_rate, const DropoutKey& key, float* out, float* lse) {
+  cuda::LaunchAttentionForward(q, k, v, B, S, H, D, scale, key_valid, causal, dropout_rate,
+                               key.seed, key.step, key.layer, key.site, out, lse, ctx());
+  AfterOp("AttentionForward");
+}
+
+void CudaOps::AttentionBackward(const float* q, const float* k, const float* v, const float* out,
+                                const float* dout, const float* lse, int B, int S, int H, int D,
+                                float scale, const int32_t* key_valid, bool causal,
+                                float dropout_rate, const DropoutKey& key, float* dq, float* dk,
+                                float* dv, float* delta) {
+  cuda::LaunchAttentionBackward(q, k, v, out, dout, lse, B, S, H, D, scale, key_valid, causal,
+                                dropout_rate, key.seed, key.step, key.layer, key.site, dq, dk, dv,
+                                delta, ctx());
+  AfterOp("AttentionBackward");
+}
+
+bool CudaOps::PrefersFusedAttention(int head_size) const {
+  return gemm_precision_ == GemmPrecision::kBf16 && cuda::FusedAttentionSupports(head_size);
+}
+
 // ---- Dropout ----------------------------------------------------------------------------------
 
 void CudaOps::Dropout(const float* x, float* y, int64_t n, float rate, const DropoutKey& key) {

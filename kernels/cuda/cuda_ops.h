@@ -129,6 +129,18 @@ class CudaOps final : public Ops<float> {
   void SoftmaxBackward(const float* probs, const float* dprobs, float* dscores, int64_t rows,
                        int Sk, float scale) override;
 
+  // Fused attention: bf16 tensor-core kernels (kernels/cuda/attention.cu) for head sizes 16,
+  // 32, 64 and 128; another head size records an error.
+  void AttentionForward(const float* q, const float* k, const float* v, int B, int S, int H, int D,
+                        float scale, const int32_t* key_valid, bool causal, float dropout_rate,
+                        const DropoutKey& key, float* out, float* lse) override;
+  void AttentionBackward(const float* q, const float* k, const float* v, const float* out,
+                         const float* dout, const float* lse, int B, int S, int H, int D,
+                         float scale, const int32_t* key_valid, bool causal, float dropout_rate,
+                         const DropoutKey& key, float* dq, float* dk, float* dv,
+                         float* delta) override;
+  bool PrefersFusedAttention(int head_size) const override;
+
   void Dropout(const float* x, float* y, int64_t n, float rate, const DropoutKey& key) override;
 
   void EmbeddingForward(const int32_t* ids, const float* table, int64_t n, int d, float* out,

@@ -103,6 +103,20 @@ void LaunchSoftmaxForward(const float* scores, float* probs, int B, int H, int S
 void LaunchSoftmaxBackward(const float* probs, const float* dprobs, float* dscores, int64_t rows,
                            int Sk, float scale, const LaunchContext& ctx);
 
+// ---- attention.cu -------------------------------------------------------------------------
+// Fused attention (Ops::AttentionForward / AttentionBackward); bf16 tensor-core products with
+// fp32 accumulation whatever the GEMM precision. `delta` holds B * H * S floats.
+bool FusedAttentionSupports(int head_size);
+void LaunchAttentionForward(const float* q, const float* k, const float* v, int B, int S, int H,
+                            int D, float scale, const int32_t* key_valid, bool causal, float rate,
+                            uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* out,
+                            float* lse, const LaunchContext& ctx);
+void LaunchAttentionBackward(const float* q, const float* k, const float* v, const float* out,
+                             const float* dout, const float* lse, int B, int S, int H, int D,
+                             float scale, const int32_t* key_valid, bool causal, float rate,
+                             uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* dq,
+                             float* dk, float* dv, float* delta, const LaunchContext& ctx);
+
 // ---- dropout.cu ---------------------------------------------------------------------------
 void LaunchDropout(const float* x, float* y, int64_t n, float rate, uint64_t seed, uint64_t step,
                    uint32_t layer, uint32_t site, const LaunchContext& ctx);

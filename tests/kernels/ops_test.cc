@@ -705,6 +705,200 @@ TEST_P(OpsTest, DropoutDependsOnEveryKeyFieldAndKeepsOneMinusRate) {
   });
 }
 
+// ---- Fused attention ----------------------------------------------------------------------
+
+// Token-major attention in double, straight from the definition (kernels/ops.h): per (b, h, q)
+// the masked scaled scores, their softmax, the Philox dropout mask of RefKeep, and the weighted
+// sum of values; backward by the chain rule through the same steps.
+struct RefAttention {
+  int B, S, H, D;
+  double scale;
+  const IVec* valid;
+  bool causal;
+  float rate;
+  DropoutKey key;
+
+  size_t At(int b, int s, int h, int j) const {
+    return ((static_cast<size_t>(b) * S + s) * H + h) * D + j;
+  }
+  bool Masked(int b, int q, int k) const {
+    return (causal && k > q) || (valid != nullptr && (*valid)[b * S + k] == 0);
+  }
+  double Keep(int b, int h, int q, int k) const {
+    if (rate <= 0) return 1;
+    const int64_t i = ((static_cast<int64_t>(b) * H + h) * S + q) * S + k;
+    return RefKeep(key, i, rate) ? 1 / (1 - static_cast<double>(rate)) : 0;
+  }
+  // Probabilities of query q of head (b, h) (all zero when every key is masked) and its lse.
+  Vec Probs(const Vec& q, const Vec& k, int b, int h, int qi, double* lse) const {
+    Vec s(S, 0.0);
+    double mx = -INFINITY;
+    for (int kk = 0; kk < S; ++kk) {
+      if (Masked(b, qi, kk)) continue;
+      double dot = 0;
+      for (int j = 0; j < D; ++j) dot += q[At(b, qi, h, j)] * k[At(b, kk, h, j)];
+      s[kk] = scale * dot;
+      mx = std::max(mx, s[kk]);
+    }
+    Vec p(S, 0.0);
+    if (mx == -INFINITY) {
+      *lse = INFINITY;
+      return p;
+    }
+    double sum = 0;
+    for (int kk = 0; kk < S; ++kk) {
+      if (!Masked(b, qi, kk)) sum += std::exp(s[kk] - mx);
+    }
+    *lse = mx + std::log(sum);
+    for (int kk = 0; kk < S; ++kk) p[kk] = Masked(b, qi, kk) ? 0 : std::exp(s[kk] - *lse);
+    return p;
+  }
+  void Forward(const Vec& q, const Vec& k, const Vec& v, Vec* out, Vec* lse) const {
+    out->assign(q.size(), 0.0);
+    lse->assign(static_cast<size_t>(B) * H * S, 0.0);
+    for (int b = 0; b < B; ++b) {
+      for (int h = 0; h < H; ++h) {
+        for (int qi = 0; qi < S; ++qi) {
+          const Vec p = Probs(q, k, b, h, qi, &(*lse)[(static_cast<size_t>(b) * H + h) * S + qi]);
+          for (int kk = 0; kk < S; ++kk) {
+            const double w = p[kk] * Keep(b, h, qi, kk);
+            for (int j = 0; j < D; ++j) (*out)[At(b, qi, h, j)] += w * v[At(b, kk, h, j)];
+          }
+        }
+      }
+    }
+  }
+  void Backward(const Vec& q, const Vec& k, const Vec& v, const Vec& dout, Vec* dq, Vec* dk,
+                Vec* dv) const {
+    dq->assign(q.size(), 0.0);
+    dk->assign(q.size(), 0.0);
+    dv->assign(q.size(), 0.0);
+    for (int b = 0; b < B; ++b) {
+      for (int h = 0; h < H; ++h) {
+        for (int qi = 0; qi < S; ++qi) {
+          double lse;
+          const Vec p = Probs(q, k, b, h, qi, &lse);
+          Vec dp(S, 0.0);  // d loss / d p (through the dropout mask)
+          for (int kk = 0; kk < S; ++kk) {
+            const double keep = Keep(b, h, qi, kk);
+            double dpd = 0;
+            for (int j = 0; j < D; ++j) {
+              dpd += dout[At(b, qi, h, j)] * v[At(b, kk, h, j)];
+              (*dv)[At(b, kk, h, j)] += p[kk] * keep * dout[At(b, qi, h, j)];
+            }
+            dp[kk] = dpd * keep;
+          }
+          double dot = 0;
+          for (int kk = 0; kk < S; ++kk) dot += p[kk] * dp[kk];
+          for (int kk = 0; kk < S; ++kk) {
+            const double ds = scale * p[kk] * (dp[kk] - dot);
+            for (int j = 0; j < D; ++j) {
+              (*dq)[At(b, qi, h, j)] += ds * k[At(b, kk, h, j)];
+              (*dk)[At(b, kk, h, j)] += ds * q[At(b, qi, h, j)];
+            }
+          }
+        }
+      }
+    }
+  }
+};
+
+// The reference backward is the derivative of the reference forward.
+TEST(FusedAttentionReference, BackwardMatchesFiniteDifferences) {
+  std::mt19937_64 rng(4);
+  const int B = 2, S = 5, H = 2, D = 3;
+  const IVec valid = {1, 1, 1, 0, 1, 1, 0, 1, 1, 1};
+  const RefAttention ref{B, S, H, D, 0.6, &valid, true, 0.3f, DropoutKey{5, 6, 7, 0}};
+  const int64_t n = int64_t{B} * S * H * D;
+  const Vec q = Random(rng, n), k = Random(rng, n), v = Random(rng, n), w = Random(rng, n);
+  Vec dq, dk, dv;
+  ref.Backward(q, k, v, w, &dq, &dk, &dv);
+  auto loss = [&](const Vec& qq, const Vec& kk, const Vec& vv) {
+    Vec out, lse;
+    ref.Forward(qq, kk, vv, &out, &lse);
+    return WeightedSum(out, w);
+  };
+  ExpectClose(NumericGradient([&](const Vec& x) { return loss(x, k, v); }, q), dq, kFdTol, "dq");
+  ExpectClose(NumericGradient([&](const Vec& x) { return loss(q, x, v); }, k), dk, kFdTol, "dk");
+  ExpectClose(NumericGradient([&](const Vec& x) { return loss(q, k, x); }, v), dv, kFdTol, "dv");
+}
+
+TEST_P(OpsTest, FusedAttentionForwardAndBackward) {
+  // The CUDA kernel multiplies bf16-rounded operands (8 bits of mantissa) with fp32
+  // accumulation: errors of a few parts in a thousand of the largest value.
+  const bool bf16 = GetParam() == "cuda_float";
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    struct Case {
+      int B, S, H, D;
+      bool padding, causal;
+      float rate;
+    };
+    // Head sizes the CUDA kernel has; sequence lengths below, at and across its 64-row tiles.
+    for (const Case& c :
+         {Case{1, 1, 1, 16, false, false, 0}, Case{2, 7, 3, 16, true, false, 0},
+          Case{2, 37, 2, 32, false, true, 0.2f}, Case{3, 64, 1, 64, true, true, 0},
+          Case{1, 129, 2, 64, true, false, 0.1f}, Case{2, 70, 2, 128, false, true, 0.3f}}) {
+      SCOPED_TRACE("B=" + std::to_string(c.B) + " S=" + std::to_string(c.S) +
+                   " H=" + std::to_string(c.H) + " D=" + std::to_string(c.D) +
+                   " padding=" + std::to_string(c.padding) + " causal=" + std::to_string(c.causal) +
+                   " rate=" + std::to_string(c.rate));
+      const int64_t n = int64_t{c.B} * c.S * c.H * c.D, rows = int64_t{c.B} * c.H * c.S;
+      // Padding: sequence 0 loses its second key, the last sequence is fully padded (its
+      // queries get no keys: output 0, lse +inf), others every third key.
+      IVec valid(int64_t{c.B} * c.S, 1);
+      if (c.padding) {
+        if (c.S > 1) valid[1] = 0;
+        for (int b = 1; b < c.B; ++b) {
+          for (int s = 0; s < c.S; ++s) valid[b * c.S + s] = b == c.B - 1 ? 0 : (s % 3 != 2);
+        }
+      }
+      const DropoutKey key{77, 3, 2, 0};
+      const RefAttention ref{
+          c.B,      c.S,    c.H, c.D, 1 / std::sqrt(double(c.D)), c.padding ? &valid : nullptr,
+          c.causal, c.rate, key};
+      const Vec q = Quantize<T>(Random(rng_, n, -2, 2)), k = Quantize<T>(Random(rng_, n, -2, 2));
+      const Vec v = Quantize<T>(Random(rng_, n)), dout = Quantize<T>(Random(rng_, n));
+      Vec want_out, want_lse, want_dq, want_dk, want_dv;
+      ref.Forward(q, k, v, &want_out, &want_lse);
+      ref.Backward(q, k, v, dout, &want_dq, &want_dk, &want_dv);
+
+      auto dq_in = Upload(ops, q), dk_in = Upload(ops, k), dv_in = Upload(ops, v);
+      auto ddout = Upload(ops, dout);
+      auto dvalid = UploadInt(ops, valid);
+      DevBuf<T, T> out(ops, n), lse(ops, rows), gq(ops, n), gk(ops, n), gv(ops, n),
+          delta(ops, rows);
+      const int32_t* kv = c.padding ? dvalid.get() : nullptr;
+      ops.AttentionForward(dq_in.get(), dk_in.get(), dv_in.get(), c.B, c.S, c.H, c.D, T(ref.scale),
+                           kv, c.causal, c.rate, key, out.get(), lse.get());
+      ops.AttentionBackward(dq_in.get(), dk_in.get(), dv_in.get(), out.get(), ddout.get(),
+                            lse.get(), c.B, c.S, c.H, c.D, T(ref.scale), kv, c.causal, c.rate, key,
+                            gq.get(), gk.get(), gv.get(), delta.get());
+      auto tol_for = [&](const Vec& want) {
+        if (!bf16) return tol_.Times(10);
+        double largest = 0;
+        for (double x : want) largest = std::max(largest, std::fabs(x));
+        return Tol{1e-2 * largest, 1e-2};
+      };
+      const Vec got_lse = Download(ops, lse);
+      Vec finite_got, finite_want;
+      for (int64_t i = 0; i < rows; ++i) {
+        if (std::isinf(want_lse[i])) {
+          EXPECT_TRUE(std::isinf(got_lse[i]) && got_lse[i] > 0) << "lse " << i << " " << got_lse[i];
+        } else {
+          finite_got.push_back(got_lse[i]);
+          finite_want.push_back(want_lse[i]);
+        }
+      }
+      ExpectClose(finite_got, finite_want, bf16 ? Tol{1e-2, 1e-2} : tol_.Times(10), "lse");
+      ExpectClose(Download(ops, out), want_out, tol_for(want_out), "out");
+      ExpectClose(Download(ops, gq), want_dq, tol_for(want_dq), "dq");
+      ExpectClose(Download(ops, gk), want_dk, tol_for(want_dk), "dk");
+      ExpectClose(Download(ops, gv), want_dv, tol_for(want_dv), "dv");
+    }
+  });
+}
+
 // ---- Embeddings and row gathers ------------------------------------------------------------
 
 TEST_P(OpsTest, EmbeddingForwardAndBackwardWithRepeatedIds) {

@@ -23,8 +23,14 @@ struct Run {
 };
 
 Run TrainStep(Ops<float>* ops, const ModelConfig& m, const std::vector<float>& params,
-              const Batch& batch, const DropoutKey& key) {
-  auto model = Model<float>::Create(m, ops, {batch.batch_size, batch.seq_length, 8}).value();
+              const Batch& batch, const DropoutKey& key,
+              AttentionPath path = AttentionPath::kAuto) {
+  auto model =
+      Model<float>::Create(m, ops, {batch.batch_size, batch.seq_length, 8}, {path}).value();
+  // The CPU twin always takes the materialised path (kAuto); the CUDA side as asked.
+  if (path == AttentionPath::kFused) {
+    EXPECT_TRUE(model->fused_attention());
+  }
   model->SetParameters(params);
   model->ZeroGrads();
   Run r;
@@ -66,7 +72,8 @@ void ExpectSameOnBothBackends(const ModelConfig& m) {
 // Issue 7's whole-model criterion: for every parameter tensor, the norm-wise relative error of
 // the CUDA gradient against the CPU twin, ||g_cuda - g_cpu|| / ||g_cpu||, is below `limit`, with
 // the CUDA GEMMs in `precision` (fp32: exact fp32 products; bf16: bf16 inputs, fp32 sums).
-void ExpectNormwiseGradientError(const ModelConfig& m, const char* precision, double limit) {
+void ExpectNormwiseGradientError(const ModelConfig& m, const char* precision, double limit,
+                                 AttentionPath cuda_path = AttentionPath::kAuto, int seq = 32) {
   std::string reason;
   if (!CudaAvailable(&reason)) GTEST_SKIP() << "no CUDA backend: " << reason;
   setenv("HEADROOM_CUDA_GEMM_PRECISION", precision, 1);
@@ -77,10 +84,10 @@ void ExpectNormwiseGradientError(const ModelConfig& m, const char* precision, do
   const ParameterLayout layout = ParameterLayout::ForModel(m);
   const std::vector<double> w64 = testing::RandomParameters(layout, 0.05, 5);
   const std::vector<float> w(w64.begin(), w64.end());
-  const Batch batch = RandomBatch(m, 4, 32, 8, 11);
+  const Batch batch = RandomBatch(m, 4, seq, 8, 11);
   const DropoutKey key{91, 3, 0, 0};
   const Run a = TrainStep(&cpu, m, w, batch, key);
-  const Run b = TrainStep(cuda->get(), m, w, batch, key);
+  const Run b = TrainStep(cuda->get(), m, w, batch, key, cuda_path);
   EXPECT_LE(std::fabs(a.stats.loss - b.stats.loss), limit * std::fabs(a.stats.loss));
   double worst = 0;
   std::string worst_name;
@@ -136,6 +143,23 @@ TEST(ModelCuda, CausalLmGradientsBf16WithinTwoPercent) {
   m.set_vocab_size(1000);
   m.set_max_positions(64);
   ExpectNormwiseGradientError(m, "bf16", 2e-2);
+}
+
+// The fused attention kernels (bf16 tensor cores; kAuto picks them in bf16 mode for these head
+// sizes) against the CPU's materialised attention: padding, dropout, causal masks, sequences
+// across the kernels' 64-row tiles.
+TEST(ModelCuda, BertFusedAttentionBf16WithinTwoPercent) {
+  ModelConfig m = testing::TinyBert(2, 64, 4, 32, 128, 0.1f);
+  m.set_vocab_size(1000);
+  m.set_max_positions(96);
+  ExpectNormwiseGradientError(m, "bf16", 2e-2, AttentionPath::kFused, /*seq=*/80);
+}
+
+TEST(ModelCuda, CausalLmFusedAttentionBf16WithinTwoPercent) {
+  ModelConfig m = testing::TinyLm(2, 64, 2, 64, 128, 0.1f);
+  m.set_vocab_size(1000);
+  m.set_max_positions(96);
+  ExpectNormwiseGradientError(m, "bf16", 2e-2, AttentionPath::kFused, /*seq=*/96);
 }
 
 TEST(ModelCuda, BertFixedHeadsMatchesCpu) {

@@ -68,8 +68,9 @@ Batch TinyBatch(const ModelConfig& m, uint64_t seed) {
   return m.objective() == ModelConfig::BERT ? TinyBertBatch(m, seed) : TinyLmBatch(m, seed);
 }
 
-std::unique_ptr<Model<double>> MakeModel(const ModelConfig& m, CpuOps<double>* ops, uint64_t seed) {
-  auto model = Model<double>::Create(m, ops, {kBatch, kSeq, kPred});
+std::unique_ptr<Model<double>> MakeModel(const ModelConfig& m, CpuOps<double>* ops, uint64_t seed,
+                                         AttentionPath path = AttentionPath::kAuto) {
+  auto model = Model<double>::Create(m, ops, {kBatch, kSeq, kPred}, {path});
   EXPECT_TRUE(model.ok()) << model.status();
   (*model)->SetParameters(RandomParameters((*model)->layout(), m.initializer_range(), seed));
   return std::move(*model);
@@ -77,9 +78,10 @@ std::unique_ptr<Model<double>> MakeModel(const ModelConfig& m, CpuOps<double>* o
 
 // ---- Forward against the naive reference -------------------------------------------------
 
-void ExpectMatchesReference(const ModelConfig& m) {
+void ExpectMatchesReference(const ModelConfig& m, AttentionPath path = AttentionPath::kAuto) {
   CpuOps<double> ops(1);
-  auto model = MakeModel(m, &ops, 7);
+  auto model = MakeModel(m, &ops, 7, path);
+  EXPECT_EQ(model->fused_attention(), path == AttentionPath::kFused);
   Batch batch = TinyBatch(m, 3);
   absl::StatusOr<LossStats> got = model->Forward(batch, /*training=*/false, {}, true);
   ASSERT_TRUE(got.ok()) << got.status();
@@ -107,6 +109,11 @@ void ExpectMatchesReference(const ModelConfig& m) {
 
 TEST(ModelForward, OneLayerBertLossMatchesNaiveReference) {
   ExpectMatchesReference(TinyBert(1, 8, 3, 5, 12));
+}
+// The fused attention path (Ops::AttentionForward) computes the same function.
+TEST(ModelForward, FusedAttentionBertAndLmMatchNaiveReference) {
+  ExpectMatchesReference(TinyBert(2, 8, 3, 5, 12), AttentionPath::kFused);
+  ExpectMatchesReference(TinyLm(1, 8, 2, 6, 12), AttentionPath::kFused);
 }
 
 TEST(ModelForward, TwoLayerStandardBertLossMatchesNaiveReference) {
@@ -179,10 +186,10 @@ double RiddersDerivative(const F& f, double x, double h) {
 // Attention key biases are the exception: adding a vector to every key shifts each query's
 // scores by one constant, which softmax ignores, so their gradient is exactly zero (masked or
 // not); for them the check is that both gradients vanish.
-void CheckGradients(const ModelConfig& m) {
+void CheckGradients(const ModelConfig& m, AttentionPath path = AttentionPath::kAuto) {
   const bool training = true;  // dropout at the config's rates (0 unless a test sets it)
   CpuOps<double> ops(1);
-  auto model = MakeModel(m, &ops, 11);
+  auto model = MakeModel(m, &ops, 11, path);
   const Batch batch = TinyBatch(m, 5);
   const DropoutKey key{42, 3, 0, 0};
   model->ZeroGrads();
@@ -251,6 +258,17 @@ TEST(ModelGradient, CausalLmHeadsNotDividingDModel) { CheckGradients(TinyLm(2, 8
 // of the parameters and the check covers the dropout backward too.
 TEST(ModelGradient, BertWithDropout) { CheckGradients(TinyBert(2, 8, 3, 5, 12, 0.3f)); }
 TEST(ModelGradient, CausalLmWithDropout) { CheckGradients(TinyLm(2, 8, 2, 6, 12, 0.3f)); }
+// The fused attention path (the GPU's in bf16 mode), through CpuOps' twin of the fused ops:
+// padding, causal masks, dropout and head sizes either side of d/h.
+TEST(ModelGradient, BertFusedAttentionWithDropout) {
+  CheckGradients(TinyBert(2, 8, 3, 5, 12, 0.3f), AttentionPath::kFused);
+}
+TEST(ModelGradient, CausalLmFusedAttentionWithDropout) {
+  CheckGradients(TinyLm(2, 8, 2, 6, 12, 0.3f), AttentionPath::kFused);
+}
+TEST(ModelGradient, BertFusedAttentionStandardHeads) {
+  CheckGradients(TinyBert(2, 8, 2, 0, 12), AttentionPath::kFused);
+}
 
 TEST(ModelGradient, LossScaleScalesAndCallsAccumulate) {
   ModelConfig m = TinyBert(1, 8, 2, 0, 12);
@@ -427,8 +445,9 @@ namespace headroom {
 namespace {
 
 // Keeping the dropped attention probabilities (the CPU's choice) and redrawing them from the
-// Philox key in backward (the GPU's) must give identical outputs and gradients.
-TEST(AttentionDropout, KeptAndRedrawnMasksGiveTheSameGradients) {
+// Philox key in backward (the GPU's) must give identical outputs and gradients; the fused path
+// (variant 2) the same values up to rounding.
+TEST(AttentionDropout, KeptRedrawnAndFusedGiveTheSameGradients) {
   CpuOps<double> ops(1);
   const int d = 8, h = 3, dp = 5, B = 2, S = 6, I = h * dp, N = B * S;
   std::mt19937_64 rng(3);
@@ -445,10 +464,11 @@ TEST(AttentionDropout, KeptAndRedrawnMasksGiveTheSameGradients) {
   const double* x = random(N * d);
   const double* dout = random(N * d);
   const DropoutKey key{9, 4, 1, 0};
-  std::vector<double> results[2];
-  for (int keep = 0; keep < 2; ++keep) {
-    FixedHeadAttention<double> attn(&ops, d, h, dp, B, S, keep == 1);
-    double* scratch = ops.Alloc(FixedHeadAttention<double>::ScratchElements(h, dp, B, S));
+  std::vector<double> results[3];
+  for (int keep = 0; keep < 3; ++keep) {
+    const bool fused = keep == 2;
+    FixedHeadAttention<double> attn(&ops, d, h, dp, B, S, keep == 1, fused);
+    double* scratch = ops.Alloc(FixedHeadAttention<double>::ScratchElements(h, dp, B, S, fused));
     double* grads = ops.Alloc(4 * I * d + 3 * I + d);
     AttentionGrads<double> g{grads,
                              grads + I * d,
@@ -470,6 +490,10 @@ TEST(AttentionDropout, KeptAndRedrawnMasksGiveTheSameGradients) {
     for (double* q : {scratch, grads, out, dx}) ops.Free(q);
   }
   EXPECT_EQ(results[0], results[1]);
+  ASSERT_EQ(results[2].size(), results[0].size());
+  for (size_t i = 0; i < results[0].size(); ++i) {
+    ASSERT_NEAR(results[2][i], results[0][i], 1e-12 * (1 + std::fabs(results[0][i]))) << i;
+  }
 }
 
 }  // namespace
