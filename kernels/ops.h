@@ -87,6 +87,10 @@ class Ops {
   // nothing is allocated inside a step, the value after a step is the run's peak). -1 where
   // the backend's memory is host memory (CPU: the trainer reports the process's RSS instead).
   virtual int64_t DeviceMemoryInUse() { return -1; }
+  // The largest total of live AllocBytes allocations so far (what PyTorch's
+  // max_memory_allocated counts: buffers only, no context or library workspaces); -1 where the
+  // backend does not track it (CPU).
+  virtual int64_t PeakAllocatedBytes() const { return -1; }
 
   // ---- Elementwise ----------------------------------------------------------------------
   virtual void Fill(T* x, int64_t n, T value) = 0;

@@ -14,7 +14,12 @@
 // to.
 //
 // Output: a few `key=value` lines (machine, blas_core, config) then one result line:
-//   tokens_per_s=12345 gflops=123.4 step_ms=321.0 sgemm_gflops=220.0 fraction_of_sgemm=0.56
+//   tokens_per_s=12345 mfu=0.412 step_ms=321.0 peak_mem_gib=12.34 gflops=123.4 ...
+//       sgemm_gflops=220.0 fraction_of_sgemm=0.56 peak_gemm_gflops=...
+// mfu is model FLOPs per second over the machine's measured peak GEMM rate: on CUDA a bf16
+// tensor-core GEMM (bf16 operands, fp32 accumulation, n = 8192), on the CPU sgemm. --optimizer
+// adds an AdamW update to every step; --attention picks the attention path (before/after
+// comparisons of the fused kernels).
 //
 // Under mpirun (train.comm, as `headroom train`), every rank runs the steps on its own random
 // batches and all-reduces the gradient in train.comm_bucket_mb buckets launched from backward's
@@ -45,6 +50,9 @@
 #include "comm/gradient_buckets.h"
 #include "config/load.h"
 #include "kernels/ops.h"
+#if defined(HEADROOM_HAVE_CUDA)
+#include "kernels/cuda/cuda_ops.h"
+#endif
 #include "model/batch.h"
 #include "model/parameter_layout.h"
 #include "model/transformer.h"
@@ -63,6 +71,11 @@ ABSL_FLAG(std::string, device, "cpu", "backend: cpu or cuda");
 ABSL_FLAG(int, batch, 0, "sequences per step (0: train.micro_batch_size, else global_batch_size)");
 ABSL_FLAG(int, steps, 5, "timed steps");
 ABSL_FLAG(int, warmup, 1, "untimed warm-up steps");
+ABSL_FLAG(std::string, attention, "auto",
+          "attention path: auto (the backend's choice), fused or materialized (model/attention.h)");
+ABSL_FLAG(bool, optimizer, false,
+          "include an AdamW update of every parameter in each step (as a full training step; "
+          "the PyTorch peer's --optimizer)");
 ABSL_FLAG(bool, profile, false,
           "also time every op of the timed steps (synchronising after each) and print the "
           "costliest");
@@ -276,6 +289,7 @@ class ProfilingOps final : public Ops<float> {
     return inner_->PrefersFusedAttention(head_size);
   }
   int64_t DeviceMemoryInUse() override { return inner_->DeviceMemoryInUse(); }
+  int64_t PeakAllocatedBytes() const override { return inner_->PeakAllocatedBytes(); }
   void Dropout(const float* x, float* y, int64_t n, float rate, const DropoutKey& key) override {
     const Clock::time_point t0 = Clock::now();
     inner_->Dropout(x, y, n, rate, key);
@@ -393,6 +407,10 @@ int RunBench(const CommandArgs& args) {
   } else {
     return Fail("bench", absl::StrCat("--device=", device, ": expected cpu or cuda"));
   }
+  absl::StatusOr<AttentionPath> attention = ParseAttentionPath(absl::GetFlag(FLAGS_attention));
+  if (!attention.ok()) {
+    return Fail("bench", absl::StrCat("--attention: ", attention.status().message()));
+  }
   absl::StatusOr<std::unique_ptr<Ops<float>>> ops = MakeOps(kind, {config->train().precision()});
   if (!ops.ok()) {
     return Fail("bench", absl::StrCat("--device=", device, ": ", ops.status().message()));
@@ -446,21 +464,30 @@ int RunBench(const CommandArgs& args) {
   ProfilingOps profiler(ops->get());
   Ops<float>* model_ops = profile ? static_cast<Ops<float>*>(&profiler) : ops->get();
   absl::StatusOr<std::unique_ptr<Model<float>>> model =
-      Model<float>::Create(m, model_ops, {batch, seq, masked});
+      Model<float>::Create(m, model_ops, {batch, seq, masked}, {*attention});
   if (!model.ok()) return Fail("bench", std::string(model.status().message()));
   (*model)->InitParameters(config->train().seed());
   const double flops_per_token = TrainingFlopsPerToken(m, seq, masked);
   std::printf(
       "config=%s objective=%s layers=%d d=%d heads=%d head_size=%d ffn=%d vocab=%d seq=%d "
-      "batch=%d masked=%d params=%lld activation_mb=%.0f train_gflop_per_token=%.4f\n",
+      "batch=%d masked=%d params=%lld activation_mb=%.0f train_gflop_per_token=%.4f "
+      "attention=%s optimizer=%d\n",
       config->name().c_str(), ModelConfig::Objective_Name(m.objective()).c_str(), m.num_layers(),
       m.d_model(), m.num_heads(), HeadSize(m), m.ffn_size(), m.vocab_size(), seq, batch, masked,
       static_cast<long long>((*model)->layout().total()),
-      (*model)->ActivationElements() * 4.0 / (1 << 20), flops_per_token / 1e9);
+      (*model)->ActivationElements() * 4.0 / (1 << 20), flops_per_token / 1e9,
+      (*model)->fused_attention() ? "fused" : "materialized",
+      absl::GetFlag(FLAGS_optimizer) ? 1 : 0);
   std::fflush(stdout);
 
-  const int gemm_n = kind == DeviceKind::kCpu ? 2048 : 8192;
-  const double sgemm = MeasureGemm(**ops, gemm_n);
+  // Adam moments for --optimizer (fp32, as the trainer's).
+  const int64_t n_params = (*model)->layout().total();
+  float* adam_m = nullptr;
+  float* adam_v = nullptr;
+  if (absl::GetFlag(FLAGS_optimizer)) {
+    adam_m = (*ops)->Alloc(n_params);
+    adam_v = (*ops)->Alloc(n_params);
+  }
 
   // A few distinct random batches, cycled, so the timing does not depend on one draw.
   std::vector<Batch> batches;
@@ -502,6 +529,13 @@ int RunBench(const CommandArgs& args) {
                           {config->train().seed(), static_cast<uint64_t>(i), 0, 0});
     if (!s.ok()) return Fail("bench", std::string(s.status().message()));
     (*model)->Backward(1.0f, hook);
+    if (adam_m != nullptr) {
+      OptimizerStep step;
+      step.lr = 1e-5f;
+      step.weight_decay = 0.01f;
+      step.step = i + 1;
+      (*ops)->AdamW((*model)->params(), (*model)->grads(), adam_m, adam_v, n_params, step);
+    }
     (*ops)->Synchronize();
     if (buckets) {
       const Clock::time_point t1 = Clock::now();
@@ -524,6 +558,22 @@ int RunBench(const CommandArgs& args) {
   const double best = *std::min_element(times.begin(), times.end());
   const double tokens = static_cast<double>(batch) * seq;
   const double gflops = flops_per_token * tokens / mean / 1e9;
+  // Memory of the steps, before the GEMM measurements below allocate their own matrices.
+  const int64_t peak_allocated = (*ops)->PeakAllocatedBytes();
+  const int64_t device_in_use = (*ops)->DeviceMemoryInUse();
+
+  // The machine's GEMM rates, measured after the steps: the backend's own fp32-in/fp32-out
+  // product in its configured precision, and on CUDA the bf16 tensor-core peak, the
+  // denominator of mfu (on the CPU, mfu is over sgemm).
+  const int gemm_n = kind == DeviceKind::kCpu ? 2048 : 8192;
+  const double sgemm = MeasureGemm(**ops, gemm_n);
+  double peak_gflops = sgemm;
+#if defined(HEADROOM_HAVE_CUDA)
+  if (auto* cuda_ops = dynamic_cast<CudaOps*>(ops->get())) {
+    peak_gflops = cuda_ops->MeasureBf16GemmFlops() / 1e9;
+    std::printf("bf16_gemm_tflops=%.1f\n", peak_gflops / 1e3);
+  }
+#endif
 
   // Uniform predictions: log V for the MLM/LM loss, plus log 2 for NSP.
   const double uniform = std::log(static_cast<double>(m.vocab_size())) +
@@ -531,11 +581,18 @@ int RunBench(const CommandArgs& args) {
   const bool loss_ok = std::isfinite(first_loss) && std::fabs(first_loss - uniform) < 1.0;
   std::printf("loss_first_step=%.4f uniform_loss=%.4f loss_check=%s\n", first_loss, uniform,
               loss_ok ? "ok" : "FAILED");
-  std::printf("%s\n", absl::StrFormat("tokens_per_s=%.0f gflops=%.1f step_ms=%.1f step_ms_min=%.1f "
-                                      "sgemm_gflops=%.1f fraction_of_sgemm=%.2f steps=%d",
-                                      tokens / mean, gflops, mean * 1e3, best * 1e3, sgemm,
-                                      gflops / sgemm, steps)
-                          .c_str());
+  // Memory: peak_mem_gib is the largest total of live buffers (PyTorch's max_memory_allocated
+  // counts the same); device_mem_gib everything in use on the device after the steps (context
+  // and library workspaces included). Both -1 on the CPU.
+  auto gib = [](int64_t bytes) { return bytes < 0 ? -1.0 : bytes / 1073741824.0; };
+  std::printf(
+      "%s\n",
+      absl::StrFormat("tokens_per_s=%.0f mfu=%.3f step_ms=%.1f peak_mem_gib=%.2f "
+                      "gflops=%.1f step_ms_min=%.1f device_mem_gib=%.2f sgemm_gflops=%.1f "
+                      "fraction_of_sgemm=%.2f peak_gemm_gflops=%.1f steps=%d",
+                      tokens / mean, gflops / peak_gflops, mean * 1e3, gib(peak_allocated), gflops,
+                      best * 1e3, gib(device_in_use), sgemm, gflops / sgemm, peak_gflops, steps)
+          .c_str());
   if (buckets) {
     // The same gradient all-reduced alone, blocking, after a barrier: the communication the
     // overlap can hide.

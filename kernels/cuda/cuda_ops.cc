@@ -7,6 +7,7 @@
 // step). Everything else is asynchronous on the object's stream.
 #include "kernels/cuda/cuda_ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -172,6 +173,9 @@ void* CudaOps::AllocBytes(size_t bytes) {
   if (!HR_CUDA_CHECK(err_, cudaMalloc(&p, rounded))) return nullptr;
   HR_CUDA_CHECK(err_, cudaMemsetAsync(p, 0, rounded, stream_));
   HR_CUDA_CHECK(err_, cudaStreamSynchronize(stream_));
+  allocation_bytes_[p] = rounded;
+  allocated_ += static_cast<int64_t>(rounded);
+  peak_allocated_ = std::max(peak_allocated_, allocated_);
   return p;
 }
 
@@ -185,6 +189,11 @@ void CudaOps::Free(void* p) {
   if (p == nullptr) return;
   HR_CUDA_CHECK(err_, cudaStreamSynchronize(stream_));  // queued ops may still use it
   HR_CUDA_CHECK(err_, cudaFree(p));
+  const auto it = allocation_bytes_.find(p);
+  if (it != allocation_bytes_.end()) {
+    allocated_ -= static_cast<int64_t>(it->second);
+    allocation_bytes_.erase(it);
+  }
 }
 
 void CudaOps::CopyToDevice(void* dst, const void* src, size_t bytes) {

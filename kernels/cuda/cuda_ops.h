@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -91,6 +92,11 @@ class CudaOps final : public Ops<float> {
   int scratch_growths() const { return scratch_.growths(); }
   // GEMMs served by the classic-cuBLAS fallback (cuBLASLt had no algorithm).
   int64_t gemm_fallback_calls() const { return gemm_->fallback_calls(); }
+  // bf16 tensor-core GEMM rate of this GPU, measured (cuda::MeasureBf16GemmFlops).
+  double MeasureBf16GemmFlops(int n = 8192, int reps = 5) {
+    return cuda::MeasureBf16GemmFlops(n, reps, ctx());
+  }
+  int64_t PeakAllocatedBytes() const override { return peak_allocated_; }
 
   void* AllocBytes(size_t bytes) override;
   void Free(void* p) override;
@@ -178,6 +184,10 @@ class CudaOps final : public Ops<float> {
   float* norms_ = nullptr;           // 2 floats (LAMB)
   float* colsum_scratch_ = nullptr;  // kColumnSumScratchFloats floats
   cuda::DeviceScratch scratch_;      // sort buffers of the row scatter-add
+  // Live AllocBytes allocations (rounded sizes), their total and its maximum so far.
+  std::unordered_map<void*, size_t> allocation_bytes_;
+  int64_t allocated_ = 0;
+  int64_t peak_allocated_ = 0;
 };
 
 }  // namespace headroom

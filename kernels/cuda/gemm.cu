@@ -11,6 +11,8 @@
 // the plan states the real alignment of each operand (the largest power of two, at most 256,
 // dividing its address, its leading dimension in bytes and, when batched, its batch stride in
 // bytes) and the alignment is part of the plan's cache key.
+#include <algorithm>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/gemm.h"
 
@@ -234,6 +236,45 @@ void GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
                                       call.stride_b, call.A, CUDA_R_32F, call.lda, call.stride_a,
                                       &call.beta, call.C, CUDA_R_32F, call.ldc, call.stride_c,
                                       call.batch, ComputeType(precision), CUBLAS_GEMM_DEFAULT));
+}
+
+double MeasureBf16GemmFlops(int n, int reps, const LaunchContext& ctx) {
+  const size_t bytes = sizeof(uint16_t) * static_cast<size_t>(n) * n;
+  void* m[3] = {nullptr, nullptr, nullptr};
+  cublasHandle_t blas = nullptr;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  double best = 0;
+  bool ok = HR_CUDA_CHECK(*ctx.err, cublasCreate(&blas)) &&
+            HR_CUDA_CHECK(*ctx.err, cublasSetStream(blas, ctx.stream)) &&
+            HR_CUDA_CHECK(*ctx.err, cudaEventCreate(&start)) &&
+            HR_CUDA_CHECK(*ctx.err, cudaEventCreate(&stop));
+  for (void*& p : m) {
+    // 0x3C3C is the bf16 value 0.0115: nonzero operands, as real data (zeros draw less power).
+    ok = ok && HR_CUDA_CHECK(*ctx.err, cudaMalloc(&p, bytes)) &&
+         HR_CUDA_CHECK(*ctx.err, cudaMemsetAsync(p, 0x3C, bytes, ctx.stream));
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  auto gemm = [&] {
+    return HR_CUDA_CHECK(
+        *ctx.err, cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, m[0], CUDA_R_16BF,
+                               n, m[1], CUDA_R_16BF, n, &beta, m[2], CUDA_R_16BF, n,
+                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  };
+  ok = ok && gemm() && gemm();  // warm-up: clocks up, heuristics cached
+  for (int i = 0; ok && i < reps; ++i) {
+    float ms = 0;
+    ok = HR_CUDA_CHECK(*ctx.err, cudaEventRecord(start, ctx.stream)) && gemm() &&
+         HR_CUDA_CHECK(*ctx.err, cudaEventRecord(stop, ctx.stream)) &&
+         HR_CUDA_CHECK(*ctx.err, cudaEventSynchronize(stop)) &&
+         HR_CUDA_CHECK(*ctx.err, cudaEventElapsedTime(&ms, start, stop));
+    if (ok && ms > 0) best = std::max(best, 2.0 * n * n * static_cast<double>(n) / (ms * 1e-3));
+  }
+  cudaStreamSynchronize(ctx.stream);
+  for (void* p : m) cudaFree(p);
+  if (start != nullptr) cudaEventDestroy(start);
+  if (stop != nullptr) cudaEventDestroy(stop);
+  if (blas != nullptr) cublasDestroy(blas);
+  return ok ? best : 0.0;
 }
 
 }  // namespace headroom::cuda

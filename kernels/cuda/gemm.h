@@ -51,6 +51,12 @@ struct GemmCall {
   int batch = 1;
 };
 
+// FLOP/s of the best of `reps` n x n x n products with bf16 operands and output and fp32
+// accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F) on ctx.stream: the tensor-core peak that
+// bf16 training reaches at best, measured rather than quoted, for MFU. Allocates and frees its
+// own buffers; 0 after recording an error.
+double MeasureBf16GemmFlops(int n, int reps, const LaunchContext& ctx);
+
 class GemmRunner {
  public:
   GemmRunner();
