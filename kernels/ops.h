@@ -111,6 +111,14 @@ class Ops {
                                   int lda, int64_t stride_a, const T* B, int ldb, int64_t stride_b,
                                   T beta, T* C, int ldc, int64_t stride_c, int batch) = 0;
 
+  // y [rows, out] = x [rows, in] w^T + bias: a linear layer, with the weight w [out, in] as
+  // stored (model/parameter_layout.h) and bias [out] (nullptr: none). The default is Gemm then
+  // AddBias; CUDA adds the bias in cuBLASLt's GEMM epilogue instead, saving a pass over y.
+  virtual void Linear(const T* x, const T* w, const T* bias, int rows, int out, int in, T* y) {
+    Gemm(Trans::kNo, Trans::kYes, rows, out, in, T(1), x, in, w, in, T(0), y, out);
+    if (bias != nullptr) AddBias(y, bias, rows, out);
+  }
+
   // x[r, c] += bias[c] for a rows x cols matrix.
   virtual void AddBias(T* x, const T* bias, int64_t rows, int cols) = 0;
   // dbias[c] += sum_r dy[r, c].

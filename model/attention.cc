@@ -67,14 +67,12 @@ void FixedHeadAttention<T>::ForwardFused(const AttentionParams<T>& p, const T* x
   const T* b[3] = {p.bq, p.bk, p.bv};
   T* y[3] = {qh_, kh_, vh_};
   for (int i = 0; i < 3; ++i) {
-    ops_->Gemm(Trans::kNo, Trans::kYes, N, I, d_, T(1), x, d_, w[i], d_, T(0), y[i], I);
-    ops_->AddBias(y[i], b[i], N, I);
+    ops_->Linear(x, w[i], b[i], N, I, d_, y[i]);
   }
   const T scale = T(1) / std::sqrt(static_cast<T>(dp_));
   ops_->AttentionForward(qh_, kh_, vh_, B_, S_, h_, dp_, scale, key_valid, causal_, rate_, key_,
                          ctx_, lse_);
-  ops_->Gemm(Trans::kNo, Trans::kYes, N, d_, I, T(1), ctx_, I, p.wo, I, T(0), out, d_);
-  ops_->AddBias(out, p.bo, N, d_);
+  ops_->Linear(ctx_, p.wo, p.bo, N, d_, I, out);
 }
 
 template <typename T>
@@ -132,8 +130,7 @@ void FixedHeadAttention<T>::Forward(const AttentionParams<T>& p, const T* x, int
   const T* b[3] = {p.bq, p.bk, p.bv};
   T* heads[3] = {qh_, kh_, vh_};
   for (int i = 0; i < 3; ++i) {
-    ops_->Gemm(Trans::kNo, Trans::kYes, N, I, d_, T(1), x, d_, w[i], d_, T(0), proj, I);
-    ops_->AddBias(proj, b[i], N, I);
+    ops_->Linear(x, w[i], b[i], N, I, d_, proj);
     ops_->PermuteHeads(proj, heads[i], B, S, h_, dp_, /*inverse=*/false);
   }
 
@@ -156,8 +153,7 @@ void FixedHeadAttention<T>::Forward(const AttentionParams<T>& p, const T* x, int
                            dp_, head_stride, T(0), ctx_heads, dp_, head_stride, B * h_);
   ops_->PermuteHeads(ctx_heads, ctx_, B, S, h_, dp_, /*inverse=*/true);
 
-  ops_->Gemm(Trans::kNo, Trans::kYes, N, d_, I, T(1), ctx_, I, p.wo, I, T(0), out, d_);
-  ops_->AddBias(out, p.bo, N, d_);
+  ops_->Linear(ctx_, p.wo, p.bo, N, d_, I, out);
 }
 
 template <typename T>

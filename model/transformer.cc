@@ -97,11 +97,9 @@ class EncoderLayer {
     ops_->Add(x, sub, a_pre_, nd);
     ops_->LayerNormForward(a_pre_, ln1_g_, ln1_b_, N, d_, eps_, h1_, mean1_, rstd1_);
 
-    ops_->Gemm(Trans::kNo, Trans::kYes, N, f_, d_, T(1), h1_, d_, w1_, d_, T(0), u_, f_);
-    ops_->AddBias(u_, b1_, N, f_);
+    ops_->Linear(h1_, w1_, b1_, N, f_, d_, u_);
     ops_->GeluForward(u_, g_, static_cast<int64_t>(N) * f_);
-    ops_->Gemm(Trans::kNo, Trans::kYes, N, d_, f_, T(1), g_, f_, w2_, f_, T(0), sub, d_);
-    ops_->AddBias(sub, b2_, N, d_);
+    ops_->Linear(g_, w2_, b2_, N, d_, f_, sub);
     if (hidden_rate > 0) ops_->Dropout(sub, sub, nd, hidden_rate, Key(2));
     ops_->Add(h1_, sub, b_pre_, nd);
     ops_->LayerNormForward(b_pre_, ln2_g_, ln2_b_, N, d_, eps_, out, mean2_, rstd2_);
@@ -446,16 +444,13 @@ void Model<T>::ForwardBertHeads(const Batch& batch, bool training, bool count_co
     ops_->CopyToDevice(labels_, labels.data(), sizeof(int32_t) * Pn);
     ops_->CopyToDevice(weights_, weights.data(), sizeof(T) * Pn);
     ops_->GatherRows(h, gather_rows_, Pn, d_, mlm_in_);
-    ops_->Gemm(Trans::kNo, Trans::kYes, Pn, d_, d_, T(1), mlm_in_, d_,
-               P("cls.predictions.transform.dense.weight"), d_, T(0), mlm_pre_, d_);
-    ops_->AddBias(mlm_pre_, P("cls.predictions.transform.dense.bias"), Pn, d_);
+    ops_->Linear(mlm_in_, P("cls.predictions.transform.dense.weight"),
+                 P("cls.predictions.transform.dense.bias"), Pn, d_, d_, mlm_pre_);
     ops_->GeluForward(mlm_pre_, mlm_act_, static_cast<int64_t>(Pn) * d_);
     ops_->LayerNormForward(mlm_act_, P("cls.predictions.transform.LayerNorm.weight"),
                            P("cls.predictions.transform.LayerNorm.bias"), Pn, d_, eps_, mlm_out_,
                            mlm_mean_, mlm_rstd_);
-    ops_->Gemm(Trans::kNo, Trans::kYes, Pn, V_, d_, T(1), mlm_out_, d_, decoder, d_, T(0), logits_,
-               V_);
-    ops_->AddBias(logits_, P("cls.predictions.bias"), Pn, V_);
+    ops_->Linear(mlm_out_, decoder, P("cls.predictions.bias"), Pn, V_, d_, logits_);
     if (count_correct) {
       std::vector<T> host_logits(static_cast<size_t>(Pn) * V_);
       ops_->CopyToHost(host_logits.data(), logits_, sizeof(T) * host_logits.size());
@@ -480,13 +475,11 @@ void Model<T>::ForwardBertHeads(const Batch& batch, bool training, bool count_co
   ops_->CopyToDevice(cls_rows_, cls.data(), sizeof(int32_t) * B);
   ops_->CopyToDevice(nsp_labels_, batch.next_sentence_labels.data(), sizeof(int32_t) * B);
   ops_->GatherRows(h, cls_rows_, B, d_, cls_);
-  ops_->Gemm(Trans::kNo, Trans::kYes, B, d_, d_, T(1), cls_, d_, P("bert.pooler.dense.weight"), d_,
-             T(0), pooled_, d_);
-  ops_->AddBias(pooled_, P("bert.pooler.dense.bias"), B, d_);
+  ops_->Linear(cls_, P("bert.pooler.dense.weight"), P("bert.pooler.dense.bias"), B, d_, d_,
+               pooled_);
   ops_->TanhForward(pooled_, pooled_, static_cast<int64_t>(B) * d_);
-  ops_->Gemm(Trans::kNo, Trans::kYes, B, 2, d_, T(1), pooled_, d_, P("cls.seq_relationship.weight"),
-             d_, T(0), nsp_logits_, 2);
-  ops_->AddBias(nsp_logits_, P("cls.seq_relationship.bias"), B, 2);
+  ops_->Linear(pooled_, P("cls.seq_relationship.weight"), P("cls.seq_relationship.bias"), B, 2, d_,
+               nsp_logits_);
   ops_->SoftmaxCrossEntropy(nsp_logits_, nsp_labels_, nullptr, B, 2, nsp_losses_,
                             training ? nsp_dlogits_ : nullptr, static_cast<T>(1.0 / B));
   ops_->Dot(nsp_losses_, ones_, B, scalars_ + 1);
@@ -515,9 +508,7 @@ void Model<T>::ForwardLmHead(const Batch& batch, bool training, bool count_corre
     stats.lm_tokens += batch.targets[i] != 0 ? 1 : 0;
   }
   ops_->CopyToDevice(labels_, labels.data(), sizeof(int32_t) * N);
-  ops_->Gemm(Trans::kNo, Trans::kYes, N, V_, d_, T(1), hidden_.back(), d_, decoder, d_, T(0),
-             logits_, V_);
-  ops_->AddBias(logits_, P("lm.output.bias"), N, V_);
+  ops_->Linear(hidden_.back(), decoder, P("lm.output.bias"), N, V_, d_, logits_);
   if (count_correct) {
     std::vector<T> host_logits(static_cast<size_t>(N) * V_);
     ops_->CopyToHost(host_logits.data(), logits_, sizeof(T) * host_logits.size());

@@ -193,6 +193,13 @@ class ProfilingOps final : public Ops<float> {
                         ta == Trans::kYes ? " T" : " N", tb == Trans::kYes ? "T" : "N"),
            t0, 2.0 * batch * M * N * K);
   }
+  void Linear(const float* x, const float* w, const float* bias, int rows, int out, int in,
+              float* y) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->Linear(x, w, bias, rows, out, in, y);
+    inner_->Synchronize();
+    Record(absl::StrCat("Linear ", rows, "x", out, "x", in), t0, 2.0 * rows * out * in);
+  }
   void AddBias(float* x, const float* bias, int64_t rows, int cols) override {
     const Clock::time_point t0 = Clock::now();
     inner_->AddBias(x, bias, rows, cols);

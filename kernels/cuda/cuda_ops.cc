@@ -245,6 +245,24 @@ void CudaOps::Gemm(Trans ta, Trans tb, int M, int N, int K, float alpha, const f
   GemmStridedBatched(ta, tb, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
 }
 
+void CudaOps::Linear(const float* x, const float* w, const float* bias, int rows, int out, int in,
+                     float* y) {
+  cuda::GemmCall call;
+  call.trans_b = true;
+  call.M = rows;
+  call.N = out;
+  call.K = in;
+  call.A = x;
+  call.lda = in;
+  call.B = w;
+  call.ldb = in;
+  call.C = y;
+  call.ldc = out;
+  call.bias = bias;
+  gemm_->Run(call, gemm_precision_, ctx());
+  AfterOp("Linear");
+}
+
 void CudaOps::GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, float alpha,
                                  const float* A, int lda, int64_t stride_a, const float* B, int ldb,
                                  int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,

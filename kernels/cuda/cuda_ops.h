@@ -116,6 +116,8 @@ class CudaOps final : public Ops<float> {
   void GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, float alpha, const float* A,
                           int lda, int64_t stride_a, const float* B, int ldb, int64_t stride_b,
                           float beta, float* C, int ldc, int64_t stride_c, int batch) override;
+  void Linear(const float* x, const float* w, const float* bias, int rows, int out, int in,
+              float* y) override;
   void AddBias(float* x, const float* bias, int64_t rows, int cols) override;
   void BiasBackward(const float* dy, int64_t rows, int cols, float* dbias) override;
   void PermuteHeads(const float* x, float* y, int B, int S, int H, int D, bool inverse) override;

@@ -22,7 +22,8 @@ struct GemmRunner::Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
-  bool use_lt = false;  // false: no cuBLASLt algorithm, use classic cuBLAS
+  bool use_lt = false;         // false: no cuBLASLt algorithm, use classic cuBLAS
+  bool bias_epilogue = false;  // the algorithm adds the bias (CUBLASLT_EPILOGUE_BIAS)
 
   Plan() = default;
   Plan(const Plan&) = delete;
@@ -74,6 +75,13 @@ bool MakeLayout(cublasLtMatrixLayout_t* layout, int rows, int cols, int ld, int6
          HR_CUDA_CHECK(*ctx.err, cublasLtMatrixLayoutSetAttribute(
                                      *layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
                                      sizeof(stride)));
+}
+
+// Whether `call`'s bias goes into the GEMM's epilogue: a single product with beta 0 and a
+// 16-byte aligned bias (cuBLASLt loads the bias vector with wide loads).
+bool EpilogueBias(const GemmCall& call) {
+  return call.bias != nullptr && call.batch <= 1 && call.beta == 0.0f &&
+         reinterpret_cast<uintptr_t>(call.bias) % 16 == 0;
 }
 
 }  // namespace
@@ -136,7 +144,8 @@ GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precis
                        call.batch,
                        align_a,
                        align_b,
-                       align_c};
+                       align_c,
+                       EpilogueBias(call) ? 1 : 0};
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second.get();
 
@@ -152,6 +161,24 @@ GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precis
       !HR_CUDA_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
                                                          &op2, sizeof(op2)))) {
     return nullptr;
+  }
+  // Bias epilogue: cuBLAS's D is our C^T (N x M column-major), so its per-row bias is our
+  // per-column bias, length N, as wanted.
+  if (EpilogueBias(call)) {
+    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    const cudaDataType_t bias_type = CUDA_R_32F;
+    if (!HR_CUDA_CHECK(err,
+                       cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                      &epilogue, sizeof(epilogue))) ||
+        !HR_CUDA_CHECK(
+            err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                &bias_type, sizeof(bias_type))) ||
+        !HR_CUDA_CHECK(err,
+                       cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                      &call.bias, sizeof(call.bias)))) {
+      return nullptr;
+    }
+    plan->bias_epilogue = true;
   }
   const int rows1 = call.trans_b ? call.K : call.N, cols1 = call.trans_b ? call.N : call.K;
   const int rows2 = call.trans_a ? call.M : call.K, cols2 = call.trans_a ? call.K : call.M;
@@ -205,9 +232,14 @@ void GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
     return;
   }
   if (call.M == 0 || call.N == 0 || call.batch == 0) return;
+  if (call.bias != nullptr && (call.batch > 1 || call.ldc != call.N)) {
+    err.Record("Gemm", "a bias needs one product with ldc == N", __FILE__, __LINE__);
+    return;
+  }
   if (call.K == 0 || call.alpha == 0.0f) {
     LaunchScaleMatrices(call.C, call.M, call.N, call.ldc, call.stride_c, call.batch, call.beta,
                         ctx);
+    if (call.bias != nullptr) LaunchAddBias(call.C, call.bias, call.M, call.N, ctx);
     return;
   }
   // beta == 0 must not let NaN/Inf already in C through (0 * NaN = NaN): clear C first.
@@ -216,11 +248,24 @@ void GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
   }
   Plan* plan = GetPlan(call, precision, ctx);
   if (plan == nullptr) return;
+  // The bias a separate kernel adds when the epilogue does not.
+  auto add_bias = [&] {
+    if (call.bias != nullptr) LaunchAddBias(call.C, call.bias, call.M, call.N, ctx);
+  };
   if (plan->use_lt) {
+    if (plan->bias_epilogue &&
+        !HR_CUDA_CHECK(err,
+                       cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                      &call.bias, sizeof(call.bias)))) {
+      return;
+    }
     const cublasStatus_t s = cublasLtMatmul(lt_, plan->desc, &call.alpha, call.B, plan->a, call.A,
                                             plan->b, &call.beta, call.C, plan->c, call.C, plan->c,
                                             &plan->algo, workspace_, workspace_bytes_, ctx.stream);
-    if (s == CUBLAS_STATUS_SUCCESS) return;
+    if (s == CUBLAS_STATUS_SUCCESS) {
+      if (!plan->bias_epilogue) add_bias();
+      return;
+    }
     if (s != CUBLAS_STATUS_NOT_SUPPORTED) {
       err.Record("cublasLtMatmul", ErrorText(s), __FILE__, __LINE__);
       return;
@@ -236,6 +281,7 @@ void GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
                                       call.stride_b, call.A, CUDA_R_32F, call.lda, call.stride_a,
                                       &call.beta, call.C, CUDA_R_32F, call.ldc, call.stride_c,
                                       call.batch, ComputeType(precision), CUBLAS_GEMM_DEFAULT));
+  add_bias();
 }
 
 double MeasureBf16GemmFlops(int n, int reps, const LaunchContext& ctx) {

@@ -49,6 +49,10 @@ struct GemmCall {
   int ldc = 0;
   int64_t stride_c = 0;
   int batch = 1;
+  // When set (batch 1, beta 0 only): C += bias broadcast over rows, bias [N]. Added in
+  // cuBLASLt's epilogue (CUBLASLT_EPILOGUE_BIAS) when the bias is 16-byte aligned and an
+  // algorithm takes it, else by a separate kernel after the product.
+  const float* bias = nullptr;
 };
 
 // FLOP/s of the best of `reps` n x n x n products with bf16 operands and output and fp32
@@ -78,7 +82,7 @@ class GemmRunner {
 
  private:
   struct Plan;
-  using PlanKey = std::array<int64_t, 16>;
+  using PlanKey = std::array<int64_t, 17>;
 
   // The cached plan for `call`, created on first use; nullptr after recording an error.
   Plan* GetPlan(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx);

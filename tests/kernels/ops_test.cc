@@ -291,6 +291,40 @@ TEST_P(OpsTest, AddBiasAndBiasBackwardAccumulates) {
   });
 }
 
+// Linear = x w^T + bias, with the bias 16-byte aligned (CUDA: in the GEMM's epilogue), not
+// aligned (CUDA: a separate pass) and absent; NaN in y beforehand must not leak.
+TEST_P(OpsTest, LinearAddsTheBiasWhereverItLives) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    struct Case {
+      int rows, out, in;
+    };
+    for (const Case& c : {Case{1, 1, 1}, Case{7, 37, 5}, Case{129, 64, 96}, Case{300, 256, 129}}) {
+      for (int bias_offset : {0, 1, -1}) {  // -1: no bias
+        SCOPED_TRACE("rows=" + std::to_string(c.rows) + " out=" + std::to_string(c.out) +
+                     " in=" + std::to_string(c.in) + " bias_offset=" + std::to_string(bias_offset));
+        const Vec x = Quantize<T>(Random(rng_, int64_t{c.rows} * c.in));
+        const Vec w = Quantize<T>(Random(rng_, int64_t{c.out} * c.in));
+        const Vec bias = Quantize<T>(Random(rng_, c.out + 1));  // bias starts at bias_offset
+        auto dx = Upload(ops, x), dw = Upload(ops, w), db = Upload(ops, bias);
+        auto dy = Upload(ops, Vec(int64_t{c.rows} * c.out, std::nan("")));
+        const T* b = bias_offset < 0 ? nullptr : db.get() + bias_offset;
+        ops.Linear(dx.get(), dw.get(), b, c.rows, c.out, c.in, dy.get());
+        Vec want(int64_t{c.rows} * c.out);
+        for (int r = 0; r < c.rows; ++r) {
+          for (int o = 0; o < c.out; ++o) {
+            double acc = bias_offset < 0 ? 0.0 : bias[bias_offset + o];
+            for (int k = 0; k < c.in; ++k)
+              acc += x[int64_t{r} * c.in + k] * w[int64_t{o} * c.in + k];
+            want[int64_t{r} * c.out + o] = acc;
+          }
+        }
+        ExpectClose(Download(ops, dy), want, tol_.Times(c.in), "Linear");
+      }
+    }
+  });
+}
+
 TEST_P(OpsTest, PermuteHeadsSplitsAndMerges) {
   Run([&](auto& ops) {
     using T = Elem<decltype(ops)>;
