@@ -343,6 +343,47 @@ T* Model<T>::G(const std::string& name) {
 template <typename T>
 absl::StatusOr<LossStats> Model<T>::Forward(const Batch& batch, bool training,
                                             const DropoutKey& base, bool count_correct) {
+  absl::Status s = Enqueue(batch, training, base, count_correct);
+  if (!s.ok()) return s;
+  return ReadLossStats();
+}
+
+template <typename T>
+absl::Status Model<T>::ForwardAsync(const Batch& batch, bool training, const DropoutKey& base) {
+  return Enqueue(batch, training, base, /*count_correct=*/false);
+}
+
+template <typename T>
+LossStats Model<T>::ReadLossStats() {
+  assert(stats_pending_ && "ReadLossStats needs a preceding Forward or ForwardAsync");
+  stats_pending_ = false;
+  LossStats stats = pending_;
+  T host_scalars[2] = {T(0), T(0)};
+  if (bert_) {
+    const int B = B_;
+    std::vector<T> nsp_logits(2 * B);
+    ops_->CopyToHost(nsp_logits.data(), nsp_logits_, sizeof(T) * 2 * B);
+    ops_->CopyToHost(host_scalars, scalars_, sizeof(T) * 2);
+    for (int b = 0; b < B; ++b) {
+      if (ArgMax(nsp_logits.data() + 2 * b, 2) == nsp_labels_host_[b]) ++stats.nsp_correct;
+    }
+    stats.mlm_loss_sum = static_cast<double>(host_scalars[0]);
+    stats.mlm_loss = stats.mlm_loss_sum / (stats.mlm_weight_sum + 1e-5);
+    stats.nsp_loss = static_cast<double>(host_scalars[1]) / B;
+    stats.loss = stats.mlm_loss + stats.nsp_loss;
+  } else {
+    ops_->CopyToHost(host_scalars, scalars_, sizeof(T));
+    stats.lm_loss_sum = static_cast<double>(host_scalars[0]);
+    stats.lm_loss = stats.lm_tokens > 0 ? stats.lm_loss_sum / stats.lm_tokens : 0.0;
+    stats.loss = stats.lm_loss;
+  }
+  return stats;
+}
+
+template <typename T>
+absl::Status Model<T>::Enqueue(const Batch& batch, bool training, const DropoutKey& base,
+                               bool count_correct) {
+  stats_pending_ = false;
   absl::Status valid = ValidateBatch(config_, batch);
   if (!valid.ok()) return valid;
   const int B = batch.batch_size, S = batch.seq_length, M = bert_ ? batch.max_predictions : 0;
@@ -408,7 +449,9 @@ absl::StatusOr<LossStats> Model<T>::Forward(const Batch& batch, bool training,
     ForwardLmHead(batch, training, count_correct, stats);
   }
   backward_ready_ = training;
-  return stats;
+  pending_ = stats;
+  stats_pending_ = true;
+  return absl::OkStatus();
 }
 
 template <typename T>
@@ -438,7 +481,6 @@ void Model<T>::ForwardBertHeads(const Batch& batch, bool training, bool count_co
   stats.nsp_count = B;
 
   // MLM: transform and decoder at the masked positions only.
-  T host_scalars[2] = {T(0), T(0)};
   if (Pn > 0) {
     ops_->CopyToDevice(gather_rows_, rows.data(), sizeof(int32_t) * Pn);
     ops_->CopyToDevice(labels_, labels.data(), sizeof(int32_t) * Pn);
@@ -483,17 +525,8 @@ void Model<T>::ForwardBertHeads(const Batch& batch, bool training, bool count_co
   ops_->SoftmaxCrossEntropy(nsp_logits_, nsp_labels_, nullptr, B, 2, nsp_losses_,
                             training ? nsp_dlogits_ : nullptr, static_cast<T>(1.0 / B));
   ops_->Dot(nsp_losses_, ones_, B, scalars_ + 1);
-
-  std::vector<T> nsp_logits(2 * B);
-  ops_->CopyToHost(nsp_logits.data(), nsp_logits_, sizeof(T) * 2 * B);
-  ops_->CopyToHost(host_scalars, scalars_, sizeof(T) * 2);
-  for (int b = 0; b < B; ++b) {
-    if (ArgMax(nsp_logits.data() + 2 * b, 2) == batch.next_sentence_labels[b]) ++stats.nsp_correct;
-  }
-  stats.mlm_loss_sum = static_cast<double>(host_scalars[0]);
-  stats.mlm_loss = stats.mlm_loss_sum / (weight_sum + 1e-5);
-  stats.nsp_loss = static_cast<double>(host_scalars[1]) / B;
-  stats.loss = stats.mlm_loss + stats.nsp_loss;
+  // The losses and NSP accuracy are read back by ReadLossStats.
+  nsp_labels_host_ = batch.next_sentence_labels;
 }
 
 template <typename T>
@@ -523,12 +556,7 @@ void Model<T>::ForwardLmHead(const Batch& batch, bool training, bool count_corre
   const T scale = stats.lm_tokens > 0 ? static_cast<T>(1.0 / stats.lm_tokens) : T(0);
   ops_->SoftmaxCrossEntropy(logits_, labels_, nullptr, N, V_, losses_, training ? logits_ : nullptr,
                             scale);
-  ops_->Dot(losses_, ones_, N, scalars_);
-  T sum = 0;
-  ops_->CopyToHost(&sum, scalars_, sizeof(T));
-  stats.lm_loss_sum = static_cast<double>(sum);
-  stats.lm_loss = stats.lm_tokens > 0 ? stats.lm_loss_sum / stats.lm_tokens : 0.0;
-  stats.loss = stats.lm_loss;
+  ops_->Dot(losses_, ones_, N, scalars_);  // read back by ReadLossStats
 }
 
 template <typename T>

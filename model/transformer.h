@@ -139,6 +139,16 @@ class Model {
                                                   const DropoutKey& base,
                                                   bool count_correct = false);
 
+  // Forward without waiting for the device: the batch is validated and staged and the work
+  // enqueued, but the losses stay on the device until ReadLossStats, so a caller can enqueue
+  // Backward first and read the loss once the step's work is in flight (one host
+  // synchronisation per step instead of one per Forward). Forward == ForwardAsync followed by
+  // ReadLossStats (count_correct needs the synchronous Forward).
+  [[nodiscard]] absl::Status ForwardAsync(const Batch& batch, bool training,
+                                          const DropoutKey& base);
+  // The LossStats of the last Forward / ForwardAsync (waits for its work). Once per Forward.
+  LossStats ReadLossStats();
+
   // Called by Backward as groups of parameter gradients become final, so that a caller can
   // start reducing them while the rest of backward runs (comm/gradient_buckets.h): with
   // layer = num_layers after the output heads (every tensor of layer -1 that is not an
@@ -193,6 +203,9 @@ class Model {
   int32_t* AllocateInt(int64_t n);
   const T* P(const std::string& name) const;
   T* G(const std::string& name);
+  // Forward's work: everything but reading the losses back.
+  absl::Status Enqueue(const Batch& batch, bool training, const DropoutKey& base,
+                       bool count_correct);
   void ForwardBertHeads(const Batch& batch, bool training, bool count_correct, LossStats& stats);
   void ForwardLmHead(const Batch& batch, bool training, bool count_correct, LossStats& stats);
   void BackwardBertHeads(T loss_scale, T* dhidden);
@@ -249,6 +262,9 @@ class Model {
   T* dh_[2] = {nullptr, nullptr};  // [N, d] gradient buffers Backward alternates between
 
   // The last Forward.
+  LossStats pending_;                     // host-side counts, until ReadLossStats
+  bool stats_pending_ = false;            // ReadLossStats allowed
+  std::vector<int32_t> nsp_labels_host_;  // for NSP accuracy in ReadLossStats
   int B_ = 0, S_ = 0, M_ = 0;
   bool backward_ready_ = false;
   DropoutKey base_key_;

@@ -527,15 +527,16 @@ absl::StatusOr<TrainResult> TrainOnRanks(const TrainOptions& options, Communicat
       // The global micro-batch index (trainer.h): R ranks draw the masks one rank would.
       const uint64_t micro_index = static_cast<uint64_t>((step * ranks + rank) * k + j);
       const DropoutKey key{tc.seed(), micro_index, 0, 0};
-      absl::StatusOr<LossStats> s = model->Forward(b, /*training=*/true, key);
+      // Forward and backward are enqueued before the loss is read back: one wait per
+      // micro-batch, when its work is all on the device.
+      absl::Status s = model->ForwardAsync(b, /*training=*/true, key);
       if (!s.ok()) {
-        return absl::Status(s.status().code(),
-                            absl::StrCat("step ", step + 1, ": ", s.status().message()));
+        return absl::Status(s.code(), absl::StrCat("step ", step + 1, ": ", s.message()));
       }
-      loss += s->loss / k;
       // Reduce only the sum of all micro-batches: mark tensors in the last backward alone.
       model->Backward(1.0f, buckets && j == k - 1 ? hook : Model<float>::BackwardHook());
       HR_RETURN_IF_ERROR(hook_status);
+      loss += model->ReadLossStats().loss / k;
     }
     double step_wait = 0;
     int64_t step_bytes = 0;

@@ -136,7 +136,8 @@ absl::Status CudaOps::Init() {
                                        sizeof(float) * cuda::kDotMaxBlocks)) &&
         HR_CUDA_CHECK(err_, cudaMalloc(reinterpret_cast<void**>(&norms_), sizeof(float) * 2)) &&
         HR_CUDA_CHECK(err_, cudaMalloc(reinterpret_cast<void**>(&colsum_scratch_),
-                                       sizeof(float) * cuda::kColumnSumScratchFloats))) {
+                                       sizeof(float) * cuda::kColumnSumScratchFloats)) &&
+        staging_.Init(options_.staging_bytes, ctx())) {
       return absl::OkStatus();
     }
   }
@@ -198,6 +199,12 @@ void CudaOps::Free(void* p) {
 
 void CudaOps::CopyToDevice(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
+  // Small uploads (a step's batch) go through pinned memory without waiting; large ones
+  // (parameters, checkpoints) synchronously.
+  if (staging_.CopyToDevice(dst, src, bytes, ctx())) {
+    AfterOp("CopyToDevice");
+    return;
+  }
   HR_CUDA_CHECK(err_, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
   HR_CUDA_CHECK(err_, cudaStreamSynchronize(stream_));
 }

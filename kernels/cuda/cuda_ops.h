@@ -1,10 +1,11 @@
 // CudaOps: the CUDA backend of the op set (kernels/ops.h) for float, on one GPU.
 //
 // A CudaOps object owns one CUDA stream, a cuBLASLt handle (and a classic cuBLAS handle for
-// the rare shape cuBLASLt has no algorithm for), a GEMM workspace, and small fixed scratch
-// buffers, all made in Create(). Every op is enqueued on the stream in call order and returns
-// at once; CopyToHost and Synchronize wait. Pointers are device pointers from Alloc/AllocInt
-// (zero-initialised cudaMalloc memory).
+// the rare shape cuBLASLt has no algorithm for), a GEMM workspace, small fixed scratch
+// buffers and a pinned staging ring, all made in Create(). Every op is enqueued on the stream
+// in call order and returns at once; CopyToHost and Synchronize wait, and so does CopyToDevice
+// of more than the staging ring holds (8 MiB: parameters, not a step's batch). Pointers are device
+// pointers from Alloc/AllocInt (zero-initialised cudaMalloc memory).
 //
 // Matrix products run in the precision set by set_gemm_precision (default kFp32, exact fp32;
 // kTf32 and kBf16 use tensor cores with fp32 accumulation, see kernels/cuda/gemm.h). All other
@@ -45,6 +46,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/staging.h"
 #include "kernels/ops.h"
 
 namespace headroom {
@@ -54,7 +56,8 @@ struct CudaOpsOptions {
   cuda::GemmPrecision gemm_precision = cuda::GemmPrecision::kFp32;
   size_t gemm_workspace_bytes = size_t{32} << 20;  // cuBLASLt's recommendation for Hopper
   bool abort_on_error = false;                     // abort the process at the first CUDA error
-  bool sync_after_each_op = false;  // synchronise after every op (debugging, sanitizer runs)
+  bool sync_after_each_op = false;         // synchronise after every op (debugging, sanitizer runs)
+  size_t staging_bytes = size_t{8} << 20;  // pinned ring for asynchronous uploads (staging.h)
 
   // Defaults overridden by the environment: HEADROOM_CUDA_SYNC=1, HEADROOM_CUDA_ABORT_ON_ERROR=1,
   // HEADROOM_CUDA_GEMM_PRECISION=fp32|tf32|bf16. InvalidArgument for an unknown precision.
@@ -97,6 +100,8 @@ class CudaOps final : public Ops<float> {
     return cuda::MeasureBf16GemmFlops(n, reps, ctx());
   }
   int64_t PeakAllocatedBytes() const override { return peak_allocated_; }
+  // Times an upload waited for the staging ring's previous lap (staging.h).
+  int staging_lap_waits() const { return staging_.lap_waits(); }
 
   void* AllocBytes(size_t bytes) override;
   void Free(void* p) override;
@@ -186,6 +191,7 @@ class CudaOps final : public Ops<float> {
   float* norms_ = nullptr;           // 2 floats (LAMB)
   float* colsum_scratch_ = nullptr;  // kColumnSumScratchFloats floats
   cuda::DeviceScratch scratch_;      // sort buffers of the row scatter-add
+  cuda::PinnedStagingRing staging_;  // asynchronous CopyToDevice of small buffers
   // Live AllocBytes allocations (rounded sizes), their total and its maximum so far.
   std::unordered_map<void*, size_t> allocation_bytes_;
   int64_t allocated_ = 0;

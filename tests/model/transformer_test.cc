@@ -270,6 +270,34 @@ TEST(ModelGradient, BertFusedAttentionStandardHeads) {
   CheckGradients(TinyBert(2, 8, 2, 0, 12), AttentionPath::kFused);
 }
 
+// ForwardAsync + Backward + ReadLossStats (the trainer's order) gives the synchronous Forward's
+// statistics and the same gradients, for BERT and the LM.
+TEST(ModelForward, AsyncForwardThenReadLossStatsEqualsForward) {
+  for (const ModelConfig& m : {TinyBert(2, 8, 3, 5, 12, 0.2f), TinyLm(2, 8, 2, 6, 12, 0.2f)}) {
+    CpuOps<double> ops(1);
+    auto model = MakeModel(m, &ops, 9);
+    const Batch batch = TinyBatch(m, 4);
+    const DropoutKey key{3, 1, 0, 0};
+    model->ZeroGrads();
+    const LossStats want = model->Forward(batch, /*training=*/true, key).value();
+    model->Backward();
+    const std::vector<double> want_grads = model->GetGradients();
+    model->ZeroGrads();
+    ASSERT_TRUE(model->ForwardAsync(batch, /*training=*/true, key).ok());
+    model->Backward();
+    const LossStats got = model->ReadLossStats();
+    EXPECT_EQ(got.loss, want.loss);
+    EXPECT_EQ(got.mlm_loss_sum, want.mlm_loss_sum);
+    EXPECT_EQ(got.nsp_loss, want.nsp_loss);
+    EXPECT_EQ(got.nsp_correct, want.nsp_correct);
+    EXPECT_EQ(got.mlm_count, want.mlm_count);
+    EXPECT_EQ(got.lm_loss_sum, want.lm_loss_sum);
+    EXPECT_EQ(got.lm_tokens, want.lm_tokens);
+    EXPECT_GT(got.loss, 0);
+    EXPECT_EQ(model->GetGradients(), want_grads);
+  }
+}
+
 TEST(ModelGradient, LossScaleScalesAndCallsAccumulate) {
   ModelConfig m = TinyBert(1, 8, 2, 0, 12);
   CpuOps<double> ops(1);
