@@ -70,6 +70,7 @@ absl::StatusOr<CudaOpsOptions> CudaOpsOptions::FromEnvironment() {
   CudaOpsOptions options;
   options.sync_after_each_op = EnvFlag("HEADROOM_CUDA_SYNC");
   options.abort_on_error = EnvFlag("HEADROOM_CUDA_ABORT_ON_ERROR");
+  options.clear_gemm_output = EnvFlag("HEADROOM_CUDA_CLEAR_GEMM_OUTPUT");
   if (const char* p = std::getenv("HEADROOM_CUDA_GEMM_PRECISION"); p != nullptr && p[0] != '\0') {
     absl::StatusOr<cuda::GemmPrecision> precision = ParseGemmPrecision(p);
     if (!precision.ok()) {
@@ -131,6 +132,7 @@ absl::Status CudaOps::Init() {
   if (HR_CUDA_CHECK(err_, cudaSetDevice(options_.device)) &&
       HR_CUDA_CHECK(err_, cudaStreamCreate(&stream_))) {
     gemm_ = std::make_unique<cuda::GemmRunner>();
+    gemm_->set_clear_before_overwrite(options_.clear_gemm_output);
     if (gemm_->Init(options_.gemm_workspace_bytes, ctx()) &&
         HR_CUDA_CHECK(err_, cudaMalloc(reinterpret_cast<void**>(&partials_),
                                        sizeof(float) * cuda::kDotMaxBlocks)) &&

@@ -58,9 +58,11 @@ struct CudaOpsOptions {
   bool abort_on_error = false;                     // abort the process at the first CUDA error
   bool sync_after_each_op = false;         // synchronise after every op (debugging, sanitizer runs)
   size_t staging_bytes = size_t{8} << 20;  // pinned ring for asynchronous uploads (staging.h)
+  bool clear_gemm_output = false;  // zero C before beta == 0 products (cuBLAS does not read it)
 
   // Defaults overridden by the environment: HEADROOM_CUDA_SYNC=1, HEADROOM_CUDA_ABORT_ON_ERROR=1,
-  // HEADROOM_CUDA_GEMM_PRECISION=fp32|tf32|bf16. InvalidArgument for an unknown precision.
+  // HEADROOM_CUDA_CLEAR_GEMM_OUTPUT=1, HEADROOM_CUDA_GEMM_PRECISION=fp32|tf32|bf16. InvalidArgument
+  // for an unknown precision.
   [[nodiscard]] static absl::StatusOr<CudaOpsOptions> FromEnvironment();
 };
 

@@ -242,8 +242,12 @@ void GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
     if (call.bias != nullptr) LaunchAddBias(call.C, call.bias, call.M, call.N, ctx);
     return;
   }
-  // beta == 0 must not let NaN/Inf already in C through (0 * NaN = NaN): clear C first.
-  if (call.beta == 0.0f) {
+  // beta == 0: cuBLAS(Lt) does not read C then (BLAS semantics: "C need not be set on input";
+  // PyTorch and llm.c rely on it with uninitialised outputs), so NaN/Inf already in C cannot
+  // leak and C is not cleared first, which would cost a full extra write of every forward
+  // product's output. Unless CudaOpsOptions::clear_before_overwrite asks for the clearing
+  // (HEADROOM_CUDA_CLEAR_GEMM_OUTPUT=1), as a fallback should a library version read C.
+  if (call.beta == 0.0f && clear_before_overwrite_) {
     LaunchScaleMatrices(call.C, call.M, call.N, call.ldc, call.stride_c, call.batch, 0.0f, ctx);
   }
   Plan* plan = GetPlan(call, precision, ctx);

@@ -76,6 +76,9 @@ class GemmRunner {
   // K == 0 or alpha == 0 scales C by beta; beta == 0 never reads C (NaN in C does not leak).
   void Run(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx);
 
+  // Clear C before a beta == 0 product (off by default: cuBLAS does not read C then).
+  void set_clear_before_overwrite(bool clear) { clear_before_overwrite_ = clear; }
+
   // Cached plans, and calls served by the classic-cuBLAS fallback (for tests and logs).
   int plan_count() const { return static_cast<int>(plans_.size()); }
   int64_t fallback_calls() const { return fallback_calls_; }
@@ -93,6 +96,7 @@ class GemmRunner {
   size_t workspace_bytes_ = 0;
   std::map<PlanKey, std::unique_ptr<Plan>> plans_;
   int64_t fallback_calls_ = 0;
+  bool clear_before_overwrite_ = false;
 };
 
 }  // namespace headroom::cuda
