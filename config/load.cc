@@ -176,6 +176,11 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
     return Invalid(s, "train.comm_bucket_mb",
                    absl::StrCat("must be > 0 MiB (got ", t.comm_bucket_mb(), ")"));
   }
+  if (t.attention() != "auto" && t.attention() != "fused" && t.attention() != "materialized") {
+    return Invalid(s, "train.attention",
+                   absl::StrCat("must be \"auto\", \"fused\" or \"materialized\" (got \"",
+                                t.attention(), "\")"));
+  }
   if (t.attention_rank_every() < 0) {
     return Invalid(
         s, "train.attention_rank_every",
@@ -244,6 +249,8 @@ void FillDefaults(ExperimentConfig& c) {
   if (!t.has_attention_rank_every()) t.set_attention_rank_every(0);
   if (!t.has_attention_rank_sequences()) t.set_attention_rank_sequences(4);
   if (!t.has_attention_rank_per_head()) t.set_attention_rank_per_head(true);
+  if (!t.has_attention()) t.set_attention("auto");
+  if (!t.has_recompute_gelu()) t.set_recompute_gelu(false);
 }
 
 absl::Status ApplyOverride(ExperimentConfig& config, absl::string_view spec) {

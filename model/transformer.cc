@@ -24,11 +24,13 @@ template <typename T>
 class EncoderLayer {
  public:
   EncoderLayer(Ops<T>* ops, const ModelConfig& m, int index, const ParameterLayout& layout,
-               T* params, T* grads, int max_batch, int max_seq, bool fused_attention)
+               T* params, T* grads, int max_batch, int max_seq, bool fused_attention,
+               bool recompute_gelu)
       : ops_(ops),
         index_(index),
         d_(m.d_model()),
         f_(m.ffn_size()),
+        recompute_gelu_(recompute_gelu),
         eps_(static_cast<T>(m.layer_norm_epsilon())),
         attn_(ops, m.d_model(), m.num_heads(), HeadSize(m), max_batch, max_seq,
               /*keep_dropped_probs=*/ops->device() == DeviceKind::kCpu && m.attention_dropout() > 0,
@@ -63,7 +65,7 @@ class EncoderLayer {
     rstd1_ = ops_->Alloc(n);
     h1_ = ops_->Alloc(n * d_);
     u_ = ops_->Alloc(n * f_);
-    g_ = ops_->Alloc(n * f_);
+    if (!recompute_gelu_) g_ = ops_->Alloc(n * f_);
     b_pre_ = ops_->Alloc(n * d_);
     mean2_ = ops_->Alloc(n);
     rstd2_ = ops_->Alloc(n);
@@ -73,7 +75,9 @@ class EncoderLayer {
   }
 
   // Kept elements, including the attention's (the layer output belongs to the model).
-  int64_t KeptElements(int64_t n) const { return attn_.KeptElements() + n * (3 * d_ + 2 * f_ + 4); }
+  int64_t KeptElements(int64_t n) const {
+    return attn_.KeptElements() + n * (3 * d_ + (recompute_gelu_ ? 1 : 2) * f_ + 4);
+  }
 
   static int64_t ScratchElements(const ModelConfig& m, int max_batch, int max_seq, bool fused) {
     const int64_t n = static_cast<int64_t>(max_batch) * max_seq;
@@ -98,8 +102,9 @@ class EncoderLayer {
     ops_->LayerNormForward(a_pre_, ln1_g_, ln1_b_, N, d_, eps_, h1_, mean1_, rstd1_);
 
     ops_->Linear(h1_, w1_, b1_, N, f_, d_, u_);
-    ops_->GeluForward(u_, g_, static_cast<int64_t>(N) * f_);
-    ops_->Linear(g_, w2_, b2_, N, d_, f_, sub);
+    T* g = recompute_gelu_ ? rest : g_;  // the workspace is free once attention is done
+    ops_->GeluForward(u_, g, static_cast<int64_t>(N) * f_);
+    ops_->Linear(g, w2_, b2_, N, d_, f_, sub);
     if (hidden_rate > 0) ops_->Dropout(sub, sub, nd, hidden_rate, Key(2));
     ops_->Add(h1_, sub, b_pre_, nd);
     ops_->LayerNormForward(b_pre_, ln2_g_, ln2_b_, N, d_, eps_, out, mean2_, rstd2_);
@@ -121,10 +126,16 @@ class EncoderLayer {
       ops_->Dropout(db, dsub, nd, hidden_rate_, Key(2));
       df = dsub;
     }
-    // FFN output dense: y = g W2^T + b2.
-    ops_->Gemm(Trans::kYes, Trans::kNo, d_, f_, N, T(1), df, d_, g_, f_, T(1), dw2_, f_);
-    ops_->BiasBackward(df, N, d_, db2_);
+    // FFN output dense: y = g W2^T + b2. With recompute_gelu, g is recomputed into the
+    // workspace that then receives dg.
     T* dg = rest;  // [N, F]
+    const T* g = g_;
+    if (recompute_gelu_) {
+      ops_->GeluForward(u_, dg, static_cast<int64_t>(N) * f_);
+      g = dg;
+    }
+    ops_->Gemm(Trans::kYes, Trans::kNo, d_, f_, N, T(1), df, d_, g, f_, T(1), dw2_, f_);
+    ops_->BiasBackward(df, N, d_, db2_);
     ops_->Gemm(Trans::kNo, Trans::kNo, N, f_, d_, T(1), df, d_, w2_, f_, T(0), dg, f_);
     ops_->GeluBackward(u_, dg, dg, static_cast<int64_t>(N) * f_);
     // Intermediate dense: u = h1 W1^T + b1; d/d h1 = skip path (db) + du W1.
@@ -152,13 +163,15 @@ class EncoderLayer {
 
   Ops<T>* ops_;
   int index_, d_, f_;
+  bool recompute_gelu_;
   T eps_;
   FixedHeadAttention<T> attn_;
   AttentionParams<T> ap_;
   AttentionGrads<T> ag_;
   T *ln1_g_, *ln1_b_, *w1_, *b1_, *w2_, *b2_, *ln2_g_, *ln2_b_;
   T *d_ln1_g_, *d_ln1_b_, *dw1_, *db1_, *dw2_, *db2_, *d_ln2_g_, *d_ln2_b_;
-  T *a_pre_, *mean1_, *rstd1_, *h1_, *u_, *g_, *b_pre_, *mean2_, *rstd2_;
+  T *a_pre_, *mean1_, *rstd1_, *h1_, *u_, *b_pre_, *mean2_, *rstd2_;
+  T* g_ = nullptr;  // GELU output, unless recompute_gelu_
   int B_ = 0, S_ = 0;
   float hidden_rate_ = 0;
   DropoutKey base_;
@@ -221,6 +234,14 @@ absl::StatusOr<AttentionPath> ParseAttentionPath(const std::string& name) {
       absl::StrCat("unknown attention path '", name, "': use auto, fused or materialized"));
 }
 
+ModelOptions ModelOptionsFromConfig(const TrainConfig& train) {
+  ModelOptions o;
+  absl::StatusOr<AttentionPath> path = ParseAttentionPath(train.attention());
+  if (path.ok()) o.attention = *path;  // validated configs name a known path
+  o.recompute_gelu = train.recompute_gelu();
+  return o;
+}
+
 template <typename T>
 absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& model, Ops<T>* ops,
                                                            const ModelLimits& limits,
@@ -235,7 +256,7 @@ absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& mo
   const bool fused = options.attention == AttentionPath::kFused ||
                      (options.attention == AttentionPath::kAuto &&
                       ops->PrefersFusedAttention(HeadSize(e.model())));
-  return std::unique_ptr<Model<T>>(new Model<T>(e.model(), ops, l, fused));
+  return std::unique_ptr<Model<T>>(new Model<T>(e.model(), ops, l, fused, options.recompute_gelu));
 }
 
 template <typename T>
@@ -254,7 +275,7 @@ int32_t* Model<T>::AllocateInt(int64_t n) {
 
 template <typename T>
 Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits,
-                bool fused_attention)
+                bool fused_attention, bool recompute_gelu)
     : config_(model),
       ops_(ops),
       limits_(limits),
@@ -271,7 +292,7 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
   for (int l = 0; l < model.num_layers(); ++l) {
     layers_.push_back(std::make_unique<EncoderLayer<T>>(ops, model, l, layout_, params_, grads_,
                                                         limits.max_batch, limits.max_seq,
-                                                        fused_attention));
+                                                        fused_attention, recompute_gelu));
   }
 
   ids_ = AllocateInt(N);

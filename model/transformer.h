@@ -27,8 +27,9 @@
 //                path) probs B*h*S*S plus, on the CPU with attention dropout, the dropped probs
 //                B*h*S*S (the GPU redraws them), or (fused path) one log-sum-exp per query B*h*S;
 //                attention residual sum (LN1 input) N*d, LN1 mean/rstd 2N, LN1 output N*d;
-//                FFN pre-activation N*F, GELU output N*F; FFN residual sum (LN2 input) N*d,
-//                LN2 mean/rstd 2N, layer output h_{l+1} N*d
+//                FFN pre-activation N*F, GELU output N*F (unless ModelOptions::recompute_gelu:
+//                then Backward recomputes it into the workspace); FFN residual sum (LN2 input)
+//                N*d, LN2 mean/rstd 2N, layer output h_{l+1} N*d
 //   BERT heads:  gathered rows P*d, transform pre-GELU P*d, GELU output P*d, LN stats 2P,
 //                transform output P*d, logits (then their gradient, in place) P*V;
 //                [CLS] rows B*d, pooled B*d, NSP logits 2B
@@ -88,7 +89,14 @@ enum class AttentionPath { kAuto, kFused, kMaterialized };
 // Implementation choices that do not change the function the model computes.
 struct ModelOptions {
   AttentionPath attention = AttentionPath::kAuto;
+  // Recompute each FFN's GELU output in Backward from the kept pre-activation instead of
+  // keeping it: N * ffn_size fewer kept elements per layer for one elementwise pass.
+  bool recompute_gelu = false;
 };
+
+// The options a config's train block asks for (train.attention, train.recompute_gelu; the
+// config is validated, so the names are known).
+ModelOptions ModelOptionsFromConfig(const TrainConfig& train);
 
 // What one Forward computed. Losses are the means the gradient is of; the sums and counts let
 // the trainer average over micro-batches and ranks exactly.
@@ -198,7 +206,8 @@ class Model {
   bool fused_attention() const { return fused_attention_; }
 
  private:
-  Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits, bool fused_attention);
+  Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits, bool fused_attention,
+        bool recompute_gelu);
   T* Allocate(int64_t n);
   int32_t* AllocateInt(int64_t n);
   const T* P(const std::string& name) const;

@@ -18,8 +18,8 @@
 //       sgemm_gflops=220.0 fraction_of_sgemm=0.56 peak_gemm_gflops=...
 // mfu is model FLOPs per second over the machine's measured peak GEMM rate: on CUDA a bf16
 // tensor-core GEMM (bf16 operands, fp32 accumulation, n = 8192), on the CPU sgemm. --optimizer
-// adds an AdamW update to every step; --attention picks the attention path (before/after
-// comparisons of the fused kernels).
+// adds an AdamW update to every step. The config's train.attention and train.recompute_gelu
+// apply (e.g. `--set train.attention=materialized` for the before/after of the fused kernels).
 //
 // Under mpirun (train.comm, as `headroom train`), every rank runs the steps on its own random
 // batches and all-reduces the gradient in train.comm_bucket_mb buckets launched from backward's
@@ -71,8 +71,6 @@ ABSL_FLAG(std::string, device, "cpu", "backend: cpu or cuda");
 ABSL_FLAG(int, batch, 0, "sequences per step (0: train.micro_batch_size, else global_batch_size)");
 ABSL_FLAG(int, steps, 5, "timed steps");
 ABSL_FLAG(int, warmup, 1, "untimed warm-up steps");
-ABSL_FLAG(std::string, attention, "auto",
-          "attention path: auto (the backend's choice), fused or materialized (model/attention.h)");
 ABSL_FLAG(bool, optimizer, false,
           "include an AdamW update of every parameter in each step (as a full training step; "
           "the PyTorch peer's --optimizer)");
@@ -414,10 +412,6 @@ int RunBench(const CommandArgs& args) {
   } else {
     return Fail("bench", absl::StrCat("--device=", device, ": expected cpu or cuda"));
   }
-  absl::StatusOr<AttentionPath> attention = ParseAttentionPath(absl::GetFlag(FLAGS_attention));
-  if (!attention.ok()) {
-    return Fail("bench", absl::StrCat("--attention: ", attention.status().message()));
-  }
   absl::StatusOr<std::unique_ptr<Ops<float>>> ops = MakeOps(kind, {config->train().precision()});
   if (!ops.ok()) {
     return Fail("bench", absl::StrCat("--device=", device, ": ", ops.status().message()));
@@ -470,21 +464,21 @@ int RunBench(const CommandArgs& args) {
   const bool profile = absl::GetFlag(FLAGS_profile);
   ProfilingOps profiler(ops->get());
   Ops<float>* model_ops = profile ? static_cast<Ops<float>*>(&profiler) : ops->get();
-  absl::StatusOr<std::unique_ptr<Model<float>>> model =
-      Model<float>::Create(m, model_ops, {batch, seq, masked}, {*attention});
+  absl::StatusOr<std::unique_ptr<Model<float>>> model = Model<float>::Create(
+      m, model_ops, {batch, seq, masked}, ModelOptionsFromConfig(config->train()));
   if (!model.ok()) return Fail("bench", std::string(model.status().message()));
   (*model)->InitParameters(config->train().seed());
   const double flops_per_token = TrainingFlopsPerToken(m, seq, masked);
   std::printf(
       "config=%s objective=%s layers=%d d=%d heads=%d head_size=%d ffn=%d vocab=%d seq=%d "
       "batch=%d masked=%d params=%lld activation_mb=%.0f train_gflop_per_token=%.4f "
-      "attention=%s optimizer=%d\n",
+      "attention=%s recompute_gelu=%d optimizer=%d\n",
       config->name().c_str(), ModelConfig::Objective_Name(m.objective()).c_str(), m.num_layers(),
       m.d_model(), m.num_heads(), HeadSize(m), m.ffn_size(), m.vocab_size(), seq, batch, masked,
       static_cast<long long>((*model)->layout().total()),
       (*model)->ActivationElements() * 4.0 / (1 << 20), flops_per_token / 1e9,
       (*model)->fused_attention() ? "fused" : "materialized",
-      absl::GetFlag(FLAGS_optimizer) ? 1 : 0);
+      config->train().recompute_gelu() ? 1 : 0, absl::GetFlag(FLAGS_optimizer) ? 1 : 0);
   std::fflush(stdout);
 
   // Adam moments for --optimizer (fp32, as the trainer's).

@@ -292,7 +292,8 @@ absl::StatusOr<TrainResult> TrainOnRanks(const TrainOptions& options, Communicat
   HR_ASSIGN_OR_RETURN(std::unique_ptr<Ops<float>> ops,
                       MakeOps(options.device, {config.train().precision()}));
   HR_ASSIGN_OR_RETURN(std::unique_ptr<Model<float>> model,
-                      Model<float>::Create(config.model(), ops.get(), limits));
+                      Model<float>::Create(config.model(), ops.get(), limits,
+                                           ModelOptionsFromConfig(config.train())));
   const ParameterLayout& layout = model->layout();
   Optimizer<float> optimizer(*ops, layout, tc.optimizer());
   const int64_t total = layout.total();
@@ -714,7 +715,8 @@ absl::StatusOr<EvalResult> EvaluateCheckpoint(const std::string& checkpoint,
   HR_ASSIGN_OR_RETURN(std::unique_ptr<Ops<float>> ops, MakeOps(device));
   ModelLimits limits{batch_size, phase.seq_length, phase.max_predictions_per_seq};
   HR_ASSIGN_OR_RETURN(std::unique_ptr<Model<float>> model,
-                      Model<float>::Create(config.model(), ops.get(), limits));
+                      Model<float>::Create(config.model(), ops.get(), limits,
+                                           ModelOptionsFromConfig(config.train())));
   model->CopyParametersToDevice(ck.params.data());
   HR_ASSIGN_OR_RETURN(
       std::unique_ptr<BatchSource> source,

@@ -130,6 +130,13 @@ TEST(LoadConfigTest, PrecisionMustBeKnown) {
   ExpectRejected(ParseWith("train { precision: \"fp8\" }"), "train.precision");
 }
 
+TEST(LoadConfigTest, AttentionPathMustBeKnown) {
+  ExpectRejected(ParseWith("train { attention: \"flash\" }"), "train.attention");
+  absl::StatusOr<ExperimentConfig> ok = ParseWith("train { attention: \"fused\" }");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->train().attention(), "fused");
+}
+
 TEST(OverrideTest, SetsNestedScalarEnumAndString) {
   absl::StatusOr<ExperimentConfig> c =
       ParseConfig(kValidBert, "cfg.textproto",

@@ -69,8 +69,9 @@ Batch TinyBatch(const ModelConfig& m, uint64_t seed) {
 }
 
 std::unique_ptr<Model<double>> MakeModel(const ModelConfig& m, CpuOps<double>* ops, uint64_t seed,
-                                         AttentionPath path = AttentionPath::kAuto) {
-  auto model = Model<double>::Create(m, ops, {kBatch, kSeq, kPred}, {path});
+                                         AttentionPath path = AttentionPath::kAuto,
+                                         bool recompute_gelu = false) {
+  auto model = Model<double>::Create(m, ops, {kBatch, kSeq, kPred}, {path, recompute_gelu});
   EXPECT_TRUE(model.ok()) << model.status();
   (*model)->SetParameters(RandomParameters((*model)->layout(), m.initializer_range(), seed));
   return std::move(*model);
@@ -186,10 +187,11 @@ double RiddersDerivative(const F& f, double x, double h) {
 // Attention key biases are the exception: adding a vector to every key shifts each query's
 // scores by one constant, which softmax ignores, so their gradient is exactly zero (masked or
 // not); for them the check is that both gradients vanish.
-void CheckGradients(const ModelConfig& m, AttentionPath path = AttentionPath::kAuto) {
+void CheckGradients(const ModelConfig& m, AttentionPath path = AttentionPath::kAuto,
+                    bool recompute_gelu = false) {
   const bool training = true;  // dropout at the config's rates (0 unless a test sets it)
   CpuOps<double> ops(1);
-  auto model = MakeModel(m, &ops, 11, path);
+  auto model = MakeModel(m, &ops, 11, path, recompute_gelu);
   const Batch batch = TinyBatch(m, 5);
   const DropoutKey key{42, 3, 0, 0};
   model->ZeroGrads();
@@ -265,6 +267,30 @@ TEST(ModelGradient, BertFusedAttentionWithDropout) {
 }
 TEST(ModelGradient, CausalLmFusedAttentionWithDropout) {
   CheckGradients(TinyLm(2, 8, 2, 6, 12, 0.3f), AttentionPath::kFused);
+}
+// Recomputing the GELU output in backward (train.recompute_gelu) keeps the gradients exact and
+// keeps N * ffn_size fewer elements per layer.
+TEST(ModelGradient, RecomputedGeluWithFusedAttention) {
+  CheckGradients(TinyBert(2, 8, 3, 5, 12, 0.3f), AttentionPath::kFused, /*recompute_gelu=*/true);
+  CheckGradients(TinyLm(2, 8, 2, 6, 12), AttentionPath::kAuto, /*recompute_gelu=*/true);
+}
+TEST(ModelMemory, RecomputedGeluKeepsLessAndGivesTheSameGradients) {
+  const ModelConfig m = TinyBert(2, 8, 3, 5, 12, 0.2f);
+  CpuOps<double> ops(1);
+  auto kept = MakeModel(m, &ops, 4);
+  auto recomputed = MakeModel(m, &ops, 4, AttentionPath::kAuto, /*recompute_gelu=*/true);
+  EXPECT_EQ(kept->ActivationElements() - recomputed->ActivationElements(),
+            int64_t{m.num_layers()} * kBatch * kSeq * m.ffn_size());
+  const Batch batch = TinyBatch(m, 2);
+  std::vector<double> grads[2];
+  int i = 0;
+  for (Model<double>* model : {kept.get(), recomputed.get()}) {
+    model->ZeroGrads();
+    ASSERT_TRUE(model->Forward(batch, /*training=*/true, {5, 1, 0, 0}).ok());
+    model->Backward();
+    grads[i++] = model->GetGradients();
+  }
+  EXPECT_EQ(grads[0], grads[1]);
 }
 TEST(ModelGradient, BertFusedAttentionStandardHeads) {
   CheckGradients(TinyBert(2, 8, 2, 0, 12), AttentionPath::kFused);
