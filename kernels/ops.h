@@ -119,6 +119,16 @@ class Ops {
     if (bias != nullptr) AddBias(y, bias, rows, out);
   }
 
+  // The parameter gradients of Linear: dw [out, in] += dy^T x and dbias [out] += column sums
+  // of dy (dbias may be nullptr), for dy [rows, out] and x [rows, in]. The default is Gemm then
+  // BiasBackward; CUDA takes the bias gradient from the weight-gradient GEMM's epilogue
+  // (cuBLASLt BGRADB, the same read of dy) where an algorithm offers it.
+  virtual void LinearBackwardWeights(const T* dy, const T* x, int rows, int out, int in, T* dw,
+                                     T* dbias) {
+    Gemm(Trans::kYes, Trans::kNo, out, in, rows, T(1), dy, out, x, in, T(1), dw, in);
+    if (dbias != nullptr) BiasBackward(dy, rows, out, dbias);
+  }
+
   // x[r, c] += bias[c] for a rows x cols matrix.
   virtual void AddBias(T* x, const T* bias, int64_t rows, int cols) = 0;
   // dbias[c] += sum_r dy[r, c].

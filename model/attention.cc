@@ -79,8 +79,7 @@ template <typename T>
 void FixedHeadAttention<T>::ProjectionBackward(const T* dy, const T* x, const T* w, T* gw, T* gb,
                                                T* dx, int N) {
   const int I = h_ * dp_;
-  ops_->Gemm(Trans::kYes, Trans::kNo, I, d_, N, T(1), dy, I, x, d_, T(1), gw, d_);
-  ops_->BiasBackward(dy, N, I, gb);
+  ops_->LinearBackwardWeights(dy, x, N, I, d_, gw, gb);
   ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, I, T(1), dy, I, w, d_, T(1), dx, d_);
 }
 
@@ -94,8 +93,7 @@ void FixedHeadAttention<T>::BackwardFused(const AttentionParams<T>& p, const Att
   T* dk = dq + n_inner;
   T* dv = dk + n_inner;
   T* delta = dv + n_inner;  // [B, h, S]
-  ops_->Gemm(Trans::kYes, Trans::kNo, d_, I, N, T(1), dout, d_, ctx_, I, T(1), g.wo, I);
-  ops_->BiasBackward(dout, N, d_, g.bo);
+  ops_->LinearBackwardWeights(dout, ctx_, N, d_, I, g.wo, g.bo);
   ops_->Gemm(Trans::kNo, Trans::kNo, N, I, d_, T(1), dout, d_, p.wo, I, T(0), dctx, I);
   const T scale = T(1) / std::sqrt(static_cast<T>(dp_));
   ops_->AttentionBackward(qh_, kh_, vh_, ctx_, dctx, lse_, B_, S_, h_, dp_, scale, key_valid_,
@@ -174,8 +172,7 @@ void FixedHeadAttention<T>::Backward(const AttentionParams<T>& p, const Attentio
   T* dropped = dprobs + n_probs;      // [B, h, S, S] (unless kept from Forward)
 
   // Output projection: dWo += dout^T ctx, dbo += colsum(dout), dctx = dout Wo.
-  ops_->Gemm(Trans::kYes, Trans::kNo, d_, I, N, T(1), dout, d_, ctx_, I, T(1), g.wo, I);
-  ops_->BiasBackward(dout, N, d_, g.bo);
+  ops_->LinearBackwardWeights(dout, ctx_, N, d_, I, g.wo, g.bo);
   ops_->Gemm(Trans::kNo, Trans::kNo, N, I, d_, T(1), dout, d_, p.wo, I, T(0), buf_a, I);
   T* dctx_heads = buf_b;
   ops_->PermuteHeads(buf_a, dctx_heads, B, S, h_, dp_, /*inverse=*/false);

@@ -134,13 +134,11 @@ class EncoderLayer {
       ops_->GeluForward(u_, dg, static_cast<int64_t>(N) * f_);
       g = dg;
     }
-    ops_->Gemm(Trans::kYes, Trans::kNo, d_, f_, N, T(1), df, d_, g, f_, T(1), dw2_, f_);
-    ops_->BiasBackward(df, N, d_, db2_);
+    ops_->LinearBackwardWeights(df, g, N, d_, f_, dw2_, db2_);
     ops_->Gemm(Trans::kNo, Trans::kNo, N, f_, d_, T(1), df, d_, w2_, f_, T(0), dg, f_);
     ops_->GeluBackward(u_, dg, dg, static_cast<int64_t>(N) * f_);
     // Intermediate dense: u = h1 W1^T + b1; d/d h1 = skip path (db) + du W1.
-    ops_->Gemm(Trans::kYes, Trans::kNo, f_, d_, N, T(1), dg, f_, h1_, d_, T(1), dw1_, d_);
-    ops_->BiasBackward(dg, N, f_, db1_);
+    ops_->LinearBackwardWeights(dg, h1_, N, f_, d_, dw1_, db1_);
     ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, f_, T(1), dg, f_, w1_, d_, T(1), db, d_);
 
     ops_->LayerNormBackward(db, a_pre_, ln1_g_, mean1_, rstd1_, N, d_, db, d_ln1_g_, d_ln1_b_);
@@ -635,18 +633,16 @@ void Model<T>::BackwardBertHeads(T loss_scale, T* dhidden) {
   if (Pn > 0) {
     T* dlogits = logits_;  // SoftmaxCrossEntropy left the gradient here
     if (loss_scale != T(1)) ops_->Scale(dlogits, static_cast<int64_t>(Pn) * V_, loss_scale);
-    ops_->BiasBackward(dlogits, Pn, V_, G("cls.predictions.bias"));
-    ops_->Gemm(Trans::kYes, Trans::kNo, V_, d_, Pn, T(1), dlogits, V_, mlm_out_, d_, T(1), ddecoder,
-               d_);
+    ops_->LinearBackwardWeights(dlogits, mlm_out_, Pn, V_, d_, ddecoder, G("cls.predictions.bias"));
     ops_->Gemm(Trans::kNo, Trans::kNo, Pn, d_, V_, T(1), dlogits, V_, decoder, d_, T(0), s1, d_);
     ops_->LayerNormBackward(s1, mlm_act_, P("cls.predictions.transform.LayerNorm.weight"),
                             mlm_mean_, mlm_rstd_, Pn, d_, s1,
                             G("cls.predictions.transform.LayerNorm.weight"),
                             G("cls.predictions.transform.LayerNorm.bias"));
     ops_->GeluBackward(mlm_pre_, s1, s1, static_cast<int64_t>(Pn) * d_);
-    ops_->BiasBackward(s1, Pn, d_, G("cls.predictions.transform.dense.bias"));
-    ops_->Gemm(Trans::kYes, Trans::kNo, d_, d_, Pn, T(1), s1, d_, mlm_in_, d_, T(1),
-               G("cls.predictions.transform.dense.weight"), d_);
+    ops_->LinearBackwardWeights(s1, mlm_in_, Pn, d_, d_,
+                                G("cls.predictions.transform.dense.weight"),
+                                G("cls.predictions.transform.dense.bias"));
     ops_->Gemm(Trans::kNo, Trans::kNo, Pn, d_, d_, T(1), s1, d_,
                P("cls.predictions.transform.dense.weight"), d_, T(0), s2, d_);
     ops_->ScatterAddRows(s2, gather_rows_, Pn, d_, dhidden);
@@ -654,15 +650,13 @@ void Model<T>::BackwardBertHeads(T loss_scale, T* dhidden) {
 
   T* dnsp = nsp_dlogits_;
   if (loss_scale != T(1)) ops_->Scale(dnsp, 2 * B, loss_scale);
-  ops_->BiasBackward(dnsp, B, 2, G("cls.seq_relationship.bias"));
-  ops_->Gemm(Trans::kYes, Trans::kNo, 2, d_, B, T(1), dnsp, 2, pooled_, d_, T(1),
-             G("cls.seq_relationship.weight"), d_);
+  ops_->LinearBackwardWeights(dnsp, pooled_, B, 2, d_, G("cls.seq_relationship.weight"),
+                              G("cls.seq_relationship.bias"));
   ops_->Gemm(Trans::kNo, Trans::kNo, B, d_, 2, T(1), dnsp, 2, P("cls.seq_relationship.weight"), d_,
              T(0), s1, d_);
   ops_->TanhBackward(pooled_, s1, s1, static_cast<int64_t>(B) * d_);
-  ops_->BiasBackward(s1, B, d_, G("bert.pooler.dense.bias"));
-  ops_->Gemm(Trans::kYes, Trans::kNo, d_, d_, B, T(1), s1, d_, cls_, d_, T(1),
-             G("bert.pooler.dense.weight"), d_);
+  ops_->LinearBackwardWeights(s1, cls_, B, d_, d_, G("bert.pooler.dense.weight"),
+                              G("bert.pooler.dense.bias"));
   ops_->Gemm(Trans::kNo, Trans::kNo, B, d_, d_, T(1), s1, d_, P("bert.pooler.dense.weight"), d_,
              T(0), s2, d_);
   ops_->ScatterAddRows(s2, cls_rows_, B, d_, dhidden);
@@ -676,9 +670,7 @@ void Model<T>::BackwardLmHead(T loss_scale, T* dhidden) {
   T* ddecoder = tied ? G("lm.embeddings.word_embeddings.weight") : G("lm.output.weight");
   T* dlogits = logits_;
   if (loss_scale != T(1)) ops_->Scale(dlogits, static_cast<int64_t>(N) * V_, loss_scale);
-  ops_->BiasBackward(dlogits, N, V_, G("lm.output.bias"));
-  ops_->Gemm(Trans::kYes, Trans::kNo, V_, d_, N, T(1), dlogits, V_, hidden_.back(), d_, T(1),
-             ddecoder, d_);
+  ops_->LinearBackwardWeights(dlogits, hidden_.back(), N, V_, d_, ddecoder, G("lm.output.bias"));
   ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, V_, T(1), dlogits, V_, decoder, d_, T(0), dhidden, d_);
 }
 

@@ -198,6 +198,14 @@ class ProfilingOps final : public Ops<float> {
     inner_->Synchronize();
     Record(absl::StrCat("Linear ", rows, "x", out, "x", in), t0, 2.0 * rows * out * in);
   }
+  void LinearBackwardWeights(const float* dy, const float* x, int rows, int out, int in, float* dw,
+                             float* dbias) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->LinearBackwardWeights(dy, x, rows, out, in, dw, dbias);
+    inner_->Synchronize();
+    Record(absl::StrCat("LinearBackwardWeights ", out, "x", in, "x", rows), t0,
+           2.0 * rows * out * in);
+  }
   void AddBias(float* x, const float* bias, int64_t rows, int cols) override {
     const Clock::time_point t0 = Clock::now();
     inner_->AddBias(x, bias, rows, cols);

@@ -272,6 +272,33 @@ void CudaOps::Linear(const float* x, const float* w, const float* bias, int rows
   AfterOp("Linear");
 }
 
+void CudaOps::LinearBackwardWeights(const float* dy, const float* x, int rows, int out, int in,
+                                    float* dw, float* dbias) {
+  cuda::GemmCall call;
+  call.trans_a = true;
+  call.M = out;
+  call.N = in;
+  call.K = rows;
+  call.A = dy;
+  call.lda = out;
+  call.B = x;
+  call.ldb = in;
+  call.beta = 1.0f;
+  call.C = dw;
+  call.ldc = in;
+  // The epilogue overwrites its vector, and parameter gradients accumulate: it writes into the
+  // column-sum scratch, which is then added.
+  if (dbias != nullptr && out <= cuda::kColumnSumScratchFloats) call.a_sums = colsum_scratch_;
+  const bool summed = gemm_->Run(call, gemm_precision_, ctx());
+  if (summed) {
+    cuda::LaunchAxpy(1.0f, colsum_scratch_, dbias, out, ctx());
+  } else if (dbias != nullptr) {
+    cuda::LaunchColumnSums(dy, nullptr, nullptr, nullptr, rows, out, dbias, nullptr,
+                           colsum_scratch_, ctx());
+  }
+  AfterOp("LinearBackwardWeights");
+}
+
 void CudaOps::GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, float alpha,
                                  const float* A, int lda, int64_t stride_a, const float* B, int ldb,
                                  int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,

@@ -125,6 +125,8 @@ class CudaOps final : public Ops<float> {
                           float beta, float* C, int ldc, int64_t stride_c, int batch) override;
   void Linear(const float* x, const float* w, const float* bias, int rows, int out, int in,
               float* y) override;
+  void LinearBackwardWeights(const float* dy, const float* x, int rows, int out, int in, float* dw,
+                             float* dbias) override;
   void AddBias(float* x, const float* bias, int64_t rows, int cols) override;
   void BiasBackward(const float* dy, int64_t rows, int cols, float* dbias) override;
   void PermuteHeads(const float* x, float* y, int B, int S, int H, int D, bool inverse) override;

@@ -22,8 +22,10 @@ struct GemmRunner::Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
-  bool use_lt = false;         // false: no cuBLASLt algorithm, use classic cuBLAS
-  bool bias_epilogue = false;  // the algorithm adds the bias (CUBLASLT_EPILOGUE_BIAS)
+  bool use_lt = false;  // false: no cuBLASLt algorithm, use classic cuBLAS
+  // The algorithm runs the call's epilogue (bias, or the a_sums bias gradient); false when
+  // none was asked for or no algorithm takes it (then plain, with the epilogue done apart).
+  bool epilogue = false;
 
   Plan() = default;
   Plan(const Plan&) = delete;
@@ -82,6 +84,13 @@ bool MakeLayout(cublasLtMatrixLayout_t* layout, int rows, int cols, int ld, int6
 bool EpilogueBias(const GemmCall& call) {
   return call.bias != nullptr && call.batch <= 1 && call.beta == 0.0f &&
          reinterpret_cast<uintptr_t>(call.bias) % 16 == 0;
+}
+
+// Whether `call` asks for the bias gradient of op(A) in the epilogue (BGRADB: cuBLAS's second
+// operand is our A, see the top of this file; its sums over k run along our M).
+bool EpilogueSums(const GemmCall& call) {
+  return call.a_sums != nullptr && call.batch <= 1 && call.trans_a &&
+         reinterpret_cast<uintptr_t>(call.a_sums) % 16 == 0;
 }
 
 }  // namespace
@@ -145,7 +154,8 @@ GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precis
                        align_a,
                        align_b,
                        align_c,
-                       EpilogueBias(call) ? 1 : 0};
+                       EpilogueBias(call) ? 1 : 0,
+                       EpilogueSums(call) ? 1 : 0};
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second.get();
 
@@ -162,10 +172,15 @@ GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precis
                                                          &op2, sizeof(op2)))) {
     return nullptr;
   }
-  // Bias epilogue: cuBLAS's D is our C^T (N x M column-major), so its per-row bias is our
-  // per-column bias, length N, as wanted.
-  if (EpilogueBias(call)) {
-    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+  // Epilogues. Bias: cuBLAS's D is our C^T (N x M column-major), so its per-row bias is our
+  // per-column bias, length N. Bias gradient: BGRADB sums cuBLAS's second operand (our op(A))
+  // over k, one value per column of D, i.e. per row of our C: length M.
+  const void* epilogue_vector = EpilogueBias(call)   ? static_cast<const void*>(call.bias)
+                                : EpilogueSums(call) ? static_cast<const void*>(call.a_sums)
+                                                     : nullptr;
+  if (epilogue_vector != nullptr) {
+    const cublasLtEpilogue_t epilogue =
+        EpilogueBias(call) ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_BGRADB;
     const cudaDataType_t bias_type = CUDA_R_32F;
     if (!HR_CUDA_CHECK(err,
                        cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
@@ -175,10 +190,10 @@ GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precis
                                                 &bias_type, sizeof(bias_type))) ||
         !HR_CUDA_CHECK(err,
                        cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                      &call.bias, sizeof(call.bias)))) {
+                                                      &epilogue_vector, sizeof(epilogue_vector)))) {
       return nullptr;
     }
-    plan->bias_epilogue = true;
+    plan->epilogue = true;
   }
   const int rows1 = call.trans_b ? call.K : call.N, cols1 = call.trans_b ? call.N : call.K;
   const int rows2 = call.trans_a ? call.M : call.K, cols2 = call.trans_a ? call.K : call.M;
@@ -207,16 +222,26 @@ GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precis
       HR_CUDA_CHECK(
           err, cublasLtMatmulPreferenceSetAttribute(
                    pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(align_c)));
-  if (ok) {
+  // NOT_SUPPORTED (or no result) means "no cuBLASLt algorithm": not an error. Without one for
+  // the epilogue, the plain product is tried (the epilogue is then done apart); without one for
+  // that either, classic cuBLAS.
+  auto query = [&] {
     cublasLtMatmulHeuristicResult_t result{};
     int returned = 0;
-    // NOT_SUPPORTED (or no result) means "no cuBLASLt algorithm": not an error, use cuBLAS.
     const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(
         lt_, plan->desc, plan->a, plan->b, plan->c, plan->c, pref, 1, &result, &returned);
     if (s == CUBLAS_STATUS_SUCCESS && returned > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
       plan->algo = result.algo;
       plan->use_lt = true;
     }
+  };
+  if (ok) query();
+  if (ok && !plan->use_lt && plan->epilogue) {
+    const cublasLtEpilogue_t plain = CUBLASLT_EPILOGUE_DEFAULT;
+    ok = HR_CUDA_CHECK(err, cublasLtMatmulDescSetAttribute(
+                                plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &plain, sizeof(plain)));
+    plan->epilogue = false;
+    if (ok) query();
   }
   cublasLtMatmulPreferenceDestroy(pref);
   if (!ok) return nullptr;
@@ -225,54 +250,55 @@ GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precis
   return raw;
 }
 
-void GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx) {
+bool GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx) {
   ErrorSink& err = *ctx.err;
   if (call.M < 0 || call.N < 0 || call.K < 0 || call.batch < 0) {
     err.Record("Gemm", "negative size", __FILE__, __LINE__);
-    return;
+    return false;
   }
-  if (call.M == 0 || call.N == 0 || call.batch == 0) return;
+  if (call.M == 0 || call.N == 0 || call.batch == 0) return false;
   if (call.bias != nullptr && (call.batch > 1 || call.ldc != call.N)) {
     err.Record("Gemm", "a bias needs one product with ldc == N", __FILE__, __LINE__);
-    return;
+    return false;
   }
   if (call.K == 0 || call.alpha == 0.0f) {
     LaunchScaleMatrices(call.C, call.M, call.N, call.ldc, call.stride_c, call.batch, call.beta,
                         ctx);
     if (call.bias != nullptr) LaunchAddBias(call.C, call.bias, call.M, call.N, ctx);
-    return;
+    return false;
   }
   // beta == 0: cuBLAS(Lt) does not read C then (BLAS semantics: "C need not be set on input";
   // PyTorch and llm.c rely on it with uninitialised outputs), so NaN/Inf already in C cannot
   // leak and C is not cleared first, which would cost a full extra write of every forward
-  // product's output. Unless CudaOpsOptions::clear_before_overwrite asks for the clearing
+  // product's output. Unless CudaOpsOptions::clear_gemm_output asks for the clearing
   // (HEADROOM_CUDA_CLEAR_GEMM_OUTPUT=1), as a fallback should a library version read C.
   if (call.beta == 0.0f && clear_before_overwrite_) {
     LaunchScaleMatrices(call.C, call.M, call.N, call.ldc, call.stride_c, call.batch, 0.0f, ctx);
   }
   Plan* plan = GetPlan(call, precision, ctx);
-  if (plan == nullptr) return;
+  if (plan == nullptr) return false;
   // The bias a separate kernel adds when the epilogue does not.
   auto add_bias = [&] {
     if (call.bias != nullptr) LaunchAddBias(call.C, call.bias, call.M, call.N, ctx);
   };
   if (plan->use_lt) {
-    if (plan->bias_epilogue &&
-        !HR_CUDA_CHECK(err,
-                       cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                      &call.bias, sizeof(call.bias)))) {
-      return;
+    const void* vector = call.bias != nullptr ? static_cast<const void*>(call.bias)
+                                              : static_cast<const void*>(call.a_sums);
+    if (plan->epilogue && !HR_CUDA_CHECK(err, cublasLtMatmulDescSetAttribute(
+                                                  plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                  &vector, sizeof(vector)))) {
+      return false;
     }
     const cublasStatus_t s = cublasLtMatmul(lt_, plan->desc, &call.alpha, call.B, plan->a, call.A,
                                             plan->b, &call.beta, call.C, plan->c, call.C, plan->c,
                                             &plan->algo, workspace_, workspace_bytes_, ctx.stream);
     if (s == CUBLAS_STATUS_SUCCESS) {
-      if (!plan->bias_epilogue) add_bias();
-      return;
+      if (!plan->epilogue) add_bias();
+      return plan->epilogue && call.a_sums != nullptr;
     }
     if (s != CUBLAS_STATUS_NOT_SUPPORTED) {
       err.Record("cublasLtMatmul", ErrorText(s), __FILE__, __LINE__);
-      return;
+      return false;
     }
     // The heuristic's algorithm refused the call after all: classic cuBLAS from now on.
     plan->use_lt = false;
@@ -286,6 +312,7 @@ void GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
                                       &call.beta, call.C, CUDA_R_32F, call.ldc, call.stride_c,
                                       call.batch, ComputeType(precision), CUBLAS_GEMM_DEFAULT));
   add_bias();
+  return false;
 }
 
 double MeasureBf16GemmFlops(int n, int reps, const LaunchContext& ctx) {

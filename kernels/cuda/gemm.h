@@ -49,10 +49,15 @@ struct GemmCall {
   int ldc = 0;
   int64_t stride_c = 0;
   int batch = 1;
-  // When set (batch 1, beta 0 only): C += bias broadcast over rows, bias [N]. Added in
-  // cuBLASLt's epilogue (CUBLASLT_EPILOGUE_BIAS) when the bias is 16-byte aligned and an
+  // When set (batch 1, beta 0, ldc == N only): C += bias broadcast over rows, bias [N]. Added
+  // in cuBLASLt's epilogue (CUBLASLT_EPILOGUE_BIAS) when the bias is 16-byte aligned and an
   // algorithm takes it, else by a separate kernel after the product.
   const float* bias = nullptr;
+  // When set (batch 1, trans_a only): a_sums[m] = sum_k op(A)[m, k], length M, OVERWRITTEN, in
+  // cuBLASLt's epilogue (CUBLASLT_EPILOGUE_BGRADB: the bias gradient of a linear layer comes
+  // with its weight gradient dW = dY^T X, from the same read of dY). Run reports whether the
+  // epilogue did it; when not, a_sums is untouched and the caller computes the sums itself.
+  float* a_sums = nullptr;
 };
 
 // FLOP/s of the best of `reps` n x n x n products with bf16 operands and output and fp32
@@ -74,7 +79,8 @@ class GemmRunner {
 
   // Enqueues `call` on ctx.stream. Semantics as CpuOps: M or N or batch == 0 does nothing;
   // K == 0 or alpha == 0 scales C by beta; beta == 0 never reads C (NaN in C does not leak).
-  void Run(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx);
+  // Returns whether call.a_sums was written (false when not asked for).
+  bool Run(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx);
 
   // Clear C before a beta == 0 product (off by default: cuBLAS does not read C then).
   void set_clear_before_overwrite(bool clear) { clear_before_overwrite_ = clear; }
@@ -85,7 +91,7 @@ class GemmRunner {
 
  private:
   struct Plan;
-  using PlanKey = std::array<int64_t, 17>;
+  using PlanKey = std::array<int64_t, 18>;
 
   // The cached plan for `call`, created on first use; nullptr after recording an error.
   Plan* GetPlan(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx);

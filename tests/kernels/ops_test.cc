@@ -23,6 +23,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/philox.h"
+#include "tests/kernels/attention_reference.h"
 #include "tests/kernels/ops_test_util.h"
 
 namespace headroom {
@@ -36,6 +37,8 @@ using testing_util::IVec;
 using testing_util::Quantize;
 using testing_util::Random;
 using testing_util::RandomInts;
+using testing_util::RefAttention;
+using testing_util::RefKeep;
 using testing_util::Tol;
 using testing_util::Upload;
 using testing_util::UploadInt;
@@ -320,6 +323,42 @@ TEST_P(OpsTest, LinearAddsTheBiasWhereverItLives) {
           }
         }
         ExpectClose(Download(ops, dy), want, tol_.Times(c.in), "Linear");
+      }
+    }
+  });
+}
+
+// LinearBackwardWeights accumulates dw += dy^T x and dbias += colsum(dy) (CUDA: the bias
+// gradient from the GEMM's epilogue where offered), or only dw when dbias is null.
+TEST_P(OpsTest, LinearBackwardWeightsAccumulatesBothGradients) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    struct Case {
+      int rows, out, in;
+    };
+    for (const Case& c : {Case{1, 1, 1}, Case{7, 37, 5}, Case{256, 64, 96}, Case{129, 1000, 33}}) {
+      for (bool with_bias : {true, false}) {
+        SCOPED_TRACE("rows=" + std::to_string(c.rows) + " out=" + std::to_string(c.out) +
+                     " in=" + std::to_string(c.in) + " bias=" + std::to_string(with_bias));
+        const Vec dy = Quantize<T>(Random(rng_, int64_t{c.rows} * c.out));
+        const Vec x = Quantize<T>(Random(rng_, int64_t{c.rows} * c.in));
+        const Vec dw0 = Quantize<T>(Random(rng_, int64_t{c.out} * c.in));
+        const Vec db0 = Quantize<T>(Random(rng_, c.out));
+        auto ddy = Upload(ops, dy), dx = Upload(ops, x), ddw = Upload(ops, dw0),
+             ddb = Upload(ops, db0);
+        ops.LinearBackwardWeights(ddy.get(), dx.get(), c.rows, c.out, c.in, ddw.get(),
+                                  with_bias ? ddb.get() : nullptr);
+        Vec want_w = dw0, want_b = db0;
+        for (int r = 0; r < c.rows; ++r) {
+          for (int o = 0; o < c.out; ++o) {
+            const double g = dy[int64_t{r} * c.out + o];
+            if (with_bias) want_b[o] += g;
+            for (int k = 0; k < c.in; ++k)
+              want_w[int64_t{o} * c.in + k] += g * x[int64_t{r} * c.in + k];
+          }
+        }
+        ExpectClose(Download(ops, ddw), want_w, tol_.Times(c.rows), "dw");
+        ExpectClose(Download(ops, ddb), want_b, tol_.Times(c.rows), "dbias");
       }
     }
   });
@@ -650,19 +689,6 @@ TEST_P(OpsTest, SoftmaxMasksAndBackward) {
 
 // ---- Dropout ------------------------------------------------------------------------------
 
-// The mask as kernels/philox.h documents it, built here from the raw generator (which
-// PhiloxTest checks against Random123's known answers), not from DropoutWords.
-bool RefKeep(const DropoutKey& key, int64_t i, float rate) {
-  const uint64_t group = static_cast<uint64_t>(i) >> 2;
-  Philox4x32 ctr{{static_cast<uint32_t>(group & 0xFFFFFFFFu), static_cast<uint32_t>(group >> 32),
-                  (key.layer << 8) | key.site, static_cast<uint32_t>(key.step & 0xFFFFFFFFu)}};
-  const Philox4x32 out =
-      Philox4x32_10(ctr, static_cast<uint32_t>(key.seed & 0xFFFFFFFFu),
-                    static_cast<uint32_t>(key.seed >> 32) ^ static_cast<uint32_t>(key.step >> 32));
-  const double threshold = std::floor(static_cast<double>(rate) * 4294967296.0);
-  return static_cast<double>(out.v[i & 3]) >= threshold;
-}
-
 TEST_P(OpsTest, DropoutMaskFollowsPhiloxDefinitionAndScales) {
   Run([&](auto& ops) {
     using T = Elem<decltype(ops)>;
@@ -740,102 +766,6 @@ TEST_P(OpsTest, DropoutDependsOnEveryKeyFieldAndKeepsOneMinusRate) {
 }
 
 // ---- Fused attention ----------------------------------------------------------------------
-
-// Token-major attention in double, straight from the definition (kernels/ops.h): per (b, h, q)
-// the masked scaled scores, their softmax, the Philox dropout mask of RefKeep, and the weighted
-// sum of values; backward by the chain rule through the same steps.
-struct RefAttention {
-  int B, S, H, D;
-  double scale;
-  const IVec* valid;
-  bool causal;
-  float rate;
-  DropoutKey key;
-
-  size_t At(int b, int s, int h, int j) const {
-    return ((static_cast<size_t>(b) * S + s) * H + h) * D + j;
-  }
-  bool Masked(int b, int q, int k) const {
-    return (causal && k > q) || (valid != nullptr && (*valid)[b * S + k] == 0);
-  }
-  double Keep(int b, int h, int q, int k) const {
-    if (rate <= 0) return 1;
-    const int64_t i = ((static_cast<int64_t>(b) * H + h) * S + q) * S + k;
-    return RefKeep(key, i, rate) ? 1 / (1 - static_cast<double>(rate)) : 0;
-  }
-  // Probabilities of query q of head (b, h) (all zero when every key is masked) and its lse.
-  Vec Probs(const Vec& q, const Vec& k, int b, int h, int qi, double* lse) const {
-    Vec s(S, 0.0);
-    double mx = -INFINITY;
-    for (int kk = 0; kk < S; ++kk) {
-      if (Masked(b, qi, kk)) continue;
-      double dot = 0;
-      for (int j = 0; j < D; ++j) dot += q[At(b, qi, h, j)] * k[At(b, kk, h, j)];
-      s[kk] = scale * dot;
-      mx = std::max(mx, s[kk]);
-    }
-    Vec p(S, 0.0);
-    if (mx == -INFINITY) {
-      *lse = INFINITY;
-      return p;
-    }
-    double sum = 0;
-    for (int kk = 0; kk < S; ++kk) {
-      if (!Masked(b, qi, kk)) sum += std::exp(s[kk] - mx);
-    }
-    *lse = mx + std::log(sum);
-    for (int kk = 0; kk < S; ++kk) p[kk] = Masked(b, qi, kk) ? 0 : std::exp(s[kk] - *lse);
-    return p;
-  }
-  void Forward(const Vec& q, const Vec& k, const Vec& v, Vec* out, Vec* lse) const {
-    out->assign(q.size(), 0.0);
-    lse->assign(static_cast<size_t>(B) * H * S, 0.0);
-    for (int b = 0; b < B; ++b) {
-      for (int h = 0; h < H; ++h) {
-        for (int qi = 0; qi < S; ++qi) {
-          const Vec p = Probs(q, k, b, h, qi, &(*lse)[(static_cast<size_t>(b) * H + h) * S + qi]);
-          for (int kk = 0; kk < S; ++kk) {
-            const double w = p[kk] * Keep(b, h, qi, kk);
-            for (int j = 0; j < D; ++j) (*out)[At(b, qi, h, j)] += w * v[At(b, kk, h, j)];
-          }
-        }
-      }
-    }
-  }
-  void Backward(const Vec& q, const Vec& k, const Vec& v, const Vec& dout, Vec* dq, Vec* dk,
-                Vec* dv) const {
-    dq->assign(q.size(), 0.0);
-    dk->assign(q.size(), 0.0);
-    dv->assign(q.size(), 0.0);
-    for (int b = 0; b < B; ++b) {
-      for (int h = 0; h < H; ++h) {
-        for (int qi = 0; qi < S; ++qi) {
-          double lse;
-          const Vec p = Probs(q, k, b, h, qi, &lse);
-          Vec dp(S, 0.0);  // d loss / d p (through the dropout mask)
-          for (int kk = 0; kk < S; ++kk) {
-            const double keep = Keep(b, h, qi, kk);
-            double dpd = 0;
-            for (int j = 0; j < D; ++j) {
-              dpd += dout[At(b, qi, h, j)] * v[At(b, kk, h, j)];
-              (*dv)[At(b, kk, h, j)] += p[kk] * keep * dout[At(b, qi, h, j)];
-            }
-            dp[kk] = dpd * keep;
-          }
-          double dot = 0;
-          for (int kk = 0; kk < S; ++kk) dot += p[kk] * dp[kk];
-          for (int kk = 0; kk < S; ++kk) {
-            const double ds = scale * p[kk] * (dp[kk] - dot);
-            for (int j = 0; j < D; ++j) {
-              (*dq)[At(b, qi, h, j)] += ds * k[At(b, kk, h, j)];
-              (*dk)[At(b, kk, h, j)] += ds * q[At(b, qi, h, j)];
-            }
-          }
-        }
-      }
-    }
-  }
-};
 
 // The reference backward is the derivative of the reference forward.
 TEST(FusedAttentionReference, BackwardMatchesFiniteDifferences) {

@@ -1,0 +1,156 @@
+// The fused attention's CUDA device code (kernels/cuda/attention_kernels.cuh), compiled for the
+// CPU against tests/kernels/cuda_emulation.h and run against the float64 reference: CI checks
+// the kernels' tiling, masks, causal ranges, dropout indices, online softmax, synchronisation
+// and shared-memory layout on every run, though it has no GPU.
+//
+// Built twice (tests/kernels/CMakeLists.txt): with HR_EMULATE_EXACT_BF16 the bf16 operands keep
+// full float precision, so the kernels must match the reference to float rounding (1e-5 of the
+// largest value), which isolates logic errors; without it the operands are rounded to bf16 as on
+// the GPU, and the tolerance is the CUDA op test's (1e-2 of the largest value).
+#include "tests/kernels/cuda_emulation.h"
+// The emulation header must come first: it defines what the device code expects of CUDA.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+
+#include "kernels/cuda/attention_kernels.cuh"
+#include "tests/kernels/attention_reference.h"
+
+namespace headroom {
+namespace {
+
+using cuda::attention_kernels::AttentionArgs;
+using cuda::attention_kernels::kThreads;
+using cuda::attention_kernels::kTile;
+using cuda::attention_kernels::Tiles;
+using testing_util::RefAttention;
+
+#ifdef HR_EMULATE_EXACT_BF16
+constexpr double kRelativeTolerance = 1e-5;
+#else
+constexpr double kRelativeTolerance = 1e-2;
+#endif
+
+// Largest |got - want| over the elements, against kRelativeTolerance * max(max |want|, 1) (the
+// floor: gradients that are exactly zero, e.g. with one key, come out as rounding noise); +inf
+// wanted (lse of a row with every key masked) must come out +inf.
+void ExpectNear(const std::vector<float>& got, const std::vector<double>& want,
+                const std::string& what) {
+  double largest = 1, worst = 0;
+  for (double w : want) {
+    if (std::isfinite(w)) largest = std::max(largest, std::fabs(w));
+  }
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (std::isinf(want[i])) {
+      ASSERT_TRUE(std::isinf(got[i]) && got[i] > 0) << what << "[" << i << "] = " << got[i];
+      continue;
+    }
+    const double err = std::fabs(got[i] - want[i]);
+    ASSERT_FALSE(std::isnan(got[i])) << what << "[" << i << "] is NaN";
+    worst = std::max(worst, err);
+  }
+  EXPECT_LE(worst, kRelativeTolerance * largest)
+      << what << ": worst error " << worst << " against largest value " << largest;
+}
+
+struct Case {
+  int B, S, H;
+  bool padding, causal;
+  float rate;
+};
+
+template <int D>
+void RunCase(const Case& c) {
+  SCOPED_TRACE("B=" + std::to_string(c.B) + " S=" + std::to_string(c.S) +
+               " H=" + std::to_string(c.H) + " D=" + std::to_string(D) +
+               " padding=" + std::to_string(c.padding) + " causal=" + std::to_string(c.causal) +
+               " rate=" + std::to_string(c.rate));
+  std::mt19937_64 rng(static_cast<uint64_t>(c.B * 1000 + c.S * 10 + c.H + D));
+  std::uniform_real_distribution<double> wide(-2, 2), unit(-1, 1);
+  const int64_t n = int64_t{c.B} * c.S * c.H * D, rows = int64_t{c.B} * c.H * c.S;
+  // Padding as the op test: sequence 0 loses keys 0 and 1, the last sequence is fully padded.
+  std::vector<int32_t> valid(int64_t{c.B} * c.S, 1);
+  if (c.padding) {
+    for (int s = 0; s < std::min(c.S - 1, 2); ++s) valid[s] = 0;
+    for (int b = 1; b < c.B; ++b) {
+      for (int s = 0; s < c.S; ++s) valid[b * c.S + s] = b == c.B - 1 ? 0 : (s % 3 != 2);
+    }
+  }
+  const DropoutKey key{77, 3, 2, 0};
+  const RefAttention ref{
+      c.B,      c.S,    c.H, D, 1 / std::sqrt(double(D)), c.padding ? &valid : nullptr,
+      c.causal, c.rate, key};
+  std::vector<float> q(n), k(n), v(n), dout(n);
+  for (float& x : q) x = static_cast<float>(wide(rng));
+  for (float& x : k) x = static_cast<float>(wide(rng));
+  for (float& x : v) x = static_cast<float>(unit(rng));
+  for (float& x : dout) x = static_cast<float>(unit(rng));
+  auto widen = [](const std::vector<float>& f) { return std::vector<double>(f.begin(), f.end()); };
+  std::vector<double> want_out, want_lse, want_dq, want_dk, want_dv;
+  ref.Forward(widen(q), widen(k), widen(v), &want_out, &want_lse);
+  ref.Backward(widen(q), widen(k), widen(v), widen(dout), &want_dq, &want_dk, &want_dv);
+
+  // Outputs start as NaN: every element the kernels should write must be written.
+  std::vector<float> out(n, NAN), lse(rows, NAN), dq(n, NAN), dk(n, NAN), dv(n, NAN), delta(rows);
+  AttentionArgs a;
+  a.q = q.data();
+  a.k = k.data();
+  a.v = v.data();
+  a.B = c.B;
+  a.S = c.S;
+  a.H = c.H;
+  a.scale = static_cast<float>(ref.scale);
+  a.key_valid = c.padding ? valid.data() : nullptr;
+  a.causal = c.causal;
+  a.dropout = c.rate > 0;
+  a.threshold = DropoutThreshold(c.rate);
+  a.keep_scale = c.rate >= 1 ? 0.0f : static_cast<float>(1.0 / (1.0 - c.rate));
+  a.seed = key.seed;
+  a.step = key.step;
+  a.layer = key.layer;
+  a.site = key.site;
+  a.o = out.data();
+  a.lse_out = lse.data();
+  const unsigned grid_x = static_cast<unsigned>(c.B * c.H);
+  const unsigned grid_y = static_cast<unsigned>((c.S + kTile - 1) / kTile);
+  emulation::Launch([&] { cuda::attention_kernels::attention_forward_kernel<D>(a); }, grid_x,
+                    grid_y, kThreads, Tiles<D>::kForwardBytes);
+  ExpectNear(out, want_out, "out");
+  ExpectNear(lse, want_lse, "lse");
+
+  a.out = out.data();
+  a.dout = dout.data();
+  a.lse = lse.data();
+  a.delta = delta.data();
+  a.dq = dq.data();
+  a.dk = dk.data();
+  a.dv = dv.data();
+  emulation::Launch([&] { cuda::attention_kernels::attention_delta_kernel(a, D, delta.data()); },
+                    static_cast<unsigned>((rows * 32 + 255) / 256), 1, 256, 0);
+  emulation::Launch([&] { cuda::attention_kernels::attention_dkv_kernel<D>(a); }, grid_x, grid_y,
+                    kThreads, Tiles<D>::kDkvBytes);
+  emulation::Launch([&] { cuda::attention_kernels::attention_dq_kernel<D>(a); }, grid_x, grid_y,
+                    kThreads, Tiles<D>::kDqBytes);
+  ExpectNear(dq, want_dq, "dq");
+  ExpectNear(dk, want_dk, "dk");
+  ExpectNear(dv, want_dv, "dv");
+}
+
+// Every head size the kernels have; sequences below, at and across the 64-row tiles; padding
+// with a fully padded sequence, causal masks, dropout (rate 1 drops everything).
+TEST(AttentionKernelEmulation, HeadSize16) {
+  RunCase<16>({1, 1, 1, false, false, 0});
+  RunCase<16>({2, 7, 3, true, false, 0});
+  RunCase<16>({2, 130, 1, true, true, 0.5f});
+}
+TEST(AttentionKernelEmulation, HeadSize32) { RunCase<32>({2, 37, 2, false, true, 0.2f}); }
+TEST(AttentionKernelEmulation, HeadSize64) {
+  RunCase<64>({3, 64, 1, true, true, 0});
+  RunCase<64>({1, 129, 1, true, false, 0.1f});
+  RunCase<64>({1, 3, 2, false, true, 1.0f});
+}
+TEST(AttentionKernelEmulation, HeadSize128) { RunCase<128>({1, 70, 1, false, true, 0.3f}); }
+
+}  // namespace
+}  // namespace headroom

@@ -1,0 +1,133 @@
+// Float64 references shared by the op tests and the CUDA-emulation tests: the dropout mask as
+// kernels/philox.h defines it (from the raw generator, not DropoutWords) and fused attention
+// (Ops::AttentionForward / AttentionBackward) straight from its definition.
+#ifndef HEADROOM_TESTS_KERNELS_ATTENTION_REFERENCE_H_
+#define HEADROOM_TESTS_KERNELS_ATTENTION_REFERENCE_H_
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/ops.h"
+#include "kernels/philox.h"
+
+namespace headroom::testing_util {
+
+// The mask as kernels/philox.h documents it, built here from the raw generator (which
+// PhiloxTest checks against Random123's known answers), not from DropoutWords.
+inline bool RefKeep(const DropoutKey& key, int64_t i, float rate) {
+  const uint64_t group = static_cast<uint64_t>(i) >> 2;
+  Philox4x32 ctr{{static_cast<uint32_t>(group & 0xFFFFFFFFu), static_cast<uint32_t>(group >> 32),
+                  (key.layer << 8) | key.site, static_cast<uint32_t>(key.step & 0xFFFFFFFFu)}};
+  const Philox4x32 out =
+      Philox4x32_10(ctr, static_cast<uint32_t>(key.seed & 0xFFFFFFFFu),
+                    static_cast<uint32_t>(key.seed >> 32) ^ static_cast<uint32_t>(key.step >> 32));
+  const double threshold = std::floor(static_cast<double>(rate) * 4294967296.0);
+  return static_cast<double>(out.v[i & 3]) >= threshold;
+}
+
+// Token-major attention in double, straight from the definition (kernels/ops.h): per (b, h, q)
+// the masked scaled scores, their softmax, the Philox dropout mask of RefKeep, and the weighted
+// sum of values; backward by the chain rule through the same steps.
+struct RefAttention {
+  int B, S, H, D;
+  double scale;
+  const std::vector<int32_t>* valid;
+  bool causal;
+  float rate;
+  DropoutKey key;
+
+  size_t At(int b, int s, int h, int j) const {
+    return ((static_cast<size_t>(b) * S + s) * H + h) * D + j;
+  }
+  bool Masked(int b, int q, int k) const {
+    return (causal && k > q) || (valid != nullptr && (*valid)[b * S + k] == 0);
+  }
+  double Keep(int b, int h, int q, int k) const {
+    if (rate <= 0) return 1;
+    const int64_t i = ((static_cast<int64_t>(b) * H + h) * S + q) * S + k;
+    return RefKeep(key, i, rate) ? 1 / (1 - static_cast<double>(rate)) : 0;
+  }
+  // Probabilities of query q of head (b, h) (all zero when every key is masked) and its lse.
+  std::vector<double> Probs(const std::vector<double>& q, const std::vector<double>& k, int b,
+                            int h, int qi, double* lse) const {
+    std::vector<double> s(S, 0.0);
+    double mx = -INFINITY;
+    for (int kk = 0; kk < S; ++kk) {
+      if (Masked(b, qi, kk)) continue;
+      double dot = 0;
+      for (int j = 0; j < D; ++j) dot += q[At(b, qi, h, j)] * k[At(b, kk, h, j)];
+      s[kk] = scale * dot;
+      mx = std::max(mx, s[kk]);
+    }
+    std::vector<double> p(S, 0.0);
+    if (mx == -INFINITY) {
+      *lse = INFINITY;
+      return p;
+    }
+    double sum = 0;
+    for (int kk = 0; kk < S; ++kk) {
+      if (!Masked(b, qi, kk)) sum += std::exp(s[kk] - mx);
+    }
+    *lse = mx + std::log(sum);
+    for (int kk = 0; kk < S; ++kk) p[kk] = Masked(b, qi, kk) ? 0 : std::exp(s[kk] - *lse);
+    return p;
+  }
+  void Forward(const std::vector<double>& q, const std::vector<double>& k,
+               const std::vector<double>& v, std::vector<double>* out,
+               std::vector<double>* lse) const {
+    out->assign(q.size(), 0.0);
+    lse->assign(static_cast<size_t>(B) * H * S, 0.0);
+    for (int b = 0; b < B; ++b) {
+      for (int h = 0; h < H; ++h) {
+        for (int qi = 0; qi < S; ++qi) {
+          const std::vector<double> p =
+              Probs(q, k, b, h, qi, &(*lse)[(static_cast<size_t>(b) * H + h) * S + qi]);
+          for (int kk = 0; kk < S; ++kk) {
+            const double w = p[kk] * Keep(b, h, qi, kk);
+            for (int j = 0; j < D; ++j) (*out)[At(b, qi, h, j)] += w * v[At(b, kk, h, j)];
+          }
+        }
+      }
+    }
+  }
+  void Backward(const std::vector<double>& q, const std::vector<double>& k,
+                const std::vector<double>& v, const std::vector<double>& dout,
+                std::vector<double>* dq, std::vector<double>* dk, std::vector<double>* dv) const {
+    dq->assign(q.size(), 0.0);
+    dk->assign(q.size(), 0.0);
+    dv->assign(q.size(), 0.0);
+    for (int b = 0; b < B; ++b) {
+      for (int h = 0; h < H; ++h) {
+        for (int qi = 0; qi < S; ++qi) {
+          double lse;
+          const std::vector<double> p = Probs(q, k, b, h, qi, &lse);
+          std::vector<double> dp(S, 0.0);  // d loss / d p (through the dropout mask)
+          for (int kk = 0; kk < S; ++kk) {
+            const double keep = Keep(b, h, qi, kk);
+            double dpd = 0;
+            for (int j = 0; j < D; ++j) {
+              dpd += dout[At(b, qi, h, j)] * v[At(b, kk, h, j)];
+              (*dv)[At(b, kk, h, j)] += p[kk] * keep * dout[At(b, qi, h, j)];
+            }
+            dp[kk] = dpd * keep;
+          }
+          double dot = 0;
+          for (int kk = 0; kk < S; ++kk) dot += p[kk] * dp[kk];
+          for (int kk = 0; kk < S; ++kk) {
+            const double ds = scale * p[kk] * (dp[kk] - dot);
+            for (int j = 0; j < D; ++j) {
+              (*dq)[At(b, qi, h, j)] += ds * k[At(b, kk, h, j)];
+              (*dk)[At(b, kk, h, j)] += ds * q[At(b, qi, h, j)];
+            }
+          }
+        }
+      }
+    }
+  }
+};
+
+}  // namespace headroom::testing_util
+
+#endif  // HEADROOM_TESTS_KERNELS_ATTENTION_REFERENCE_H_

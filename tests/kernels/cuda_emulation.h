@@ -1,0 +1,267 @@
+// A CPU emulation of the CUDA features kernels/cuda/attention_kernels.cuh uses, so that CI (no
+// GPU) runs that device code itself, not only its CPU twin.
+//
+// Every CUDA thread of a block is a std::thread; blocks run one after the other. Emulated:
+// threadIdx/blockIdx/blockDim/gridDim, __syncthreads and __syncwarp (std::barrier per block and
+// per warp), __shfl_sync / __shfl_xor_sync, float4, bf16 (round to nearest even, or kept in
+// float with HR_EMULATE_EXACT_BF16 to test the logic without rounding), and the nvcuda::wmma
+// fragment API at 16x16x16 with the documented meaning of each layout: matrix_a row_major
+// (i, k) = p[i * ldm + k], col_major p[k * ldm + i]; matrix_b row_major (k, n) = p[k * ldm + n],
+// col_major p[n * ldm + k]; accumulators stored and loaded with mem_row_major. Each fragment
+// access checks WMMA's rules (32-byte aligned pointer, ldm a multiple of 16 bytes) and stays
+// inside the block's shared memory, which starts filled with NaN.
+//
+// What it cannot show: anything about real GPU timing, memory ordering beyond the barriers, or
+// a misreading of WMMA's layouts shared by this file and the kernels. The GPU tests
+// (scripts/gpu-check) remain the judge; this catches indexing, masking, tiling and
+// synchronisation mistakes on every CI run.
+#ifndef HEADROOM_TESTS_KERNELS_CUDA_EMULATION_H_
+#define HEADROOM_TESTS_KERNELS_CUDA_EMULATION_H_
+
+#include <algorithm>
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#define HR_CUDA_EMULATION 1
+#define HR_DYNAMIC_SHARED(name) unsigned char* name = ::headroom::emulation::block_shared
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+
+namespace headroom::emulation {
+
+struct Dim3 {
+  unsigned x = 0, y = 0, z = 0;
+};
+
+inline thread_local Dim3 thread_index, block_index;
+inline Dim3 grid_dim, block_dim;
+inline thread_local unsigned char* block_shared = nullptr;
+inline unsigned char* shared_begin = nullptr;
+inline size_t shared_bytes = 0;
+inline std::barrier<>* block_barrier = nullptr;
+inline std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
+inline std::vector<float> shuffle_slots;  // one per thread of the block
+
+// Aborts (the test binary dies with the message) on an access outside the block's shared memory.
+inline void CheckShared(const void* p, size_t bytes) {
+  const auto* c = static_cast<const unsigned char*>(p);
+  if (c < shared_begin || c + bytes > shared_begin + shared_bytes) {
+    std::fprintf(stderr, "emulation: shared memory access at offset %ld (%zu bytes) outside %zu\n",
+                 static_cast<long>(c - shared_begin), bytes, shared_bytes);
+    std::abort();
+  }
+}
+
+// Runs kernel() as a grid of grid_x x grid_y blocks of `threads` threads with `smem` bytes of
+// dynamic shared memory (NaN-filled).
+inline void Launch(const std::function<void()>& kernel, unsigned grid_x, unsigned grid_y,
+                   unsigned threads, size_t smem) {
+  grid_dim = {grid_x, grid_y, 1};
+  block_dim = {threads, 1, 1};
+  std::vector<unsigned char> buffer(smem + 128);
+  auto* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(buffer.data()) + 127) &
+                                                ~uintptr_t{127});
+  for (unsigned by = 0; by < grid_y; ++by) {
+    for (unsigned bx = 0; bx < grid_x; ++bx) {
+      std::memset(base, 0xFF, smem);  // 0xFFFFFFFF is a NaN
+      shared_begin = base;
+      shared_bytes = smem;
+      std::barrier<> block(threads);
+      block_barrier = &block;
+      warp_barriers.clear();
+      for (unsigned w = 0; w < threads / 32; ++w) {
+        warp_barriers.push_back(std::make_unique<std::barrier<>>(32));
+      }
+      shuffle_slots.assign(threads, 0.0f);
+      std::vector<std::thread> pool;
+      for (unsigned t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t, bx, by] {
+          thread_index = {t, 0, 0};
+          block_index = {bx, by, 0};
+          block_shared = base;
+          kernel();
+        });
+      }
+      for (std::thread& t : pool) t.join();
+    }
+  }
+}
+
+}  // namespace headroom::emulation
+
+#define threadIdx ::headroom::emulation::thread_index
+#define blockIdx ::headroom::emulation::block_index
+#define gridDim ::headroom::emulation::grid_dim
+#define blockDim ::headroom::emulation::block_dim
+
+inline void __syncthreads() { headroom::emulation::block_barrier->arrive_and_wait(); }
+inline void __syncwarp() {
+  headroom::emulation::warp_barriers[threadIdx.x / 32]->arrive_and_wait();
+}
+inline float __shfl_sync(unsigned, float v, int src_lane) {
+  const unsigned t = threadIdx.x, warp = t / 32;
+  headroom::emulation::shuffle_slots[t] = v;
+  __syncwarp();
+  const float r = headroom::emulation::shuffle_slots[warp * 32 + static_cast<unsigned>(src_lane)];
+  __syncwarp();
+  return r;
+}
+inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
+  return __shfl_sync(mask, v,
+                     static_cast<int>((threadIdx.x % 32) ^ static_cast<unsigned>(lane_mask)));
+}
+using std::max;
+using std::min;
+
+struct float4 {
+  float x, y, z, w;
+};
+inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
+
+#ifdef HR_EMULATE_EXACT_BF16
+struct __nv_bfloat16 {
+  float value;
+};
+inline __nv_bfloat16 __float2bfloat16(float x) { return {x}; }
+inline float EmulatedFloat(__nv_bfloat16 b) { return b.value; }
+#else
+struct __nv_bfloat16 {
+  uint16_t bits;
+};
+inline __nv_bfloat16 __float2bfloat16(float x) {  // round to nearest even
+  if (std::isnan(x)) return {0x7FC0};
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return {static_cast<uint16_t>(u >> 16)};
+}
+inline float EmulatedFloat(__nv_bfloat16 b) {
+  const uint32_t u = uint32_t{b.bits} << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+#endif
+inline float EmulatedFloat(float f) { return f; }
+struct __nv_bfloat162 {
+  __nv_bfloat16 x, y;
+};
+inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) {
+  return {__float2bfloat16(a), __float2bfloat16(b)};
+}
+
+namespace nvcuda::wmma {
+
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <typename Use, int M, int N, int K, typename T, typename Layout = void>
+struct fragment {
+  float x[16][16];
+};
+
+inline void CheckFragment(const void* p, unsigned ldm, size_t element_bytes) {
+  if (reinterpret_cast<uintptr_t>(p) % 32 != 0 || (ldm * element_bytes) % 16 != 0) {
+    std::fprintf(stderr, "emulation: WMMA pointer not 32-byte aligned or ldm not 16 bytes\n");
+    std::abort();
+  }
+  headroom::emulation::CheckShared(p, element_bytes);
+  headroom::emulation::CheckShared(static_cast<const char*>(p) + (15 * ldm + 15) * element_bytes,
+                                   element_bytes);
+}
+
+template <typename Use, typename T, typename L>
+void fill_fragment(fragment<Use, 16, 16, 16, T, L>& f, float v) {
+  for (auto& row : f.x) std::fill(std::begin(row), std::end(row), v);
+}
+
+template <typename T, typename L>
+void load_matrix_sync(fragment<matrix_a, 16, 16, 16, T, L>& f, const T* p, unsigned ldm) {
+  CheckFragment(p, ldm, sizeof(T));
+  for (unsigned i = 0; i < 16; ++i) {
+    for (unsigned k = 0; k < 16; ++k) {
+      f.x[i][k] = EmulatedFloat(std::is_same_v<L, row_major> ? p[i * ldm + k] : p[k * ldm + i]);
+    }
+  }
+}
+
+template <typename T, typename L>
+void load_matrix_sync(fragment<matrix_b, 16, 16, 16, T, L>& f, const T* p, unsigned ldm) {
+  CheckFragment(p, ldm, sizeof(T));
+  for (unsigned k = 0; k < 16; ++k) {
+    for (unsigned n = 0; n < 16; ++n) {
+      f.x[k][n] = EmulatedFloat(std::is_same_v<L, row_major> ? p[k * ldm + n] : p[n * ldm + k]);
+    }
+  }
+}
+
+inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p,
+                             unsigned ldm, layout_t layout) {
+  CheckFragment(p, ldm, 4);
+  for (unsigned i = 0; i < 16; ++i) {
+    for (unsigned j = 0; j < 16; ++j) {
+      f.x[i][j] = layout == mem_row_major ? p[i * ldm + j] : p[j * ldm + i];
+    }
+  }
+}
+
+// Collective over the warp: every lane has finished its earlier reads before any lane writes.
+inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f,
+                              unsigned ldm, layout_t layout) {
+  CheckFragment(p, ldm, 4);
+  __syncwarp();
+  for (unsigned i = 0; i < 16; ++i) {
+    for (unsigned j = 0; j < 16; ++j) {
+      (layout == mem_row_major ? p[i * ldm + j] : p[j * ldm + i]) = f.x[i][j];
+    }
+  }
+}
+
+template <typename T, typename LA, typename LB>
+void mma_sync(fragment<accumulator, 16, 16, 16, float>& d,
+              const fragment<matrix_a, 16, 16, 16, T, LA>& a,
+              const fragment<matrix_b, 16, 16, 16, T, LB>& b,
+              const fragment<accumulator, 16, 16, 16, float>& c) {
+  fragment<accumulator, 16, 16, 16, float> r;
+  for (int i = 0; i < 16; ++i) {
+    for (int j = 0; j < 16; ++j) {
+      float s = c.x[i][j];
+      for (int k = 0; k < 16; ++k) s += a.x[i][k] * b.x[k][j];
+      r.x[i][j] = s;
+    }
+  }
+  d = r;
+}
+
+}  // namespace nvcuda::wmma
+
+// What kernels/cuda/common.cuh provides to the device code.
+namespace headroom::cuda {
+inline constexpr int kWarpSize = 32;
+inline float WarpSum(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+inline int64_t GlobalThread() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+inline int64_t GridThreads() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+}  // namespace headroom::cuda
+
+#endif  // HEADROOM_TESTS_KERNELS_CUDA_EMULATION_H_
