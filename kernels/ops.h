@@ -148,6 +148,30 @@ class Ops {
                                  const T* rstd, int64_t rows, int cols, T* dx, T* dgamma,
                                  T* dbeta) = 0;
 
+  // The post-LN block's "add & norm": sum = x + dropout(sub) (Dropout's mask and scale under
+  // `key`; rate 0 adds sub itself), then y = LayerNorm(sum), mean and rstd as LayerNormForward;
+  // sum is what LayerNormBackward needs later. The default is Dropout into sum, Add and
+  // LayerNormForward; CUDA does all of it in one pass per row, with the same bits. sum and y
+  // may not alias x or sub.
+  virtual void ResidualLayerNormForward(const T* x, const T* sub, float rate, const DropoutKey& key,
+                                        const T* gamma, const T* beta, int64_t rows, int cols,
+                                        T eps, T* sum, T* y, T* mean, T* rstd) {
+    const int64_t n = rows * cols;
+    Dropout(sub, sum, n, rate, key);
+    Add(x, sum, sum, n);
+    LayerNormForward(sum, gamma, beta, rows, cols, eps, y, mean, rstd);
+  }
+  // Its backward: dsum = LayerNormBackward(dy) (dsum may alias dy; dgamma, dbeta accumulate)
+  // and, when rate > 0, dsub = dropout(dsum) with the same key (rate 0: dsub is not written and
+  // the caller uses dsum for both paths).
+  virtual void ResidualLayerNormBackward(const T* dy, const T* sum, const T* gamma, const T* mean,
+                                         const T* rstd, int64_t rows, int cols, float rate,
+                                         const DropoutKey& key, T* dsum, T* dsub, T* dgamma,
+                                         T* dbeta) {
+    LayerNormBackward(dy, sum, gamma, mean, rstd, rows, cols, dsum, dgamma, dbeta);
+    if (rate > 0) Dropout(dsum, dsub, rows * cols, rate, key);
+  }
+
   // GELU, erf form: y = x * 0.5 * (1 + erf(x / sqrt(2))). `y` may alias `x`.
   virtual void GeluForward(const T* x, T* y, int64_t n) = 0;
   // dx = dy * gelu'(x). `dx` may alias `dy`.

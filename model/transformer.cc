@@ -97,17 +97,15 @@ class EncoderLayer {
     T* sub = scratch;  // [N, d] sublayer output
     T* rest = scratch + nd;
     attn_.Forward(ap_, x, B, S, key_valid, causal, attn_rate, Key(0), sub, rest);
-    if (hidden_rate > 0) ops_->Dropout(sub, sub, nd, hidden_rate, Key(1));
-    ops_->Add(x, sub, a_pre_, nd);
-    ops_->LayerNormForward(a_pre_, ln1_g_, ln1_b_, N, d_, eps_, h1_, mean1_, rstd1_);
+    ops_->ResidualLayerNormForward(x, sub, hidden_rate, Key(1), ln1_g_, ln1_b_, N, d_, eps_, a_pre_,
+                                   h1_, mean1_, rstd1_);
 
     ops_->Linear(h1_, w1_, b1_, N, f_, d_, u_);
     T* g = recompute_gelu_ ? rest : g_;  // the workspace is free once attention is done
     ops_->GeluForward(u_, g, static_cast<int64_t>(N) * f_);
     ops_->Linear(g, w2_, b2_, N, d_, f_, sub);
-    if (hidden_rate > 0) ops_->Dropout(sub, sub, nd, hidden_rate, Key(2));
-    ops_->Add(h1_, sub, b_pre_, nd);
-    ops_->LayerNormForward(b_pre_, ln2_g_, ln2_b_, N, d_, eps_, out, mean2_, rstd2_);
+    ops_->ResidualLayerNormForward(h1_, sub, hidden_rate, Key(2), ln2_g_, ln2_b_, N, d_, eps_,
+                                   b_pre_, out, mean2_, rstd2_);
     B_ = B;
     S_ = S;
   }
@@ -120,12 +118,9 @@ class EncoderLayer {
     T* rest = scratch + nd;
     T* db = dout;  // becomes d/d b_pre, then d/d h1, then d/d a_pre in place
 
-    ops_->LayerNormBackward(dout, b_pre_, ln2_g_, mean2_, rstd2_, N, d_, db, d_ln2_g_, d_ln2_b_);
-    const T* df = db;
-    if (hidden_rate_ > 0) {
-      ops_->Dropout(db, dsub, nd, hidden_rate_, Key(2));
-      df = dsub;
-    }
+    ops_->ResidualLayerNormBackward(dout, b_pre_, ln2_g_, mean2_, rstd2_, N, d_, hidden_rate_,
+                                    Key(2), db, dsub, d_ln2_g_, d_ln2_b_);
+    const T* df = hidden_rate_ > 0 ? dsub : db;
     // FFN output dense: y = g W2^T + b2. With recompute_gelu, g is recomputed into the
     // workspace that then receives dg.
     T* dg = rest;  // [N, F]
@@ -141,12 +136,9 @@ class EncoderLayer {
     ops_->LinearBackwardWeights(dg, h1_, N, f_, d_, dw1_, db1_);
     ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, f_, T(1), dg, f_, w1_, d_, T(1), db, d_);
 
-    ops_->LayerNormBackward(db, a_pre_, ln1_g_, mean1_, rstd1_, N, d_, db, d_ln1_g_, d_ln1_b_);
-    const T* dattn = db;
-    if (hidden_rate_ > 0) {
-      ops_->Dropout(db, dsub, nd, hidden_rate_, Key(1));
-      dattn = dsub;
-    }
+    ops_->ResidualLayerNormBackward(db, a_pre_, ln1_g_, mean1_, rstd1_, N, d_, hidden_rate_, Key(1),
+                                    db, dsub, d_ln1_g_, d_ln1_b_);
+    const T* dattn = hidden_rate_ > 0 ? dsub : db;
     ops_->CopyDevice(dx, db, sizeof(T) * static_cast<size_t>(nd));  // skip path
     attn_.Backward(ap_, ag_, x, dattn, dx, rest);
   }

@@ -239,6 +239,26 @@ class ProfilingOps final : public Ops<float> {
     inner_->Synchronize();
     Record("LayerNormBackward", t0);
   }
+  void ResidualLayerNormForward(const float* x, const float* sub, float rate, const DropoutKey& key,
+                                const float* gamma, const float* beta, int64_t rows, int cols,
+                                float eps, float* sum, float* y, float* mean,
+                                float* rstd) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->ResidualLayerNormForward(x, sub, rate, key, gamma, beta, rows, cols, eps, sum, y, mean,
+                                     rstd);
+    inner_->Synchronize();
+    Record("ResidualLayerNormForward", t0);
+  }
+  void ResidualLayerNormBackward(const float* dy, const float* sum, const float* gamma,
+                                 const float* mean, const float* rstd, int64_t rows, int cols,
+                                 float rate, const DropoutKey& key, float* dsum, float* dsub,
+                                 float* dgamma, float* dbeta) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->ResidualLayerNormBackward(dy, sum, gamma, mean, rstd, rows, cols, rate, key, dsum, dsub,
+                                      dgamma, dbeta);
+    inner_->Synchronize();
+    Record("ResidualLayerNormBackward", t0);
+  }
   void GeluForward(const float* x, float* y, int64_t n) override {
     const Clock::time_point t0 = Clock::now();
     inner_->GeluForward(x, y, n);

@@ -357,6 +357,25 @@ void CudaOps::LayerNormBackward(const float* dy, const float* x, const float* ga
   AfterOp("LayerNormBackward");
 }
 
+void CudaOps::ResidualLayerNormForward(const float* x, const float* sub, float rate,
+                                       const DropoutKey& key, const float* gamma, const float* beta,
+                                       int64_t rows, int cols, float eps, float* sum, float* y,
+                                       float* mean, float* rstd) {
+  cuda::LaunchResidualLayerNormForward(x, sub, rate, key.seed, key.step, key.layer, key.site, gamma,
+                                       beta, rows, cols, eps, sum, y, mean, rstd, ctx());
+  AfterOp("ResidualLayerNormForward");
+}
+
+void CudaOps::ResidualLayerNormBackward(const float* dy, const float* sum, const float* gamma,
+                                        const float* mean, const float* rstd, int64_t rows,
+                                        int cols, float rate, const DropoutKey& key, float* dsum,
+                                        float* dsub, float* dgamma, float* dbeta) {
+  cuda::LaunchResidualLayerNormBackward(dy, sum, gamma, mean, rstd, rows, cols, rate, key.seed,
+                                        key.step, key.layer, key.site, dsum, dsub, dgamma, dbeta,
+                                        colsum_scratch_, ctx());
+  AfterOp("ResidualLayerNormBackward");
+}
+
 void CudaOps::GeluForward(const float* x, float* y, int64_t n) {
   cuda::LaunchGeluForward(x, y, n, ctx());
   AfterOp("GeluForward");

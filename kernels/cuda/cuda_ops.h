@@ -136,6 +136,13 @@ class CudaOps final : public Ops<float> {
   void LayerNormBackward(const float* dy, const float* x, const float* gamma, const float* mean,
                          const float* rstd, int64_t rows, int cols, float* dx, float* dgamma,
                          float* dbeta) override;
+  void ResidualLayerNormForward(const float* x, const float* sub, float rate, const DropoutKey& key,
+                                const float* gamma, const float* beta, int64_t rows, int cols,
+                                float eps, float* sum, float* y, float* mean, float* rstd) override;
+  void ResidualLayerNormBackward(const float* dy, const float* sum, const float* gamma,
+                                 const float* mean, const float* rstd, int64_t rows, int cols,
+                                 float rate, const DropoutKey& key, float* dsum, float* dsub,
+                                 float* dgamma, float* dbeta) override;
   void GeluForward(const float* x, float* y, int64_t n) override;
   void GeluBackward(const float* x, const float* dy, float* dx, int64_t n) override;
   void TanhForward(const float* x, float* y, int64_t n) override;

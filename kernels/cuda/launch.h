@@ -88,6 +88,20 @@ void LaunchLayerNormBackward(const float* dy, const float* x, const float* gamma
                              const float* rstd, int64_t rows, int cols, float* dx, float* dgamma,
                              float* dbeta, float* colsum_scratch, const LaunchContext& ctx);
 
+// sum = x + dropout(sub) (Dropout's mask), then LayerNormForward(sum); bit-identical to
+// Dropout + Add + LayerNormForward.
+void LaunchResidualLayerNormForward(const float* x, const float* sub, float rate, uint64_t seed,
+                                    uint64_t step, uint32_t layer, uint32_t site,
+                                    const float* gamma, const float* beta, int64_t rows, int cols,
+                                    float eps, float* sum, float* y, float* mean, float* rstd,
+                                    const LaunchContext& ctx);
+// LayerNormBackward into dsum, and dsub = dropout(dsum) when rate > 0.
+void LaunchResidualLayerNormBackward(const float* dy, const float* sum, const float* gamma,
+                                     const float* mean, const float* rstd, int64_t rows, int cols,
+                                     float rate, uint64_t seed, uint64_t step, uint32_t layer,
+                                     uint32_t site, float* dsum, float* dsub, float* dgamma,
+                                     float* dbeta, float* colsum_scratch, const LaunchContext& ctx);
+
 // ---- activation.cu ------------------------------------------------------------------------
 void LaunchGeluForward(const float* x, float* y, int64_t n, const LaunchContext& ctx);
 void LaunchGeluBackward(const float* x, const float* dy, float* dx, int64_t n,

@@ -522,6 +522,76 @@ TEST(ReferenceTest, GeluDerivativeMatchesFiniteDifferences) {
   EXPECT_NEAR(RefGelu(-1.0), -0.15865525393145707, 1e-15);
 }
 
+// ResidualLayerNorm* = (Dropout + Add) + LayerNorm: against the float64 reference, and bit for
+// bit against the unfused ops on the same backend (CUDA fuses them into one row pass).
+TEST_P(OpsTest, ResidualLayerNormMatchesReferenceAndTheUnfusedOps) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (auto [rows, cols] : {std::pair<int64_t, int>{1, 1}, {7, 37}, {37, 129}, {300, 257}}) {
+      for (float rate : {0.0f, 0.3f}) {
+        SCOPED_TRACE("rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) +
+                     " rate=" + std::to_string(rate));
+        const int64_t n = rows * cols;
+        const double eps = 1e-5;
+        const DropoutKey key{11, 5, 3, 1};
+        const Vec x = Quantize<T>(Random(rng_, n, 2, 4)), sub = Quantize<T>(Random(rng_, n));
+        const Vec g = Quantize<T>(Random(rng_, cols, 0.5, 1.5)),
+                  b = Quantize<T>(Random(rng_, cols));
+        const Vec dy = Quantize<T>(Random(rng_, n));
+        Vec want_sum(n);
+        for (int64_t i = 0; i < n; ++i) {
+          const double keep = rate > 0 ? (RefKeep(key, i, rate) ? 1 / (1 - double(rate)) : 0) : 1;
+          want_sum[i] = x[i] + sub[i] * keep;
+        }
+        Vec wy, wmean, wrstd, wdsum, wdg, wdb;
+        RefLayerNorm(want_sum, g, b, rows, cols, eps, &wy, &wmean, &wrstd);
+        RefLayerNormBackward(dy, want_sum, g, rows, cols, eps, &wdsum, &wdg, &wdb);
+        Vec wdsub(n);
+        for (int64_t i = 0; i < n; ++i) {
+          wdsub[i] = rate > 0 ? (RefKeep(key, i, rate) ? wdsum[i] / (1 - double(rate)) : 0) : 0;
+        }
+
+        auto dx = Upload(ops, x), dsub_in = Upload(ops, sub), dg = Upload(ops, g),
+             db = Upload(ops, b);
+        DevBuf<T, T> sum(ops, n), y(ops, n), mean(ops, rows), rstd(ops, rows);
+        ops.ResidualLayerNormForward(dx.get(), dsub_in.get(), rate, key, dg.get(), db.get(), rows,
+                                     cols, T(eps), sum.get(), y.get(), mean.get(), rstd.get());
+        ExpectClose(Download(ops, sum), want_sum, tol_, "sum");
+        ExpectClose(Download(ops, y), wy, tol_.Times(10), "y");
+        // The unfused ops on the same backend: the same bits.
+        DevBuf<T, T> sum2(ops, n), y2(ops, n), mean2(ops, rows), rstd2(ops, rows);
+        ops.Dropout(dsub_in.get(), sum2.get(), n, rate, key);
+        ops.Add(dx.get(), sum2.get(), sum2.get(), n);
+        ops.LayerNormForward(sum2.get(), dg.get(), db.get(), rows, cols, T(eps), y2.get(),
+                             mean2.get(), rstd2.get());
+        EXPECT_EQ(Download(ops, sum), Download(ops, sum2));
+        EXPECT_EQ(Download(ops, y), Download(ops, y2));
+
+        auto ddy = Upload(ops, dy);
+        DevBuf<T, T> dsum(ops, n), dsub(ops, n), dgam(ops, cols), dbet(ops, cols);
+        ops.ResidualLayerNormBackward(ddy.get(), sum.get(), dg.get(), mean.get(), rstd.get(), rows,
+                                      cols, rate, key, dsum.get(), dsub.get(), dgam.get(),
+                                      dbet.get());
+        const double s = 1 + wrstd[0];
+        ExpectClose(Download(ops, dsum), wdsum, tol_.Times(10 * s), "dsum");
+        if (rate > 0) {
+          ExpectClose(Download(ops, dsub), wdsub, tol_.Times(10 * s), "dsub");
+        } else {
+          ExpectClose(Download(ops, dsub), Vec(n, 0.0), {0, 0}, "dsub untouched at rate 0");
+        }
+        ExpectClose(Download(ops, dgam), wdg, tol_.Times(10 * std::sqrt(rows)), "dgamma");
+        ExpectClose(Download(ops, dbet), wdb, tol_.Times(10 * std::sqrt(rows)), "dbeta");
+        DevBuf<T, T> dsum2(ops, n), dsub2(ops, n), dgam2(ops, cols), dbet2(ops, cols);
+        ops.LayerNormBackward(ddy.get(), sum.get(), dg.get(), mean.get(), rstd.get(), rows, cols,
+                              dsum2.get(), dgam2.get(), dbet2.get());
+        if (rate > 0) ops.Dropout(dsum2.get(), dsub2.get(), n, rate, key);
+        EXPECT_EQ(Download(ops, dsum), Download(ops, dsum2));
+        EXPECT_EQ(Download(ops, dsub), Download(ops, dsub2));
+      }
+    }
+  });
+}
+
 TEST_P(OpsTest, GeluForwardBackwardInPlace) {
   Run([&](auto& ops) {
     using T = Elem<decltype(ops)>;
