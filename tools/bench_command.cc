@@ -396,6 +396,12 @@ class ProfilingOps final : public Ops<float> {
   std::map<std::string, Entry> entries_;
 };
 
+double Median(std::vector<double> x) {
+  if (x.empty()) return 0;
+  std::sort(x.begin(), x.end());
+  return x[x.size() / 2];
+}
+
 // GFLOP/s of the best of a few n x n x n products on `ops` (2 n^3 FLOPs each).
 double MeasureGemm(Ops<float>& ops, int n) {
   const int64_t nn = static_cast<int64_t>(n) * n;
@@ -547,6 +553,7 @@ int RunBench(const CommandArgs& args) {
     };
   }
   std::vector<double> compute_times, wait_times;  // per timed step (data parallel)
+  std::vector<double> enqueue_times;              // per timed step: host time to enqueue
   int64_t reduced_bytes = 0;
   double first_loss = 0;
   std::vector<double> times;
@@ -558,13 +565,9 @@ int RunBench(const CommandArgs& args) {
                                {config->train().seed(), static_cast<uint64_t>(i), 0, 0});
     if (!s.ok()) return Fail("bench", std::string(s.message()));
     (*model)->Backward(1.0f, hook);
-    if (adam_m != nullptr) {
-      OptimizerStep step;
-      step.lr = 1e-5f;
-      step.weight_decay = 0.01f;
-      step.step = i + 1;
-      (*ops)->AdamW((*model)->params(), (*model)->grads(), adam_m, adam_v, n_params, step);
-    }
+    // The host's share: enqueueing forward and backward, which returns long before the GPU is
+    // done when nothing inside the step waits (then a CUDA graph of the step would save little).
+    if (i >= warmup) enqueue_times.push_back(Seconds(t0, Clock::now()));
     const LossStats stats = (*model)->ReadLossStats();  // waits for the step's work
     (*ops)->Synchronize();
     if (buckets) {
@@ -577,6 +580,14 @@ int RunBench(const CommandArgs& args) {
         wait_times.push_back(buckets->stats().last_wait_seconds);
         reduced_bytes += buckets->stats().bytes_reduced - before;
       }
+    }
+    if (adam_m != nullptr) {  // after the gradient all-reduce, as the trainer
+      OptimizerStep step;
+      step.lr = 1e-5f;
+      step.weight_decay = 0.01f;
+      step.step = i + 1;
+      (*ops)->AdamW((*model)->params(), (*model)->grads(), adam_m, adam_v, n_params, step);
+      (*ops)->Synchronize();
     }
     if (i == 0) first_loss = stats.loss;
     if (i + 1 == warmup) profiler.Reset();
@@ -615,14 +626,14 @@ int RunBench(const CommandArgs& args) {
   // counts the same); device_mem_gib everything in use on the device after the steps (context
   // and library workspaces included). Both -1 on the CPU.
   auto gib = [](int64_t bytes) { return bytes < 0 ? -1.0 : bytes / 1073741824.0; };
-  std::printf(
-      "%s\n",
-      absl::StrFormat("tokens_per_s=%.0f mfu=%.3f step_ms=%.1f peak_mem_gib=%.2f "
-                      "gflops=%.1f step_ms_min=%.1f device_mem_gib=%.2f sgemm_gflops=%.1f "
-                      "fraction_of_sgemm=%.2f peak_gemm_gflops=%.1f steps=%d",
-                      tokens / mean, gflops / peak_gflops, mean * 1e3, gib(peak_allocated), gflops,
-                      best * 1e3, gib(device_in_use), sgemm, gflops / sgemm, peak_gflops, steps)
-          .c_str());
+  std::printf("%s\n", absl::StrFormat(
+                          "tokens_per_s=%.0f mfu=%.3f step_ms=%.1f peak_mem_gib=%.2f "
+                          "gflops=%.1f step_ms_min=%.1f device_mem_gib=%.2f sgemm_gflops=%.1f "
+                          "fraction_of_sgemm=%.2f peak_gemm_gflops=%.1f enqueue_ms=%.1f steps=%d",
+                          tokens / mean, gflops / peak_gflops, mean * 1e3, gib(peak_allocated),
+                          gflops, best * 1e3, gib(device_in_use), sgemm, gflops / sgemm,
+                          peak_gflops, Median(enqueue_times) * 1e3, steps)
+                          .c_str());
   if (buckets) {
     // The same gradient all-reduced alone, blocking, after a barrier: the communication the
     // overlap can hide.
@@ -643,10 +654,6 @@ int RunBench(const CommandArgs& args) {
     // communication; the rank arriving last waits only for what the overlap did not hide. So per
     // step (and per all-reduce) the minimum over ranks, then the median over steps (a shared
     // machine has outlier steps); compute and step time are medians averaged over ranks.
-    auto median = [](std::vector<double> x) {
-      std::sort(x.begin(), x.end());
-      return x[x.size() / 2];
-    };
     auto min_over_ranks = [&](const std::vector<double>& mine) {
       std::vector<double> all(mine.size() * ranks);
       absl::Status st =
@@ -657,13 +664,13 @@ int RunBench(const CommandArgs& args) {
         for (size_t i = 0; i < mine.size(); ++i)
           out[i] = std::min(out[i], all[r * mine.size() + i]);
       }
-      return median(out);
+      return Median(out);
     };
-    const double wait_mean_local = median(wait_times);
-    double v[6] = {median(compute_times),
+    const double wait_mean_local = Median(wait_times);
+    double v[6] = {Median(compute_times),
                    min_over_ranks(wait_times),
                    min_over_ranks(alone),
-                   median(times),
+                   Median(times),
                    static_cast<double>(reduced_bytes) / steps,
                    wait_mean_local};
     absl::Status st = (*comm)->AllReduce(v, v, 6, DataType::kFloat64, ReduceOp::kAverage);
