@@ -13,7 +13,7 @@ every run's output) to --out.
 Usage, from the repository root on the GPU machine (after building build-gpu/headroom):
   python3 bench/gpu_compare.py --headroom build-gpu/headroom --out OUTDIR [--only bert_large]
       [--steps 8] [--warmup 3] [--no-compile] [--attention auto|fused|materialized]
-      [--recompute-gelu]
+      [--recompute]
 """
 import argparse
 import os
@@ -82,7 +82,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--attention", default="auto", help="headroom's train.attention")
-    ap.add_argument("--recompute-gelu", action="store_true", help="headroom's train.recompute_gelu")
+    ap.add_argument("--recompute", action="store_true",
+                    help="headroom's train.recompute_gelu and train.layernorm_from_output")
     ap.add_argument("--timeout", type=int, default=240, help="seconds per run")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -96,7 +97,8 @@ def main():
         set_args = [x for s in sets for x in ("--set", s)]
         hr = run([a.headroom, "bench", "--device=cuda", "--optimizer", *common, *set_args,
                   "--set", f"train.attention={a.attention}", *(
-                      ["--set", "train.recompute_gelu=true"] if a.recompute_gelu else []),
+                      ["--set", "train.recompute_gelu=true", "--set",
+                       "train.layernorm_from_output=true"] if a.recompute else []),
                   path], f"{a.out}/{cfg}.headroom.log", a.timeout, env)
         peer = [sys.executable, "bench/torch_peer.py", path, "--device=cuda", "--optimizer",
                 f"--batch={batch}", f"--steps={a.steps}", f"--warmup={a.warmup}", *set_args]

@@ -251,6 +251,7 @@ void FillDefaults(ExperimentConfig& c) {
   if (!t.has_attention_rank_per_head()) t.set_attention_rank_per_head(true);
   if (!t.has_attention()) t.set_attention("auto");
   if (!t.has_recompute_gelu()) t.set_recompute_gelu(false);
+  if (!t.has_layernorm_from_output()) t.set_layernorm_from_output(false);
 }
 
 absl::Status ApplyOverride(ExperimentConfig& config, absl::string_view spec) {

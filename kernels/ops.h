@@ -148,6 +148,14 @@ class Ops {
                                  const T* rstd, int64_t rows, int cols, T* dx, T* dgamma,
                                  T* dbeta) = 0;
 
+  // The LayerNorm input recomputed from its output: x = (y - beta) / gamma / rstd + mean per
+  // row, with the mean and rstd LayerNormForward saved. Lets backward drop the kept input
+  // (apex's "memory-efficient" LayerNorm: ModelOptions::layernorm_from_output). Exact up to
+  // rounding where |gamma| is not tiny; gamma == 0 gives x = mean +- inf (no information left).
+  // `x` may not alias `y`.
+  virtual void LayerNormInputFromOutput(const T* y, const T* gamma, const T* beta, const T* mean,
+                                        const T* rstd, int64_t rows, int cols, T* x) = 0;
+
   // The post-LN block's "add & norm": sum = x + dropout(sub) (Dropout's mask and scale under
   // `key`; rate 0 adds sub itself), then y = LayerNorm(sum), mean and rstd as LayerNormForward;
   // sum is what LayerNormBackward needs later. The default is Dropout into sum, Add and

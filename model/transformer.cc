@@ -24,17 +24,17 @@ template <typename T>
 class EncoderLayer {
  public:
   EncoderLayer(Ops<T>* ops, const ModelConfig& m, int index, const ParameterLayout& layout,
-               T* params, T* grads, int max_batch, int max_seq, bool fused_attention,
-               bool recompute_gelu)
+               T* params, T* grads, int max_batch, int max_seq, const ModelOptions& options)
       : ops_(ops),
         index_(index),
         d_(m.d_model()),
         f_(m.ffn_size()),
-        recompute_gelu_(recompute_gelu),
+        recompute_gelu_(options.recompute_gelu),
+        ln_from_output_(options.layernorm_from_output),
         eps_(static_cast<T>(m.layer_norm_epsilon())),
         attn_(ops, m.d_model(), m.num_heads(), HeadSize(m), max_batch, max_seq,
               /*keep_dropped_probs=*/ops->device() == DeviceKind::kCpu && m.attention_dropout() > 0,
-              fused_attention) {
+              options.attention == AttentionPath::kFused) {
     const std::string lp = layout.LayerPrefix(index);
     auto view = [&](const std::string& name, T** p, T** g) {
       const TensorSpec& t = layout.Get(lp + name);
@@ -60,13 +60,13 @@ class EncoderLayer {
     view("output.LayerNorm.bias", &ln2_b_, &d_ln2_b_);
 
     const int64_t n = static_cast<int64_t>(max_batch) * max_seq;
-    a_pre_ = ops_->Alloc(n * d_);
+    if (!ln_from_output_) a_pre_ = ops_->Alloc(n * d_);
     mean1_ = ops_->Alloc(n);
     rstd1_ = ops_->Alloc(n);
     h1_ = ops_->Alloc(n * d_);
     u_ = ops_->Alloc(n * f_);
     if (!recompute_gelu_) g_ = ops_->Alloc(n * f_);
-    b_pre_ = ops_->Alloc(n * d_);
+    if (!ln_from_output_) b_pre_ = ops_->Alloc(n * d_);
     mean2_ = ops_->Alloc(n);
     rstd2_ = ops_->Alloc(n);
   }
@@ -76,7 +76,8 @@ class EncoderLayer {
 
   // Kept elements, including the attention's (the layer output belongs to the model).
   int64_t KeptElements(int64_t n) const {
-    return attn_.KeptElements() + n * (3 * d_ + (recompute_gelu_ ? 1 : 2) * f_ + 4);
+    return attn_.KeptElements() +
+           n * ((ln_from_output_ ? 1 : 3) * d_ + (recompute_gelu_ ? 1 : 2) * f_ + 4);
   }
 
   static int64_t ScratchElements(const ModelConfig& m, int max_batch, int max_seq, bool fused) {
@@ -97,28 +98,35 @@ class EncoderLayer {
     T* sub = scratch;  // [N, d] sublayer output
     T* rest = scratch + nd;
     attn_.Forward(ap_, x, B, S, key_valid, causal, attn_rate, Key(0), sub, rest);
-    ops_->ResidualLayerNormForward(x, sub, hidden_rate, Key(1), ln1_g_, ln1_b_, N, d_, eps_, a_pre_,
-                                   h1_, mean1_, rstd1_);
+    // With layernorm_from_output the LayerNorm inputs only pass through the workspace.
+    ops_->ResidualLayerNormForward(x, sub, hidden_rate, Key(1), ln1_g_, ln1_b_, N, d_, eps_,
+                                   ln_from_output_ ? rest : a_pre_, h1_, mean1_, rstd1_);
 
     ops_->Linear(h1_, w1_, b1_, N, f_, d_, u_);
     T* g = recompute_gelu_ ? rest : g_;  // the workspace is free once attention is done
     ops_->GeluForward(u_, g, static_cast<int64_t>(N) * f_);
     ops_->Linear(g, w2_, b2_, N, d_, f_, sub);
     ops_->ResidualLayerNormForward(h1_, sub, hidden_rate, Key(2), ln2_g_, ln2_b_, N, d_, eps_,
-                                   b_pre_, out, mean2_, rstd2_);
+                                   ln_from_output_ ? rest : b_pre_, out, mean2_, rstd2_);
     B_ = B;
     S_ = S;
   }
 
-  // dout: d loss / d out [N, d], destroyed. dx [N, d] is overwritten with d loss / d x.
-  void Backward(const T* x, T* dout, T* dx, T* scratch) {
+  // dout: d loss / d out [N, d], destroyed. dx [N, d] is overwritten with d loss / d x. x and
+  // out are the last Forward's input and output, unchanged.
+  void Backward(const T* x, const T* out, T* dout, T* dx, T* scratch) {
     const int N = B_ * S_;
     const int64_t nd = static_cast<int64_t>(N) * d_;
     T* dsub = scratch;  // [N, d]
     T* rest = scratch + nd;
     T* db = dout;  // becomes d/d b_pre, then d/d h1, then d/d a_pre in place
 
-    ops_->ResidualLayerNormBackward(dout, b_pre_, ln2_g_, mean2_, rstd2_, N, d_, hidden_rate_,
+    const T* b_pre = b_pre_;
+    if (ln_from_output_) {  // the workspace is free until dg
+      ops_->LayerNormInputFromOutput(out, ln2_g_, ln2_b_, mean2_, rstd2_, N, d_, rest);
+      b_pre = rest;
+    }
+    ops_->ResidualLayerNormBackward(dout, b_pre, ln2_g_, mean2_, rstd2_, N, d_, hidden_rate_,
                                     Key(2), db, dsub, d_ln2_g_, d_ln2_b_);
     const T* df = hidden_rate_ > 0 ? dsub : db;
     // FFN output dense: y = g W2^T + b2. With recompute_gelu, g is recomputed into the
@@ -136,7 +144,12 @@ class EncoderLayer {
     ops_->LinearBackwardWeights(dg, h1_, N, f_, d_, dw1_, db1_);
     ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, f_, T(1), dg, f_, w1_, d_, T(1), db, d_);
 
-    ops_->ResidualLayerNormBackward(db, a_pre_, ln1_g_, mean1_, rstd1_, N, d_, hidden_rate_, Key(1),
+    const T* a_pre = a_pre_;
+    if (ln_from_output_) {  // dg is consumed: the workspace is free until attention's backward
+      ops_->LayerNormInputFromOutput(h1_, ln1_g_, ln1_b_, mean1_, rstd1_, N, d_, rest);
+      a_pre = rest;
+    }
+    ops_->ResidualLayerNormBackward(db, a_pre, ln1_g_, mean1_, rstd1_, N, d_, hidden_rate_, Key(1),
                                     db, dsub, d_ln1_g_, d_ln1_b_);
     const T* dattn = hidden_rate_ > 0 ? dsub : db;
     ops_->CopyDevice(dx, db, sizeof(T) * static_cast<size_t>(nd));  // skip path
@@ -154,13 +167,16 @@ class EncoderLayer {
   Ops<T>* ops_;
   int index_, d_, f_;
   bool recompute_gelu_;
+  bool ln_from_output_;  // LayerNorm inputs recomputed in backward, not kept
   T eps_;
   FixedHeadAttention<T> attn_;
   AttentionParams<T> ap_;
   AttentionGrads<T> ag_;
   T *ln1_g_, *ln1_b_, *w1_, *b1_, *w2_, *b2_, *ln2_g_, *ln2_b_;
   T *d_ln1_g_, *d_ln1_b_, *dw1_, *db1_, *dw2_, *db2_, *d_ln2_g_, *d_ln2_b_;
-  T *a_pre_, *mean1_, *rstd1_, *h1_, *u_, *b_pre_, *mean2_, *rstd2_;
+  T *mean1_, *rstd1_, *h1_, *u_, *mean2_, *rstd2_;
+  T* a_pre_ = nullptr;  // LayerNorm inputs, unless ln_from_output_
+  T* b_pre_ = nullptr;
   T* g_ = nullptr;  // GELU output, unless recompute_gelu_
   int B_ = 0, S_ = 0;
   float hidden_rate_ = 0;
@@ -229,6 +245,7 @@ ModelOptions ModelOptionsFromConfig(const TrainConfig& train) {
   absl::StatusOr<AttentionPath> path = ParseAttentionPath(train.attention());
   if (path.ok()) o.attention = *path;  // validated configs name a known path
   o.recompute_gelu = train.recompute_gelu();
+  o.layernorm_from_output = train.layernorm_from_output();
   return o;
 }
 
@@ -243,10 +260,13 @@ absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& mo
   if (e.model().objective() != ModelConfig::BERT) l.max_predictions = 0;
   absl::Status s = CheckModel(e.model(), l);
   if (!s.ok()) return s;
+  // Resolve kAuto: the layers see kFused or kMaterialized.
+  ModelOptions resolved = options;
   const bool fused = options.attention == AttentionPath::kFused ||
                      (options.attention == AttentionPath::kAuto &&
                       ops->PrefersFusedAttention(HeadSize(e.model())));
-  return std::unique_ptr<Model<T>>(new Model<T>(e.model(), ops, l, fused, options.recompute_gelu));
+  resolved.attention = fused ? AttentionPath::kFused : AttentionPath::kMaterialized;
+  return std::unique_ptr<Model<T>>(new Model<T>(e.model(), ops, l, resolved));
 }
 
 template <typename T>
@@ -265,13 +285,13 @@ int32_t* Model<T>::AllocateInt(int64_t n) {
 
 template <typename T>
 Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits,
-                bool fused_attention, bool recompute_gelu)
+                const ModelOptions& options)
     : config_(model),
       ops_(ops),
       limits_(limits),
       layout_(ParameterLayout::ForModel(model)),
       bert_(model.objective() == ModelConfig::BERT),
-      fused_attention_(fused_attention),
+      fused_attention_(options.attention == AttentionPath::kFused),
       d_(model.d_model()),
       V_(model.vocab_size()),
       eps_(static_cast<T>(model.layer_norm_epsilon())) {
@@ -281,8 +301,7 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
   grads_ = Allocate(layout_.total());
   for (int l = 0; l < model.num_layers(); ++l) {
     layers_.push_back(std::make_unique<EncoderLayer<T>>(ops, model, l, layout_, params_, grads_,
-                                                        limits.max_batch, limits.max_seq,
-                                                        fused_attention, recompute_gelu));
+                                                        limits.max_batch, limits.max_seq, options));
   }
 
   ids_ = AllocateInt(N);
@@ -326,7 +345,7 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
   // Workspace: a layer's scratch (also the heads' two [rows, d] buffers), the two [N, d]
   // gradient buffers Backward alternates between, and the NSP logit gradient.
   const int64_t scratch = std::max(
-      EncoderLayer<T>::ScratchElements(model, limits.max_batch, limits.max_seq, fused_attention),
+      EncoderLayer<T>::ScratchElements(model, limits.max_batch, limits.max_seq, fused_attention_),
       2 * std::max(P, B) * d_);
   scratch_ = Allocate(scratch);
   dh_[0] = Allocate(N * d_);
@@ -585,7 +604,7 @@ void Model<T>::Backward(T loss_scale, const BackwardHook& hook) {
   if (hook) hook(static_cast<int>(layers_.size()));
   for (int l = static_cast<int>(layers_.size()) - 1; l >= 0; --l) {
     T* dx = dh == dh_[0] ? dh_[1] : dh_[0];
-    layers_[l]->Backward(hidden_[l], dh, dx, scratch_);
+    layers_[l]->Backward(hidden_[l], hidden_[l + 1], dh, dx, scratch_);
     dh = dx;
     if (hook) hook(l);
   }

@@ -92,10 +92,15 @@ struct ModelOptions {
   // Recompute each FFN's GELU output in Backward from the kept pre-activation instead of
   // keeping it: N * ffn_size fewer kept elements per layer for one elementwise pass.
   bool recompute_gelu = false;
+  // Recompute each LayerNorm's input in Backward from its kept output (Ops::
+  // LayerNormInputFromOutput) instead of keeping it, as apex's memory-efficient LayerNorm:
+  // 2 * N * d fewer kept elements per layer, one elementwise pass each; exact up to rounding
+  // unless a LayerNorm gain is near zero.
+  bool layernorm_from_output = false;
 };
 
-// The options a config's train block asks for (train.attention, train.recompute_gelu; the
-// config is validated, so the names are known).
+// The options a config's train block asks for (train.attention, train.recompute_gelu,
+// train.layernorm_from_output; the config is validated, so the names are known).
 ModelOptions ModelOptionsFromConfig(const TrainConfig& train);
 
 // What one Forward computed. Losses are the means the gradient is of; the sums and counts let
@@ -206,8 +211,9 @@ class Model {
   bool fused_attention() const { return fused_attention_; }
 
  private:
-  Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits, bool fused_attention,
-        bool recompute_gelu);
+  // `options` resolved: attention is kFused or kMaterialized.
+  Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits,
+        const ModelOptions& options);
   T* Allocate(int64_t n);
   int32_t* AllocateInt(int64_t n);
   const T* P(const std::string& name) const;

@@ -239,6 +239,14 @@ class ProfilingOps final : public Ops<float> {
     inner_->Synchronize();
     Record("LayerNormBackward", t0);
   }
+  void LayerNormInputFromOutput(const float* y, const float* gamma, const float* beta,
+                                const float* mean, const float* rstd, int64_t rows, int cols,
+                                float* x) override {
+    const Clock::time_point t0 = Clock::now();
+    inner_->LayerNormInputFromOutput(y, gamma, beta, mean, rstd, rows, cols, x);
+    inner_->Synchronize();
+    Record("LayerNormInputFromOutput", t0);
+  }
   void ResidualLayerNormForward(const float* x, const float* sub, float rate, const DropoutKey& key,
                                 const float* gamma, const float* beta, int64_t rows, int cols,
                                 float eps, float* sum, float* y, float* mean,

@@ -68,6 +68,8 @@ class CpuOps final : public Ops<T> {
                         T* y, T* mean, T* rstd) override;
   void LayerNormBackward(const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd,
                          int64_t rows, int cols, T* dx, T* dgamma, T* dbeta) override;
+  void LayerNormInputFromOutput(const T* y, const T* gamma, const T* beta, const T* mean,
+                                const T* rstd, int64_t rows, int cols, T* x) override;
   void GeluForward(const T* x, T* y, int64_t n) override;
   void GeluBackward(const T* x, const T* dy, T* dx, int64_t n) override;
   void TanhForward(const T* x, T* y, int64_t n) override;

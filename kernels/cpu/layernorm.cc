@@ -94,11 +94,27 @@ void CpuOps<T>::LayerNormBackward(const T* dy, const T* x, const T* gamma, const
   });
 }
 
+template <typename T>
+void CpuOps<T>::LayerNormInputFromOutput(const T* y, const T* gamma, const T* beta, const T* mean,
+                                         const T* rstd, int64_t rows, int cols, T* x) {
+  const int64_t grain = std::max<int64_t>(1, kElementwiseGrain / std::max(cols, 1));
+  pool_.ParallelFor(rows, grain, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const T* yr = y + r * cols;
+      T* xr = x + r * cols;
+      const T inv_rstd = T(1) / rstd[r];
+      for (int c = 0; c < cols; ++c) xr[c] = (yr[c] - beta[c]) / gamma[c] * inv_rstd + mean[r];
+    }
+  });
+}
+
 #define HR_INSTANTIATE(T)                                                                          \
   template void CpuOps<T>::LayerNormForward(const T*, const T*, const T*, int64_t, int, T, T*, T*, \
                                             T*);                                                   \
   template void CpuOps<T>::LayerNormBackward(const T*, const T*, const T*, const T*, const T*,     \
-                                             int64_t, int, T*, T*, T*);
+                                             int64_t, int, T*, T*, T*);                            \
+  template void CpuOps<T>::LayerNormInputFromOutput(const T*, const T*, const T*, const T*,        \
+                                                    const T*, int64_t, int, T*);
 HR_INSTANTIATE(float)
 HR_INSTANTIATE(double)
 #undef HR_INSTANTIATE

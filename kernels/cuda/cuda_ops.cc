@@ -357,6 +357,13 @@ void CudaOps::LayerNormBackward(const float* dy, const float* x, const float* ga
   AfterOp("LayerNormBackward");
 }
 
+void CudaOps::LayerNormInputFromOutput(const float* y, const float* gamma, const float* beta,
+                                       const float* mean, const float* rstd, int64_t rows, int cols,
+                                       float* x) {
+  cuda::LaunchLayerNormInputFromOutput(y, gamma, beta, mean, rstd, rows, cols, x, ctx());
+  AfterOp("LayerNormInputFromOutput");
+}
+
 void CudaOps::ResidualLayerNormForward(const float* x, const float* sub, float rate,
                                        const DropoutKey& key, const float* gamma, const float* beta,
                                        int64_t rows, int cols, float eps, float* sum, float* y,

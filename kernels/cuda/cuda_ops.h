@@ -136,6 +136,9 @@ class CudaOps final : public Ops<float> {
   void LayerNormBackward(const float* dy, const float* x, const float* gamma, const float* mean,
                          const float* rstd, int64_t rows, int cols, float* dx, float* dgamma,
                          float* dbeta) override;
+  void LayerNormInputFromOutput(const float* y, const float* gamma, const float* beta,
+                                const float* mean, const float* rstd, int64_t rows, int cols,
+                                float* x) override;
   void ResidualLayerNormForward(const float* x, const float* sub, float rate, const DropoutKey& key,
                                 const float* gamma, const float* beta, int64_t rows, int cols,
                                 float eps, float* sum, float* y, float* mean, float* rstd) override;

@@ -88,6 +88,9 @@ void LaunchLayerNormBackward(const float* dy, const float* x, const float* gamma
                              const float* rstd, int64_t rows, int cols, float* dx, float* dgamma,
                              float* dbeta, float* colsum_scratch, const LaunchContext& ctx);
 
+void LaunchLayerNormInputFromOutput(const float* y, const float* gamma, const float* beta,
+                                    const float* mean, const float* rstd, int64_t rows, int cols,
+                                    float* x, const LaunchContext& ctx);
 // sum = x + dropout(sub) (Dropout's mask), then LayerNormForward(sum); bit-identical to
 // Dropout + Add + LayerNormForward.
 void LaunchResidualLayerNormForward(const float* x, const float* sub, float rate, uint64_t seed,

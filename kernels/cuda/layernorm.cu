@@ -125,6 +125,21 @@ __global__ void layernorm_backward_dx_kernel(const float* dy, const float* __res
   }
 }
 
+// One thread per element (rows of any width): x = (y - beta) / gamma / rstd + mean.
+__global__ void layernorm_input_from_output_kernel(const float* __restrict__ y,
+                                                   const float* __restrict__ gamma,
+                                                   const float* __restrict__ beta,
+                                                   const float* __restrict__ mean,
+                                                   const float* __restrict__ rstd, int64_t rows,
+                                                   int cols, float* __restrict__ x) {
+  const int64_t total = rows * cols;
+  for (int64_t e = GlobalThread(); e < total; e += GridThreads()) {
+    const int64_t r = e / cols;
+    const int c = static_cast<int>(e % cols);
+    x[e] = (y[e] - beta[c]) / gamma[c] * (1.0f / rstd[r]) + mean[r];
+  }
+}
+
 unsigned RowBlocks(int64_t rows) { return static_cast<unsigned>(CeilDiv(rows, kRowsPerBlock)); }
 
 }  // namespace
@@ -172,6 +187,15 @@ void LaunchResidualLayerNormBackward(const float* dy, const float* sum, const fl
   layernorm_backward_dx_kernel<<<RowBlocks(rows), kBlock, 0, ctx.stream>>>(
       dy, sum, gamma, mean, rstd, rows, cols, dsum,
       MakeElementDropout(rate, seed, step, layer, site), rate > 0.0f ? dsub : nullptr);
+  HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+}
+
+void LaunchLayerNormInputFromOutput(const float* y, const float* gamma, const float* beta,
+                                    const float* mean, const float* rstd, int64_t rows, int cols,
+                                    float* x, const LaunchContext& ctx) {
+  if (rows <= 0 || cols <= 0) return;
+  layernorm_input_from_output_kernel<<<GridStrideBlocks(rows * cols, kBlock), kBlock, 0,
+                                       ctx.stream>>>(y, gamma, beta, mean, rstd, rows, cols, x);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
 }
 

@@ -522,6 +522,31 @@ TEST(ReferenceTest, GeluDerivativeMatchesFiniteDifferences) {
   EXPECT_NEAR(RefGelu(-1.0), -0.15865525393145707, 1e-15);
 }
 
+// LayerNormInputFromOutput inverts LayerNormForward given its saved statistics.
+TEST_P(OpsTest, LayerNormInputFromOutputRecoversTheInput) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (auto [rows, cols] : {std::pair<int64_t, int>{1, 2}, {7, 37}, {300, 257}}) {
+      SCOPED_TRACE("rows=" + std::to_string(rows) + " cols=" + std::to_string(cols));
+      const Vec x = Quantize<T>(Random(rng_, rows * cols, 2, 4));
+      // Gains of both signs, away from zero (where the inverse loses everything).
+      Vec g = Random(rng_, cols, 0.5, 1.5);
+      for (int c = 0; c < cols; c += 2) g[c] = -g[c];
+      g = Quantize<T>(g);
+      const Vec b = Quantize<T>(Random(rng_, cols));
+      auto dx = Upload(ops, x), dg = Upload(ops, g), db = Upload(ops, b);
+      DevBuf<T, T> y(ops, rows * cols), mean(ops, rows), rstd(ops, rows), back(ops, rows * cols);
+      ops.LayerNormForward(dx.get(), dg.get(), db.get(), rows, cols, T(1e-5), y.get(), mean.get(),
+                           rstd.get());
+      ops.LayerNormInputFromOutput(y.get(), dg.get(), db.get(), mean.get(), rstd.get(), rows, cols,
+                                   back.get());
+      // y carries the input's deviation from the row mean (|x - mean| <= 1 here) to ~1 ulp
+      // of y (|y| <= a few): a few ulps of x's spread.
+      ExpectClose(Download(ops, back), x, tol_.Times(20), "recovered input");
+    }
+  });
+}
+
 // ResidualLayerNorm* = (Dropout + Add) + LayerNorm: against the float64 reference, and bit for
 // bit against the unfused ops on the same backend (CUDA fuses them into one row pass).
 TEST_P(OpsTest, ResidualLayerNormMatchesReferenceAndTheUnfusedOps) {
