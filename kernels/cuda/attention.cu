@@ -1,21 +1,23 @@
 // Fused attention (Ops::AttentionForward / AttentionBackward) on tensor cores; the CPU twin is
-// kernels/cpu/attention.cc.
+// kernels/cpu/attention.cc, the device code kernels/cuda/attention_kernels.cuh.
 //
-// Flash-attention-2 structure (Dao 2023) for sequences of any length and head sizes 16, 32, 64
-// and 128, with the products on bf16 WMMA fragments (16x16x16, fp32 accumulation) and every
-// softmax statistic in fp32. A block has 4 warps and works on a 64-row tile; each warp owns 16
-// of its rows, so the softmax state, the probabilities and the accumulators of a row are private
-// to one warp and only the shared operand tiles need block barriers.
+// Flash-attention-2 structure (Dao 2023) for sequences of any length and head sizes 16, 32, 64,
+// 128 and 256, with the products on bf16 WMMA fragments (16x16x16, fp32 accumulation) and
+// every softmax statistic in fp32. A block owns a tile of rows (64, or 32 for dK/dV at D = 256),
+// 16 per warp, so the softmax state, the probabilities and the accumulators of a row are
+// private to one warp and only the shared operand tiles need block barriers:
 //
 //   forward   block = (b, h, 64 queries); loops over 64-key tiles: S = Q K^T, online softmax
 //             (running max m and sum l per row), O = O * exp(m_old - m_new) + dropout(P) V.
 //             Writes O / l and lse = m + log l (+inf for a row with every key masked).
-//   dK, dV    block = (b, h, 64 keys); loops over 64-query tiles: S^T = K Q^T, dP^T = V dO^T,
+//   dK, dV    block = (b, h, keys); loops over query tiles: S^T = K Q^T, dP^T = V dO^T,
 //             P = exp(scale * S - lse), dV += dropout(P)^T dO, dS = scale * P * (dropout(dP) -
 //             delta), dK += dS^T Q.
 //   dQ        block = (b, h, 64 queries); loops over key tiles: dQ += dS K, recomputing S, dP.
 // dQ has its own pass instead of atomics so that the result is deterministic, as every other op
-// of this backend. delta = rowsum(dO * O) is a small kernel of its own.
+// of this backend. delta = rowsum(dO * O) is a small kernel of its own. The tile sizes per head
+// size are attention_kernels::Shapes (at D = 256 the loop tiles of dQ and dK/dV are 32 rows and
+// the dK/dV block 32 keys, to stay within shared memory).
 //
 // Operands are converted to bf16 when a tile is loaded into shared memory (q, k, v, dout stay
 // fp32 in global memory, as the rest of the model); accumulators (O, dQ, dK, dV) live in shared
@@ -24,9 +26,9 @@
 // is Dropout's (kernels/philox.h) by element index ((b * H + h) * S + q) * S + k; the lanes
 // walk consecutive keys so that one Philox call serves four elements.
 //
-// Head sizes 16, 32, 64 and 128 (the launchers record an error for others). Tiles load as
-// float4 when q, k, v and dout are 16-byte aligned, element by element otherwise. Shared memory
-// per block is at most 187 KiB (dK/dV at D = 128).
+// Other head sizes record an error (the model then keeps the materialised path:
+// Ops::PrefersFusedAttention). Tiles load as float4 when q, k, v and dout are 16-byte aligned,
+// element by element otherwise. Shared memory per block is at most 192 KiB (dQ at D = 256).
 #include <string>
 
 #include "kernels/cuda/attention_kernels.cuh"
@@ -48,28 +50,38 @@ bool AllowSharedMemory(Kernel kernel, size_t bytes, const LaunchContext& ctx) {
                                             static_cast<int>(bytes)));
 }
 
+// One block per (batch, head) and kRows rows of the kernel's shape.
+template <typename Sh>
 dim3 Grid(const AttentionArgs& a) {
   return dim3(static_cast<unsigned>(static_cast<int64_t>(a.B) * a.H),
-              static_cast<unsigned>(CeilDiv(a.S, kTile)));
+              static_cast<unsigned>(CeilDiv(a.S, Sh::kRows)));
 }
+
+// The H100's (sm_90) opt-in limit of dynamic shared memory per block.
+constexpr size_t kMaxSharedBytes = 227 * 1024;
 
 template <int D>
 void Forward(const AttentionArgs& a, const LaunchContext& ctx) {
-  const size_t bytes = Tiles<D>::kForwardBytes;
-  if (!AllowSharedMemory(attention_forward_kernel<D>, bytes, ctx)) return;
-  attention_forward_kernel<D><<<Grid(a), kThreads, bytes, ctx.stream>>>(a);
+  using Sh = typename Shapes<D>::Forward;
+  static_assert(Sh::kForwardBytes <= kMaxSharedBytes, "forward tiles exceed shared memory");
+  if (!AllowSharedMemory(attention_forward_kernel<Sh>, Sh::kForwardBytes, ctx)) return;
+  attention_forward_kernel<Sh><<<Grid<Sh>(a), Sh::kThreads, Sh::kForwardBytes, ctx.stream>>>(a);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
 }
 
 template <int D>
 void Backward(const AttentionArgs& a, const LaunchContext& ctx) {
-  if (!AllowSharedMemory(attention_dq_kernel<D>, Tiles<D>::kDqBytes, ctx) ||
-      !AllowSharedMemory(attention_dkv_kernel<D>, Tiles<D>::kDkvBytes, ctx)) {
+  using Dq = typename Shapes<D>::Dq;
+  using Dkv = typename Shapes<D>::Dkv;
+  static_assert(Dq::kDqBytes <= kMaxSharedBytes, "dQ tiles exceed shared memory");
+  static_assert(Dkv::kDkvBytes <= kMaxSharedBytes, "dK/dV tiles exceed shared memory");
+  if (!AllowSharedMemory(attention_dq_kernel<Dq>, Dq::kDqBytes, ctx) ||
+      !AllowSharedMemory(attention_dkv_kernel<Dkv>, Dkv::kDkvBytes, ctx)) {
     return;
   }
-  attention_dkv_kernel<D><<<Grid(a), kThreads, Tiles<D>::kDkvBytes, ctx.stream>>>(a);
+  attention_dkv_kernel<Dkv><<<Grid<Dkv>(a), Dkv::kThreads, Dkv::kDkvBytes, ctx.stream>>>(a);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
-  attention_dq_kernel<D><<<Grid(a), kThreads, Tiles<D>::kDqBytes, ctx.stream>>>(a);
+  attention_dq_kernel<Dq><<<Grid<Dq>(a), Dq::kThreads, Dq::kDqBytes, ctx.stream>>>(a);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
 }
 
@@ -78,15 +90,15 @@ bool MakeArgs(const float* q, const float* k, const float* v, int B, int S, int 
               float scale, const int32_t* key_valid, bool causal, float rate, uint64_t seed,
               uint64_t step, uint32_t layer, uint32_t site, const LaunchContext& ctx,
               AttentionArgs* a) {
-  if (static_cast<int64_t>(B) * H > 0x7FFFFFFF || CeilDiv(S, kTile) > 65535) {
+  if (static_cast<int64_t>(B) * H > 0x7FFFFFFF || CeilDiv(S, 32) > 65535) {
     ctx.err->Record("fused attention",
-                    "B * H must be below 2^31 and S at most 65535 * 64 (grid limits)", __FILE__,
+                    "B * H must be below 2^31 and S at most 65535 * 32 (grid limits)", __FILE__,
                     __LINE__);
     return false;
   }
   if (!FusedAttentionSupports(D)) {
     ctx.err->Record("fused attention",
-                    "head size " + std::to_string(D) + " is not supported (16, 32, 64 or 128)",
+                    "head size " + std::to_string(D) + " is not supported (16, 32, 64, 128 or 256)",
                     __FILE__, __LINE__);
     return false;
   }
@@ -117,7 +129,8 @@ bool MakeArgs(const float* q, const float* k, const float* v, int B, int S, int 
 }  // namespace
 
 bool FusedAttentionSupports(int head_size) {
-  return head_size == 16 || head_size == 32 || head_size == 64 || head_size == 128;
+  return head_size == 16 || head_size == 32 || head_size == 64 || head_size == 128 ||
+         head_size == 256;
 }
 
 void LaunchAttentionForward(const float* q, const float* k, const float* v, int B, int S, int H,
@@ -142,8 +155,11 @@ void LaunchAttentionForward(const float* q, const float* k, const float* v, int 
     case 64:
       Forward<64>(a, ctx);
       break;
-    default:
+    case 128:
       Forward<128>(a, ctx);
+      break;
+    default:
+      Forward<256>(a, ctx);
       break;
   }
 }
@@ -181,8 +197,11 @@ void LaunchAttentionBackward(const float* q, const float* k, const float* v, con
     case 64:
       Backward<64>(a, ctx);
       break;
-    default:
+    case 128:
       Backward<128>(a, ctx);
+      break;
+    default:
+      Backward<256>(a, ctx);
       break;
   }
 }

@@ -35,29 +35,47 @@ using nvcuda::wmma::mem_row_major;
 using nvcuda::wmma::row_major;
 using bf16 = __nv_bfloat16;
 
-constexpr int kTile = 64;  // rows of a block's own tile, and rows of each loaded tile
-constexpr int kWarps = 4;  // each owns kFrag rows of the block's tile
-constexpr int kThreads = kWarps * kWarpSize;
-constexpr int kFrag = 16;        // WMMA fragment edge
-constexpr int kLdS = kTile + 4;  // per-warp fp32 [16, 64] tiles (scores, dP)
-constexpr int kLdP = kTile + 8;  // per-warp bf16 [16, 64] tiles (P, dS)
-constexpr size_t kWarpScoresBytes = size_t{kFrag} * kLdS * sizeof(float) * kWarps;
-constexpr size_t kWarpProbsBytes = size_t{kFrag} * kLdP * sizeof(bf16) * kWarps;
+constexpr int kFrag = 16;  // WMMA fragment edge; each warp owns kFrag rows of its block's tile
 
-// Strides and sizes of the [64, D] tiles. Row padding (8 bf16, 4 floats) keeps WMMA's 32-byte
-// alignment and spreads rows over the shared-memory banks.
-template <int D>
-struct Tiles {
-  static constexpr int kLdH = D + 8;  // bf16 operand tiles
-  static constexpr int kLdF = D + 4;  // fp32 accumulator tiles
-  static constexpr size_t kHalfBytes = size_t{kTile} * kLdH * sizeof(bf16);
-  static constexpr size_t kFloatBytes = size_t{kTile} * kLdF * sizeof(float);
+// The tiling of one kernel: the block owns kRows rows (queries in forward and dQ, keys in dK/dV;
+// kRows / 16 warps) and loops over tiles of kCols rows of the other side, for head size D.
+// Row padding (8 bf16, 4 floats) keeps WMMA's 32-byte alignment and spreads rows over the
+// shared-memory banks; every size below is a multiple of 128 bytes.
+template <int D, int Rows, int Cols>
+struct Shape {
+  static constexpr int kD = D, kRows = Rows, kCols = Cols;
+  static constexpr int kWarps = Rows / kFrag;
+  static constexpr int kThreads = kWarps * kWarpSize;
+  static constexpr int kLdH = D + 8;     // bf16 [rows, D] operand tiles
+  static constexpr int kLdF = D + 4;     // fp32 [kRows, D] accumulator tiles
+  static constexpr int kLdS = Cols + 4;  // per-warp fp32 [16, kCols] tiles (scores, dP)
+  static constexpr int kLdP = Cols + 8;  // per-warp bf16 [16, kCols] tiles (P, dS)
+  static constexpr size_t kOwnHalfBytes = size_t{Rows} * kLdH * sizeof(bf16);
+  static constexpr size_t kLoopHalfBytes = size_t{Cols} * kLdH * sizeof(bf16);
+  static constexpr size_t kOwnFloatBytes = size_t{Rows} * kLdF * sizeof(float);
+  static constexpr size_t kWarpScoresBytes = size_t{kFrag} * kLdS * sizeof(float) * kWarps;
+  static constexpr size_t kWarpProbsBytes = size_t{kFrag} * kLdP * sizeof(bf16) * kWarps;
+  // Forward: Q (own), K and V (loop), O (own, fp32), scores, probabilities.
   static constexpr size_t kForwardBytes =
-      3 * kHalfBytes + kFloatBytes + kWarpScoresBytes + kWarpProbsBytes;
-  static constexpr size_t kDqBytes =
-      4 * kHalfBytes + kFloatBytes + 2 * kWarpScoresBytes + kWarpProbsBytes;
-  static constexpr size_t kDkvBytes = 4 * kHalfBytes + 2 * kFloatBytes + 2 * kWarpScoresBytes +
-                                      2 * kWarpProbsBytes + 2 * kTile * sizeof(float);
+      kOwnHalfBytes + 2 * kLoopHalfBytes + kOwnFloatBytes + kWarpScoresBytes + kWarpProbsBytes;
+  // dQ: Q and dO (own), K and V (loop), dQ (own, fp32), scores, dP, dS.
+  static constexpr size_t kDqBytes = 2 * kOwnHalfBytes + 2 * kLoopHalfBytes + kOwnFloatBytes +
+                                     2 * kWarpScoresBytes + kWarpProbsBytes;
+  // dK/dV: K and V (own), Q and dO (loop), dK and dV (own, fp32), S^T, dP^T, P^T, dS^T, and the
+  // loop tile's lse and delta.
+  static constexpr size_t kDkvBytes = 2 * kOwnHalfBytes + 2 * kLoopHalfBytes + 2 * kOwnFloatBytes +
+                                      2 * kWarpScoresBytes + 2 * kWarpProbsBytes +
+                                      2 * size_t{Cols} * sizeof(float);
+  static_assert(Rows % kFrag == 0 && Cols % 32 == 0 && D % kFrag == 0, "tile shape");
+};
+
+// The shapes the launchers use: 64 x 64 tiles up to D = 128; at D = 256 smaller loop tiles
+// (dQ) and blocks (dK/dV) so shared memory stays under the H100's 227 KiB.
+template <int D>
+struct Shapes {
+  using Forward = Shape<D, 64, 64>;
+  using Dq = Shape<D, 64, (D > 128 ? 32 : 64)>;
+  using Dkv = Shape<D, (D > 128 ? 32 : 64), (D > 128 ? 32 : 64)>;
 };
 
 // Everything a kernel needs to know about one call.
@@ -120,35 +138,36 @@ class DropoutCursor {
   Philox4x32 words_{};
 };
 
-// Rows row0 .. row0 + 63 of head (b, h) of a token-major fp32 tensor into a bf16 [64, D] tile;
-// rows at or past S are zero. The whole block takes part.
-template <int D>
+// Rows row0 .. row0 + kRows - 1 of head (b, h) of a token-major fp32 tensor into a bf16
+// [kRows, D] tile (row stride D + 8); rows at or past S are zero. All kThreads threads of the
+// block take part.
+template <int D, int kRows, int kThreads>
 __device__ void LoadTile(const float* src, const AttentionArgs& a, int b, int h, int row0,
                          bf16* dst) {
   constexpr int kVec = D / 4;
-  for (int i = threadIdx.x; i < kTile * kVec; i += kThreads) {
+  for (int i = threadIdx.x; i < kRows * kVec; i += kThreads) {
     const int r = i / kVec, c = (i % kVec) * 4, s = row0 + r;
     float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
     if (s < a.S) {
       const float* p = src + a.Row(b, h, s, D) + c;
       x = a.aligned ? *reinterpret_cast<const float4*>(p) : make_float4(p[0], p[1], p[2], p[3]);
     }
-    __nv_bfloat162* d = reinterpret_cast<__nv_bfloat162*>(dst + r * Tiles<D>::kLdH + c);
+    __nv_bfloat162* d = reinterpret_cast<__nv_bfloat162*>(dst + r * (D + 8) + c);
     d[0] = __floats2bfloat162_rn(x.x, x.y);
     d[1] = __floats2bfloat162_rn(x.z, x.w);
   }
 }
 
-// One warp: C [16, 64] (fp32, ldc) = A [16, K] (bf16 row-major, lda) x B^T, B [64, K] (bf16
+// One warp: C [16, N] (fp32, ldc) = A [16, K] (bf16 row-major, lda) x B^T, B [N, K] (bf16
 // row-major, ldb), i.e. every row of A against every row of B.
-template <int K>
+template <int N, int K>
 __device__ void WarpRowsTimesRows(const bf16* A, int lda, const bf16* B, int ldb, float* C,
                                   int ldc) {
   fragment<matrix_a, kFrag, kFrag, kFrag, bf16, row_major> fa;
   fragment<matrix_b, kFrag, kFrag, kFrag, bf16, col_major> fb;
   fragment<accumulator, kFrag, kFrag, kFrag, float> acc;
 #pragma unroll
-  for (int n = 0; n < kTile / kFrag; ++n) {
+  for (int n = 0; n < N / kFrag; ++n) {
     nvcuda::wmma::fill_fragment(acc, 0.0f);
 #pragma unroll
     for (int kk = 0; kk < K / kFrag; ++kk) {
@@ -160,9 +179,9 @@ __device__ void WarpRowsTimesRows(const bf16* A, int lda, const bf16* B, int ldb
   }
 }
 
-// One warp: C [16, N] (fp32, ldc) += A [16, 64] (bf16 row-major, lda) x B [64, N] (bf16
+// One warp: C [16, N] (fp32, ldc) += A [16, K] (bf16 row-major, lda) x B [K, N] (bf16
 // row-major, ldb).
-template <int N>
+template <int N, int K>
 __device__ void WarpAccumulate(const bf16* A, int lda, const bf16* B, int ldb, float* C, int ldc) {
   fragment<matrix_a, kFrag, kFrag, kFrag, bf16, row_major> fa;
   fragment<matrix_b, kFrag, kFrag, kFrag, bf16, row_major> fb;
@@ -171,7 +190,7 @@ __device__ void WarpAccumulate(const bf16* A, int lda, const bf16* B, int ldb, f
   for (int n = 0; n < N / kFrag; ++n) {
     nvcuda::wmma::load_matrix_sync(acc, C + n * kFrag, ldc, mem_row_major);
 #pragma unroll
-    for (int kk = 0; kk < kTile / kFrag; ++kk) {
+    for (int kk = 0; kk < K / kFrag; ++kk) {
       nvcuda::wmma::load_matrix_sync(fa, A + kk * kFrag, lda);
       nvcuda::wmma::load_matrix_sync(fb, B + kk * kFrag * ldb + n * kFrag, ldb);
       nvcuda::wmma::mma_sync(acc, fa, fb, acc);
@@ -195,48 +214,50 @@ class SharedCarver {
   unsigned char* p_;
 };
 
-template <int D>
-__global__ void __launch_bounds__(kThreads) attention_forward_kernel(const AttentionArgs a) {
+template <typename Sh>
+__global__ void __launch_bounds__(Sh::kThreads) attention_forward_kernel(const AttentionArgs a) {
+  constexpr int D = Sh::kD, kRows = Sh::kRows, kCols = Sh::kCols, kThreads = Sh::kThreads;
+  constexpr int kLaneCols = kCols / 2;  // each lane of a pair takes half of a row's columns
   HR_DYNAMIC_SHARED(smem);
-  using T = Tiles<D>;
   SharedCarver carve(smem);
-  bf16* qs = carve.Take<bf16>(T::kHalfBytes);
-  bf16* ks = carve.Take<bf16>(T::kHalfBytes);
-  bf16* vs = carve.Take<bf16>(T::kHalfBytes);
-  float* os = carve.Take<float>(T::kFloatBytes);
-  float* ss = carve.Take<float>(kWarpScoresBytes);
-  bf16* ps = carve.Take<bf16>(kWarpProbsBytes);
+  bf16* qs = carve.Take<bf16>(Sh::kOwnHalfBytes);
+  bf16* ks = carve.Take<bf16>(Sh::kLoopHalfBytes);
+  bf16* vs = carve.Take<bf16>(Sh::kLoopHalfBytes);
+  float* os = carve.Take<float>(Sh::kOwnFloatBytes);
+  float* ss = carve.Take<float>(Sh::kWarpScoresBytes);
+  bf16* ps = carve.Take<bf16>(Sh::kWarpProbsBytes);
 
-  const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, q0 = blockIdx.y * kTile;
+  const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, q0 = blockIdx.y * kRows;
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
   // Lane pair (2r, 2r + 1) owns row r of the warp's 16; each lane half of the row's columns.
   const int r = lane >> 1, half = lane & 1, qg = q0 + warp * kFrag + r;
-  float* sw = ss + warp * kFrag * kLdS;
-  bf16* pw = ps + warp * kFrag * kLdP;
-  float* ow = os + warp * kFrag * T::kLdF;
-  const bf16* qw = qs + warp * kFrag * T::kLdH;
+  float* sw = ss + warp * kFrag * Sh::kLdS;
+  bf16* pw = ps + warp * kFrag * Sh::kLdP;
+  float* ow = os + warp * kFrag * Sh::kLdF;
+  const bf16* qw = qs + warp * kFrag * Sh::kLdH;
 
-  LoadTile<D>(a.q, a, b, h, q0, qs);
-  for (int i = threadIdx.x; i < kTile * T::kLdF; i += kThreads) os[i] = 0.0f;
+  LoadTile<D, kRows, kThreads>(a.q, a, b, h, q0, qs);
+  for (int i = threadIdx.x; i < kRows * Sh::kLdF; i += kThreads) os[i] = 0.0f;
 
-  const int key_tiles = (a.S + kTile - 1) / kTile;
-  const int tiles = a.causal ? min(key_tiles, (q0 + kTile - 1) / kTile + 1) : key_tiles;
+  const int key_tiles = (a.S + kCols - 1) / kCols;
+  // Causal: the block's last query is q0 + kRows - 1; later key tiles are fully masked.
+  const int tiles = a.causal ? min(key_tiles, (q0 + kRows - 1) / kCols + 1) : key_tiles;
   float m = -INFINITY, l = 0.0f;
   DropoutCursor cursor;
   for (int kt = 0; kt < tiles; ++kt) {
     __syncthreads();  // the previous tile's K and V are no longer read (and Q, O are ready)
-    LoadTile<D>(a.k, a, b, h, kt * kTile, ks);
-    LoadTile<D>(a.v, a, b, h, kt * kTile, vs);
+    LoadTile<D, kCols, kThreads>(a.k, a, b, h, kt * kCols, ks);
+    LoadTile<D, kCols, kThreads>(a.v, a, b, h, kt * kCols, vs);
     __syncthreads();
-    WarpRowsTimesRows<D>(qw, T::kLdH, ks, T::kLdH, sw, kLdS);
+    WarpRowsTimesRows<kCols, D>(qw, Sh::kLdH, ks, Sh::kLdH, sw, Sh::kLdS);
     __syncwarp();
 
-    // Online softmax over this lane's 32 columns of row r.
-    float* srow = sw + r * kLdS + half * 32;
-    bf16* prow = pw + r * kLdP + half * 32;
-    const int k0 = kt * kTile + half * 32;
+    // Online softmax over this lane's columns of row r.
+    float* srow = sw + r * Sh::kLdS + half * kLaneCols;
+    bf16* prow = pw + r * Sh::kLdP + half * kLaneCols;
+    const int k0 = kt * kCols + half * kLaneCols;
     float tile_max = -INFINITY;
-    for (int c = 0; c < 32; ++c) {
+    for (int c = 0; c < kLaneCols; ++c) {
       const float s = a.Masked(b, qg, k0 + c) ? -INFINITY : a.scale * srow[c];
       srow[c] = s;
       tile_max = fmaxf(tile_max, s);
@@ -245,7 +266,7 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const Atten
     const float m_new = fmaxf(m, tile_max);
     const float alpha = m == m_new ? 1.0f : expf(m - m_new);  // m = -inf, m_new finite: 0
     float sum = 0.0f;
-    for (int c = 0; c < 32; ++c) {
+    for (int c = 0; c < kLaneCols; ++c) {
       float p = srow[c] == -INFINITY ? 0.0f : expf(srow[c] - m_new);
       sum += p;
       if (a.dropout && p != 0.0f) {
@@ -256,10 +277,10 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const Atten
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     l = l * alpha + sum;
     m = m_new;
-    float* orow = ow + r * T::kLdF + half * (D / 2);
+    float* orow = ow + r * Sh::kLdF + half * (D / 2);
     for (int j = 0; j < D / 2; ++j) orow[j] *= alpha;
     __syncwarp();
-    WarpAccumulate<D>(pw, kLdP, vs, T::kLdH, ow, T::kLdF);
+    WarpAccumulate<D, kCols>(pw, Sh::kLdP, vs, Sh::kLdH, ow, Sh::kLdF);
     __syncwarp();
   }
 
@@ -271,7 +292,7 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const Atten
     const int q = q0 + warp * kFrag + rr;  // the same for every lane
     if (q >= a.S) continue;
     const float inv = l_r > 0.0f ? 1.0f / l_r : 0.0f;
-    const float* orow = ow + rr * T::kLdF;
+    const float* orow = ow + rr * Sh::kLdF;
     float* dst = a.o + a.Row(b, h, q, D);
     for (int j = lane; j < D; j += kWarpSize) dst[j] = orow[j] * inv;
     if (lane == 0) {
@@ -296,130 +317,134 @@ __global__ void attention_delta_kernel(const AttentionArgs a, int D, float* delt
   }
 }
 
-template <int D>
-__global__ void __launch_bounds__(kThreads) attention_dq_kernel(const AttentionArgs a) {
+template <typename Sh>
+__global__ void __launch_bounds__(Sh::kThreads) attention_dq_kernel(const AttentionArgs a) {
+  constexpr int D = Sh::kD, kRows = Sh::kRows, kCols = Sh::kCols, kThreads = Sh::kThreads;
+  constexpr int kLaneCols = kCols / 2;
   HR_DYNAMIC_SHARED(smem);
-  using T = Tiles<D>;
   SharedCarver carve(smem);
-  bf16* qs = carve.Take<bf16>(T::kHalfBytes);
-  bf16* dos = carve.Take<bf16>(T::kHalfBytes);
-  bf16* ks = carve.Take<bf16>(T::kHalfBytes);
-  bf16* vs = carve.Take<bf16>(T::kHalfBytes);
-  float* dqs = carve.Take<float>(T::kFloatBytes);
-  float* ss = carve.Take<float>(kWarpScoresBytes);
-  float* dps = carve.Take<float>(kWarpScoresBytes);
-  bf16* dss = carve.Take<bf16>(kWarpProbsBytes);
+  bf16* qs = carve.Take<bf16>(Sh::kOwnHalfBytes);
+  bf16* dos = carve.Take<bf16>(Sh::kOwnHalfBytes);
+  bf16* ks = carve.Take<bf16>(Sh::kLoopHalfBytes);
+  bf16* vs = carve.Take<bf16>(Sh::kLoopHalfBytes);
+  float* dqs = carve.Take<float>(Sh::kOwnFloatBytes);
+  float* ss = carve.Take<float>(Sh::kWarpScoresBytes);
+  float* dps = carve.Take<float>(Sh::kWarpScoresBytes);
+  bf16* dss = carve.Take<bf16>(Sh::kWarpProbsBytes);
 
-  const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, q0 = blockIdx.y * kTile;
+  const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, q0 = blockIdx.y * kRows;
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
   const int r = lane >> 1, half = lane & 1, qg = q0 + warp * kFrag + r;
-  float* sw = ss + warp * kFrag * kLdS;
-  float* dpw = dps + warp * kFrag * kLdS;
-  bf16* dsw = dss + warp * kFrag * kLdP;
-  float* dqw = dqs + warp * kFrag * T::kLdF;
+  float* sw = ss + warp * kFrag * Sh::kLdS;
+  float* dpw = dps + warp * kFrag * Sh::kLdS;
+  bf16* dsw = dss + warp * kFrag * Sh::kLdP;
+  float* dqw = dqs + warp * kFrag * Sh::kLdF;
   const int64_t stat = static_cast<int64_t>(bh) * a.S + qg;
   const float lse = qg < a.S ? a.lse[stat] : INFINITY;
   const float delta = qg < a.S ? a.delta[stat] : 0.0f;
 
-  LoadTile<D>(a.q, a, b, h, q0, qs);
-  LoadTile<D>(a.dout, a, b, h, q0, dos);
-  for (int i = threadIdx.x; i < kTile * T::kLdF; i += kThreads) dqs[i] = 0.0f;
+  LoadTile<D, kRows, kThreads>(a.q, a, b, h, q0, qs);
+  LoadTile<D, kRows, kThreads>(a.dout, a, b, h, q0, dos);
+  for (int i = threadIdx.x; i < kRows * Sh::kLdF; i += kThreads) dqs[i] = 0.0f;
 
-  const int key_tiles = (a.S + kTile - 1) / kTile;
-  const int tiles = a.causal ? min(key_tiles, (q0 + kTile - 1) / kTile + 1) : key_tiles;
+  const int key_tiles = (a.S + kCols - 1) / kCols;
+  const int tiles = a.causal ? min(key_tiles, (q0 + kRows - 1) / kCols + 1) : key_tiles;
   DropoutCursor cursor;
   for (int kt = 0; kt < tiles; ++kt) {
     __syncthreads();
-    LoadTile<D>(a.k, a, b, h, kt * kTile, ks);
-    LoadTile<D>(a.v, a, b, h, kt * kTile, vs);
+    LoadTile<D, kCols, kThreads>(a.k, a, b, h, kt * kCols, ks);
+    LoadTile<D, kCols, kThreads>(a.v, a, b, h, kt * kCols, vs);
     __syncthreads();
-    WarpRowsTimesRows<D>(qs + warp * kFrag * T::kLdH, T::kLdH, ks, T::kLdH, sw, kLdS);
-    WarpRowsTimesRows<D>(dos + warp * kFrag * T::kLdH, T::kLdH, vs, T::kLdH, dpw, kLdS);
+    WarpRowsTimesRows<kCols, D>(qs + warp * kFrag * Sh::kLdH, Sh::kLdH, ks, Sh::kLdH, sw, Sh::kLdS);
+    WarpRowsTimesRows<kCols, D>(dos + warp * kFrag * Sh::kLdH, Sh::kLdH, vs, Sh::kLdH, dpw,
+                                Sh::kLdS);
     __syncwarp();
-    const int k0 = kt * kTile + half * 32;
-    for (int c = 0; c < 32; ++c) {
-      const int col = half * 32 + c;
+    const int k0 = kt * kCols + half * kLaneCols;
+    for (int c = 0; c < kLaneCols; ++c) {
+      const int col = half * kLaneCols + c;
       float ds = 0.0f;
       if (!a.Masked(b, qg, k0 + c)) {
-        const float p = expf(a.scale * sw[r * kLdS + col] - lse);
-        float dp = dpw[r * kLdS + col];
+        const float p = expf(a.scale * sw[r * Sh::kLdS + col] - lse);
+        float dp = dpw[r * Sh::kLdS + col];
         if (a.dropout) dp = cursor.Keep(a, a.ProbIndex(bh, qg, k0 + c)) ? dp * a.keep_scale : 0.0f;
         ds = a.scale * p * (dp - delta);
       }
-      dsw[r * kLdP + col] = __float2bfloat16(ds);
+      dsw[r * Sh::kLdP + col] = __float2bfloat16(ds);
     }
     __syncwarp();
-    WarpAccumulate<D>(dsw, kLdP, ks, T::kLdH, dqw, T::kLdF);
+    WarpAccumulate<D, kCols>(dsw, Sh::kLdP, ks, Sh::kLdH, dqw, Sh::kLdF);
     __syncwarp();
   }
   for (int rr = 0; rr < kFrag; ++rr) {  // coalesced, as the forward's output
     const int q = q0 + warp * kFrag + rr;
     if (q >= a.S) break;
     float* dst = a.dq + a.Row(b, h, q, D);
-    for (int j = lane; j < D; j += kWarpSize) dst[j] = dqw[rr * T::kLdF + j];
+    for (int j = lane; j < D; j += kWarpSize) dst[j] = dqw[rr * Sh::kLdF + j];
   }
 }
 
-template <int D>
-__global__ void __launch_bounds__(kThreads) attention_dkv_kernel(const AttentionArgs a) {
+template <typename Sh>
+__global__ void __launch_bounds__(Sh::kThreads) attention_dkv_kernel(const AttentionArgs a) {
+  constexpr int D = Sh::kD, kRows = Sh::kRows, kCols = Sh::kCols, kThreads = Sh::kThreads;
   HR_DYNAMIC_SHARED(smem);
-  using T = Tiles<D>;
   SharedCarver carve(smem);
-  bf16* ks = carve.Take<bf16>(T::kHalfBytes);
-  bf16* vs = carve.Take<bf16>(T::kHalfBytes);
-  bf16* qs = carve.Take<bf16>(T::kHalfBytes);
-  bf16* dos = carve.Take<bf16>(T::kHalfBytes);
-  float* dks = carve.Take<float>(T::kFloatBytes);
-  float* dvs = carve.Take<float>(T::kFloatBytes);
-  float* sts = carve.Take<float>(kWarpScoresBytes);   // S^T per warp [16 keys, 64 queries]
-  float* dpts = carve.Take<float>(kWarpScoresBytes);  // dP^T
-  bf16* pts = carve.Take<bf16>(kWarpProbsBytes);      // dropout(P)^T
-  bf16* dsts = carve.Take<bf16>(kWarpProbsBytes);     // dS^T
-  float* lse_s = carve.Take<float>(kTile * sizeof(float));
-  float* delta_s = carve.Take<float>(kTile * sizeof(float));
+  bf16* ks = carve.Take<bf16>(Sh::kOwnHalfBytes);
+  bf16* vs = carve.Take<bf16>(Sh::kOwnHalfBytes);
+  bf16* qs = carve.Take<bf16>(Sh::kLoopHalfBytes);
+  bf16* dos = carve.Take<bf16>(Sh::kLoopHalfBytes);
+  float* dks = carve.Take<float>(Sh::kOwnFloatBytes);
+  float* dvs = carve.Take<float>(Sh::kOwnFloatBytes);
+  float* sts = carve.Take<float>(Sh::kWarpScoresBytes);   // S^T per warp [16 keys, kCols queries]
+  float* dpts = carve.Take<float>(Sh::kWarpScoresBytes);  // dP^T
+  bf16* pts = carve.Take<bf16>(Sh::kWarpProbsBytes);      // dropout(P)^T
+  bf16* dsts = carve.Take<bf16>(Sh::kWarpProbsBytes);     // dS^T
+  float* lse_s = carve.Take<float>(kCols * sizeof(float));
+  float* delta_s = carve.Take<float>(kCols * sizeof(float));
 
-  const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, j0 = blockIdx.y * kTile;
+  const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, j0 = blockIdx.y * kRows;
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
   const int kw0 = j0 + warp * kFrag;  // the warp's first key
-  float* stw = sts + warp * kFrag * kLdS;
-  float* dptw = dpts + warp * kFrag * kLdS;
-  bf16* ptw = pts + warp * kFrag * kLdP;
-  bf16* dstw = dsts + warp * kFrag * kLdP;
+  float* stw = sts + warp * kFrag * Sh::kLdS;
+  float* dptw = dpts + warp * kFrag * Sh::kLdS;
+  bf16* ptw = pts + warp * kFrag * Sh::kLdP;
+  bf16* dstw = dsts + warp * kFrag * Sh::kLdP;
 
-  LoadTile<D>(a.k, a, b, h, j0, ks);
-  LoadTile<D>(a.v, a, b, h, j0, vs);
-  for (int i = threadIdx.x; i < kTile * T::kLdF; i += kThreads) {
+  LoadTile<D, kRows, kThreads>(a.k, a, b, h, j0, ks);
+  LoadTile<D, kRows, kThreads>(a.v, a, b, h, j0, vs);
+  for (int i = threadIdx.x; i < kRows * Sh::kLdF; i += kThreads) {
     dks[i] = 0.0f;
     dvs[i] = 0.0f;
   }
-  const int query_tiles = (a.S + kTile - 1) / kTile;
+  const int query_tiles = (a.S + kCols - 1) / kCols;
   // Causal: queries before the block's first key see none of its keys.
-  for (int it = a.causal ? j0 / kTile : 0; it < query_tiles; ++it) {
-    const int i0 = it * kTile;
+  for (int it = a.causal ? j0 / kCols : 0; it < query_tiles; ++it) {
+    const int i0 = it * kCols;
     __syncthreads();
-    LoadTile<D>(a.q, a, b, h, i0, qs);
-    LoadTile<D>(a.dout, a, b, h, i0, dos);
-    for (int i = threadIdx.x; i < kTile; i += kThreads) {
+    LoadTile<D, kCols, kThreads>(a.q, a, b, h, i0, qs);
+    LoadTile<D, kCols, kThreads>(a.dout, a, b, h, i0, dos);
+    for (int i = threadIdx.x; i < kCols; i += kThreads) {
       const bool in = i0 + i < a.S;
       const int64_t stat = static_cast<int64_t>(bh) * a.S + i0 + i;
       lse_s[i] = in ? a.lse[stat] : INFINITY;
       delta_s[i] = in ? a.delta[stat] : 0.0f;
     }
     __syncthreads();
-    WarpRowsTimesRows<D>(ks + warp * kFrag * T::kLdH, T::kLdH, qs, T::kLdH, stw, kLdS);
-    WarpRowsTimesRows<D>(vs + warp * kFrag * T::kLdH, T::kLdH, dos, T::kLdH, dptw, kLdS);
+    WarpRowsTimesRows<kCols, D>(ks + warp * kFrag * Sh::kLdH, Sh::kLdH, qs, Sh::kLdH, stw,
+                                Sh::kLdS);
+    WarpRowsTimesRows<kCols, D>(vs + warp * kFrag * Sh::kLdH, Sh::kLdH, dos, Sh::kLdH, dptw,
+                                Sh::kLdS);
     __syncwarp();
-    // Lane owns query columns lane and lane + 32 and walks the warp's 16 keys (consecutive
+    // Lane owns query columns lane, lane + 32, ... and walks the warp's 16 keys (consecutive
     // dropout indices).
-    for (int cc = 0; cc < 2; ++cc) {
-      const int col = lane + 32 * cc, qg = i0 + col;
+    for (int cc = 0; cc < kCols / kWarpSize; ++cc) {
+      const int col = lane + kWarpSize * cc, qg = i0 + col;
       DropoutCursor cursor;
       for (int rr = 0; rr < kFrag; ++rr) {
         const int kg = kw0 + rr;
         float p = 0.0f, ds = 0.0f;
         if (!a.Masked(b, qg, kg)) {
-          p = expf(a.scale * stw[rr * kLdS + col] - lse_s[col]);
-          float dp = dptw[rr * kLdS + col];
+          p = expf(a.scale * stw[rr * Sh::kLdS + col] - lse_s[col]);
+          float dp = dptw[rr * Sh::kLdS + col];
           if (a.dropout) {
             const bool keep = cursor.Keep(a, a.ProbIndex(bh, qg, kg));
             ds = a.scale * p * ((keep ? dp * a.keep_scale : 0.0f) - delta_s[col]);
@@ -428,23 +453,22 @@ __global__ void __launch_bounds__(kThreads) attention_dkv_kernel(const Attention
             ds = a.scale * p * (dp - delta_s[col]);
           }
         }
-        ptw[rr * kLdP + col] = __float2bfloat16(p);
-        dstw[rr * kLdP + col] = __float2bfloat16(ds);
+        ptw[rr * Sh::kLdP + col] = __float2bfloat16(p);
+        dstw[rr * Sh::kLdP + col] = __float2bfloat16(ds);
       }
     }
     __syncwarp();
-    WarpAccumulate<D>(ptw, kLdP, dos, T::kLdH, dvs + warp * kFrag * T::kLdF, T::kLdF);
-    WarpAccumulate<D>(dstw, kLdP, qs, T::kLdH, dks + warp * kFrag * T::kLdF, T::kLdF);
+    WarpAccumulate<D, kCols>(ptw, Sh::kLdP, dos, Sh::kLdH, dvs + warp * kFrag * Sh::kLdF, Sh::kLdF);
+    WarpAccumulate<D, kCols>(dstw, Sh::kLdP, qs, Sh::kLdH, dks + warp * kFrag * Sh::kLdF, Sh::kLdF);
     __syncwarp();
   }
-  __syncthreads();
   // Each warp writes its own 16 keys, a row at a time with the lanes across the columns.
   for (int rr = 0; rr < kFrag; ++rr) {
     const int kg = kw0 + rr;
     if (kg >= a.S) break;
     const int64_t row = a.Row(b, h, kg, D);
-    const float* dkr = dks + (warp * kFrag + rr) * T::kLdF;
-    const float* dvr = dvs + (warp * kFrag + rr) * T::kLdF;
+    const float* dkr = dks + (warp * kFrag + rr) * Sh::kLdF;
+    const float* dvr = dvs + (warp * kFrag + rr) * Sh::kLdF;
     for (int j = lane; j < D; j += kWarpSize) {
       a.dk[row + j] = dkr[j];
       a.dv[row + j] = dvr[j];

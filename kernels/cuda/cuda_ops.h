@@ -157,7 +157,7 @@ class CudaOps final : public Ops<float> {
                        int Sk, float scale) override;
 
   // Fused attention: bf16 tensor-core kernels (kernels/cuda/attention.cu) for head sizes 16,
-  // 32, 64 and 128; another head size records an error.
+  // 32, 64, 128 and 256; another head size records an error.
   void AttentionForward(const float* q, const float* k, const float* v, int B, int S, int H, int D,
                         float scale, const int32_t* key_valid, bool causal, float dropout_rate,
                         const DropoutKey& key, float* out, float* lse) override;

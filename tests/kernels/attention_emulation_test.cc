@@ -21,9 +21,7 @@ namespace headroom {
 namespace {
 
 using cuda::attention_kernels::AttentionArgs;
-using cuda::attention_kernels::kThreads;
-using cuda::attention_kernels::kTile;
-using cuda::attention_kernels::Tiles;
+using cuda::attention_kernels::Shapes;
 using testing_util::RefAttention;
 
 #ifdef HR_EMULATE_EXACT_BF16
@@ -112,10 +110,13 @@ void RunCase(const Case& c) {
   a.site = key.site;
   a.o = out.data();
   a.lse_out = lse.data();
+  using Forward = typename Shapes<D>::Forward;
+  using Dq = typename Shapes<D>::Dq;
+  using Dkv = typename Shapes<D>::Dkv;
   const unsigned grid_x = static_cast<unsigned>(c.B * c.H);
-  const unsigned grid_y = static_cast<unsigned>((c.S + kTile - 1) / kTile);
-  emulation::Launch([&] { cuda::attention_kernels::attention_forward_kernel<D>(a); }, grid_x,
-                    grid_y, kThreads, Tiles<D>::kForwardBytes);
+  auto grid_y = [&](int rows) { return static_cast<unsigned>((c.S + rows - 1) / rows); };
+  emulation::Launch([&] { cuda::attention_kernels::attention_forward_kernel<Forward>(a); }, grid_x,
+                    grid_y(Forward::kRows), Forward::kThreads, Forward::kForwardBytes);
   ExpectNear(out, want_out, "out");
   ExpectNear(lse, want_lse, "lse");
 
@@ -128,10 +129,10 @@ void RunCase(const Case& c) {
   a.dv = dv.data();
   emulation::Launch([&] { cuda::attention_kernels::attention_delta_kernel(a, D, delta.data()); },
                     static_cast<unsigned>((rows * 32 + 255) / 256), 1, 256, 0);
-  emulation::Launch([&] { cuda::attention_kernels::attention_dkv_kernel<D>(a); }, grid_x, grid_y,
-                    kThreads, Tiles<D>::kDkvBytes);
-  emulation::Launch([&] { cuda::attention_kernels::attention_dq_kernel<D>(a); }, grid_x, grid_y,
-                    kThreads, Tiles<D>::kDqBytes);
+  emulation::Launch([&] { cuda::attention_kernels::attention_dkv_kernel<Dkv>(a); }, grid_x,
+                    grid_y(Dkv::kRows), Dkv::kThreads, Dkv::kDkvBytes);
+  emulation::Launch([&] { cuda::attention_kernels::attention_dq_kernel<Dq>(a); }, grid_x,
+                    grid_y(Dq::kRows), Dq::kThreads, Dq::kDqBytes);
   ExpectNear(dq, want_dq, "dq");
   ExpectNear(dk, want_dk, "dk");
   ExpectNear(dv, want_dv, "dv");
@@ -151,6 +152,11 @@ TEST(AttentionKernelEmulation, HeadSize64) {
   RunCase<64>({1, 3, 2, false, true, 1.0f});
 }
 TEST(AttentionKernelEmulation, HeadSize128) { RunCase<128>({1, 70, 1, false, true, 0.3f}); }
+// D = 256 runs dQ with 32-key tiles and dK/dV with 32-key blocks (attention_kernels::Shapes).
+TEST(AttentionKernelEmulation, HeadSize256) {
+  RunCase<256>({2, 45, 1, true, true, 0.2f});
+  RunCase<256>({1, 100, 1, false, false, 0});
+}
 
 }  // namespace
 }  // namespace headroom

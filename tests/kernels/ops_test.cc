@@ -897,7 +897,8 @@ TEST_P(OpsTest, FusedAttentionForwardAndBackward) {
     for (const Case& c :
          {Case{1, 1, 1, 16, false, false, 0}, Case{2, 7, 3, 16, true, false, 0},
           Case{2, 37, 2, 32, false, true, 0.2f}, Case{3, 64, 1, 64, true, true, 0},
-          Case{1, 129, 2, 64, true, false, 0.1f}, Case{2, 70, 2, 128, false, true, 0.3f}}) {
+          Case{1, 129, 2, 64, true, false, 0.1f}, Case{2, 70, 2, 128, false, true, 0.3f},
+          Case{1, 80, 2, 256, true, true, 0.1f}}) {
       SCOPED_TRACE("B=" + std::to_string(c.B) + " S=" + std::to_string(c.S) +
                    " H=" + std::to_string(c.H) + " D=" + std::to_string(c.D) +
                    " padding=" + std::to_string(c.padding) + " causal=" + std::to_string(c.causal) +
