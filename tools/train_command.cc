@@ -3,7 +3,9 @@
 // (trainer/trainer.h) with checkpoints, metrics.jsonl and TensorBoard files in the run
 // directory. --config, --device and --steps are the flags of the same names defined in
 // tools/bench_command.cc, --peak_tflops the one of tools/scaling_command.cc (absl flags are
-// global to the binary); --steps and --peak_tflops count here only when given.
+// global to the binary); --steps and --peak_tflops count here only when given. Without
+// --peak_tflops the console's MFU is over a bf16 GEMM measured at the start on CUDA (per GPU,
+// times the ranks) and not shown on the CPU.
 #include <cstdio>
 #include <string>
 

@@ -433,6 +433,15 @@ absl::StatusOr<TrainResult> TrainOnRanks(const TrainOptions& options, Communicat
     mo.flops_per_token = TrainingFlopsPerToken(config.model(), first_phase.seq_length,
                                                first_phase.max_predictions_per_seq);
     mo.peak_flops = options.peak_flops;
+#if defined(HEADROOM_HAVE_CUDA)
+    // On the GPU, MFU is shown over a bf16 GEMM measured now (as headroom bench does), for all
+    // ranks together, unless the caller gave the peak.
+    if (mo.peak_flops <= 0) {
+      if (auto* cuda_ops = dynamic_cast<CudaOps*>(ops.get())) {
+        mo.peak_flops = cuda_ops->MeasureBf16GemmFlops() * ranks;
+      }
+    }
+#endif
     mo.console = console;
     HR_ASSIGN_OR_RETURN(metrics, MetricsLogger::Open(mo));
   }

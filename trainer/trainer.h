@@ -83,7 +83,9 @@ struct TrainOptions {
   DeviceKind device = DeviceKind::kCpu;
   int64_t max_steps = 0;  // stop after this many optimizer steps in total (0: the whole run)
   bool resume = false;
-  double peak_flops = 0;  // for MFU in the metrics (0: not shown)
+  // FLOP/s for MFU in the metrics: 0 measures a bf16 GEMM at the start on CUDA (times the
+  // ranks) and shows no MFU on the CPU.
+  double peak_flops = 0;
   FILE* console = stdout;
   // Called after every completed step with (step done, loss); for tests (e.g. to kill the
   // process at a chosen point).
