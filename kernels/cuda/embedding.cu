@@ -38,7 +38,11 @@ __global__ void iota_kernel(int32_t* __restrict__ x, int64_t n) {
 }
 
 // Grid (m sorted positions, column tiles). Only the first position of each run of equal ids
-// works; it walks the whole run in sorted (= increasing original i) order.
+// works; it walks the whole run in sorted (= increasing original i) order. The run's end is
+// found first by binary search (the ids are sorted), so the summing loop has a known trip count
+// and its loads (independent of each other) can be in flight together: a run of thousands of
+// rows (the token-type table's two ids, the position table's S) is not a chain of dependent
+// memory round trips. The additions stay in the same order.
 __global__ void scatter_add_sorted_kernel(const float* __restrict__ src,
                                           const int32_t* __restrict__ sorted_idx,
                                           const int32_t* __restrict__ sorted_pos, int64_t m, int d,
@@ -48,11 +52,19 @@ __global__ void scatter_add_sorted_kernel(const float* __restrict__ src,
   if (k > 0 && sorted_idx[k - 1] == id) return;
   const int c = blockIdx.y * blockDim.x + threadIdx.x;
   if (c >= d) return;
+  int64_t lo = k + 1, hi = m;  // the first position in [k + 1, m) with a larger id
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (sorted_idx[mid] == id) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
   float* t = dst + static_cast<int64_t>(id) * d + c;
   float acc = *t;
-  for (int64_t j = k; j < m && sorted_idx[j] == id; ++j) {
-    acc += src[static_cast<int64_t>(sorted_pos[j]) * d + c];
-  }
+#pragma unroll 8
+  for (int64_t j = k; j < lo; ++j) acc += src[static_cast<int64_t>(sorted_pos[j]) * d + c];
   *t = acc;
 }
 
