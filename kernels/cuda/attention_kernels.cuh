@@ -278,7 +278,9 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_forward_kernel(const A
     l = l * alpha + sum;
     m = m_new;
     float* orow = ow + r * Sh::kLdF + half * (D / 2);
-    for (int j = 0; j < D / 2; ++j) orow[j] *= alpha;
+    if (alpha != 1.0f) {  // the running max moved: rescale what the row has accumulated
+      for (int j = 0; j < D / 2; ++j) orow[j] *= alpha;
+    }
     __syncwarp();
     WarpAccumulate<D, kCols>(pw, Sh::kLdP, vs, Sh::kLdH, ow, Sh::kLdF);
     __syncwarp();
