@@ -80,12 +80,14 @@ class EncoderLayer {
            n * ((ln_from_output_ ? 1 : 3) * d_ + (recompute_gelu_ ? 1 : 2) * f_ + 4);
   }
 
+  // The workspace: the sublayer output [N, d], then `rest`, which holds the attention's
+  // scratch, the FFN's [N, F] activations or gradients, and (layernorm_from_output) a LayerNorm
+  // input [N, d] passing through.
   static int64_t ScratchElements(const ModelConfig& m, int max_batch, int max_seq, bool fused) {
     const int64_t n = static_cast<int64_t>(max_batch) * max_seq;
-    return n * m.d_model() +
-           std::max<int64_t>(n * m.ffn_size(),
-                             FixedHeadAttention<T>::ScratchElements(m.num_heads(), HeadSize(m),
-                                                                    max_batch, max_seq, fused));
+    const int64_t attention = FixedHeadAttention<T>::ScratchElements(m.num_heads(), HeadSize(m),
+                                                                     max_batch, max_seq, fused);
+    return n * m.d_model() + std::max({n * m.ffn_size(), attention, n * m.d_model()});
   }
 
   // out [N, d] = block(x). scratch: ScratchElements.

@@ -619,8 +619,13 @@ int RunBench(const CommandArgs& args) {
   double peak_gflops = sgemm;
 #if defined(HEADROOM_HAVE_CUDA)
   if (auto* cuda_ops = dynamic_cast<CudaOps*>(ops->get())) {
-    peak_gflops = cuda_ops->MeasureBf16GemmFlops() / 1e9;
-    std::printf("bf16_gemm_tflops=%.1f\n", peak_gflops / 1e3);
+    const double bf16 = cuda_ops->MeasureBf16GemmFlops() / 1e9;
+    if (bf16 > 0) {
+      peak_gflops = bf16;
+      std::printf("bf16_gemm_tflops=%.1f\n", bf16 / 1e3);
+    } else {
+      std::printf("bf16_gemm_tflops=unmeasured (no room for the matrices): mfu is over sgemm\n");
+    }
   }
 #endif
 

@@ -182,6 +182,16 @@ void* CudaOps::AllocBytes(size_t bytes) {
   return p;
 }
 
+double CudaOps::MeasureBf16GemmFlops(int n, int reps) {
+  size_t free_bytes = 0, total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) return 0;
+  const size_t needed = 3 * sizeof(uint16_t) * static_cast<size_t>(n) * n + (size_t{64} << 20);
+  if (free_bytes < needed) return 0;
+  cuda::ErrorSink apart;  // a failure here must not fail the caller's run
+  const double flops = cuda::MeasureBf16GemmFlops(n, reps, {stream_, &apart});
+  return apart.ok() ? flops : 0.0;
+}
+
 int64_t CudaOps::DeviceMemoryInUse() {
   size_t free_bytes = 0, total_bytes = 0;
   if (!HR_CUDA_CHECK(err_, cudaMemGetInfo(&free_bytes, &total_bytes))) return -1;

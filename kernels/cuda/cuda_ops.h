@@ -97,10 +97,10 @@ class CudaOps final : public Ops<float> {
   int scratch_growths() const { return scratch_.growths(); }
   // GEMMs served by the classic-cuBLAS fallback (cuBLASLt had no algorithm).
   int64_t gemm_fallback_calls() const { return gemm_->fallback_calls(); }
-  // bf16 tensor-core GEMM rate of this GPU, measured (cuda::MeasureBf16GemmFlops).
-  double MeasureBf16GemmFlops(int n = 8192, int reps = 5) {
-    return cuda::MeasureBf16GemmFlops(n, reps, ctx());
-  }
+  // bf16 tensor-core GEMM rate of this GPU, measured (cuda::MeasureBf16GemmFlops) with three
+  // n x n bf16 matrices of its own; 0 when they do not fit in the free memory or a call fails
+  // (recorded apart: status() is not affected).
+  double MeasureBf16GemmFlops(int n = 8192, int reps = 5);
   int64_t PeakAllocatedBytes() const override { return peak_allocated_; }
   // Times an upload waited for the staging ring's previous lap (staging.h).
   int staging_lap_waits() const { return staging_.lap_waits(); }

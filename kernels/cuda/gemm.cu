@@ -138,24 +138,12 @@ GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precis
   const uint32_t align_a = Alignment(call.A, call.lda, call.stride_a, call.batch);
   const uint32_t align_b = Alignment(call.B, call.ldb, call.stride_b, call.batch);
   const uint32_t align_c = Alignment(call.C, call.ldc, call.stride_c, call.batch);
-  const PlanKey key = {static_cast<int64_t>(precision),
-                       call.trans_a,
-                       call.trans_b,
-                       call.M,
-                       call.N,
-                       call.K,
-                       call.lda,
-                       call.ldb,
-                       call.ldc,
-                       batched ? call.stride_a : 0,
-                       batched ? call.stride_b : 0,
-                       batched ? call.stride_c : 0,
-                       call.batch,
-                       align_a,
-                       align_b,
-                       align_c,
-                       EpilogueBias(call) ? 1 : 0,
-                       EpilogueSums(call) ? 1 : 0};
+  const PlanKey key = {
+      static_cast<int64_t>(precision), call.trans_a, call.trans_b, call.M, call.N, call.K, call.lda,
+      call.ldb, call.ldc, batched ? call.stride_a : 0, batched ? call.stride_b : 0,
+      batched ? call.stride_c : 0, call.batch, align_a, align_b, align_c,
+      // The heuristic reads the bias pointer's alignment (cublasLt.h).
+      EpilogueBias(call) ? Alignment(call.bias, 0, 0, 1) : 0, EpilogueSums(call) ? 1 : 0};
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second.get();
 
@@ -257,8 +245,8 @@ bool GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
     return false;
   }
   if (call.M == 0 || call.N == 0 || call.batch == 0) return false;
-  if (call.bias != nullptr && (call.batch > 1 || call.ldc != call.N)) {
-    err.Record("Gemm", "a bias needs one product with ldc == N", __FILE__, __LINE__);
+  if (call.bias != nullptr && (call.batch > 1 || call.ldc != call.N || call.a_sums != nullptr)) {
+    err.Record("Gemm", "a bias needs one product with ldc == N and no a_sums", __FILE__, __LINE__);
     return false;
   }
   if (call.K == 0 || call.alpha == 0.0f) {

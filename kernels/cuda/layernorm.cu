@@ -40,7 +40,9 @@ struct ElementDropout {
     const Philox4x32 w = DropoutWords(seed, step, layer, site, static_cast<uint64_t>(i) >> 2);
     const int j = static_cast<int>(i & 3);
     const uint32_t word = j == 0 ? w.v[0] : j == 1 ? w.v[1] : j == 2 ? w.v[2] : w.v[3];
-    return word >= threshold ? v * keep_scale : 0.0f;
+    // __fmul_rn: a product never contracted into an FMA with the add that follows (Dropout
+    // rounds it on its own).
+    return word >= threshold ? __fmul_rn(v, keep_scale) : 0.0f;
   }
 };
 
@@ -60,9 +62,11 @@ ElementDropout MakeElementDropout(float rate, uint64_t seed, uint64_t step, uint
 }
 
 // With `sub` null: y = LayerNorm(x). Otherwise sum = x + dropout(sub) is written first and
-// normalised (each lane rereads only what it wrote).
-__global__ void layernorm_forward_kernel(const float* __restrict__ x, const float* __restrict__ sub,
-                                         ElementDropout drop, float* __restrict__ sum_out,
+// normalised (each lane rereads only what it wrote). x and sum_out carry no __restrict__: the
+// row is reread through the pointer it was written by, which must not become a read-only
+// (non-coherent) load.
+__global__ void layernorm_forward_kernel(const float* x, const float* __restrict__ sub,
+                                         ElementDropout drop, float* sum_out,
                                          const float* __restrict__ gamma,
                                          const float* __restrict__ beta, int64_t rows, int cols,
                                          float eps, float* __restrict__ y, float* __restrict__ mean,

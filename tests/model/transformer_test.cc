@@ -275,6 +275,9 @@ TEST(ModelGradient, CausalLmFusedAttentionWithDropout) {
 TEST(ModelGradient, RecomputedActivationsWithFusedAttention) {
   CheckGradients(TinyBert(2, 8, 3, 5, 12, 0.3f), AttentionPath::kFused, /*recompute=*/true);
   CheckGradients(TinyLm(2, 8, 2, 6, 12), AttentionPath::kAuto, /*recompute=*/true);
+  // An FFN narrower than d and a small attention: the rebuilt LayerNorm inputs ([N, d]) are
+  // the largest thing the workspace holds.
+  CheckGradients(TinyBert(1, 8, 1, 2, 4, 0.2f), AttentionPath::kFused, /*recompute=*/true);
 }
 TEST(ModelMemory, RecomputedActivationsKeepLessAndGiveTheSameGradients) {
   const ModelConfig m = TinyBert(2, 8, 3, 5, 12, 0.2f);
