@@ -18,6 +18,7 @@
 #include "comm/gradient_buckets.h"
 #include "comm/mpi_runtime.h"
 #include "config/load.h"
+#include "data/sharded_loader.h"
 #include "google/protobuf/text_format.h"
 #include "model/batch.h"
 #include "model/parameter_layout.h"
@@ -264,6 +265,19 @@ absl::StatusOr<TrainResult> TrainOnRanks(const TrainOptions& options, Communicat
     return absl::InvalidArgumentError("no training data: pass --data GLOB or set data.train_files");
   }
   if (options.run_dir.empty()) return absl::InvalidArgumentError("--run_dir is required");
+  // The data globs before anything is written to the run directory: a typo must leave no empty
+  // metrics.jsonl or tb/ behind.
+  for (const auto& [files, what] :
+       {std::pair<const std::string&, const char*>{train_files,
+                                                   "training data (--data, data.train_files)"},
+        {eval_files, "evaluation data (--eval_data, data.eval_files)"}}) {
+    if (files.empty()) continue;
+    absl::StatusOr<std::vector<std::string>> matched = ExpandFileGlobs(files);
+    if (!matched.ok()) {
+      return absl::Status(matched.status().code(),
+                          absl::StrCat(what, ": ", matched.status().message()));
+    }
+  }
 
   // Micro-batch size per phase on each rank: train.micro_batch_size, or the rank's whole share
   // of the global batch.

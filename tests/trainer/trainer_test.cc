@@ -204,7 +204,18 @@ TEST_F(TrainerTest, AGlobMatchingNothingIsAClearError) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
   EXPECT_NE(r.status().message().find("nothing-*"), absl::string_view::npos) << r.status();
+  EXPECT_NE(r.status().message().find("--data"), absl::string_view::npos) << r.status();
   EXPECT_FALSE(fs::exists(root_ + "/run/checkpoints"));
+  // Nothing at all is written: no empty metrics or TensorBoard files.
+  EXPECT_FALSE(fs::exists(root_ + "/run/metrics.jsonl"));
+  EXPECT_FALSE(fs::exists(root_ + "/run/tb"));
+
+  o = Options("run2");
+  o.eval_files = root_ + "/data/no-eval-*.tfrecord";
+  r = Train(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("--eval_data"), absl::string_view::npos) << r.status();
+  EXPECT_FALSE(fs::exists(root_ + "/run2/metrics.jsonl"));
 }
 
 }  // namespace
