@@ -35,10 +35,9 @@
 //                [CLS] rows B*d, pooled B*d, NSP logits 2B
 //   causal LM:   logits (then their gradient, in place) N*V
 // Dropout masks are never stored: Backward recomputes them from their Philox keys. Besides
-// these, one workspace of N*d + max(N*F, attention scratch: materialised 2*N*I + 2*B*h*S*S,
-// fused 4*N*I + B*h*S) elements is shared
-// by all layers and the heads, and Backward uses two [N, d] gradient buffers.
-// ActivationElements() returns the exact total.
+// these, one workspace of N*d + max(N*F, N*d, attention scratch: materialised 2*N*I +
+// 2*B*h*S*S, fused 4*N*I + B*h*S) elements is shared by all layers and the heads, and Backward
+// uses two [N, d] gradient buffers. ActivationElements() returns the exact total.
 //
 // Dropout sites: layer l uses DropoutKey{seed, step, l, site} with site 0 = attention
 // probabilities, 1 = attention output, 2 = FFN output; the embedding dropout uses layer
