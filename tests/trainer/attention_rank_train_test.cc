@@ -15,10 +15,9 @@
 
 #include "base/file.h"
 #include "config/load.h"
-#include "data/example_io.h"
-#include "data/record_writer.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/trainer/lm_shards.h"
 #include "trainer/trainer.h"
 
 namespace headroom {
@@ -57,16 +56,11 @@ constexpr char kConfig[] = R"pb(
 
 void WriteShard(const std::string& path, int n, uint32_t seed) {
   std::mt19937 rng(seed);
-  auto w = RecordWriter::Create(path);
-  ASSERT_TRUE(w.ok()) << w.status();
-  for (int i = 0; i < n; ++i) {
-    std::vector<int64_t> t(16);
-    for (int j = 0; j < 16; ++j) t[j] = 1 + static_cast<int64_t>(rng() % 31);
-    tf::Example e;
-    SetInt64Feature(&e, "targets", t);
-    ASSERT_TRUE((*w)->Write(e.SerializeAsString()).ok());
+  std::vector<std::vector<int64_t>> sequences(n, std::vector<int64_t>(16));
+  for (std::vector<int64_t>& t : sequences) {
+    for (int64_t& v : t) v = 1 + static_cast<int64_t>(rng() % 31);
   }
-  ASSERT_TRUE((*w)->Close().ok());
+  testing::WriteTargetsRecords(path, sequences);
 }
 
 class AttentionRankTrainTest : public ::testing::Test {

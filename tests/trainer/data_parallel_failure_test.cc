@@ -15,10 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "data/example_io.h"
-#include "data/record_writer.h"
 #include "data/sharded_loader.h"
 #include "gtest/gtest.h"
+#include "tests/trainer/lm_shards.h"
 
 namespace headroom {
 namespace {
@@ -76,18 +75,11 @@ TEST(DataParallelFailureTest, ACorruptRecordOnRankOneEndsTheJobWithItsMessage) {
   // One shard of equal-sized records (every value encodes in one byte).
   const int n = 1200, global_batch = 4;
   const std::string shard = root + "/train-0.tfrecord";
-  {
-    auto w = RecordWriter::Create(shard);
-    ASSERT_TRUE(w.ok()) << w.status();
-    for (int i = 0; i < n; ++i) {
-      std::vector<int64_t> t(8);
-      for (int j = 0; j < 8; ++j) t[j] = 1 + (i + j) % 15;
-      tf::Example e;
-      SetInt64Feature(&e, "targets", t);
-      ASSERT_TRUE((*w)->Write(e.SerializeAsString()).ok());
-    }
-    ASSERT_TRUE((*w)->Close().ok());
+  std::vector<std::vector<int64_t>> sequences(n, std::vector<int64_t>(8));
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < 8; ++j) sequences[i][j] = 1 + (i + j) % 15;
   }
+  testing::WriteTargetsRecords(shard, sequences);
   const auto size = static_cast<int64_t>(fs::file_size(shard));
   ASSERT_EQ(size % n, 0);
   const int64_t record_bytes = size / n;

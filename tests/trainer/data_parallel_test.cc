@@ -24,6 +24,7 @@
 #include "data/example_io.h"
 #include "data/record_writer.h"
 #include "gtest/gtest.h"
+#include "tests/trainer/lm_shards.h"
 #include "trainer/checkpoint.h"
 #include "trainer/trainer.h"
 
@@ -93,26 +94,6 @@ constexpr char kBertConfig[] = R"pb(
   }
 )pb";
 
-// LM sequences: 1 2 3 ... from a random start, every target non-zero (8 predicted tokens each).
-void WriteLmShards(const std::string& dir, const std::string& name, int shards, int n,
-                   uint32_t seed) {
-  fs::create_directories(dir);
-  std::mt19937 rng(seed);
-  for (int s = 0; s < shards; ++s) {
-    auto w = RecordWriter::Create(dir + "/" + name + "-" + std::to_string(s) + ".tfrecord");
-    ASSERT_TRUE(w.ok()) << w.status();
-    for (int i = s; i < n; i += shards) {
-      std::vector<int64_t> t(8);
-      const int start = static_cast<int>(rng() % 15);
-      for (int j = 0; j < 8; ++j) t[j] = 1 + (start + j) % 15;
-      tf::Example e;
-      SetInt64Feature(&e, "targets", t);
-      ASSERT_TRUE((*w)->Write(e.SerializeAsString()).ok());
-    }
-    ASSERT_TRUE((*w)->Close().ok());
-  }
-}
-
 // BERT instances: random ids, two masked slots per sequence, both of weight 1.
 void WriteBertShards(const std::string& dir, const std::string& name, int shards, int n,
                      uint32_t seed) {
@@ -179,8 +160,8 @@ class DataParallelTest : public ::testing::TestWithParam<bool /*bert*/> {
         WriteBertShards(root_ + "/data", "train", 2, 48, 1);
         WriteBertShards(root_ + "/data", "eval", 1, 16, 2);
       } else {
-        WriteLmShards(root_ + "/data", "train", 2, 48, 1);
-        WriteLmShards(root_ + "/data", "eval", 1, 16, 2);
+        testing::WriteCountingLmShards(root_ + "/data", "train", 2, 48, 1);
+        testing::WriteCountingLmShards(root_ + "/data", "eval", 1, 16, 2);
       }
     }
     Barrier();

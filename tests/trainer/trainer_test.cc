@@ -12,15 +12,13 @@
 
 #include <cmath>
 #include <filesystem>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "base/file.h"
 #include "config/load.h"
-#include "data/example_io.h"
-#include "data/record_writer.h"
 #include "gtest/gtest.h"
+#include "tests/trainer/lm_shards.h"
 #include "trainer/checkpoint.h"
 
 namespace headroom {
@@ -55,35 +53,14 @@ constexpr char kConfig[] = R"pb(
   }
 )pb";
 
-// Writes `n` sequences in `shards` files: a repeating pattern 1 2 3 ... with a random offset,
-// so there is something to learn.
-void WriteShards(const std::string& dir, const std::string& name, int shards, int n,
-                 uint32_t seed) {
-  fs::create_directories(dir);
-  std::mt19937 rng(seed);
-  for (int s = 0; s < shards; ++s) {
-    auto w = RecordWriter::Create(dir + "/" + name + "-" + std::to_string(s) + ".tfrecord");
-    ASSERT_TRUE(w.ok()) << w.status();
-    for (int i = s; i < n; i += shards) {
-      std::vector<int64_t> t(8);
-      const int start = static_cast<int>(rng() % 15);
-      for (int j = 0; j < 8; ++j) t[j] = 1 + (start + j) % 15;
-      tf::Example e;
-      SetInt64Feature(&e, "targets", t);
-      ASSERT_TRUE((*w)->Write(e.SerializeAsString()).ok());
-    }
-    ASSERT_TRUE((*w)->Close().ok());
-  }
-}
-
 class TrainerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     root_ = ::testing::TempDir() + "trainer_test_" + std::to_string(::getpid()) + "_" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name();
     fs::remove_all(root_);
-    WriteShards(root_ + "/data", "train", 2, 40, 1);
-    WriteShards(root_ + "/data", "eval", 1, 8, 2);
+    testing::WriteCountingLmShards(root_ + "/data", "train", 2, 40, 1);
+    testing::WriteCountingLmShards(root_ + "/data", "eval", 1, 8, 2);
   }
   void TearDown() override { fs::remove_all(root_); }
 
