@@ -148,183 +148,141 @@ class ProfilingOps final : public Ops<float> {
   }
   void Synchronize() override { inner_->Synchronize(); }
   void Fill(float* x, int64_t n, float value) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->Fill(x, n, value);
-    inner_->Synchronize();
-    Record("Fill", t0);
+    Timed("Fill", [&] { inner_->Fill(x, n, value); });
   }
   void Scale(float* x, int64_t n, float alpha) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->Scale(x, n, alpha);
-    inner_->Synchronize();
-    Record("Scale", t0);
+    Timed("Scale", [&] { inner_->Scale(x, n, alpha); });
   }
   void Add(const float* a, const float* b, float* out, int64_t n) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->Add(a, b, out, n);
-    inner_->Synchronize();
-    Record("Add", t0);
+    Timed("Add", [&] { inner_->Add(a, b, out, n); });
   }
   void Axpy(float alpha, const float* x, float* y, int64_t n) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->Axpy(alpha, x, y, n);
-    inner_->Synchronize();
-    Record("Axpy", t0);
+    Timed("Axpy", [&] { inner_->Axpy(alpha, x, y, n); });
   }
   void Gemm(Trans ta, Trans tb, int M, int N, int K, float alpha, const float* A, int lda,
             const float* B, int ldb, float beta, float* C, int ldc) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->Gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    inner_->Synchronize();
-    Record(absl::StrCat("Gemm ", M, "x", N, "x", K, ta == Trans::kYes ? " T" : " N",
-                        tb == Trans::kYes ? "T" : "N"),
-           t0, 2.0 * M * N * K);
+    Timed(
+        absl::StrCat("Gemm ", M, "x", N, "x", K, ta == Trans::kYes ? " T" : " N",
+                     tb == Trans::kYes ? "T" : "N"),
+        [&] { inner_->Gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); },
+        2.0 * M * N * K);
   }
   void GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, float alpha, const float* A,
                           int lda, int64_t stride_a, const float* B, int ldb, int64_t stride_b,
                           float beta, float* C, int ldc, int64_t stride_c, int batch) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->GemmStridedBatched(ta, tb, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C,
-                               ldc, stride_c, batch);
-    inner_->Synchronize();
-    Record(absl::StrCat("GemmStridedBatched ", batch, "x", M, "x", N, "x", K,
-                        ta == Trans::kYes ? " T" : " N", tb == Trans::kYes ? "T" : "N"),
-           t0, 2.0 * batch * M * N * K);
+    Timed(
+        absl::StrCat("GemmStridedBatched ", batch, "x", M, "x", N, "x", K,
+                     ta == Trans::kYes ? " T" : " N", tb == Trans::kYes ? "T" : "N"),
+        [&] {
+          inner_->GemmStridedBatched(ta, tb, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b,
+                                     beta, C, ldc, stride_c, batch);
+        },
+        2.0 * batch * M * N * K);
   }
   void Linear(const float* x, const float* w, const float* bias, int rows, int out, int in,
               float* y) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->Linear(x, w, bias, rows, out, in, y);
-    inner_->Synchronize();
-    Record(absl::StrCat("Linear ", rows, "x", out, "x", in), t0, 2.0 * rows * out * in);
+    Timed(
+        absl::StrCat("Linear ", rows, "x", out, "x", in),
+        [&] { inner_->Linear(x, w, bias, rows, out, in, y); }, 2.0 * rows * out * in);
   }
   void LinearBackwardWeights(const float* dy, const float* x, int rows, int out, int in, float* dw,
                              float* dbias) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->LinearBackwardWeights(dy, x, rows, out, in, dw, dbias);
-    inner_->Synchronize();
-    Record(absl::StrCat("LinearBackwardWeights ", out, "x", in, "x", rows), t0,
-           2.0 * rows * out * in);
+    Timed(
+        absl::StrCat("LinearBackwardWeights ", out, "x", in, "x", rows),
+        [&] { inner_->LinearBackwardWeights(dy, x, rows, out, in, dw, dbias); },
+        2.0 * rows * out * in);
   }
   void AddBias(float* x, const float* bias, int64_t rows, int cols) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->AddBias(x, bias, rows, cols);
-    inner_->Synchronize();
-    Record("AddBias", t0);
+    Timed("AddBias", [&] { inner_->AddBias(x, bias, rows, cols); });
   }
   void BiasBackward(const float* dy, int64_t rows, int cols, float* dbias) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->BiasBackward(dy, rows, cols, dbias);
-    inner_->Synchronize();
-    Record("BiasBackward", t0);
+    Timed("BiasBackward", [&] { inner_->BiasBackward(dy, rows, cols, dbias); });
   }
   void PermuteHeads(const float* x, float* y, int B, int S, int H, int D, bool inverse) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->PermuteHeads(x, y, B, S, H, D, inverse);
-    inner_->Synchronize();
-    Record("PermuteHeads", t0);
+    Timed("PermuteHeads", [&] { inner_->PermuteHeads(x, y, B, S, H, D, inverse); });
   }
   void LayerNormForward(const float* x, const float* gamma, const float* beta, int64_t rows,
                         int cols, float eps, float* y, float* mean, float* rstd) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->LayerNormForward(x, gamma, beta, rows, cols, eps, y, mean, rstd);
-    inner_->Synchronize();
-    Record("LayerNormForward", t0);
+    Timed("LayerNormForward",
+          [&] { inner_->LayerNormForward(x, gamma, beta, rows, cols, eps, y, mean, rstd); });
   }
   void LayerNormBackward(const float* dy, const float* x, const float* gamma, const float* mean,
                          const float* rstd, int64_t rows, int cols, float* dx, float* dgamma,
                          float* dbeta) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->LayerNormBackward(dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta);
-    inner_->Synchronize();
-    Record("LayerNormBackward", t0);
+    Timed("LayerNormBackward", [&] {
+      inner_->LayerNormBackward(dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta);
+    });
   }
   void LayerNormInputFromOutput(const float* y, const float* gamma, const float* beta,
                                 const float* mean, const float* rstd, int64_t rows, int cols,
                                 float* x) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->LayerNormInputFromOutput(y, gamma, beta, mean, rstd, rows, cols, x);
-    inner_->Synchronize();
-    Record("LayerNormInputFromOutput", t0);
+    Timed("LayerNormInputFromOutput",
+          [&] { inner_->LayerNormInputFromOutput(y, gamma, beta, mean, rstd, rows, cols, x); });
   }
   void ResidualLayerNormForward(const float* x, const float* sub, float rate, const DropoutKey& key,
                                 const float* gamma, const float* beta, int64_t rows, int cols,
                                 float eps, float* sum, float* y, float* mean,
                                 float* rstd) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->ResidualLayerNormForward(x, sub, rate, key, gamma, beta, rows, cols, eps, sum, y, mean,
-                                     rstd);
-    inner_->Synchronize();
-    Record("ResidualLayerNormForward", t0);
+    Timed("ResidualLayerNormForward", [&] {
+      inner_->ResidualLayerNormForward(x, sub, rate, key, gamma, beta, rows, cols, eps, sum, y,
+                                       mean, rstd);
+    });
   }
   void ResidualLayerNormBackward(const float* dy, const float* sum, const float* gamma,
                                  const float* mean, const float* rstd, int64_t rows, int cols,
                                  float rate, const DropoutKey& key, float* dsum, float* dsub,
                                  float* dgamma, float* dbeta) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->ResidualLayerNormBackward(dy, sum, gamma, mean, rstd, rows, cols, rate, key, dsum, dsub,
-                                      dgamma, dbeta);
-    inner_->Synchronize();
-    Record("ResidualLayerNormBackward", t0);
+    Timed("ResidualLayerNormBackward", [&] {
+      inner_->ResidualLayerNormBackward(dy, sum, gamma, mean, rstd, rows, cols, rate, key, dsum,
+                                        dsub, dgamma, dbeta);
+    });
   }
   void GeluForward(const float* x, float* y, int64_t n) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->GeluForward(x, y, n);
-    inner_->Synchronize();
-    Record("GeluForward", t0);
+    Timed("GeluForward", [&] { inner_->GeluForward(x, y, n); });
   }
   void GeluBackward(const float* x, const float* dy, float* dx, int64_t n) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->GeluBackward(x, dy, dx, n);
-    inner_->Synchronize();
-    Record("GeluBackward", t0);
+    Timed("GeluBackward", [&] { inner_->GeluBackward(x, dy, dx, n); });
   }
   void TanhForward(const float* x, float* y, int64_t n) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->TanhForward(x, y, n);
-    inner_->Synchronize();
-    Record("TanhForward", t0);
+    Timed("TanhForward", [&] { inner_->TanhForward(x, y, n); });
   }
   void TanhBackward(const float* y, const float* dy, float* dx, int64_t n) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->TanhBackward(y, dy, dx, n);
-    inner_->Synchronize();
-    Record("TanhBackward", t0);
+    Timed("TanhBackward", [&] { inner_->TanhBackward(y, dy, dx, n); });
   }
   void SoftmaxForward(const float* scores, float* probs, int B, int H, int Sq, int Sk, float scale,
                       const int32_t* key_valid, bool causal) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->SoftmaxForward(scores, probs, B, H, Sq, Sk, scale, key_valid, causal);
-    inner_->Synchronize();
-    Record("SoftmaxForward", t0);
+    Timed("SoftmaxForward",
+          [&] { inner_->SoftmaxForward(scores, probs, B, H, Sq, Sk, scale, key_valid, causal); });
   }
   void SoftmaxBackward(const float* probs, const float* dprobs, float* dscores, int64_t rows,
                        int Sk, float scale) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->SoftmaxBackward(probs, dprobs, dscores, rows, Sk, scale);
-    inner_->Synchronize();
-    Record("SoftmaxBackward", t0);
+    Timed("SoftmaxBackward",
+          [&] { inner_->SoftmaxBackward(probs, dprobs, dscores, rows, Sk, scale); });
   }
   void AttentionForward(const float* q, const float* k, const float* v, int B, int S, int H, int D,
                         float scale, const int32_t* key_valid, bool causal, float dropout_rate,
                         const DropoutKey& key, float* out, float* lse) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->AttentionForward(q, k, v, B, S, H, D, scale, key_valid, causal, dropout_rate, key, out,
-                             lse);
-    inner_->Synchronize();
-    Record(absl::StrCat("AttentionForward ", B * H, "x", S, "x", D), t0, 4.0 * B * H * S * S * D);
+    Timed(
+        absl::StrCat("AttentionForward ", B * H, "x", S, "x", D),
+        [&] {
+          inner_->AttentionForward(q, k, v, B, S, H, D, scale, key_valid, causal, dropout_rate, key,
+                                   out, lse);
+        },
+        4.0 * B * H * S * S * D);
   }
   void AttentionBackward(const float* q, const float* k, const float* v, const float* out,
                          const float* dout, const float* lse, int B, int S, int H, int D,
                          float scale, const int32_t* key_valid, bool causal, float dropout_rate,
                          const DropoutKey& key, float* dq, float* dk, float* dv,
                          float* delta) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->AttentionBackward(q, k, v, out, dout, lse, B, S, H, D, scale, key_valid, causal,
-                              dropout_rate, key, dq, dk, dv, delta);
-    inner_->Synchronize();
     // The model's count: 8 S^2 D per head (dP, dV, dQ, dK), recomputation not counted.
-    Record(absl::StrCat("AttentionBackward ", B * H, "x", S, "x", D), t0, 8.0 * B * H * S * S * D);
+    Timed(
+        absl::StrCat("AttentionBackward ", B * H, "x", S, "x", D),
+        [&] {
+          inner_->AttentionBackward(q, k, v, out, dout, lse, B, S, H, D, scale, key_valid, causal,
+                                    dropout_rate, key, dq, dk, dv, delta);
+        },
+        8.0 * B * H * S * S * D);
   }
   bool PrefersFusedAttention(int head_size) const override {
     return inner_->PrefersFusedAttention(head_size);
@@ -332,68 +290,48 @@ class ProfilingOps final : public Ops<float> {
   int64_t DeviceMemoryInUse() override { return inner_->DeviceMemoryInUse(); }
   int64_t PeakAllocatedBytes() const override { return inner_->PeakAllocatedBytes(); }
   void Dropout(const float* x, float* y, int64_t n, float rate, const DropoutKey& key) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->Dropout(x, y, n, rate, key);
-    inner_->Synchronize();
-    Record("Dropout", t0);
+    Timed("Dropout", [&] { inner_->Dropout(x, y, n, rate, key); });
   }
   void EmbeddingForward(const int32_t* ids, const float* table, int64_t n, int d, float* out,
                         bool accumulate) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->EmbeddingForward(ids, table, n, d, out, accumulate);
-    inner_->Synchronize();
-    Record("EmbeddingForward", t0);
+    Timed("EmbeddingForward", [&] { inner_->EmbeddingForward(ids, table, n, d, out, accumulate); });
   }
   void EmbeddingBackward(const int32_t* ids, const float* dout, int64_t n, int d,
                          float* dtable) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->EmbeddingBackward(ids, dout, n, d, dtable);
-    inner_->Synchronize();
-    Record("EmbeddingBackward", t0);
+    Timed("EmbeddingBackward", [&] { inner_->EmbeddingBackward(ids, dout, n, d, dtable); });
   }
   void GatherRows(const float* src, const int32_t* idx, int64_t m, int d, float* dst) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->GatherRows(src, idx, m, d, dst);
-    inner_->Synchronize();
-    Record("GatherRows", t0);
+    Timed("GatherRows", [&] { inner_->GatherRows(src, idx, m, d, dst); });
   }
   void ScatterAddRows(const float* src, const int32_t* idx, int64_t m, int d, float* dst) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->ScatterAddRows(src, idx, m, d, dst);
-    inner_->Synchronize();
-    Record("ScatterAddRows", t0);
+    Timed("ScatterAddRows", [&] { inner_->ScatterAddRows(src, idx, m, d, dst); });
   }
   void SoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
                            int64_t rows, int V, float* losses, float* dlogits,
                            float grad_scale) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->SoftmaxCrossEntropy(logits, labels, weights, rows, V, losses, dlogits, grad_scale);
-    inner_->Synchronize();
-    Record("SoftmaxCrossEntropy", t0);
+    Timed("SoftmaxCrossEntropy", [&] {
+      inner_->SoftmaxCrossEntropy(logits, labels, weights, rows, V, losses, dlogits, grad_scale);
+    });
   }
   void Dot(const float* a, const float* b, int64_t n, float* out) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->Dot(a, b, n, out);
-    inner_->Synchronize();
-    Record("Dot", t0);
+    Timed("Dot", [&] { inner_->Dot(a, b, n, out); });
   }
   void AdamW(float* w, const float* g, float* m, float* v, int64_t n,
              const OptimizerStep& s) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->AdamW(w, g, m, v, n, s);
-    inner_->Synchronize();
-    Record("AdamW", t0);
+    Timed("AdamW", [&] { inner_->AdamW(w, g, m, v, n, s); });
   }
   void Lamb(float* w, const float* g, float* m, float* v, int64_t n, const OptimizerStep& s,
             float* scratch) override {
-    const Clock::time_point t0 = Clock::now();
-    inner_->Lamb(w, g, m, v, n, s, scratch);
-    inner_->Synchronize();
-    Record("Lamb", t0);
+    Timed("Lamb", [&] { inner_->Lamb(w, g, m, v, n, s, scratch); });
   }
 
  private:
-  void Record(const std::string& key, Clock::time_point t0, double flops = 0) {
+  // Runs op() on the inner backend, waits for it, and adds its time (and FLOPs) to `key`.
+  template <typename Op>
+  void Timed(const std::string& key, Op&& op, double flops = 0) {
+    const Clock::time_point t0 = Clock::now();
+    op();
+    inner_->Synchronize();
     Entry& e = entries_[key];
     e.seconds += Seconds(t0, Clock::now());
     e.calls += 1;
