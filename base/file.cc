@@ -11,7 +11,6 @@
 #include "absl/strings/str_cat.h"
 
 namespace headroom {
-namespace {
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   int err = errno;
@@ -20,8 +19,6 @@ absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
   return absl::InternalError(msg);
 }
-
-}  // namespace
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

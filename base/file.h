@@ -1,4 +1,4 @@
-// Whole-file reads and atomic whole-file writes.
+// Whole-file reads and atomic whole-file writes, and the Status of a failed POSIX call.
 //
 // WriteFileAtomically writes to `path + ".tmp-<pid>"`, fsyncs it, renames it over `path` and
 // fsyncs the directory, so a reader sees either the old file or the complete new one, never a
@@ -22,6 +22,11 @@ namespace headroom {
 
 // fsyncs the directory `dir`, making a rename inside it durable.
 [[nodiscard]] absl::Status SyncDirectory(const std::string& dir);
+
+// The Status of a POSIX call on `path` that just failed, from errno: "<path>: <what>:
+// <strerror>", NotFound for ENOENT, PermissionDenied for EACCES/EPERM, Internal otherwise. Call
+// it before anything else can change errno.
+[[nodiscard]] absl::Status ErrnoError(absl::string_view what, const std::string& path);
 
 }  // namespace headroom
 

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/splitmix.h"
 #include "base/status_macros.h"
 #include "data/example_io.h"
 #include "data/record_writer.h"
@@ -43,13 +44,8 @@ absl::Status ValidateBertDataOptions(const BertDataOptions& o) {
 // ---- Random numbers ----
 
 BertRng::BertRng(uint64_t seed) {
-  for (uint64_t& s : s_) {  // SplitMix64 expands the seed into the state
-    seed += 0x9E3779B97F4A7C15ull;
-    uint64_t z = seed;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    s = z ^ (z >> 31);
-  }
+  SplitMix expand{seed};  // SplitMix64 expands the seed into the state
+  for (uint64_t& s : s_) s = expand.Next();
 }
 
 uint64_t BertRng::Next() {  // xoshiro256**

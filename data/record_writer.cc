@@ -21,14 +21,6 @@ namespace {
 // Records are gathered into a buffer of about this size before each write(2).
 constexpr size_t kFlushBytes = 1 << 20;
 
-absl::Status ErrnoError(absl::string_view what, const std::string& path) {
-  int err = errno;
-  std::string msg = absl::StrCat(path, ": ", what, ": ", std::strerror(err));
-  if (err == ENOENT) return absl::NotFoundError(msg);
-  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
-  return absl::InternalError(msg);
-}
-
 void AppendLE(std::string* dst, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) dst->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/splitmix.h"
 #include "base/status_macros.h"
 
 namespace headroom {
@@ -21,13 +22,9 @@ namespace {
 // next is opened, which keeps a loader under the usual 1024-descriptor limit with any shard count.
 constexpr size_t kMaxOpenShards = 256;
 
-// SplitMix64's finaliser: a cheap, well-mixing 64-bit hash (Steele et al. 2014).
-uint64_t Mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
+// SplitMix64's finaliser: a cheap, well-mixing 64-bit hash (Steele et al. 2014), the first
+// output of a generator seeded with x.
+uint64_t Mix(uint64_t x) { return SplitMix{x}.Next(); }
 
 }  // namespace
 
