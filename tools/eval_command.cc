@@ -5,35 +5,27 @@
 // "loss=... mlm_accuracy=... nsp_accuracy=..." for BERT (trainer/trainer.h). With
 // --unigram_data (causal LM) the line goes on with "unigram_loss=... unigram_perplexity=...":
 // the add-one smoothed unigram model of the training shards' token frequencies scored on the
-// very tokens the model was scored on (trainer/unigram.h). --data, --device and --batch are
-// shared with `train` and `bench`.
+// very tokens the model was scored on (trainer/unigram.h). --checkpoint, --data, --device and
+// --batch are shared with other commands (tools/common_flags.h).
 #include <cstdio>
 #include <string>
 
-#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "config/load.h"
 #include "tools/command.h"
+#include "tools/common_flags.h"
 #include "trainer/checkpoint.h"
 #include "trainer/trainer.h"
 #include "trainer/unigram.h"
 
-ABSL_DECLARE_FLAG(std::string, data);
-ABSL_DECLARE_FLAG(std::string, device);
-ABSL_DECLARE_FLAG(int, batch);
-
-ABSL_FLAG(std::string, checkpoint, "",
-          "checkpoint directory, or a run directory (newest checkpoint)");
 ABSL_FLAG(int64_t, eval_batches, 100, "batches to evaluate (fewer if the data ends first)");
 ABSL_FLAG(std::string, unigram_data, "",
           "causal LM: training shards whose token frequencies (add-one smoothed) give the unigram "
           "baseline, scored on the same tokens and printed as unigram_perplexity");
 
 namespace headroom {
-
-absl::StatusOr<DeviceKind> ParseDevice(const std::string& name);  // train_command.cc
 
 int RunEval(const CommandArgs& args) {
   (void)args;
