@@ -23,6 +23,7 @@
 #include "data/record_writer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/trainer/tiny_lm_config.h"
 #include "trainer/checkpoint.h"
 
 namespace headroom {
@@ -33,19 +34,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 // A causal LM of vocabulary 16 and sequence length 8, small enough for a step in milliseconds.
-constexpr char kConfig[] = R"pb(
-  name: "tiny_lm"
-  model {
-    objective: CAUSAL_LM
-    vocab_size: 16
-    max_positions: 8
-    num_layers: 1
-    d_model: 8
-    num_heads: 2
-    head_size: 4
-    ffn_size: 16
-  }
-  data { seq_length: 8 }
+const std::string kConfig = testing::TinyLmConfig(R"pb(
   train {
     steps: 4
     global_batch_size: 4
@@ -56,7 +45,7 @@ constexpr char kConfig[] = R"pb(
     checkpoint_every: 2
     keep_checkpoints: 5
   }
-)pb";
+)pb");
 
 struct Result {
   int exit_code;

@@ -19,6 +19,7 @@
 #include "config/load.h"
 #include "gtest/gtest.h"
 #include "tests/trainer/lm_shards.h"
+#include "tests/trainer/tiny_lm_config.h"
 #include "trainer/checkpoint.h"
 
 namespace headroom {
@@ -26,19 +27,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kConfig[] = R"pb(
-  name: "tiny_lm"
-  model {
-    objective: CAUSAL_LM
-    vocab_size: 16
-    max_positions: 8
-    num_layers: 1
-    d_model: 8
-    num_heads: 2
-    head_size: 4
-    ffn_size: 16
-  }
-  data { seq_length: 8 }
+const std::string kConfig = testing::TinyLmConfig(R"pb(
   train {
     steps: 8
     global_batch_size: 4
@@ -51,7 +40,7 @@ constexpr char kConfig[] = R"pb(
     checkpoint_every: 2
     keep_checkpoints: 2
   }
-)pb";
+)pb");
 
 class TrainerTest : public ::testing::Test {
  protected:
