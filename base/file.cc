@@ -11,9 +11,7 @@
 #include "absl/strings/str_cat.h"
 
 namespace headroom {
-namespace {
-
-absl::Status ErrnoError(absl::string_view what, const std::string& path) {
+absl::Status ErrnoStatus(absl::string_view what, const std::string& path) {
   int err = errno;
   std::string msg = absl::StrCat(path, ": ", what, ": ", std::strerror(err));
   if (err == ENOENT) return absl::NotFoundError(msg);
@@ -21,18 +19,16 @@ absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   return absl::InternalError(msg);
 }
 
-}  // namespace
-
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("cannot open", path);
+  if (fd < 0) return ErrnoStatus("cannot open", path);
   std::string out;
   char buf[1 << 16];
   while (true) {
     ssize_t n = ::read(fd, buf, sizeof(buf));
     if (n < 0) {
       if (errno == EINTR) continue;
-      absl::Status s = ErrnoError("read failed", path);
+      absl::Status s = ErrnoStatus("read failed", path);
       ::close(fd);
       return s;
     }
@@ -43,25 +39,55 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return out;
 }
 
+absl::StatusOr<size_t> PreadUpTo(int fd, uint64_t offset, size_t n, char* dst,
+                                 const std::string& path) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t got = ::pread(fd, dst + done, n - done, static_cast<off_t>(offset + done));
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("read failed", path);
+    }
+    if (got == 0) break;
+    done += static_cast<size_t>(got);
+  }
+  return done;
+}
+
+absl::Status PwriteFully(int fd, uint64_t offset, absl::string_view bytes,
+                         const std::string& path) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n =
+        ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("write failed", path);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status SyncDirectory(const std::string& dir) {
   int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("cannot open directory", dir);
+  if (fd < 0) return ErrnoStatus("cannot open directory", dir);
   int rc = ::fsync(fd);
   ::close(fd);
-  if (rc != 0) return ErrnoError("fsync of directory failed", dir);
+  if (rc != 0) return ErrnoStatus("fsync of directory failed", dir);
   return absl::OkStatus();
 }
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
   std::string tmp = absl::StrCat(path, ".tmp-", ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError("cannot create", tmp);
+  if (fd < 0) return ErrnoStatus("cannot create", tmp);
   size_t done = 0;
   while (done < contents.size()) {
     ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      absl::Status s = ErrnoError("write failed", tmp);
+      absl::Status s = ErrnoStatus("write failed", tmp);
       ::close(fd);
       ::unlink(tmp.c_str());
       return s;
@@ -69,14 +95,14 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
     done += static_cast<size_t>(n);
   }
   if (::fsync(fd) != 0) {
-    absl::Status s = ErrnoError("fsync failed", tmp);
+    absl::Status s = ErrnoStatus("fsync failed", tmp);
     ::close(fd);
     ::unlink(tmp.c_str());
     return s;
   }
   ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    absl::Status s = ErrnoError("rename failed", path);
+    absl::Status s = ErrnoStatus("rename failed", path);
     ::unlink(tmp.c_str());
     return s;
   }

@@ -190,8 +190,9 @@ class ShardedLoader {
 // [0, n) for every (seed, epoch). Exposed for tests.
 uint64_t ShuffledIndex(uint64_t i, uint64_t n, uint64_t seed, int64_t epoch);
 
-// The files matching `patterns` (comma-separated globs), sorted, without duplicates. NotFound
-// naming the pattern when one of them matches nothing.
+// The files matching `patterns` (comma-separated globs), sorted, without duplicates, and without
+// the shards' indexes (a match "X.index" where X matches too). NotFound naming the pattern when
+// one of them matches nothing.
 [[nodiscard]] absl::StatusOr<std::vector<std::string>> ExpandFileGlobs(const std::string& patterns);
 
 }  // namespace headroom

@@ -15,21 +15,13 @@
 
 #include "data/record_writer.h"
 #include "gtest/gtest.h"
+#include "tests/data/record_test_util.h"
 
 namespace headroom {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string TestDir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  fs::path dir =
-      fs::path(::testing::TempDir()) / (std::string("headroom_") + info->test_suite_name() + "_" +
-                                        info->name() + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+using testing::TestDir;
 
 // Example u: input_ids {u, u+1, u+2, u+3}, label {u + 0.5}.
 tf::Example MakeExample(int64_t u) {
