@@ -231,15 +231,15 @@ absl::Status RecordIndex::ReadBlock(int64_t block, std::vector<uint64_t>* offset
     fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0) return ErrnoStatus("cannot open record index", path_);
   }
-  buffer_.resize(entries * kRecordIndexEntryBytes + kRecordIndexCrcBytes);
+  std::string buffer(entries * kRecordIndexEntryBytes + kRecordIndexCrcBytes, '\0');
   const uint64_t at =
       kRecordIndexHeaderBytes + static_cast<uint64_t>(block) * BlockStride(entries_per_block_);
-  HR_ASSIGN_OR_RETURN(size_t got, PreadUpTo(fd_, at, buffer_.size(), buffer_.data(), path_));
-  if (got < buffer_.size()) return damaged("the file ends inside it (it shrank after opening)");
+  HR_ASSIGN_OR_RETURN(size_t got, PreadUpTo(fd_, at, buffer.size(), buffer.data(), path_));
+  if (got < buffer.size()) return damaged("the file ends inside it (it shrank after opening)");
   const size_t n = entries * kRecordIndexEntryBytes;
   const uint32_t stored =
-      static_cast<uint32_t>(DecodeLittleEndian(buffer_.data() + n, kRecordIndexCrcBytes));
-  const uint32_t actual = MaskedCrc(buffer_.data(), n);
+      static_cast<uint32_t>(DecodeLittleEndian(buffer.data() + n, kRecordIndexCrcBytes));
+  const uint32_t actual = MaskedCrc(buffer.data(), n);
   if (stored != actual) {
     return damaged(
         absl::StrFormat("CRC mismatch (stored 0x%08x, computed 0x%08x)", stored, actual));
@@ -247,7 +247,7 @@ absl::Status RecordIndex::ReadBlock(int64_t block, std::vector<uint64_t>* offset
   offsets->resize(entries);
   for (size_t i = 0; i < entries; ++i) {
     const uint64_t offset =
-        DecodeLittleEndian(buffer_.data() + i * kRecordIndexEntryBytes, kRecordIndexEntryBytes);
+        DecodeLittleEndian(buffer.data() + i * kRecordIndexEntryBytes, kRecordIndexEntryBytes);
     const int64_t record = first + static_cast<int64_t>(i);
     if (record == 0 && offset != 0) return damaged("record 0 starts at ", offset, ", not 0");
     if (i > 0 && offset <= (*offsets)[i - 1]) {

@@ -120,7 +120,6 @@ class RecordIndex {
   int64_t entries_per_block_;
   uint64_t shard_size_;
   int fd_ = -1;
-  std::string buffer_;  // one encoded block
 };
 
 // Writes `shard_path`'s index from a scan of its record headers (RecordReader::IndexRecords,

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bit>
 #include <cassert>
+#include <cstdio>
 #include <limits>
 #include <set>
 
@@ -22,6 +23,17 @@ namespace {
 // Shards are opened lazily and kept open; past this many open files all are closed before the
 // next is opened, which keeps a loader under the usual 1024-descriptor limit with any shard count.
 constexpr size_t kMaxOpenShards = 256;
+
+// The default LoaderOptions::warn: several loaders open the same files in one process (the
+// trainer checks the shards with one before training with another), so a line is printed once.
+void PrintOncePerProcess(const std::string& line) {
+  static std::mutex mu;
+  static std::set<std::string>* printed = new std::set<std::string>;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!printed->insert(line).second) return;
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
+}
 
 // SplitMix64's finaliser: a cheap, well-mixing 64-bit hash (Steele et al. 2014).
 uint64_t Mix(uint64_t x) {
@@ -136,12 +148,12 @@ absl::Status ShardedLoader::Init() {
   local_batch_ = o.global_batch_size / o.num_ranks;
 
   HR_ASSIGN_OR_RETURN(files_, ExpandFileGlobs(o.files));
+  ShardOffsets::WarnFn warn = o.warn;
+  if (!warn && o.rank == 0) warn = PrintOncePerProcess;
+  HR_ASSIGN_OR_RETURN(offsets_, ShardOffsets::Open(files_, o.files, std::move(warn)));
   shard_starts_.push_back(0);
-  for (const std::string& file : files_) {
-    HR_ASSIGN_OR_RETURN(std::unique_ptr<RecordReader> reader, RecordReader::Open(file));
-    HR_ASSIGN_OR_RETURN(std::vector<uint64_t> offsets, reader->IndexRecords());
-    shard_starts_.push_back(shard_starts_.back() + static_cast<int64_t>(offsets.size()));
-    offsets_.push_back(std::move(offsets));
+  for (size_t f = 0; f < files_.size(); ++f) {
+    shard_starts_.push_back(shard_starts_.back() + offsets_->num_records(f));
     readers_.push_back(nullptr);
   }
   if (num_examples() < o.global_batch_size) {
@@ -157,7 +169,7 @@ absl::Status ShardedLoader::Init() {
   std::string scratch;
   tf::Example example;
   for (size_t f = 0; f < files_.size(); ++f) {
-    if (offsets_[f].empty()) continue;
+    if (offsets_->num_records(f) == 0) continue;
     probe.int32_features.clear();
     probe.float_features.clear();
     HR_RETURN_IF_ERROR(FillRow(shard_starts_[f], 0, &probe, &scratch, &example));
@@ -175,13 +187,15 @@ size_t ShardedLoader::FileOf(int64_t id) const {
 RecordLocation ShardedLoader::Locate(int64_t id) const {
   size_t f = FileOf(id);
   int64_t record = id - shard_starts_[f];
-  return RecordLocation{files_[f], record, offsets_[f][record]};
+  absl::StatusOr<uint64_t> offset = offsets_->Offset(f, record);
+  return RecordLocation{files_[f], record, offset.ok() ? *offset : 0};
 }
 
 absl::Status ShardedLoader::FillRow(int64_t id, int64_t row, LoaderBatch* batch,
                                     std::string* scratch, tf::Example* example) {
-  RecordLocation where = Locate(id);
   size_t f = FileOf(id);
+  RecordLocation where{files_[f], id - shard_starts_[f], 0};
+  HR_ASSIGN_OR_RETURN(where.offset, offsets_->Offset(f, where.record));
   if (readers_[f] == nullptr) {
     size_t open =
         std::count_if(readers_.begin(), readers_.end(), [](const auto& r) { return r != nullptr; });
