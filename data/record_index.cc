@@ -11,7 +11,9 @@
 #include <cassert>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/file.h"
@@ -46,6 +48,18 @@ uint64_t BlockStride(int64_t entries_per_block) {
 
 std::string RecordIndexPath(const std::string& shard_path) {
   return shard_path + kRecordIndexSuffix;
+}
+
+std::vector<std::string> WithoutRecordIndexes(const std::vector<std::string>& files) {
+  const std::set<std::string> all(files.begin(), files.end());
+  const std::string suffix = kRecordIndexSuffix;
+  std::vector<std::string> out;
+  for (const std::string& file : files) {
+    const bool is_index =
+        absl::EndsWith(file, suffix) && all.count(file.substr(0, file.size() - suffix.size())) > 0;
+    if (!is_index) out.push_back(file);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -122,6 +122,10 @@ class RecordIndex {
   int fd_ = -1;
 };
 
+// `files` without those that are the index of another file of the list ("X.index" beside "X"):
+// a glob or a shell wildcard matching shards matches their indexes too. Order is kept.
+std::vector<std::string> WithoutRecordIndexes(const std::vector<std::string>& files);
+
 // Writes `shard_path`'s index from a scan of its record headers (RecordReader::IndexRecords,
 // which checks the framing), atomically: for shards written elsewhere (Google BERT's scripts,
 // tensor2tensor) or whose index was lost. Returns the number of records. DataLoss naming the

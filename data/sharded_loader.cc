@@ -10,12 +10,11 @@
 #include <limits>
 #include <set>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "base/status_macros.h"
-#include "data/record_index_format.h"
+#include "data/record_index.h"
 
 namespace headroom {
 namespace {
@@ -85,16 +84,7 @@ absl::StatusOr<std::vector<std::string>> ExpandFileGlobs(const std::string& patt
     if (rc != 0) return absl::InternalError(absl::StrCat("cannot expand '", pattern, "'"));
   }
   if (files.empty()) return absl::InvalidArgumentError("no shard files given (empty pattern)");
-  // A shard's index matches the shard's glob too ("train-*" matches "train-0.index"); it is not
-  // a shard of its own.
-  std::vector<std::string> shards;
-  for (const std::string& file : files) {
-    const bool is_index_of_a_match =
-        absl::EndsWith(file, kRecordIndexSuffix) &&
-        files.count(file.substr(0, file.size() - (sizeof(kRecordIndexSuffix) - 1))) > 0;
-    if (!is_index_of_a_match) shards.push_back(file);
-  }
-  return shards;
+  return WithoutRecordIndexes(std::vector<std::string>(files.begin(), files.end()));
 }
 
 absl::Span<const int32_t> LoaderBatch::Int32(const std::string& name) const {
