@@ -2,8 +2,10 @@
 #include "base/file.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -67,6 +69,13 @@ absl::Status PwriteFully(int fd, uint64_t offset, absl::string_view bytes,
     done += static_cast<size_t>(n);
   }
   return absl::OkStatus();
+}
+
+size_t OpenFilesPerPool() {
+  struct rlimit limit;
+  const rlim_t soft = ::getrlimit(RLIMIT_NOFILE, &limit) == 0 ? limit.rlim_cur : 1024;
+  const rlim_t capped = soft == RLIM_INFINITY ? rlim_t{1} << 20 : soft;
+  return std::max<size_t>(32, static_cast<size_t>(capped / 8));
 }
 
 absl::Status SyncDirectory(const std::string& dir) {

@@ -36,6 +36,12 @@ namespace headroom {
 [[nodiscard]] absl::Status PwriteFully(int fd, uint64_t offset, absl::string_view bytes,
                                        const std::string& path);
 
+// How many files one pool of lazily opened files (a loader's shards, or their indexes) may keep
+// open: an eighth of the process's open-file limit (soft RLIMIT_NOFILE), at least 32. So the two
+// pools of a training and an evaluation loader hold at most half the limit: 128 files each under
+// the common default of 1024, every shard of a 1,000-shard dataset under a limit of 16k or more.
+size_t OpenFilesPerPool();
+
 // fsyncs the directory `dir`, making a rename inside it durable.
 [[nodiscard]] absl::Status SyncDirectory(const std::string& dir);
 

@@ -81,7 +81,7 @@ void RecordIndexWriter::Abandon() {
 absl::Status RecordIndexWriter::WriteAt(uint64_t offset, const std::string& bytes) {
   // The temporary is opened for each write rather than kept open: a prepare command may hold
   // hundreds of shards open at once, and a second descriptor per shard could exhaust the
-  // process's limit. One open per block of 512 records costs nothing measurable.
+  // process's limit. One open per block of 64 records costs little beside writing them.
   int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (tmp_exists_ ? 0 : O_TRUNC);
   int fd = ::open(tmp_path_.c_str(), flags, 0644);
   absl::Status s;

@@ -1,7 +1,7 @@
 // Writing and reading record indexes (`<shard>.index`, format in data/record_index_format.h).
 //
-// RecordIndexWriter streams the offsets of a shard being written to a temporary file, one 4 KiB
-// block at a time, so writing N records costs one block of memory, not 8N bytes; RecordWriter
+// RecordIndexWriter streams the offsets of a shard being written to a temporary file, one block
+// at a time, so writing N records costs one block of memory, not 8N bytes; RecordWriter
 // uses it for every shard, and publishes the index only after the shard itself (a crash leaves
 // a shard without an index, which readers handle, never an index describing another file).
 //

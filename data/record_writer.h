@@ -7,7 +7,7 @@
 // temporary) under the final name, and readers never see a half-written shard.
 //
 // The index (the start offset of every record) is streamed to its own temporary as records are
-// written, one 4 KiB block at a time, and published by Close() after the shard: Close() removes
+// written, one block of 64 offsets at a time, and published by Close() after the shard: Close() removes
 // any old `path.index`, renames the shard into place, then the index. A crash between the two
 // leaves a shard without an index (readers then scan it), never an index of another file.
 //

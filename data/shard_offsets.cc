@@ -8,6 +8,7 @@
 #include <cassert>
 
 #include "absl/strings/str_cat.h"
+#include "base/file.h"
 #include "base/status_macros.h"
 #include "data/record_format.h"
 #include "data/record_reader.h"
@@ -120,7 +121,7 @@ absl::StatusOr<const ShardOffsets::CachedBlock*> ShardOffsets::Block(size_t shar
   CachedBlock& c = cache_[slot];
   if (c.shard == static_cast<int64_t>(shard) && c.block == block) return &c;
   RecordIndex& index = *shards_[shard].index;
-  if (!index.file_open() && open_index_files_ >= kMaxOpenIndexFiles) {
+  if (!index.file_open() && open_index_files_ >= OpenFilesPerPool()) {
     for (Shard& s : shards_) {
       if (s.index != nullptr) s.index->CloseFile();
     }

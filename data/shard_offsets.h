@@ -4,7 +4,7 @@
 // Open() reads, per shard, its index's header and last block, and checks that the last record
 // ends where the shard ends: O(shards) reads and memory, whatever the number of records. Offset()
 // reads the index block holding a record when it is first asked for, through a direct-mapped
-// cache of kCachedBlocks blocks of 512 offsets.
+// cache of kCachedBlocks blocks of 64 offsets.
 //
 // A shard without an index, or whose index is stale (the shard's size changed) or damaged, is
 // scanned at Open() as all shards were before indexes existed: RecordReader::IndexRecords, one
@@ -14,9 +14,9 @@
 // later (its CRC checked when it is read) makes Offset() scan that shard then, with a warning.
 // Either way the offsets are the same, so the records, their numbering and every batch are.
 //
-// Memory (memory_bytes()): ~300 bytes per shard, at most kCachedBlocks x 4 KiB (4 MiB) of cached
-// blocks, and 8 bytes per record of each scanned shard. Open index files: at most
-// kMaxOpenIndexFiles.
+// Memory (memory_bytes()): ~300 bytes per shard, at most kCachedBlocks x (512 + 40) bytes
+// (2.2 MiB) of cached blocks, and 8 bytes per record of each scanned shard. Open index files: at
+// most OpenFilesPerPool() (base/file.h); past that all are closed before the next is opened.
 //
 // Example:
 //   HR_ASSIGN_OR_RETURN(std::unique_ptr<ShardOffsets> offsets,
@@ -44,9 +44,7 @@ namespace headroom {
 class ShardOffsets {
  public:
   // Index blocks cached (direct-mapped by shard and block).
-  static constexpr size_t kCachedBlocks = 1024;
-  // Index files kept open; past this all are closed before the next is opened.
-  static constexpr size_t kMaxOpenIndexFiles = 256;
+  static constexpr size_t kCachedBlocks = 4096;
   // Unusable indexes named one per line before the rest are counted.
   static constexpr size_t kMaxNamedIndexes = 3;
 

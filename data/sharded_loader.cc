@@ -13,15 +13,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/file.h"
 #include "base/status_macros.h"
 #include "data/record_index.h"
 
 namespace headroom {
 namespace {
-
-// Shards are opened lazily and kept open; past this many open files all are closed before the
-// next is opened, which keeps a loader under the usual 1024-descriptor limit with any shard count.
-constexpr size_t kMaxOpenShards = 256;
 
 // The default LoaderOptions::warn: several loaders open the same files in one process (the
 // trainer checks the shards with one before training with another), so a line is printed once.
@@ -187,12 +184,15 @@ absl::Status ShardedLoader::FillRow(int64_t id, int64_t row, LoaderBatch* batch,
   RecordLocation where{files_[f], id - shard_starts_[f], 0};
   HR_ASSIGN_OR_RETURN(where.offset, offsets_->Offset(f, where.record));
   if (readers_[f] == nullptr) {
-    size_t open =
-        std::count_if(readers_.begin(), readers_.end(), [](const auto& r) { return r != nullptr; });
-    if (open >= kMaxOpenShards) {
+    // Shards are opened lazily and kept open; past OpenFilesPerPool() open files all are closed
+    // before the next is opened, which keeps a loader under the process's descriptor limit with
+    // any shard count.
+    if (open_readers_ >= OpenFilesPerPool()) {
       for (auto& r : readers_) r.reset();
+      open_readers_ = 0;
     }
     HR_ASSIGN_OR_RETURN(readers_[f], RecordReader::Open(files_[f]));
+    ++open_readers_;
   }
   HR_RETURN_IF_ERROR(readers_[f]->ReadAt(where.offset, where.record, scratch));
   HR_RETURN_IF_ERROR(ParseExample(*scratch, where, example));

@@ -18,7 +18,7 @@
 // Opening reads each shard's record count from its index (`<shard>.index`, written beside every
 // shard by RecordWriter; data/record_index_format.h), and the index blocks that locate records
 // are read when a batch needs them (data/shard_offsets.h): O(shards) start-up time and memory per
-// rank, plus a 4 MiB cache, whatever the number of examples. A shard without a usable index
+// rank, plus a 2.2 MiB cache, whatever the number of examples. A shard without a usable index
 // (made elsewhere, or its index stale or damaged) is scanned as before, reading every record
 // header and keeping 8 bytes per record (100M examples ~ 0.8 GB per rank), with a line saying
 // so; the offsets, hence the example numbering and every batch, are the same either way.
@@ -188,6 +188,7 @@ class ShardedLoader {
   std::unique_ptr<ShardOffsets> offsets_;  // where each record of each file starts
   std::vector<int64_t> shard_starts_;      // example id of each file's first record; N last
   std::vector<std::unique_ptr<RecordReader>> readers_;  // per file, opened when first needed
+  size_t open_readers_ = 0;                             // non-null entries of readers_
   int64_t steps_per_epoch_ = 0;
   int64_t local_batch_ = 0;
 

@@ -36,8 +36,8 @@ void WriteShard(const std::string& path, int records) {
 }
 
 // The index of a shard of `records` records of Payload(i), built from the format definition:
-// header (magic, version 1, 512 entries per block, N, shard size, masked CRC), then blocks of
-// up to 512 LE offsets, each followed by the masked CRC of its offsets.
+// header (magic, version 1, B = 64 entries per block, N, shard size, masked CRC), then blocks of
+// up to 64 LE offsets, each followed by the masked CRC of its offsets.
 std::string HandBuiltIndex(int records) {
   std::vector<uint64_t> starts;
   uint64_t size = 0;
@@ -45,12 +45,12 @@ std::string HandBuiltIndex(int records) {
     starts.push_back(size);
     size += Payload(i).size() + 16;  // length 8, its CRC 4, payload, payload CRC 4
   }
-  std::string header = std::string("HRINDEX\n") + LittleEndian(1, 4) + LittleEndian(512, 4) +
+  std::string header = std::string("HRINDEX\n") + LittleEndian(1, 4) + LittleEndian(64, 4) +
                        LittleEndian(records, 8) + LittleEndian(size, 8);
   std::string index = header + LittleEndian(MaskedCrc(header), 4);
-  for (size_t b = 0; b < starts.size(); b += 512) {
+  for (size_t b = 0; b < starts.size(); b += 64) {
     std::string block;
-    for (size_t i = b; i < std::min(starts.size(), b + 512); ++i) {
+    for (size_t i = b; i < std::min(starts.size(), b + 64); ++i) {
       block += LittleEndian(starts[i], 8);
     }
     index += block + LittleEndian(MaskedCrc(block), 4);
@@ -77,7 +77,7 @@ absl::StatusOr<std::vector<uint64_t>> ReadIndex(const std::string& shard) {
 
 TEST(RecordIndexTest, WriterWritesTheIndexBuiltByHandBesideTheShard) {
   const std::string dir = TestDir();
-  for (int records : {0, 1, 511, 512, 513, 1500}) {
+  for (int records : {0, 1, 63, 64, 65, 1500}) {
     const std::string shard = dir + "/shard-" + std::to_string(records);
     WriteShard(shard, records);
     EXPECT_EQ(ReadAll(shard + ".index"), HandBuiltIndex(records)) << records << " records";
@@ -98,7 +98,7 @@ TEST(RecordIndexTest, ReadsTheOffsetsAScanOfTheShardFinds) {
   auto index = RecordIndex::Open(shard, fs::file_size(shard));
   ASSERT_TRUE(index.ok());
   EXPECT_EQ((*index)->num_records(), 1300);
-  EXPECT_EQ((*index)->num_blocks(), 3);
+  EXPECT_EQ((*index)->num_blocks(), 21);  // 20 of 64 entries, then 20
 }
 
 TEST(RecordIndexTest, WriteRecordIndexIndexesAShardWrittenElsewhere) {
@@ -139,7 +139,7 @@ TEST(RecordIndexTest, AnIndexForAnotherShardSizeIsStaleNamingBothSizes) {
 TEST(RecordIndexTest, EveryTruncationAndEveryBitFlipIsAnErrorNamingTheIndex) {
   const std::string dir = TestDir();
   const std::string shard = dir + "/shard";
-  WriteShard(shard, 520);  // two blocks: 512 and 8 entries
+  WriteShard(shard, 520);  // 9 blocks: 8 of 64 entries, then 8
   const std::string good = ReadAll(shard + ".index");
   ASSERT_TRUE(ReadIndex(shard).ok());
   auto expect_refused = [&](const std::string& bytes, const std::string& what) {

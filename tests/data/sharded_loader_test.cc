@@ -555,8 +555,9 @@ TEST(ShardedLoaderIndexTest, ADamagedIndexBlockFoundWhileTrainingIsNamedAndTheBa
   const std::string dir = TestDir();
   WriteIndexedCorpus(dir);
   const std::string scan = CopyWithoutIndexes(dir);
-  // An offset in block 1 of train-c's 3 blocks; Open reads only the header and the last block.
-  FlipByte(dir + "/train-c.index", 36 + 4100 + 800);
+  // An offset in block 1 of train-c's 18 (of 64 entries, 516 bytes); Open reads only the header
+  // and the last block.
+  FlipByte(dir + "/train-c.index", 36 + 516 + 100);
   auto warnings = std::make_shared<Warnings>();
   const LoaderOptions o = IndexOptions(dir, warnings);
   const std::vector<std::vector<int64_t>> reference =
@@ -570,7 +571,7 @@ TEST(ShardedLoaderIndexTest, ADamagedIndexBlockFoundWhileTrainingIsNamedAndTheBa
   EXPECT_EQ(GlobalBatches(o, 1, 150), reference);  // a whole epoch reads every block
   ASSERT_FALSE(warnings->Lines().empty());
   EXPECT_TRUE(Contains(warnings->Lines()[0],
-                       {dir + "/train-c.index: damaged record index: block 1 (records 512..1023)",
+                       {dir + "/train-c.index: damaged record index: block 1 (records 64..127)",
                         "CRC mismatch", "read the shard's record headers instead"}))
       << warnings->Lines()[0];
 }
@@ -605,10 +606,10 @@ TEST(ShardedLoaderIndexTest, MemoryToLocateRecordsDoesNotGrowWithTheRecordCount)
   std::unique_ptr<ShardedLoader> a = open(small), b = open(large);
   // The same shards, 5x the records: the same bytes up to the paths' lengths.
   EXPECT_NEAR((*a).offset_memory_bytes(), (*b).offset_memory_bytes(), 64);
-  // After an epoch of reads, at most the block cache (1024 blocks of 4 KiB) more.
+  // After an epoch of reads, at most the block cache (4096 blocks of 64 offsets) more.
   for (int t = 0; t < (*b).steps_per_epoch(); ++t) ASSERT_TRUE((*b).Next().ok());
-  EXPECT_LT((*b).offset_memory_bytes(), (*a).offset_memory_bytes() + 1024 * 4096);
-  EXPECT_LT((*b).offset_memory_bytes(), 5 << 20);
+  EXPECT_LT((*b).offset_memory_bytes(), (*a).offset_memory_bytes() + 4096 * 64 * 8);
+  EXPECT_LT((*b).offset_memory_bytes(), 3 << 20);
   // The scan keeps 8 bytes per record.
   std::unique_ptr<ShardedLoader> c = open(CopyWithoutIndexes(large));
   EXPECT_GE((*c).offset_memory_bytes(), 8 * n_large);
