@@ -41,7 +41,10 @@ absl::StatusOr<std::unique_ptr<RecordWriter>> RecordWriter::Create(const std::st
 }
 
 RecordWriter::RecordWriter(std::string path, std::string tmp_path, int fd)
-    : path_(std::move(path)), tmp_path_(std::move(tmp_path)), fd_(fd), index_(path_ + ".index") {}
+    : path_(std::move(path)),
+      tmp_path_(std::move(tmp_path)),
+      fd_(fd),
+      index_(RecordIndexPath(path_)) {}
 
 RecordWriter::~RecordWriter() { Abandon(); }
 

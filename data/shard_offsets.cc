@@ -38,6 +38,18 @@ absl::Status CheckLastRecord(RecordIndex& index, const RecordReader& reader) {
   return absl::OkStatus();
 }
 
+// The offsets of `path`'s records from its record headers; DataLoss unless there are `expected`.
+absl::StatusOr<std::vector<uint64_t>> ScanShard(const std::string& path, int64_t expected) {
+  HR_ASSIGN_OR_RETURN(std::unique_ptr<RecordReader> reader, RecordReader::Open(path));
+  HR_ASSIGN_OR_RETURN(std::vector<uint64_t> scanned, reader->IndexRecords());
+  if (static_cast<int64_t>(scanned.size()) != expected) {
+    return absl::DataLossError(absl::StrCat(path, ": now holds ", scanned.size(), " records, ",
+                                            expected,
+                                            " when it was opened (changed while being read?)"));
+  }
+  return scanned;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ShardOffsets>> ShardOffsets::Open(
@@ -94,6 +106,7 @@ absl::StatusOr<uint64_t> ShardOffsets::Offset(size_t shard, int64_t record) {
   assert(shard < shards_.size() && record >= 0 && record < shards_[shard].num_records);
   std::lock_guard<std::mutex> lock(mu_);
   Shard& s = shards_[shard];
+  if (!s.error.ok()) return s.error;
   if (s.index == nullptr) return s.scanned[record];
   const int64_t per_block = s.index->entries_per_block();
   absl::StatusOr<const CachedBlock*> block = Block(shard, record / per_block);
@@ -103,14 +116,12 @@ absl::StatusOr<uint64_t> ShardOffsets::Offset(size_t shard, int64_t record) {
   Warn(absl::StrCat("loader: ", block.status().message(), kScanned));
   if (s.index->file_open()) --open_index_files_;
   s.index.reset();
-  HR_ASSIGN_OR_RETURN(std::unique_ptr<RecordReader> reader, RecordReader::Open(s.path));
-  HR_ASSIGN_OR_RETURN(std::vector<uint64_t> scanned, reader->IndexRecords());
-  if (static_cast<int64_t>(scanned.size()) != s.num_records) {
-    return absl::DataLossError(absl::StrCat(s.path, ": now holds ", scanned.size(), " records, ",
-                                            s.num_records,
-                                            " when it was opened (changed while being read?)"));
+  absl::StatusOr<std::vector<uint64_t>> scanned = ScanShard(s.path, s.num_records);
+  if (!scanned.ok()) {
+    s.error = scanned.status();  // returned from now on: `scanned` is gone with the index
+    return s.error;
   }
-  s.scanned = std::move(scanned);
+  s.scanned = *std::move(scanned);
   return s.scanned[record];
 }
 

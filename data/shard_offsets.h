@@ -79,6 +79,7 @@ class ShardOffsets {
     int64_t num_records = 0;
     std::unique_ptr<RecordIndex> index;  // null: offsets are in `scanned`
     std::vector<uint64_t> scanned;
+    absl::Status error;  // the failed late scan of a shard whose index went bad, if any
   };
   struct CachedBlock {
     int64_t shard = -1;

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "data/record_reader.h"
 #include "data/record_writer.h"
 #include "gtest/gtest.h"
 #include "tests/data/record_test_util.h"
@@ -574,6 +575,34 @@ TEST(ShardedLoaderIndexTest, ADamagedIndexBlockFoundWhileTrainingIsNamedAndTheBa
                        {dir + "/train-c.index: damaged record index: block 1 (records 64..127)",
                         "CRC mismatch", "read the shard's record headers instead"}))
       << warnings->Lines()[0];
+}
+
+TEST(ShardedLoaderIndexTest, WhenTheShardOfADamagedIndexBlockIsDamagedTooItsErrorIsReturned) {
+  const std::string dir = TestDir();
+  WriteIndexedCorpus(dir);
+  FlipByte(dir + "/train-c.index", 36 + 516 + 100);  // block 1 (records 64..127)
+  // And record 100 of train-c itself: its length, so the scan that replaces the index fails.
+  auto reader = RecordReader::Open(dir + "/train-c");
+  ASSERT_TRUE(reader.ok());
+  auto offsets = (*reader)->IndexRecords();
+  ASSERT_TRUE(offsets.ok());
+  const uint64_t record_100 = (*offsets)[100];
+  FlipByte(dir + "/train-c", record_100 + 1);
+  LoaderOptions o = IndexOptions(dir, std::make_shared<Warnings>());
+  o.shuffle = false;
+  o.prefetch = 0;
+  auto loader = ShardedLoader::Open(o);
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  absl::Status error;
+  for (int t = 0; t < 150 && error.ok(); ++t) error = (*loader)->Next().status();
+  EXPECT_EQ(error.code(), absl::StatusCode::kDataLoss);
+  ExpectMentions(error, {dir + "/train-c: record 100 at byte offset " + std::to_string(record_100),
+                         "length CRC mismatch"});
+  // Every later lookup in that shard returns the error, never an offset from nowhere.
+  EXPECT_EQ((*loader)->Next().status(), error);
+  const RecordLocation where = (*loader)->Locate(700 + 3);
+  EXPECT_EQ(where.file, dir + "/train-c");
+  EXPECT_EQ(where.record, 3);
 }
 
 TEST(ShardedLoaderIndexTest, MissingIndexesAreOneLineForTheDataset) {
