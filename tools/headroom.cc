@@ -39,8 +39,9 @@ const CommandInfo kCommands[] = {
     {"prepare-lm", "text -> SentencePiece ids -> LM `targets` shards (trains the model if missing)",
      "headroom prepare-lm --input_file=TEXT --spm_model=lm.model --output_dir=DIR [flags]",
      "tools/prepare_lm_command.cc,tools/prepare_common.cc", RunPrepareLm},
-    {"inspect", "print the records of shard files decoded (features, token ids, text)",
-     "headroom inspect [--vocab=vocab.txt] [--limit=N] [--token_features=a,b] FILE...",
+    {"inspect", "print the records of shard files decoded (features, token ids, text); index them",
+     "headroom inspect [--vocab=vocab.txt|--spm_model=lm.model] [--limit=N] "
+     "[--token_features=a,b] FILE...\n       headroom inspect --write_index FILE...",
      "tools/inspect_command.cc", RunInspect},
     {"scaling", "data-parallel scaling model: step time and efficiency for R = 8..1024 GPUs",
      "headroom scaling [--nvlink_gbs=G] [--ib_gbs=G] [--step_ms=T] [--format=table|csv] "
@@ -116,6 +117,8 @@ const SharedFlag kSharedFlags[] = {
     {"eval", "batch",
      "sequences per evaluation batch; default 0: train.micro_batch_size, else the global batch"},
     {"export", "checkpoint", "checkpoint directory, or a run directory (newest checkpoint)"},
+    {"inspect", "spm_model",
+     "SentencePiece .model to print token features as text (prepare-lm's model); or --vocab"},
     {"inspect-attention", "checkpoint", "checkpoint directory, or a run directory (newest)"},
     {"inspect-attention", "config", "config file (.textproto): a freshly initialised model"},
     {"inspect-attention", "data", "shards to take the probe batch from; default: random tokens"},
