@@ -11,6 +11,7 @@
 // Every test skips, saying why, without a usable GPU; the availability test runs everywhere.
 #include "kernels/cuda/cuda_ops.h"
 
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -25,6 +26,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/ops.h"
+#include "tests/cuda_skip.h"
 #include "tests/kernels/ops_test_util.h"
 
 namespace headroom {
@@ -47,8 +49,7 @@ using FBuf = DevBuf<float, float>;
 class CudaOpsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string reason;
-    if (!CudaAvailable(&reason)) GTEST_SKIP() << "CUDA backend unavailable: " << reason;
+    HR_SKIP_WITHOUT_CUDA();
     absl::StatusOr<std::unique_ptr<CudaOps>> ops = CudaOps::Create();
     ASSERT_TRUE(ops.ok()) << ops.status();
     ops_ = std::move(*ops);
@@ -363,8 +364,7 @@ TEST_F(CudaOpsTest, ZeroSizesDoNothingAndEmptyGemmScalesC) {
 // The error path runs on its own object (a recorded error stays), outside the sanitizer's filter
 // (scripts/gpu-check), since it provokes a failing CUDA call on purpose.
 TEST(CudaErrorPathTest, FailuresAreRecordedWithTheCallAndLocation) {
-  std::string reason;
-  if (!CudaAvailable(&reason)) GTEST_SKIP() << "CUDA backend unavailable: " << reason;
+  HR_SKIP_WITHOUT_CUDA();
   absl::StatusOr<std::unique_ptr<CudaOps>> ops = CudaOps::Create();
   ASSERT_TRUE(ops.ok()) << ops.status();
   EXPECT_TRUE((*ops)->status().ok());
@@ -382,8 +382,7 @@ TEST(CudaErrorPathTest, FailuresAreRecordedWithTheCallAndLocation) {
 // at once, the ring wraps many times (waiting for the lap each time), and every device buffer
 // still holds what was uploaded into it, in order with the kernels around it.
 TEST(CudaStagingTest, AsynchronousUploadsSurviveBufferReuseAndWraps) {
-  std::string reason;
-  if (!CudaAvailable(&reason)) GTEST_SKIP() << "CUDA backend unavailable: " << reason;
+  HR_SKIP_WITHOUT_CUDA();
   CudaOpsOptions options;
   options.staging_bytes = 4096;  // wraps every few uploads
   absl::StatusOr<std::unique_ptr<CudaOps>> ops = CudaOps::Create(options);
@@ -416,20 +415,29 @@ TEST(CudaStagingTest, AsynchronousUploadsSurviveBufferReuseAndWraps) {
   EXPECT_TRUE((*ops)->status().ok()) << (*ops)->status();
 }
 
-TEST(CudaAvailabilityTest, UnavailableBackendSaysWhy) {
-  std::string reason;
-  if (CudaAvailable(&reason)) {
-    absl::StatusOr<std::unique_ptr<Ops<float>>> ops = MakeOps(DeviceKind::kCuda);
+// Without a driver library (this build's development machines and CI) CUDA is Unavailable and
+// says so, which is what lets the CUDA tests skip there (tests/cuda_skip.h); with a GPU the
+// backend is created. A driver that is present but fails is Internal: CUDA tests fail on it.
+TEST(CudaAvailabilityTest, NoDriverIsUnavailableAndAGpuGivesTheBackend) {
+  const absl::Status cuda = CudaStatus();
+  absl::StatusOr<std::unique_ptr<Ops<float>>> ops = MakeOps(DeviceKind::kCuda);
+  if (cuda.ok()) {
     ASSERT_TRUE(ops.ok()) << ops.status();
     EXPECT_EQ((*ops)->device(), DeviceKind::kCuda);
     return;
   }
-  EXPECT_FALSE(reason.empty());
-  absl::StatusOr<std::unique_ptr<Ops<float>>> ops = MakeOps(DeviceKind::kCuda);
   ASSERT_FALSE(ops.ok());
-  EXPECT_EQ(ops.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_NE(std::string(ops.status().message()).find(reason), std::string::npos)
-      << ops.status() << " vs " << reason;
+  EXPECT_EQ(ops.status().code(), cuda.code());
+  EXPECT_NE(ops.status().message().find(cuda.message()), absl::string_view::npos)
+      << ops.status() << " vs " << cuda;
+  void* driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (driver == nullptr) {
+    EXPECT_EQ(cuda.code(), absl::StatusCode::kUnavailable) << cuda;
+    EXPECT_NE(cuda.message().find("no CUDA driver"), absl::string_view::npos) << cuda;
+  } else {
+    dlclose(driver);
+    EXPECT_TRUE(absl::IsUnavailable(cuda) || absl::IsInternal(cuda)) << cuda;
+  }
 }
 
 TEST(CudaOptionsTest, ParsesPrecisionNames) {

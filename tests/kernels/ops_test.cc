@@ -23,6 +23,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/philox.h"
+#include "tests/cuda_skip.h"
 #include "tests/kernels/attention_reference.h"
 #include "tests/kernels/ops_test_util.h"
 
@@ -58,8 +59,7 @@ class OpsTest : public ::testing::TestWithParam<std::string> {
       double_ops_ = std::make_unique<CpuOps<double>>();
       tol_ = {1e-12, 1e-12};
     } else if (backend == "cuda_float") {
-      std::string reason;
-      if (!CudaAvailable(&reason)) GTEST_SKIP() << "CUDA backend unavailable: " << reason;
+      HR_SKIP_WITHOUT_CUDA();
       absl::StatusOr<std::unique_ptr<Ops<float>>> ops = MakeOps(DeviceKind::kCuda);
       ASSERT_TRUE(ops.ok()) << ops.status();
       float_ops_ = std::move(*ops);
