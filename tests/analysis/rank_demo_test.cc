@@ -108,7 +108,7 @@ TEST(RankDemoTest, LowerBoundEqualsItsClosedFormOnATwoValueTarget) {
 
 // Theorem 1 on n = 8: heads of size >= n - 1 fit P to below 1e-3 (in practice to ~1e-8); heads
 // of size <= n - 2 cannot (the lower bound is positive) and in practice stay far above that.
-TEST(RankDemoTest, ErrorVanishesOnlyFromHeadSizeN) {
+TEST(RankDemoTest, ErrorVanishesOnlyFromHeadSizeNMinusOne) {
   RankDemoOptions o;
   o.n = 8;
   o.seed = 1;
