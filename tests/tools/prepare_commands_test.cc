@@ -74,6 +74,23 @@ TEST_F(PrepareCommandsTest, VocabWithWrongSpecialTokens) {
   EXPECT_THAT(r.stderr_text, HasSubstr("[PAD] [UNK] [CLS] [SEP] [MASK]"));
 }
 
+TEST_F(PrepareCommandsTest, VocabWithADuplicateOrABlankLine) {
+  const std::string vocab = dir_ + "/dup_vocab.txt";
+  FILE* f = std::fopen(vocab.c_str(), "w");
+  std::fputs("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\n[CLS]\n", f);
+  std::fclose(f);
+  ExpectOneLineError(Headroom("prepare-bert --input_file=" + text_ + " --vocab_file=" + vocab +
+                              " --output_dir=" + dir_ + "/out"),
+                     vocab + " line 7: duplicate token \"[CLS]\" (first at line 3)");
+  f = std::fopen(vocab.c_str(), "w");
+  std::fputs("[PAD]\n[UNK]\n[CLS]\n\n[SEP]\n[MASK]\n", f);
+  std::fclose(f);
+  ExpectOneLineError(Headroom("prepare-bert --input_file=" + text_ + " --vocab_file=" + vocab +
+                              " --output_dir=" + dir_ + "/out"),
+                     vocab + " line 4 is blank");
+  EXPECT_FALSE(testing::FileExists(dir_ + "/out/train-00000-of-00008.tfrecord"));
+}
+
 TEST_F(PrepareCommandsTest, EmptyCorpus) {
   std::string vocab = testing::CachePath("vocab.txt");
   HR_SKIP_WITHOUT_BUNDLED(vocab);

@@ -183,6 +183,13 @@ TEST_F(TrainCommandTest, EvalPrintsTheUnigramBaselineOfTheSameTokens) {
                      root_ + "/none-*");
 }
 
+TEST_F(TrainCommandTest, EvalRejectsANegativeBatch) {
+  for (const char* flag : {"--batch=-1", "--batch -3"}) {
+    Result r = Headroom("eval --checkpoint " + root_ + "/run " + flag);
+    ExpectOneLineError(r, "--batch must be >= 0");
+  }
+}
+
 TEST_F(TrainCommandTest, ADataGlobMatchingNothing) {
   Result r = Headroom("train --config " + config_ + " --data '" + root_ +
                       "/data/none-*.tfrecord' --run_dir " + root_ + "/run");
