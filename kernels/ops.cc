@@ -20,11 +20,22 @@ namespace headroom {
 absl::StatusOr<std::unique_ptr<Ops<float>>> MakeCudaOps(const std::string& matmul_precision);
 // Whether a CUDA device is usable (kernels/cuda/cuda_backend.h says how it is decided).
 absl::Status CudaDeviceStatus();
+// cudaMemGetInfo of the current device.
+absl::StatusOr<CudaMemory> CudaDeviceMemoryInfo();
 #endif
 
 absl::Status CudaStatus() {
 #ifdef HEADROOM_HAVE_CUDA
   return CudaDeviceStatus();
+#else
+  return absl::UnavailableError("built without CUDA (HEADROOM_CUDA=OFF)");
+#endif
+}
+
+absl::StatusOr<CudaMemory> CudaMemoryInfo() {
+  HR_RETURN_IF_ERROR(CudaStatus());
+#ifdef HEADROOM_HAVE_CUDA
+  return CudaDeviceMemoryInfo();
 #else
   return absl::UnavailableError("built without CUDA (HEADROOM_CUDA=OFF)");
 #endif

@@ -309,6 +309,15 @@ struct OpsOptions {
 // CudaStatus().ok(); when not, `reason` (if non-null) gets its message.
 bool CudaAvailable(std::string* reason = nullptr);
 
+// Memory of the current CUDA device (cudaMemGetInfo), for the memory check before a model is
+// allocated (trainer/memory_budget.h). CudaStatus()'s error where there is no usable GPU;
+// Internal when the query fails.
+struct CudaMemory {
+  int64_t free_bytes = 0;
+  int64_t total_bytes = 0;
+};
+[[nodiscard]] absl::StatusOr<CudaMemory> CudaMemoryInfo();
+
 }  // namespace headroom
 
 #endif  // HEADROOM_KERNELS_OPS_H_

@@ -22,6 +22,10 @@ namespace headroom {
 //    cudaGetDeviceCount failed: <error>" (a GPU machine that is broken, not one without a GPU).
 [[nodiscard]] absl::Status CudaDeviceStatus();
 
+// cudaMemGetInfo of the current device (CudaMemoryInfo in kernels/ops.h); Internal naming the
+// CUDA error when it fails.
+[[nodiscard]] absl::StatusOr<CudaMemory> CudaDeviceMemoryInfo();
+
 // A CudaOps on device 0 with GEMMs in `matmul_precision` ("fp32", "tf32", "bf16"; "" means
 // fp32), then CudaOpsOptions::FromEnvironment() on top (HEADROOM_CUDA_GEMM_PRECISION, when set,
 // wins). CudaDeviceStatus()'s error when there is no usable GPU.

@@ -111,6 +111,15 @@ absl::Status CudaDeviceStatus() {
   return *kStatus;
 }
 
+absl::StatusOr<CudaMemory> CudaDeviceMemoryInfo() {
+  size_t free_bytes = 0, total_bytes = 0;
+  const cudaError_t e = cudaMemGetInfo(&free_bytes, &total_bytes);
+  if (e != cudaSuccess) {
+    return absl::InternalError(absl::StrCat("cudaMemGetInfo failed: ", cuda::ErrorText(e)));
+  }
+  return CudaMemory{static_cast<int64_t>(free_bytes), static_cast<int64_t>(total_bytes)};
+}
+
 absl::StatusOr<std::unique_ptr<Ops<float>>> MakeCudaOps(const std::string& matmul_precision) {
   absl::StatusOr<CudaOpsOptions> options = CudaOpsOptions::FromEnvironment();
   if (!options.ok()) return options.status();
