@@ -3,8 +3,8 @@
 // comment, FixedHeadAttention's in attention.h), for the check before a run allocates
 // (trainer/memory_budget.h). ActivationElements reproduces Model::ActivationElements() exactly
 // (tests/model/memory_estimate_test.cc holds the two equal on BERT and LM shapes, both attention
-// paths and every recompute option, and the whole estimate within 2% of what the CPU model and
-// optimizer allocate through Ops::AllocBytes).
+// paths and every recompute option; tests/trainer/memory_budget_test.cc holds the whole
+// estimate within 2% of the heap bytes the CPU model and optimizer really allocate).
 //
 // Example:
 //   CpuOps<float> ops;
