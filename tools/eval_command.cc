@@ -31,11 +31,15 @@ int RunEval(const CommandArgs& args) {
   (void)args;
   const std::string checkpoint = absl::GetFlag(FLAGS_checkpoint);
   if (checkpoint.empty()) return Fail("eval", "--checkpoint DIR is required");
+  const int batch = absl::GetFlag(FLAGS_batch);
+  if (batch < 0) {
+    return Fail("eval", absl::StrCat("--batch must be >= 0 (got ", batch,
+                                     "); 0 means train.micro_batch_size, else the global batch"));
+  }
   absl::StatusOr<DeviceKind> device = ParseDevice(absl::GetFlag(FLAGS_device));
   if (!device.ok()) return Fail("eval", std::string(device.status().message()));
-  absl::StatusOr<EvalResult> r =
-      EvaluateCheckpoint(checkpoint, absl::GetFlag(FLAGS_data), absl::GetFlag(FLAGS_eval_batches),
-                         absl::GetFlag(FLAGS_batch), *device);
+  absl::StatusOr<EvalResult> r = EvaluateCheckpoint(
+      checkpoint, absl::GetFlag(FLAGS_data), absl::GetFlag(FLAGS_eval_batches), batch, *device);
   if (!r.ok()) return Fail("eval", std::string(r.status().message()));
   std::string line = r->ToString();
   const std::string unigram_data = absl::GetFlag(FLAGS_unigram_data);

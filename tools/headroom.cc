@@ -5,6 +5,7 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <new>
 #include <set>
 #include <string>
 #include <vector>
@@ -212,5 +213,18 @@ int main(int argc, char** argv) {
   std::vector<char*> positional =
       absl::ParseCommandLine(static_cast<int>(rest.size()), rest.data());
   for (size_t i = 1; i < positional.size(); ++i) args.positional.push_back(positional[i]);
-  return cmd->run(args);
+  try {
+    return cmd->run(args);
+  } catch (const std::bad_alloc&) {
+    // A host allocation that no check foresaw (trainer/memory_budget.h checks a run's model
+    // before allocating it): one line instead of std::terminate's abort.
+    const std::string c = cmd->name;
+    return headroom::Fail(
+        c, c == "train" || c == "eval" || c == "bench"
+               ? "out of host memory: an allocation failed; a smaller model, "
+                 "train.micro_batch_size, train.recompute_gelu or train.layernorm_from_output "
+                 "need less"
+               : "out of host memory: an allocation failed; the input or the flags ask for more "
+                 "memory than this machine has");
+  }
 }

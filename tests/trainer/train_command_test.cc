@@ -172,6 +172,13 @@ TEST_F(TrainCommandTest, EvalPrintsTheUnigramBaselineOfTheSameTokens) {
                      root_ + "/none-*");
 }
 
+TEST_F(TrainCommandTest, EvalRejectsANegativeBatch) {
+  for (const char* flag : {"--batch=-1", "--batch -3"}) {
+    Result r = Headroom("eval --checkpoint " + root_ + "/run " + flag);
+    ExpectOneLineError(r, "--batch must be >= 0");
+  }
+}
+
 TEST_F(TrainCommandTest, ADataGlobMatchingNothing) {
   Result r = Headroom("train --config " + config_ + " --data '" + root_ +
                       "/data/none-*.tfrecord' --run_dir " + root_ + "/run");
@@ -297,8 +304,12 @@ TEST_F(TrainCommandTest, ANanLossStopsWithTheStepAndWritesNoNanCheckpoint) {
                    "--set train.schedule.learning_rate=1e30 --set train.optimizer.max_grad_norm=0 "
                    "--set train.checkpoint_every=1");
   ExpectOneLineError(r, "training stopped");
-  EXPECT_EQ(r.err.rfind("headroom train: step ", 0), 0u) << r.err;
+  const std::string prefix = "headroom train: step ";
+  ASSERT_EQ(r.err.rfind(prefix, 0), 0u) << r.err;
+  const int64_t failed = std::stoll(r.err.substr(prefix.size()));
+  // No checkpoint of the failed step or later; the earlier ones are finite.
   for (const std::string& dir : ListCheckpoints(root_ + "/run")) {
+    EXPECT_LT(std::stoll(fs::path(dir).filename().string().substr(5)), failed) << dir;
     auto ck = LoadCheckpoint(dir);
     ASSERT_TRUE(ck.ok()) << ck.status();
     for (float x : ck->params) ASSERT_TRUE(std::isfinite(x)) << dir;

@@ -153,10 +153,12 @@ TEST_F(TrainerTest, ADivergingLossStopsWithTheStepAndSavesNothingOfIt) {
   auto r = Train(o);
   ASSERT_FALSE(r.ok());
   const std::string msg(r.status().message());
-  EXPECT_EQ(msg.rfind("step ", 0), 0u) << msg;
+  ASSERT_EQ(msg.rfind("step ", 0), 0u) << msg;
   EXPECT_NE(msg.find("training stopped"), std::string::npos) << msg;
-  // Whatever was saved before is finite and loads.
+  const int64_t failed = std::stoll(msg.substr(5));
+  // Nothing of the failed step or later is saved; whatever was saved before is finite and loads.
   for (const std::string& dir : ListCheckpoints(root_ + "/run")) {
+    EXPECT_LT(std::stoll(fs::path(dir).filename().string().substr(5)), failed) << dir;
     auto ck = LoadCheckpoint(dir);
     ASSERT_TRUE(ck.ok()) << ck.status();
     for (float x : ck->params) ASSERT_TRUE(std::isfinite(x)) << dir;
