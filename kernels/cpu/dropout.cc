@@ -28,9 +28,17 @@ constexpr int kLanes = 16;
 
 // words[4 * l + j] = word j of DropoutWords(key, g0 + l), for l < kLanes. A function of its own
 // (noinline, with its own ISA clones): inlined into the element loop, GCC unrolls the lane loops
-// first and then leaves them scalar.
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), noinline)) void
-DropoutWordsBlock(const DropoutKey& key, uint64_t g0, uint32_t* words) {
+// first and then leaves them scalar. Clang refuses noinline beside target_clones (and does not
+// inline a multiversioned function anyway), so it gets the clones alone.
+#if defined(__clang__)
+#define HR_DROPOUT_BLOCK_ATTRIBUTES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define HR_DROPOUT_BLOCK_ATTRIBUTES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), noinline))
+#endif
+HR_DROPOUT_BLOCK_ATTRIBUTES void DropoutWordsBlock(const DropoutKey& key, uint64_t g0,
+                                                   uint32_t* words) {
   constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
   constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
   uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
