@@ -101,9 +101,15 @@ absl::StatusOr<MemoryPerRank> PredictMemoryPerRank(const ExperimentConfig& confi
     limits.max_batch = p.micro_batch;
     limits.max_seq = shape.seq;
     limits.max_predictions = shape.masked;
-    HR_ASSIGN_OR_RETURN(
-        std::unique_ptr<Model<float>> model,
-        Model<float>::Create(config.model(), &ops, limits, ModelOptionsFromConfig(config.train())));
+    // "auto" attention as the GPU resolves it (CudaOps::PrefersFusedAttention): the fused
+    // kernels in bf16, the materialised products in fp32.
+    ModelOptions options = ModelOptionsFromConfig(config.train());
+    if (options.attention == AttentionPath::kAuto) {
+      options.attention = config.train().precision() == "bf16" ? AttentionPath::kFused
+                                                               : AttentionPath::kMaterialized;
+    }
+    HR_ASSIGN_OR_RETURN(std::unique_ptr<Model<float>> model,
+                        Model<float>::Create(config.model(), &ops, limits, options));
     m.activations = model->ActivationElements() * static_cast<int64_t>(sizeof(float));
   }
   return m;

@@ -57,7 +57,8 @@ struct MemoryPrediction {
 
 // The same split for `config` (validated; its train.comm_bucket_mb, train.optimizer, data
 // sequence length and attention options) at `p.ranks` ranks and `p.zero_stage`, as the trainer
-// would allocate it on the GPU with NCCL (no host staging). Activations come from the model's
+// would allocate it on the GPU with NCCL (no host staging; train.attention "auto" taken as the
+// GPU takes it: fused in bf16, materialised in fp32). Activations come from the model's
 // own count on a model created over pages that are reserved, never touched. InvalidArgument
 // for ranks < 1, a zero stage other than 0 or 1, or a rank out of range.
 [[nodiscard]] absl::StatusOr<MemoryPerRank> PredictMemoryPerRank(const ExperimentConfig& config,

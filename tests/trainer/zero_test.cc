@@ -7,7 +7,8 @@
 //     (max_grad_norm 0.05), gradient buckets of 1 KB whose sizes are not multiples of R (so the
 //     tails are reduced and gathered too), for AdamW and for LAMB: the per-step losses, the eval
 //     loss and the final weights agree within 1e-6 relative.
-//   - Memory: rank 0's optimizer bytes reported in metrics.jsonl are about 1/R of stage 0's.
+//   - Memory: rank 0's optimizer bytes reported in metrics.jsonl are about 1/R of stage 0's, and
+//     the reported split is what PredictMemoryPerRank (`headroom params`) predicts.
 //   - Resume across settings: a ZeRO-1 checkpoint written by 2 ranks (a sub-communicator of
 //     the job) resumes on 1 rank, on 3 ranks (np3 only) and with zero_stage 0, and a stage-0
 //     checkpoint resumes with ZeRO-1; each continuation reproduces the losses and the final
@@ -27,6 +28,7 @@
 #include "tests/trainer/lm_shards.h"
 #include "tests/trainer/run_checks.h"
 #include "tests/trainer/tiny_lm_config.h"
+#include "trainer/memory_report.h"
 #include "trainer/trainer.h"
 
 namespace headroom {
@@ -126,6 +128,15 @@ TEST_P(ZeroTest, ZeroOneEqualsStageZeroWithClippingAndAccumulation) {
   const double opt1 = testing::LastMetric(Dir("zero1"), "train", "memory_optimizer_bytes");
   EXPECT_NEAR(opt1 * ranks / opt0, 1.0, 0.05) << opt1 << " of " << opt0 << " bytes";
   EXPECT_EQ(testing::LastMetric(Dir("zero1"), "train", "zero_stage"), 1);
+  // And what the trainer reports is what `headroom params --ranks=R --zero_stage=1` predicts.
+  auto predicted = PredictMemoryPerRank(Options("zero1", world(), 1).config,
+                                        {.ranks = ranks, .zero_stage = 1, .micro_batch = 2});
+  ASSERT_TRUE(predicted.ok()) << predicted.status();
+  EXPECT_EQ(opt1, predicted->optimizer);
+  EXPECT_EQ(testing::LastMetric(Dir("zero1"), "train", "memory_gradients_bytes"),
+            predicted->gradients);
+  EXPECT_EQ(testing::LastMetric(Dir("zero1"), "train", "memory_activations_bytes"),
+            predicted->activations);
   // Parameters and gradients are not sharded by stage 1: the gradients gain the shard buffer.
   EXPECT_EQ(testing::LastMetric(Dir("zero1"), "train", "memory_parameters_bytes"),
             testing::LastMetric(Dir("stage0"), "train", "memory_parameters_bytes"));
