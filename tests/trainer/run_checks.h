@@ -117,7 +117,7 @@ class MpiRunTest : public ::testing::TestWithParam<Param> {
   }
   void TearDown() override {
     Barrier();
-    if (rank() == 0) std::filesystem::remove_all(root_);
+    if (rank() == 0 && !root_.empty()) std::filesystem::remove_all(root_);
   }
   // Rank 0 writes the test's shards into root()/data.
   virtual void WriteData() = 0;
