@@ -194,9 +194,13 @@ absl::StatusOr<CommHandle> DataParallel::LaunchAllGather(Communicator& comm, flo
                                             static_cast<size_t>(split.chunk), DataType::kFloat32));
   }
   if (split.tail > 0) {
-    HR_ASSIGN_OR_RETURN(handles.emplace_back(), comm.BroadcastAsync(base + split.chunk * ranks,
-                                                                    static_cast<size_t>(split.tail),
-                                                                    DataType::kFloat32, ranks - 1));
+    // The tail is zero on every rank but its owner (the caller sees to it), so a sum delivers
+    // the owner's values: an all-reduce, which NCCL runs as a tree for small messages, where a
+    // broadcast from the last rank would be a chain of R - 1 steps.
+    float* tail = base + split.chunk * ranks;
+    HR_ASSIGN_OR_RETURN(handles.emplace_back(),
+                        comm.AllReduceAsync(tail, tail, static_cast<size_t>(split.tail),
+                                            DataType::kFloat32, ReduceOp::kSum));
   }
   return CommHandle(std::make_unique<HandleGroup>(std::move(handles)));
 }
@@ -227,6 +231,20 @@ absl::Status DataParallel::GatherParameters() {
     for (const ShardRange& r : shard_.ranges) {
       ops_->CopyToHost(params + r.begin, model_->params() + r.begin,
                        sizeof(float) * static_cast<size_t>(r.numel()));
+    }
+  }
+  // The buckets' tails are summed over the ranks (LaunchAllGather): zero where not owned.
+  const int ranks = comm_->size();
+  if (comm_->rank() != ranks - 1) {
+    for (const GradientBucket& b : buckets_->buckets()) {
+      const BucketSplit split = SplitBucket(b, ranks);
+      float* tail = params + b.begin + split.chunk * ranks;
+      if (split.tail == 0) continue;
+      if (staging_) {
+        std::fill(tail, tail + split.tail, 0.0f);
+      } else {
+        ops_->Fill(tail, split.tail, 0.0f);
+      }
     }
   }
   std::vector<CommHandle> handles;

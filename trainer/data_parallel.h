@@ -45,9 +45,11 @@
 //     the parameters of the shard's ranges; its grad norm and LAMB's per-tensor norms are
 //     partial sums all-reduced over the ranks (host_comm(), float64).
 //   - GatherParameters(): per bucket, an in-place all-gather of the R chunks
-//     (MPI_Iallgather / ncclAllGather) and a broadcast of the tail from the last rank; every
-//     rank then holds the updated parameters. It runs after the optimizer and is not overlapped
-//     with the next forward (Megatron's distributed optimizer overlaps it; not done here).
+//     (MPI_Iallgather / ncclAllGather) and a sum of the tail, zeroed first on every rank but
+//     the last (an all-reduce: NCCL's small-message tree, where a broadcast would be a chain of
+//     R - 1 hops); every rank then holds the updated parameters. It runs after the optimizer and is
+//     not overlapped with the next forward (Megatron's distributed optimizer overlaps it; not done
+//     here).
 //   - Host staging (MPI on CUDA): the reduce-scatter runs on the host copy into a host shard
 //     buffer copied to the device in Finish(); the all-gather copies the shard's parameters to
 //     the host copy (free after Finish), gathers there and copies all parameters back.
@@ -193,7 +195,8 @@ class DataParallel {
   absl::Status SetUpShard();
   // ZeRO-1's launch of bucket k: the reduce-scatter of its chunks and the tail's all-reduce.
   absl::StatusOr<CommHandle> LaunchReduceScatter(int k);
-  // The all-gather of bucket k's chunks of `params` and the tail's broadcast, on `comm`.
+  // The all-gather of bucket k's chunks of `params` and the sum of its tail (zero on all
+  // ranks but the last), on `comm`.
   absl::StatusOr<CommHandle> LaunchAllGather(Communicator& comm, float* params, int k) const;
 
   Communicator* comm_ = nullptr;

@@ -13,7 +13,7 @@
 //
 // The R equal chunks are exactly what an equal-count reduce-scatter (MPI_Reduce_scatter_block,
 // ncclReduceScatter) delivers and an in-place all-gather (MPI_Allgather, ncclAllGather)
-// collects; the tail of fewer than R elements goes with an all-reduce / broadcast of its own
+// collects; the tail of fewer than R elements goes with a small all-reduce of its own
 // (trainer/data_parallel.h). A rank's shard is the union of its ranges over all buckets, about
 // 1/R of every bucket and so of the whole buffer (R - 1 elements more per bucket at most).
 //
