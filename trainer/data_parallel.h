@@ -57,6 +57,11 @@
 //     moments from every rank's shard (every rank gets them; rank 0 writes), ShardOf() cuts a
 //     rank's shard out of full moments on restore, so a checkpoint moves between any R and
 //     either stage.
+// Low-precision weights (none yet): when the model computes with a bf16 copy of the weights, the
+// fp32 master weights become optimizer state like m and v: each rank keeps them for its shard
+// only (OptimizerShard's ranges, allocated by the optimizer), updates them, writes its shard of
+// the bf16 copy, and GatherParameters all-gathers the bf16 copy (half the bytes) with the same
+// bucket split.
 // Why chunks of each bucket rather than R contiguous ranges of the whole buffer: a bucket's
 // reduction stays one equal-count collective launched when backward produces it, whereas a
 // global split would cut buckets at rank boundaries and need a reduce per owning rank per
