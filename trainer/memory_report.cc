@@ -1,51 +1,16 @@
 // Memory per rank, measured or predicted; see memory_report.h.
 #include "trainer/memory_report.h"
 
-#include <sys/mman.h>
-
-#include <cstdlib>
-#include <map>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "config/load.h"
-#include "kernels/cpu/cpu_ops.h"
-#include "kernels/forwarding_ops.h"
+#include "model/memory_estimate.h"
 #include "model/parameter_layout.h"
 #include "trainer/zero_shard.h"
 
 namespace headroom {
 namespace {
-
-// CPU ops whose allocations are reserved anonymous pages (zero, as Ops requires) that nothing
-// touches unless an op writes them: a model created on it costs its address space, not its
-// memory, so the activation count of BERT-large at batch 128 can be read on any machine. It
-// overrides AllocBytes and Free instead of forwarding them (the only ops it must not run).
-class ReservedPagesOps : public ForwardingOps<float> {
- public:
-  explicit ReservedPagesOps(Ops<float>* inner) : ForwardingOps<float>(inner) {}
-  ~ReservedPagesOps() override {
-    for (const auto& [p, bytes] : sizes_) munmap(p, bytes);
-  }
-  void* AllocBytes(size_t bytes) override {
-    const size_t size = bytes == 0 ? 1 : bytes;
-    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) std::abort();  // out of address space: nothing sensible to return
-    sizes_[p] = size;
-    return p;
-  }
-  void Free(void* p) override {
-    auto it = sizes_.find(p);
-    if (it == sizes_.end()) return;
-    munmap(p, it->second);
-    sizes_.erase(it);
-  }
-
- private:
-  std::map<void*, size_t> sizes_;
-};
 
 std::string Bytes(int64_t b) {
   return b >= 1000000000 ? absl::StrFormat("%.2f GB", b / 1e9)
@@ -94,23 +59,22 @@ absl::StatusOr<MemoryPerRank> PredictMemoryPerRank(const ExperimentConfig& confi
   m.optimizer = Optimizer<float>::AllocatedBytes(layout, config.train().optimizer(), ranges,
                                                  /*workspace_given=*/!ranges.empty());
   if (p.micro_batch > 0) {
-    CpuOps<float> cpu(1);
-    ReservedPagesOps ops(&cpu);
     const SequenceShape shape = TrainingSequenceShape(config);
     ModelLimits limits;
     limits.max_batch = p.micro_batch;
     limits.max_seq = shape.seq;
     limits.max_predictions = shape.masked;
-    // "auto" attention as the GPU resolves it (CudaOps::PrefersFusedAttention): the fused
-    // kernels in bf16, the materialised products in fp32.
-    ModelOptions options = ModelOptionsFromConfig(config.train());
-    if (options.attention == AttentionPath::kAuto) {
-      options.attention = config.train().precision() == "bf16" ? AttentionPath::kFused
-                                                               : AttentionPath::kMaterialized;
-    }
-    HR_ASSIGN_OR_RETURN(std::unique_ptr<Model<float>> model,
-                        Model<float>::Create(config.model(), &ops, limits, options));
-    m.activations = model->ActivationElements() * static_cast<int64_t>(sizeof(float));
+    // "auto" attention as the backend resolves it (Ops::PrefersFusedAttention): on the GPU the
+    // fused kernels in bf16, the materialised products in fp32; on the CPU materialised, with
+    // the dropped probabilities kept when there is attention dropout.
+    const bool gpu = p.device == DeviceKind::kCuda;
+    const ModelOptions options = ModelOptionsFromConfig(config.train());
+    const bool fused = options.attention == AttentionPath::kAuto
+                           ? gpu && config.train().precision() == "bf16"
+                           : options.attention == AttentionPath::kFused;
+    const bool keep_dropped = !gpu && !fused && config.model().attention_dropout() > 0;
+    m.activations = ActivationElements(config.model(), limits, options, fused, keep_dropped) *
+                    static_cast<int64_t>(sizeof(float));
   }
   return m;
 }

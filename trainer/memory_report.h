@@ -11,7 +11,7 @@
 //                and norms, a scalar): layout.total() elements of each moment, or with ZeRO-1
 //                the rank's shard's;
 //   activations  the model's activation buffers and workspace (Model::ActivationElements) for
-//                the micro-batch.
+//                the micro-batch (the batch's id buffers are not counted).
 // Not counted: library workspaces (cuBLAS), the CUDA context, input batches on the host.
 //
 // Example:
@@ -53,14 +53,18 @@ struct MemoryPrediction {
   // Sequences per micro-batch for the activations; 0: no activations (parameters, gradients
   // and optimizer state only).
   int micro_batch = 0;
+  // The backend whose activation buffers are counted (it decides train.attention "auto").
+  DeviceKind device = DeviceKind::kCuda;
 };
 
 // The same split for `config` (validated; its train.comm_bucket_mb, train.optimizer, data
 // sequence length and attention options) at `p.ranks` ranks and `p.zero_stage`, as the trainer
-// would allocate it on the GPU with NCCL (no host staging; train.attention "auto" taken as the
-// GPU takes it: fused in bf16, materialised in fp32). Activations come from the model's
-// own count on a model created over pages that are reserved, never touched. InvalidArgument
-// for ranks < 1, a zero stage other than 0 or 1, or a rank out of range.
+// would allocate it on `p.device` (on the GPU with NCCL: no host staging). Parameters,
+// gradients and optimizer state are the optimizer's and DataParallel's own sizing rules
+// (Optimizer::AllocatedBytes, PlanZeroShard); activations model/memory_estimate.h's count,
+// which equals Model::ActivationElements, with train.attention "auto" resolved as on
+// `p.device`: fused in bf16 on the GPU, else materialised. InvalidArgument for ranks < 1, a
+// zero stage other than 0 or 1, or a rank out of range.
 [[nodiscard]] absl::StatusOr<MemoryPerRank> PredictMemoryPerRank(const ExperimentConfig& config,
                                                                  const MemoryPrediction& p);
 

@@ -36,7 +36,8 @@ TEST(MemoryReportTest, PredictionEqualsWhatTheObjectsAllocate) {
     ASSERT_TRUE(dp.ok()) << dp.status();
     Optimizer<float> opt(ops, (*model)->layout(), c.train().optimizer(), (*dp)->optimizer_shard());
     const MemoryPerRank measured = MeasureMemoryPerRank(**model, opt, **dp);
-    auto predicted = PredictMemoryPerRank(c, {.ranks = 1, .zero_stage = 0, .micro_batch = 3});
+    auto predicted = PredictMemoryPerRank(
+        c, {.ranks = 1, .zero_stage = 0, .micro_batch = 3, .device = DeviceKind::kCpu});
     ASSERT_TRUE(predicted.ok()) << predicted.status();
     EXPECT_EQ(predicted->parameters, measured.parameters) << optimizer;
     EXPECT_EQ(predicted->gradients, measured.gradients) << optimizer;

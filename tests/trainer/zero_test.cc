@@ -129,8 +129,9 @@ TEST_P(ZeroTest, ZeroOneEqualsStageZeroWithClippingAndAccumulation) {
   EXPECT_NEAR(opt1 * ranks / opt0, 1.0, 0.05) << opt1 << " of " << opt0 << " bytes";
   EXPECT_EQ(testing::LastMetric(Dir("zero1"), "train", "zero_stage"), 1);
   // And what the trainer reports is what `headroom params --ranks=R --zero_stage=1` predicts.
-  auto predicted = PredictMemoryPerRank(Options("zero1", world(), 1).config,
-                                        {.ranks = ranks, .zero_stage = 1, .micro_batch = 2});
+  auto predicted = PredictMemoryPerRank(
+      Options("zero1", world(), 1).config,
+      {.ranks = ranks, .zero_stage = 1, .micro_batch = 2, .device = DeviceKind::kCpu});
   ASSERT_TRUE(predicted.ok()) << predicted.status();
   EXPECT_EQ(opt1, predicted->optimizer);
   EXPECT_EQ(testing::LastMetric(Dir("zero1"), "train", "memory_gradients_bytes"),
