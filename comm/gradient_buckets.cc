@@ -116,9 +116,13 @@ absl::Status GradientBuckets::LaunchReady() {
   while (next_launch_ < static_cast<int>(buckets_.size()) && pending_[next_launch_] == 0) {
     const GradientBucket& bucket = buckets_[next_launch_];
     float* data = grads_ + bucket.begin;
-    HR_ASSIGN_OR_RETURN(inflight_[next_launch_],
-                        comm_->AllReduceAsync(data, data, bucket.end - bucket.begin,
-                                              DataType::kFloat32, options_.op));
+    if (options_.launch) {
+      HR_ASSIGN_OR_RETURN(inflight_[next_launch_], options_.launch(next_launch_));
+    } else {
+      HR_ASSIGN_OR_RETURN(inflight_[next_launch_],
+                          comm_->AllReduceAsync(data, data, bucket.end - bucket.begin,
+                                                DataType::kFloat32, options_.op));
+    }
     ++next_launch_;
   }
   return absl::OkStatus();

@@ -29,6 +29,10 @@
 //
 // Not thread-safe; use it from the thread that drives backward (the MPI thread).
 //
+// What a bucket's collective is can be replaced (GradientBucketsOptions::launch): ZeRO-1
+// (trainer/data_parallel.h) reduce-scatters each bucket into the ranks' shards instead of
+// all-reducing it in place; the order, readiness and progress rules stay the same.
+//
 // Example:
 //   std::vector<GradientTensor> tensors;
 //   for (const TensorSpec& t : layout.tensors()) tensors.push_back({t.offset, t.numel, t.layer});
@@ -44,6 +48,7 @@
 #define HEADROOM_COMM_GRADIENT_BUCKETS_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -75,6 +80,10 @@ struct GradientBucketsOptions {
   // kAverage for data-parallel gradients; kSum when the loss is already divided by the global
   // batch.
   ReduceOp op = ReduceOp::kAverage;
+  // How bucket k (an index into buckets()) is reduced: empty (the default) all-reduces its range
+  // of `grads` in place with `op`; otherwise this starts the bucket's collectives and returns
+  // one handle for them. Called in bucket order, the same on every rank.
+  std::function<absl::StatusOr<CommHandle>(int bucket)> launch = nullptr;
 };
 
 // Counters since construction or ResetStats(); wait_seconds is communication the overlap did

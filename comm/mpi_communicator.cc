@@ -94,9 +94,14 @@ MPI_Datatype ToMpiDatatype(DataType type) {
 
 absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create() {
   HR_RETURN_IF_ERROR(EnsureMpiInitialized());
-  std::unique_ptr<MpiCommunicator> c(new MpiCommunicator());
   HR_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
-  HR_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &c->comm_));
+  return Create(MPI_COMM_WORLD);
+}
+
+absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(MPI_Comm parent) {
+  HR_RETURN_IF_ERROR(EnsureMpiInitialized());
+  std::unique_ptr<MpiCommunicator> c(new MpiCommunicator());
+  HR_MPI_CHECK(MPI_Comm_dup(parent, &c->comm_));
   HR_MPI_CHECK(MPI_Comm_set_errhandler(c->comm_, MPI_ERRORS_RETURN));
   HR_MPI_CHECK(MPI_Comm_rank(c->comm_, &c->rank_));
   HR_MPI_CHECK(MPI_Comm_size(c->comm_, &c->size_));

@@ -37,6 +37,9 @@ class MpiCommunicator : public Communicator {
   // Initialises MPI if needed (EnsureMpiInitialized) and joins every rank of MPI_COMM_WORLD.
   // Collective: every rank must call it.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Create();
+  // The ranks of `parent` (e.g. a subset split from MPI_COMM_WORLD, for tests that train on
+  // fewer ranks than the job has), duplicated. Collective over `parent`.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Create(MPI_Comm parent);
 
   ~MpiCommunicator() override;
   MpiCommunicator(const MpiCommunicator&) = delete;

@@ -2,6 +2,7 @@
 // column; validation errors are produced here, one per call, naming the dotted field path.
 #include "config/load.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include "absl/strings/escaping.h"
@@ -176,6 +177,10 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
     return Invalid(s, "train.comm_bucket_mb",
                    absl::StrCat("must be > 0 MiB (got ", t.comm_bucket_mb(), ")"));
   }
+  if (t.zero_stage() != 0 && t.zero_stage() != 1) {
+    return Invalid(s, "train.zero_stage",
+                   absl::StrCat("must be 0 or 1 (got ", t.zero_stage(), "); 1 is ZeRO-1"));
+  }
   if (t.attention() != "auto" && t.attention() != "fused" && t.attention() != "materialized") {
     return Invalid(s, "train.attention",
                    absl::StrCat("must be \"auto\", \"fused\" or \"materialized\" (got \"",
@@ -224,6 +229,19 @@ int HeadSize(const ModelConfig& model) {
 bool IsFixedHeadSize(const ModelConfig& model) {
   return model.head_size() > 0 && !(model.d_model() % model.num_heads() == 0 &&
                                     model.head_size() == model.d_model() / model.num_heads());
+}
+
+SequenceShape TrainingSequenceShape(const ExperimentConfig& config) {
+  const ModelConfig& m = config.model();
+  SequenceShape s;
+  s.seq = config.data().seq_length() > 0 ? config.data().seq_length() : m.max_positions();
+  if (m.objective() == ModelConfig::BERT) {
+    s.masked = config.data().max_predictions_per_seq();
+    if (s.masked == 0) {
+      s.masked = static_cast<int>(std::lround(s.seq * config.data().masked_lm_prob()));
+    }
+  }
+  return s;
 }
 
 void FillDefaults(ExperimentConfig& c) {

@@ -50,6 +50,15 @@ int HeadSize(const ModelConfig& model);
 // True when the config uses fixed head size attention (head_size set and != d_model/num_heads).
 bool IsFixedHeadSize(const ModelConfig& model);
 
+// The shape a config trains at: data.seq_length (model.max_positions when 0) and, for BERT,
+// the masked slots per sequence (data.max_predictions_per_seq, or round(seq * masked_lm_prob)
+// when 0); masked is 0 for the causal LM.
+struct SequenceShape {
+  int seq = 0;
+  int masked = 0;
+};
+SequenceShape TrainingSequenceShape(const ExperimentConfig& config);
+
 }  // namespace headroom
 
 #endif  // HEADROOM_CONFIG_LOAD_H_

@@ -31,8 +31,9 @@ struct CommandInfo {
 };
 
 const CommandInfo kCommands[] = {
-    {"params", "parameter counts and training FLOPs per token of configs",
-     "headroom params [--format=table|csv] [--set FIELD=VALUE]... CONFIG.textproto...",
+    {"params", "parameter counts, training FLOPs per token and memory per rank of configs",
+     "headroom params [--ranks=R] [--zero_stage=0|1] [--micro_batch=B] [--format=table|csv] "
+     "[--set FIELD=VALUE]... CONFIG.textproto...",
      "tools/params_command.cc", RunParams},
     {"prepare-bert", "text -> BERT pre-training shards (Google's create_pretraining_data)",
      "headroom prepare-bert --input_file=TEXT --vocab_file=vocab.txt --output_dir=DIR [flags]",
@@ -47,7 +48,7 @@ const CommandInfo kCommands[] = {
     {"scaling", "data-parallel scaling model: step time and efficiency for R = 8..1024 GPUs",
      "headroom scaling [--nvlink_gbs=G] [--ib_gbs=G] [--step_ms=T] [--format=table|csv] "
      "CONFIG.textproto...",
-     "tools/scaling_command.cc,tools/params_command.cc", RunScaling},
+     "tools/scaling_command.cc", RunScaling},
     {"bench-comm", "collective bandwidth between MPI ranks (algbw, busbw, #wrong)",
      "mpirun -np R headroom bench-comm [--collectives=all_reduce,...|all] [--max_bytes=64M]",
      "tools/bench_comm_command.cc", RunBenchComm},

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -17,6 +18,29 @@
 
 namespace headroom {
 namespace {
+
+// Several collectives in flight as one: Wait waits for all (the first error wins), Test is true
+// when all are done.
+class HandleGroup : public CommRequest {
+ public:
+  explicit HandleGroup(std::vector<CommHandle> handles) : handles_(std::move(handles)) {}
+  absl::Status Wait() override {
+    absl::Status status;
+    for (CommHandle& h : handles_) status.Update(h->Wait());
+    return status;
+  }
+  absl::StatusOr<bool> Test() override {
+    bool all = true;
+    for (CommHandle& h : handles_) {
+      HR_ASSIGN_OR_RETURN(bool done, h->Test());
+      all = all && done;
+    }
+    return all;
+  }
+
+ private:
+  std::vector<CommHandle> handles_;
+};
 
 // NCCL orders its collectives after the work of the stream the ops enqueue on.
 void OrderCommAfterCompute(Communicator* comm, Ops<float>* ops) {
@@ -82,6 +106,10 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
         absl::StrCat("train.comm=", comm->backend_name(),
                      " reduces device buffers, but --device=cpu; use train.comm=mpi (or auto)"));
   }
+  if (options.zero_stage != 0 && options.zero_stage != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("train.zero_stage: ", options.zero_stage,
+                                                   " is not supported; use 0 or 1 (ZeRO-1)"));
+  }
   OrderCommAfterCompute(comm, ops);
   std::unique_ptr<DataParallel> dp(new DataParallel());
   dp->comm_ = comm;
@@ -103,10 +131,169 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
   GradientBucketsOptions bo;
   bo.bucket_bytes = options.bucket_bytes;
   bo.op = ReduceOp::kAverage;
-  HR_ASSIGN_OR_RETURN(dp->buckets_, GradientBuckets::Create(comm, dp->reduce_buffer_, tensors, bo));
   DataParallel* self = dp.get();
+  dp->sharded_ = options.zero_stage == 1;
+  if (dp->sharded_) bo.launch = [self](int k) { return self->LaunchReduceScatter(k); };
+  HR_ASSIGN_OR_RETURN(dp->buckets_, GradientBuckets::Create(comm, dp->reduce_buffer_, tensors, bo));
+  HR_RETURN_IF_ERROR(dp->SetUpShard());
   dp->hook_ = [self](int layer) { self->MarkLayer(layer); };
   return dp;
+}
+
+DataParallel::~DataParallel() {
+  buckets_.reset();  // waits for collectives still in flight into the shard buffers
+  if (shard_grads_ != nullptr) ops_->Free(shard_grads_);
+}
+
+absl::Status DataParallel::SetUpShard() {
+  shard_ = PlanZeroShard(buckets_->buckets(), comm_->rank(), comm_->size());
+  if (!sharded_) return absl::OkStatus();
+  shard_grads_ = ops_->Alloc(std::max<int64_t>(shard_.numel, 1));
+  shard_reduce_ = shard_grads_;
+  if (staging_) {
+    shard_staged_.assign(static_cast<size_t>(shard_.numel), 0.0f);
+    shard_reduce_ = shard_staged_.data();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CommHandle> DataParallel::LaunchReduceScatter(int k) {
+  const GradientBucket& bucket = buckets_->buckets()[static_cast<size_t>(k)];
+  const int ranks = comm_->size();
+  const BucketSplit split = SplitBucket(bucket, ranks);
+  float* send = reduce_buffer_ + bucket.begin;
+  float* recv = shard_reduce_ + shard_.bucket_offset[static_cast<size_t>(k)];
+  std::vector<CommHandle> handles;
+  if (split.chunk > 0) {
+    HR_ASSIGN_OR_RETURN(handles.emplace_back(),
+                        comm_->ReduceScatterAsync(send, recv, static_cast<size_t>(split.chunk),
+                                                  DataType::kFloat32, ReduceOp::kAverage));
+  }
+  if (split.tail > 0) {
+    // The last rank's chunk continues with the tail; elsewhere it is reduced in place (and
+    // unused).
+    float* tail = send + split.chunk * ranks;
+    float* out = comm_->rank() == ranks - 1 ? recv + split.chunk : tail;
+    HR_ASSIGN_OR_RETURN(handles.emplace_back(),
+                        comm_->AllReduceAsync(tail, out, static_cast<size_t>(split.tail),
+                                              DataType::kFloat32, ReduceOp::kAverage));
+  }
+  return CommHandle(std::make_unique<HandleGroup>(std::move(handles)));
+}
+
+absl::StatusOr<CommHandle> DataParallel::LaunchAllGather(Communicator& comm, float* params,
+                                                         int k) const {
+  const GradientBucket& bucket = buckets_->buckets()[static_cast<size_t>(k)];
+  const int ranks = comm.size();
+  const BucketSplit split = SplitBucket(bucket, ranks);
+  float* base = params + bucket.begin;
+  std::vector<CommHandle> handles;
+  if (split.chunk > 0) {
+    HR_ASSIGN_OR_RETURN(handles.emplace_back(),
+                        comm.AllGatherAsync(base + comm.rank() * split.chunk, base,
+                                            static_cast<size_t>(split.chunk), DataType::kFloat32));
+  }
+  if (split.tail > 0) {
+    // The tail is zero on every rank but its owner (the caller sees to it), so a sum delivers
+    // the owner's values: an all-reduce, which NCCL runs as a tree for small messages, where a
+    // broadcast from the last rank would be a chain of R - 1 steps.
+    float* tail = base + split.chunk * ranks;
+    HR_ASSIGN_OR_RETURN(handles.emplace_back(),
+                        comm.AllReduceAsync(tail, tail, static_cast<size_t>(split.tail),
+                                            DataType::kFloat32, ReduceOp::kSum));
+  }
+  return CommHandle(std::make_unique<HandleGroup>(std::move(handles)));
+}
+
+const float* DataParallel::optimizer_grads() const {
+  return sharded_ ? shard_grads_ : model_->grads();
+}
+
+OptimizerShard<float> DataParallel::optimizer_shard() {
+  OptimizerShard<float> o;
+  if (!sharded_) return o;
+  o.ranges = shard_.ranges;
+  Communicator* host = host_comm_;
+  o.sum_over_ranks = [host](double* values, int n) {
+    return host->AllReduce(values, values, static_cast<size_t>(n), DataType::kFloat64,
+                           ReduceOp::kSum);
+  };
+  o.workspace = model_->grads();
+  return o;
+}
+
+absl::Status DataParallel::GatherParameters() {
+  if (!sharded_) return absl::OkStatus();
+  // Staging: the shard's parameters go to the host copy (free since Finish), are gathered
+  // there and all come back; otherwise the gather runs in place in the parameters.
+  float* params = staging_ ? staged_.data() : model_->params();
+  if (staging_) {
+    for (const ShardRange& r : shard_.ranges) {
+      ops_->CopyToHost(params + r.begin, model_->params() + r.begin,
+                       sizeof(float) * static_cast<size_t>(r.numel()));
+    }
+  }
+  // The buckets' tails are summed over the ranks (LaunchAllGather): zero where not owned.
+  const int ranks = comm_->size();
+  if (comm_->rank() != ranks - 1) {
+    for (const GradientBucket& b : buckets_->buckets()) {
+      const BucketSplit split = SplitBucket(b, ranks);
+      float* tail = params + b.begin + split.chunk * ranks;
+      if (split.tail == 0) continue;
+      if (staging_) {
+        std::fill(tail, tail + split.tail, 0.0f);
+      } else {
+        ops_->Fill(tail, split.tail, 0.0f);
+      }
+    }
+  }
+  std::vector<CommHandle> handles;
+  for (size_t k = 0; k < buckets_->buckets().size(); ++k) {
+    HR_ASSIGN_OR_RETURN(handles.emplace_back(),
+                        LaunchAllGather(*comm_, params, static_cast<int>(k)));
+  }
+  absl::Status status;
+  for (CommHandle& h : handles) status.Update(h->Wait());
+  HR_RETURN_IF_ERROR(status);
+  if (staging_) ops_->CopyToDevice(model_->params(), params, sizeof(float) * staged_.size());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> DataParallel::GatherShards(std::vector<float> shard) {
+  if (!sharded_) return shard;
+  if (static_cast<int64_t>(shard.size()) != shard_.numel) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "GatherShards: ", shard.size(), " elements given, the shard has ", shard_.numel));
+  }
+  std::vector<float> full(static_cast<size_t>(num_elements()), 0.0f);
+  for (const ShardRange& r : shard_.ranges) {
+    std::copy(shard.begin() + r.offset, shard.begin() + r.offset + r.numel(),
+              full.begin() + r.begin);
+  }
+  std::vector<CommHandle> handles;
+  for (size_t k = 0; k < buckets_->buckets().size(); ++k) {
+    HR_ASSIGN_OR_RETURN(handles.emplace_back(),
+                        LaunchAllGather(*host_comm_, full.data(), static_cast<int>(k)));
+  }
+  absl::Status status;
+  for (CommHandle& h : handles) status.Update(h->Wait());
+  HR_RETURN_IF_ERROR(status);
+  return full;
+}
+
+std::vector<float> DataParallel::ShardOf(std::vector<float> full) const {
+  if (!sharded_) return full;
+  std::vector<float> shard(static_cast<size_t>(shard_.numel));
+  for (const ShardRange& r : shard_.ranges) {
+    std::copy(full.begin() + r.begin, full.begin() + r.end, shard.begin() + r.offset);
+  }
+  return shard;
+}
+
+int64_t DataParallel::allocated_bytes() const {
+  const int64_t elements =
+      (sharded_ ? shard_.numel : 0) + static_cast<int64_t>(staged_.size() + shard_staged_.size());
+  return elements * static_cast<int64_t>(sizeof(float));
 }
 
 void DataParallel::MarkLayer(int layer) {
@@ -134,7 +321,11 @@ absl::StatusOr<DataParallelStepStats> DataParallel::Finish(Clock::time_point com
   HR_RETURN_IF_ERROR(buckets_->WaitAll());
   s.wait_seconds = buckets_->stats().last_wait_seconds;
   s.bytes_reduced = buckets_->stats().bytes_reduced - before;
-  if (staging_) {
+  if (sharded_) {
+    if (staging_) {
+      ops_->CopyToDevice(shard_grads_, shard_staged_.data(), sizeof(float) * shard_staged_.size());
+    }
+  } else if (staging_) {
     ops_->CopyToDevice(model_->grads(), staged_.data(), sizeof(float) * staged_.size());
   }
   return s;
@@ -146,10 +337,18 @@ const std::vector<GradientBucket>& DataParallel::buckets() const {
 }
 
 std::string DataParallel::Describe(double bucket_mb) const {
-  return absl::StrFormat(
+  std::string line = absl::StrFormat(
       "data parallel: %d ranks (%s%s), %zu gradient buckets of <= %g MiB, %.3g MB per step",
       comm_->size(), comm_->backend_name(), staging_ ? ", host-staged" : "", buckets().size(),
       bucket_mb, num_elements() * 4.0 / 1e6);
+  if (sharded_) {
+    absl::StrAppendFormat(&line,
+                          "; ZeRO-1: reduce-scatter into shards, rank %d updates %lld of %lld "
+                          "parameters, then all-gather",
+                          comm_->rank(), static_cast<long long>(shard_.numel),
+                          static_cast<long long>(num_elements()));
+  }
+  return line;
 }
 
 }  // namespace headroom

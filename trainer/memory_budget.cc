@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "base/host_memory.h"
 #include "base/status_macros.h"
+#include "trainer/memory_report.h"
 
 namespace headroom {
 
@@ -22,11 +23,24 @@ absl::StatusOr<AvailableMemory> AvailableMemoryFor(DeviceKind device) {
 }
 
 RunMemory EstimateRunMemory(const ExperimentConfig& config, const ModelLimits& limits,
-                            const Ops<float>& ops) {
+                            const Ops<float>& ops, int data_parallel_ranks) {
   RunMemory need;
   need.model =
       EstimateTrainingMemory(config.model(), limits, ModelOptionsFromConfig(config.train()), ops,
                              config.train().optimizer());
+  if (config.train().zero_stage() == 1 && data_parallel_ranks > 1) {
+    // ZeRO-1: the largest shard (the last rank's, which holds the buckets' tails) of the
+    // optimizer state, and the shard gradient beside the full one (trainer/memory_report.h).
+    MemoryPrediction p;
+    p.ranks = data_parallel_ranks;
+    p.zero_stage = 1;
+    p.rank = data_parallel_ranks - 1;
+    absl::StatusOr<MemoryPerRank> shard = PredictMemoryPerRank(config, p);
+    if (shard.ok()) {
+      need.model.gradients = shard->gradients;
+      need.model.optimizer = shard->optimizer;
+    }
+  }
   if (ops.device() == DeviceKind::kCpu) need.checkpoint_copies = 3 * need.model.parameters;
   return need;
 }
@@ -55,7 +69,10 @@ absl::Status CheckMemoryFits(const RunMemory& need, int ranks_here,
     if (!train.layernorm_from_output()) lower.push_back("train.layernorm_from_output=true");
     lower.push_back("a smaller model");
   }
-  lower.push_back("train.zero_stage (sharding the optimizer state over ranks) is coming");
+  if (train.zero_stage() == 0) {
+    lower.push_back(
+        "train.zero_stage=1 over several ranks (each keeps 1/R of the optimizer state)");
+  }
   const char* memory = device == DeviceKind::kCuda ? "GPU memory" : "host memory";
   return absl::ResourceExhaustedError(absl::StrCat(
       "the run needs ", FormatGiB(total), " of ", memory, " (", ranks,
@@ -68,12 +85,13 @@ absl::Status CheckMemoryFits(const RunMemory& need, int ranks_here,
 }
 
 absl::Status CheckTrainingMemory(const ExperimentConfig& config, const ModelLimits& limits,
-                                 const Ops<float>& ops, int ranks_on_this_host) {
+                                 const Ops<float>& ops, int ranks_on_this_host,
+                                 int data_parallel_ranks) {
   absl::StatusOr<AvailableMemory> available = AvailableMemoryFor(ops.device());
   if (!available.ok()) return absl::OkStatus();  // nothing to compare with: allocate and see
   const int ranks = ops.device() == DeviceKind::kCpu ? ranks_on_this_host : 1;
-  return CheckMemoryFits(EstimateRunMemory(config, limits, ops), ranks, *available, config.train(),
-                         limits, ops.device());
+  return CheckMemoryFits(EstimateRunMemory(config, limits, ops, data_parallel_ranks), ranks,
+                         *available, config.train(), limits, ops.device());
 }
 
 }  // namespace headroom

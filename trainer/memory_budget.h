@@ -6,7 +6,7 @@
 // minute and swapping, or being killed without a word by the kernel's OOM killer.
 //
 // The trainer calls it in setup, after MakeOps and before Model::Create:
-//   HR_RETURN_IF_ERROR(CheckTrainingMemory(config, limits, *ops, comm.local_size()));
+//   HR_RETURN_IF_ERROR(CheckTrainingMemory(config, limits, *ops, comm.local_size(), comm.size()));
 #ifndef HEADROOM_TRAINER_MEMORY_BUDGET_H_
 #define HEADROOM_TRAINER_MEMORY_BUDGET_H_
 
@@ -31,16 +31,18 @@ struct AvailableMemory {
 // The CPU: AvailableHostMemory(); CUDA: the current GPU's free memory (CudaMemoryInfo).
 [[nodiscard]] absl::StatusOr<AvailableMemory> AvailableMemoryFor(DeviceKind device);
 
-// What one rank of a run needs on its backend: the model and optimizer (EstimateTrainingMemory)
-// and, on the CPU, where the backend's memory is host memory, the host copies of the
-// parameters and both moments that saving or resuming a checkpoint makes (3 x parameters;
-// counted once, for the lead rank, by CheckMemoryFits).
+// What one rank of a run needs on its backend: the model and optimizer (EstimateTrainingMemory;
+// with train.zero_stage 1 over `data_parallel_ranks` > 1 ranks, the optimizer state of the
+// largest shard and the shard gradient, trainer/memory_report.h) and, on the CPU, where the
+// backend's memory is host memory, the host copies of the parameters and both moments that
+// saving or resuming a checkpoint makes (3 x parameters; counted once, for the lead rank, by
+// CheckMemoryFits).
 struct RunMemory {
   MemoryEstimate model;
   int64_t checkpoint_copies = 0;  // bytes; 0 on CUDA (host memory, not the GPU's)
 };
 RunMemory EstimateRunMemory(const ExperimentConfig& config, const ModelLimits& limits,
-                            const Ops<float>& ops);
+                            const Ops<float>& ops, int data_parallel_ranks = 1);
 
 // OK when `ranks_here` ranks of `need` fit `available` (on the CPU all ranks of a host share its
 // memory; on CUDA each rank has its own GPU, so pass 1). Otherwise ResourceExhausted, one line:
@@ -48,7 +50,7 @@ RunMemory EstimateRunMemory(const ExperimentConfig& config, const ModelLimits& l
 //    are available (MemAvailable in /proc/meminfo); to need less: train.micro_batch_size=... "
 // listing the settings that lower the need and are not already in use: train.micro_batch_size
 // (the micro-batch now `limits.max_batch`), train.recompute_gelu, train.layernorm_from_output,
-// a smaller model, and train.zero_stage (sharding the optimizer state over ranks, coming). When
+// a smaller model, and train.zero_stage=1 (sharding the optimizer state over ranks). When
 // parameters, gradients and optimizer state alone do not fit, it says so: then only a smaller
 // model (or sharding) helps.
 [[nodiscard]] absl::Status CheckMemoryFits(const RunMemory& need, int ranks_here,
@@ -57,11 +59,12 @@ RunMemory EstimateRunMemory(const ExperimentConfig& config, const ModelLimits& l
                                            DeviceKind device);
 
 // EstimateRunMemory, AvailableMemoryFor(ops.device()) and CheckMemoryFits together, as the
-// trainer calls them. `ranks_on_this_host`: the communicator's local_size() (used on the CPU).
+// trainer calls them. `ranks_on_this_host`: the communicator's local_size() (used on the CPU);
+// `data_parallel_ranks`: its size() (for train.zero_stage 1).
 // An unreadable "available" (no /proc/meminfo) skips the check rather than failing the run.
 [[nodiscard]] absl::Status CheckTrainingMemory(const ExperimentConfig& config,
                                                const ModelLimits& limits, const Ops<float>& ops,
-                                               int ranks_on_this_host);
+                                               int ranks_on_this_host, int data_parallel_ranks = 1);
 
 }  // namespace headroom
 

@@ -1,55 +1,127 @@
-// AdamW / LAMB over the flat parameter buffer; see optimizer.h for the contract.
+// AdamW / LAMB over the flat parameter buffer, whole or a ZeRO-1 shard; see optimizer.h for the
+// contract.
 #include "trainer/optimizer.h"
 
 #include <algorithm>
 #include <cmath>
 
+#include "base/status_macros.h"
+
 namespace headroom {
 
 template <typename T>
-Optimizer<T>::Optimizer(Ops<T>& ops, const ParameterLayout& layout, const OptimizerConfig& config)
-    : ops_(ops), config_(config), total_(layout.total()) {
+std::vector<typename Optimizer<T>::Segment> Optimizer<T>::PlanSegments(
+    const ParameterLayout& layout, const OptimizerConfig& config,
+    const std::vector<ShardRange>& ranges, int* lamb_tensors, int64_t* largest) {
   const bool lamb = config.type() == OptimizerConfig::LAMB;
-  int64_t largest = 0;
+  const std::vector<ShardRange> whole = {{0, layout.total(), 0}};
+  const std::vector<ShardRange>& rs = ranges.empty() ? whole : ranges;
+  std::vector<Segment> segments;
+  *lamb_tensors = 0;
+  *largest = 0;
   for (const TensorSpec& t : layout.tensors()) {
     const bool tensor_lamb = lamb && t.weight_decay;
-    largest = std::max(largest, t.numel);
-    // Merge into the previous segment when both are AdamW ranges with the same decay: fewer,
-    // longer op calls (the whole buffer is ~2 segments per layer).
-    if (!segments_.empty() && !tensor_lamb && !segments_.back().lamb &&
-        segments_.back().decay == t.weight_decay &&
-        segments_.back().offset + segments_.back().numel == t.offset) {
-      segments_.back().numel += t.numel;
-      continue;
+    const int lamb_index = tensor_lamb ? (*lamb_tensors)++ : -1;
+    for (const ShardRange& r : rs) {
+      const int64_t begin = std::max(t.offset, r.begin), end = std::min(t.offset + t.numel, r.end);
+      if (begin >= end) continue;
+      const int64_t state = r.offset + (begin - r.begin);
+      if (tensor_lamb) *largest = std::max(*largest, end - begin);
+      // Merge into the previous segment when both are AdamW runs with the same decay, adjacent
+      // in the flat buffer and in the state: fewer, longer op calls (~2 segments per layer).
+      if (!segments.empty() && !tensor_lamb && !segments.back().lamb &&
+          segments.back().decay == t.weight_decay &&
+          segments.back().offset + segments.back().numel == begin &&
+          segments.back().state + segments.back().numel == state) {
+        segments.back().numel += end - begin;
+        continue;
+      }
+      segments.push_back(
+          Segment{begin, state, end - begin, t.weight_decay, tensor_lamb, lamb_index});
     }
-    segments_.push_back(Segment{t.offset, t.numel, t.weight_decay, tensor_lamb});
   }
-  m_ = ops_.Alloc(total_);
-  v_ = ops_.Alloc(total_);
-  scalar_ = ops_.Alloc(1);
-  if (lamb) scratch_ = ops_.Alloc(largest);
+  return segments;
+}
+
+template <typename T>
+int64_t Optimizer<T>::AllocatedBytes(const ParameterLayout& layout, const OptimizerConfig& config,
+                                     const std::vector<ShardRange>& ranges, bool workspace_given) {
+  int lamb_tensors = 0;
+  int64_t largest_piece = 0;
+  const std::vector<Segment> segments =
+      PlanSegments(layout, config, ranges, &lamb_tensors, &largest_piece);
+  int64_t state = 0, lamb_segments = 0, largest_tensor = 0;
+  for (const Segment& s : segments) {
+    state += s.numel;
+    lamb_segments += s.lamb ? 1 : 0;
+  }
+  for (const TensorSpec& t : layout.tensors()) largest_tensor = std::max(largest_tensor, t.numel);
+  if (ranges.empty()) state = layout.total();
+  int64_t elements = 2 * state + 1;  // m, v, the Dot scalar
+  if (config.type() == OptimizerConfig::LAMB) {
+    if (ranges.empty()) {
+      elements += largest_tensor;
+    } else {
+      elements += (workspace_given ? 0 : state) + 2 * lamb_segments;
+    }
+  }
+  return elements * static_cast<int64_t>(sizeof(T));
+}
+
+template <typename T>
+T* Optimizer<T>::Allocate(int64_t n) {
+  T* p = ops_.Alloc(n);
+  allocations_.push_back(p);
+  allocated_bytes_ += n * static_cast<int64_t>(sizeof(T));
+  return p;
+}
+
+template <typename T>
+Optimizer<T>::Optimizer(Ops<T>& ops, const ParameterLayout& layout, const OptimizerConfig& config,
+                        OptimizerShard<T> shard)
+    : ops_(ops), config_(config), shard_(std::move(shard)), sharded_(!shard_.ranges.empty()) {
+  int64_t largest_piece = 0;
+  segments_ = PlanSegments(layout, config, shard_.ranges, &lamb_tensors_, &largest_piece);
+  int64_t lamb_segments = 0;
+  for (const Segment& s : segments_) {
+    state_elements_ += s.numel;
+    lamb_segments += s.lamb ? 1 : 0;
+  }
+  if (!sharded_) state_elements_ = layout.total();
+  m_ = Allocate(state_elements_);
+  v_ = Allocate(state_elements_);
+  scalar_ = Allocate(1);
+  if (config.type() != OptimizerConfig::LAMB) return;
+  if (!sharded_) {
+    int64_t largest = 0;
+    for (const TensorSpec& t : layout.tensors()) largest = std::max(largest, t.numel);
+    scratch_ = Allocate(largest);
+    return;
+  }
+  scratch_ = shard_.workspace != nullptr ? shard_.workspace : Allocate(state_elements_);
+  norms_ = Allocate(2 * lamb_segments);
 }
 
 template <typename T>
 Optimizer<T>::~Optimizer() {
-  ops_.Free(m_);
-  ops_.Free(v_);
-  ops_.Free(scalar_);
-  ops_.Free(scratch_);
+  for (void* p : allocations_) ops_.Free(p);
 }
 
 template <typename T>
-double Optimizer<T>::GradNorm(const T* grads, double grad_scale) {
-  ops_.Dot(grads, grads, total_, scalar_);
-  T sum_sq = 0;
-  ops_.CopyToHost(&sum_sq, scalar_, sizeof(T));
-  return std::sqrt(static_cast<double>(sum_sq)) * std::abs(grad_scale);
+absl::StatusOr<double> Optimizer<T>::GradNorm(const T* grads, double grad_scale) {
+  ops_.Dot(grads, grads, state_elements_, scalar_);
+  T partial = 0;
+  ops_.CopyToHost(&partial, scalar_, sizeof(T));
+  double sum_sq = static_cast<double>(partial);
+  if (sharded_) HR_RETURN_IF_ERROR(shard_.sum_over_ranks(&sum_sq, 1));
+  return std::sqrt(sum_sq) * std::abs(grad_scale);
 }
 
 template <typename T>
-OptimizerStats Optimizer<T>::Step(T* params, const T* grads, double lr, double grad_scale) {
+absl::StatusOr<OptimizerStats> Optimizer<T>::Step(T* params, const T* grads, double lr,
+                                                  double grad_scale) {
   OptimizerStats stats;
-  stats.grad_norm = GradNorm(grads, grad_scale);
+  HR_ASSIGN_OR_RETURN(stats.grad_norm, GradNorm(grads, grad_scale));
   if (!std::isfinite(stats.grad_norm)) return stats;
   const double max_norm = config_.max_grad_norm();
   if (max_norm > 0 && stats.grad_norm > max_norm) stats.clip_factor = max_norm / stats.grad_norm;
@@ -63,23 +135,69 @@ OptimizerStats Optimizer<T>::Step(T* params, const T* grads, double lr, double g
   s.step = step_ + 1;
   s.grad_scale = static_cast<float>(grad_scale * stats.clip_factor);
   for (const Segment& seg : segments_) {
+    if (seg.lamb && sharded_) continue;  // ShardedLamb below
     s.weight_decay = seg.decay ? config_.weight_decay() : 0.0f;
     if (seg.lamb) {
-      ops_.Lamb(params + seg.offset, grads + seg.offset, m_ + seg.offset, v_ + seg.offset,
-                seg.numel, s, scratch_);
+      ops_.Lamb(params + seg.offset, grads + seg.state, m_ + seg.state, v_ + seg.state, seg.numel,
+                s, scratch_);
     } else {
-      ops_.AdamW(params + seg.offset, grads + seg.offset, m_ + seg.offset, v_ + seg.offset,
-                 seg.numel, s);
+      ops_.AdamW(params + seg.offset, grads + seg.state, m_ + seg.state, v_ + seg.state, seg.numel,
+                 s);
     }
   }
+  if (sharded_ && lamb_tensors_ > 0) HR_RETURN_IF_ERROR(ShardedLamb(params, grads, s));
   ++step_;
   stats.applied = true;
   return stats;
 }
 
 template <typename T>
+absl::Status Optimizer<T>::ShardedLamb(T* params, const T* grads, const OptimizerStep& step) {
+  // 1. Per LAMB segment: m, v and u = m_hat / (sqrt(v_hat) + eps) into the scratch (a zero
+  // "weight" updated with lr = -1 and no decay is u exactly), + decay * w, and the partial
+  // squared norms of w and u.
+  OptimizerStep direction = step;
+  direction.lr = -1.0f;
+  direction.weight_decay = 0.0f;
+  int k = 0;
+  for (const Segment& seg : segments_) {
+    if (!seg.lamb) continue;
+    T* u = scratch_ + seg.state;
+    const T* w = params + seg.offset;
+    ops_.Fill(u, seg.numel, T(0));
+    ops_.AdamW(u, grads + seg.state, m_ + seg.state, v_ + seg.state, seg.numel, direction);
+    if (seg.decay) ops_.Axpy(static_cast<T>(config_.weight_decay()), w, u, seg.numel);
+    ops_.Dot(w, w, seg.numel, norms_ + 2 * k);
+    ops_.Dot(u, u, seg.numel, norms_ + 2 * k + 1);
+    ++k;
+  }
+  // 2. The partial sums per tensor, summed over the ranks (tensors this rank has no piece of
+  // contribute zeros).
+  std::vector<T> partial(static_cast<size_t>(2 * k));
+  ops_.CopyToHost(partial.data(), norms_, partial.size() * sizeof(T));
+  std::vector<double> sums(static_cast<size_t>(2 * lamb_tensors_), 0.0);
+  k = 0;
+  for (const Segment& seg : segments_) {
+    if (!seg.lamb) continue;
+    sums[2 * seg.lamb_tensor] += static_cast<double>(partial[2 * k]);
+    sums[2 * seg.lamb_tensor + 1] += static_cast<double>(partial[2 * k + 1]);
+    ++k;
+  }
+  HR_RETURN_IF_ERROR(shard_.sum_over_ranks(sums.data(), static_cast<int>(sums.size())));
+  // 3. w -= lr * r * u with r = ||w|| / ||u|| of the whole tensor (1 when either is 0).
+  for (const Segment& seg : segments_) {
+    if (!seg.lamb) continue;
+    const double ws = sums[2 * seg.lamb_tensor], us = sums[2 * seg.lamb_tensor + 1];
+    const double ratio = (ws > 0 && us > 0) ? std::sqrt(ws) / std::sqrt(us) : 1.0;
+    const T lr_ratio = static_cast<T>(static_cast<double>(step.lr) * ratio);
+    ops_.Axpy(-lr_ratio, scratch_ + seg.state, params + seg.offset, seg.numel);
+  }
+  return absl::OkStatus();
+}
+
+template <typename T>
 void Optimizer<T>::ExportState(std::vector<float>* m, std::vector<float>* v) {
-  const size_t n = static_cast<size_t>(total_);
+  const size_t n = static_cast<size_t>(state_elements_);
   m->resize(n);
   v->resize(n);
   if constexpr (std::is_same_v<T, float>) {
@@ -96,7 +214,7 @@ void Optimizer<T>::ExportState(std::vector<float>* m, std::vector<float>* v) {
 
 template <typename T>
 void Optimizer<T>::ImportState(const float* m, const float* v, int64_t step) {
-  const size_t n = static_cast<size_t>(total_);
+  const size_t n = static_cast<size_t>(state_elements_);
   if constexpr (std::is_same_v<T, float>) {
     ops_.CopyToDevice(m_, m, n * sizeof(float));
     ops_.CopyToDevice(v_, v, n * sizeof(float));

@@ -23,6 +23,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/data_parallel.h"
 #include "trainer/data_source.h"
+#include "trainer/memory_report.h"
 #include "trainer/metrics.h"
 #include "trainer/optimizer.h"
 #include "trainer/rank_agreement.h"
@@ -121,6 +122,7 @@ class Trainer {
   int phase_index_ = -1;
   std::unique_ptr<BatchSource> source_;
   LogWindow log_;
+  MemoryPerRank memory_;  // rank 0's, for the console and the metrics
 };
 
 Trainer::Trainer(const TrainOptions& options, Communicator& comm)
@@ -143,6 +145,11 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   HR_RETURN_IF_ERROR(RestoreOrInitialise());
   if (console_ && data_parallel_->active()) {
     std::fprintf(console_, "%s\n", data_parallel_->Describe(tc_.comm_bucket_mb()).c_str());
+  }
+  memory_ = MeasureMemoryPerRank(*model_, *optimizer_, *data_parallel_);
+  if (console_) {
+    std::fprintf(console_, "memory per rank (rank 0's buffers): %s\n",
+                 DescribeMemory(memory_).c_str());
   }
   end_ = options_.max_steps > 0 ? std::min(options_.max_steps, schedule_->total_steps())
                                 : schedule_->total_steps();
@@ -216,10 +223,13 @@ absl::Status Trainer::SetUp() {
   HR_ASSIGN_OR_RETURN(ops_, MakeOps(options_.device, {tc_.precision()}));
   HR_ASSIGN_OR_RETURN(model_, Model<float>::Create(config_.model(), ops_.get(), limits_,
                                                    ModelOptionsFromConfig(tc_)));
-  optimizer_ = std::make_unique<Optimizer<float>>(*ops_, model_->layout(), tc_.optimizer());
   DataParallelOptions dpo;
   dpo.bucket_bytes = BucketBytesFromMb(tc_.comm_bucket_mb());
+  dpo.zero_stage = tc_.zero_stage();
   HR_ASSIGN_OR_RETURN(data_parallel_, DataParallel::Create(&comm_, ops_.get(), model_.get(), dpo));
+  // ZeRO-1: the optimizer of the rank's shard only (trainer/data_parallel.h).
+  optimizer_ = std::make_unique<Optimizer<float>>(*ops_, model_->layout(), tc_.optimizer(),
+                                                  data_parallel_->optimizer_shard());
   google::protobuf::TextFormat::PrintToString(config_, &config_text_);
   if (ranks_ > 1) {
     HR_RETURN_IF_ERROR(CheckSameOnAllRanks(HostComm(), config_text_, model_->layout().total()));
@@ -237,7 +247,12 @@ absl::Status Trainer::RestoreOrInitialise() {
   if (lead_) HR_RETURN_IF_ERROR(LoadOrInitialiseOnLead(&params, &m, &v, &resumed));
   if (ranks_ > 1) HR_RETURN_IF_ERROR(BroadcastStart(&params, &m, &v, &resumed));
   model_->CopyParametersToDevice(params.data());
-  if (resumed) optimizer_->ImportState(m.data(), v.data(), result_.first_step);
+  if (resumed) {
+    // The full moments of any checkpoint (any R, either stage); ZeRO-1 keeps its shard.
+    m = data_parallel_->ShardOf(std::move(m));
+    v = data_parallel_->ShardOf(std::move(v));
+    optimizer_->ImportState(m.data(), v.data(), result_.first_step);
+  }
   if (ranks_ > 1) {
     // What the ranks will train from, read back from each rank's device: the broadcast and the
     // copies are checked, not assumed.
@@ -439,7 +454,12 @@ absl::Status Trainer::ApplyUpdate(int k, StepResult* r) {
   }
   r->lr = schedule_->LearningRate(step_);
   if (std::isfinite(r->loss)) {
-    r->stats = optimizer_->Step(model_->params(), model_->grads(), r->lr, 1.0 / k);
+    HR_ASSIGN_OR_RETURN(
+        r->stats,
+        optimizer_->Step(model_->params(), data_parallel_->optimizer_grads(), r->lr, 1.0 / k));
+    // ZeRO-1: every rank's updated shard to every rank (all agree on applying: the loss and the
+    // grad norm are global).
+    if (r->stats.applied) HR_RETURN_IF_ERROR(data_parallel_->GatherParameters());
   }
   if (!r->stats.applied && !tc_.skip_nonfinite_steps()) {
     return absl::InternalError(absl::StrCat("step ", step_ + 1, ": the gradient norm is ",
@@ -504,6 +524,9 @@ absl::Status Trainer::LogTrain(const StepResult& s) {
                {"comm_wait_seconds", log_.wait / n},
                {"bytes_reduced", static_cast<double>(log_.bytes) / n}};
   }
+  // Rank 0's buffers by purpose (trainer/memory_report.h), with the stage that shaped them.
+  r.extra.emplace_back("zero_stage", tc_.zero_stage());
+  for (const auto& kv : MemoryMetrics(memory_)) r.extra.push_back(kv);
   if (metrics_) HR_RETURN_IF_ERROR(metrics_->LogTrain(r));
   if (console_ && ranks_ > 1) {
     std::fprintf(console_,
@@ -533,12 +556,16 @@ absl::Status Trainer::LogAttentionRank(int64_t at) {
   return metrics_->LogEval(at, AttentionRankMetrics(st, tc_.attention_rank_per_head()));
 }
 
-// Rank 0 writes the checkpoint of step_ (train.keep_checkpoints kept).
+// Rank 0 writes the checkpoint of step_ (train.keep_checkpoints kept). With ZeRO-1 every rank
+// first contributes its shard of the moments, so the checkpoint holds the full state.
 absl::Status Trainer::Save(double loss) {
-  if (!lead_) return absl::OkStatus();
-  std::vector<float> params(static_cast<size_t>(model_->layout().total())), m, v;
-  model_->CopyParametersToHost(params.data());
+  std::vector<float> m, v;
   optimizer_->ExportState(&m, &v);
+  HR_ASSIGN_OR_RETURN(m, data_parallel_->GatherShards(std::move(m)));
+  HR_ASSIGN_OR_RETURN(v, data_parallel_->GatherShards(std::move(v)));
+  if (!lead_) return absl::OkStatus();
+  std::vector<float> params(static_cast<size_t>(model_->layout().total()));
+  model_->CopyParametersToHost(params.data());
   TrainerState st;
   st.step = step_;
   st.seed = tc_.seed();

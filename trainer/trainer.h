@@ -43,6 +43,15 @@
 //   - the loss and evaluation are averaged over ranks; rank 0 alone writes checkpoints,
 //     metrics and console lines; the metrics add per step compute_seconds (forward+backward),
 //     comm_wait_seconds (all-reduce time backward did not hide) and bytes_reduced;
+//   - train.zero_stage: 1 (ZeRO-1, trainer/data_parallel.h): the buckets are reduce-scattered
+//     into each rank's shard instead, each rank's optimizer holds and updates its shard only
+//     (the grad norm for clipping and LAMB's per-tensor norms are summed over the ranks), and
+//     the parameters are all-gathered after the update; the same training up to summation
+//     order. Checkpoints hold the full state (the moments gathered to rank 0), so a run resumes
+//     on any R and either stage;
+//   - memory: rank 0's buffers by purpose (parameters, gradients, optimizer state,
+//     activations; trainer/memory_report.h) are printed at the start and added to every
+//     metrics line (memory_*_bytes, with zero_stage);
 //   - device tensors: "nccl" reduces them in place; "mpi" copies each tensor to the host as
 //     backward finishes it, reduces there and copies back (host staging; on the CPU backend the
 //     host buffer is the gradient buffer itself and the copies are skipped);

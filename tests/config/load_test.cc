@@ -124,6 +124,29 @@ TEST(LoadConfigTest, CheckpointSettingsOutOfRangeAreRejected) {
   EXPECT_TRUE(ParseWith("train { checkpoint_every: 0 keep_checkpoints: 1 }").ok());
 }
 
+TEST(LoadConfigTest, ZeroStageIsZeroOrOne) {
+  absl::StatusOr<ExperimentConfig> c = ParseWith("");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->train().zero_stage(), 0);
+  ASSERT_TRUE(ParseWith("train { zero_stage: 1 }").ok());
+  ExpectRejected(ParseWith("train { zero_stage: 2 }"), "train.zero_stage");
+  ExpectRejected(ParseWith("train { zero_stage: -1 }"), "train.zero_stage");
+}
+
+TEST(LoadConfigTest, TrainingSequenceShapeFillsTheDefaults) {
+  absl::StatusOr<ExperimentConfig> c = ParseWith("");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(TrainingSequenceShape(*c).seq, 16);
+  EXPECT_EQ(TrainingSequenceShape(*c).masked, 3);
+  // No sequence length: max_positions 32; no masked slots: round(32 * 0.15) = 5.
+  c->mutable_data()->set_seq_length(0);
+  c->mutable_data()->set_max_predictions_per_seq(0);
+  EXPECT_EQ(TrainingSequenceShape(*c).seq, 32);
+  EXPECT_EQ(TrainingSequenceShape(*c).masked, 5);
+  c->mutable_model()->set_objective(ModelConfig::CAUSAL_LM);
+  EXPECT_EQ(TrainingSequenceShape(*c).masked, 0);
+}
+
 TEST(LoadConfigTest, SequenceLongerThanPositionsIsRejected) {
   ExpectRejected(ParseWith("data { seq_length: 33 }"), "data.seq_length");
   ExpectRejected(ParseWith("data { max_predictions_per_seq: 17 }"), "data.max_predictions_per_seq");

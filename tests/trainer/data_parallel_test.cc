@@ -18,13 +18,14 @@
 #include <string>
 #include <vector>
 
-#include "comm/mpi_communicator.h"
 #include "comm/single_process_communicator.h"
+#include "comm/mpi_communicator.h"
 #include "config/load.h"
 #include "data/example_io.h"
 #include "data/record_writer.h"
 #include "gtest/gtest.h"
 #include "tests/trainer/lm_shards.h"
+#include "tests/trainer/run_checks.h"
 #include "tests/trainer/tiny_lm_config.h"
 #include "trainer/checkpoint.h"
 #include "trainer/trainer.h"
@@ -55,22 +56,23 @@ const std::string kLmConfig =
     testing::TinyLmConfig(kTrain, 2, "hidden_dropout: 0 attention_dropout: 0");
 
 const std::string kBertConfig = std::string(R"pb(
-  name: "tiny_bert"
-  model {
-    objective: BERT
-    vocab_size: 20
-    max_positions: 8
-    type_vocab_size: 2
-    num_layers: 2
-    d_model: 8
-    num_heads: 2
-    head_size: 4
-    ffn_size: 16
-    hidden_dropout: 0
-    attention_dropout: 0
-  }
-  data { seq_length: 8 max_predictions_per_seq: 2 }
-)pb") + kTrain;
+                                  name: "tiny_bert"
+                                  model {
+                                    objective: BERT
+                                    vocab_size: 20
+                                    max_positions: 8
+                                    type_vocab_size: 2
+                                    num_layers: 2
+                                    d_model: 8
+                                    num_heads: 2
+                                    head_size: 4
+                                    ffn_size: 16
+                                    hidden_dropout: 0
+                                    attention_dropout: 0
+                                  }
+                                  data { seq_length: 8 max_predictions_per_seq: 2 }
+                                )pb") +
+                                kTrain;
 
 // BERT instances: random ids, two masked slots per sequence, both of weight 1.
 void WriteBertShards(const std::string& dir, const std::string& name, int shards, int n,
@@ -101,105 +103,40 @@ void WriteBertShards(const std::string& dir, const std::string& name, int shards
   }
 }
 
-// ||a - b|| / ||b||.
-double RelativeDifference(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    norm += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
-class DataParallelTest : public ::testing::TestWithParam<bool /*bert*/> {
+class DataParallelTest : public testing::MpiRunTest<bool /*bert*/> {
  protected:
-  static void SetUpTestSuite() {
-    auto c = MpiCommunicator::Create();
-    ASSERT_TRUE(c.ok()) << c.status();
-    mpi_ = c->release();
-  }
-  static void TearDownTestSuite() {
-    delete mpi_;
-    mpi_ = nullptr;
-  }
-
   void SetUp() override {
-    ASSERT_EQ(mpi_->size(), 2) << "run under mpirun -np 2";
-    // One directory for the job: rank 0's pid, shared with rank 1.
-    int id = static_cast<int>(::getpid());
-    MPI_Bcast(&id, 1, MPI_INT, 0, MPI_COMM_WORLD);
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    root_ = ::testing::TempDir() + "data_parallel_test_" + std::to_string(id) + "_" +
-            std::to_string(std::hash<std::string>()(std::string(info->name())));
+    ASSERT_EQ(world()->size(), 2) << "run under mpirun -np 2";
     bert_ = GetParam();
-    if (rank() == 0) {
-      fs::remove_all(root_);
-      if (bert_) {
-        WriteBertShards(root_ + "/data", "train", 2, 48, 1);
-        WriteBertShards(root_ + "/data", "eval", 1, 16, 2);
-      } else {
-        testing::WriteCountingLmShards(root_ + "/data", "train", 2, 48, 1);
-        testing::WriteCountingLmShards(root_ + "/data", "eval", 1, 16, 2);
-      }
+    MpiRunTest::SetUp();
+  }
+  void WriteData() override {
+    if (bert_) {
+      WriteBertShards(root() + "/data", "train", 2, 48, 1);
+      WriteBertShards(root() + "/data", "eval", 1, 16, 2);
+    } else {
+      testing::WriteCountingLmShards(root() + "/data", "train", 2, 48, 1);
+      testing::WriteCountingLmShards(root() + "/data", "eval", 1, 16, 2);
     }
-    Barrier();
   }
-  void TearDown() override {
-    Barrier();
-    if (rank() == 0) fs::remove_all(root_);
-  }
-
-  static int rank() { return mpi_->rank(); }
-  static void Barrier() { ASSERT_TRUE(mpi_->Barrier().ok()); }
 
   TrainOptions Options(const std::string& run, Communicator* comm,
                        const std::vector<std::string>& overrides = {}) {
-    auto c = ParseConfig(bert_ ? kBertConfig : kLmConfig, "tiny.textproto", overrides);
-    EXPECT_TRUE(c.ok()) << c.status();
-    TrainOptions o;
-    o.config = *c;
-    o.run_dir = root_ + "/" + run;
-    o.train_files = root_ + "/data/train-*.tfrecord";
-    o.eval_files = root_ + "/data/eval-*.tfrecord";
-    o.console = nullptr;
-    o.comm = comm;
-    return o;
+    return testing::RunOptions(bert_ ? kBertConfig : kLmConfig, overrides, root(), run, comm);
   }
 
   // The weights of a run's checkpoint at `step`.
   std::vector<float> Weights(const std::string& run, int64_t step) {
-    auto ck = LoadCheckpoint(CheckpointDir(root_ + "/" + run, step));
-    EXPECT_TRUE(ck.ok()) << ck.status();
-    return ck.ok() ? ck->params : std::vector<float>();
+    return testing::CheckpointWeights(Dir(run), step);
   }
 
   // The last eval line's loss in a run's metrics.jsonl.
   double LastEvalLoss(const std::string& run) {
-    auto text = ReadText(root_ + "/" + run + "/metrics.jsonl");
-    const std::string key = "\"split\":\"eval\"";
-    const size_t line = text.rfind(key);
-    EXPECT_NE(line, std::string::npos) << text;
-    const size_t at = text.find("\"loss\":", line);
-    return std::stod(text.substr(at + 7));
+    return testing::LastMetric(Dir(run), "eval", "loss");
   }
 
-  static std::string ReadText(const std::string& path) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    std::string s;
-    if (f == nullptr) return s;
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) s.append(buf, n);
-    std::fclose(f);
-    return s;
-  }
-
-  static MpiCommunicator* mpi_;
-  std::string root_;
   bool bert_ = false;
 };
-
-MpiCommunicator* DataParallelTest::mpi_ = nullptr;
 
 TEST_P(DataParallelTest, TwoRanksWithHalfTheBatchMatchOneRankWithAllOfIt) {
   // The reference: one rank, batch 8 in one micro-batch (rank 0 alone).
@@ -212,7 +149,7 @@ TEST_P(DataParallelTest, TwoRanksWithHalfTheBatchMatchOneRankWithAllOfIt) {
   }
   Barrier();
   // Two ranks, 4 rows each, the gradient in several buckets (comm_bucket_mb 0.001).
-  auto r = Train(Options("dp", mpi_));
+  auto r = Train(Options("dp", world()));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->num_ranks, 2);
   EXPECT_EQ(r->last_step, 6);
@@ -227,12 +164,12 @@ TEST_P(DataParallelTest, TwoRanksWithHalfTheBatchMatchOneRankWithAllOfIt) {
   for (int64_t step : {2, 4, 6}) {
     std::vector<float> a = Weights("dp", step), b = Weights("reference", step);
     ASSERT_EQ(a.size(), b.size());
-    EXPECT_LT(RelativeDifference(a, b), 1e-6) << "step " << step;
+    EXPECT_LT(testing::RelativeDifference(a, b), 1e-6) << "step " << step;
   }
   // Evaluation split over the ranks sees the same sequences as one rank.
   EXPECT_NEAR(LastEvalLoss("dp"), LastEvalLoss("reference"), 1e-5);
   // Rank 0 alone wrote the run: one metrics file with the timing breakdown.
-  const std::string metrics = ReadText(root_ + "/dp/metrics.jsonl");
+  const std::string metrics = testing::ReadText(Dir("dp") + "/metrics.jsonl");
   EXPECT_NE(metrics.find("\"comm_wait_seconds\""), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("\"bytes_reduced\""), std::string::npos) << metrics;
 }
@@ -245,17 +182,17 @@ TEST_P(DataParallelTest, WithDropoutTwoRanksMatchOneRankAccumulatingTheSameMicro
     ASSERT_TRUE(Train(Options("reference", &single, dropout)).ok());  // 2 micro-batches of 4
   }
   Barrier();
-  auto r = Train(Options("dp", mpi_, dropout));  // 1 micro-batch of 4 per rank
+  auto r = Train(Options("dp", world(), dropout));  // 1 micro-batch of 4 per rank
   ASSERT_TRUE(r.ok()) << r.status();
   Barrier();
   if (rank() != 0) return;
   std::vector<float> a = Weights("dp", 6), b = Weights("reference", 6);
   ASSERT_EQ(a.size(), b.size());
-  EXPECT_LT(RelativeDifference(a, b), 1e-6);
+  EXPECT_LT(testing::RelativeDifference(a, b), 1e-6);
   // And dropout did something: without it the weights differ.
   SingleProcessCommunicator single;
   ASSERT_TRUE(Train(Options("no_dropout", &single, {"train.micro_batch_size=4"})).ok());
-  EXPECT_GT(RelativeDifference(Weights("no_dropout", 6), b), 1e-4);
+  EXPECT_GT(testing::RelativeDifference(Weights("no_dropout", 6), b), 1e-4);
 }
 
 TEST_P(DataParallelTest, ACheckpointResumesOnAnotherNumberOfRanks) {
@@ -264,7 +201,7 @@ TEST_P(DataParallelTest, ACheckpointResumesOnAnotherNumberOfRanks) {
     ASSERT_TRUE(Train(Options("reference", &single)).ok());
   }
   // 2 ranks for steps 1-4, then 1 rank for 5-6.
-  TrainOptions first = Options("two_then_one", mpi_);
+  TrainOptions first = Options("two_then_one", world());
   first.max_steps = 4;
   ASSERT_TRUE(Train(first).ok());
   Barrier();
@@ -281,7 +218,7 @@ TEST_P(DataParallelTest, ACheckpointResumesOnAnotherNumberOfRanks) {
     ASSERT_TRUE(Train(one).ok());
   }
   Barrier();
-  TrainOptions two = Options("one_then_two", mpi_);
+  TrainOptions two = Options("one_then_two", world());
   two.resume = true;
   auto r = Train(two);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -289,8 +226,8 @@ TEST_P(DataParallelTest, ACheckpointResumesOnAnotherNumberOfRanks) {
   Barrier();
   if (rank() != 0) return;
   const std::vector<float> reference = Weights("reference", 6);
-  EXPECT_LT(RelativeDifference(Weights("two_then_one", 6), reference), 1e-6);
-  EXPECT_LT(RelativeDifference(Weights("one_then_two", 6), reference), 1e-6);
+  EXPECT_LT(testing::RelativeDifference(Weights("two_then_one", 6), reference), 1e-6);
+  EXPECT_LT(testing::RelativeDifference(Weights("one_then_two", 6), reference), 1e-6);
 }
 
 INSTANTIATE_TEST_SUITE_P(Objectives, DataParallelTest, ::testing::Values(false, true),

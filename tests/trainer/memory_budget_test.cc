@@ -4,6 +4,7 @@
 //  - The check against chosen "available" numbers: both numbers in GiB and the settings that
 //    lower the need in one line; settings already on are not suggested; ranks sharing a host
 //    multiply the need.
+//  - ZeRO-1 over 4 ranks needs a quarter of the optimizer state (and a shard gradient).
 //  - The demo config at d_model = 1,000,000 needs far more than this machine's 24 GiB.
 #include "trainer/memory_budget.h"
 
@@ -165,6 +166,26 @@ TEST(MemoryCheckTest, RanksSharingAHostMultiplyTheNeedAndCheckpointCopiesCountOn
       CheckMemoryFits(need, 2, available, config.train(), {8, 64, 10}, DeviceKind::kCpu);
   ASSERT_FALSE(two.ok());  // 15 GiB
   EXPECT_THAT(two.message(), HasSubstr("needs 15.00 GiB of host memory (2 ranks, each: "));
+}
+
+// train.zero_stage 1 over R ranks: each needs the optimizer state of its shard (about 1/R) and
+// the shard gradient beside the full one; ZeRO-1 is not suggested once it is on.
+TEST(MemoryCheckTest, ZeroOneNeedsAShardOfTheOptimizerState) {
+  CpuOps<float> ops(1);
+  const ModelLimits limits{8, 64, 10};
+  const RunMemory whole = EstimateRunMemory(Config(kBert), limits, ops, 4);
+  const ExperimentConfig zero = Config(kBert, {"train.zero_stage=1"});
+  const RunMemory sharded = EstimateRunMemory(zero, limits, ops, 4);
+  EXPECT_NEAR(static_cast<double>(sharded.model.optimizer), whole.model.optimizer / 4.0,
+              0.01 * whole.model.optimizer / 4.0);
+  EXPECT_NEAR(static_cast<double>(sharded.model.gradients), whole.model.gradients * 1.25,
+              0.01 * whole.model.gradients);
+  EXPECT_EQ(sharded.model.parameters, whole.model.parameters);
+  EXPECT_EQ(EstimateRunMemory(zero, limits, ops, 1).model.optimizer, whole.model.optimizer)
+      << "one rank has nothing to shard";
+  const absl::Status s =
+      CheckMemoryFits(sharded, 1, {1, "test"}, zero.train(), limits, DeviceKind::kCuda);
+  EXPECT_THAT(s.message(), Not(HasSubstr("zero_stage")));
 }
 
 // `headroom train configs/demo.textproto --set model.d_model=1000000`: the need is estimated

@@ -1,14 +1,18 @@
 // The optimizer on CpuOps<double> against hand-computed updates: AdamW with and without bias
 // correction (one and two steps), no weight decay for LayerNorm and biases, LAMB's per-tensor
 // trust ratio, global-norm clipping, accumulation equal to one big batch, non-finite gradients,
-// and the checkpoint state round trip. Reference numbers were computed by hand (and checked in
-// a Python shell) from the formulas in kernels/ops.h, not recorded from this code.
+// and the checkpoint state round trip. ZeRO-1: R optimizers on R threads (the ranks), each
+// owning its shard, reproduce the unsharded optimizer (the reference) for AdamW and LAMB with
+// clipping, and hold about 1/R of its memory. Reference numbers were computed by hand (and checked
+// in a Python shell) from the formulas in kernels/ops.h, not recorded from this code.
 #include "trainer/optimizer.h"
 
+#include <barrier>
 #include <cmath>
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -17,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "model/parameter_layout.h"
+#include "trainer/zero_shard.h"
 
 namespace headroom {
 namespace {
@@ -91,7 +96,7 @@ TEST_F(OptimizerTest, AdamWithoutBiasCorrectionTwoSteps) {
   Optimizer<double> opt(ops_, layout_, Adam(/*bias_correction=*/false));
   ops_.Fill(params_, n_, 1.0);
   ops_.Fill(grads_, n_, 0.5);
-  OptimizerStats st = opt.Step(params_, grads_, 0.1);
+  OptimizerStats st = opt.Step(params_, grads_, 0.1).value();
   ASSERT_TRUE(st.applied);
   EXPECT_EQ(opt.step(), 1);
   // m = (1-b1) 0.5 ~ 0.05, v = (1-b2) 0.25 ~ 0.00025:
@@ -106,7 +111,7 @@ TEST_F(OptimizerTest, AdamWithoutBiasCorrectionTwoSteps) {
   // Second step with g = -0.25 on the pooler weight: m = 0.02, v = 0.00031225.
   const TensorSpec& pw = layout_.Get("bert.pooler.dense.weight");
   ops_.Fill(grads_ + pw.offset, pw.numel, -0.25);
-  opt.Step(params_, grads_, 0.1);
+  opt.Step(params_, grads_, 0.1).value();
   w = Get(params_, n_);
   EXPECT_NEAR(w[pw.offset], 0.5689306150081244, kTol);
   std::vector<double> m = Get(opt.m(), n_), v = Get(opt.v(), n_);
@@ -118,7 +123,7 @@ TEST_F(OptimizerTest, AdamWithBiasCorrection) {
   Optimizer<double> opt(ops_, layout_, Adam(/*bias_correction=*/true));
   ops_.Fill(params_, n_, 1.0);
   ops_.Fill(grads_, n_, 0.5);
-  opt.Step(params_, grads_, 0.1);
+  opt.Step(params_, grads_, 0.1).value();
   // Step 1: m_hat = g, v_hat = g^2, so u = 0.5 / (0.5 + 1e-6) [+ 0.01].
   std::vector<double> w = Get(params_, n_);
   const TensorSpec& pw = layout_.Get("bert.pooler.dense.weight");
@@ -127,7 +132,7 @@ TEST_F(OptimizerTest, AdamWithBiasCorrection) {
   EXPECT_NEAR(w[ln.offset], 0.9000001985094863, kTol);
   // Step 2 with g = -0.25: m = 0.02 / (1 - 0.81), v = 0.00031225 / (1 - 0.998001).
   ops_.Fill(grads_ + pw.offset, pw.numel, -0.25);
-  opt.Step(params_, grads_, 0.1);
+  opt.Step(params_, grads_, 0.1).value();
   w = Get(params_, n_);
   EXPECT_NEAR(w[pw.offset], 0.8714675626554645, kTol);
 }
@@ -145,7 +150,7 @@ TEST_F(OptimizerTest, LambTrustRatioPerTensorAndPlainAdamForLayerNormAndBias) {
   ASSERT_EQ(pw.numel, 4);
   ASSERT_EQ(pw.offset % 2, 0);  // so its gradient is [1, -1, 1, -1]
   Set(params_ + pw.offset, {3, 4, 0, 0});
-  opt.Step(params_, grads_, 0.1);
+  opt.Step(params_, grads_, 0.1).value();
   std::vector<double> w = Get(params_, n_);
   // u = s [1,-1,1,-1] + 0.5 w with s = 1/(1+1e-6): ~[2.5, 1, 1, -1]; ||w|| = 5;
   // r = 5 / ||u|| = 1.64399...; w -= 0.1 r u.
@@ -166,7 +171,7 @@ TEST_F(OptimizerTest, ClipsToTheGlobalNorm) {
   Optimizer<double> opt(ops_, layout_, Adam(/*bias_correction=*/false, /*max_grad_norm=*/1.0f));
   ops_.Fill(params_, n_, 1.0);
   ops_.Fill(grads_, n_, 0.5);
-  OptimizerStats st = opt.Step(params_, grads_, 0.1);
+  OptimizerStats st = opt.Step(params_, grads_, 0.1).value();
   const double norm = 0.5 * std::sqrt(static_cast<double>(n_));
   ASSERT_GT(norm, 1.0);
   EXPECT_NEAR(st.grad_norm, norm, 1e-12);
@@ -178,7 +183,7 @@ TEST_F(OptimizerTest, ClipsToTheGlobalNorm) {
   }
   // Under the limit nothing is clipped.
   ops_.Fill(grads_, n_, 0.5 / static_cast<double>(n_));
-  st = opt.Step(params_, grads_, 0.1);
+  st = opt.Step(params_, grads_, 0.1).value();
   EXPECT_EQ(st.clip_factor, 1.0);
   EXPECT_NEAR(st.grad_norm, 0.5 / std::sqrt(static_cast<double>(n_)), 1e-12);
 }
@@ -187,7 +192,7 @@ TEST_F(OptimizerTest, GradScaleEntersTheNormAndTheUpdate) {
   Optimizer<double> opt(ops_, layout_, Adam(/*bias_correction=*/false));
   ops_.Fill(params_, n_, 1.0);
   ops_.Fill(grads_, n_, 2.0);  // the sum of four micro-batch gradients of 0.5
-  OptimizerStats st = opt.Step(params_, grads_, 0.1, /*grad_scale=*/0.25);
+  OptimizerStats st = opt.Step(params_, grads_, 0.1, /*grad_scale=*/0.25).value();
   EXPECT_NEAR(st.grad_norm, 0.5 * std::sqrt(static_cast<double>(n_)), 1e-12);
   std::vector<double> w = Get(params_, n_);
   const TensorSpec& pw = layout_.Get("bert.pooler.dense.weight");
@@ -219,10 +224,10 @@ TEST_F(OptimizerTest, AccumulatedMicroBatchesEqualOneBigBatch) {
       Set(tmp, g2);
       ops_.Add(grads_, tmp, grads_, n_);
       ops_.Free(tmp);
-      OptimizerStats a = accumulated.Step(params_, grads_, 0.01, 0.5);
+      OptimizerStats a = accumulated.Step(params_, grads_, 0.01, 0.5).value();
       // ... equals one step on the mean gradient of the whole batch.
       Set(grads_, mean);
-      OptimizerStats b = big.Step(params_b, grads_, 0.01, 1.0);
+      OptimizerStats b = big.Step(params_b, grads_, 0.01, 1.0).value();
       EXPECT_NEAR(a.grad_norm, b.grad_norm, 1e-12 * b.grad_norm);
     }
     std::vector<double> wa = Get(params_, n_), wb = Get(params_b, n_);
@@ -242,7 +247,7 @@ TEST_F(OptimizerTest, NonFiniteGradientChangesNothing) {
   std::vector<double> g = Get(grads_, n_);
   g[3] = std::numeric_limits<double>::quiet_NaN();
   Set(grads_, g);
-  OptimizerStats st = opt.Step(params_, grads_, 0.1);
+  OptimizerStats st = opt.Step(params_, grads_, 0.1).value();
   EXPECT_FALSE(st.applied);
   EXPECT_TRUE(std::isnan(st.grad_norm));
   EXPECT_EQ(opt.step(), 0);
@@ -250,7 +255,7 @@ TEST_F(OptimizerTest, NonFiniteGradientChangesNothing) {
   for (double x : Get(opt.m(), n_)) ASSERT_EQ(x, 0.0);
   g[3] = std::numeric_limits<double>::infinity();
   Set(grads_, g);
-  EXPECT_FALSE(opt.Step(params_, grads_, 0.1).applied);
+  EXPECT_FALSE(opt.Step(params_, grads_, 0.1)->applied);
 }
 
 TEST_F(OptimizerTest, ExportedStateResumesTheSameTrajectory) {
@@ -262,7 +267,7 @@ TEST_F(OptimizerTest, ExportedStateResumesTheSameTrajectory) {
   fops.Fill(pa, n_, 1.0f);
   fops.Fill(g, n_, 0.25f);
   Optimizer<float> a(fops, layout_, Adam(true));
-  a.Step(pa, g, 0.1);
+  a.Step(pa, g, 0.1).value();
   std::vector<float> m, v;
   a.ExportState(&m, &v);
   ASSERT_EQ(m.size(), static_cast<size_t>(n_));
@@ -272,8 +277,8 @@ TEST_F(OptimizerTest, ExportedStateResumesTheSameTrajectory) {
   b.ImportState(m.data(), v.data(), a.step());
   EXPECT_EQ(b.step(), 1);
   fops.Fill(g, n_, -0.5f);
-  a.Step(pa, g, 0.1);
-  b.Step(pb, g, 0.1);
+  a.Step(pa, g, 0.1).value();
+  b.Step(pb, g, 0.1).value();
   std::vector<float> ha(n_), hb(n_);
   fops.CopyToHost(ha.data(), pa, n_ * sizeof(float));
   fops.CopyToHost(hb.data(), pb, n_ * sizeof(float));
@@ -281,6 +286,127 @@ TEST_F(OptimizerTest, ExportedStateResumesTheSameTrajectory) {
   fops.Free(pa);
   fops.Free(pb);
   fops.Free(g);
+}
+
+// OptimizerShard::sum_over_ranks for R threads: each thread posts its values, waits for all,
+// and every thread adds the R posts in rank order (so all get bitwise the same sums).
+class ThreadSum {
+ public:
+  explicit ThreadSum(int ranks) : posts_(static_cast<size_t>(ranks)), barrier_(ranks) {}
+  absl::Status Sum(int rank, double* values, int n) {
+    posts_[static_cast<size_t>(rank)].assign(values, values + n);
+    barrier_.arrive_and_wait();
+    for (int i = 0; i < n; ++i) {
+      double total = 0;
+      for (const std::vector<double>& p : posts_) total += p[static_cast<size_t>(i)];
+      values[i] = total;
+    }
+    barrier_.arrive_and_wait();  // nobody posts the next sum before all have read this one
+    return absl::OkStatus();
+  }
+
+ private:
+  std::vector<std::vector<double>> posts_;
+  std::barrier<> barrier_;
+};
+
+// One rank of the sharded test: its own ops, full parameters w0 and the shard of `rank`; the
+// gradients arrive as the reduced shard (what the reduce-scatter delivers). Writes the updated
+// shard ranges into *gathered (as the all-gather would) and returns the optimizer's bytes.
+int64_t RunShardedRank(const ParameterLayout& layout, const OptimizerConfig& o,
+                       const std::vector<GradientBucket>& buckets, int rank, int ranks,
+                       ThreadSum* sum, const std::vector<double>& w0,
+                       const std::vector<std::vector<double>>& grads,
+                       std::vector<double>* gathered) {
+  CpuOps<double> ops(1);
+  const int64_t n = layout.total();
+  const ZeroShard plan = PlanZeroShard(buckets, rank, ranks);
+  OptimizerShard<double> shard;
+  shard.ranges = plan.ranges;
+  shard.sum_over_ranks = [sum, rank](double* v, int k) { return sum->Sum(rank, v, k); };
+  double* workspace = ops.Alloc(n);  // as the trainer: the model's full gradient buffer
+  shard.workspace = workspace;
+  Optimizer<double> opt(ops, layout, o, shard);
+  double* w = ops.Alloc(n);
+  double* g = ops.Alloc(std::max<int64_t>(plan.numel, 1));
+  ops.CopyToDevice(w, w0.data(), w0.size() * sizeof(double));
+  for (const auto& full : grads) {
+    for (const ShardRange& range : plan.ranges) {
+      ops.CopyToDevice(g + range.offset, full.data() + range.begin, range.numel() * sizeof(double));
+    }
+    // Parameters outside the shard stay stale: the update reads only the shard's own (LAMB's
+    // ||w|| of a tensor is summed from its pieces on all ranks).
+    absl::StatusOr<OptimizerStats> st = opt.Step(w, g, 0.01);
+    EXPECT_TRUE(st.ok() && st->applied);
+  }
+  std::vector<double> mine(w0.size());
+  ops.CopyToHost(mine.data(), w, mine.size() * sizeof(double));
+  for (const ShardRange& range : plan.ranges) {
+    for (int64_t i = range.begin; i < range.end; ++i) (*gathered)[i] = mine[i];
+  }
+  ops.Free(w);
+  ops.Free(g);
+  ops.Free(workspace);
+  return opt.allocated_bytes();
+}
+
+TEST_F(OptimizerTest, ShardedOverThreeRanksEqualsTheWholeBuffer) {
+  constexpr int kRanks = 3;
+  std::vector<GradientTensor> tensors;
+  for (const TensorSpec& t : layout_.tensors()) tensors.push_back({t.offset, t.numel, t.layer});
+  // Buckets of >= 11 elements: most are not a multiple of 3, so tails are exercised.
+  auto buckets = GradientBuckets::Plan(tensors, 11 * sizeof(float));
+  ASSERT_TRUE(buckets.ok()) << buckets.status();
+  ASSERT_GT(buckets->size(), 3u);
+  for (OptimizerConfig::Type type : {OptimizerConfig::ADAMW, OptimizerConfig::LAMB}) {
+    OptimizerConfig o = Adam(/*bias_correction=*/true, /*max_grad_norm=*/0.5f);
+    o.set_type(type);
+    std::mt19937_64 rng(11);
+    std::normal_distribution<double> normal;
+    std::vector<double> w0(static_cast<size_t>(n_));
+    for (double& x : w0) x = normal(rng);
+    std::vector<std::vector<double>> grads(3, std::vector<double>(w0.size()));
+    for (auto& g : grads) {
+      for (double& x : g) x = normal(rng);
+    }
+    // The reference: the whole buffer, 3 steps.
+    Optimizer<double> whole(ops_, layout_, o);
+    Set(params_, w0);
+    for (const auto& g : grads) {
+      Set(grads_, g);
+      OptimizerStats st = whole.Step(params_, grads_, 0.01).value();
+      ASSERT_LT(st.clip_factor, 1.0) << "the test means to clip";
+    }
+    const std::vector<double> reference = Get(params_, n_);
+    ThreadSum sum(kRanks);
+    std::vector<double> gathered(w0.size(), std::nan(""));
+    std::vector<int64_t> optimizer_bytes(kRanks);
+    std::vector<std::thread> threads;
+    for (int r = 0; r < kRanks; ++r) {
+      threads.emplace_back([&, r] {
+        optimizer_bytes[r] =
+            RunShardedRank(layout_, o, *buckets, r, kRanks, &sum, w0, grads, &gathered);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    for (int64_t i = 0; i < n_; ++i) {
+      ASSERT_NEAR(gathered[i], reference[i], 1e-12 * std::max(1.0, std::fabs(reference[i])))
+          << OptimizerConfig::Type_Name(type) << " element " << i;
+    }
+    // Memory: m and v for the shard only, about 1/3 each (the tails of this tiny layout's
+    // many small buckets make the last rank's larger); for AdamW the ranks' moments partition
+    // the whole buffer's exactly, each rank adding only its own norm scalar.
+    int64_t sum_bytes = 0;
+    for (int r = 0; r < kRanks; ++r) {
+      EXPECT_LT(optimizer_bytes[r], whole.allocated_bytes() / 2) << "rank " << r;
+      sum_bytes += optimizer_bytes[r];
+    }
+    if (type == OptimizerConfig::ADAMW) {
+      EXPECT_EQ(sum_bytes, whole.allocated_bytes() + (kRanks - 1) * int64_t{sizeof(double)});
+    }
+    EXPECT_EQ(whole.allocated_bytes(),
+              Optimizer<double>::AllocatedBytes(layout_, o, {}, /*workspace_given=*/false));
+  }
 }
 
 }  // namespace
