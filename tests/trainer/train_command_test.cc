@@ -179,6 +179,40 @@ TEST_F(TrainCommandTest, EvalRejectsANegativeBatch) {
   }
 }
 
+// Eval and export given a run directory name the step they use; a damaged checkpoint (a
+// changed byte, a missing file) is one line naming the file, never a score.
+TEST_F(TrainCommandTest, EvalAndExportNameTheStepAndRefuseADamagedCheckpoint) {
+  ASSERT_EQ(Train("run").exit_code, 0);
+  const std::string data = "'" + root_ + "/data/train-*.tfrecord'";
+  const std::string newest = CheckpointDir(root_ + "/run", 4);
+  Result r = Headroom("eval --checkpoint " + root_ + "/run --data " + data + " --batch 4");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("eval: scored " + newest + " (step 4), the newest checkpoint"));
+  r = Headroom("export --checkpoint " + root_ + "/run --output " + root_ + "/w.safetensors");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("export: exported " + newest + " (step 4)"));
+
+  // The last byte of the weights file belongs to the last tensor's last value.
+  const std::string model = newest + "/model.safetensors";
+  auto bytes = ReadFile(model);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  std::string changed = *bytes;
+  changed.back() = static_cast<char>(changed.back() ^ 0x10);
+  ASSERT_TRUE(WriteFileAtomically(model, changed).ok());
+  r = Headroom("eval --checkpoint " + root_ + "/run --data " + data + " --batch 4");
+  ExpectOneLineError(r,
+                     "checkpoint " + newest + ": model.safetensors does not match manifest.json");
+  EXPECT_THAT(r.out, Not(HasSubstr("loss=")));
+  r = Headroom("export --checkpoint " + newest + " --output " + root_ + "/w2.safetensors");
+  ExpectOneLineError(r, "model.safetensors does not match manifest.json");
+  EXPECT_FALSE(fs::exists(root_ + "/w2.safetensors"));
+
+  fs::remove(CheckpointDir(root_ + "/run", 2) + "/config.textproto");
+  r = Headroom("eval --checkpoint " + CheckpointDir(root_ + "/run", 2) + " --data " + data);
+  ExpectOneLineError(
+      r, "checkpoint " + CheckpointDir(root_ + "/run", 2) + ": config.textproto is missing");
+}
+
 TEST_F(TrainCommandTest, ADataGlobMatchingNothing) {
   Result r = Headroom("train --config " + config_ + " --data '" + root_ +
                       "/data/none-*.tfrecord' --run_dir " + root_ + "/run");
