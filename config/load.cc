@@ -2,6 +2,7 @@
 // column; validation errors are produced here, one per call, naming the dotted field path.
 #include "config/load.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include "absl/strings/escaping.h"
@@ -176,6 +177,11 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
     return Invalid(s, "train.comm_bucket_mb",
                    absl::StrCat("must be > 0 MiB (got ", t.comm_bucket_mb(), ")"));
   }
+  if (!(t.comm_timeout_s() > 0) || !std::isfinite(t.comm_timeout_s())) {
+    return Invalid(
+        s, "train.comm_timeout_s",
+        absl::StrCat("must be a finite number of seconds > 0 (got ", t.comm_timeout_s(), ")"));
+  }
   if (t.attention() != "auto" && t.attention() != "fused" && t.attention() != "materialized") {
     return Invalid(s, "train.attention",
                    absl::StrCat("must be \"auto\", \"fused\" or \"materialized\" (got \"",
@@ -256,6 +262,7 @@ void FillDefaults(ExperimentConfig& c) {
   if (!t.has_keep_checkpoints()) t.set_keep_checkpoints(3);
   if (!t.has_comm()) t.set_comm("auto");
   if (!t.has_comm_bucket_mb()) t.set_comm_bucket_mb(25);
+  if (!t.has_comm_timeout_s()) t.set_comm_timeout_s(600);
   if (!t.has_attention_rank_every()) t.set_attention_rank_every(0);
   if (!t.has_attention_rank_sequences()) t.set_attention_rank_sequences(4);
   if (!t.has_attention_rank_per_head()) t.set_attention_rank_per_head(true);
