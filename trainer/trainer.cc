@@ -249,22 +249,25 @@ absl::Status Trainer::RestoreOrInitialise() {
 
 absl::Status Trainer::LoadOrInitialiseOnLead(std::vector<float>* params, std::vector<float>* m,
                                              std::vector<float>* v, bool* resumed) {
-  std::string resume_from;
-  if (!ListCheckpoints(options_.run_dir).empty()) {
-    if (!options_.resume) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(options_.run_dir,
-                       " already holds checkpoints; pass --resume to continue that run or "
-                       "choose another --run_dir"));
-    }
-    HR_ASSIGN_OR_RETURN(resume_from, LatestCheckpoint(options_.run_dir));
-  }
-  if (resume_from.empty()) {
+  if (ListCheckpoints(options_.run_dir).empty()) {
     model_->InitParameters(tc_.seed());
     model_->CopyParametersToHost(params->data());
     return absl::OkStatus();
   }
-  HR_ASSIGN_OR_RETURN(Checkpoint ck, LoadCheckpoint(resume_from, &config_.model()));
+  if (!options_.resume) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(options_.run_dir,
+                     " already holds checkpoints; pass --resume to continue that run or "
+                     "choose another --run_dir"));
+  }
+  // The newest intact checkpoint: damaged newer ones are skipped, each with a warning.
+  std::vector<std::string> warnings;
+  absl::StatusOr<Checkpoint> loaded =
+      LoadLatestIntactCheckpoint(options_.run_dir, &config_.model(), &warnings);
+  for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  HR_RETURN_IF_ERROR(loaded.status());
+  Checkpoint& ck = *loaded;
+  const std::string& resume_from = ck.dir;
   *params = std::move(ck.params);
   *m = std::move(ck.m);
   *v = std::move(ck.v);
@@ -561,7 +564,7 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   std::unique_ptr<Communicator> owned;
   if (comm == nullptr) {
     absl::StatusOr<std::unique_ptr<Communicator>> c =
-        CreateDataParallelCommunicator(options.config.train().comm(), options.device);
+        CreateDataParallelCommunicator(options.config.train(), options.device);
     if (!c.ok()) {
       // Every rank gets here alike (same config, same build), but a launcher's job must still
       // end on all of them.

@@ -18,8 +18,10 @@
 // of an uninterrupted run bit for bit on the CPU backend.
 //
 // A run directory that already holds checkpoints is refused unless `resume` is set (nothing is
-// overwritten); with `resume` the newest complete checkpoint is loaded after checking that it is
-// for the same model (and training starts from step 0 when there is none).
+// overwritten); with `resume` the newest intact checkpoint is loaded after checking that it is
+// for the same model (trainer/checkpoint.h LoadLatestIntactCheckpoint: damaged newer ones are
+// skipped with a "warning: checkpoint DIR is damaged, skipped: ..." line on stderr; training
+// starts from step 0 when there is none).
 //
 // Data parallel over R ranks (train.comm, comm/create_communicator.h; R = 1 is the above
 // unchanged). Every rank runs Train() with the same config:
@@ -48,7 +50,8 @@
 //     host buffer is the gradient buffer itself and the copies are skipped);
 //   - an error on any rank (e.g. a corrupt shard) ends the whole job with that rank's message
 //     (Communicator::Abort), so no rank waits forever for it; Train() returns errors only when
-//     R = 1.
+//     R = 1. A rank that is stopped or lost is found by the others' collective deadline
+//     (train.comm_timeout_s, comm/watchdog.h), whose message names it.
 // A checkpoint written with R ranks resumes with any R' dividing the global batch.
 //
 // Example:

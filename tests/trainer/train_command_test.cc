@@ -304,6 +304,27 @@ TEST_F(TrainCommandTest, AKillDuringACheckpointWriteKeepsThePreviousOneUsable) {
   EXPECT_TRUE(*wa == *wb) << "final weights differ after the resumed run";
 }
 
+// The newest checkpoint damaged after the run (a changed byte): --resume warns, naming it and
+// the file, falls back to the one before and trains to the end.
+TEST_F(TrainCommandTest, ResumeFallsBackPastADamagedCheckpointWithAWarning) {
+  ASSERT_EQ(Train("run", "--steps 4").exit_code, 0);
+  const std::string newest = CheckpointDir(root_ + "/run", 4);
+  auto bytes = ReadFile(newest + "/model.safetensors");
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  std::string changed = *bytes;
+  changed[changed.size() - 5] = static_cast<char>(changed[changed.size() - 5] ^ 0x01);
+  ASSERT_TRUE(WriteFileAtomically(newest + "/model.safetensors", changed).ok());
+  Result r = Train("run", "--resume --set train.steps=6");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("warning: checkpoint " + newest +
+                               " is damaged, skipped: model.safetensors does not match "
+                               "manifest.json"));
+  EXPECT_THAT(r.out, HasSubstr("resuming from " + CheckpointDir(root_ + "/run", 2) + " (step 2)"));
+  EXPECT_THAT(r.out, HasSubstr("step 6/6"));
+  // The damaged step 4 was trained again and saved over.
+  EXPECT_TRUE(LoadCheckpoint(newest).ok());
+}
+
 TEST_F(TrainCommandTest, AFullDiskDuringACheckpointKeepsThePreviousOneUsable) {
   // The bytes of one checkpoint of this model, from a run without faults.
   ASSERT_EQ(Train("reference", "--steps 2").exit_code, 0);
