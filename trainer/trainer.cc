@@ -34,6 +34,10 @@
 namespace headroom {
 namespace {
 
+// The end of every message of a backend failure (Trainer::CheckBackend).
+constexpr char kStoppedAfterBackendFailure[] =
+    "; training stopped, nothing computed after the failure was saved";
+
 // One optimizer step's outcome, for the log, the checkpoint and the result.
 struct StepResult {
   const SchedulePhase* phase = nullptr;
@@ -83,6 +87,11 @@ class Trainer {
   absl::Status Evaluate();
   absl::Status LogAttentionRank(int64_t at);
   absl::Status Save(double loss);
+  // OK, or the backend's first failure (Ops::status(): a CUDA error, a failed allocation) as
+  // "step N: <what>: ...". Checked wherever the host has waited for the device (the loss read,
+  // the optimizer step, the gradient reduction, the checkpoint's copy), so that nothing
+  // computed after a failure is logged, applied or saved.
+  absl::Status CheckBackend(const char* what, int64_t step) const;
 
   // Micro-batch size of `p` on each rank: train.micro_batch_size, or the rank's whole share.
   int MicroBatch(const SchedulePhase& p) const {
@@ -103,7 +112,9 @@ class Trainer {
   std::string train_files_, eval_files_;
   std::optional<LearningRateSchedule> schedule_;
   ModelLimits limits_;
-  std::unique_ptr<Ops<float>> ops_;
+  std::unique_ptr<Ops<float>> backend_;  // MakeOps's
+  std::unique_ptr<Ops<float>> wrapper_;  // TrainOptions::wrap_ops's, around backend_ (tests)
+  Ops<float>* ops_ = nullptr;            // what everything runs on: wrapper_ or backend_
   std::unique_ptr<Model<float>> model_;
   std::unique_ptr<Optimizer<float>> optimizer_;
   std::unique_ptr<DataParallel> data_parallel_;
@@ -213,13 +224,16 @@ absl::Status Trainer::CheckPhases() {
 }
 
 absl::Status Trainer::SetUp() {
-  HR_ASSIGN_OR_RETURN(ops_, MakeOps(options_.device, {tc_.precision()}));
-  HR_ASSIGN_OR_RETURN(model_, Model<float>::Create(config_.model(), ops_.get(), limits_,
-                                                   ModelOptionsFromConfig(tc_)));
+  HR_ASSIGN_OR_RETURN(backend_, MakeOps(options_.device, {tc_.precision()}));
+  if (options_.wrap_ops) wrapper_ = options_.wrap_ops(backend_.get());
+  ops_ = wrapper_ != nullptr ? wrapper_.get() : backend_.get();
+  HR_ASSIGN_OR_RETURN(
+      model_, Model<float>::Create(config_.model(), ops_, limits_, ModelOptionsFromConfig(tc_)));
   optimizer_ = std::make_unique<Optimizer<float>>(*ops_, model_->layout(), tc_.optimizer());
   DataParallelOptions dpo;
   dpo.bucket_bytes = BucketBytesFromMb(tc_.comm_bucket_mb());
-  HR_ASSIGN_OR_RETURN(data_parallel_, DataParallel::Create(&comm_, ops_.get(), model_.get(), dpo));
+  HR_ASSIGN_OR_RETURN(data_parallel_, DataParallel::Create(&comm_, ops_, model_.get(), dpo));
+  HR_RETURN_IF_ERROR(CheckBackend("setting up the model and optimizer", 0));
   google::protobuf::TextFormat::PrintToString(config_, &config_text_);
   if (ranks_ > 1) {
     HR_RETURN_IF_ERROR(CheckSameOnAllRanks(HostComm(), config_text_, model_->layout().total()));
@@ -238,6 +252,7 @@ absl::Status Trainer::RestoreOrInitialise() {
   if (ranks_ > 1) HR_RETURN_IF_ERROR(BroadcastStart(&params, &m, &v, &resumed));
   model_->CopyParametersToDevice(params.data());
   if (resumed) optimizer_->ImportState(m.data(), v.data(), result_.first_step);
+  HR_RETURN_IF_ERROR(CheckBackend("copying the start weights to the device", result_.first_step));
   if (ranks_ > 1) {
     // What the ranks will train from, read back from each rank's device: the broadcast and the
     // copies are checked, not assumed.
@@ -252,7 +267,7 @@ absl::Status Trainer::LoadOrInitialiseOnLead(std::vector<float>* params, std::ve
   if (ListCheckpoints(options_.run_dir).empty()) {
     model_->InitParameters(tc_.seed());
     model_->CopyParametersToHost(params->data());
-    return absl::OkStatus();
+    return CheckBackend("initialising the parameters", 0);
   }
   if (!options_.resume) {
     return absl::FailedPreconditionError(
@@ -316,7 +331,7 @@ absl::Status Trainer::OpenMetrics() {
   // On the GPU, MFU is shown over a bf16 GEMM measured now (as headroom bench does), for all
   // ranks together, unless the caller gave the peak.
   if (mo.peak_flops <= 0) {
-    if (auto* cuda_ops = dynamic_cast<CudaOps*>(ops_.get())) {
+    if (auto* cuda_ops = dynamic_cast<CudaOps*>(backend_.get())) {
       mo.peak_flops = cuda_ops->MeasureBf16GemmFlops() * ranks_;
     }
   }
@@ -389,6 +404,7 @@ absl::StatusOr<StepResult> Trainer::TrainStep() {
   const Clock::time_point compute_start = Clock::now();
   HR_ASSIGN_OR_RETURN(r.loss, ForwardBackward(local, *r.phase, k));
   HR_ASSIGN_OR_RETURN(DataParallelStepStats dp, data_parallel_->Finish(compute_start));
+  HR_RETURN_IF_ERROR(CheckBackend("reducing the gradients", step_ + 1));
   if (dp.reduced) {
     // The step's loss over every rank's micro-batches.
     HR_RETURN_IF_ERROR(
@@ -426,7 +442,13 @@ absl::StatusOr<double> Trainer::ForwardBackward(const FeatureBatch& local,
     }
     model_->Backward(1.0f, j == k - 1 ? data_parallel_->hook() : Model<float>::BackwardHook());
     HR_RETURN_IF_ERROR(data_parallel_->hook_status());
-    loss += model_->ReadLossStats().loss / k;
+    absl::StatusOr<LossStats> stats = model_->ReadLossStatsOrError();
+    if (!stats.ok()) {
+      return absl::Status(stats.status().code(),
+                          absl::StrCat("step ", step_ + 1, ": ", stats.status().message(),
+                                       kStoppedAfterBackendFailure));
+    }
+    loss += stats->loss / k;
   }
   return loss;
 }
@@ -443,6 +465,7 @@ absl::Status Trainer::ApplyUpdate(int k, StepResult* r) {
   r->lr = schedule_->LearningRate(step_);
   if (std::isfinite(r->loss)) {
     r->stats = optimizer_->Step(model_->params(), model_->grads(), r->lr, 1.0 / k);
+    HR_RETURN_IF_ERROR(CheckBackend("the optimizer step", step_ + 1));
   }
   if (!r->stats.applied && !tc_.skip_nonfinite_steps()) {
     return absl::InternalError(absl::StrCat("step ", step_ + 1, ": the gradient norm is ",
@@ -532,7 +555,8 @@ absl::Status Trainer::Evaluate() {
 
 absl::Status Trainer::LogAttentionRank(int64_t at) {
   HR_ASSIGN_OR_RETURN(std::vector<HeadRankStats> st,
-                      AttentionRankDiagnostics(model_.get(), ops_.get(), probe_));
+                      AttentionRankDiagnostics(model_.get(), ops_, probe_));
+  HR_RETURN_IF_ERROR(CheckBackend("the attention rank diagnostics", at));
   return metrics_->LogEval(at, AttentionRankMetrics(st, tc_.attention_rank_per_head()));
 }
 
@@ -542,6 +566,8 @@ absl::Status Trainer::Save(double loss) {
   std::vector<float> params(static_cast<size_t>(model_->layout().total())), m, v;
   model_->CopyParametersToHost(params.data());
   optimizer_->ExportState(&m, &v);
+  // Weights read back from a failed device are not the model: write nothing.
+  HR_RETURN_IF_ERROR(CheckBackend("reading the weights back for the checkpoint", step_));
   TrainerState st;
   st.step = step_;
   st.seed = tc_.seed();
@@ -555,6 +581,14 @@ absl::Status Trainer::Save(double loss) {
                       SaveCheckpoint(options_.run_dir, model_->layout(), params.data(), m.data(),
                                      v.data(), st, tc_.keep_checkpoints()));
   return absl::OkStatus();
+}
+
+absl::Status Trainer::CheckBackend(const char* what, int64_t step) const {
+  const absl::Status s = ops_->status();
+  if (s.ok()) return s;
+  return absl::Status(
+      s.code(), absl::StrCat(step > 0 ? absl::StrCat("step ", step, ": ") : std::string(), what,
+                             ": the backend failed: ", s.message(), kStoppedAfterBackendFailure));
 }
 
 }  // namespace

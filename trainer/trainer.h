@@ -6,10 +6,13 @@
 //   2. per micro-batch: Forward (training, dropout keys {seed, g * k + j}) and Backward, the
 //      gradients accumulating in the model's buffer; the step's loss is the mean of the k;
 //   3. a non-finite loss stops training with "step g: loss is nan" (nothing is updated or
-//      saved for that step); otherwise the optimizer step (trainer/optimizer.h, grad_scale 1/k,
-//      learning rate schedule.LearningRate(g)); a non-finite gradient norm stops likewise.
-//      With train.skip_nonfinite_steps such a step is skipped instead: no update, its batch is
-//      consumed, a console line names it, and training goes on;
+//      saved for that step), and so does a failure of the backend (Ops::status(), checked at
+//      the loss read, after the gradient reduction, the optimizer step and before a checkpoint
+//      is written: "step g: reading the loss back: the backend failed: <the failed call>");
+//      otherwise the optimizer step (trainer/optimizer.h, grad_scale 1/k, learning rate
+//      schedule.LearningRate(g)); a non-finite gradient norm stops likewise. With
+//      train.skip_nonfinite_steps such a step is skipped instead: no update, its batch is consumed,
+//      a console line names it, and training goes on;
 //   4. every train.log_every steps a metrics line, every train.eval_every steps an evaluation
 //      (dropout off) on train.eval_batches batches, every train.checkpoint_every steps and at
 //      the end a checkpoint (trainer/checkpoint.h) keeping train.keep_checkpoints.
@@ -65,6 +68,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -96,6 +100,9 @@ struct TrainOptions {
   std::function<void(int64_t, double)> on_step;
   // The ranks to train with (not owned); nullptr: created from config.train.comm.
   Communicator* comm = nullptr;
+  // Tests only: wraps the backend Train() creates, e.g. in a FailingOps (kernels/failing_ops.h)
+  // that fails a chosen call; the wrapper forwards to `backend`, which outlives it.
+  std::function<std::unique_ptr<Ops<float>>(Ops<float>* backend)> wrap_ops;
 };
 
 struct TrainResult {
