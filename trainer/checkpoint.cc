@@ -261,6 +261,47 @@ void RemoveCheckpointDir(const fs::path& dir) {
   fs::remove_all(ec ? dir : doomed, ec);
 }
 
+// Writes the files of a checkpoint into the new directory `dir`, the manifest last, each
+// fsynced (see SaveCheckpoint for the rest).
+absl::Status WriteCheckpointFiles(const std::string& dir, const ParameterLayout& layout,
+                                  const float* params, const float* m, const float* v,
+                                  const TrainerState& state) {
+  const fs::path tmp_dir(dir);
+  std::error_code ec;
+  const std::string step_text = absl::StrCat(state.step);
+  SafeTensorsWriter model;
+  model.SetMetadata("format", "pt");
+  model.SetMetadata("headroom_step", step_text);
+  for (const TensorSpec& t : layout.tensors()) {
+    HR_RETURN_IF_ERROR(model.AddF32(t.name, t.shape, params + t.offset));
+  }
+  Manifest manifest;
+  HR_RETURN_IF_ERROR(model.Write((tmp_dir / kModelFile).string(), &manifest[kModelFile].crc32c));
+
+  std::vector<float> zeros;
+  if (m == nullptr || v == nullptr) zeros.assign(static_cast<size_t>(layout.total()), 0.0f);
+  SafeTensorsWriter opt;
+  opt.SetMetadata("headroom_step", step_text);
+  for (const TensorSpec& t : layout.tensors()) {
+    HR_RETURN_IF_ERROR(opt.AddF32(t.name + ".exp_avg", t.shape, (m ? m : zeros.data()) + t.offset));
+    HR_RETURN_IF_ERROR(
+        opt.AddF32(t.name + ".exp_avg_sq", t.shape, (v ? v : zeros.data()) + t.offset));
+  }
+  HR_RETURN_IF_ERROR(
+      opt.Write((tmp_dir / kOptimizerFile).string(), &manifest[kOptimizerFile].crc32c));
+  for (const char* name : {kModelFile, kOptimizerFile}) {
+    manifest[name].bytes = fs::file_size(tmp_dir / name, ec);
+    if (ec) return FsError("cannot read the size", (tmp_dir / name).string(), ec);
+  }
+  const std::string state_json = StateJson(state);
+  HR_RETURN_IF_ERROR(WriteNewFile((tmp_dir / kStateFile).string(), state_json));
+  manifest[kStateFile] = SumOf(state_json);
+  HR_RETURN_IF_ERROR(WriteNewFile((tmp_dir / kConfigFile).string(), state.config_text));
+  manifest[kConfigFile] = SumOf(state.config_text);
+  HR_RETURN_IF_ERROR(WriteNewFile((tmp_dir / kManifestFile).string(), ManifestJson(manifest)));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string CheckpointDir(const std::string& run_dir, int64_t step) {
@@ -302,40 +343,7 @@ absl::StatusOr<std::string> SaveCheckpoint(const std::string& run_dir,
   if (ec) return FsError("cannot create", tmp_dir, ec);
 
   absl::Status s = [&]() -> absl::Status {
-    const std::string step_text = absl::StrCat(state.step);
-    SafeTensorsWriter model;
-    model.SetMetadata("format", "pt");
-    model.SetMetadata("headroom_step", step_text);
-    for (const TensorSpec& t : layout.tensors()) {
-      HR_RETURN_IF_ERROR(model.AddF32(t.name, t.shape, params + t.offset));
-    }
-    Manifest manifest;
-    HR_RETURN_IF_ERROR(
-        model.Write((fs::path(tmp_dir) / kModelFile).string(), &manifest[kModelFile].crc32c));
-
-    std::vector<float> zeros;
-    if (m == nullptr || v == nullptr) zeros.assign(static_cast<size_t>(layout.total()), 0.0f);
-    SafeTensorsWriter opt;
-    opt.SetMetadata("headroom_step", step_text);
-    for (const TensorSpec& t : layout.tensors()) {
-      HR_RETURN_IF_ERROR(
-          opt.AddF32(t.name + ".exp_avg", t.shape, (m ? m : zeros.data()) + t.offset));
-      HR_RETURN_IF_ERROR(
-          opt.AddF32(t.name + ".exp_avg_sq", t.shape, (v ? v : zeros.data()) + t.offset));
-    }
-    HR_RETURN_IF_ERROR(
-        opt.Write((fs::path(tmp_dir) / kOptimizerFile).string(), &manifest[kOptimizerFile].crc32c));
-    for (const char* name : {kModelFile, kOptimizerFile}) {
-      manifest[name].bytes = fs::file_size(fs::path(tmp_dir) / name, ec);
-      if (ec) return FsError("cannot read the size", (fs::path(tmp_dir) / name).string(), ec);
-    }
-    const std::string state_json = StateJson(state);
-    HR_RETURN_IF_ERROR(WriteNewFile((fs::path(tmp_dir) / kStateFile).string(), state_json));
-    manifest[kStateFile] = SumOf(state_json);
-    HR_RETURN_IF_ERROR(WriteNewFile((fs::path(tmp_dir) / kConfigFile).string(), state.config_text));
-    manifest[kConfigFile] = SumOf(state.config_text);
-    HR_RETURN_IF_ERROR(
-        WriteNewFile((fs::path(tmp_dir) / kManifestFile).string(), ManifestJson(manifest)));
+    HR_RETURN_IF_ERROR(WriteCheckpointFiles(tmp_dir, layout, params, m, v, state));
     HR_RETURN_IF_ERROR(SyncDirectory(tmp_dir));
     // The same step saved again (e.g. a run re-saving after a resume): move the old one aside
     // first; rename(2) cannot replace a non-empty directory.
