@@ -14,9 +14,10 @@
 // Buffers must stay valid and untouched until Wait() (or a Test() that returns true) returns.
 //
 // Errors are absl::Status: InvalidArgument for a bad call (checked before anything is sent, so
-// all ranks fail alike), Internal/Unavailable/DeadlineExceeded for a library failure, naming the
-// call and file:line. A rank that cannot continue calls AbortJob(): the job is ended on every
-// rank with that rank's message, so no rank hangs waiting for it (DESIGN.md, Errors).
+// all ranks fail alike), Internal/Unavailable for a library failure, naming the call and
+// file:line, DeadlineExceeded for a collective some rank did not join in time (naming it). A rank
+// that cannot continue calls AbortJob(): the job is ended on every rank with that rank's message,
+// so no rank hangs waiting for it (DESIGN.md, Errors).
 //
 // Example (host buffers, MPI):
 //   HR_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> comm, CreateCommunicator({}));
@@ -52,14 +53,18 @@ enum class ReduceOp { kSum, kAverage };
 const char* ReduceOpName(ReduceOp op);
 
 // A collective in flight. Owned by the caller; destroying an unfinished request waits for it
-// (a collective cannot be cancelled without aborting the job).
+// (a collective cannot be cancelled without aborting the job), at most until the deadline.
 class CommRequest {
  public:
   virtual ~CommRequest() = default;
 
   // Blocks until the collective has finished on this rank and its output buffer is valid (for
   // NCCL: until the device has finished it, and the caller's stream is ordered after it).
-  // Returns the collective's status; later calls return the same status at once.
+  // Returns the collective's status; later calls return the same status at once. MPI and NCCL
+  // wait at most the communicator's timeout (CommunicatorOptions::timeout; comm/watchdog.h),
+  // without spinning a core: past it, DeadlineExceeded names the collective and the ranks that
+  // did not arrive, the communicator fails every later call, and the caller must end the job
+  // (Abort).
   [[nodiscard]] virtual absl::Status Wait() = 0;
 
   // Non-blocking: true when finished (Wait then returns at once), false while in flight, an

@@ -45,14 +45,15 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(
     case CommBackend::kSingle:
       return std::unique_ptr<Communicator>(std::make_unique<SingleProcessCommunicator>());
     case CommBackend::kMpi: {
-      HR_ASSIGN_OR_RETURN(std::unique_ptr<MpiCommunicator> mpi, MpiCommunicator::Create());
+      HR_ASSIGN_OR_RETURN(std::unique_ptr<MpiCommunicator> mpi,
+                          MpiCommunicator::Create(options.timeout));
       return std::unique_ptr<Communicator>(std::move(mpi));
     }
     case CommBackend::kNccl: {
 #ifdef HEADROOM_HAVE_CUDA
       NcclOptions nccl;
       nccl.device = options.device;
-      nccl.timeout = options.nccl_timeout;
+      nccl.timeout = options.timeout;
       HR_ASSIGN_OR_RETURN(std::unique_ptr<NcclCommunicator> c, NcclCommunicator::Create(nccl));
       return std::unique_ptr<Communicator>(std::move(c));
 #else

@@ -23,6 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "comm/communicator.h"
+#include "comm/watchdog.h"
 
 namespace headroom {
 
@@ -34,9 +35,13 @@ const char* CommBackendName(CommBackend backend);
 
 struct CommunicatorOptions {
   CommBackend backend = CommBackend::kAuto;
-  // NCCL only: CUDA device (-1: local rank modulo the device count) and per-collective timeout.
+  // NCCL only: CUDA device (-1: local rank modulo the device count).
   int device = -1;
-  absl::Duration nccl_timeout = absl::Minutes(10);
+  // MPI and NCCL: how long any wait for a collective (and start-up) may take before the
+  // communicator declares a rank stopped or lost; Wait() then returns DeadlineExceeded naming
+  // the ranks that did not arrive, and the job must end (comm/watchdog.h). > 0. The trainer
+  // sets it from train.comm_timeout_s.
+  absl::Duration timeout = kDefaultCommTimeout;
 };
 
 // Creates the communicator. Collective for "mpi" and "nccl": every rank must call it.

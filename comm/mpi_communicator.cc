@@ -1,6 +1,7 @@
-// MpiCommunicator: one MPI_Request per collective, completed by Wait() or polled by Test().
-// The average's division happens in the request's completion step, exactly once, on the rank
-// that owns the output buffer.
+// MpiCommunicator: one MPI_Request per collective, completed by Wait() (through the
+// communicator's CollectiveWatchdog, under its deadline) or polled by Test(). The average's
+// division happens in the request's completion step, exactly once, on the rank that owns the
+// output buffer.
 #include "comm/mpi_communicator.h"
 
 #include <cstdint>
@@ -17,8 +18,15 @@ namespace {
 
 class MpiRequest : public CommRequest {
  public:
-  MpiRequest(MPI_Request request, const char* what, std::function<void()> on_done)
-      : request_(request), what_(what), on_done_(std::move(on_done)) {}
+  MpiRequest(MPI_Request request, const char* what, const char* mpi_call,
+             std::function<void()> on_done, std::shared_ptr<CollectiveWatchdog> watchdog,
+             int64_t seq)
+      : request_(request),
+        what_(what),
+        mpi_call_(mpi_call),
+        on_done_(std::move(on_done)),
+        watchdog_(std::move(watchdog)),
+        seq_(seq) {}
 
   ~MpiRequest() override {
     // Abandoning an active MPI request would let MPI write into freed buffers later.
@@ -26,11 +34,22 @@ class MpiRequest : public CommRequest {
   }
 
   absl::Status Wait() override {
-    if (!done_) Finish(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+    if (done_) return status_;
+    absl::Status s = watchdog_->Wait(what_, seq_, [this] { return Test(); });
+    if (!done_) {
+      // The deadline passed (in this wait or an earlier one). MPI cannot cancel a collective:
+      // the request stays with MPI, and the job must end.
+      done_ = true;
+      status_ = std::move(s);
+    }
     return status_;
   }
 
   absl::StatusOr<bool> Test() override {
+    if (!done_ && !watchdog_->expired().ok()) {
+      done_ = true;  // after an expiry nothing touches MPI again (see the header)
+      status_ = watchdog_->expired();
+    }
     if (!done_) {
       int flag = 0;
       int code = MPI_Test(&request_, &flag, MPI_STATUS_IGNORE);
@@ -44,15 +63,18 @@ class MpiRequest : public CommRequest {
   void Finish(int code) {
     done_ = true;
     if (code != MPI_SUCCESS) {
-      status_ = MpiErrorStatus(code, what_, __FILE__, __LINE__);
+      status_ = MpiErrorStatus(code, mpi_call_, __FILE__, __LINE__);
     } else if (on_done_) {
       on_done_();
     }
   }
 
   MPI_Request request_;
-  const char* what_;
+  const char* what_;      // "AllReduce"
+  const char* mpi_call_;  // "MPI_Iallreduce"
   std::function<void()> on_done_;
+  std::shared_ptr<CollectiveWatchdog> watchdog_;
+  int64_t seq_;
   bool done_ = false;
   absl::Status status_;
 };
@@ -92,15 +114,38 @@ MPI_Datatype ToMpiDatatype(DataType type) {
   return MPI_DATATYPE_NULL;
 }
 
-absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create() {
+absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(absl::Duration timeout) {
   HR_RETURN_IF_ERROR(EnsureMpiInitialized());
   HR_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
-  return Create(MPI_COMM_WORLD);
+  return Create(MPI_COMM_WORLD, timeout);
 }
 
-absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(MPI_Comm parent) {
+absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(MPI_Comm parent,
+                                                                          absl::Duration timeout) {
   HR_RETURN_IF_ERROR(EnsureMpiInitialized());
+  if (!(timeout > absl::ZeroDuration())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("communicator timeout must be > 0, got ", absl::FormatDuration(timeout)));
+  }
   std::unique_ptr<MpiCommunicator> c(new MpiCommunicator());
+  // The calls below block until every rank makes them; first make sure every rank is there.
+  MPI_Request ready;
+  HR_MPI_CHECK(MPI_Ibarrier(parent, &ready));
+  HR_ASSIGN_OR_RETURN(const bool joined,
+                      PollUntil(
+                          [&]() -> absl::StatusOr<bool> {
+                            int done = 0;
+                            HR_MPI_CHECK(MPI_Test(&ready, &done, MPI_STATUS_IGNORE));
+                            return done != 0;
+                          },
+                          timeout, [] {}));
+  if (!joined) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("communicator start-up: not every rank of the job joined within ",
+                     absl::FormatDuration(timeout),
+                     " (a rank failed to start, stopped, or is slower than train.comm_timeout_s)"));
+  }
+  HR_ASSIGN_OR_RETURN(c->watchdog_, CollectiveWatchdog::Create(parent, timeout));
   HR_MPI_CHECK(MPI_Comm_dup(parent, &c->comm_));
   HR_MPI_CHECK(MPI_Comm_set_errhandler(c->comm_, MPI_ERRORS_RETURN));
   HR_MPI_CHECK(MPI_Comm_rank(c->comm_, &c->rank_));
@@ -113,6 +158,9 @@ absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(MPI_Com
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  // A collective that timed out is still pending in MPI and cannot be cancelled; MPI_Finalize
+  // would wait for it forever. Whoever got the timeout should have ended the job already.
+  if (watchdog_ != nullptr && !watchdog_->expired().ok()) AbortJob(watchdog_->expired());
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (finalized) return;
@@ -120,11 +168,19 @@ MpiCommunicator::~MpiCommunicator() {
   if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
+CommHandle MpiCommunicator::Track(MPI_Request request, const char* what, const char* mpi_call,
+                                  std::function<void()> on_done) {
+  const int64_t seq = watchdog_->Start();
+  return CommHandle(
+      std::make_unique<MpiRequest>(request, what, mpi_call, std::move(on_done), watchdog_, seq));
+}
+
 absl::StatusOr<CommHandle> MpiCommunicator::AllReduceAsync(const void* send, void* recv,
                                                            size_t count, DataType type,
                                                            ReduceOp op) {
   HR_RETURN_IF_ERROR(ValidateReduce("AllReduce", type, op));
   HR_RETURN_IF_ERROR(ValidateCount("AllReduce", count));
+  HR_RETURN_IF_ERROR(watchdog_->expired());
   const size_t bytes = count * DataTypeSize(type);
   if (send != recv && Overlap(send, bytes, recv, bytes)) {
     return absl::InvalidArgumentError("AllReduce: send and recv overlap without being equal");
@@ -132,24 +188,25 @@ absl::StatusOr<CommHandle> MpiCommunicator::AllReduceAsync(const void* send, voi
   MPI_Request request;
   HR_MPI_CHECK(MPI_Iallreduce(send == recv ? MPI_IN_PLACE : send, recv, static_cast<int>(count),
                               ToMpiDatatype(type), MPI_SUM, comm_, &request));
-  return CommHandle(std::make_unique<MpiRequest>(
-      request, "MPI_Iallreduce",
-      op == ReduceOp::kAverage ? Divider(recv, count, type, size_) : nullptr));
+  return Track(request, "AllReduce", "MPI_Iallreduce",
+               op == ReduceOp::kAverage ? Divider(recv, count, type, size_) : nullptr);
 }
 
 absl::StatusOr<CommHandle> MpiCommunicator::BroadcastAsync(void* buffer, size_t count,
                                                            DataType type, int root) {
   HR_RETURN_IF_ERROR(ValidateRoot("Broadcast", root, size_));
   HR_RETURN_IF_ERROR(ValidateCount("Broadcast", count));
+  HR_RETURN_IF_ERROR(watchdog_->expired());
   MPI_Request request;
   HR_MPI_CHECK(
       MPI_Ibcast(buffer, static_cast<int>(count), ToMpiDatatype(type), root, comm_, &request));
-  return CommHandle(std::make_unique<MpiRequest>(request, "MPI_Ibcast", nullptr));
+  return Track(request, "Broadcast", "MPI_Ibcast", nullptr);
 }
 
 absl::StatusOr<CommHandle> MpiCommunicator::AllGatherAsync(const void* send, void* recv,
                                                            size_t count, DataType type) {
   HR_RETURN_IF_ERROR(ValidateCount("AllGather", count, size_));
+  HR_RETURN_IF_ERROR(watchdog_->expired());
   const size_t bytes = count * DataTypeSize(type);
   const void* own_slot = static_cast<const char*>(recv) + rank_ * bytes;
   const bool in_place = send == own_slot;
@@ -161,7 +218,7 @@ absl::StatusOr<CommHandle> MpiCommunicator::AllGatherAsync(const void* send, voi
   HR_MPI_CHECK(MPI_Iallgather(in_place ? MPI_IN_PLACE : send, static_cast<int>(count),
                               ToMpiDatatype(type), recv, static_cast<int>(count),
                               ToMpiDatatype(type), comm_, &request));
-  return CommHandle(std::make_unique<MpiRequest>(request, "MPI_Iallgather", nullptr));
+  return Track(request, "AllGather", "MPI_Iallgather", nullptr);
 }
 
 absl::StatusOr<CommHandle> MpiCommunicator::ReduceScatterAsync(const void* send, void* recv,
@@ -169,6 +226,7 @@ absl::StatusOr<CommHandle> MpiCommunicator::ReduceScatterAsync(const void* send,
                                                                ReduceOp op) {
   HR_RETURN_IF_ERROR(ValidateReduce("ReduceScatter", type, op));
   HR_RETURN_IF_ERROR(ValidateCount("ReduceScatter", count, size_));
+  HR_RETURN_IF_ERROR(watchdog_->expired());
   const size_t bytes = count * DataTypeSize(type);
   if (Overlap(send, bytes * size_, recv, bytes)) {
     return absl::InvalidArgumentError("ReduceScatter: send and recv overlap");
@@ -176,15 +234,15 @@ absl::StatusOr<CommHandle> MpiCommunicator::ReduceScatterAsync(const void* send,
   MPI_Request request;
   HR_MPI_CHECK(MPI_Ireduce_scatter_block(send, recv, static_cast<int>(count), ToMpiDatatype(type),
                                          MPI_SUM, comm_, &request));
-  return CommHandle(std::make_unique<MpiRequest>(
-      request, "MPI_Ireduce_scatter_block",
-      op == ReduceOp::kAverage ? Divider(recv, count, type, size_) : nullptr));
+  return Track(request, "ReduceScatter", "MPI_Ireduce_scatter_block",
+               op == ReduceOp::kAverage ? Divider(recv, count, type, size_) : nullptr);
 }
 
 absl::StatusOr<CommHandle> MpiCommunicator::BarrierAsync() {
+  HR_RETURN_IF_ERROR(watchdog_->expired());
   MPI_Request request;
   HR_MPI_CHECK(MPI_Ibarrier(comm_, &request));
-  return CommHandle(std::make_unique<MpiRequest>(request, "MPI_Ibarrier", nullptr));
+  return Track(request, "Barrier", "MPI_Ibarrier", nullptr);
 }
 
 }  // namespace headroom

@@ -18,6 +18,15 @@
 // locking slows every MPI call in Open MPI, and it would compete with the compute threads for
 // cores; polling from backward costs a few microseconds per call.
 //
+// Deadlines. Every wait goes through a CollectiveWatchdog (comm/watchdog.h): MPI_Test polled
+// with sleeps in between (no core spinning while a peer is late) until the collective finishes
+// or `timeout` passes. Then Wait() returns DeadlineExceeded naming the collective and the ranks
+// that did not arrive (from a census of the others), and the communicator is expired: MPI
+// cannot cancel the collective, so every later call fails with the same status without
+// touching MPI, and the caller must end the job (Communicator::Abort; Train() does). Destroying
+// an expired communicator ends the job too, so no rank can go on to hang in MPI_Finalize.
+// Start-up (Create) waits for every rank in an MPI_Ibarrier under the same deadline first.
+//
 // Example:
 //   HR_ASSIGN_OR_RETURN(std::unique_ptr<MpiCommunicator> comm, MpiCommunicator::Create());
 //   HR_RETURN_IF_ERROR(comm->Broadcast(params, n, DataType::kFloat32, /*root=*/0));
@@ -26,20 +35,25 @@
 
 #include <mpi.h>
 
+#include <functional>
 #include <memory>
 
+#include "absl/time/time.h"
 #include "comm/communicator.h"
+#include "comm/watchdog.h"
 
 namespace headroom {
 
 class MpiCommunicator : public Communicator {
  public:
   // Initialises MPI if needed (EnsureMpiInitialized) and joins every rank of MPI_COMM_WORLD.
-  // Collective: every rank must call it.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Create();
+  // Collective: every rank must call it. `timeout` (> 0) is the deadline of every wait.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Create(
+      absl::Duration timeout = kDefaultCommTimeout);
   // The ranks of `parent` (e.g. a subset split from MPI_COMM_WORLD, for tests that train on
   // fewer ranks than the job has), duplicated. Collective over `parent`.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Create(MPI_Comm parent);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Create(
+      MPI_Comm parent, absl::Duration timeout = kDefaultCommTimeout);
 
   ~MpiCommunicator() override;
   MpiCommunicator(const MpiCommunicator&) = delete;
@@ -64,11 +78,17 @@ class MpiCommunicator : public Communicator {
 
   // The communicator's own MPI communicator (a duplicate of MPI_COMM_WORLD).
   MPI_Comm mpi_comm() const { return comm_; }
+  // Its watchdog; NcclCommunicator's waits share it (one numbering of the job's collectives).
+  const std::shared_ptr<CollectiveWatchdog>& watchdog() const { return watchdog_; }
 
  private:
   MpiCommunicator() = default;
+  // Numbers the collective `what` (e.g. "AllReduce") and wraps its started `request`.
+  CommHandle Track(MPI_Request request, const char* what, const char* mpi_call,
+                   std::function<void()> on_done);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
+  std::shared_ptr<CollectiveWatchdog> watchdog_;
   MPI_Comm local_comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
 };

@@ -1,11 +1,10 @@
 // NcclCommunicator (see the header). Completion is observed through a CUDA event rather than
 // cudaStreamSynchronize so that Wait() can poll ncclCommGetAsyncError and a deadline between
 // queries: a peer that died mid-collective leaves NCCL kernels spinning, and only an explicit
-// ncclCommAbort frees the GPU and lets this rank report instead of hanging.
+// ncclCommAbort frees the GPU and lets this rank report instead of hanging. The same holds for
+// start-up and finalisation, which run non-blocking and are settled under the deadline.
 #include "comm/nccl_communicator.h"
 
-#include <chrono>
-#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -43,12 +42,13 @@ namespace {
 
 class NcclRequest : public CommRequest {
  public:
-  NcclRequest(std::shared_ptr<NcclCommState> state, cudaEvent_t done, cudaStream_t caller,
-              absl::Duration timeout, const char* what)
+  NcclRequest(std::shared_ptr<NcclCommState> state, std::shared_ptr<CollectiveWatchdog> watchdog,
+              int64_t seq, cudaEvent_t done, cudaStream_t caller, const char* what)
       : state_(std::move(state)),
+        watchdog_(std::move(watchdog)),
+        seq_(seq),
         done_event_(done),
         caller_(caller),
-        timeout_(timeout),
         what_(what) {}
 
   ~NcclRequest() override {
@@ -57,19 +57,12 @@ class NcclRequest : public CommRequest {
   }
 
   absl::Status Wait() override {
-    const auto start = std::chrono::steady_clock::now();
-    const auto limit = absl::ToChronoNanoseconds(timeout_);
-    while (!finished_) {
-      absl::StatusOr<bool> done = Poll();
-      if (!done.ok() || *done) break;
-      if (std::chrono::steady_clock::now() - start > limit) {
-        state_->AbortOnce();
-        Finish(absl::DeadlineExceededError(
-            absl::StrCat(what_, " did not finish within ", absl::FormatDuration(timeout_),
-                         " (a rank died or stopped calling collectives); NCCL aborted")));
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    if (finished_) return status_;
+    absl::Status s = watchdog_->Wait(what_, seq_, [this] { return Poll(); });
+    if (!finished_) {
+      // The deadline passed: free the GPU from the kernels waiting for the missing rank.
+      state_->AbortOnce();
+      Finish(std::move(s));
     }
     return status_;
   }
@@ -83,6 +76,11 @@ class NcclRequest : public CommRequest {
  private:
   // One look at the event and NCCL's error state; finishes the request when either says so.
   absl::StatusOr<bool> Poll() {
+    if (!watchdog_->expired().ok()) {
+      state_->AbortOnce();
+      Finish(watchdog_->expired());
+      return status_;
+    }
     cudaError_t query = cudaEventQuery(done_event_);
     if (query == cudaSuccess) {
       cudaError_t order = cudaStreamWaitEvent(caller_, done_event_, 0);
@@ -120,9 +118,10 @@ class NcclRequest : public CommRequest {
   }
 
   std::shared_ptr<NcclCommState> state_;
+  std::shared_ptr<CollectiveWatchdog> watchdog_;
+  int64_t seq_;
   cudaEvent_t done_event_;
   cudaStream_t caller_;
-  absl::Duration timeout_;
   const char* what_;
   bool finished_ = false;
   absl::Status status_;
@@ -133,7 +132,7 @@ class NcclRequest : public CommRequest {
 absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(
     const NcclOptions& options) {
   std::unique_ptr<NcclCommunicator> c(new NcclCommunicator());
-  HR_ASSIGN_OR_RETURN(c->mpi_, MpiCommunicator::Create());
+  HR_ASSIGN_OR_RETURN(c->mpi_, MpiCommunicator::Create(options.timeout));
   c->timeout_ = options.timeout;
   int count = 0;
   cudaError_t probe = cudaGetDeviceCount(&count);
@@ -155,16 +154,25 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(
   ncclResult_t id_result = c->mpi_->rank() == 0 ? ncclGetUniqueId(&id) : ncclSuccess;
   HR_RETURN_IF_ERROR(c->mpi_->Broadcast(&id, sizeof(id) / sizeof(int32_t), DataType::kInt32, 0));
   HR_NCCL_CHECK(id_result);
-  HR_NCCL_CHECK(ncclCommInitRank(&c->comm_, c->mpi_->size(), id, c->mpi_->rank()));
+  // Non-blocking: a rank that never joins must not hang the others inside NCCL's start-up.
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  const ncclResult_t init =
+      ncclCommInitRankConfig(&c->comm_, c->mpi_->size(), id, c->mpi_->rank(), &config);
   c->state_ = std::make_shared<NcclCommState>();
   c->state_->comm = c->comm_;
+  HR_RETURN_IF_ERROR(c->Settle(init, "ncclCommInitRankConfig", __FILE__, __LINE__));
   return c;
 }
 
 NcclCommunicator::~NcclCommunicator() {
   if (state_ != nullptr && !state_->aborted) {
     cudaStreamSynchronize(stream_);
-    ncclCommDestroy(comm_);
+    // Finalize flushes the communicator (non-blocking: settled under the deadline, aborted
+    // past it); Destroy then frees it without blocking.
+    if (Settle(ncclCommFinalize(comm_), "ncclCommFinalize", __FILE__, __LINE__).ok()) {
+      ncclCommDestroy(comm_);
+    }
   }
   if (barrier_buffer_ != nullptr) cudaFree(barrier_buffer_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -176,6 +184,7 @@ void NcclCommunicator::Abort(const absl::Status& status) {
 }
 
 absl::Status NcclCommunicator::CheckUsable() const {
+  HR_RETURN_IF_ERROR(mpi_->watchdog()->expired());
   if (state_->aborted) {
     return absl::FailedPreconditionError("the NCCL communicator was aborted after an error");
   }
@@ -193,7 +202,36 @@ absl::Status NcclCommunicator::OrderAfterCaller() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<CommHandle> NcclCommunicator::FinishLaunch(const char* what) {
+absl::Status NcclCommunicator::Settle(ncclResult_t launched, const char* call, const char* file,
+                                      int line) {
+  if (launched == ncclSuccess) return absl::OkStatus();
+  if (launched != ncclInProgress) {
+    state_->AbortOnce();
+    return NcclErrorStatus(launched, call, file, line);
+  }
+  absl::StatusOr<bool> settled = PollUntil(
+      [&]() -> absl::StatusOr<bool> {
+        ncclResult_t state = ncclInProgress;
+        const ncclResult_t got = ncclCommGetAsyncError(comm_, &state);
+        if (got != ncclSuccess) return NcclErrorStatus(got, "ncclCommGetAsyncError", file, line);
+        if (state == ncclInProgress) return false;
+        if (state != ncclSuccess) return NcclErrorStatus(state, call, file, line);
+        return true;
+      },
+      timeout_, [] {});
+  if (settled.ok() && *settled) return absl::OkStatus();
+  state_->AbortOnce();
+  if (!settled.ok()) return settled.status();
+  return absl::DeadlineExceededError(absl::StrCat(
+      call, " did not complete within ", absl::FormatDuration(timeout_),
+      " (a rank is stopped, lost or slower than train.comm_timeout_s); NCCL aborted (rank ",
+      WorldRankForMessages(), ", ", file, ":", line, ")"));
+}
+
+absl::StatusOr<CommHandle> NcclCommunicator::FinishLaunch(ncclResult_t launched, const char* what,
+                                                          const char* call, int line) {
+  const int64_t seq = mpi_->watchdog()->Start();
+  HR_RETURN_IF_ERROR(Settle(launched, call, __FILE__, line));
   cudaEvent_t done;
   HR_COMM_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
   cudaError_t record = cudaEventRecord(done, stream_);
@@ -201,7 +239,8 @@ absl::StatusOr<CommHandle> NcclCommunicator::FinishLaunch(const char* what) {
     cudaEventDestroy(done);
     HR_COMM_CUDA_CHECK(record);
   }
-  return CommHandle(std::make_unique<NcclRequest>(state_, done, caller_stream_, timeout_, what));
+  return CommHandle(
+      std::make_unique<NcclRequest>(state_, mpi_->watchdog(), seq, done, caller_stream_, what));
 }
 
 absl::StatusOr<CommHandle> NcclCommunicator::AllReduceAsync(const void* send, void* recv,
@@ -210,9 +249,9 @@ absl::StatusOr<CommHandle> NcclCommunicator::AllReduceAsync(const void* send, vo
   HR_RETURN_IF_ERROR(ValidateReduce("AllReduce", type, op));
   HR_RETURN_IF_ERROR(CheckUsable());
   HR_RETURN_IF_ERROR(OrderAfterCaller());
-  HR_NCCL_CHECK(
-      ncclAllReduce(send, recv, count, NcclDataType(type), NcclReduceOp(op), comm_, stream_));
-  return FinishLaunch("ncclAllReduce");
+  return FinishLaunch(
+      ncclAllReduce(send, recv, count, NcclDataType(type), NcclReduceOp(op), comm_, stream_),
+      "AllReduce", "ncclAllReduce", __LINE__);
 }
 
 absl::StatusOr<CommHandle> NcclCommunicator::BroadcastAsync(void* buffer, size_t count,
@@ -220,16 +259,17 @@ absl::StatusOr<CommHandle> NcclCommunicator::BroadcastAsync(void* buffer, size_t
   HR_RETURN_IF_ERROR(ValidateRoot("Broadcast", root, size()));
   HR_RETURN_IF_ERROR(CheckUsable());
   HR_RETURN_IF_ERROR(OrderAfterCaller());
-  HR_NCCL_CHECK(ncclBroadcast(buffer, buffer, count, NcclDataType(type), root, comm_, stream_));
-  return FinishLaunch("ncclBroadcast");
+  return FinishLaunch(
+      ncclBroadcast(buffer, buffer, count, NcclDataType(type), root, comm_, stream_), "Broadcast",
+      "ncclBroadcast", __LINE__);
 }
 
 absl::StatusOr<CommHandle> NcclCommunicator::AllGatherAsync(const void* send, void* recv,
                                                             size_t count, DataType type) {
   HR_RETURN_IF_ERROR(CheckUsable());
   HR_RETURN_IF_ERROR(OrderAfterCaller());
-  HR_NCCL_CHECK(ncclAllGather(send, recv, count, NcclDataType(type), comm_, stream_));
-  return FinishLaunch("ncclAllGather");
+  return FinishLaunch(ncclAllGather(send, recv, count, NcclDataType(type), comm_, stream_),
+                      "AllGather", "ncclAllGather", __LINE__);
 }
 
 absl::StatusOr<CommHandle> NcclCommunicator::ReduceScatterAsync(const void* send, void* recv,
@@ -238,9 +278,9 @@ absl::StatusOr<CommHandle> NcclCommunicator::ReduceScatterAsync(const void* send
   HR_RETURN_IF_ERROR(ValidateReduce("ReduceScatter", type, op));
   HR_RETURN_IF_ERROR(CheckUsable());
   HR_RETURN_IF_ERROR(OrderAfterCaller());
-  HR_NCCL_CHECK(
-      ncclReduceScatter(send, recv, count, NcclDataType(type), NcclReduceOp(op), comm_, stream_));
-  return FinishLaunch("ncclReduceScatter");
+  return FinishLaunch(
+      ncclReduceScatter(send, recv, count, NcclDataType(type), NcclReduceOp(op), comm_, stream_),
+      "ReduceScatter", "ncclReduceScatter", __LINE__);
 }
 
 absl::StatusOr<CommHandle> NcclCommunicator::BarrierAsync() {
@@ -248,9 +288,9 @@ absl::StatusOr<CommHandle> NcclCommunicator::BarrierAsync() {
   // has contributed, which is a barrier's guarantee.
   HR_RETURN_IF_ERROR(CheckUsable());
   HR_RETURN_IF_ERROR(OrderAfterCaller());
-  HR_NCCL_CHECK(
-      ncclAllReduce(barrier_buffer_, barrier_buffer_, 1, ncclInt32, ncclSum, comm_, stream_));
-  return FinishLaunch("ncclAllReduce(barrier)");
+  return FinishLaunch(
+      ncclAllReduce(barrier_buffer_, barrier_buffer_, 1, ncclInt32, ncclSum, comm_, stream_),
+      "Barrier", "ncclAllReduce(barrier)", __LINE__);
 }
 
 }  // namespace headroom

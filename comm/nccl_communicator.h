@@ -2,8 +2,8 @@
 //
 // Start-up (collective over all ranks): MPI is the bootstrap. Each rank selects its GPU
 // (options.device, or local_rank % device count), rank 0 creates the ncclUniqueId, MPI
-// broadcasts it, and every rank joins with ncclCommInitRank. NCCL refuses two ranks on one
-// GPU (invalid usage), so ranks sharing a GPU must use MpiCommunicator with host staging.
+// broadcasts it, and every rank joins with ncclCommInitRankConfig. NCCL refuses two ranks on
+// one GPU (invalid usage), so ranks sharing a GPU must use MpiCommunicator with host staging.
 //
 // Streams. Collectives run on the communicator's own non-blocking CUDA stream, so they overlap
 // the compute stream. Each async call records an event on the caller's stream
@@ -11,10 +11,17 @@
 // it, so the collective sees everything the caller enqueued before the call; Wait() makes the
 // caller's stream wait for the collective's completion event, so later kernels see the result.
 //
-// Errors. Wait() polls the completion event and ncclCommGetAsyncError until the collective
-// finishes, fails, or options.timeout passes; on failure or timeout it aborts the NCCL
-// communicator (ncclCommAbort, so no kernel spins forever) and returns the error, which the
-// caller passes to Abort(): "rank R: <message>" and MPI_Abort end the job on every rank.
+// Errors and deadlines. The communicator is non-blocking (ncclConfig_t::blocking = 0): no NCCL
+// call blocks the host, and a call that returns ncclInProgress (initialisation, the first
+// collectives while connections are set up, finalisation) is polled with
+// ncclCommGetAsyncError until it settles, under options.timeout. Wait() polls the completion
+// event and ncclCommGetAsyncError through the MPI communicator's CollectiveWatchdog
+// (comm/watchdog.h) until the collective finishes, fails, or options.timeout passes; on a
+// timeout the watchdog's census names the ranks that did not arrive. On failure or timeout the
+// NCCL communicator is aborted (ncclCommAbort, so no kernel spins forever) and the error
+// returned, which the caller passes to Abort(): "rank R: <message>" and MPI_Abort end the job
+// on every rank. (Compiled and unit-tested on one GPU at most: a multi-GPU run of the timeout
+// path has not been done.)
 //
 // Example:
 //   NcclOptions options;  // device from local rank, 10 min timeout
@@ -35,6 +42,7 @@
 #include "absl/time/time.h"
 #include "comm/communicator.h"
 #include "comm/mpi_communicator.h"
+#include "comm/watchdog.h"
 
 namespace headroom {
 
@@ -43,8 +51,9 @@ struct NcclCommState;
 struct NcclOptions {
   // CUDA device of this rank; -1 picks local_rank % cudaGetDeviceCount.
   int device = -1;
-  // How long Wait() lets one collective run before declaring the job stuck and aborting NCCL.
-  absl::Duration timeout = absl::Minutes(10);
+  // How long Wait() (and start-up) lets one collective run before declaring the job stuck and
+  // aborting NCCL.
+  absl::Duration timeout = kDefaultCommTimeout;
 };
 
 class NcclCommunicator : public Communicator {
@@ -91,8 +100,13 @@ class NcclCommunicator : public Communicator {
   absl::Status CheckUsable() const;
   // Records "caller work done" and makes stream_ wait for it.
   absl::Status OrderAfterCaller();
-  // Records completion on stream_ and wraps it in a request.
-  absl::StatusOr<CommHandle> FinishLaunch(const char* what);
+  // `launched` is what an NCCL call on comm_ returned: ncclInProgress (non-blocking mode) is
+  // polled until the communicator settles, under the deadline. Errors and expiry abort comm_.
+  absl::Status Settle(ncclResult_t launched, const char* call, const char* file, int line);
+  // Settles the launch of collective `what`, records completion on stream_ and wraps it in a
+  // request.
+  absl::StatusOr<CommHandle> FinishLaunch(ncclResult_t launched, const char* what, const char* call,
+                                          int line);
 
   std::unique_ptr<MpiCommunicator> mpi_;
   ncclComm_t comm_ = nullptr;

@@ -181,6 +181,11 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
     return Invalid(s, "train.zero_stage",
                    absl::StrCat("must be 0 or 1 (got ", t.zero_stage(), "); 1 is ZeRO-1"));
   }
+  if (!(t.comm_timeout_s() > 0) || !std::isfinite(t.comm_timeout_s())) {
+    return Invalid(
+        s, "train.comm_timeout_s",
+        absl::StrCat("must be a finite number of seconds > 0 (got ", t.comm_timeout_s(), ")"));
+  }
   if (t.attention() != "auto" && t.attention() != "fused" && t.attention() != "materialized") {
     return Invalid(s, "train.attention",
                    absl::StrCat("must be \"auto\", \"fused\" or \"materialized\" (got \"",
@@ -274,6 +279,7 @@ void FillDefaults(ExperimentConfig& c) {
   if (!t.has_keep_checkpoints()) t.set_keep_checkpoints(3);
   if (!t.has_comm()) t.set_comm("auto");
   if (!t.has_comm_bucket_mb()) t.set_comm_bucket_mb(25);
+  if (!t.has_comm_timeout_s()) t.set_comm_timeout_s(600);
   if (!t.has_attention_rank_every()) t.set_attention_rank_every(0);
   if (!t.has_attention_rank_sequences()) t.set_attention_rank_sequences(4);
   if (!t.has_attention_rank_per_head()) t.set_attention_rank_per_head(true);

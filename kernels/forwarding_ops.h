@@ -16,7 +16,7 @@
 //     a string literal that lives forever). Nothing else calls them.
 //   - Every op of both lists is hooked: memory and transfers (AllocBytes, Free, CopyToDevice,
 //     CopyToHost, CopyDevice, Synchronize, DeviceMemoryInUse) and every computation.
-//     IsComputeOp(name) tells the two apart. The const queries device(),
+//     IsComputeOp(name) tells the two apart. The const queries device(), status(),
 //     PrefersFusedAttention() and PeakAllocatedBytes() are forwarded without hooks.
 //   - The inner op always runs (a hook cannot skip it or change its arguments); on a device
 //     backend it is enqueued, not finished, when AfterOp runs.
@@ -166,6 +166,7 @@ class ForwardingOps : public Ops<T> {
     return inner_->PrefersFusedAttention(head_size);
   }
   int64_t PeakAllocatedBytes() const override { return inner_->PeakAllocatedBytes(); }
+  absl::Status status() const override { return inner_->status(); }
 
 #define HEADROOM_OPS_FORWARD(ret, op, params, args)             \
   ret op params override {                                      \

@@ -66,8 +66,20 @@ class Ops {
   virtual ~Ops() = default;
   virtual DeviceKind device() const = 0;
 
+  // ---- Errors ---------------------------------------------------------------------------
+  // Ops return void, so a failure is recorded instead: status() is OK, or the FIRST failure
+  // since construction, which stays (later ones are usually its consequences). CPU: an
+  // allocation that failed ("cannot allocate N bytes ..."). CUDA: any failed CUDA/cuBLAS call,
+  // including a failed cudaMalloc; asynchronous kernel faults appear only after the next
+  // synchronising call (CopyToHost, Synchronize), so check it after one. Callers check it at
+  // their synchronising points (model creation, reading the loss, the optimizer step, a
+  // checkpoint), and nothing computed after a failure may be trusted. The default (OK) is for
+  // wrappers; a wrapper forwards its inner backend's status.
+  [[nodiscard]] virtual absl::Status status() const { return absl::OkStatus(); }
+
   // ---- Memory and transfers -------------------------------------------------------------
-  // Allocations are zero-initialised; Free accepts nullptr.
+  // Allocations are zero-initialised; Free accepts nullptr. A failed allocation returns nullptr
+  // and records the failure in status() (it never aborts the process).
   virtual void* AllocBytes(size_t bytes) = 0;
   virtual void Free(void* p) = 0;
   T* Alloc(int64_t n) { return static_cast<T*>(AllocBytes(sizeof(T) * static_cast<size_t>(n))); }

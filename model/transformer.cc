@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -268,7 +269,21 @@ absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& mo
                      (options.attention == AttentionPath::kAuto &&
                       ops->PrefersFusedAttention(HeadSize(e.model())));
   resolved.attention = fused ? AttentionPath::kFused : AttentionPath::kMaterialized;
-  return std::unique_ptr<Model<T>>(new Model<T>(e.model(), ops, l, resolved));
+  std::unique_ptr<Model<T>> m(new Model<T>(e.model(), ops, l, resolved));
+  // An allocation that failed left a null buffer: refuse the model before anything touches it.
+  if (absl::Status ops_status = ops->status(); !ops_status.ok()) {
+    return absl::Status(
+        ops_status.code(),
+        absl::StrCat("cannot create the model (", m->layout().total(), " parameters, ",
+                     m->ActivationElements(), " activation and workspace elements of ", sizeof(T),
+                     " bytes for ", l.max_batch, " x ", l.max_seq,
+                     " tokens): ", ops_status.message(),
+                     "; lower the micro-batch size or the model size, or free memory"));
+  }
+  m->ops_->Fill(m->ones_,
+                std::max<int64_t>(m->limits_.max_batch * m->limits_.max_seq, m->limits_.max_batch),
+                T(1));
+  return m;
 }
 
 template <typename T>
@@ -315,8 +330,7 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
   cls_rows_ = AllocateInt(B);
   nsp_labels_ = AllocateInt(B);
   weights_ = Allocate(P);
-  ones_ = Allocate(std::max(N, B));
-  ops_->Fill(ones_, std::max(N, B), T(1));
+  ones_ = Allocate(std::max(N, B));  // filled with ones by Create, once every allocation worked
   scalars_ = Allocate(4);
 
   int64_t kept = 0;
@@ -377,7 +391,7 @@ absl::StatusOr<LossStats> Model<T>::Forward(const Batch& batch, bool training,
                                             const DropoutKey& base, bool count_correct) {
   absl::Status s = Enqueue(batch, training, base, count_correct);
   if (!s.ok()) return s;
-  return ReadLossStats();
+  return ReadLossStatsOrError();
 }
 
 template <typename T>
@@ -387,6 +401,18 @@ absl::Status Model<T>::ForwardAsync(const Batch& batch, bool training, const Dro
 
 template <typename T>
 LossStats Model<T>::ReadLossStats() {
+  absl::StatusOr<LossStats> stats = ReadLossStatsOrError();
+  if (stats.ok()) return *stats;
+  // The device failed: losses that read as NaN fail every finiteness check downstream.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  LossStats failed;
+  failed.loss = failed.mlm_loss = failed.nsp_loss = failed.lm_loss = nan;
+  failed.mlm_loss_sum = failed.lm_loss_sum = nan;
+  return failed;
+}
+
+template <typename T>
+absl::StatusOr<LossStats> Model<T>::ReadLossStatsOrError() {
   assert(stats_pending_ && "ReadLossStats needs a preceding Forward or ForwardAsync");
   stats_pending_ = false;
   LossStats stats = pending_;
@@ -408,6 +434,13 @@ LossStats Model<T>::ReadLossStats() {
     stats.lm_loss_sum = static_cast<double>(host_scalars[0]);
     stats.lm_loss = stats.lm_tokens > 0 ? stats.lm_loss_sum / stats.lm_tokens : 0.0;
     stats.loss = stats.lm_loss;
+  }
+  // Every op of the step is done now (the copies synchronised): a failure anywhere in it (a
+  // kernel fault, a failed copy) shows here, and the numbers above are not to be trusted.
+  absl::Status device = ops_->status();
+  if (!device.ok()) {
+    return absl::Status(device.code(), absl::StrCat("reading the loss back: the backend failed: ",
+                                                    device.message()));
   }
   return stats;
 }

@@ -132,7 +132,8 @@ class Model {
  public:
   // Validates `model` (as config/load.h would) and `limits`, lays out and allocates parameters
   // (zero until InitParameters or CopyParametersToDevice), gradients (zero) and every
-  // activation buffer. `ops` is not owned and must outlive the model.
+  // activation buffer. `ops` is not owned and must outlive the model. When an allocation fails
+  // (Ops::status()), that error is returned with the model's size and what lowers it.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Model<T>>> Create(
       const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits,
       const ModelOptions& options = {});
@@ -146,7 +147,7 @@ class Model {
   // buffer, which is why it costs nothing extra). Not training: no dropout, Backward not
   // allowed. count_correct: also count argmax-correct MLM / LM predictions, which copies the
   // logits to the host (P*V or N*V values; meant for evaluation). NSP accuracy is always
-  // counted.
+  // counted. A backend failure is returned as the error (see ReadLossStatsOrError).
   [[nodiscard]] absl::StatusOr<LossStats> Forward(const Batch& batch, bool training,
                                                   const DropoutKey& base,
                                                   bool count_correct = false);
@@ -159,6 +160,11 @@ class Model {
   [[nodiscard]] absl::Status ForwardAsync(const Batch& batch, bool training,
                                           const DropoutKey& base);
   // The LossStats of the last Forward / ForwardAsync (waits for its work). Once per Forward.
+  // The backend's error (Ops::status()) when any op since it was created failed: the losses
+  // read back would not be trustworthy (a failed copy leaves zeros, which look like a loss).
+  [[nodiscard]] absl::StatusOr<LossStats> ReadLossStatsOrError();
+  // The same without the status, for callers that check Ops::status() themselves: on a backend
+  // error every loss is NaN, so that a finiteness check stops the run rather than training on.
   LossStats ReadLossStats();
 
   // Called by Backward as groups of parameter gradients become final, so that a caller can

@@ -440,7 +440,7 @@ int RunBench(const CommandArgs& args) {
   // Data parallel under a launcher (train.comm, chosen as `headroom train` does): every rank
   // benchmarks; rank 0 alone prints.
   absl::StatusOr<std::unique_ptr<Communicator>> comm =
-      CreateDataParallelCommunicator(b->config.train().comm(), b->kind);
+      CreateDataParallelCommunicator(b->config.train(), b->kind);
   if (!comm.ok()) return Fail("bench", std::string(comm.status().message()));
   if ((*comm)->rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
   PrintMachine(b->kind);

@@ -1,6 +1,7 @@
 // `headroom eval --checkpoint DIR --data GLOB [--eval_batches N] [--batch N] [--device cpu|cuda]
 // [--unigram_data TRAIN_GLOB]`: evaluates a checkpoint (a checkpoint directory, or a run directory
-// for its newest one) with dropout off and prints one line of key=value pairs:
+// for its newest one, named on stderr with its step) with dropout off and prints one line of
+// key=value pairs:
 // "loss=... perplexity=... accuracy=... sequences=... tokens=..." for a causal LM,
 // "loss=... mlm_accuracy=... nsp_accuracy=..." for BERT (trainer/trainer.h). With
 // --unigram_data (causal LM) the line goes on with "unigram_loss=... unigram_perplexity=...":
@@ -38,15 +39,17 @@ int RunEval(const CommandArgs& args) {
   }
   absl::StatusOr<DeviceKind> device = ParseDevice(absl::GetFlag(FLAGS_device));
   if (!device.ok()) return Fail("eval", std::string(device.status().message()));
+  // A run directory stands for its newest checkpoint: say which step that is.
+  std::string chosen;
+  absl::StatusOr<std::string> dir = ResolveCheckpoint(checkpoint, &chosen);
+  if (!dir.ok()) return Fail("eval", std::string(dir.status().message()));
   absl::StatusOr<EvalResult> r = EvaluateCheckpoint(
-      checkpoint, absl::GetFlag(FLAGS_data), absl::GetFlag(FLAGS_eval_batches), batch, *device);
+      *dir, absl::GetFlag(FLAGS_data), absl::GetFlag(FLAGS_eval_batches), batch, *device);
   if (!r.ok()) return Fail("eval", std::string(r.status().message()));
   std::string line = r->ToString();
   const std::string unigram_data = absl::GetFlag(FLAGS_unigram_data);
   if (!unigram_data.empty()) {
     // The vocabulary and (without --data) the evaluation shards come from the checkpoint.
-    absl::StatusOr<std::string> dir = ResolveCheckpoint(checkpoint);
-    if (!dir.ok()) return Fail("eval", std::string(dir.status().message()));
     absl::StatusOr<ExperimentConfig> config = LoadConfig(*dir + "/config.textproto");
     if (!config.ok()) return Fail("eval", std::string(config.status().message()));
     if (r->bert) return Fail("eval", "--unigram_data is for causal LM checkpoints, this is BERT");
@@ -62,6 +65,8 @@ int RunEval(const CommandArgs& args) {
     absl::StrAppend(&line, absl::StrFormat(" unigram_loss=%.6f unigram_perplexity=%.4f", u->loss,
                                            u->perplexity));
   }
+  // After the work, so that a failure stays one line.
+  if (!chosen.empty()) std::fprintf(stderr, "eval: scored %s\n", chosen.c_str());
   std::printf("%s\n", line.c_str());
   return 0;
 }

@@ -1,7 +1,8 @@
 // `headroom export --checkpoint DIR --output FILE.safetensors`: writes a checkpoint's weights
 // alone as one safetensors file (Hugging Face BertForPreTraining names for BERT), atomically.
-// The checkpoint is validated on the way (trainer/checkpoint.h); an existing output is replaced
-// only by a complete file.
+// The checkpoint is validated on the way (trainer/checkpoint.h: files against its manifest,
+// finite weights); an existing output is replaced only by a complete file. A run directory
+// stands for its newest checkpoint, named on stderr.
 #include <cstdio>
 #include <string>
 
@@ -24,7 +25,8 @@ int RunExport(const CommandArgs& args) {
   if (checkpoint.empty() || output.empty()) {
     return Fail("export", "--checkpoint DIR and --output FILE.safetensors are required");
   }
-  absl::StatusOr<std::string> dir = ResolveCheckpoint(checkpoint);
+  std::string chosen;
+  absl::StatusOr<std::string> dir = ResolveCheckpoint(checkpoint, &chosen);
   if (!dir.ok()) return Fail("export", std::string(dir.status().message()));
   absl::StatusOr<Checkpoint> ck = LoadCheckpoint(*dir, nullptr, /*with_optimizer=*/false);
   if (!ck.ok()) return Fail("export", std::string(ck.status().message()));
@@ -38,6 +40,7 @@ int RunExport(const CommandArgs& args) {
   }
   absl::Status s = w.Write(output);
   if (!s.ok()) return Fail("export", std::string(s.message()));
+  if (!chosen.empty()) std::fprintf(stderr, "export: exported %s\n", chosen.c_str());
   std::printf("wrote %s: %zu tensors, %lld parameters, from %s\n", output.c_str(),
               layout.tensors().size(), static_cast<long long>(layout.total()), dir->c_str());
   return 0;

@@ -10,6 +10,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <system_error>
 
 #include "absl/strings/escaping.h"
@@ -18,9 +20,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "base/file.h"
 #include "base/status_macros.h"
 #include "config/load.h"
+#include "data/crc32c.h"
 #include "google/protobuf/text_format.h"
 #include "nlohmann/json.hpp"
 #include "trainer/safetensors.h"
@@ -35,6 +39,9 @@ constexpr char kModelFile[] = "model.safetensors";
 constexpr char kOptimizerFile[] = "optimizer.safetensors";
 constexpr char kStateFile[] = "trainer_state.json";
 constexpr char kConfigFile[] = "config.textproto";
+constexpr char kManifestFile[] = "manifest.json";
+// The files every checkpoint holds besides the manifest, in the order they are written.
+constexpr const char* kCheckpointFiles[] = {kModelFile, kOptimizerFile, kStateFile, kConfigFile};
 constexpr char kStepPrefix[] = "step-";
 constexpr char kTmpPrefix[] = ".tmp-";
 constexpr int kFormat = 1;
@@ -52,12 +59,126 @@ int64_t StepOfName(const std::string& name) {
   return absl::SimpleAtoi(digits, &step) ? step : -1;
 }
 
-bool IsComplete(const fs::path& dir) {
+// Whether `dir` looks like a checkpoint directory rather than a run directory: named
+// step-NNNNNNNN, or holding one of a checkpoint's files (it may be damaged).
+bool LooksLikeCheckpoint(const fs::path& dir) {
   std::error_code ec;
-  for (const char* f : {kModelFile, kOptimizerFile, kStateFile, kConfigFile}) {
-    if (!fs::is_regular_file(dir / f, ec)) return false;
+  if (StepOfName(dir.filename().string()) >= 0 && !fs::is_directory(dir / "checkpoints", ec)) {
+    return true;
   }
-  return true;
+  for (const char* f : kCheckpointFiles) {
+    if (fs::exists(dir / f, ec)) return true;
+  }
+  return fs::exists(dir / kManifestFile, ec);
+}
+
+constexpr char kDamageAdvice[] =
+    "; restore the file from a copy or use an earlier checkpoint of the run (--resume falls back "
+    "to the newest intact one by itself)";
+
+// A damaged checkpoint: DataLoss "checkpoint DIR: <what>; <advice>".
+absl::Status Damaged(const std::string& dir, const std::string& what) {
+  return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": ", what, kDamageAdvice));
+}
+
+// The <what> of a Damaged(dir, what) status.
+std::string DamageOf(const std::string& dir, const absl::Status& s) {
+  absl::string_view what = s.message();
+  absl::ConsumePrefix(&what, absl::StrCat("checkpoint ", dir, ": "));
+  absl::ConsumeSuffix(&what, kDamageAdvice);
+  return std::string(what);
+}
+
+// Size and CRC32C of one file of a checkpoint, as manifest.json records them.
+struct FileSum {
+  uint64_t bytes = 0;
+  uint32_t crc32c = 0;
+};
+using Manifest = std::map<std::string, FileSum>;
+
+FileSum SumOf(absl::string_view bytes) {
+  return {bytes.size(), crc32c::Value(bytes.data(), bytes.size())};
+}
+
+std::string ManifestJson(const Manifest& files) {
+  json j = {{"format", kFormat}, {"files", json::object()}};
+  for (const auto& [name, sum] : files) {
+    j["files"][name] = {{"bytes", sum.bytes}, {"crc32c", absl::StrFormat("%08x", sum.crc32c)}};
+  }
+  return j.dump(2) + "\n";
+}
+
+// manifest.json of `dir`; DataLoss when it does not parse.
+absl::StatusOr<Manifest> ReadManifest(const std::string& dir) {
+  const std::string path = (fs::path(dir) / kManifestFile).string();
+  HR_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  auto bad = [&dir](const std::string& what) {
+    return Damaged(dir, absl::StrCat(kManifestFile, " is damaged (", what, ")"));
+  };
+  if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
+  auto format = j.find("format");
+  if (format == j.end() || !format->is_number_integer() || format->get<int64_t>() != kFormat) {
+    return bad(absl::StrCat("unknown \"format\"; this build reads format ", kFormat));
+  }
+  auto files = j.find("files");
+  if (files == j.end() || !files->is_object()) return bad("no \"files\" object");
+  Manifest manifest;
+  for (const auto& [name, entry] : files->items()) {
+    auto bytes = entry.find("bytes");
+    auto crc = entry.find("crc32c");
+    uint32_t value = 0;
+    if (!entry.is_object() || bytes == entry.end() || !bytes->is_number_unsigned() ||
+        crc == entry.end() || !crc->is_string() || crc->get<std::string>().size() != 8 ||
+        !absl::SimpleHexAtoi(crc->get<std::string>(), &value)) {
+      return bad(absl::StrCat("the entry of ", name, " is not {\"bytes\": N, \"crc32c\": HEX8}"));
+    }
+    manifest[name] = {bytes->get<uint64_t>(), value};
+  }
+  return manifest;
+}
+
+// Reads file `name` of checkpoint `dir` and, when the checkpoint has a manifest, checks its size
+// and CRC32C against it.
+absl::StatusOr<std::string> ReadVerified(const std::string& dir, const char* name,
+                                         const Manifest* manifest) {
+  HR_ASSIGN_OR_RETURN(std::string bytes, ReadFile((fs::path(dir) / name).string()));
+  if (manifest == nullptr) return bytes;  // written before checksums: nothing to compare
+  auto recorded = manifest->find(name);
+  if (recorded == manifest->end()) {
+    return Damaged(dir, absl::StrCat(kManifestFile, " does not list ", name));
+  }
+  const FileSum read = SumOf(bytes);
+  if (read.bytes != recorded->second.bytes || read.crc32c != recorded->second.crc32c) {
+    return Damaged(dir, absl::StrFormat("%s does not match %s (%d bytes, CRC32C %08x recorded; "
+                                        "%d bytes, CRC32C %08x read): the file is damaged",
+                                        name, kManifestFile, recorded->second.bytes,
+                                        recorded->second.crc32c, read.bytes, read.crc32c));
+  }
+  return bytes;
+}
+
+// The first NaN or Inf among the tensors of `layout` in `values`, read from `file`: DataLoss
+// "non-finite weights in FILE tensor NAME". `suffix` is appended to tensor names (the moments).
+absl::Status CheckFinite(const std::string& dir, const std::string& file,
+                         const ParameterLayout& layout, const std::vector<float>& values,
+                         const char* suffix) {
+  for (const TensorSpec& t : layout.tensors()) {
+    for (int64_t i = 0; i < t.numel; ++i) {
+      const float x = values[static_cast<size_t>(t.offset + i)];
+      if (!std::isfinite(x)) {
+        return Damaged(dir, absl::StrCat("non-finite weights in ", file, " tensor ", t.name, suffix,
+                                         " (", x, " at element ", i, ")"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A file that passed its checksum (or has none) but does not parse: the checkpoint is damaged.
+absl::Status AsDamage(const std::string& dir, const absl::Status& s) {
+  if (s.ok() || s.code() == absl::StatusCode::kDataLoss) return s;
+  return Damaged(dir, std::string(s.message()));
 }
 
 absl::Status FsError(const std::string& what, const std::string& path, const std::error_code& ec) {
@@ -83,11 +204,16 @@ std::string StateJson(const TrainerState& st) {
             {"seed", st.seed},
             {"loader_state", st.loader_state},
             {"rng_state", absl::BytesToHexString(st.rng_state)},
-            {"loss", std::isfinite(st.loss) ? st.loss : 0.0}};
+            {"loss", std::isfinite(st.loss) ? st.loss : 0.0},
+            // Tells a reader that manifest.json belongs to this checkpoint, so a deleted
+            // manifest is damage rather than a checkpoint from before manifests.
+            {"manifest", kManifestFile}};
   return j.dump(2) + "\n";
 }
 
-absl::StatusOr<TrainerState> ParseStateJson(const std::string& text, const std::string& path) {
+// `claims_manifest` is set when the state names a manifest.json (written since manifests exist).
+absl::StatusOr<TrainerState> ParseStateJson(const std::string& text, const std::string& path,
+                                            bool* claims_manifest) {
   auto bad = [&path](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
   };
@@ -121,6 +247,7 @@ absl::StatusOr<TrainerState> ParseStateJson(const std::string& text, const std::
   st.rng_state = absl::HexStringToBytes(st.rng_state);
   auto loss = j.find("loss");
   if (loss != j.end() && loss->is_number()) st.loss = loss->get<double>();
+  *claims_manifest = j.contains("manifest");
   return st;
 }
 
@@ -132,6 +259,47 @@ void RemoveCheckpointDir(const fs::path& dir) {
   if (!fs::exists(dir, ec)) return;
   fs::rename(dir, doomed, ec);
   fs::remove_all(ec ? dir : doomed, ec);
+}
+
+// Writes the files of a checkpoint into the new directory `dir`, the manifest last, each
+// fsynced (see SaveCheckpoint for the rest).
+absl::Status WriteCheckpointFiles(const std::string& dir, const ParameterLayout& layout,
+                                  const float* params, const float* m, const float* v,
+                                  const TrainerState& state) {
+  const fs::path tmp_dir(dir);
+  std::error_code ec;
+  const std::string step_text = absl::StrCat(state.step);
+  SafeTensorsWriter model;
+  model.SetMetadata("format", "pt");
+  model.SetMetadata("headroom_step", step_text);
+  for (const TensorSpec& t : layout.tensors()) {
+    HR_RETURN_IF_ERROR(model.AddF32(t.name, t.shape, params + t.offset));
+  }
+  Manifest manifest;
+  HR_RETURN_IF_ERROR(model.Write((tmp_dir / kModelFile).string(), &manifest[kModelFile].crc32c));
+
+  std::vector<float> zeros;
+  if (m == nullptr || v == nullptr) zeros.assign(static_cast<size_t>(layout.total()), 0.0f);
+  SafeTensorsWriter opt;
+  opt.SetMetadata("headroom_step", step_text);
+  for (const TensorSpec& t : layout.tensors()) {
+    HR_RETURN_IF_ERROR(opt.AddF32(t.name + ".exp_avg", t.shape, (m ? m : zeros.data()) + t.offset));
+    HR_RETURN_IF_ERROR(
+        opt.AddF32(t.name + ".exp_avg_sq", t.shape, (v ? v : zeros.data()) + t.offset));
+  }
+  HR_RETURN_IF_ERROR(
+      opt.Write((tmp_dir / kOptimizerFile).string(), &manifest[kOptimizerFile].crc32c));
+  for (const char* name : {kModelFile, kOptimizerFile}) {
+    manifest[name].bytes = fs::file_size(tmp_dir / name, ec);
+    if (ec) return FsError("cannot read the size", (tmp_dir / name).string(), ec);
+  }
+  const std::string state_json = StateJson(state);
+  HR_RETURN_IF_ERROR(WriteNewFile((tmp_dir / kStateFile).string(), state_json));
+  manifest[kStateFile] = SumOf(state_json);
+  HR_RETURN_IF_ERROR(WriteNewFile((tmp_dir / kConfigFile).string(), state.config_text));
+  manifest[kConfigFile] = SumOf(state.config_text);
+  HR_RETURN_IF_ERROR(WriteNewFile((tmp_dir / kManifestFile).string(), ManifestJson(manifest)));
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -175,28 +343,7 @@ absl::StatusOr<std::string> SaveCheckpoint(const std::string& run_dir,
   if (ec) return FsError("cannot create", tmp_dir, ec);
 
   absl::Status s = [&]() -> absl::Status {
-    const std::string step_text = absl::StrCat(state.step);
-    SafeTensorsWriter model;
-    model.SetMetadata("format", "pt");
-    model.SetMetadata("headroom_step", step_text);
-    for (const TensorSpec& t : layout.tensors()) {
-      HR_RETURN_IF_ERROR(model.AddF32(t.name, t.shape, params + t.offset));
-    }
-    HR_RETURN_IF_ERROR(model.Write((fs::path(tmp_dir) / kModelFile).string()));
-
-    std::vector<float> zeros;
-    if (m == nullptr || v == nullptr) zeros.assign(static_cast<size_t>(layout.total()), 0.0f);
-    SafeTensorsWriter opt;
-    opt.SetMetadata("headroom_step", step_text);
-    for (const TensorSpec& t : layout.tensors()) {
-      HR_RETURN_IF_ERROR(
-          opt.AddF32(t.name + ".exp_avg", t.shape, (m ? m : zeros.data()) + t.offset));
-      HR_RETURN_IF_ERROR(
-          opt.AddF32(t.name + ".exp_avg_sq", t.shape, (v ? v : zeros.data()) + t.offset));
-    }
-    HR_RETURN_IF_ERROR(opt.Write((fs::path(tmp_dir) / kOptimizerFile).string()));
-    HR_RETURN_IF_ERROR(WriteNewFile((fs::path(tmp_dir) / kStateFile).string(), StateJson(state)));
-    HR_RETURN_IF_ERROR(WriteNewFile((fs::path(tmp_dir) / kConfigFile).string(), state.config_text));
+    HR_RETURN_IF_ERROR(WriteCheckpointFiles(tmp_dir, layout, params, m, v, state));
     HR_RETURN_IF_ERROR(SyncDirectory(tmp_dir));
     // The same step saved again (e.g. a run re-saving after a resume): move the old one aside
     // first; rename(2) cannot replace a non-empty directory.
@@ -225,7 +372,7 @@ std::vector<std::string> ListCheckpoints(const std::string& run_dir) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(CheckpointsRoot(run_dir), ec)) {
     const int64_t step = StepOfName(e.path().filename().string());
-    if (step >= 0 && e.is_directory(ec) && IsComplete(e.path())) {
+    if (step >= 0 && e.is_directory(ec)) {
       found.emplace_back(step, e.path().string());
     }
   }
@@ -239,23 +386,24 @@ absl::StatusOr<std::string> LatestCheckpoint(const std::string& run_dir) {
   std::vector<std::string> all = ListCheckpoints(run_dir);
   if (all.empty()) {
     return absl::NotFoundError(
-        absl::StrCat(run_dir, ": no complete checkpoint under ", CheckpointsRoot(run_dir)));
+        absl::StrCat(run_dir, ": no checkpoint under ", CheckpointsRoot(run_dir)));
   }
   return all.back();
 }
 
-absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path) {
+absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path, std::string* chosen) {
+  if (chosen != nullptr) chosen->clear();
   std::error_code ec;
-  if (fs::is_regular_file(fs::path(path) / kStateFile, ec)) {
-    if (!IsComplete(path)) {
-      return absl::NotFoundError(absl::StrCat(path, ": incomplete checkpoint (a file is missing)"));
-    }
-    return path;
-  }
   if (!fs::is_directory(path, ec)) {
     return absl::NotFoundError(absl::StrCat(path, ": no such checkpoint or run directory"));
   }
-  return LatestCheckpoint(path);
+  if (LooksLikeCheckpoint(path)) return path;
+  HR_ASSIGN_OR_RETURN(std::string latest, LatestCheckpoint(path));
+  if (chosen != nullptr) {
+    *chosen = absl::StrCat(latest, " (step ", StepOfName(fs::path(latest).filename().string()),
+                           "), the newest checkpoint of run directory ", path);
+  }
+  return latest;
 }
 
 absl::Status CheckSameModel(const ModelConfig& a, const ModelConfig& b, const std::string& what) {
@@ -287,39 +435,96 @@ absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& dir, const ModelCon
   Checkpoint ck;
   ck.dir = dir;
   const fs::path p(dir);
-  if (!IsComplete(p)) {
-    return absl::NotFoundError(absl::StrCat(dir, ": not a complete checkpoint (needs ", kModelFile,
-                                            ", ", kOptimizerFile, ", ", kStateFile, ", ",
-                                            kConfigFile, ")"));
+  std::error_code ec;
+  if (!fs::is_directory(p, ec)) {
+    return absl::NotFoundError(absl::StrCat(dir, ": no such checkpoint directory"));
   }
-  HR_ASSIGN_OR_RETURN(std::string state_text, ReadFile((p / kStateFile).string()));
-  HR_ASSIGN_OR_RETURN(ck.state, ParseStateJson(state_text, (p / kStateFile).string()));
+  for (const char* f : kCheckpointFiles) {
+    if (!fs::is_regular_file(p / f, ec)) return Damaged(dir, absl::StrCat(f, " is missing"));
+  }
+  // Checkpoints written before manifests existed have none, and their trainer_state.json does
+  // not name one: they load as before, without checksums to compare.
+  std::optional<Manifest> manifest;
+  if (fs::exists(p / kManifestFile, ec)) {
+    HR_ASSIGN_OR_RETURN(manifest, ReadManifest(dir));
+  }
+  const Manifest* sums = manifest ? &*manifest : nullptr;
+
+  const std::string state_path = (p / kStateFile).string();
+  HR_ASSIGN_OR_RETURN(std::string state_text, ReadVerified(dir, kStateFile, sums));
+  bool claims_manifest = false;
+  absl::StatusOr<TrainerState> state = ParseStateJson(state_text, state_path, &claims_manifest);
+  HR_RETURN_IF_ERROR(AsDamage(dir, state.status()));
+  ck.state = *std::move(state);
+  if (claims_manifest && sums == nullptr) {
+    return Damaged(dir, absl::StrCat(kManifestFile, " is missing"));
+  }
   const std::string config_path = (p / kConfigFile).string();
-  HR_ASSIGN_OR_RETURN(ck.state.config_text, ReadFile(config_path));
-  HR_ASSIGN_OR_RETURN(ck.config, ParseConfig(ck.state.config_text, config_path));
+  HR_ASSIGN_OR_RETURN(ck.state.config_text, ReadVerified(dir, kConfigFile, sums));
+  absl::StatusOr<ExperimentConfig> config = ParseConfig(ck.state.config_text, config_path);
+  HR_RETURN_IF_ERROR(AsDamage(dir, config.status()));
+  ck.config = *std::move(config);
   if (expected != nullptr) HR_RETURN_IF_ERROR(CheckSameModel(ck.config.model(), *expected, dir));
 
   const ParameterLayout layout = ParameterLayout::ForModel(ck.config.model());
-  HR_ASSIGN_OR_RETURN(SafeTensorsFile model, SafeTensorsFile::Read((p / kModelFile).string()));
-  if (model.tensors().size() != layout.tensors().size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(model.source(), ": holds ", model.tensors().size(), " tensors, the model of ",
-                     config_path, " has ", layout.tensors().size()));
-  }
-  ck.params.resize(static_cast<size_t>(layout.total()));
-  for (const TensorSpec& t : layout.tensors()) {
-    HR_RETURN_IF_ERROR(model.CopyF32(t.name, t.shape, ck.params.data() + t.offset));
-  }
-  if (with_optimizer) {
-    HR_ASSIGN_OR_RETURN(SafeTensorsFile opt, SafeTensorsFile::Read((p / kOptimizerFile).string()));
+  const std::string model_path = (p / kModelFile).string();
+  HR_ASSIGN_OR_RETURN(std::string model_bytes, ReadVerified(dir, kModelFile, sums));
+  absl::Status read = [&]() -> absl::Status {
+    HR_ASSIGN_OR_RETURN(SafeTensorsFile model,
+                        SafeTensorsFile::Parse(std::move(model_bytes), model_path));
+    if (model.tensors().size() != layout.tensors().size()) {
+      return absl::InvalidArgumentError(absl::StrCat(model_path, ": holds ", model.tensors().size(),
+                                                     " tensors, the model of ", config_path,
+                                                     " has ", layout.tensors().size()));
+    }
+    ck.params.resize(static_cast<size_t>(layout.total()));
+    for (const TensorSpec& t : layout.tensors()) {
+      HR_RETURN_IF_ERROR(model.CopyF32(t.name, t.shape, ck.params.data() + t.offset));
+    }
+    return absl::OkStatus();
+  }();
+  HR_RETURN_IF_ERROR(AsDamage(dir, read));
+  HR_RETURN_IF_ERROR(CheckFinite(dir, model_path, layout, ck.params, ""));
+  if (!with_optimizer) return ck;
+
+  const std::string opt_path = (p / kOptimizerFile).string();
+  HR_ASSIGN_OR_RETURN(std::string opt_bytes, ReadVerified(dir, kOptimizerFile, sums));
+  read = [&]() -> absl::Status {
+    HR_ASSIGN_OR_RETURN(SafeTensorsFile opt,
+                        SafeTensorsFile::Parse(std::move(opt_bytes), opt_path));
     ck.m.resize(ck.params.size());
     ck.v.resize(ck.params.size());
     for (const TensorSpec& t : layout.tensors()) {
       HR_RETURN_IF_ERROR(opt.CopyF32(t.name + ".exp_avg", t.shape, ck.m.data() + t.offset));
       HR_RETURN_IF_ERROR(opt.CopyF32(t.name + ".exp_avg_sq", t.shape, ck.v.data() + t.offset));
     }
-  }
+    return absl::OkStatus();
+  }();
+  HR_RETURN_IF_ERROR(AsDamage(dir, read));
+  HR_RETURN_IF_ERROR(CheckFinite(dir, opt_path, layout, ck.m, ".exp_avg"));
+  HR_RETURN_IF_ERROR(CheckFinite(dir, opt_path, layout, ck.v, ".exp_avg_sq"));
   return ck;
+}
+
+absl::StatusOr<Checkpoint> LoadLatestIntactCheckpoint(const std::string& run_dir,
+                                                      const ModelConfig* expected,
+                                                      std::vector<std::string>* warnings) {
+  const std::vector<std::string> all = ListCheckpoints(run_dir);
+  if (all.empty()) return LatestCheckpoint(run_dir).status();  // NotFound naming the run
+  std::string newest_damage;
+  for (auto dir = all.rbegin(); dir != all.rend(); ++dir) {
+    absl::StatusOr<Checkpoint> ck = LoadCheckpoint(*dir, expected, /*with_optimizer=*/true);
+    if (ck.ok() || ck.status().code() != absl::StatusCode::kDataLoss) return ck;
+    const std::string what = DamageOf(*dir, ck.status());
+    if (newest_damage.empty()) newest_damage = absl::StrCat(*dir, ": ", what);
+    if (warnings != nullptr) {
+      warnings->push_back(absl::StrCat("checkpoint ", *dir, " is damaged, skipped: ", what));
+    }
+  }
+  return absl::DataLossError(absl::StrCat(run_dir, ": no intact checkpoint to resume from (",
+                                          all.size(), " damaged; the newest, ", newest_damage,
+                                          "); restore the damaged files from a copy, or remove ",
+                                          CheckpointsRoot(run_dir), " to start the run over"));
 }
 
 }  // namespace headroom

@@ -10,6 +10,15 @@
 //                            "loader_state": the data loader's position (text), "rng_state":
 //                            hex of any other host RNG state, "loss": the last step's loss}
 //   config.textproto        the full ExperimentConfig of the run (protobuf text format)
+//   manifest.json           {"format": 1, "files": {"model.safetensors": {"bytes": N,
+//                            "crc32c": "8 hex digits"}, ...}}: size and CRC32C (data/crc32c.h,
+//                            unmasked) of each of the four files above, written last
+//
+// Integrity: LoadCheckpoint (eval, export, --resume) checks that every file is there and
+// matches the manifest before using it, and that the weights and moments are finite. A damaged
+// checkpoint is one DataLoss line naming the directory, the file and what to do; resume skips it
+// for the newest intact one with a warning (LoadLatestIntactCheckpoint). Checkpoints written
+// before manifests existed (trainer_state.json without "manifest") still load, unverified.
 //
 // Atomicity: everything is written into RUN_DIR/checkpoints/.tmp-step-00001000-<pid>/, each file
 // fsynced, the directory fsynced, then renamed to step-00001000 and the parent fsynced. A
@@ -21,9 +30,9 @@
 // deletes the oldest complete checkpoints beyond `keep` by first renaming them to a .tmp-* name, so
 // a half-deleted directory never looks complete.
 //
-// Checkpoints are untrusted on load: the safetensors reader validates both files
-// (trainer/safetensors.h), every tensor must exist with exactly the layout's shape, and the JSON
-// state is type-checked. LoadCheckpoint with an expected model refuses a checkpoint of another
+// Checkpoints are untrusted on load: besides the manifest, the safetensors reader validates both
+// files (trainer/safetensors.h), every tensor must exist with exactly the layout's shape, and the
+// JSON state is type-checked. LoadCheckpoint with an expected model refuses a checkpoint of another
 // architecture with "checkpoint DIR is for a different model: model.num_heads is 12 in the
 // checkpoint, 16 in the config".
 //
@@ -32,8 +41,9 @@
 //   HR_ASSIGN_OR_RETURN(std::string dir,
 //                       SaveCheckpoint(run_dir, layout, params, m, v, st, /*keep=*/3));
 //   ...
-//   HR_ASSIGN_OR_RETURN(std::string latest, LatestCheckpoint(run_dir));
-//   HR_ASSIGN_OR_RETURN(Checkpoint ck, LoadCheckpoint(latest, &config.model()));
+//   std::vector<std::string> warnings;  // damaged newer checkpoints, skipped
+//   HR_ASSIGN_OR_RETURN(Checkpoint ck,
+//                       LoadLatestIntactCheckpoint(run_dir, &config.model(), &warnings));
 #ifndef HEADROOM_TRAINER_CHECKPOINT_H_
 #define HEADROOM_TRAINER_CHECKPOINT_H_
 
@@ -81,22 +91,40 @@ std::string CheckpointDir(const std::string& run_dir, int64_t step);
                                                          const float* v, const TrainerState& state,
                                                          int keep);
 
-// Complete checkpoint directories of a run, oldest first (empty when there are none).
+// The checkpoint directories (step-NNNNNNNN) of a run, oldest first (empty when there are none).
+// Saves in progress (.tmp-*) are not listed. A listed directory was complete when it was renamed
+// into place; whether it is still intact is for LoadCheckpoint to find out.
 std::vector<std::string> ListCheckpoints(const std::string& run_dir);
 
-// The newest complete checkpoint of a run; NotFound naming the run directory when none.
+// The newest checkpoint of a run; NotFound naming the run directory when none.
 [[nodiscard]] absl::StatusOr<std::string> LatestCheckpoint(const std::string& run_dir);
 
-// `path` itself if it is a checkpoint directory, else the newest checkpoint of the run
-// directory `path` (what --checkpoint accepts). NotFound otherwise.
-[[nodiscard]] absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path);
+// `path` itself if it is a checkpoint directory (named step-NNNNNNNN or holding a checkpoint
+// file), else the newest checkpoint of the run directory `path` (what --checkpoint accepts);
+// NotFound otherwise. For a run directory, `chosen` (when not null) receives "DIR (step N), the
+// newest checkpoint of run directory PATH" so that a command can say which step it uses; it is
+// cleared for a checkpoint directory. The newest is chosen even when damaged: loading it then
+// names the damage instead of silently using an older step.
+[[nodiscard]] absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path,
+                                                            std::string* chosen = nullptr);
 
 // Loads checkpoint directory `dir`. With `expected` (the model of the config being resumed or
 // evaluated) a checkpoint of a different architecture is FailedPrecondition (see the file
 // comment); the layout comes from the checkpoint's own config. `with_optimizer` also loads m, v.
+// A damaged checkpoint is DataLoss, one line naming `dir`, the file and what to do: a missing
+// file, a size or CRC32C that differs from manifest.json, a file that does not parse, or a
+// weight or moment that is NaN or Inf ("non-finite weights in FILE tensor NAME").
 [[nodiscard]] absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& dir,
                                                         const ModelConfig* expected = nullptr,
                                                         bool with_optimizer = true);
+
+// What --resume loads: the newest checkpoint of `run_dir` that LoadCheckpoint(dir, expected,
+// with the optimizer state) accepts. Each newer one that is damaged (DataLoss) is skipped, and
+// "checkpoint DIR is damaged, skipped: <reason>" is appended to `warnings` (may be null) for the
+// caller to print. Other errors (e.g. a checkpoint of another model) are returned as they are.
+// NotFound when the run has no checkpoint; DataLoss naming the newest damage when none is intact.
+[[nodiscard]] absl::StatusOr<Checkpoint> LoadLatestIntactCheckpoint(
+    const std::string& run_dir, const ModelConfig* expected, std::vector<std::string>* warnings);
 
 // OK when `a` and `b` give the same parameter shapes (objective, vocabulary, positions, token
 // types, layers, d_model, heads, head size, FFN size, output-embedding tying); otherwise

@@ -67,13 +67,18 @@ Communicator* HostCommunicator(Communicator* comm) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Communicator>> CreateDataParallelCommunicator(
-    absl::string_view backend, DeviceKind device, absl::string_view what) {
-  absl::StatusOr<CommBackend> parsed = ParseCommBackend(backend);
+    const TrainConfig& train, DeviceKind device) {
+  absl::StatusOr<CommBackend> parsed = ParseCommBackend(train.comm());
   if (!parsed.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": ", parsed.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat("train.comm: ", parsed.status().message()));
+  }
+  if (train.has_comm_timeout_s() && !(train.comm_timeout_s() > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("train.comm_timeout_s must be > 0 (got ", train.comm_timeout_s(), ")"));
   }
   CommunicatorOptions o;
   o.backend = *parsed;
+  if (train.has_comm_timeout_s()) o.timeout = absl::Seconds(train.comm_timeout_s());
   // create_communicator.h never guesses NCCL itself: only the owner of the tensors knows
   // they live on the GPU.
   if (o.backend == CommBackend::kAuto && device == DeviceKind::kCuda && LaunchedByMpi()) {

@@ -84,6 +84,7 @@
 #include "base/clock.h"
 #include "comm/communicator.h"
 #include "comm/gradient_buckets.h"
+#include "config/config.pb.h"
 #include "kernels/ops.h"
 #include "model/parameter_layout.h"
 #include "model/transformer.h"
@@ -92,12 +93,13 @@
 
 namespace headroom {
 
-// The communicator for data-parallel training on `device` from a backend name (train.comm):
-// as CreateCommunicator (comm/create_communicator.h), except that "auto" picks NCCL when CUDA
-// tensors are trained under a launcher (mpirun, srun). `what` names the setting in errors
-// ("train.comm"). Collective for "mpi" and "nccl".
+// The communicator for data-parallel training on `device` from the train block of a validated
+// config: train.comm as CreateCommunicator (comm/create_communicator.h) takes it, except that
+// "auto" picks NCCL when CUDA tensors are trained under a launcher (mpirun, srun); collectives
+// have the deadline train.comm_timeout_s (comm/watchdog.h). Errors name the setting.
+// Collective for "mpi" and "nccl".
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Communicator>> CreateDataParallelCommunicator(
-    absl::string_view backend, DeviceKind device, absl::string_view what = "train.comm");
+    const TrainConfig& train, DeviceKind device);
 
 // The tensors (indices into layout.tensors()) whose gradients are final when Model::Backward's
 // hook runs with `layer`, at [layer + 1]: [0] the embeddings (hook -1), [l + 1] layer l,

@@ -2,8 +2,10 @@
 #include "trainer/metrics.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -57,6 +59,32 @@ std::string WithThousands(int64_t n) {
   return n < 0 ? "-" + out : out;
 }
 
+// A kill in the middle of a write can leave metrics.jsonl ending in a partial record. Appending
+// to it would glue the next record onto that fragment, so that line (and every later one) would
+// no longer parse: cut the file back to its last newline first. Returns the bytes cut.
+absl::StatusOr<int64_t> CutPartialLastLine(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return Errno("cannot stat", path);
+  int64_t end = st.st_size;
+  char buffer[4096];
+  while (end > 0) {
+    const int64_t start = std::max<int64_t>(0, end - static_cast<int64_t>(sizeof(buffer)));
+    const size_t n = static_cast<size_t>(end - start);
+    ssize_t got = ::pread(fd, buffer, n, start);
+    if (got < 0 && errno == EINTR) continue;
+    if (got != static_cast<ssize_t>(n)) return Errno("cannot read", path);
+    const char* newline = static_cast<const char*>(::memrchr(buffer, '\n', n));
+    if (newline != nullptr) {
+      end = start + (newline - buffer) + 1;
+      break;
+    }
+    end = start;
+  }
+  const int64_t cut = st.st_size - end;
+  if (cut > 0 && ::ftruncate(fd, end) != 0) return Errno("cannot cut the partial last line", path);
+  return cut;
+}
+
 }  // namespace
 
 std::string FormatDuration(double seconds) {
@@ -92,8 +120,14 @@ absl::StatusOr<std::unique_ptr<MetricsLogger>> MetricsLogger::Open(const Metrics
         absl::StrCat(tb.string(), ": cannot create the metrics directory: ", ec.message()));
   }
   m->json_path_ = (fs::path(o.run_dir) / "metrics.jsonl").string();
-  m->json_fd_ = ::open(m->json_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  m->json_fd_ = ::open(m->json_path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (m->json_fd_ < 0) return Errno("cannot open", m->json_path_);
+  HR_ASSIGN_OR_RETURN(const int64_t cut, CutPartialLastLine(m->json_fd_, m->json_path_));
+  if (cut > 0 && o.console != nullptr) {
+    std::fprintf(o.console,
+                 "%s: removed a partial last line (%lld bytes, from an interrupted run)\n",
+                 m->json_path_.c_str(), static_cast<long long>(cut));
+  }
 
   char host[256] = "localhost";
   ::gethostname(host, sizeof(host) - 1);

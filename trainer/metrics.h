@@ -15,6 +15,8 @@
 //     carrying file_version "brain.Event:2", as TensorFlow's summary writer does.
 // The files are opened for appending: a resumed run continues them (TensorBoard shows the later
 // value where a step repeats; a reader of metrics.jsonl should keep the last line per step).
+// A partial last line of metrics.jsonl (a run killed mid-write) is cut off on opening, so the
+// file stays valid JSON lines.
 // Event files are flushed per log call and fsynced by Flush()/destruction.
 //
 // Example:

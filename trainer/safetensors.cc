@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "base/file.h"
 #include "base/status_macros.h"
+#include "data/crc32c.h"
 #include "nlohmann/json.hpp"
 
 namespace headroom {
@@ -238,7 +239,7 @@ std::string SafeTensorsWriter::Serialize() const {
   return out;
 }
 
-absl::Status SafeTensorsWriter::Write(const std::string& path) const {
+absl::Status SafeTensorsWriter::Write(const std::string& path, uint32_t* crc_out) const {
   // Streamed rather than Serialize()d: a BERT-large checkpoint is 1.3 GB per file.
   const std::string tmp = absl::StrCat(path, ".tmp-", ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -246,7 +247,12 @@ absl::Status SafeTensorsWriter::Write(const std::string& path) const {
   absl::Status s = [&]() -> absl::Status {
     const std::string header = Header();
     HR_RETURN_IF_ERROR(WriteAllToFd(fd, header.data(), header.size(), tmp));
-    for (const Entry& e : entries_) HR_RETURN_IF_ERROR(WriteAllToFd(fd, e.data, e.bytes, tmp));
+    uint32_t crc = crc_out != nullptr ? crc32c::Value(header.data(), header.size()) : 0;
+    for (const Entry& e : entries_) {
+      HR_RETURN_IF_ERROR(WriteAllToFd(fd, e.data, e.bytes, tmp));
+      if (crc_out != nullptr) crc = crc32c::Extend(crc, e.data, e.bytes);
+    }
+    if (crc_out != nullptr) *crc_out = crc;
     if (::fsync(fd) != 0) return ErrnoError("fsync failed", tmp);
     return absl::OkStatus();
   }();

@@ -74,8 +74,10 @@ class SafeTensorsWriter {
   // The whole file in memory.
   std::string Serialize() const;
   // Writes the file atomically to `path`; errors (e.g. a full disk) name the path and leave no
-  // file under `path` (an existing one is kept).
-  [[nodiscard]] absl::Status Write(const std::string& path) const;
+  // file under `path` (an existing one is kept). With `crc_out` set, it receives the CRC32C
+  // (data/crc32c.h, unmasked) of the bytes written, computed on the way out (the checkpoint
+  // manifest records it without reading the file back).
+  [[nodiscard]] absl::Status Write(const std::string& path, uint32_t* crc_out = nullptr) const;
 
  private:
   struct Entry {

@@ -35,6 +35,10 @@
 namespace headroom {
 namespace {
 
+// The end of every message of a backend failure (Trainer::CheckBackend).
+constexpr char kStoppedAfterBackendFailure[] =
+    "; training stopped, nothing computed after the failure was saved";
+
 // One optimizer step's outcome, for the log, the checkpoint and the result.
 struct StepResult {
   const SchedulePhase* phase = nullptr;
@@ -84,6 +88,11 @@ class Trainer {
   absl::Status Evaluate();
   absl::Status LogAttentionRank(int64_t at);
   absl::Status Save(double loss);
+  // OK, or the backend's first failure (Ops::status(): a CUDA error, a failed allocation) as
+  // "step N: <what>: ...". Checked wherever the host has waited for the device (the loss read,
+  // the optimizer step, the gradient reduction, the checkpoint's copy), so that nothing
+  // computed after a failure is logged, applied or saved.
+  absl::Status CheckBackend(const char* what, int64_t step) const;
 
   // Micro-batch size of `p` on each rank: train.micro_batch_size, or the rank's whole share.
   int MicroBatch(const SchedulePhase& p) const {
@@ -104,7 +113,9 @@ class Trainer {
   std::string train_files_, eval_files_;
   std::optional<LearningRateSchedule> schedule_;
   ModelLimits limits_;
-  std::unique_ptr<Ops<float>> ops_;
+  std::unique_ptr<Ops<float>> backend_;  // MakeOps's
+  std::unique_ptr<Ops<float>> wrapper_;  // TrainOptions::wrap_ops's, around backend_ (tests)
+  Ops<float>* ops_ = nullptr;            // what everything runs on: wrapper_ or backend_
   std::unique_ptr<Model<float>> model_;
   std::unique_ptr<Optimizer<float>> optimizer_;
   std::unique_ptr<DataParallel> data_parallel_;
@@ -220,16 +231,19 @@ absl::Status Trainer::CheckPhases() {
 }
 
 absl::Status Trainer::SetUp() {
-  HR_ASSIGN_OR_RETURN(ops_, MakeOps(options_.device, {tc_.precision()}));
-  HR_ASSIGN_OR_RETURN(model_, Model<float>::Create(config_.model(), ops_.get(), limits_,
-                                                   ModelOptionsFromConfig(tc_)));
+  HR_ASSIGN_OR_RETURN(backend_, MakeOps(options_.device, {tc_.precision()}));
+  if (options_.wrap_ops) wrapper_ = options_.wrap_ops(backend_.get());
+  ops_ = wrapper_ != nullptr ? wrapper_.get() : backend_.get();
+  HR_ASSIGN_OR_RETURN(
+      model_, Model<float>::Create(config_.model(), ops_, limits_, ModelOptionsFromConfig(tc_)));
   DataParallelOptions dpo;
   dpo.bucket_bytes = BucketBytesFromMb(tc_.comm_bucket_mb());
   dpo.zero_stage = tc_.zero_stage();
-  HR_ASSIGN_OR_RETURN(data_parallel_, DataParallel::Create(&comm_, ops_.get(), model_.get(), dpo));
+  HR_ASSIGN_OR_RETURN(data_parallel_, DataParallel::Create(&comm_, ops_, model_.get(), dpo));
   // ZeRO-1: the optimizer of the rank's shard only (trainer/data_parallel.h).
   optimizer_ = std::make_unique<Optimizer<float>>(*ops_, model_->layout(), tc_.optimizer(),
                                                   data_parallel_->optimizer_shard());
+  HR_RETURN_IF_ERROR(CheckBackend("setting up the model and optimizer", 0));
   google::protobuf::TextFormat::PrintToString(config_, &config_text_);
   if (ranks_ > 1) {
     HR_RETURN_IF_ERROR(CheckSameOnAllRanks(HostComm(), config_text_, model_->layout().total()));
@@ -253,6 +267,7 @@ absl::Status Trainer::RestoreOrInitialise() {
     v = data_parallel_->ShardOf(std::move(v));
     optimizer_->ImportState(m.data(), v.data(), result_.first_step);
   }
+  HR_RETURN_IF_ERROR(CheckBackend("copying the start weights to the device", result_.first_step));
   if (ranks_ > 1) {
     // What the ranks will train from, read back from each rank's device: the broadcast and the
     // copies are checked, not assumed.
@@ -264,22 +279,25 @@ absl::Status Trainer::RestoreOrInitialise() {
 
 absl::Status Trainer::LoadOrInitialiseOnLead(std::vector<float>* params, std::vector<float>* m,
                                              std::vector<float>* v, bool* resumed) {
-  std::string resume_from;
-  if (!ListCheckpoints(options_.run_dir).empty()) {
-    if (!options_.resume) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(options_.run_dir,
-                       " already holds checkpoints; pass --resume to continue that run or "
-                       "choose another --run_dir"));
-    }
-    HR_ASSIGN_OR_RETURN(resume_from, LatestCheckpoint(options_.run_dir));
-  }
-  if (resume_from.empty()) {
+  if (ListCheckpoints(options_.run_dir).empty()) {
     model_->InitParameters(tc_.seed());
     model_->CopyParametersToHost(params->data());
-    return absl::OkStatus();
+    return CheckBackend("initialising the parameters", 0);
   }
-  HR_ASSIGN_OR_RETURN(Checkpoint ck, LoadCheckpoint(resume_from, &config_.model()));
+  if (!options_.resume) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(options_.run_dir,
+                     " already holds checkpoints; pass --resume to continue that run or "
+                     "choose another --run_dir"));
+  }
+  // The newest intact checkpoint: damaged newer ones are skipped, each with a warning.
+  std::vector<std::string> warnings;
+  absl::StatusOr<Checkpoint> loaded =
+      LoadLatestIntactCheckpoint(options_.run_dir, &config_.model(), &warnings);
+  for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  HR_RETURN_IF_ERROR(loaded.status());
+  Checkpoint& ck = *loaded;
+  const std::string& resume_from = ck.dir;
   *params = std::move(ck.params);
   *m = std::move(ck.m);
   *v = std::move(ck.v);
@@ -328,7 +346,7 @@ absl::Status Trainer::OpenMetrics() {
   // On the GPU, MFU is shown over a bf16 GEMM measured now (as headroom bench does), for all
   // ranks together, unless the caller gave the peak.
   if (mo.peak_flops <= 0) {
-    if (auto* cuda_ops = dynamic_cast<CudaOps*>(ops_.get())) {
+    if (auto* cuda_ops = dynamic_cast<CudaOps*>(backend_.get())) {
       mo.peak_flops = cuda_ops->MeasureBf16GemmFlops() * ranks_;
     }
   }
@@ -401,6 +419,7 @@ absl::StatusOr<StepResult> Trainer::TrainStep() {
   const Clock::time_point compute_start = Clock::now();
   HR_ASSIGN_OR_RETURN(r.loss, ForwardBackward(local, *r.phase, k));
   HR_ASSIGN_OR_RETURN(DataParallelStepStats dp, data_parallel_->Finish(compute_start));
+  HR_RETURN_IF_ERROR(CheckBackend("reducing the gradients", step_ + 1));
   if (dp.reduced) {
     // The step's loss over every rank's micro-batches.
     HR_RETURN_IF_ERROR(
@@ -438,7 +457,13 @@ absl::StatusOr<double> Trainer::ForwardBackward(const FeatureBatch& local,
     }
     model_->Backward(1.0f, j == k - 1 ? data_parallel_->hook() : Model<float>::BackwardHook());
     HR_RETURN_IF_ERROR(data_parallel_->hook_status());
-    loss += model_->ReadLossStats().loss / k;
+    absl::StatusOr<LossStats> stats = model_->ReadLossStatsOrError();
+    if (!stats.ok()) {
+      return absl::Status(stats.status().code(),
+                          absl::StrCat("step ", step_ + 1, ": ", stats.status().message(),
+                                       kStoppedAfterBackendFailure));
+    }
+    loss += stats->loss / k;
   }
   return loss;
 }
@@ -457,6 +482,7 @@ absl::Status Trainer::ApplyUpdate(int k, StepResult* r) {
     HR_ASSIGN_OR_RETURN(
         r->stats,
         optimizer_->Step(model_->params(), data_parallel_->optimizer_grads(), r->lr, 1.0 / k));
+    HR_RETURN_IF_ERROR(CheckBackend("the optimizer step", step_ + 1));
     // ZeRO-1: every rank's updated shard to every rank (all agree on applying: the loss and the
     // grad norm are global).
     if (r->stats.applied) HR_RETURN_IF_ERROR(data_parallel_->GatherParameters());
@@ -552,7 +578,8 @@ absl::Status Trainer::Evaluate() {
 
 absl::Status Trainer::LogAttentionRank(int64_t at) {
   HR_ASSIGN_OR_RETURN(std::vector<HeadRankStats> st,
-                      AttentionRankDiagnostics(model_.get(), ops_.get(), probe_));
+                      AttentionRankDiagnostics(model_.get(), ops_, probe_));
+  HR_RETURN_IF_ERROR(CheckBackend("the attention rank diagnostics", at));
   return metrics_->LogEval(at, AttentionRankMetrics(st, tc_.attention_rank_per_head()));
 }
 
@@ -566,6 +593,8 @@ absl::Status Trainer::Save(double loss) {
   if (!lead_) return absl::OkStatus();
   std::vector<float> params(static_cast<size_t>(model_->layout().total()));
   model_->CopyParametersToHost(params.data());
+  // Weights read back from a failed device are not the model: write nothing.
+  HR_RETURN_IF_ERROR(CheckBackend("reading the weights back for the checkpoint", step_));
   TrainerState st;
   st.step = step_;
   st.seed = tc_.seed();
@@ -581,6 +610,14 @@ absl::Status Trainer::Save(double loss) {
   return absl::OkStatus();
 }
 
+absl::Status Trainer::CheckBackend(const char* what, int64_t step) const {
+  const absl::Status s = ops_->status();
+  if (s.ok()) return s;
+  return absl::Status(
+      s.code(), absl::StrCat(step > 0 ? absl::StrCat("step ", step, ": ") : std::string(), what,
+                             ": the backend failed: ", s.message(), kStoppedAfterBackendFailure));
+}
+
 }  // namespace
 
 absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
@@ -588,7 +625,7 @@ absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
   std::unique_ptr<Communicator> owned;
   if (comm == nullptr) {
     absl::StatusOr<std::unique_ptr<Communicator>> c =
-        CreateDataParallelCommunicator(options.config.train().comm(), options.device);
+        CreateDataParallelCommunicator(options.config.train(), options.device);
     if (!c.ok()) {
       // Every rank gets here alike (same config, same build), but a launcher's job must still
       // end on all of them.

@@ -6,10 +6,13 @@
 //   2. per micro-batch: Forward (training, dropout keys {seed, g * k + j}) and Backward, the
 //      gradients accumulating in the model's buffer; the step's loss is the mean of the k;
 //   3. a non-finite loss stops training with "step g: loss is nan" (nothing is updated or
-//      saved for that step); otherwise the optimizer step (trainer/optimizer.h, grad_scale 1/k,
-//      learning rate schedule.LearningRate(g)); a non-finite gradient norm stops likewise.
-//      With train.skip_nonfinite_steps such a step is skipped instead: no update, its batch is
-//      consumed, a console line names it, and training goes on;
+//      saved for that step), and so does a failure of the backend (Ops::status(), checked at
+//      the loss read, after the gradient reduction, the optimizer step and before a checkpoint
+//      is written: "step g: reading the loss back: the backend failed: <the failed call>");
+//      otherwise the optimizer step (trainer/optimizer.h, grad_scale 1/k, learning rate
+//      schedule.LearningRate(g)); a non-finite gradient norm stops likewise. With
+//      train.skip_nonfinite_steps such a step is skipped instead: no update, its batch is consumed,
+//      a console line names it, and training goes on;
 //   4. every train.log_every steps a metrics line, every train.eval_every steps an evaluation
 //      (dropout off) on train.eval_batches batches, every train.checkpoint_every steps and at
 //      the end a checkpoint (trainer/checkpoint.h) keeping train.keep_checkpoints.
@@ -18,8 +21,10 @@
 // of an uninterrupted run bit for bit on the CPU backend.
 //
 // A run directory that already holds checkpoints is refused unless `resume` is set (nothing is
-// overwritten); with `resume` the newest complete checkpoint is loaded after checking that it is
-// for the same model (and training starts from step 0 when there is none).
+// overwritten); with `resume` the newest intact checkpoint is loaded after checking that it is
+// for the same model (trainer/checkpoint.h LoadLatestIntactCheckpoint: damaged newer ones are
+// skipped with a "warning: checkpoint DIR is damaged, skipped: ..." line on stderr; training
+// starts from step 0 when there is none).
 //
 // Data parallel over R ranks (train.comm, comm/create_communicator.h; R = 1 is the above
 // unchanged). Every rank runs Train() with the same config:
@@ -57,7 +62,8 @@
 //     host buffer is the gradient buffer itself and the copies are skipped);
 //   - an error on any rank (e.g. a corrupt shard) ends the whole job with that rank's message
 //     (Communicator::Abort), so no rank waits forever for it; Train() returns errors only when
-//     R = 1.
+//     R = 1. A rank that is stopped or lost is found by the others' collective deadline
+//     (train.comm_timeout_s, comm/watchdog.h), whose message names it.
 // A checkpoint written with R ranks resumes with any R' dividing the global batch.
 //
 // Example:
@@ -71,6 +77,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -102,6 +109,9 @@ struct TrainOptions {
   std::function<void(int64_t, double)> on_step;
   // The ranks to train with (not owned); nullptr: created from config.train.comm.
   Communicator* comm = nullptr;
+  // Tests only: wraps the backend Train() creates, e.g. in a FailingOps (kernels/failing_ops.h)
+  // that fails a chosen call; the wrapper forwards to `backend`, which outlives it.
+  std::function<std::unique_ptr<Ops<float>>(Ops<float>* backend)> wrap_ops;
 };
 
 struct TrainResult {

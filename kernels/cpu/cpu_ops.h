@@ -41,6 +41,9 @@ class CpuOps final : public Ops<T> {
   ~CpuOps() override;
 
   DeviceKind device() const override { return DeviceKind::kCpu; }
+  // OK unless an allocation failed (the first failure, e.g. "cannot allocate 12000000000 bytes
+  // of host memory (...)"; ResourceExhausted). After one, every AllocBytes returns nullptr.
+  absl::Status status() const override { return status_; }
   ThreadPool& pool() { return pool_; }
 
   void* AllocBytes(size_t bytes) override;
@@ -106,6 +109,7 @@ class CpuOps final : public Ops<T> {
 
  private:
   ThreadPool pool_;
+  absl::Status status_;  // the first failure (an allocation)
 };
 
 extern template class CpuOps<float>;

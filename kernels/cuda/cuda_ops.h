@@ -88,7 +88,7 @@ class CudaOps final : public Ops<float> {
   // OK, or the first CUDA/cuBLAS failure since construction ("<call> failed: <error>
   // (<file>:<line>)"). Does not synchronise: call Synchronize() first to include faults of
   // work still in flight.
-  [[nodiscard]] absl::Status status() const;
+  [[nodiscard]] absl::Status status() const override;
 
   // The stream every op is enqueued on (for communicators that must order after the ops).
   cudaStream_t stream() const { return stream_; }

@@ -1,12 +1,18 @@
 // Every collective of MpiCommunicator (and SingleProcessCommunicator) checked against values
 // computed in closed form: rank r contributes Value(r, i), small integers (exact in float), so
-// sums over ranks are known without communicating. ctest runs this binary under
-// `mpirun -np 2` and `-np 3`; run alone it is a job of one rank.
+// sums over ranks are known without communicating; a late rank within the deadline is waited
+// for without spinning. ctest runs this binary under `mpirun -np 2` and `-np 3`; run alone it is
+// a job of one rank.
+#include <time.h>
+
+#include <chrono>
 #include <cstdint>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "comm/create_communicator.h"
+#include "comm/mpi_communicator.h"
 #include "comm/single_process_communicator.h"
 #include "gtest/gtest.h"
 #include "tests/comm/test_comm.h"
@@ -216,6 +222,45 @@ TEST(CommunicatorTest, BadArgumentsAreRejectedAlikeOnEveryRankBeforeCommunicatin
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   // The communicator still works afterwards (nothing half-issued).
   EXPECT_TRUE(comm.Barrier().ok());
+}
+
+// The deadline is for stopped and lost ranks: a rank that is late by less than the timeout
+// delays the others, which wait for it, sleeping rather than spinning (their CPU time is a
+// small part of the wait), and the collective completes with the right values.
+TEST(CommunicatorTest, ALateRankWithinTheDeadlineIsWaitedForWithoutSpinning) {
+  absl::StatusOr<std::unique_ptr<MpiCommunicator>> c = MpiCommunicator::Create(absl::Seconds(20));
+  ASSERT_TRUE(c.ok()) << c.status();
+  Communicator& comm = **c;
+  const int R = comm.size();
+  std::vector<double> v = Contribution<double>(comm.rank(), 1000);
+  ASSERT_TRUE(comm.Barrier().ok());
+  const auto start = std::chrono::steady_clock::now();
+  timespec cpu0{}, cpu1{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
+  if (comm.rank() == R - 1) std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  ASSERT_TRUE(
+      comm.AllReduce(v.data(), v.data(), v.size(), DataType::kFloat64, ReduceOp::kSum).ok());
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double cpu = (cpu1.tv_sec - cpu0.tv_sec) + 1e-9 * (cpu1.tv_nsec - cpu0.tv_nsec);
+  for (size_t i = 0; i < v.size(); ++i) ASSERT_EQ(v[i], SumOverRanks<double>(R, i)) << i;
+  if (R > 1 && comm.rank() != R - 1) {
+    EXPECT_GE(wall, 0.6);
+    EXPECT_LT(cpu, 0.25 * wall) << "waited " << wall << " s";
+  }
+}
+
+TEST(CommunicatorTest, ANonPositiveTimeoutIsRejected) {
+  for (absl::Duration t : {absl::ZeroDuration(), absl::Seconds(-1)}) {
+    CommunicatorOptions o;
+    o.backend = CommBackend::kMpi;
+    o.timeout = t;
+    absl::StatusOr<std::unique_ptr<Communicator>> c = CreateCommunicator(o);
+    ASSERT_FALSE(c.ok());
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << c.status();
+    EXPECT_NE(c.status().message().find("timeout must be > 0"), absl::string_view::npos);
+  }
 }
 
 TEST(SingleProcessCommunicatorTest, EveryCollectiveIsTheIdentity) {

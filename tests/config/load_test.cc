@@ -170,6 +170,18 @@ TEST(LoadConfigTest, AttentionPathMustBeKnown) {
   EXPECT_EQ(ok->train().attention(), "fused");
 }
 
+TEST(LoadConfigTest, CommTimeoutDefaultsToTenMinutesAndMustBePositive) {
+  absl::StatusOr<ExperimentConfig> c = ParseWith("");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->train().comm_timeout_s(), 600.0);
+  c = ParseWith("train { comm_timeout_s: 2.5 }");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->train().comm_timeout_s(), 2.5);
+  ExpectRejected(ParseWith("train { comm_timeout_s: 0 }"), "train.comm_timeout_s");
+  ExpectRejected(ParseWith("train { comm_timeout_s: -3 }"), "train.comm_timeout_s");
+  ExpectRejected(ParseWith("train { comm_timeout_s: inf }"), "train.comm_timeout_s");
+}
+
 TEST(OverrideTest, SetsNestedScalarEnumAndString) {
   absl::StatusOr<ExperimentConfig> c =
       ParseConfig(kValidBert, "cfg.textproto",

@@ -1,11 +1,14 @@
 // CPU-backend specifics: the thread pool, bit-for-bit independence of the thread count for the
-// ops that promise determinism, and backend selection (MakeOps, CudaAvailable).
+// ops that promise determinism, allocation failure as a status, and backend selection (MakeOps,
+// CudaAvailable).
 #include "kernels/cpu/cpu_ops.h"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/parallel.h"
@@ -74,6 +77,32 @@ TEST(CpuOpsTest, ParameterGradientsDoNotDependOnThreadCount) {
     return all;
   };
   EXPECT_EQ(run(one), run(three));
+}
+
+// Allocation failure is a status, not an abort: the first failure names its size and stays,
+// and nothing is allocated after it (kernels/ops.h, Errors).
+TEST(CpuOpsTest, AFailedAllocationIsAStickyStatusNotAnAbort) {
+  CpuOps<float> cpu(1);
+  Ops<float>& ops = cpu;
+  EXPECT_TRUE(ops.status().ok());
+  void* fine = ops.AllocBytes(100);
+  ASSERT_NE(fine, nullptr);
+  ops.Free(fine);
+  const size_t huge = size_t{1} << 62;  // 4 EiB: beyond any address space
+  EXPECT_EQ(ops.AllocBytes(huge), nullptr);
+  const std::string first = "cannot allocate 4611686018427387904 bytes of host memory";
+  EXPECT_EQ(ops.status().code(), absl::StatusCode::kResourceExhausted) << ops.status();
+  EXPECT_EQ(std::string(ops.status().message()).rfind(first, 0), 0u) << ops.status();
+  EXPECT_EQ(ops.AllocBytes(64), nullptr);  // refused after the failure
+  EXPECT_EQ(ops.Alloc(1 << 20), nullptr);  // through the typed helper too
+  EXPECT_EQ(std::string(ops.status().message()).rfind(first, 0), 0u) << ops.status();
+
+  // A size whose round-up to the alignment would wrap around is a failure, not 64 bytes.
+  CpuOps<double> other(1);
+  EXPECT_EQ(other.AllocBytes(SIZE_MAX - 1), nullptr);
+  EXPECT_NE(other.status().message().find(std::to_string(SIZE_MAX - 1) + " bytes"),
+            absl::string_view::npos)
+      << other.status();
 }
 
 TEST(CpuOpsTest, MakeOpsGivesTheCpuBackend) {

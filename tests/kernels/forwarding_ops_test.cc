@@ -125,6 +125,15 @@ TEST(ForwardingOpsTest, AModelStepThroughTheWrapperEqualsTheDirectOne) {
   EXPECT_GT(wrapped.before["SoftmaxCrossEntropy"], 0);
 }
 
+TEST(ForwardingOpsTest, TheInnerStatusIsForwarded) {
+  CpuOps<float> cpu;
+  CountingOps wrapped(&cpu);
+  EXPECT_TRUE(wrapped.status().ok());
+  EXPECT_EQ(wrapped.AllocBytes(size_t{1} << 62), nullptr);  // fails inside CpuOps
+  EXPECT_EQ(wrapped.status(), cpu.status());
+  EXPECT_EQ(wrapped.status().code(), absl::StatusCode::kResourceExhausted);
+}
+
 TEST(ForwardingOpsTest, ComputeOpsAreToldApartFromMemoryAndTransfers) {
   EXPECT_TRUE(IsComputeOp("Gemm"));
   EXPECT_TRUE(IsComputeOp("Lamb"));

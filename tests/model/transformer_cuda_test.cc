@@ -175,5 +175,25 @@ TEST(ModelCuda, CausalLmMatchesCpu) {
   ExpectSameOnBothBackends(m);
 }
 
+// A model that does not fit in GPU memory is an error naming the failed cudaMalloc and its
+// size, never a model with null buffers (the CPU twin: ModelCreate.AnAllocationThatFails...).
+TEST(ModelCuda, AModelThatDoesNotFitIsAnError) {
+  std::string reason;
+  if (!CudaAvailable(&reason)) GTEST_SKIP() << "no CUDA backend: " << reason;
+  auto cuda = MakeOps(DeviceKind::kCuda);
+  ASSERT_TRUE(cuda.ok()) << cuda.status();
+  ModelConfig m = testing::TinyLm(1, 1 << 16, 1, 0, 4);
+  m.set_vocab_size(1 << 30);  // 2^46 parameters: 256 TiB
+  const ParameterLayout layout = ParameterLayout::ForModel(m);
+  auto model = Model<float>::Create(m, cuda->get(), {2, 8, 0});
+  ASSERT_FALSE(model.ok());
+  const std::string msg(model.status().message());
+  EXPECT_NE(msg.find("cannot create the model (" + std::to_string(layout.total()) + " parameters"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("cudaMalloc of "), std::string::npos) << msg;
+  EXPECT_NE(msg.find("cudaErrorMemoryAllocation"), std::string::npos) << msg;
+}
+
 }  // namespace
 }  // namespace headroom

@@ -452,6 +452,52 @@ TEST(ModelCreate, RejectsLimitsBeyondTheModel) {
   EXPECT_FALSE(Model<double>::Create(bad, &ops, {2, 6, 3}).ok());
 }
 
+// A model that does not fit is an error naming the allocation, never a model with null
+// buffers; the parameters (2^46 floats, 256 TiB, beyond any address space) fail first, so
+// nothing else is allocated.
+TEST(ModelCreate, AnAllocationThatFailsIsAnErrorNotAModel) {
+  ModelConfig m = TinyLm(1, 1 << 16, 1, 0, 4);
+  m.set_vocab_size(1 << 30);
+  const ParameterLayout layout = ParameterLayout::ForModel(m);
+  CpuOps<float> ops(1);
+  auto model = Model<float>::Create(m, &ops, {2, 8, 0});
+  ASSERT_FALSE(model.ok());
+  const std::string msg(model.status().message());
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kResourceExhausted) << msg;
+  EXPECT_NE(msg.find("cannot create the model (" + std::to_string(layout.total()) + " parameters"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(
+      msg.find("cannot allocate " + std::to_string(layout.total() * 4) + " bytes of host memory"),
+      std::string::npos)
+      << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos);
+}
+
+// A backend failure after the model was made (here an allocation of someone else's; on CUDA a
+// kernel fault or a failed copy) is what Forward returns, and the status-free ReadLossStats
+// gives NaN losses, never the zeros a failed copy would leave.
+TEST(ModelForward, ABackendFailureIsTheErrorNotALossOfZero) {
+  ModelConfig m = TinyLm(1, 8, 2, 0, 12);
+  CpuOps<double> ops(1);
+  auto model = MakeModel(m, &ops, 1);
+  Batch batch = TinyLmBatch(m, 1);
+  auto good = model->Forward(batch, false, {});
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_GT(good->loss, 0);
+  EXPECT_EQ(ops.AllocBytes(size_t{1} << 62), nullptr);
+  auto failed = model->Forward(batch, false, {});
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.status().message().find("reading the loss back: the backend failed: cannot "
+                                           "allocate"),
+            absl::string_view::npos)
+      << failed.status();
+  ASSERT_TRUE(model->ForwardAsync(batch, true, {}).ok());
+  const LossStats stats = model->ReadLossStats();
+  EXPECT_TRUE(std::isnan(stats.loss));
+  EXPECT_TRUE(std::isnan(stats.lm_loss));
+}
+
 TEST(ModelForward, RejectsOutOfRangeIdsAndOversizedBatches) {
   ModelConfig m = TinyBert(1, 8, 2, 0, 12);
   CpuOps<double> ops(1);

@@ -1,7 +1,9 @@
 // Checkpoints: bitwise round trip of weights, moments and state under the documented names;
 // retention of the last K; discovery that ignores interrupted writes; refusal to write NaN
 // weights; a checkpoint of another model, damaged files and unwritable directories are one-line
-// errors that leave the earlier checkpoints intact.
+// errors that leave the earlier checkpoints intact. The manifest's sizes and CRC32Cs against the
+// files' bytes; a changed byte, a missing file and NaN bytes named on load; resume falling back
+// past damaged checkpoints; checkpoints from before manifests still loading.
 #include "trainer/checkpoint.h"
 
 #include <unistd.h>
@@ -9,13 +11,17 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "config/load.h"
+#include "data/crc32c.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "trainer/safetensors.h"
 
 namespace headroom {
@@ -72,6 +78,39 @@ class CheckpointTest : public ::testing::Test {
   absl::StatusOr<std::string> Save(int64_t step, int keep = 0) {
     return SaveCheckpoint(run_dir_, *layout_, params_.data(), m_.data(), v_.data(), State(step),
                           keep);
+  }
+
+  // Turns checkpoint `dir` into one written before manifests existed: no manifest.json and no
+  // "manifest" key in trainer_state.json.
+  static void MakeOldFormat(const std::string& dir) {
+    ASSERT_TRUE(fs::remove(fs::path(dir) / "manifest.json"));
+    std::ifstream in(fs::path(dir) / "trainer_state.json");
+    nlohmann::json state = nlohmann::json::parse(in);
+    ASSERT_EQ(state.erase("manifest"), 1u);
+    std::ofstream(fs::path(dir) / "trainer_state.json", std::ios::trunc) << state.dump(2);
+  }
+  // Overwrites `bytes.size()` bytes of `path` at `offset`.
+  static void Patch(const fs::path& path, uint64_t offset, const std::string& bytes) {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(offset));
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    ASSERT_TRUE(f.good()) << path;
+  }
+  // The file offset of element `i` of tensor `name` of a safetensors file.
+  static uint64_t OffsetOf(const fs::path& path, const std::string& name, int64_t i) {
+    auto f = SafeTensorsFile::Read(path.string());
+    EXPECT_TRUE(f.ok()) << f.status();
+    const SafeTensorInfo* t = f->Find(name);
+    EXPECT_NE(t, nullptr) << name;
+    // The data buffer starts after the 8-byte length and the header.
+    std::ifstream in(path, std::ios::binary);
+    uint64_t n = 0;
+    in.read(reinterpret_cast<char*>(&n), 8);
+    return 8 + n + t->begin + static_cast<uint64_t>(i) * sizeof(float);
+  }
+  static std::string Slurp(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
   }
 
   std::string run_dir_;
@@ -143,18 +182,28 @@ TEST_F(CheckpointTest, KeepsTheLastKAndFindsTheNewest) {
 
 TEST_F(CheckpointTest, InterruptedWritesAreIgnoredAndCleanedUp) {
   ASSERT_TRUE(Save(10).ok());
-  // A save killed before its rename leaves a temporary directory; one killed by hand (or a
-  // directory someone copied partially) lacks files. Neither counts as a checkpoint.
+  // A save killed before its rename leaves a temporary directory: not a checkpoint.
   const fs::path root = fs::path(run_dir_) / "checkpoints";
   fs::create_directories(root / ".tmp-step-00000020-999");
   std::ofstream(root / ".tmp-step-00000020-999" / "model.safetensors") << "partial";
+  EXPECT_EQ(fs::path(*LatestCheckpoint(run_dir_)).filename(), "step-00000010");
+  // A step directory lacking files (someone copied it partially) is a damaged checkpoint: it
+  // is the newest, and loading it names what is missing instead of silently using step 10.
   fs::create_directories(root / "step-00000030");
   std::ofstream(root / "step-00000030" / "model.safetensors") << "partial";
-  EXPECT_EQ(fs::path(*LatestCheckpoint(run_dir_)).filename(), "step-00000010");
-  EXPECT_FALSE(ResolveCheckpoint((root / "step-00000030").string()).ok());
+  EXPECT_EQ(fs::path(*LatestCheckpoint(run_dir_)).filename(), "step-00000030");
+  auto resolved = ResolveCheckpoint((root / "step-00000030").string());
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  auto ck = LoadCheckpoint(*resolved);
+  ASSERT_FALSE(ck.ok());
+  EXPECT_EQ(ck.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(ck.status().message().find("checkpoint " + (root / "step-00000030").string() +
+                                       ": optimizer.safetensors is missing"),
+            absl::string_view::npos)
+      << ck.status();
   ASSERT_TRUE(Save(40).ok());
   EXPECT_FALSE(fs::exists(root / ".tmp-step-00000020-999"));
-  EXPECT_EQ(ListCheckpoints(run_dir_).size(), 2u);
+  EXPECT_EQ(ListCheckpoints(run_dir_).size(), 3u);
 }
 
 TEST_F(CheckpointTest, NoCheckpointIsNotFound) {
@@ -212,9 +261,11 @@ TEST_F(CheckpointTest, ADifferentModelIsRefusedWithTheDifferences) {
   EXPECT_TRUE(LoadCheckpoint(*dir, &dropout).ok());
 }
 
+// Without a manifest (an old checkpoint) the parsers still catch damage, naming the file.
 TEST_F(CheckpointTest, DamagedFilesAreClearErrors) {
   auto dir = Save(10);
   ASSERT_TRUE(dir.ok());
+  MakeOldFormat(*dir);
   const fs::path model = fs::path(*dir) / "model.safetensors";
   fs::resize_file(model, fs::file_size(model) - 3);
   auto ck = LoadCheckpoint(*dir);
@@ -263,6 +314,185 @@ TEST_F(CheckpointTest, MissingMomentsAreSavedAsZeros) {
   ASSERT_EQ(ck->v.size(), static_cast<size_t>(layout_->total()));
   for (float x : ck->m) ASSERT_EQ(x, 0.0f);
   for (float x : ck->v) ASSERT_EQ(x, 0.0f);
+}
+
+constexpr const char* kFiles[] = {"model.safetensors", "optimizer.safetensors",
+                                  "trainer_state.json", "config.textproto"};
+
+TEST_F(CheckpointTest, TheManifestRecordsSizeAndCrc32cOfEveryFile) {
+  auto dir = Save(10);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  std::ifstream in(fs::path(*dir) / "manifest.json");
+  nlohmann::json manifest = nlohmann::json::parse(in);
+  EXPECT_EQ(manifest["format"], 1);
+  ASSERT_EQ(manifest["files"].size(), 4u);
+  for (const char* f : kFiles) {
+    const std::string bytes = Slurp(fs::path(*dir) / f);
+    EXPECT_EQ(manifest["files"][f]["bytes"], bytes.size()) << f;
+    EXPECT_EQ(manifest["files"][f]["crc32c"],
+              absl::StrFormat("%08x", crc32c::Value(bytes.data(), bytes.size())))
+        << f;
+  }
+}
+
+TEST_F(CheckpointTest, AChangedByteIsNamedWithTheFile) {
+  auto dir = Save(10);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  const fs::path model = fs::path(*dir) / "model.safetensors";
+  // One bit of one weight: still a well-formed file with finite values, so only the checksum
+  // can tell.
+  const uint64_t at = OffsetOf(model, "bert.encoder.layer.0.output.dense.weight", 2);
+  std::string byte = Slurp(model).substr(at, 1);
+  byte[0] = static_cast<char>(byte[0] ^ 0x01);
+  Patch(model, at, byte);
+  auto ck = LoadCheckpoint(*dir);
+  ASSERT_FALSE(ck.ok());
+  const std::string msg(ck.status().message());
+  EXPECT_EQ(ck.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(msg.find("checkpoint " + *dir + ": model.safetensors does not match manifest.json"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("use an earlier checkpoint"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos);
+
+  // The optimizer file is verified when it is loaded.
+  ASSERT_TRUE(Save(20).ok());
+  const fs::path opt = fs::path(CheckpointDir(run_dir_, 20)) / "optimizer.safetensors";
+  Patch(opt, OffsetOf(opt, "bert.pooler.dense.bias.exp_avg", 0), "\x7f");
+  EXPECT_TRUE(LoadCheckpoint(CheckpointDir(run_dir_, 20), nullptr, false).ok());
+  ck = LoadCheckpoint(CheckpointDir(run_dir_, 20));
+  ASSERT_FALSE(ck.ok());
+  EXPECT_NE(ck.status().message().find("optimizer.safetensors does not match manifest.json"),
+            absl::string_view::npos)
+      << ck.status();
+}
+
+TEST_F(CheckpointTest, AMissingFileIsNamed) {
+  for (const char* f : {"model.safetensors", "optimizer.safetensors", "trainer_state.json",
+                        "config.textproto", "manifest.json"}) {
+    auto dir = Save(10);
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    ASSERT_TRUE(fs::remove(fs::path(*dir) / f));
+    auto ck = LoadCheckpoint(*dir, nullptr, /*with_optimizer=*/false);
+    ASSERT_FALSE(ck.ok()) << f;
+    EXPECT_EQ(ck.status().code(), absl::StatusCode::kDataLoss) << f;
+    EXPECT_NE(ck.status().message().find(absl::StrCat("checkpoint ", *dir, ": ", f, " is missing")),
+              absl::string_view::npos)
+        << ck.status();
+  }
+}
+
+TEST_F(CheckpointTest, NonFiniteWeightsAreNamedWithFileAndTensor) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  // A NaN written into an old checkpoint (no checksums) is caught by the value check.
+  auto dir = Save(10);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  MakeOldFormat(*dir);
+  const fs::path model = fs::path(*dir) / "model.safetensors";
+  Patch(model, OffsetOf(model, "bert.encoder.layer.1.attention.self.key.bias", 1),
+        std::string(reinterpret_cast<const char*>(&nan), sizeof(float)));
+  auto ck = LoadCheckpoint(*dir, nullptr, /*with_optimizer=*/false);
+  ASSERT_FALSE(ck.ok());
+  EXPECT_EQ(ck.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(ck.status().message().find("non-finite weights in " + model.string() +
+                                       " tensor bert.encoder.layer.1.attention.self.key.bias"),
+            absl::string_view::npos)
+      << ck.status();
+
+  // In a checkpoint with a manifest, NaN bytes are first a checksum mismatch; with the manifest
+  // rewritten to match them (a checkpoint written by a buggy tool), the value check names them.
+  dir = Save(20);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  const fs::path opt = fs::path(*dir) / "optimizer.safetensors";
+  Patch(opt, OffsetOf(opt, "cls.predictions.bias.exp_avg_sq", 0),
+        std::string(reinterpret_cast<const char*>(&inf), sizeof(float)));
+  ck = LoadCheckpoint(*dir);
+  ASSERT_FALSE(ck.ok());
+  EXPECT_NE(ck.status().message().find("optimizer.safetensors does not match manifest.json"),
+            absl::string_view::npos)
+      << ck.status();
+  std::ifstream in(fs::path(*dir) / "manifest.json");
+  nlohmann::json manifest = nlohmann::json::parse(in);
+  const std::string bytes = Slurp(opt);
+  manifest["files"]["optimizer.safetensors"]["crc32c"] =
+      absl::StrFormat("%08x", crc32c::Value(bytes.data(), bytes.size()));
+  std::ofstream(fs::path(*dir) / "manifest.json", std::ios::trunc) << manifest.dump();
+  ck = LoadCheckpoint(*dir);
+  ASSERT_FALSE(ck.ok());
+  EXPECT_NE(ck.status().message().find("non-finite weights in " + opt.string() +
+                                       " tensor cls.predictions.bias.exp_avg_sq"),
+            absl::string_view::npos)
+      << ck.status();
+}
+
+TEST_F(CheckpointTest, ACheckpointFromBeforeManifestsStillLoads) {
+  auto dir = Save(10);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  MakeOldFormat(*dir);
+  auto ck = LoadCheckpoint(*dir, &config_.model());
+  ASSERT_TRUE(ck.ok()) << ck.status();
+  EXPECT_EQ(ck->params, params_);
+  EXPECT_EQ(ck->m, m_);
+  EXPECT_EQ(ck->v, v_);
+  EXPECT_EQ(ck->state.step, 10);
+}
+
+TEST_F(CheckpointTest, ResumeFallsBackToTheNewestIntactCheckpointWithAWarning) {
+  for (int step : {10, 20, 30}) ASSERT_TRUE(Save(step).ok());
+  const fs::path newest = fs::path(CheckpointDir(run_dir_, 30));
+  const fs::path middle = fs::path(CheckpointDir(run_dir_, 20));
+  Patch(newest / "model.safetensors",
+        OffsetOf(newest / "model.safetensors", "bert.pooler.dense.weight", 0), "\x01\x02");
+  ASSERT_TRUE(fs::remove(middle / "config.textproto"));
+  std::vector<std::string> warnings;
+  auto ck = LoadLatestIntactCheckpoint(run_dir_, &config_.model(), &warnings);
+  ASSERT_TRUE(ck.ok()) << ck.status();
+  EXPECT_EQ(ck->state.step, 10);
+  EXPECT_EQ(ck->params, params_);
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_EQ(warnings[0].find("checkpoint " + newest.string() +
+                             " is damaged, skipped: model.safetensors does not match"),
+            0u)
+      << warnings[0];
+  EXPECT_EQ(warnings[1],
+            "checkpoint " + middle.string() + " is damaged, skipped: config.textproto is missing");
+
+  // A checkpoint of another model is not damage: no fallback past it.
+  ModelConfig other = config_.model();
+  other.set_num_layers(3);
+  ck = LoadLatestIntactCheckpoint(run_dir_, &other, nullptr);
+  ASSERT_FALSE(ck.ok());
+  EXPECT_EQ(ck.status().code(), absl::StatusCode::kFailedPrecondition) << ck.status();
+
+  // Nothing intact: one line naming the newest damage.
+  ASSERT_TRUE(fs::remove(fs::path(CheckpointDir(run_dir_, 10)) / "trainer_state.json"));
+  warnings.clear();
+  ck = LoadLatestIntactCheckpoint(run_dir_, &config_.model(), &warnings);
+  ASSERT_FALSE(ck.ok());
+  EXPECT_EQ(ck.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(ck.status().message().find("no intact checkpoint to resume from (3 damaged; the "
+                                       "newest, " +
+                                       newest.string() + ": model.safetensors does not match"),
+            absl::string_view::npos)
+      << ck.status();
+  EXPECT_EQ(warnings.size(), 3u);
+  EXPECT_EQ(LoadLatestIntactCheckpoint(run_dir_ + "/none", nullptr, nullptr).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(CheckpointTest, ResolvingARunDirectorySaysWhichStepItChose) {
+  for (int step : {10, 50}) ASSERT_TRUE(Save(step).ok());
+  std::string chosen = "stale";
+  auto dir = ResolveCheckpoint(run_dir_, &chosen);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  EXPECT_EQ(*dir, CheckpointDir(run_dir_, 50));
+  EXPECT_EQ(chosen, CheckpointDir(run_dir_, 50) +
+                        " (step 50), the newest checkpoint of run directory " + run_dir_);
+  dir = ResolveCheckpoint(CheckpointDir(run_dir_, 10), &chosen);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  EXPECT_EQ(*dir, CheckpointDir(run_dir_, 10));
+  EXPECT_EQ(chosen, "");
 }
 
 }  // namespace

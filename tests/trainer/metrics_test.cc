@@ -1,6 +1,7 @@
 // Metrics: the TensorBoard Event bytes against a hand-encoded protobuf (so the field numbers are
 // TensorFlow's), event files readable as TFRecords, JSON lines with hand-computed throughput,
-// MFU and ETA, the console line, and errors for an unwritable run directory.
+// MFU and ETA, the console line, a partial last line cut on resume, and errors for an
+// unwritable run directory.
 #include "trainer/metrics.h"
 
 #include <unistd.h>
@@ -171,6 +172,56 @@ TEST_F(MetricsLoggerTest, AppendsWhenReopened) {
   int n = 0;
   for (std::string line; std::getline(in, line);) ++n;
   EXPECT_EQ(n, 2);
+}
+
+// A run killed in the middle of writing a record leaves a line without its newline; the resumed
+// run must not glue its first record onto it.
+TEST_F(MetricsLoggerTest, ResumeCutsAPartialLastLine) {
+  fs::create_directories(dir_);
+  const std::string whole = "{\"split\":\"train\",\"step\":1,\"loss\":2.5}\n";
+  const std::string half = "{\"split\":\"train\",\"step\":2,\"lo";
+  std::ofstream(dir_ + "/metrics.jsonl", std::ios::binary) << whole << half;
+  FILE* console = std::tmpfile();
+  ASSERT_NE(console, nullptr);
+  MetricsOptions o;
+  o.run_dir = dir_;
+  o.console = console;
+  {
+    auto log = MetricsLogger::Open(o);
+    ASSERT_TRUE(log.ok()) << log.status();
+    TrainRecord r;
+    r.step = 3;
+    r.loss = 1.5;
+    ASSERT_TRUE((*log)->LogTrain(r).ok());
+  }
+  std::ifstream in(dir_ + "/metrics.jsonl");
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ASSERT_FALSE(j.is_discarded()) << "not JSON: " << line;
+    lines.push_back(j);
+  }
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0]["step"], 1);
+  EXPECT_EQ(lines[0]["loss"], 2.5);
+  EXPECT_EQ(lines[1]["step"], 3);
+  std::rewind(console);
+  char text[512] = {};
+  EXPECT_GT(std::fread(text, 1, sizeof(text) - 1, console), 0u);
+  EXPECT_NE(std::string(text).find("metrics.jsonl: removed a partial last line (" +
+                                   std::to_string(half.size()) + " bytes"),
+            std::string::npos)
+      << text;
+  std::fclose(console);
+
+  // A file that is one partial line and nothing else is emptied; a whole file is kept as is.
+  std::ofstream(dir_ + "/metrics.jsonl", std::ios::binary | std::ios::trunc) << half;
+  o.console = nullptr;
+  ASSERT_TRUE(MetricsLogger::Open(o).ok());
+  EXPECT_EQ(fs::file_size(dir_ + "/metrics.jsonl"), 0u);
+  std::ofstream(dir_ + "/metrics.jsonl", std::ios::binary | std::ios::trunc) << whole << whole;
+  ASSERT_TRUE(MetricsLogger::Open(o).ok());
+  EXPECT_EQ(fs::file_size(dir_ + "/metrics.jsonl"), 2 * whole.size());
 }
 
 TEST_F(MetricsLoggerTest, UnwritableRunDirectoryIsAnError) {

@@ -179,6 +179,40 @@ TEST_F(TrainCommandTest, EvalRejectsANegativeBatch) {
   }
 }
 
+// Eval and export given a run directory name the step they use; a damaged checkpoint (a
+// changed byte, a missing file) is one line naming the file, never a score.
+TEST_F(TrainCommandTest, EvalAndExportNameTheStepAndRefuseADamagedCheckpoint) {
+  ASSERT_EQ(Train("run").exit_code, 0);
+  const std::string data = "'" + root_ + "/data/train-*.tfrecord'";
+  const std::string newest = CheckpointDir(root_ + "/run", 4);
+  Result r = Headroom("eval --checkpoint " + root_ + "/run --data " + data + " --batch 4");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("eval: scored " + newest + " (step 4), the newest checkpoint"));
+  r = Headroom("export --checkpoint " + root_ + "/run --output " + root_ + "/w.safetensors");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("export: exported " + newest + " (step 4)"));
+
+  // The last byte of the weights file belongs to the last tensor's last value.
+  const std::string model = newest + "/model.safetensors";
+  auto bytes = ReadFile(model);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  std::string changed = *bytes;
+  changed.back() = static_cast<char>(changed.back() ^ 0x10);
+  ASSERT_TRUE(WriteFileAtomically(model, changed).ok());
+  r = Headroom("eval --checkpoint " + root_ + "/run --data " + data + " --batch 4");
+  ExpectOneLineError(r,
+                     "checkpoint " + newest + ": model.safetensors does not match manifest.json");
+  EXPECT_THAT(r.out, Not(HasSubstr("loss=")));
+  r = Headroom("export --checkpoint " + newest + " --output " + root_ + "/w2.safetensors");
+  ExpectOneLineError(r, "model.safetensors does not match manifest.json");
+  EXPECT_FALSE(fs::exists(root_ + "/w2.safetensors"));
+
+  fs::remove(CheckpointDir(root_ + "/run", 2) + "/config.textproto");
+  r = Headroom("eval --checkpoint " + CheckpointDir(root_ + "/run", 2) + " --data " + data);
+  ExpectOneLineError(
+      r, "checkpoint " + CheckpointDir(root_ + "/run", 2) + ": config.textproto is missing");
+}
+
 TEST_F(TrainCommandTest, ADataGlobMatchingNothing) {
   Result r = Headroom("train --config " + config_ + " --data '" + root_ +
                       "/data/none-*.tfrecord' --run_dir " + root_ + "/run");
@@ -268,6 +302,27 @@ TEST_F(TrainCommandTest, AKillDuringACheckpointWriteKeepsThePreviousOneUsable) {
   ASSERT_TRUE(wa.ok() && wb.ok());
   EXPECT_EQ(fs::path(a.back()).filename(), fs::path(b.back()).filename());
   EXPECT_TRUE(*wa == *wb) << "final weights differ after the resumed run";
+}
+
+// The newest checkpoint damaged after the run (a changed byte): --resume warns, naming it and
+// the file, falls back to the one before and trains to the end.
+TEST_F(TrainCommandTest, ResumeFallsBackPastADamagedCheckpointWithAWarning) {
+  ASSERT_EQ(Train("run", "--steps 4").exit_code, 0);
+  const std::string newest = CheckpointDir(root_ + "/run", 4);
+  auto bytes = ReadFile(newest + "/model.safetensors");
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  std::string changed = *bytes;
+  changed[changed.size() - 5] = static_cast<char>(changed[changed.size() - 5] ^ 0x01);
+  ASSERT_TRUE(WriteFileAtomically(newest + "/model.safetensors", changed).ok());
+  Result r = Train("run", "--resume --set train.steps=6");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("warning: checkpoint " + newest +
+                               " is damaged, skipped: model.safetensors does not match "
+                               "manifest.json"));
+  EXPECT_THAT(r.out, HasSubstr("resuming from " + CheckpointDir(root_ + "/run", 2) + " (step 2)"));
+  EXPECT_THAT(r.out, HasSubstr("step 6/6"));
+  // The damaged step 4 was trained again and saved over.
+  EXPECT_TRUE(LoadCheckpoint(newest).ok());
 }
 
 TEST_F(TrainCommandTest, AFullDiskDuringACheckpointKeepsThePreviousOneUsable) {
