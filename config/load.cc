@@ -197,6 +197,11 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
                    absl::StrCat("must be >= 1 (got ", t.keep_checkpoints(),
                                 "): the newest checkpoints kept in the run directory"));
   }
+  if (t.max_consecutive_skips() < 1) {
+    return Invalid(s, "train.max_consecutive_skips",
+                   absl::StrCat("must be >= 1 (got ", t.max_consecutive_skips(),
+                                "): skipped non-finite steps in a row that stop the run"));
+  }
   if (t.attention_rank_every() < 0) {
     return Invalid(
         s, "train.attention_rank_every",
@@ -263,6 +268,7 @@ void FillDefaults(ExperimentConfig& c) {
   if (!t.has_comm()) t.set_comm("auto");
   if (!t.has_comm_bucket_mb()) t.set_comm_bucket_mb(25);
   if (!t.has_comm_timeout_s()) t.set_comm_timeout_s(600);
+  if (!t.has_max_consecutive_skips()) t.set_max_consecutive_skips(10);
   if (!t.has_attention_rank_every()) t.set_attention_rank_every(0);
   if (!t.has_attention_rank_sequences()) t.set_attention_rank_sequences(4);
   if (!t.has_attention_rank_per_head()) t.set_attention_rank_per_head(true);
