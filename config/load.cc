@@ -123,24 +123,8 @@ absl::Status ValidateData(const ExperimentConfig& c, const std::string& s) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
-  const TrainConfig& t = c.train();
-  if (t.steps() < 0)
-    return Invalid(s, "train.steps", absl::StrCat("must be >= 0 (got ", t.steps(), ")"));
-  if (t.global_batch_size() < 0) {
-    return Invalid(s, "train.global_batch_size",
-                   absl::StrCat("must be >= 0 (got ", t.global_batch_size(), ")"));
-  }
-  if (t.micro_batch_size() < 0) {
-    return Invalid(s, "train.micro_batch_size",
-                   absl::StrCat("must be >= 0 (got ", t.micro_batch_size(), ")"));
-  }
-  if (t.micro_batch_size() > 0 && t.global_batch_size() > 0 &&
-      t.global_batch_size() % t.micro_batch_size() != 0) {
-    return Invalid(s, "train.micro_batch_size",
-                   absl::StrCat(t.micro_batch_size(), " does not divide train.global_batch_size ",
-                                t.global_batch_size()));
-  }
+// train.optimizer and train.schedule.
+absl::Status ValidateOptimizer(const TrainConfig& t, const std::string& s) {
   const OptimizerConfig& o = t.optimizer();
   HR_RETURN_IF_ERROR(RequireRate(s, "train.optimizer.beta1", o.beta1()));
   HR_RETURN_IF_ERROR(RequireRate(s, "train.optimizer.beta2", o.beta2()));
@@ -164,29 +148,11 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
     return Invalid(s, "train.schedule.warmup_steps",
                    absl::StrCat("must be >= 0 (got ", t.schedule().warmup_steps(), ")"));
   }
-  if (t.precision() != "fp32" && t.precision() != "bf16") {
-    return Invalid(s, "train.precision",
-                   absl::StrCat("must be \"fp32\" or \"bf16\" (got \"", t.precision(), "\")"));
-  }
-  if (t.comm() != "auto" && t.comm() != "single" && t.comm() != "mpi" && t.comm() != "nccl") {
-    return Invalid(
-        s, "train.comm",
-        absl::StrCat("must be \"auto\", \"single\", \"mpi\" or \"nccl\" (got \"", t.comm(), "\")"));
-  }
-  if (!(t.comm_bucket_mb() > 0)) {
-    return Invalid(s, "train.comm_bucket_mb",
-                   absl::StrCat("must be > 0 MiB (got ", t.comm_bucket_mb(), ")"));
-  }
-  if (!(t.comm_timeout_s() > 0) || !std::isfinite(t.comm_timeout_s())) {
-    return Invalid(
-        s, "train.comm_timeout_s",
-        absl::StrCat("must be a finite number of seconds > 0 (got ", t.comm_timeout_s(), ")"));
-  }
-  if (t.attention() != "auto" && t.attention() != "fused" && t.attention() != "materialized") {
-    return Invalid(s, "train.attention",
-                   absl::StrCat("must be \"auto\", \"fused\" or \"materialized\" (got \"",
-                                t.attention(), "\")"));
-  }
+  return absl::OkStatus();
+}
+
+// Checkpoints, skipped steps and the attention rank diagnostics of train.
+absl::Status ValidateCheckpointsAndDiagnostics(const TrainConfig& t, const std::string& s) {
   if (t.checkpoint_every() < 0) {
     return Invalid(s, "train.checkpoint_every",
                    absl::StrCat("must be >= 0 (got ", t.checkpoint_every(),
@@ -211,6 +177,52 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
     return Invalid(s, "train.attention_rank_sequences",
                    absl::StrCat("must be > 0 (got ", t.attention_rank_sequences(), ")"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
+  const TrainConfig& t = c.train();
+  if (t.steps() < 0)
+    return Invalid(s, "train.steps", absl::StrCat("must be >= 0 (got ", t.steps(), ")"));
+  if (t.global_batch_size() < 0) {
+    return Invalid(s, "train.global_batch_size",
+                   absl::StrCat("must be >= 0 (got ", t.global_batch_size(), ")"));
+  }
+  if (t.micro_batch_size() < 0) {
+    return Invalid(s, "train.micro_batch_size",
+                   absl::StrCat("must be >= 0 (got ", t.micro_batch_size(), ")"));
+  }
+  if (t.micro_batch_size() > 0 && t.global_batch_size() > 0 &&
+      t.global_batch_size() % t.micro_batch_size() != 0) {
+    return Invalid(s, "train.micro_batch_size",
+                   absl::StrCat(t.micro_batch_size(), " does not divide train.global_batch_size ",
+                                t.global_batch_size()));
+  }
+  HR_RETURN_IF_ERROR(ValidateOptimizer(t, s));
+  if (t.precision() != "fp32" && t.precision() != "bf16") {
+    return Invalid(s, "train.precision",
+                   absl::StrCat("must be \"fp32\" or \"bf16\" (got \"", t.precision(), "\")"));
+  }
+  if (t.comm() != "auto" && t.comm() != "single" && t.comm() != "mpi" && t.comm() != "nccl") {
+    return Invalid(
+        s, "train.comm",
+        absl::StrCat("must be \"auto\", \"single\", \"mpi\" or \"nccl\" (got \"", t.comm(), "\")"));
+  }
+  if (!(t.comm_bucket_mb() > 0)) {
+    return Invalid(s, "train.comm_bucket_mb",
+                   absl::StrCat("must be > 0 MiB (got ", t.comm_bucket_mb(), ")"));
+  }
+  if (!(t.comm_timeout_s() > 0) || !std::isfinite(t.comm_timeout_s())) {
+    return Invalid(
+        s, "train.comm_timeout_s",
+        absl::StrCat("must be a finite number of seconds > 0 (got ", t.comm_timeout_s(), ")"));
+  }
+  if (t.attention() != "auto" && t.attention() != "fused" && t.attention() != "materialized") {
+    return Invalid(s, "train.attention",
+                   absl::StrCat("must be \"auto\", \"fused\" or \"materialized\" (got \"",
+                                t.attention(), "\")"));
+  }
+  HR_RETURN_IF_ERROR(ValidateCheckpointsAndDiagnostics(t, s));
   for (int i = 0; i < t.phases_size(); ++i) {
     const TrainPhase& p = t.phases(i);
     std::string f = absl::StrCat("train.phases[", i, "]");
