@@ -123,24 +123,8 @@ absl::Status ValidateData(const ExperimentConfig& c, const std::string& s) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
-  const TrainConfig& t = c.train();
-  if (t.steps() < 0)
-    return Invalid(s, "train.steps", absl::StrCat("must be >= 0 (got ", t.steps(), ")"));
-  if (t.global_batch_size() < 0) {
-    return Invalid(s, "train.global_batch_size",
-                   absl::StrCat("must be >= 0 (got ", t.global_batch_size(), ")"));
-  }
-  if (t.micro_batch_size() < 0) {
-    return Invalid(s, "train.micro_batch_size",
-                   absl::StrCat("must be >= 0 (got ", t.micro_batch_size(), ")"));
-  }
-  if (t.micro_batch_size() > 0 && t.global_batch_size() > 0 &&
-      t.global_batch_size() % t.micro_batch_size() != 0) {
-    return Invalid(s, "train.micro_batch_size",
-                   absl::StrCat(t.micro_batch_size(), " does not divide train.global_batch_size ",
-                                t.global_batch_size()));
-  }
+// train.optimizer and train.schedule.
+absl::Status ValidateOptimizer(const TrainConfig& t, const std::string& s) {
   const OptimizerConfig& o = t.optimizer();
   HR_RETURN_IF_ERROR(RequireRate(s, "train.optimizer.beta1", o.beta1()));
   HR_RETURN_IF_ERROR(RequireRate(s, "train.optimizer.beta2", o.beta2()));
@@ -164,6 +148,57 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
     return Invalid(s, "train.schedule.warmup_steps",
                    absl::StrCat("must be >= 0 (got ", t.schedule().warmup_steps(), ")"));
   }
+  return absl::OkStatus();
+}
+
+// Checkpoints, skipped steps and the attention rank diagnostics of train.
+absl::Status ValidateCheckpointsAndDiagnostics(const TrainConfig& t, const std::string& s) {
+  if (t.checkpoint_every() < 0) {
+    return Invalid(s, "train.checkpoint_every",
+                   absl::StrCat("must be >= 0 (got ", t.checkpoint_every(),
+                                "); 0 disables periodic checkpoints"));
+  }
+  if (t.keep_checkpoints() < 1) {
+    return Invalid(s, "train.keep_checkpoints",
+                   absl::StrCat("must be >= 1 (got ", t.keep_checkpoints(),
+                                "): the newest checkpoints kept in the run directory"));
+  }
+  if (t.max_consecutive_skips() < 1) {
+    return Invalid(s, "train.max_consecutive_skips",
+                   absl::StrCat("must be >= 1 (got ", t.max_consecutive_skips(),
+                                "): skipped non-finite steps in a row that stop the run"));
+  }
+  if (t.attention_rank_every() < 0) {
+    return Invalid(
+        s, "train.attention_rank_every",
+        absl::StrCat("must be >= 0 (got ", t.attention_rank_every(), "); 0 disables it"));
+  }
+  if (t.has_attention_rank_sequences() && t.attention_rank_sequences() <= 0) {
+    return Invalid(s, "train.attention_rank_sequences",
+                   absl::StrCat("must be > 0 (got ", t.attention_rank_sequences(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
+  const TrainConfig& t = c.train();
+  if (t.steps() < 0)
+    return Invalid(s, "train.steps", absl::StrCat("must be >= 0 (got ", t.steps(), ")"));
+  if (t.global_batch_size() < 0) {
+    return Invalid(s, "train.global_batch_size",
+                   absl::StrCat("must be >= 0 (got ", t.global_batch_size(), ")"));
+  }
+  if (t.micro_batch_size() < 0) {
+    return Invalid(s, "train.micro_batch_size",
+                   absl::StrCat("must be >= 0 (got ", t.micro_batch_size(), ")"));
+  }
+  if (t.micro_batch_size() > 0 && t.global_batch_size() > 0 &&
+      t.global_batch_size() % t.micro_batch_size() != 0) {
+    return Invalid(s, "train.micro_batch_size",
+                   absl::StrCat(t.micro_batch_size(), " does not divide train.global_batch_size ",
+                                t.global_batch_size()));
+  }
+  HR_RETURN_IF_ERROR(ValidateOptimizer(t, s));
   if (t.precision() != "fp32" && t.precision() != "bf16") {
     return Invalid(s, "train.precision",
                    absl::StrCat("must be \"fp32\" or \"bf16\" (got \"", t.precision(), "\")"));
@@ -191,25 +226,7 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
                    absl::StrCat("must be \"auto\", \"fused\" or \"materialized\" (got \"",
                                 t.attention(), "\")"));
   }
-  if (t.checkpoint_every() < 0) {
-    return Invalid(s, "train.checkpoint_every",
-                   absl::StrCat("must be >= 0 (got ", t.checkpoint_every(),
-                                "); 0 disables periodic checkpoints"));
-  }
-  if (t.keep_checkpoints() < 1) {
-    return Invalid(s, "train.keep_checkpoints",
-                   absl::StrCat("must be >= 1 (got ", t.keep_checkpoints(),
-                                "): the newest checkpoints kept in the run directory"));
-  }
-  if (t.attention_rank_every() < 0) {
-    return Invalid(
-        s, "train.attention_rank_every",
-        absl::StrCat("must be >= 0 (got ", t.attention_rank_every(), "); 0 disables it"));
-  }
-  if (t.has_attention_rank_sequences() && t.attention_rank_sequences() <= 0) {
-    return Invalid(s, "train.attention_rank_sequences",
-                   absl::StrCat("must be > 0 (got ", t.attention_rank_sequences(), ")"));
-  }
+  HR_RETURN_IF_ERROR(ValidateCheckpointsAndDiagnostics(t, s));
   for (int i = 0; i < t.phases_size(); ++i) {
     const TrainPhase& p = t.phases(i);
     std::string f = absl::StrCat("train.phases[", i, "]");
@@ -280,6 +297,7 @@ void FillDefaults(ExperimentConfig& c) {
   if (!t.has_comm()) t.set_comm("auto");
   if (!t.has_comm_bucket_mb()) t.set_comm_bucket_mb(25);
   if (!t.has_comm_timeout_s()) t.set_comm_timeout_s(600);
+  if (!t.has_max_consecutive_skips()) t.set_max_consecutive_skips(10);
   if (!t.has_attention_rank_every()) t.set_attention_rank_every(0);
   if (!t.has_attention_rank_sequences()) t.set_attention_rank_sequences(4);
   if (!t.has_attention_rank_per_head()) t.set_attention_rank_per_head(true);

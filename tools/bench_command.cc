@@ -58,6 +58,8 @@
 #include "tools/command.h"
 #include "tools/common_flags.h"
 #include "trainer/data_parallel.h"
+#include "trainer/ignored_settings.h"
+#include "trainer/memory_budget.h"
 
 extern "C" {
 // OpenBLAS's own entry points (cblas.h of OpenBLAS), declared here so this file needs no BLAS
@@ -164,7 +166,11 @@ absl::StatusOr<BenchSetup> ReadSetup(const CommandArgs& args) {
   HR_ASSIGN_OR_RETURN(b.kind, ParseDevice(absl::GetFlag(FLAGS_device)));
   const TrainConfig& tc = b.config.train();
   b.batch = absl::GetFlag(FLAGS_batch);
-  if (b.batch <= 0) b.batch = tc.micro_batch_size();
+  if (b.batch < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--batch ", b.batch, " is negative; pass a positive batch or 0 for the config's"));
+  }
+  if (b.batch == 0) b.batch = tc.micro_batch_size();
   if (b.batch <= 0) b.batch = tc.global_batch_size();
   b.steps = absl::GetFlag(FLAGS_steps);
   b.warmup = absl::GetFlag(FLAGS_warmup);
@@ -409,6 +415,12 @@ void PrintProfile(const ProfilingOps& profiler, int steps, double step_seconds) 
 absl::Status Bench(const BenchSetup& b, Communicator& comm, Ops<float>& ops, bool* loss_ok) {
   ProfilingOps profiler(&ops);
   Ops<float>* model_ops = b.profile ? static_cast<Ops<float>*>(&profiler) : &ops;
+  for (const std::string& line : IgnoredSettings(b.config, b.kind)) {
+    std::printf("note: %s\n", line.c_str());
+  }
+  // Before the model allocates: a model that cannot fit stops here with both numbers.
+  HR_RETURN_IF_ERROR(CheckTrainingMemory(b.config, {b.batch, b.seq, b.masked}, ops,
+                                         comm.local_size(), comm.size()));
   HR_ASSIGN_OR_RETURN(std::unique_ptr<Model<float>> model,
                       Model<float>::Create(b.config.model(), model_ops, {b.batch, b.seq, b.masked},
                                            ModelOptionsFromConfig(b.config.train())));

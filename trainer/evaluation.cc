@@ -5,6 +5,7 @@
 #include <cmath>
 #include <memory>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "comm/communicator.h"
@@ -120,6 +121,13 @@ absl::StatusOr<EvalResult> RunEval(Model<float>& model, BatchSource& source, int
     acc.Add(s, rows);
   }
   if (ranks > 1) HR_RETURN_IF_ERROR(acc.SumOverRanks(*comm));
+  // Zero scored tokens is no result: a loss of 0 and perplexity 1 would read as a perfect model.
+  if (bert ? acc.mlm_weight_sum <= 0 : acc.lm_tokens <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "nothing was scored: ", batches, " batch(es) of ", batch_size, " sequences (of ",
+        source.num_examples(), ") held no ", bert ? "masked positions" : "target tokens",
+        "; pass a positive --eval_batches (train.eval_batches) and shards with targets"));
+  }
   return acc.Result();
 }
 
@@ -148,8 +156,12 @@ absl::StatusOr<EvalResult> EvaluateCheckpoint(const std::string& checkpoint,
       std::unique_ptr<BatchSource> source,
       OpenBatchSource(config.model(), data, phase.seq_length, phase.max_predictions_per_seq,
                       batch_size, config.train().seed(), /*shuffle=*/false));
-  return RunEval(*model, *source, batches, batch_size, phase.seq_length,
-                 phase.max_predictions_per_seq);
+  absl::StatusOr<EvalResult> r = RunEval(*model, *source, batches, batch_size, phase.seq_length,
+                                         phase.max_predictions_per_seq);
+  if (!r.ok()) {
+    return absl::Status(r.status().code(), absl::StrCat(data, ": ", r.status().message()));
+  }
+  return r;
 }
 
 }  // namespace headroom

@@ -23,6 +23,8 @@
 #include "trainer/checkpoint.h"
 #include "trainer/data_parallel.h"
 #include "trainer/data_source.h"
+#include "trainer/ignored_settings.h"
+#include "trainer/memory_budget.h"
 #include "trainer/memory_report.h"
 #include "trainer/metrics.h"
 #include "trainer/optimizer.h"
@@ -131,6 +133,7 @@ class Trainer {
   Batch probe_;
   int64_t step_ = 0;
   int phase_index_ = -1;
+  int consecutive_skips_ = 0;  // skipped non-finite steps in a row (train.max_consecutive_skips)
   std::unique_ptr<BatchSource> source_;
   LogWindow log_;
   MemoryPerRank memory_;  // rank 0's, for the console and the metrics
@@ -164,6 +167,11 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   }
   end_ = options_.max_steps > 0 ? std::min(options_.max_steps, schedule_->total_steps())
                                 : schedule_->total_steps();
+  if (console_ && options_.max_steps > schedule_->total_steps()) {
+    std::fprintf(console_, "note: --steps %lld is capped at the config's %lld steps\n",
+                 static_cast<long long>(options_.max_steps),
+                 static_cast<long long>(schedule_->total_steps()));
+  }
   HR_RETURN_IF_ERROR(OpenMetrics());
   HR_RETURN_IF_ERROR(OpenEvaluation());
   HR_RETURN_IF_ERROR(OpenRankProbe());
@@ -179,6 +187,12 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   }
   if (!saved_last && step_ > result_.first_step) HR_RETURN_IF_ERROR(Save(last_loss));
   if (metrics_) HR_RETURN_IF_ERROR(metrics_->Flush());
+  if (step_ > result_.first_step && result_.skipped_steps == step_ - result_.first_step) {
+    return absl::InternalError(absl::StrCat(
+        "every step of this run (", result_.skipped_steps,
+        ") was skipped for a non-finite loss or gradient (train.skip_nonfinite_steps); nothing "
+        "was learned: lower train.schedule.learning_rate"));
+  }
   result_.last_step = step_;
   return result_;
 }
@@ -234,6 +248,14 @@ absl::Status Trainer::SetUp() {
   HR_ASSIGN_OR_RETURN(backend_, MakeOps(options_.device, {tc_.precision()}));
   if (options_.wrap_ops) wrapper_ = options_.wrap_ops(backend_.get());
   ops_ = wrapper_ != nullptr ? wrapper_.get() : backend_.get();
+  if (console_) {
+    for (const std::string& line : IgnoredSettings(config_, options_.device)) {
+      std::fprintf(console_, "note: %s\n", line.c_str());
+    }
+  }
+  // Before the model allocates: a model that cannot fit stops here with both numbers.
+  HR_RETURN_IF_ERROR(
+      CheckTrainingMemory(config_, limits_, *ops_, comm_.local_size(), comm_.size()));
   HR_ASSIGN_OR_RETURN(
       model_, Model<float>::Create(config_.model(), ops_, limits_, ModelOptionsFromConfig(tc_)));
   DataParallelOptions dpo;
@@ -442,7 +464,7 @@ absl::StatusOr<double> Trainer::ForwardBackward(const FeatureBatch& local,
                                                 const SchedulePhase& phase, int k) {
   const int micro = MicroBatch(phase);
   model_->ZeroGrads();
-  double loss = 0;
+  double loss = 0, targets = 0;
   for (int j = 0; j < k; ++j) {
     Batch b = SliceBatch(local, bert_, static_cast<int64_t>(j) * micro, micro, phase.seq_length,
                          phase.max_predictions_per_seq);
@@ -464,6 +486,13 @@ absl::StatusOr<double> Trainer::ForwardBackward(const FeatureBatch& local,
                                        kStoppedAfterBackendFailure));
     }
     loss += stats->loss / k;
+    targets += bert_ ? stats->mlm_weight_sum : static_cast<double>(stats->lm_tokens);
+  }
+  if (targets <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "step ", step_ + 1, ": the batch from ", train_files_, " has no ",
+        bert_ ? "masked positions (zero masked_lm_weights)" : "target tokens",
+        "; nothing to learn from: check the shards (headroom inspect) or prepare them again"));
   }
   return loss;
 }
@@ -492,13 +521,22 @@ absl::Status Trainer::ApplyUpdate(int k, StepResult* r) {
                                             r->stats.grad_norm,
                                             "; training stopped before the update"));
   }
+  if (r->stats.applied) consecutive_skips_ = 0;
   if (!r->stats.applied) {  // train.skip_nonfinite_steps, on every rank alike (the loss is reduced)
     ++result_.skipped_steps;
+    ++consecutive_skips_;
     if (console_) {
       const bool finite = std::isfinite(r->loss);
       std::fprintf(console_, "step %lld: the %s is %g; skipped (train.skip_nonfinite_steps)\n",
                    static_cast<long long>(step_ + 1), finite ? "gradient norm" : "loss",
                    finite ? r->stats.grad_norm : r->loss);
+    }
+    if (consecutive_skips_ >= tc_.max_consecutive_skips()) {
+      return absl::InternalError(
+          absl::StrCat("step ", step_ + 1, ": ", consecutive_skips_,
+                       " steps in a row were skipped for a non-finite loss or gradient "
+                       "(train.max_consecutive_skips); training stopped: lower "
+                       "train.schedule.learning_rate or check the data"));
     }
   }
   return absl::OkStatus();
@@ -569,10 +607,14 @@ absl::Status Trainer::LogTrain(const StepResult& s) {
 absl::Status Trainer::Evaluate() {
   HR_RETURN_IF_ERROR(eval_source_->Restore(eval_start_));
   const SchedulePhase& first = FirstPhase();
-  HR_ASSIGN_OR_RETURN(EvalResult e,
-                      RunEval(*model_, *eval_source_, tc_.eval_batches(), eval_global_,
-                              first.seq_length, first.max_predictions_per_seq, &HostComm()));
-  if (metrics_) HR_RETURN_IF_ERROR(metrics_->LogEval(step_, e.Values()));
+  absl::StatusOr<EvalResult> e =
+      RunEval(*model_, *eval_source_, tc_.eval_batches(), eval_global_, first.seq_length,
+              first.max_predictions_per_seq, &HostComm());
+  if (!e.ok()) {
+    return absl::Status(e.status().code(), absl::StrCat("step ", step_, ": evaluation data ",
+                                                        eval_files_, ": ", e.status().message()));
+  }
+  if (metrics_) HR_RETURN_IF_ERROR(metrics_->LogEval(step_, e->Values()));
   return absl::OkStatus();
 }
 

@@ -6,7 +6,10 @@
 // filling up during a checkpoint (HEADROOM_FAULT_INJECT_WRITE_FAIL_AFTER_BYTES, trainer/
 // safetensors.h: the previous checkpoint stays loadable and the run resumes from it), a NaN loss
 // (the step number, no checkpoint of it; or, with train.skip_nonfinite_steps, the step skipped),
-// --steps 0; and `train --help` listing its flags.
+// --steps 0, a capped --steps, train.max_consecutive_skips and a run whose every step was skipped,
+// batches without targets (train and eval, and eval over zero batches), a model too large for
+// memory, bench --batch -1, settings the CPU ignores named once; and `train --help` listing its
+// flags.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -388,6 +391,84 @@ TEST_F(TrainCommandTest, SkipNonfiniteStepsTrainsOnWithoutNanCheckpoints) {
     ASSERT_TRUE(ck.ok()) << ck.status();
     for (float x : ck->params) ASSERT_TRUE(std::isfinite(x)) << dir;
   }
+}
+
+TEST_F(TrainCommandTest, MaxConsecutiveSkipsStopsARunOfSkippedSteps) {
+  // The diverging run above: step 1 applies an update of about 1e30, every later loss is
+  // non-finite. Two skips in a row stop it at step 3, with a line and a non-zero exit.
+  Result r = Train("run",
+                   "--set train.schedule.learning_rate=1e30 --set train.optimizer.max_grad_norm=0 "
+                   "--set train.skip_nonfinite_steps=true --set train.max_consecutive_skips=2");
+  ExpectOneLineError(r, "step 3: 2 steps in a row were skipped");
+  EXPECT_THAT(r.err, HasSubstr("train.max_consecutive_skips"));
+  ExpectOneLineError(Train("run2", "--set train.max_consecutive_skips=0"),
+                     "train.max_consecutive_skips");
+}
+
+TEST_F(TrainCommandTest, ARunWhoseEveryStepWasSkippedFails) {
+  // One step of learning rate 1e30 leaves weights whose every later loss is non-finite; a
+  // resumed run from there skips steps 2 to 4, all of them, and must not report success.
+  ASSERT_EQ(Train("run",
+                  "--steps 1 --set train.schedule.learning_rate=1e30 "
+                  "--set train.optimizer.max_grad_norm=0")
+                .exit_code,
+            0);
+  Result r = Train("run",
+                   "--resume --set train.schedule.learning_rate=1e30 "
+                   "--set train.optimizer.max_grad_norm=0 --set train.skip_nonfinite_steps=true");
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("every step of this run (3) was skipped"));
+}
+
+TEST_F(TrainCommandTest, BatchesWithoutTargetsAreAnError) {
+  // Targets 0 are padding: nothing is scored, in training or in eval.
+  WriteShard(root_ + "/empty/e-0.tfrecord", std::vector<std::vector<int64_t>>(8, {0, 0, 0, 0}));
+  Result r = Headroom("train --config " + config_ + " --data '" + root_ +
+                      "/empty/e-*.tfrecord' --run_dir " + root_ + "/run");
+  ExpectOneLineError(r, "step 1: the batch from " + root_ + "/empty/e-*.tfrecord has no target");
+  EXPECT_TRUE(ListCheckpoints(root_ + "/run").empty());
+
+  ASSERT_EQ(Train("good").exit_code, 0);
+  ExpectOneLineError(Headroom("eval --checkpoint " + root_ + "/good --data '" + root_ +
+                              "/empty/e-*.tfrecord' --batch 4"),
+                     "nothing was scored");
+  const std::string data = "'" + root_ + "/data/train-*.tfrecord'";
+  r = Headroom("eval --checkpoint " + root_ + "/good --data " + data + " --eval_batches 0");
+  ExpectOneLineError(r, "nothing was scored: 0 batch(es)");
+  EXPECT_THAT(r.err, HasSubstr("--eval_batches"));
+  EXPECT_THAT(r.out, Not(HasSubstr("perplexity")));
+}
+
+TEST_F(TrainCommandTest, ACappedStepsFlagSaysSo) {
+  Result r = Train("run", "--steps 10");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("--steps 10 is capped at the config's 4 steps"));
+  EXPECT_THAT(Train("run2", "--steps 3").out, Not(HasSubstr("capped")));
+}
+
+TEST_F(TrainCommandTest, AModelTooLargeForMemoryStopsBeforeAllocating) {
+  // 1e6 wide: the embedding alone is 16e6 floats, the FFN 2 x 16e6, the attention 2e12 bytes of
+  // projections; far over any machine's memory. The check answers at once, with both numbers.
+  Result r = Train("run",
+                   "--set model.d_model=1000000 --set model.num_heads=2 "
+                   "--set model.head_size=500000");
+  ExpectOneLineError(r, "GiB");
+  EXPECT_FALSE(fs::exists(root_ + "/run/metrics.jsonl"));
+}
+
+TEST_F(TrainCommandTest, SettingsTheCpuIgnoresAreNamedOnceAtTheStart) {
+  Result r = Train("run", "--set train.precision=bf16");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string note = "note: train.precision=bf16 is ignored on the CPU";
+  ASSERT_THAT(r.out, HasSubstr(note));
+  EXPECT_EQ(r.out.find(note), r.out.rfind(note)) << "said more than once";
+  EXPECT_LT(r.out.find(note), r.out.find("step 1/4")) << "not at the start";
+  EXPECT_THAT(Train("run2").out, Not(HasSubstr("is ignored")));
+}
+
+TEST_F(TrainCommandTest, BenchRejectsANegativeBatch) {
+  ExpectOneLineError(Headroom("bench --config " + config_ + " --batch=-1"),
+                     "--batch -1 is negative");
 }
 
 TEST_F(TrainCommandTest, StepsMustBePositive) {
