@@ -178,8 +178,7 @@ TEST(ModelCuda, CausalLmMatchesCpu) {
 // A model that does not fit in GPU memory is an error naming the failed cudaMalloc and its
 // size, never a model with null buffers (the CPU twin: ModelCreate.AnAllocationThatFails...).
 TEST(ModelCuda, AModelThatDoesNotFitIsAnError) {
-  std::string reason;
-  if (!CudaAvailable(&reason)) GTEST_SKIP() << "no CUDA backend: " << reason;
+  HR_SKIP_WITHOUT_CUDA();
   auto cuda = MakeOps(DeviceKind::kCuda);
   ASSERT_TRUE(cuda.ok()) << cuda.status();
   ModelConfig m = testing::TinyLm(1, 1 << 16, 1, 0, 4);

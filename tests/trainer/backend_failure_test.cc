@@ -4,7 +4,8 @@
 // the on_step callback to fail a chosen call of the next step, at each point where the trainer
 // waits for the device: the loss read-back, a kernel of the step (found at the read-back), the
 // optimizer, the copy of the weights for a checkpoint, and an allocation at set-up. Every test
-// runs on the CPU and on CUDA; the CUDA instances skip, saying why, without a GPU.
+// runs on the CPU and on CUDA; the CUDA instances skip, saying why, without a GPU
+// (tests/cuda_skip.h).
 #include <unistd.h>
 
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include "config/load.h"
 #include "gtest/gtest.h"
 #include "kernels/failing_ops.h"
+#include "tests/cuda_skip.h"
 #include "tests/trainer/lm_shards.h"
 #include "tests/trainer/tiny_lm_config.h"
 #include "trainer/checkpoint.h"
@@ -42,10 +44,7 @@ const std::string kConfig = testing::TinyLmConfig(R"pb(
 class BackendFailureTest : public ::testing::TestWithParam<DeviceKind> {
  protected:
   void SetUp() override {
-    std::string reason;
-    if (GetParam() == DeviceKind::kCuda && !CudaAvailable(&reason)) {
-      GTEST_SKIP() << "no CUDA backend: " << reason;
-    }
+    if (GetParam() == DeviceKind::kCuda) HR_SKIP_WITHOUT_CUDA();
     root_ = ::testing::TempDir() + "backend_failure_test_" + std::to_string(::getpid()) + "_" +
             std::to_string(static_cast<int>(GetParam())) + "_" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name();
