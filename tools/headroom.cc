@@ -75,6 +75,9 @@ const CommandInfo kCommands[] = {
      "headroom inspect-attention (--checkpoint DIR | --config FILE) [--data GLOB] "
      "[--probe_sequences=4] [--rank_rtol=1e-6] [--device cpu|cuda]",
      "tools/inspect_attention_command.cc", RunInspectAttention},
+    {"squad-eval", "the official SQuAD v1.1 metric: prints {\"exact_match\": X, \"f1\": Y}",
+     "headroom squad-eval DATASET.json PREDICTIONS.json", "tools/squad_eval_command.cc",
+     RunSquadEval},
 };
 
 void PrintTopHelp() {
