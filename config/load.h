@@ -37,7 +37,8 @@ namespace headroom {
 // enums by name). Repeated fields get the value appended. Errors name the override.
 [[nodiscard]] absl::Status ApplyOverride(ExperimentConfig& config, absl::string_view override_spec);
 
-// Fills every unset optional field with its documented default.
+// Fills every unset optional field with its documented default (those of `finetune` only when
+// the config has a finetune block; they depend on finetune.task).
 void FillDefaults(ExperimentConfig& config);
 
 // Checks sizes, rates and consistency. `source` prefixes every message.

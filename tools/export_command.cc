@@ -28,7 +28,7 @@ int RunExport(const CommandArgs& args) {
   if (!dir.ok()) return Fail("export", std::string(dir.status().message()));
   absl::StatusOr<Checkpoint> ck = LoadCheckpoint(*dir, nullptr, /*with_optimizer=*/false);
   if (!ck.ok()) return Fail("export", std::string(ck.status().message()));
-  const ParameterLayout layout = ParameterLayout::ForModel(ck->config.model());
+  const ParameterLayout layout = ParameterLayout::ForExperiment(ck->config);
   SafeTensorsWriter w;
   w.SetMetadata("format", "pt");
   w.SetMetadata("headroom_step", absl::StrCat(ck->state.step));

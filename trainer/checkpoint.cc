@@ -299,7 +299,7 @@ absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& dir, const ModelCon
   HR_ASSIGN_OR_RETURN(ck.config, ParseConfig(ck.state.config_text, config_path));
   if (expected != nullptr) HR_RETURN_IF_ERROR(CheckSameModel(ck.config.model(), *expected, dir));
 
-  const ParameterLayout layout = ParameterLayout::ForModel(ck.config.model());
+  const ParameterLayout layout = ParameterLayout::ForExperiment(ck.config);
   HR_ASSIGN_OR_RETURN(SafeTensorsFile model, SafeTensorsFile::Read((p / kModelFile).string()));
   if (model.tensors().size() != layout.tensors().size()) {
     return absl::InvalidArgumentError(

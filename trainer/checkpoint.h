@@ -93,7 +93,8 @@ std::vector<std::string> ListCheckpoints(const std::string& run_dir);
 
 // Loads checkpoint directory `dir`. With `expected` (the model of the config being resumed or
 // evaluated) a checkpoint of a different architecture is FailedPrecondition (see the file
-// comment); the layout comes from the checkpoint's own config. `with_optimizer` also loads m, v.
+// comment); the layout comes from the checkpoint's own config (ParameterLayout::ForExperiment: a
+// fine-tuning checkpoint holds its task head too). `with_optimizer` also loads m, v.
 [[nodiscard]] absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& dir,
                                                         const ModelConfig* expected = nullptr,
                                                         bool with_optimizer = true);
