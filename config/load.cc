@@ -422,8 +422,9 @@ absl::Status ValidateConfig(const ExperimentConfig& config, const std::string& s
   return absl::OkStatus();
 }
 
-absl::StatusOr<ExperimentConfig> ParseConfig(absl::string_view text, const std::string& source,
-                                             const std::vector<std::string>& overrides) {
+absl::StatusOr<ExperimentConfig> ParseConfigUnvalidated(absl::string_view text,
+                                                        const std::string& source,
+                                                        const std::vector<std::string>& overrides) {
   ExperimentConfig config;
   google::protobuf::TextFormat::Parser parser;
   FirstErrorCollector errors;
@@ -433,9 +434,19 @@ absl::StatusOr<ExperimentConfig> ParseConfig(absl::string_view text, const std::
         absl::StrCat(source, ":", errors.error().empty() ? " parse error" : errors.error()));
   }
   for (const std::string& o : overrides) HR_RETURN_IF_ERROR(ApplyOverride(config, o));
+  return config;
+}
+
+absl::StatusOr<ExperimentConfig> ParseConfig(absl::string_view text, const std::string& source,
+                                             const std::vector<std::string>& overrides) {
+  HR_ASSIGN_OR_RETURN(ExperimentConfig config, ParseConfigUnvalidated(text, source, overrides));
   FillDefaults(config);
   HR_RETURN_IF_ERROR(ValidateConfig(config, source));
   return config;
+}
+
+absl::Status ValidateFineTuneConfig(const ExperimentConfig& config, const std::string& source) {
+  return ValidateFineTune(config, source);
 }
 
 absl::StatusOr<ExperimentConfig> LoadConfig(const std::string& path,
