@@ -4,7 +4,6 @@
 #include "finetune/finetune.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <memory>
@@ -14,8 +13,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/clock.h"
 #include "base/file.h"
+#include "base/splitmix.h"
 #include "base/status_macros.h"
+#include "comm/communicator.h"
+#include "comm/mpi_runtime.h"
 #include "config/load.h"
 #include "data/wordpiece_tokenizer.h"
 #include "finetune/sentence_data.h"
@@ -28,9 +31,11 @@
 #include "model/task_model.h"
 #include "nlohmann/json.hpp"
 #include "trainer/checkpoint.h"
+#include "trainer/data_parallel.h"
 #include "trainer/hugging_face.h"
 #include "trainer/metrics.h"
 #include "trainer/optimizer.h"
+#include "trainer/rank_agreement.h"
 #include "trainer/safetensors.h"
 #include "trainer/schedule.h"
 
@@ -39,21 +44,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// splitmix64, for the per-epoch shuffles (fully specified, so orders are the same everywhere).
-uint64_t SplitMix(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// The order of epoch `epoch` over n features: Fisher-Yates driven by splitmix64(seed, epoch).
+// The order of epoch `epoch` over n features: Fisher-Yates driven by SplitMix(seed, epoch)
+// (base/splitmix.h: the same order on every platform).
 std::vector<int64_t> EpochOrder(int64_t n, uint64_t seed, int64_t epoch) {
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
-  uint64_t state = seed * 0x2545F4914F6CDD1Dull + static_cast<uint64_t>(epoch) + 1;
+  SplitMix rng{seed * 0x2545F4914F6CDD1Dull + static_cast<uint64_t>(epoch) + 1};
   for (int64_t i = n - 1; i > 0; --i) {
-    const int64_t j = static_cast<int64_t>(SplitMix(state) % static_cast<uint64_t>(i + 1));
+    const int64_t j = static_cast<int64_t>(rng.Next() % static_cast<uint64_t>(i + 1));
     std::swap(order[i], order[j]);
   }
   return order;
@@ -152,32 +150,51 @@ struct SentenceDev {
 
 class FineTuneRun {
  public:
-  explicit FineTuneRun(const FineTuneOptions& o) : o_(o), console_(o.console) {}
+  FineTuneRun(const FineTuneOptions& o, Communicator& comm)
+      : o_(o),
+        comm_(comm),
+        rank_(comm.rank()),
+        ranks_(comm.size()),
+        lead_(comm.rank() == 0),
+        console_(comm.rank() == 0 ? o.console : nullptr) {}
 
   absl::StatusOr<FineTuneResult> Run() {
     HR_RETURN_IF_ERROR(Prepare());
     HR_RETURN_IF_ERROR(Train());
-    HR_RETURN_IF_ERROR(Evaluate());
+    if (lead_) HR_RETURN_IF_ERROR(Evaluate());
     return result_;
   }
 
  private:
   absl::Status Prepare();
   absl::Status ResumeOrInit(const Init* init);
+  absl::Status CreateModel();
+  absl::Status StartOnAllRanks(std::vector<float>& params, std::vector<float>& m,
+                               std::vector<float>& v, int64_t step);
   absl::Status LoadData();
   absl::Status BuildRunConfig(const ModelConfig& model, const std::string& vocab);
   absl::Status Train();
   absl::StatusOr<double> TrainStep(int64_t step);
+  absl::Status Log(int64_t step, double loss_sum, int64_t steps, Clock::time_point since);
   std::vector<const TaskFeature*> Rows(int64_t first, int64_t count);
   absl::Status SaveAt(int64_t step, double loss);
   absl::Status Evaluate();
   absl::Status EvaluateSquad(const SquadDev& dev);
   absl::Status EvaluateSentences(const SentenceDev& dev);
+  // Sequences per forward on this rank: finetune.micro_batch_size, or the rank's whole share.
+  int MicroBatch() const {
+    const TrainConfig& t = config_.train();
+    return t.micro_batch_size() > 0 ? t.micro_batch_size() : t.global_batch_size() / ranks_;
+  }
+  Communicator& HostComm() const { return data_parallel_->host_comm(); }
   void Say(const std::string& line) {
     if (console_ != nullptr) std::fprintf(console_, "%s\n", line.c_str());
   }
 
   const FineTuneOptions& o_;
+  Communicator& comm_;
+  const int rank_, ranks_;
+  const bool lead_;
   FILE* console_;
   FineTuneResult result_;
   ExperimentConfig config_;  // the run's: model, data.seq_length, train, finetune
@@ -188,9 +205,10 @@ class FineTuneRun {
   std::vector<SentenceDev> sentence_dev_;
   std::unique_ptr<Ops<float>> ops_;
   std::unique_ptr<TaskModel<float>> model_;
+  std::unique_ptr<DataParallel> data_parallel_;
   std::unique_ptr<Optimizer<float>> optimizer_;
   std::unique_ptr<LearningRateSchedule> schedule_;
-  std::unique_ptr<MetricsLogger> metrics_;
+  std::unique_ptr<MetricsLogger> metrics_;  // rank 0 only
   double last_grad_norm_ = 0;
   // The epoch order cached for Rows().
   int64_t order_epoch_ = -1;
@@ -235,7 +253,7 @@ absl::Status FineTuneRun::BuildRunConfig(const ModelConfig& model, const std::st
   TrainConfig& t = *config_.mutable_train();
   t.clear_phases();
   t.set_global_batch_size(f.train_batch_size());
-  t.set_micro_batch_size(f.micro_batch_size() > 0 ? f.micro_batch_size() : f.train_batch_size());
+  t.set_micro_batch_size(f.micro_batch_size());  // 0: the per-rank share
   t.set_seed(f.seed());
   t.mutable_schedule()->set_type(ScheduleConfig::LINEAR_WARMUP_LINEAR_DECAY);
   t.mutable_schedule()->set_learning_rate(f.learning_rate());
@@ -276,25 +294,20 @@ absl::Status FineTuneRun::ResumeOrInit(const Init* init) {
   tokenizer_ = std::make_unique<WordPieceTokenizer>(std::move(tok));
   HR_RETURN_IF_ERROR(LoadData());  // fills finetune.labels and the schedule's steps
 
-  const FineTuneConfig& f = config_.finetune();
-  const TrainConfig& t = config_.train();
-  HR_ASSIGN_OR_RETURN(ops_, MakeOps(o_.device, {t.precision()}));
-  HR_ASSIGN_OR_RETURN(model_,
-                      TaskModel<float>::Create(config_.model(), TaskHeadOf(config_), ops_.get(),
-                                               std::max(t.micro_batch_size(), f.eval_batch_size()),
-                                               f.max_seq_length(), ModelOptionsFromConfig(t)));
+  HR_RETURN_IF_ERROR(CreateModel());
   Model<float>& m = model_->model();
-  optimizer_ = std::make_unique<Optimizer<float>>(*ops_, m.layout(), t.optimizer());
+  std::vector<float> params, mo, vo;
+  int64_t step = 0;
   if (resume) {
-    m.CopyParametersToDevice(resume->params.data());
-    optimizer_->ImportState(resume->m.data(), resume->v.data(), resume->state.step);
-    result_.first_step = resume->state.step;
+    params = std::move(resume->params);
+    mo = std::move(resume->m);
+    vo = std::move(resume->v);
+    step = resume->state.step;
   } else {
-    m.InitParameters(f.seed());
-    std::vector<float> params = m.GetParameters();
+    m.InitParameters(config_.finetune().seed());
+    params = m.GetParameters();
     HR_ASSIGN_OR_RETURN(std::vector<std::string> absent,
                         CopyInitWeights(*init, m.layout(), params));
-    m.SetParameters(params);
     std::vector<std::string> fresh;
     for (const std::string& name : absent) {
       if (!absl::StartsWith(name, "cls.")) fresh.push_back(name);  // pre-training heads: unused
@@ -302,7 +315,62 @@ absl::Status FineTuneRun::ResumeOrInit(const Init* init) {
     Say(absl::StrCat("initialised from ", init->description,
                      "; newly initialised: ", fresh.empty() ? "none" : absl::StrJoin(fresh, ", ")));
   }
-  result_.last_step = result_.first_step;
+  return StartOnAllRanks(params, mo, vo, step);
+}
+
+// The backend, the model with its head, the gradient reduction over the ranks and the
+// optimizer. Each rank's share of a global batch splits into whole micro-batches.
+absl::Status FineTuneRun::CreateModel() {
+  const FineTuneConfig& f = config_.finetune();
+  const TrainConfig& t = config_.train();
+  if (t.global_batch_size() % ranks_ != 0 || (t.global_batch_size() / ranks_) % MicroBatch() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("finetune.train_batch_size ", t.global_batch_size(), " must split into ",
+                     ranks_, " ranks of whole micro-batches of ", MicroBatch(),
+                     " (finetune.micro_batch_size); change either or the number of ranks"));
+  }
+  HR_ASSIGN_OR_RETURN(ops_, MakeOps(o_.device, {t.precision()}));
+  HR_ASSIGN_OR_RETURN(model_,
+                      TaskModel<float>::Create(config_.model(), TaskHeadOf(config_), ops_.get(),
+                                               std::max(MicroBatch(), f.eval_batch_size()),
+                                               f.max_seq_length(), ModelOptionsFromConfig(t)));
+  DataParallelOptions dpo;
+  dpo.bucket_bytes = BucketBytesFromMb(t.comm_bucket_mb());
+  HR_ASSIGN_OR_RETURN(data_parallel_,
+                      DataParallel::Create(&comm_, ops_.get(), &model_->model(), dpo));
+  if (data_parallel_->active()) Say(data_parallel_->Describe(t.comm_bucket_mb()));
+  optimizer_ = std::make_unique<Optimizer<float>>(*ops_, model_->model().layout(), t.optimizer());
+  return absl::OkStatus();
+}
+
+// Every rank computed the same start from the same files; rank 0's weights (and, resuming, its
+// moments and step) are nevertheless broadcast, and every rank checks that it holds them.
+absl::Status FineTuneRun::StartOnAllRanks(std::vector<float>& params, std::vector<float>& m,
+                                          std::vector<float>& v, int64_t step) {
+  Model<float>& model = model_->model();
+  if (ranks_ > 1) {
+    std::string config_text;
+    google::protobuf::TextFormat::PrintToString(config_, &config_text);
+    HR_RETURN_IF_ERROR(CheckSameOnAllRanks(HostComm(), config_text, model.layout().total()));
+    int32_t header[3] = {m.empty() ? 0 : 1, static_cast<int32_t>(step >> 32),
+                         static_cast<int32_t>(step & 0xffffffff)};
+    HR_RETURN_IF_ERROR(HostComm().Broadcast(header, 3, DataType::kInt32, 0));
+    step = (static_cast<int64_t>(header[1]) << 32) | static_cast<uint32_t>(header[2]);
+    HR_RETURN_IF_ERROR(HostComm().Broadcast(params.data(), params.size(), DataType::kFloat32, 0));
+    if (header[0] != 0) {
+      m.resize(params.size());
+      v.resize(params.size());
+      HR_RETURN_IF_ERROR(HostComm().Broadcast(m.data(), m.size(), DataType::kFloat32, 0));
+      HR_RETURN_IF_ERROR(HostComm().Broadcast(v.data(), v.size(), DataType::kFloat32, 0));
+    } else {
+      m.clear();
+      v.clear();
+    }
+  }
+  model.CopyParametersToDevice(params.data());
+  if (!m.empty()) optimizer_->ImportState(m.data(), v.data(), step);
+  if (ranks_ > 1) HR_RETURN_IF_ERROR(CheckSameWeights(HostComm(), model.GetParameters()));
+  result_.first_step = result_.last_step = step;
   return absl::OkStatus();
 }
 
@@ -402,32 +470,44 @@ int PaddedLength(const std::vector<const TaskFeature*>& rows, const FineTuneConf
   return static_cast<int>(longest);
 }
 
+// One optimizer step: this rank's share of global batch `step` in k micro-batches, the
+// gradient averaged over the ranks (trainer/data_parallel.h), then the update. The loss is the
+// mean over every rank's micro-batches.
 absl::StatusOr<double> FineTuneRun::TrainStep(int64_t step) {
   const TrainConfig& t = config_.train();
-  const int micro = t.micro_batch_size();
-  const int k = t.global_batch_size() / micro;
+  const int micro = MicroBatch();
+  const int share = t.global_batch_size() / ranks_;
+  const int k = share / micro;
+  Model<float>& m = model_->model();
+  m.ZeroGrads();
+  const Clock::time_point compute_start = Clock::now();
   double loss = 0;
   for (int j = 0; j < k; ++j) {
     const std::vector<const TaskFeature*> rows =
-        Rows(step * t.global_batch_size() + static_cast<int64_t>(j) * micro, micro);
+        Rows(step * t.global_batch_size() + static_cast<int64_t>(rank_) * share + j * micro, micro);
     const TaskBatch batch = MakeTaskBatch(rows, PaddedLength(rows, config_.finetune()));
-    const DropoutKey key{t.seed(), static_cast<uint64_t>(step * k + j), 0, 0};
+    // The global micro-batch index: R ranks draw the dropout masks one rank would.
+    const DropoutKey key{t.seed(), static_cast<uint64_t>((step * ranks_ + rank_) * k + j), 0, 0};
     HR_ASSIGN_OR_RETURN(TaskLoss l, model_->Forward(batch, /*training=*/true, key));
-    model_->Backward();
+    model_->Backward(1.0f, j == k - 1 ? data_parallel_->hook() : Model<float>::BackwardHook());
+    HR_RETURN_IF_ERROR(data_parallel_->hook_status());
     loss += l.loss / k;
+  }
+  HR_ASSIGN_OR_RETURN(DataParallelStepStats dp, data_parallel_->Finish(compute_start));
+  if (dp.reduced) {
+    HR_RETURN_IF_ERROR(
+        HostComm().AllReduce(&loss, &loss, 1, DataType::kFloat64, ReduceOp::kAverage));
   }
   if (!std::isfinite(loss)) {
     return absl::InternalError(
-        absl::StrCat("step ", step, ": the loss is ", loss, "; lower finetune.learning_rate"));
+        absl::StrCat("step ", step + 1, ": the loss is ", loss, "; lower finetune.learning_rate"));
   }
-  Model<float>& m = model_->model();
   const OptimizerStats st =
       optimizer_->Step(m.params(), m.grads(), schedule_->LearningRate(step), 1.0 / k);
   if (!st.applied) {
-    return absl::InternalError(absl::StrCat("step ", step, ": the gradient norm is ", st.grad_norm,
-                                            "; lower finetune.learning_rate"));
+    return absl::InternalError(absl::StrCat("step ", step + 1, ": the gradient norm is ",
+                                            st.grad_norm, "; lower finetune.learning_rate"));
   }
-  m.ZeroGrads();
   last_grad_norm_ = st.grad_norm;
   return loss;
 }
@@ -453,15 +533,14 @@ absl::Status FineTuneRun::Train() {
   const TrainConfig& t = config_.train();
   HR_ASSIGN_OR_RETURN(LearningRateSchedule schedule, LearningRateSchedule::Create(config_));
   schedule_ = std::make_unique<LearningRateSchedule>(std::move(schedule));
-  MetricsOptions mo;
-  mo.run_dir = o_.output_dir;
-  mo.total_steps = t.steps();
-  mo.console = console_;
-  HR_ASSIGN_OR_RETURN(metrics_, MetricsLogger::Open(mo));
-  if (o_.train_file.empty()) return absl::OkStatus();
-  if (t.global_batch_size() % t.micro_batch_size() != 0) {
-    return absl::InvalidArgumentError("finetune.micro_batch_size must divide train_batch_size");
+  if (lead_) {
+    MetricsOptions mo;
+    mo.run_dir = o_.output_dir;
+    mo.total_steps = t.steps();
+    mo.console = console_;
+    HR_ASSIGN_OR_RETURN(metrics_, MetricsLogger::Open(mo));
   }
+  if (o_.train_file.empty()) return absl::OkStatus();
   const int64_t end = o_.max_steps > 0 ? std::min(o_.max_steps, t.steps()) : t.steps();
   const ModelConfig& mc = config_.model();
   Say(absl::StrFormat(
@@ -470,7 +549,6 @@ absl::Status FineTuneRun::Train() {
       TaskName(f.task()), train_examples_, train_.size(), t.steps(), t.global_batch_size(),
       f.num_train_epochs(), t.schedule().warmup_steps(), f.learning_rate(), mc.num_layers(),
       mc.d_model(), mc.num_heads(), HeadSize(mc), f.max_seq_length()));
-  using Clock = std::chrono::steady_clock;
   Clock::time_point log_start = Clock::now();
   int64_t log_steps = 0;
   double log_loss = 0, loss = 0;
@@ -482,26 +560,34 @@ absl::Status FineTuneRun::Train() {
     ++log_steps;
     if (o_.on_step) o_.on_step(step + 1, loss);
     if ((step + 1) % f.log_every() == 0 || step + 1 == end) {
-      TrainRecord r;
-      r.step = step + 1;
-      r.loss = log_loss / static_cast<double>(log_steps);
-      r.lr = schedule_->LearningRate(step);
-      r.grad_norm = last_grad_norm_;
-      r.tokens = log_steps * t.global_batch_size() * static_cast<int64_t>(f.max_seq_length());
-      r.seconds = std::chrono::duration<double>(Clock::now() - log_start).count();
-      r.steps = log_steps;
-      r.memory_bytes =
-          ops_->DeviceMemoryInUse() >= 0 ? ops_->DeviceMemoryInUse() : ProcessResidentBytes();
-      HR_RETURN_IF_ERROR(metrics_->LogTrain(r));
+      HR_RETURN_IF_ERROR(Log(step, log_loss, log_steps, log_start));
       log_start = Clock::now();
       log_steps = 0;
       log_loss = 0;
     }
-    if ((f.checkpoint_every() > 0 && (step + 1) % f.checkpoint_every() == 0) || step + 1 == end) {
-      HR_RETURN_IF_ERROR(SaveAt(step + 1, loss));
-    }
+    const bool save =
+        (f.checkpoint_every() > 0 && (step + 1) % f.checkpoint_every() == 0) || step + 1 == end;
+    if (save && lead_) HR_RETURN_IF_ERROR(SaveAt(step + 1, loss));
   }
   return absl::OkStatus();
+}
+
+// The console and metrics line of the `steps` steps up to `step` (rank 0).
+absl::Status FineTuneRun::Log(int64_t step, double loss_sum, int64_t steps,
+                              Clock::time_point since) {
+  if (!lead_) return absl::OkStatus();
+  TrainRecord r;
+  r.step = step + 1;
+  r.loss = loss_sum / static_cast<double>(steps);
+  r.lr = schedule_->LearningRate(step);
+  r.grad_norm = last_grad_norm_;
+  r.tokens = steps * config_.train().global_batch_size() *
+             static_cast<int64_t>(config_.finetune().max_seq_length());
+  r.seconds = Seconds(since, Clock::now());
+  r.steps = steps;
+  r.memory_bytes =
+      ops_->DeviceMemoryInUse() >= 0 ? ops_->DeviceMemoryInUse() : ProcessResidentBytes();
+  return metrics_->LogTrain(r);
 }
 
 absl::Status FineTuneRun::Evaluate() {
@@ -614,7 +700,22 @@ absl::StatusOr<ExperimentConfig> LoadFineTuneConfig(const std::string& path,
 }
 
 absl::StatusOr<FineTuneResult> FineTune(const FineTuneOptions& options) {
-  return FineTuneRun(options).Run();
+  Communicator* comm = options.comm;
+  std::unique_ptr<Communicator> owned;
+  if (comm == nullptr) {
+    absl::StatusOr<std::unique_ptr<Communicator>> c =
+        CreateDataParallelCommunicator(options.config.train().comm(), options.device);
+    if (!c.ok()) {
+      if (LaunchedByMpi()) AbortJob(c.status());  // every rank gets here alike
+      return c.status();
+    }
+    owned = std::move(*c);
+    comm = owned.get();
+  }
+  absl::StatusOr<FineTuneResult> r = FineTuneRun(options, *comm).Run();
+  // One rank's error would leave the others blocked in the next collective: end the job.
+  if (!r.ok() && comm->size() > 1) comm->Abort(r.status());
+  return r;
 }
 
 }  // namespace headroom

@@ -13,9 +13,9 @@
 //      (examples, not SQuAD windows, as run_squad.py counts), warm-up int(steps *
 //      warmup_proportion);
 //   3. per step: micro-batches of micro_batch_size (Forward, Backward; the dropout key of
-//      micro-batch j of step g is {seed, g * k + j}), AdamW with weight decay 0.01 (not on
-//      LayerNorm and biases), epsilon 1e-6, global-norm clipping at 1.0 and a linear warm-up
-//      and decay of the learning rate (train.optimizer and the schedule of trainer/);
+//      micro-batch j of step g is {seed, g * k + j} on one rank), AdamW with weight decay 0.01 (not
+//      on LayerNorm and biases), epsilon 1e-6, global-norm clipping at 1.0 and a linear warm-up and
+//      decay of the learning rate (train.optimizer and the schedule of trainer/);
 //   4. a console line every log_every steps with the loss, learning rate and an ETA
 //      (trainer/metrics.h, also OUTPUT_DIR/metrics.jsonl and tb/); a checkpoint every
 //      checkpoint_every steps and at the end (trainer/checkpoint.h, OUTPUT_DIR/checkpoints/,
@@ -26,6 +26,15 @@
 //      accuracy (MNLI: matched and mismatched).
 // SQuAD batches are padded to max_seq_length (the span softmax runs over every position, as in
 // run_squad.py); classification batches to their longest row (the result does not depend on it).
+//
+// Data parallel over R ranks (train.comm, as `headroom train`; trainer/data_parallel.h): every
+// rank reads the init, the data and, resuming, the checkpoint (a shared file system, which the
+// data needs anyway); rank 0's weights (and moments and step) are broadcast and checked on every
+// rank; rank r trains rows [r G/R, (r+1) G/R) of every global batch G in micro-batches, the
+// dropout key of its micro-batch j being {seed, (g R + r) k + j} (what one rank accumulating
+// the whole batch would draw); gradients are averaged in buckets during backward; the loss is
+// averaged over the ranks; rank 0 alone logs, checkpoints and evaluates. Any rank's error ends
+// the job (Communicator::Abort).
 //
 // Resuming: with `resume`, the newest checkpoint of OUTPUT_DIR is loaded (weights, Adam
 // moments, step; the data order is a function of the seed and the step) and training goes on
@@ -56,6 +65,8 @@
 
 namespace headroom {
 
+class Communicator;  // comm/communicator.h
+
 struct FineTuneOptions {
   // finetune.task set, defaults filled, validated (config/load.h). The model and data blocks
   // are not read: the model comes from the initialisation. The optimizer is train.optimizer.
@@ -76,6 +87,9 @@ struct FineTuneOptions {
   FILE* console = stdout;
   // Called after each step with (steps done, loss); for tests.
   std::function<void(int64_t, double)> on_step;
+  // The ranks to train with (not owned); nullptr: created from train.comm (default "auto":
+  // MPI under a launcher, NCCL for CUDA tensors under a launcher, else one rank).
+  Communicator* comm = nullptr;
 };
 
 struct FineTuneResult {

@@ -3,24 +3,16 @@
 // [--device cpu|cuda] [--resume] [--steps N]`: fine-tunes a pre-trained BERT
 // (finetune/finetune.h) and prints the dev metrics as one key=value line at the end:
 // `exact_match=... f1=...` (SQuAD), `accuracy=...` (classify), `accuracy_matched=...
-// accuracy_mismatched=...` (MNLI). --config, --device and --steps are the flags of bench
-// (tools/bench_command.cc), --resume the one of train (absl flags are global to the binary);
-// --output_dir the one of prepare-bert/prepare-lm; --steps counts here only when given.
+// accuracy_mismatched=...` (MNLI). --config, --device, --steps, --resume and --output_dir are
+// shared with other commands (tools/common_flags.h); --steps counts here only when given.
 #include <cstdio>
 #include <string>
 
-#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/internal/parse.h"
 #include "absl/strings/str_split.h"
 #include "finetune/finetune.h"
 #include "tools/command.h"
-
-ABSL_DECLARE_FLAG(std::string, config);
-ABSL_DECLARE_FLAG(std::string, device);
-ABSL_DECLARE_FLAG(int, steps);
-ABSL_DECLARE_FLAG(bool, resume);
-ABSL_DECLARE_FLAG(std::string, output_dir);  // prepare_common.cc
+#include "tools/common_flags.h"
 
 ABSL_FLAG(std::string, task, "", "fine-tuning task: squad, mnli or classify");
 ABSL_FLAG(std::string, init_checkpoint, "",
@@ -32,8 +24,6 @@ ABSL_FLAG(std::string, dev_file, "",
           "dev data, comma-separated (MNLI: dev_matched.tsv,dev_mismatched.tsv)");
 
 namespace headroom {
-
-absl::StatusOr<DeviceKind> ParseDevice(const std::string& name);  // train_command.cc
 
 int RunFineTune(const CommandArgs& args) {
   if (!args.positional.empty()) {
@@ -56,7 +46,7 @@ int RunFineTune(const CommandArgs& args) {
   o.output_dir = absl::GetFlag(FLAGS_output_dir);
   o.device = *device;
   o.resume = absl::GetFlag(FLAGS_resume);
-  if (absl::flags_internal::WasPresentOnCommandLine("steps")) {
+  if (FlagGiven(args, "steps")) {
     if (absl::GetFlag(FLAGS_steps) <= 0) return Fail("finetune", "--steps must be > 0");
     o.max_steps = absl::GetFlag(FLAGS_steps);
   }

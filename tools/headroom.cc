@@ -105,6 +105,9 @@ struct SharedFlag {
   const char* help;
 };
 const SharedFlag kSharedFlags[] = {
+    {"train", "resume", "continue from the newest complete checkpoint in --run_dir"},
+    {"prepare-bert", "output_dir", "directory for the shards (created if missing)"},
+    {"prepare-lm", "output_dir", "directory for the shards (created if missing)"},
     {"params", "format", "output format: table (aligned columns) or csv; default: table"},
     {"scaling", "format", "output format: table (aligned columns) or csv; default: table"},
     {"scaling", "peak_tflops", "GPU peak, TFLOP/s (790: bf16 GEMM measured on H100); default: 790"},
