@@ -55,29 +55,33 @@ bool IsCaseIgnorable(char32_t c) {
 
 }  // namespace
 
+bool PopCodePoint(absl::string_view* text, char32_t* c) {
+  while (!text->empty()) {
+    const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(text->data());
+    if (*p < 0x80) {  // ASCII: the common case, without the decoder
+      *c = *p;
+      text->remove_prefix(1);
+      return true;
+    }
+    utf8proc_int32_t cp;
+    const utf8proc_ssize_t n =
+        utf8proc_iterate(p, static_cast<utf8proc_ssize_t>(text->size()), &cp);
+    if (n < 0) {  // invalid UTF-8: drop the byte
+      text->remove_prefix(1);
+      continue;
+    }
+    *c = static_cast<char32_t>(cp);
+    text->remove_prefix(static_cast<size_t>(n));
+    return true;
+  }
+  return false;
+}
+
 std::u32string DecodeUtf8(absl::string_view text) {
   std::u32string out;
   out.reserve(text.size());
-  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
-  utf8proc_ssize_t left = static_cast<utf8proc_ssize_t>(text.size());
-  while (left > 0) {
-    if (*p < 0x80) {
-      out.push_back(*p);
-      ++p;
-      --left;
-      continue;
-    }
-    utf8proc_int32_t cp;
-    utf8proc_ssize_t n = utf8proc_iterate(p, left, &cp);
-    if (n < 0) {  // invalid UTF-8: drop the byte
-      ++p;
-      --left;
-      continue;
-    }
-    out.push_back(static_cast<char32_t>(cp));
-    p += n;
-    left -= n;
-  }
+  char32_t c;
+  while (PopCodePoint(&text, &c)) out.push_back(c);
   return out;
 }
 

@@ -21,6 +21,9 @@ namespace headroom {
 
 // Code points of UTF-8 `text`; invalid bytes are dropped (Python's decode(errors="ignore")).
 std::u32string DecodeUtf8(absl::string_view text);
+// The next code point of `*text` into `*c`, removing its bytes (and any invalid bytes before
+// it, dropped as DecodeUtf8 drops them) from the front; false once nothing is left.
+bool PopCodePoint(absl::string_view* text, char32_t* c);
 // UTF-8 of code points (each must be a valid scalar value).
 std::string EncodeUtf8(const std::u32string& text);
 void AppendUtf8(char32_t c, std::string* out);

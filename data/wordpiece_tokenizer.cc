@@ -199,26 +199,9 @@ void WordPieceTokenizer::ForEachWord(absl::string_view text, Emit emit) const {
   // Steps 1 and 2: decode, clean, space out CJK ideographs.
   std::u32string cps;
   cps.reserve(text.size() + 8);
-  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
-  utf8proc_ssize_t left = static_cast<utf8proc_ssize_t>(text.size());
-  while (left > 0) {
-    char32_t c;
-    if (*p < 0x80) {
-      c = *p;
-      ++p;
-      --left;
-    } else {
-      utf8proc_int32_t cp;
-      utf8proc_ssize_t n = utf8proc_iterate(p, left, &cp);
-      if (n < 0) {  // invalid UTF-8: drop the byte
-        ++p;
-        --left;
-        continue;
-      }
-      p += n;
-      left -= n;
-      c = static_cast<char32_t>(cp);
-    }
+  absl::string_view rest = text;
+  char32_t c;
+  while (PopCodePoint(&rest, &c)) {
     if (c == 0 || c == 0xFFFD || IsControl(c)) continue;
     if (IsWhitespace(c)) {
       cps.push_back(' ');

@@ -16,6 +16,7 @@
 #include "finetune/finetune.h"
 #include "gtest/gtest.h"
 #include "tests/finetune/finetune_test_util.h"
+#include "tests/trainer/run_checks.h"
 #include "trainer/checkpoint.h"
 
 namespace headroom {
@@ -33,14 +34,7 @@ constexpr char kSquad[] = R"({"version": "1.1", "data": [{"title": "t", "paragra
            {"id": "q4", "question": "who sat ?",
             "answers": [{"text": "The blue dog", "answer_start": 15}]}]}]}]})";
 
-double RelativeDifference(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff += (double{a[i]} - b[i]) * (double{a[i]} - b[i]);
-    norm += double{b[i]} * b[i];
-  }
-  return std::sqrt(diff / norm);
-}
+using testing::RelativeDifference;
 
 class FineTuneDataParallelTest : public ::testing::TestWithParam<bool /*squad*/> {
  protected:
