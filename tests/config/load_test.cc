@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "google/protobuf/text_format.h"
@@ -257,19 +258,32 @@ TEST(LoadConfigTest, NameDefaultsToFileStem) {
   std::filesystem::remove(p);
 }
 
-// Every shipped config loads and validates.
+// Every shipped config loads and validates: run configs whole; fine-tuning configs (a finetune
+// block and no model, which `headroom finetune` takes from its checkpoint) in their block, with
+// the defaults of their task.
 TEST(LoadConfigTest, ShippedConfigsAreValid) {
   const char* src = std::getenv("HEADROOM_SOURCE_DIR");
   if (src == nullptr) GTEST_SKIP() << "HEADROOM_SOURCE_DIR not set (ctest sets it)";
-  int n = 0;
+  int n = 0, finetune = 0;
   for (const auto& e :
        std::filesystem::recursive_directory_iterator(std::filesystem::path(src) / "configs")) {
     if (e.path().extension() != ".textproto") continue;
-    absl::StatusOr<ExperimentConfig> c = LoadConfig(e.path().string());
-    EXPECT_TRUE(c.ok()) << c.status();
     ++n;
+    std::ifstream in(e.path());
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    absl::StatusOr<ExperimentConfig> c = ParseConfigUnvalidated(text, e.path().string());
+    ASSERT_TRUE(c.ok()) << c.status();
+    if (c->has_finetune() && !c->has_model()) {
+      ++finetune;
+      FillDefaults(*c);
+      EXPECT_TRUE(ValidateFineTuneConfig(*c, e.path().string()).ok()) << e.path();
+      continue;
+    }
+    c = LoadConfig(e.path().string());
+    EXPECT_TRUE(c.ok()) << c.status();
   }
   EXPECT_GE(n, 30);
+  EXPECT_GE(finetune, 4);
 }
 
 }  // namespace
