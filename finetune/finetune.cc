@@ -336,10 +336,13 @@ absl::Status FineTuneRun::CreateModel() {
                                                f.max_seq_length(), ModelOptionsFromConfig(t)));
   DataParallelOptions dpo;
   dpo.bucket_bytes = BucketBytesFromMb(t.comm_bucket_mb());
+  dpo.zero_stage = t.zero_stage();
   HR_ASSIGN_OR_RETURN(data_parallel_,
                       DataParallel::Create(&comm_, ops_.get(), &model_->model(), dpo));
   if (data_parallel_->active()) Say(data_parallel_->Describe(t.comm_bucket_mb()));
-  optimizer_ = std::make_unique<Optimizer<float>>(*ops_, model_->model().layout(), t.optimizer());
+  // ZeRO-1 (train.zero_stage): the optimizer of the rank's shard only (trainer/data_parallel.h).
+  optimizer_ = std::make_unique<Optimizer<float>>(*ops_, model_->model().layout(), t.optimizer(),
+                                                  data_parallel_->optimizer_shard());
   return absl::OkStatus();
 }
 
@@ -368,7 +371,11 @@ absl::Status FineTuneRun::StartOnAllRanks(std::vector<float>& params, std::vecto
     }
   }
   model.CopyParametersToDevice(params.data());
-  if (!m.empty()) optimizer_->ImportState(m.data(), v.data(), step);
+  if (!m.empty()) {
+    m = data_parallel_->ShardOf(std::move(m));
+    v = data_parallel_->ShardOf(std::move(v));
+    optimizer_->ImportState(m.data(), v.data(), step);
+  }
   if (ranks_ > 1) HR_RETURN_IF_ERROR(CheckSameWeights(HostComm(), model.GetParameters()));
   result_.first_step = result_.last_step = step;
   return absl::OkStatus();
@@ -502,21 +509,28 @@ absl::StatusOr<double> FineTuneRun::TrainStep(int64_t step) {
     return absl::InternalError(
         absl::StrCat("step ", step + 1, ": the loss is ", loss, "; lower finetune.learning_rate"));
   }
-  const OptimizerStats st =
-      optimizer_->Step(m.params(), m.grads(), schedule_->LearningRate(step), 1.0 / k);
+  HR_ASSIGN_OR_RETURN(const OptimizerStats st,
+                      optimizer_->Step(m.params(), data_parallel_->optimizer_grads(),
+                                       schedule_->LearningRate(step), 1.0 / k));
   if (!st.applied) {
     return absl::InternalError(absl::StrCat("step ", step + 1, ": the gradient norm is ",
                                             st.grad_norm, "; lower finetune.learning_rate"));
   }
+  HR_RETURN_IF_ERROR(data_parallel_->GatherParameters());  // ZeRO-1; a no-op otherwise
   last_grad_norm_ = st.grad_norm;
   return loss;
 }
 
+// Rank 0 writes the checkpoint; with ZeRO-1 every rank first contributes its shard of the
+// moments, so the checkpoint holds the full state (collective: every rank calls it).
 absl::Status FineTuneRun::SaveAt(int64_t step, double loss) {
+  std::vector<float> mo, vo;
+  optimizer_->ExportState(&mo, &vo);
+  HR_ASSIGN_OR_RETURN(mo, data_parallel_->GatherShards(std::move(mo)));
+  HR_ASSIGN_OR_RETURN(vo, data_parallel_->GatherShards(std::move(vo)));
+  if (!lead_) return absl::OkStatus();
   Model<float>& m = model_->model();
   const std::vector<float> params = m.GetParameters();
-  std::vector<float> mo(params.size()), vo(params.size());
-  optimizer_->ExportState(&mo, &vo);
   TrainerState st;
   st.step = step;
   st.seed = config_.train().seed();
@@ -567,7 +581,7 @@ absl::Status FineTuneRun::Train() {
     }
     const bool save =
         (f.checkpoint_every() > 0 && (step + 1) % f.checkpoint_every() == 0) || step + 1 == end;
-    if (save && lead_) HR_RETURN_IF_ERROR(SaveAt(step + 1, loss));
+    if (save) HR_RETURN_IF_ERROR(SaveAt(step + 1, loss));
   }
   return absl::OkStatus();
 }

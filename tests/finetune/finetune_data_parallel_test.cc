@@ -2,7 +2,7 @@
 // single-rank run (SingleProcessCommunicator) on the same data: with dropout on, 2 ranks with
 // one micro-batch of G/2 each give the losses and weights of one rank accumulating two
 // micro-batches of G/2 (the dropout key is the global micro-batch index), for the classifier
-// and the SQuAD span head; rank 0 alone writes the run and evaluates.
+// and the SQuAD span head, with and without ZeRO-1; rank 0 alone writes the run and evaluates.
 #include <mpi.h>
 #include <unistd.h>
 
@@ -68,14 +68,14 @@ class FineTuneDataParallelTest : public ::testing::TestWithParam<bool /*squad*/>
     if (mpi_->rank() == 0) fs::remove_all(root_);
   }
 
-  FineTuneOptions Options(const std::string& out, Communicator* comm) {
+  FineTuneOptions Options(const std::string& out, Communicator* comm, int zero_stage = 0) {
     const bool squad = GetParam();
     auto c = LoadFineTuneConfig(
         "", squad ? "squad" : "classify",
         {"finetune.max_seq_length=16", "finetune.max_query_length=5", "finetune.doc_stride=4",
          "finetune.train_batch_size=4", "finetune.micro_batch_size=2",
          "finetune.num_train_epochs=3", "finetune.dropout=0.1", "finetune.checkpoint_every=0",
-         "train.comm_bucket_mb=0.001"});
+         "train.comm_bucket_mb=0.001", "train.zero_stage=" + std::to_string(zero_stage)});
     EXPECT_TRUE(c.ok()) << c.status();
     FineTuneOptions o;
     o.config = *c;
@@ -88,6 +88,10 @@ class FineTuneDataParallelTest : public ::testing::TestWithParam<bool /*squad*/>
     return o;
   }
 
+  // Two ranks (gradients all-reduced, or with ZeRO-1 reduce-scattered into sharded optimizer
+  // state and the parameters gathered) against one rank.
+  void Check(int zero_stage);
+
   static MpiCommunicator* mpi_;
   std::string root_, checkpoint_;
 };
@@ -95,6 +99,14 @@ class FineTuneDataParallelTest : public ::testing::TestWithParam<bool /*squad*/>
 MpiCommunicator* FineTuneDataParallelTest::mpi_ = nullptr;
 
 TEST_P(FineTuneDataParallelTest, TwoRanksMatchOneRankAccumulatingTheSameMicroBatches) {
+  Check(/*zero_stage=*/0);
+}
+
+TEST_P(FineTuneDataParallelTest, WithZeroOneTwoRanksMatchOneRank) {
+  Check(/*zero_stage=*/1);  // sharded optimizer state, parameters gathered
+}
+
+void FineTuneDataParallelTest::Check(int zero_stage) {
   FineTuneResult reference;
   if (mpi_->rank() == 0) {
     SingleProcessCommunicator single;
@@ -103,7 +115,7 @@ TEST_P(FineTuneDataParallelTest, TwoRanksMatchOneRankAccumulatingTheSameMicroBat
     reference = *r;
   }
   ASSERT_TRUE(mpi_->Barrier().ok());
-  auto r = FineTune(Options("dp", mpi_));  // 1 micro-batch of 2 per rank
+  auto r = FineTune(Options("dp", mpi_, zero_stage));  // 1 micro-batch of 2 per rank
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_TRUE(mpi_->Barrier().ok());
   if (mpi_->rank() != 0) {
