@@ -241,6 +241,84 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
   return absl::OkStatus();
 }
 
+// Google BERT's fine-tuning defaults: run_squad.py for SQuAD, run_classifier.py otherwise.
+void FillFineTuneDefaults(FineTuneConfig& f) {
+  const bool squad = f.task() == FineTuneConfig::SQUAD;
+  if (!f.has_max_seq_length()) f.set_max_seq_length(squad ? 384 : 128);
+  if (!f.has_doc_stride()) f.set_doc_stride(128);
+  if (!f.has_max_query_length()) f.set_max_query_length(64);
+  if (!f.has_learning_rate()) f.set_learning_rate(squad ? 3e-5f : 5e-5f);
+  if (!f.has_num_train_epochs()) f.set_num_train_epochs(squad ? 2.0f : 3.0f);
+  if (!f.has_train_batch_size()) f.set_train_batch_size(32);
+  if (!f.has_micro_batch_size()) f.set_micro_batch_size(0);
+  if (!f.has_warmup_proportion()) f.set_warmup_proportion(0.1f);
+  if (!f.has_seed()) f.set_seed(42);
+  if (!f.has_dropout()) f.set_dropout(0.1f);
+  if (!f.has_n_best_size()) f.set_n_best_size(20);
+  if (!f.has_max_answer_length()) f.set_max_answer_length(30);
+  if (!f.has_eval_batch_size()) f.set_eval_batch_size(8);
+  if (!f.has_do_lower_case()) f.set_do_lower_case(true);
+  if (!f.has_log_every()) f.set_log_every(10);
+  if (!f.has_checkpoint_every()) f.set_checkpoint_every(1000);
+  if (!f.has_keep_checkpoints()) f.set_keep_checkpoints(1);
+}
+
+absl::Status ValidateFineTune(const ExperimentConfig& c, const std::string& s) {
+  if (!c.has_finetune()) return absl::OkStatus();
+  const FineTuneConfig& f = c.finetune();
+  if (f.task() == FineTuneConfig::TASK_UNSPECIFIED) {
+    return Invalid(s, "finetune.task", "must be set to SQUAD, MNLI or CLASSIFY (--task)");
+  }
+  HR_RETURN_IF_ERROR(RequirePositive(s, "finetune.max_seq_length", f.max_seq_length()));
+  HR_RETURN_IF_ERROR(RequirePositive(s, "finetune.train_batch_size", f.train_batch_size()));
+  HR_RETURN_IF_ERROR(RequirePositive(s, "finetune.eval_batch_size", f.eval_batch_size()));
+  HR_RETURN_IF_ERROR(RequirePositive(s, "finetune.log_every", f.log_every()));
+  if (f.micro_batch_size() < 0 ||
+      (f.micro_batch_size() > 0 && f.train_batch_size() % f.micro_batch_size() != 0)) {
+    return Invalid(
+        s, "finetune.micro_batch_size",
+        absl::StrCat(f.micro_batch_size(), " must be 0 or divide finetune.train_batch_size ",
+                     f.train_batch_size()));
+  }
+  if (c.model().max_positions() > 0 && f.max_seq_length() > c.model().max_positions()) {
+    return Invalid(s, "finetune.max_seq_length",
+                   absl::StrCat(f.max_seq_length(), " exceeds model.max_positions ",
+                                c.model().max_positions()));
+  }
+  if (f.task() == FineTuneConfig::SQUAD) {
+    HR_RETURN_IF_ERROR(RequirePositive(s, "finetune.doc_stride", f.doc_stride()));
+    HR_RETURN_IF_ERROR(RequirePositive(s, "finetune.max_query_length", f.max_query_length()));
+    HR_RETURN_IF_ERROR(RequirePositive(s, "finetune.n_best_size", f.n_best_size()));
+    HR_RETURN_IF_ERROR(RequirePositive(s, "finetune.max_answer_length", f.max_answer_length()));
+    if (f.max_seq_length() < f.max_query_length() + 4) {
+      return Invalid(s, "finetune.max_seq_length",
+                     absl::StrCat(f.max_seq_length(),
+                                  " leaves no room for the context: it must be "
+                                  ">= finetune.max_query_length + 4 = ",
+                                  f.max_query_length() + 4, " ([CLS], 2 x [SEP], 1 token)"));
+    }
+  }
+  if (!(f.learning_rate() >= 0.0f)) {
+    return Invalid(s, "finetune.learning_rate",
+                   absl::StrCat("must be >= 0 (got ", f.learning_rate(), ")"));
+  }
+  if (!(f.num_train_epochs() > 0.0f)) {
+    return Invalid(s, "finetune.num_train_epochs",
+                   absl::StrCat("must be > 0 (got ", f.num_train_epochs(), ")"));
+  }
+  if (!(f.warmup_proportion() >= 0.0f && f.warmup_proportion() <= 1.0f)) {
+    return Invalid(s, "finetune.warmup_proportion",
+                   absl::StrCat("must be in [0, 1] (got ", f.warmup_proportion(), ")"));
+  }
+  HR_RETURN_IF_ERROR(RequireRate(s, "finetune.dropout", f.dropout()));
+  if (f.checkpoint_every() < 0) {
+    return Invalid(
+        s, "finetune.checkpoint_every",
+        absl::StrCat("must be >= 0 (got ", f.checkpoint_every(), "); 0: only at the end"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int HeadSize(const ModelConfig& model) {
@@ -304,6 +382,7 @@ void FillDefaults(ExperimentConfig& c) {
   if (!t.has_attention()) t.set_attention("auto");
   if (!t.has_recompute_gelu()) t.set_recompute_gelu(false);
   if (!t.has_layernorm_from_output()) t.set_layernorm_from_output(false);
+  if (c.has_finetune()) FillFineTuneDefaults(*c.mutable_finetune());
 }
 
 absl::Status ApplyOverride(ExperimentConfig& config, absl::string_view spec) {
@@ -363,11 +442,13 @@ absl::Status ValidateConfig(const ExperimentConfig& config, const std::string& s
   HR_RETURN_IF_ERROR(ValidateModel(config.model(), source));
   HR_RETURN_IF_ERROR(ValidateData(config, source));
   HR_RETURN_IF_ERROR(ValidateTrain(config, source));
+  HR_RETURN_IF_ERROR(ValidateFineTune(config, source));
   return absl::OkStatus();
 }
 
-absl::StatusOr<ExperimentConfig> ParseConfig(absl::string_view text, const std::string& source,
-                                             const std::vector<std::string>& overrides) {
+absl::StatusOr<ExperimentConfig> ParseConfigUnvalidated(absl::string_view text,
+                                                        const std::string& source,
+                                                        const std::vector<std::string>& overrides) {
   ExperimentConfig config;
   google::protobuf::TextFormat::Parser parser;
   FirstErrorCollector errors;
@@ -377,9 +458,19 @@ absl::StatusOr<ExperimentConfig> ParseConfig(absl::string_view text, const std::
         absl::StrCat(source, ":", errors.error().empty() ? " parse error" : errors.error()));
   }
   for (const std::string& o : overrides) HR_RETURN_IF_ERROR(ApplyOverride(config, o));
+  return config;
+}
+
+absl::StatusOr<ExperimentConfig> ParseConfig(absl::string_view text, const std::string& source,
+                                             const std::vector<std::string>& overrides) {
+  HR_ASSIGN_OR_RETURN(ExperimentConfig config, ParseConfigUnvalidated(text, source, overrides));
   FillDefaults(config);
   HR_RETURN_IF_ERROR(ValidateConfig(config, source));
   return config;
+}
+
+absl::Status ValidateFineTuneConfig(const ExperimentConfig& config, const std::string& source) {
+  return ValidateFineTune(config, source);
 }
 
 absl::StatusOr<ExperimentConfig> LoadConfig(const std::string& path,

@@ -29,6 +29,13 @@ namespace headroom {
     absl::string_view text, const std::string& source,
     const std::vector<std::string>& overrides = {});
 
+// ParseConfig's first half: parses `text` and applies `overrides`, without filling defaults or
+// validating, for configs completed elsewhere (headroom finetune takes its model from the
+// checkpoint it starts from).
+[[nodiscard]] absl::StatusOr<ExperimentConfig> ParseConfigUnvalidated(
+    absl::string_view text, const std::string& source,
+    const std::vector<std::string>& overrides = {});
+
 // Reads `path` and calls ParseConfig. When the file has no `name`, the file's stem is used.
 [[nodiscard]] absl::StatusOr<ExperimentConfig> LoadConfig(
     const std::string& path, const std::vector<std::string>& overrides = {});
@@ -37,12 +44,18 @@ namespace headroom {
 // enums by name). Repeated fields get the value appended. Errors name the override.
 [[nodiscard]] absl::Status ApplyOverride(ExperimentConfig& config, absl::string_view override_spec);
 
-// Fills every unset optional field with its documented default.
+// Fills every unset optional field with its documented default (those of `finetune` only when
+// the config has a finetune block; they depend on finetune.task).
 void FillDefaults(ExperimentConfig& config);
 
 // Checks sizes, rates and consistency. `source` prefixes every message.
 [[nodiscard]] absl::Status ValidateConfig(const ExperimentConfig& config,
                                           const std::string& source);
+
+// Checks the finetune block alone (part of ValidateConfig; a finetune block with no model yet
+// skips the checks against model.max_positions).
+[[nodiscard]] absl::Status ValidateFineTuneConfig(const ExperimentConfig& config,
+                                                  const std::string& source);
 
 // The head size in use: model.head_size, or d_model / num_heads when it is 0.
 int HeadSize(const ModelConfig& model);

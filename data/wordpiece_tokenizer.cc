@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "base/file.h"
 #include "base/status_macros.h"
+#include "data/unicode_text.h"
 #include "utf8proc.h"
 
 namespace headroom {
@@ -79,71 +80,6 @@ bool IsCjk(char32_t c) {
 // neither Zs nor Cc/Cf); everything else Python calls whitespace is a space by now.
 bool IsSplitSpace(char32_t c) { return c == ' ' || c == 0x2028 || c == 0x2029; }
 
-// Python's Cased and Case_Ignorable properties, as far as the final-sigma rule needs them.
-bool IsCased(char32_t c) {
-  auto cp = static_cast<utf8proc_int32_t>(c);
-  return utf8proc_islower(cp) || utf8proc_isupper(cp) || Category(c) == UTF8PROC_CATEGORY_LT;
-}
-bool IsCaseIgnorable(char32_t c) {
-  switch (c) {
-    case '\'':
-    case '.':
-    case ':':
-    case 0xB7:
-    case 0x387:
-    case 0x55F:
-    case 0x5F4:
-    case 0x2018:
-    case 0x2019:
-    case 0x2024:
-    case 0x2027:
-    case 0xFE13:
-    case 0xFE52:
-    case 0xFE55:
-    case 0xFF07:
-    case 0xFF0E:
-    case 0xFF1A:
-      return true;
-    default:
-      break;
-  }
-  switch (Category(c)) {
-    case UTF8PROC_CATEGORY_MN:
-    case UTF8PROC_CATEGORY_ME:
-    case UTF8PROC_CATEGORY_CF:
-    case UTF8PROC_CATEGORY_LM:
-    case UTF8PROC_CATEGORY_SK:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// Python's str.lower(): the simple mapping per code point, except that capital sigma at the end
-// of a cased word becomes final sigma. (Python's one other special case, U+0130 -> "i" plus
-// U+0307, gives the same result as the simple mapping once accents are stripped.)
-void LowerCase(std::u32string* word) {
-  const std::u32string& w = *word;
-  std::u32string out(w.size(), 0);
-  for (size_t i = 0; i < w.size(); ++i) {
-    char32_t c = w[i];
-    if (c < 0x80) {
-      out[i] = absl::ascii_tolower(static_cast<unsigned char>(c));
-    } else if (c == 0x3A3) {
-      size_t j = i;
-      while (j > 0 && IsCaseIgnorable(w[j - 1])) --j;
-      bool final_sigma = j > 0 && IsCased(w[j - 1]);
-      size_t k = i + 1;
-      while (final_sigma && k < w.size() && IsCaseIgnorable(w[k])) ++k;
-      if (final_sigma && k < w.size() && IsCased(w[k])) final_sigma = false;
-      out[i] = final_sigma ? 0x3C2 : 0x3C3;
-    } else {
-      out[i] = static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c)));
-    }
-  }
-  *word = std::move(out);
-}
-
 // _run_strip_accents: NFD, then drop category Mn.
 void StripAccents(std::u32string* word) {
   bool ascii = std::all_of(word->begin(), word->end(), [](char32_t c) { return c < 0x80; });
@@ -185,19 +121,6 @@ void StripAccents(std::u32string* word) {
     if (c >= 0x80 && Category(c) == UTF8PROC_CATEGORY_MN) continue;
     word->push_back(c);
   }
-}
-
-void AppendUtf8(char32_t c, std::string* out) {
-  utf8proc_uint8_t buf[4];
-  utf8proc_ssize_t n = utf8proc_encode_char(static_cast<utf8proc_int32_t>(c), buf);
-  out->append(reinterpret_cast<const char*>(buf), static_cast<size_t>(n));
-}
-
-std::string ToUtf8(const std::u32string& s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char32_t c : s) AppendUtf8(c, &out);
-  return out;
 }
 
 }  // namespace
@@ -276,26 +199,9 @@ void WordPieceTokenizer::ForEachWord(absl::string_view text, Emit emit) const {
   // Steps 1 and 2: decode, clean, space out CJK ideographs.
   std::u32string cps;
   cps.reserve(text.size() + 8);
-  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
-  utf8proc_ssize_t left = static_cast<utf8proc_ssize_t>(text.size());
-  while (left > 0) {
-    char32_t c;
-    if (*p < 0x80) {
-      c = *p;
-      ++p;
-      --left;
-    } else {
-      utf8proc_int32_t cp;
-      utf8proc_ssize_t n = utf8proc_iterate(p, left, &cp);
-      if (n < 0) {  // invalid UTF-8: drop the byte
-        ++p;
-        --left;
-        continue;
-      }
-      p += n;
-      left -= n;
-      c = static_cast<char32_t>(cp);
-    }
+  absl::string_view rest = text;
+  char32_t c;
+  while (PopCodePoint(&rest, &c)) {
     if (c == 0 || c == 0xFFFD || IsControl(c)) continue;
     if (IsWhitespace(c)) {
       cps.push_back(' ');
@@ -317,7 +223,7 @@ void WordPieceTokenizer::ForEachWord(absl::string_view text, Emit emit) const {
     if (start == i) break;
     word.assign(cps, start, i - start);
     if (options_.do_lower_case) {
-      LowerCase(&word);
+      PythonLower(&word);
       StripAccents(&word);
     }
     piece.clear();
@@ -384,7 +290,7 @@ void WordPieceTokenizer::WordPiece(const std::u32string& word, std::vector<int32
 
 std::vector<std::string> WordPieceTokenizer::BasicTokenize(absl::string_view text) const {
   std::vector<std::string> words;
-  ForEachWord(text, [&](const std::u32string& w) { words.push_back(ToUtf8(w)); });
+  ForEachWord(text, [&](const std::u32string& w) { words.push_back(EncodeUtf8(w)); });
   return words;
 }
 

@@ -35,34 +35,53 @@ absl::Status CheckRange(const std::string& field, const std::vector<int32_t>& v,
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::Status ValidateBatch(const ModelConfig& model, const Batch& b) {
-  const int64_t B = b.batch_size, S = b.seq_length, M = b.max_predictions;
+// B and S in range (every objective).
+absl::Status CheckShape(const ModelConfig& model, const Batch& b) {
+  const int64_t B = b.batch_size, S = b.seq_length;
   if (B <= 0) return Bad("batch_size", absl::StrCat("must be > 0 (got ", B, ")"));
   if (S <= 0 || S > model.max_positions()) {
     return Bad("seq_length",
                absl::StrCat(S, " is outside [1, model.max_positions ", model.max_positions(), "]"));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateEncoderInputs(const ModelConfig& model, const Batch& b) {
+  absl::Status shape = CheckShape(model, b);
+  if (!shape.ok()) return shape;
+  const int64_t N = static_cast<int64_t>(b.batch_size) * b.seq_length;
+  for (absl::Status s :
+       {CheckSize("input_ids", b.input_ids, N), CheckSize("input_mask", b.input_mask, N),
+        CheckSize("segment_ids", b.segment_ids, N),
+        CheckRange("input_ids", b.input_ids, 0, model.vocab_size()),
+        CheckRange("input_mask", b.input_mask, 0, 2),
+        CheckRange("segment_ids", b.segment_ids, 0, model.type_vocab_size())}) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateBatch(const ModelConfig& model, const Batch& b) {
+  const int64_t B = b.batch_size, S = b.seq_length, M = b.max_predictions;
+  absl::Status shape = CheckShape(model, b);
+  if (!shape.ok()) return shape;
   if (model.objective() == ModelConfig::CAUSAL_LM) {
     absl::Status s = CheckSize("targets", b.targets, B * S);
     if (!s.ok()) return s;
     return CheckRange("targets", b.targets, 0, model.vocab_size());
   }
   if (M < 0 || M > S) return Bad("max_predictions", absl::StrCat(M, " is outside [0, ", S, "]"));
-  for (absl::Status s :
-       {CheckSize("input_ids", b.input_ids, B * S), CheckSize("input_mask", b.input_mask, B * S),
-        CheckSize("segment_ids", b.segment_ids, B * S),
-        CheckSize("masked_lm_positions", b.masked_lm_positions, B * M),
-        CheckSize("masked_lm_ids", b.masked_lm_ids, B * M),
-        CheckSize("masked_lm_weights", b.masked_lm_weights, B * M),
-        CheckSize("next_sentence_labels", b.next_sentence_labels, B),
-        CheckRange("input_ids", b.input_ids, 0, model.vocab_size()),
-        CheckRange("input_mask", b.input_mask, 0, 2),
-        CheckRange("segment_ids", b.segment_ids, 0, model.type_vocab_size()),
-        CheckRange("masked_lm_positions", b.masked_lm_positions, 0, S),
-        CheckRange("masked_lm_ids", b.masked_lm_ids, 0, model.vocab_size()),
-        CheckRange("next_sentence_labels", b.next_sentence_labels, 0, 2)}) {
+  absl::Status inputs = ValidateEncoderInputs(model, b);
+  if (!inputs.ok()) return inputs;
+  for (absl::Status s : {CheckSize("masked_lm_positions", b.masked_lm_positions, B * M),
+                         CheckSize("masked_lm_ids", b.masked_lm_ids, B * M),
+                         CheckSize("masked_lm_weights", b.masked_lm_weights, B * M),
+                         CheckSize("next_sentence_labels", b.next_sentence_labels, B),
+                         CheckRange("masked_lm_positions", b.masked_lm_positions, 0, S),
+                         CheckRange("masked_lm_ids", b.masked_lm_ids, 0, model.vocab_size()),
+                         CheckRange("next_sentence_labels", b.next_sentence_labels, 0, 2)}) {
     if (!s.ok()) return s;
   }
   for (size_t i = 0; i < b.masked_lm_weights.size(); ++i) {

@@ -58,6 +58,10 @@ struct Batch {
 // field and the first offending index.
 [[nodiscard]] absl::Status ValidateBatch(const ModelConfig& model, const Batch& batch);
 
+// The encoder's inputs alone (BERT: batch_size, seq_length, input_ids, input_mask,
+// segment_ids), for fine-tuning, whose batches carry no pre-training fields. Same messages.
+[[nodiscard]] absl::Status ValidateEncoderInputs(const ModelConfig& model, const Batch& batch);
+
 // A batch of uniformly random tokens for benchmarks and tests, deterministic in `seed`.
 // BERT: sequences of random length in [S/2, S] (the rest padding), two segments, M prediction
 // slots of which a random number in [1, M] are used (distinct positions, not [CLS]), random NSP

@@ -39,7 +39,29 @@ const TensorSpec& ParameterLayout::Get(const std::string& name) const {
   return *t;
 }
 
-ParameterLayout ParameterLayout::ForModel(const ModelConfig& m) {
+TaskHead TaskHeadOf(const ExperimentConfig& config) {
+  TaskHead head;
+  if (!config.has_finetune()) return head;
+  switch (config.finetune().task()) {
+    case FineTuneConfig::SQUAD:
+      head.kind = TaskHead::Kind::kSpan;
+      break;
+    case FineTuneConfig::MNLI:
+    case FineTuneConfig::CLASSIFY:
+      head.kind = TaskHead::Kind::kClassifier;
+      head.num_labels = config.finetune().labels_size();
+      break;
+    default:
+      break;
+  }
+  return head;
+}
+
+ParameterLayout ParameterLayout::ForExperiment(const ExperimentConfig& config) {
+  return ForModel(config.model(), TaskHeadOf(config));
+}
+
+ParameterLayout ParameterLayout::ForModel(const ModelConfig& m, const TaskHead& head) {
   ParameterLayout L;
   const bool bert = m.objective() == ModelConfig::BERT;
   L.prefix_ = bert ? "bert." : "lm.";
@@ -86,6 +108,13 @@ ParameterLayout ParameterLayout::ForModel(const ModelConfig& m) {
     L.Add("cls.predictions.bias", {V}, kZ, false, -1);
     L.Add("cls.seq_relationship.weight", {2, d}, kN, true, -1);
     L.Add("cls.seq_relationship.bias", {2}, kZ, false, -1);
+    if (head.kind == TaskHead::Kind::kSpan) {
+      L.Add("qa_outputs.weight", {2, d}, kN, true, -1);
+      L.Add("qa_outputs.bias", {2}, kZ, false, -1);
+    } else if (head.kind == TaskHead::Kind::kClassifier) {
+      L.Add("classifier.weight", {head.num_labels, d}, kN, true, -1);
+      L.Add("classifier.bias", {head.num_labels}, kZ, false, -1);
+    }
   } else {
     if (!m.tie_output_embedding()) L.Add("lm.output.weight", {V, d}, kN, true, -1);
     L.Add("lm.output.bias", {V}, kZ, false, -1);

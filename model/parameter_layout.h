@@ -8,11 +8,14 @@
 //   layer 0 .. layer L-1, each: query W,b; key W,b; value W,b; attention output W,b;
 //     attention LayerNorm gain,bias; intermediate W,b; output W,b; output LayerNorm gain,bias,
 //   heads: BERT pooler W,b; MLM transform W,b; MLM LayerNorm gain,bias; MLM output bias;
-//     NSP W,b.   Causal LM: output bias (and output W when the embedding is not tied).
+//     NSP W,b; then a fine-tuning head when there is one (TaskHead, model/task_model.h).
+//     Causal LM: output bias (and output W when the embedding is not tied).
 //
-// Names follow Hugging Face `BertForPreTraining` for BERT (so exported safetensors load there)
-// and the same scheme under `lm.` for the causal LM. Weights are stored as [out, in] (as
-// torch.nn.Linear), so a projection is y = x W^T + b.
+// Names follow Hugging Face `BertForPreTraining` for BERT (so exported safetensors load there),
+// `BertForQuestionAnswering` (qa_outputs) and `BertForSequenceClassification` (classifier) for
+// the fine-tuning heads, and the same scheme under `lm.` for the causal LM. A fine-tuning
+// layout starts with the pre-training layout of its model, tensor for tensor. Weights are stored as
+// [out, in] (as torch.nn.Linear), so a projection is y = x W^T + b.
 //
 // Example:
 //   ParameterLayout layout = ParameterLayout::ForModel(config.model());
@@ -47,10 +50,25 @@ struct TensorSpec {
   int layer = -1;             // transformer layer index, -1 for embeddings and heads
 };
 
+// A fine-tuning head, appended after the BERT pre-training heads:
+//   kSpan:       qa_outputs.weight [2, d], qa_outputs.bias [2]           (SQuAD start/end)
+//   kClassifier: classifier.weight [num_labels, d], classifier.bias [num_labels] (on the pooler)
+struct TaskHead {
+  enum class Kind { kNone, kSpan, kClassifier };
+  Kind kind = Kind::kNone;
+  int num_labels = 0;  // kClassifier
+};
+
+// The head a config's finetune block asks for: kSpan for SQUAD, kClassifier with
+// finetune.labels for MNLI and CLASSIFY, kNone without a finetune block.
+TaskHead TaskHeadOf(const ExperimentConfig& config);
+
 class ParameterLayout {
  public:
-  // The layout of `model` (which must have passed ValidateConfig).
-  static ParameterLayout ForModel(const ModelConfig& model);
+  // The layout of `model` (which must have passed ValidateConfig), with `head` (BERT only).
+  static ParameterLayout ForModel(const ModelConfig& model, const TaskHead& head = {});
+  // ForModel(config.model(), TaskHeadOf(config)): the layout of a run's checkpoints.
+  static ParameterLayout ForExperiment(const ExperimentConfig& config);
 
   const std::vector<TensorSpec>& tensors() const { return tensors_; }
   // Total number of parameters (elements of the flat buffer).

@@ -255,7 +255,8 @@ ModelOptions ModelOptionsFromConfig(const TrainConfig& train) {
 template <typename T>
 absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& model, Ops<T>* ops,
                                                            const ModelLimits& limits,
-                                                           const ModelOptions& options) {
+                                                           const ModelOptions& options,
+                                                           const TaskHead& head) {
   ExperimentConfig e;
   *e.mutable_model() = model;
   FillDefaults(e);  // the documented defaults of unset optional fields
@@ -263,13 +264,20 @@ absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& mo
   if (e.model().objective() != ModelConfig::BERT) l.max_predictions = 0;
   absl::Status s = CheckModel(e.model(), l);
   if (!s.ok()) return s;
+  if (head.kind != TaskHead::Kind::kNone && e.model().objective() != ModelConfig::BERT) {
+    return Invalid("model.objective", "fine-tuning heads need a BERT model");
+  }
+  if (head.kind == TaskHead::Kind::kClassifier && head.num_labels < 2) {
+    return Invalid("num_labels", absl::StrCat("a classifier needs at least 2 labels (got ",
+                                              head.num_labels, ")"));
+  }
   // Resolve kAuto: the layers see kFused or kMaterialized.
   ModelOptions resolved = options;
   const bool fused = options.attention == AttentionPath::kFused ||
                      (options.attention == AttentionPath::kAuto &&
                       ops->PrefersFusedAttention(HeadSize(e.model())));
   resolved.attention = fused ? AttentionPath::kFused : AttentionPath::kMaterialized;
-  std::unique_ptr<Model<T>> m(new Model<T>(e.model(), ops, l, resolved));
+  std::unique_ptr<Model<T>> m(new Model<T>(e.model(), ops, l, resolved, head));
   // An allocation that failed left a null buffer: refuse the model before anything touches it.
   if (absl::Status ops_status = ops->status(); !ops_status.ok()) {
     return absl::Status(
@@ -302,11 +310,11 @@ int32_t* Model<T>::AllocateInt(int64_t n) {
 
 template <typename T>
 Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits,
-                const ModelOptions& options)
+                const ModelOptions& options, const TaskHead& head)
     : config_(model),
       ops_(ops),
       limits_(limits),
-      layout_(ParameterLayout::ForModel(model)),
+      layout_(ParameterLayout::ForModel(model, head)),
       bert_(model.objective() == ModelConfig::BERT),
       fused_attention_(options.attention == AttentionPath::kFused),
       d_(model.d_model()),
@@ -446,12 +454,25 @@ absl::StatusOr<LossStats> Model<T>::ReadLossStatsOrError() {
 }
 
 template <typename T>
-absl::Status Model<T>::Enqueue(const Batch& batch, bool training, const DropoutKey& base,
-                               bool count_correct) {
+absl::Status Model<T>::ForwardEncoder(const Batch& batch, bool training, const DropoutKey& base) {
   stats_pending_ = false;
-  absl::Status valid = ValidateBatch(config_, batch);
+  encoder_backward_ready_ = false;
+  if (!bert_) {
+    return absl::FailedPreconditionError(
+        "ForwardEncoder needs a BERT model (the causal LM has no fine-tuning heads)");
+  }
+  absl::Status valid = ValidateEncoderInputs(config_, batch);
   if (!valid.ok()) return valid;
-  const int B = batch.batch_size, S = batch.seq_length, M = bert_ ? batch.max_predictions : 0;
+  absl::Status s = EnqueueEncoder(batch, training, base, /*M=*/0);
+  if (!s.ok()) return s;
+  encoder_backward_ready_ = training;
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status Model<T>::EnqueueEncoder(const Batch& batch, bool training, const DropoutKey& base,
+                                      int M) {
+  const int B = batch.batch_size, S = batch.seq_length;
   if (B > limits_.max_batch || S > limits_.max_seq || M > limits_.max_predictions) {
     return absl::InvalidArgumentError(absl::StrCat(
         "batch of ", B, " x ", S, " with ", M, " predictions exceeds the model's limits ",
@@ -506,6 +527,19 @@ absl::Status Model<T>::Enqueue(const Batch& batch, bool training, const DropoutK
     layers_[l]->Forward(hidden_[l], B, S, bert_ ? key_valid_ : nullptr, /*causal=*/!bert_,
                         attention_rate_, hidden_rate_, base, hidden_[l + 1], scratch_);
   }
+
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status Model<T>::Enqueue(const Batch& batch, bool training, const DropoutKey& base,
+                               bool count_correct) {
+  stats_pending_ = false;
+  encoder_backward_ready_ = false;
+  absl::Status valid = ValidateBatch(config_, batch);
+  if (!valid.ok()) return valid;
+  absl::Status s = EnqueueEncoder(batch, training, base, bert_ ? batch.max_predictions : 0);
+  if (!s.ok()) return s;
 
   LossStats stats;
   if (bert_) {
@@ -628,14 +662,27 @@ template <typename T>
 void Model<T>::Backward(T loss_scale, const BackwardHook& hook) {
   assert(backward_ready_ && "Backward needs a preceding Forward with training = true");
   backward_ready_ = false;
-  const int B = B_, S = S_, N = B * S;
-  const int64_t nd = static_cast<int64_t>(N) * d_;
   T* dh = dh_[0];
   if (bert_) {
     BackwardBertHeads(loss_scale, dh);
   } else {
     BackwardLmHead(loss_scale, dh);
   }
+  BackwardThroughEncoder(dh, hook);
+}
+
+template <typename T>
+void Model<T>::BackwardEncoder(const BackwardHook& hook) {
+  assert(encoder_backward_ready_ &&
+         "BackwardEncoder needs a preceding ForwardEncoder with training = true");
+  encoder_backward_ready_ = false;
+  BackwardThroughEncoder(dh_[0], hook);
+}
+
+template <typename T>
+void Model<T>::BackwardThroughEncoder(T* dh, const BackwardHook& hook) {
+  const int B = B_, S = S_, N = B * S;
+  const int64_t nd = static_cast<int64_t>(N) * d_;
   if (hook) hook(static_cast<int>(layers_.size()));
   for (int l = static_cast<int>(layers_.size()) - 1; l >= 0; --l) {
     T* dx = dh == dh_[0] ? dh_[1] : dh_[0];

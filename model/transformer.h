@@ -132,11 +132,15 @@ class Model {
  public:
   // Validates `model` (as config/load.h would) and `limits`, lays out and allocates parameters
   // (zero until InitParameters or CopyParametersToDevice), gradients (zero) and every
-  // activation buffer. `ops` is not owned and must outlive the model. When an allocation fails
-  // (Ops::status()), that error is returned with the model's size and what lowers it.
+  // activation buffer. `ops` is not owned and must outlive the model. `head` adds a fine-tuning
+  // head's tensors to the layout (ParameterLayout::ForModel); the model keeps them in its flat
+  // buffers (initialised, updated, checkpointed with the rest) but never reads them: the head's
+  // computation is model/task_model.h's, over ForwardEncoder / BackwardEncoder.
+  // When an allocation fails (Ops::status()), that error is returned with the model's size and
+  // what lowers it.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<Model<T>>> Create(
       const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits,
-      const ModelOptions& options = {});
+      const ModelOptions& options = {}, const TaskHead& head = {});
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -181,6 +185,21 @@ class Model {
   // as described at BackwardHook; it does not change what is computed.
   void Backward(T loss_scale = T(1), const BackwardHook& hook = nullptr);
 
+  // ---- The encoder alone, for fine-tuning heads (model/task_model.h) ----------------------
+  // Runs the embeddings and the layers of a BERT model on `batch`'s input_ids, input_mask and
+  // segment_ids (ValidateEncoderInputs; the pre-training fields are not read), leaving h_L in
+  // hidden(). `training` and `base` as Forward. Computes no loss; after it BackwardEncoder (not
+  // Backward) is allowed when training. FailedPrecondition for a causal LM.
+  [[nodiscard]] absl::Status ForwardEncoder(const Batch& batch, bool training,
+                                            const DropoutKey& base);
+  // The [B*S, d] device buffer in which a head puts d loss / d h_L before BackwardEncoder, which
+  // destroys it.
+  T* hidden_grad() { return dh_[0]; }
+  // Back-propagates hidden_grad() through the layers and the embeddings of the last training
+  // ForwardEncoder, adding into grads(). `hook` as Backward's: first with layer = num_layers
+  // (the caller's head gradients are final by then), then L-1 .. 0, then -1.
+  void BackwardEncoder(const BackwardHook& hook = nullptr);
+
   // Sets every gradient to zero.
   void ZeroGrads();
   // BERT initialisation (model/init.h) computed on the host and copied to the device.
@@ -218,7 +237,7 @@ class Model {
  private:
   // `options` resolved: attention is kFused or kMaterialized.
   Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits,
-        const ModelOptions& options);
+        const ModelOptions& options, const TaskHead& head);
   T* Allocate(int64_t n);
   int32_t* AllocateInt(int64_t n);
   const T* P(const std::string& name) const;
@@ -226,6 +245,10 @@ class Model {
   // Forward's work: everything but reading the losses back.
   absl::Status Enqueue(const Batch& batch, bool training, const DropoutKey& base,
                        bool count_correct);
+  // Stages a validated batch with M prediction slots and runs the embeddings and layers.
+  absl::Status EnqueueEncoder(const Batch& batch, bool training, const DropoutKey& base, int M);
+  // Backward from dh = d loss / d h_L (destroyed) through the layers and embeddings.
+  void BackwardThroughEncoder(T* dh, const BackwardHook& hook);
   void ForwardBertHeads(const Batch& batch, bool training, bool count_correct, LossStats& stats);
   void ForwardLmHead(const Batch& batch, bool training, bool count_correct, LossStats& stats);
   void BackwardBertHeads(T loss_scale, T* dhidden);
@@ -286,7 +309,8 @@ class Model {
   bool stats_pending_ = false;            // ReadLossStats allowed
   std::vector<int32_t> nsp_labels_host_;  // for NSP accuracy in ReadLossStats
   int B_ = 0, S_ = 0, M_ = 0;
-  bool backward_ready_ = false;
+  bool backward_ready_ = false;          // Backward allowed (training Forward)
+  bool encoder_backward_ready_ = false;  // BackwardEncoder allowed (training ForwardEncoder)
   DropoutKey base_key_;
   float hidden_rate_ = 0, attention_rate_ = 0;
 };

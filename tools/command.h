@@ -35,6 +35,8 @@ int RunEval(const CommandArgs& args);
 int RunExport(const CommandArgs& args);
 int RunRankDemo(const CommandArgs& args);
 int RunInspectAttention(const CommandArgs& args);
+int RunSquadEval(const CommandArgs& args);
+int RunFineTune(const CommandArgs& args);
 
 // Prints "headroom <command>: <message>" to stderr and returns 1 (for `return Fail(...)`).
 int Fail(const std::string& command, const std::string& message);

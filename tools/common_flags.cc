@@ -14,6 +14,8 @@ ABSL_FLAG(int, batch, 0, "sequences per step or batch (0: from the config)");
 ABSL_FLAG(int, steps, 5, "steps");
 ABSL_FLAG(double, peak_tflops, 790.0, "peak TFLOP/s");
 ABSL_FLAG(std::string, format, "table", "output format: table (aligned columns) or csv");
+ABSL_FLAG(bool, resume, false, "continue from the newest complete checkpoint of the run");
+ABSL_FLAG(std::string, output_dir, "", "output directory (created if missing)");
 
 namespace headroom {
 

@@ -19,9 +19,9 @@
 #include "kernels/ops.h"
 #include "tools/command.h"
 
-// Commands: bench, train, inspect-attention.
+// Commands: bench, train, inspect-attention, finetune.
 ABSL_DECLARE_FLAG(std::string, config);
-// bench, train, eval, inspect-attention.
+// bench, train, eval, inspect-attention, finetune.
 ABSL_DECLARE_FLAG(std::string, device);
 // train (training shards), eval (evaluation shards), inspect-attention (probe shards).
 ABSL_DECLARE_FLAG(std::string, data);
@@ -29,12 +29,16 @@ ABSL_DECLARE_FLAG(std::string, data);
 ABSL_DECLARE_FLAG(std::string, checkpoint);
 // bench (sequences per step), eval (sequences per batch).
 ABSL_DECLARE_FLAG(int, batch);
-// bench (timed steps), train (optimizer steps in total, when given).
+// bench (timed steps), train and finetune (optimizer steps in total, when given).
 ABSL_DECLARE_FLAG(int, steps);
 // scaling (GPU peak), train (peak of all devices, when given).
 ABSL_DECLARE_FLAG(double, peak_tflops);
 // params, scaling.
 ABSL_DECLARE_FLAG(std::string, format);
+// train (--run_dir), finetune (--output_dir).
+ABSL_DECLARE_FLAG(bool, resume);
+// prepare-bert, prepare-lm (shards), finetune (the run).
+ABSL_DECLARE_FLAG(std::string, output_dir);
 
 namespace headroom {
 

@@ -1,8 +1,10 @@
 // `headroom export --checkpoint DIR --output FILE.safetensors`: writes a checkpoint's weights
-// alone as one safetensors file (Hugging Face BertForPreTraining names for BERT), atomically.
-// The checkpoint is validated on the way (trainer/checkpoint.h: files against its manifest,
-// finite weights); an existing output is replaced only by a complete file. A run directory
-// stands for its newest checkpoint, named on stderr.
+// alone as one safetensors file (Hugging Face BertForPreTraining names for BERT; a fine-tuned
+// checkpoint adds its qa_outputs / classifier head) and Hugging Face's config.json beside it
+// (trainer/hugging_face.h; fixed head size adds "head_size", which stock transformers cannot
+// load), atomically. The checkpoint is validated on the way (trainer/checkpoint.h); an existing
+// output is replaced only by a complete file. A run directory stands for its newest
+// checkpoint, named on stderr.
 #include <cstdio>
 #include <string>
 
@@ -12,7 +14,7 @@
 #include "tools/command.h"
 #include "tools/common_flags.h"
 #include "trainer/checkpoint.h"
-#include "trainer/safetensors.h"
+#include "trainer/hugging_face.h"
 
 ABSL_FLAG(std::string, output, "", "the safetensors file to write");
 
@@ -30,19 +32,13 @@ int RunExport(const CommandArgs& args) {
   if (!dir.ok()) return Fail("export", std::string(dir.status().message()));
   absl::StatusOr<Checkpoint> ck = LoadCheckpoint(*dir, nullptr, /*with_optimizer=*/false);
   if (!ck.ok()) return Fail("export", std::string(ck.status().message()));
-  const ParameterLayout layout = ParameterLayout::ForModel(ck->config.model());
-  SafeTensorsWriter w;
-  w.SetMetadata("format", "pt");
-  w.SetMetadata("headroom_step", absl::StrCat(ck->state.step));
-  for (const TensorSpec& t : layout.tensors()) {
-    absl::Status s = w.AddF32(t.name, t.shape, ck->params.data() + t.offset);
-    if (!s.ok()) return Fail("export", std::string(s.message()));
-  }
-  absl::Status s = w.Write(output);
-  if (!s.ok()) return Fail("export", std::string(s.message()));
+  absl::StatusOr<std::string> config_json = ExportHuggingFace(*ck, output);
+  if (!config_json.ok()) return Fail("export", std::string(config_json.status().message()));
   if (!chosen.empty()) std::fprintf(stderr, "export: exported %s\n", chosen.c_str());
-  std::printf("wrote %s: %zu tensors, %lld parameters, from %s\n", output.c_str(),
-              layout.tensors().size(), static_cast<long long>(layout.total()), dir->c_str());
+  const ParameterLayout layout = ParameterLayout::ForExperiment(ck->config);
+  std::printf("wrote %s: %zu tensors, %lld parameters, from %s; and %s\n", output.c_str(),
+              layout.tensors().size(), static_cast<long long>(layout.total()), dir->c_str(),
+              config_json->c_str());
   return 0;
 }
 

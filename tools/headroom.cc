@@ -64,7 +64,7 @@ const CommandInfo kCommands[] = {
      "headroom eval --checkpoint DIR --data GLOB [--eval_batches N] [--batch N] "
      "[--device cpu|cuda] [--unigram_data TRAIN_GLOB]",
      "tools/eval_command.cc", RunEval},
-    {"export", "write a checkpoint's weights as one safetensors file (Hugging Face names)",
+    {"export", "write a checkpoint's weights as safetensors + config.json (Hugging Face names)",
      "headroom export --checkpoint DIR --output FILE.safetensors", "tools/export_command.cc",
      RunExport},
     {"rank-demo", "Theorem 1 executable: one head fitted to a random attention pattern, per d_p",
@@ -75,6 +75,14 @@ const CommandInfo kCommands[] = {
      "headroom inspect-attention (--checkpoint DIR | --config FILE) [--data GLOB] "
      "[--probe_sequences=4] [--rank_rtol=1e-6] [--device cpu|cuda]",
      "tools/inspect_attention_command.cc", RunInspectAttention},
+    {"finetune", "fine-tune BERT on SQuAD v1.1, MNLI or a sentence TSV; prints the dev metrics",
+     "headroom finetune --task=squad|mnli|classify --init_checkpoint=CK --train_file=FILE "
+     "--dev_file=FILE[,FILE] --output_dir=DIR [--config FT.textproto] [--device cpu|cuda] "
+     "[--resume] [--steps N] [--set FIELD=VALUE]...",
+     "tools/finetune_command.cc", RunFineTune},
+    {"squad-eval", "the official SQuAD v1.1 metric: prints {\"exact_match\": X, \"f1\": Y}",
+     "headroom squad-eval DATASET.json PREDICTIONS.json", "tools/squad_eval_command.cc",
+     RunSquadEval},
 };
 
 void PrintTopHelp() {
@@ -97,6 +105,9 @@ struct SharedFlag {
   const char* help;
 };
 const SharedFlag kSharedFlags[] = {
+    {"train", "resume", "continue from the newest complete checkpoint in --run_dir"},
+    {"prepare-bert", "output_dir", "directory for the shards (created if missing)"},
+    {"prepare-lm", "output_dir", "directory for the shards (created if missing)"},
     {"params", "format", "output format: table (aligned columns) or csv; default: table"},
     {"scaling", "format", "output format: table (aligned columns) or csv; default: table"},
     {"scaling", "peak_tflops", "GPU peak, TFLOP/s (790: bf16 GEMM measured on H100); default: 790"},
@@ -122,6 +133,13 @@ const SharedFlag kSharedFlags[] = {
     {"inspect", "spm_model",
      "SentencePiece .model to print token features as text (prepare-lm's model); or --vocab"},
     {"inspect-attention", "checkpoint", "checkpoint directory, or a run directory (newest)"},
+    {"finetune", "config",
+     "text-format config with a finetune block (FineTuneConfig); default: BERT's defaults"},
+    {"finetune", "device", "backend: cpu or cuda; default: cpu"},
+    {"finetune", "steps", "stop after this many optimizer steps in total; default: all"},
+    {"finetune", "resume", "continue from the newest checkpoint in --output_dir"},
+    {"finetune", "output_dir",
+     "checkpoints/, metrics.jsonl, tb/, eval_results.json and predictions.json (SQuAD)"},
     {"inspect-attention", "config", "config file (.textproto): a freshly initialised model"},
     {"inspect-attention", "data", "shards to take the probe batch from; default: random tokens"},
     {"inspect-attention", "device", "backend: cpu or cuda; default: cpu"},

@@ -11,13 +11,13 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "data/text_input.h"
+#include "tools/common_flags.h"
 
 ABSL_FLAG(std::string, input_file, "",
           "input text (comma-separated files or globs): one sentence per line, blank lines "
           "between documents");
 ABSL_FLAG(std::string, valid_file, "",
           "optional held-out text in the same form, written as valid-*.tfrecord shards");
-ABSL_FLAG(std::string, output_dir, "", "directory for the shards (created if missing)");
 ABSL_FLAG(int32_t, num_shards, 8, "training shards, train-0000i-of-N.tfrecord, filled round-robin");
 ABSL_FLAG(int32_t, num_valid_shards, 1, "validation shards (with --valid_file)");
 ABSL_FLAG(bool, progress, true, "print a progress line (docs/s, tokens/s, ETA) to stderr");

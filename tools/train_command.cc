@@ -17,7 +17,6 @@
 ABSL_FLAG(std::string, eval_data, "",
           "evaluation shards (default: data.eval_files; none: no eval)");
 ABSL_FLAG(std::string, run_dir, "", "run directory: checkpoints/, metrics.jsonl, tb/");
-ABSL_FLAG(bool, resume, false, "continue from the newest complete checkpoint in --run_dir");
 
 namespace headroom {
 

@@ -466,7 +466,7 @@ absl::StatusOr<Checkpoint> LoadCheckpoint(const std::string& dir, const ModelCon
   ck.config = *std::move(config);
   if (expected != nullptr) HR_RETURN_IF_ERROR(CheckSameModel(ck.config.model(), *expected, dir));
 
-  const ParameterLayout layout = ParameterLayout::ForModel(ck.config.model());
+  const ParameterLayout layout = ParameterLayout::ForExperiment(ck.config);
   const std::string model_path = (p / kModelFile).string();
   HR_ASSIGN_OR_RETURN(std::string model_bytes, ReadVerified(dir, kModelFile, sums));
   absl::Status read = [&]() -> absl::Status {

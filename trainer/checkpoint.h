@@ -110,7 +110,8 @@ std::vector<std::string> ListCheckpoints(const std::string& run_dir);
 
 // Loads checkpoint directory `dir`. With `expected` (the model of the config being resumed or
 // evaluated) a checkpoint of a different architecture is FailedPrecondition (see the file
-// comment); the layout comes from the checkpoint's own config. `with_optimizer` also loads m, v.
+// comment); the layout comes from the checkpoint's own config (ParameterLayout::ForExperiment: a
+// fine-tuning checkpoint holds its task head too). `with_optimizer` also loads m, v.
 // A damaged checkpoint is DataLoss, one line naming `dir`, the file and what to do: a missing
 // file, a size or CRC32C that differs from manifest.json, a file that does not parse, or a
 // weight or moment that is NaN or Inf ("non-finite weights in FILE tensor NAME").

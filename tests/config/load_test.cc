@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "google/protobuf/text_format.h"
@@ -58,6 +59,46 @@ TEST(LoadConfigTest, ValidConfigGetsDocumentedDefaults) {
   EXPECT_EQ(c->train().optimizer().type(), OptimizerConfig::ADAMW);
   EXPECT_EQ(HeadSize(c->model()), 4);
   EXPECT_FALSE(IsFixedHeadSize(c->model()));
+}
+
+// Google BERT's fine-tuning flags: run_squad.py's for SQuAD, run_classifier.py's otherwise;
+// none of them when the config has no finetune block.
+TEST(LoadConfigTest, FineTuneDefaultsFollowTheTask) {
+  absl::StatusOr<ExperimentConfig> c = ParseWith("");
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->has_finetune());
+  c = ParseWith("model { max_positions: 512 } finetune { task: SQUAD }");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const FineTuneConfig& f = c->finetune();
+  EXPECT_EQ(f.max_seq_length(), 384);
+  EXPECT_EQ(f.doc_stride(), 128);
+  EXPECT_EQ(f.max_query_length(), 64);
+  EXPECT_FLOAT_EQ(f.learning_rate(), 3e-5f);
+  EXPECT_FLOAT_EQ(f.num_train_epochs(), 2.0f);
+  EXPECT_EQ(f.train_batch_size(), 32);
+  EXPECT_FLOAT_EQ(f.warmup_proportion(), 0.1f);
+  EXPECT_EQ(f.n_best_size(), 20);
+  EXPECT_EQ(f.max_answer_length(), 30);
+  EXPECT_FLOAT_EQ(f.dropout(), 0.1f);
+  c = ParseWith("model { max_positions: 512 } finetune { task: MNLI learning_rate: 2e-5 }");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->finetune().max_seq_length(), 128);
+  EXPECT_FLOAT_EQ(c->finetune().learning_rate(), 2e-5f);  // given values are kept
+  EXPECT_FLOAT_EQ(c->finetune().num_train_epochs(), 3.0f);
+}
+
+TEST(LoadConfigTest, FineTuneValuesAreChecked) {
+  ExpectRejected(ParseWith("finetune { }"), "finetune.task");
+  ExpectRejected(ParseWith("finetune { task: SQUAD max_seq_length: 16 }"),
+                 "finetune.max_seq_length");  // no room after a 64-token query
+  ExpectRejected(ParseWith("finetune { task: SQUAD max_seq_length: 64 }"),
+                 "finetune.max_seq_length");  // beyond model.max_positions 32
+  ExpectRejected(ParseWith("finetune { task: CLASSIFY max_seq_length: 16 micro_batch_size: 5 }"),
+                 "finetune.micro_batch_size");
+  ExpectRejected(ParseWith("finetune { task: CLASSIFY max_seq_length: 16 dropout: 1 }"),
+                 "finetune.dropout");
+  ExpectRejected(ParseWith("finetune { task: MNLI max_seq_length: 16 num_train_epochs: 0 }"),
+                 "finetune.num_train_epochs");
 }
 
 TEST(LoadConfigTest, ExplicitZeroDropoutIsKeptNotDefaulted) {
@@ -229,19 +270,32 @@ TEST(LoadConfigTest, NameDefaultsToFileStem) {
   std::filesystem::remove(p);
 }
 
-// Every shipped config loads and validates.
+// Every shipped config loads and validates: run configs whole; fine-tuning configs (a finetune
+// block and no model, which `headroom finetune` takes from its checkpoint) in their block, with
+// the defaults of their task.
 TEST(LoadConfigTest, ShippedConfigsAreValid) {
   const char* src = std::getenv("HEADROOM_SOURCE_DIR");
   if (src == nullptr) GTEST_SKIP() << "HEADROOM_SOURCE_DIR not set (ctest sets it)";
-  int n = 0;
+  int n = 0, finetune = 0;
   for (const auto& e :
        std::filesystem::recursive_directory_iterator(std::filesystem::path(src) / "configs")) {
     if (e.path().extension() != ".textproto") continue;
-    absl::StatusOr<ExperimentConfig> c = LoadConfig(e.path().string());
-    EXPECT_TRUE(c.ok()) << c.status();
     ++n;
+    std::ifstream in(e.path());
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    absl::StatusOr<ExperimentConfig> c = ParseConfigUnvalidated(text, e.path().string());
+    ASSERT_TRUE(c.ok()) << c.status();
+    if (c->has_finetune() && !c->has_model()) {
+      ++finetune;
+      FillDefaults(*c);
+      EXPECT_TRUE(ValidateFineTuneConfig(*c, e.path().string()).ok()) << e.path();
+      continue;
+    }
+    c = LoadConfig(e.path().string());
+    EXPECT_TRUE(c.ok()) << c.status();
   }
   EXPECT_GE(n, 30);
+  EXPECT_GE(finetune, 4);
 }
 
 }  // namespace

@@ -99,6 +99,40 @@ TEST(ParameterLayoutTest, TensorsAreContiguousUniqueAndHfNamed) {
   EXPECT_EQ(layout.Find("cls.predictions.decoder.weight"), nullptr);  // tied
 }
 
+// Fine-tuning heads come after the pre-training layout, which they leave unchanged (so a
+// pre-training checkpoint fills a fine-tuning model's prefix), under Hugging Face's names.
+TEST(ParameterLayoutTest, TaskHeadsAppendHfNamedTensors) {
+  const ModelConfig m = Bert(2, 64, 3, 20, 128);
+  const ParameterLayout base = ParameterLayout::ForModel(m);
+  const ParameterLayout span = ParameterLayout::ForModel(m, {TaskHead::Kind::kSpan, 0});
+  const ParameterLayout cls = ParameterLayout::ForModel(m, {TaskHead::Kind::kClassifier, 3});
+  for (const ParameterLayout* l : {&span, &cls}) {
+    ASSERT_EQ(l->tensors().size(), base.tensors().size() + 2);
+    for (size_t i = 0; i < base.tensors().size(); ++i) {
+      EXPECT_EQ(l->tensors()[i].name, base.tensors()[i].name);
+      EXPECT_EQ(l->tensors()[i].offset, base.tensors()[i].offset);
+    }
+  }
+  EXPECT_EQ(span.Get("qa_outputs.weight").shape, (std::vector<int64_t>{2, 64}));
+  EXPECT_EQ(span.Get("qa_outputs.bias").offset, base.total() + 128);
+  EXPECT_TRUE(span.Get("qa_outputs.weight").weight_decay);
+  EXPECT_EQ(span.total(), base.total() + 2 * 64 + 2);
+  EXPECT_EQ(cls.Get("classifier.weight").shape, (std::vector<int64_t>{3, 64}));
+  EXPECT_FALSE(cls.Get("classifier.bias").weight_decay);
+  EXPECT_EQ(cls.total(), base.total() + 3 * 64 + 3);
+
+  ExperimentConfig e;
+  *e.mutable_model() = m;
+  EXPECT_EQ(ParameterLayout::ForExperiment(e).total(), base.total());
+  e.mutable_finetune()->set_task(FineTuneConfig::MNLI);
+  for (const char* label : {"contradiction", "entailment", "neutral"}) {
+    e.mutable_finetune()->add_labels(label);
+  }
+  EXPECT_EQ(ParameterLayout::ForExperiment(e).total(), cls.total());
+  e.mutable_finetune()->set_task(FineTuneConfig::SQUAD);
+  EXPECT_EQ(ParameterLayout::ForExperiment(e).total(), span.total());
+}
+
 // The paper's tables give counts in millions; each config file must round to them.
 TEST(ParameterLayoutTest, PaperConfigsReproduceTableCounts) {
   const char* src = std::getenv("HEADROOM_SOURCE_DIR");
