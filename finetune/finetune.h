@@ -32,7 +32,9 @@
 // data needs anyway); rank 0's weights (and moments and step) are broadcast and checked on every
 // rank; rank r trains rows [r G/R, (r+1) G/R) of every global batch G in micro-batches, the
 // dropout key of its micro-batch j being {seed, (g R + r) k + j} (what one rank accumulating
-// the whole batch would draw); gradients are averaged in buckets during backward; the loss is
+// the whole batch would draw); gradients are averaged in buckets during backward (with
+// train.zero_stage 1, ZeRO-1: reduce-scattered into the rank's shard of the optimizer state, the
+// parameters gathered after each update, checkpoints holding the full state); the loss is
 // averaged over the ranks; rank 0 alone logs, checkpoints and evaluates. Any rank's error ends
 // the job (Communicator::Abort).
 //

@@ -2,8 +2,6 @@
 // checkpoint written here ends with one `accuracy=` line; the fine-tuned checkpoint exports as
 // safetensors plus a config.json naming BertForSequenceClassification; bad flags are one line
 // on stderr with a non-zero exit.
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -17,6 +15,7 @@
 #include "kernels/cpu/cpu_ops.h"
 #include "model/transformer.h"
 #include "tests/data/text_test_util.h"
+#include "tests/tools/run_headroom.h"
 #include "trainer/checkpoint.h"
 
 namespace headroom {
@@ -25,18 +24,10 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
-struct Output {
-  int exit_code;
-  std::string out, err;
-};
+using Output = testing::HeadroomOutput;
 
 Output Headroom(const std::string& dir, const std::string& args) {
-  const std::string out = dir + "/stdout.txt", err = dir + "/stderr.txt";
-  const std::string cmd = std::string(HEADROOM_BINARY) + " " + args + " >" + out + " 2>" + err;
-  const int status = std::system(cmd.c_str());
-  auto o = ReadFile(out);
-  auto e = ReadFile(err);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, o.ok() ? *o : "", e.ok() ? *e : ""};
+  return testing::RunHeadroom(dir, args);
 }
 
 // A tiny BERT checkpoint with random weights and its vocabulary; returns the run directory.

@@ -1,8 +1,6 @@
 // `headroom squad-eval` through the binary: the official output line for a dataset and
 // predictions written here, the stderr lines for unanswered questions and a version other than
 // 1.1, and bad input as one line naming the file with a non-zero exit.
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -11,25 +9,17 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/data/text_test_util.h"
+#include "tests/tools/run_headroom.h"
 
 namespace headroom {
 namespace {
 
 using ::testing::HasSubstr;
 
-struct Output {
-  int exit_code;
-  std::string out, err;
-};
+using Output = testing::HeadroomOutput;
 
 Output SquadEval(const std::string& dir, const std::string& args) {
-  const std::string out = dir + "/stdout.txt", err = dir + "/stderr.txt";
-  const std::string cmd =
-      std::string(HEADROOM_BINARY) + " squad-eval " + args + " >" + out + " 2>" + err;
-  const int status = std::system(cmd.c_str());
-  auto o = ReadFile(out);
-  auto e = ReadFile(err);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, o.ok() ? *o : "", e.ok() ? *e : ""};
+  return testing::RunHeadroom(dir, "squad-eval " + args);
 }
 
 void Write(const std::string& path, const std::string& text) {
