@@ -23,7 +23,7 @@ absl::StatusOr<LearningRateSchedule> LearningRateSchedule::Create(const Experime
   if (s.type_ == ScheduleConfig::TYPE_UNSPECIFIED) {
     s.type_ = ScheduleConfig::LINEAR_WARMUP_LINEAR_DECAY;
   }
-  s.peak_ = t.schedule().learning_rate();
+  s.learning_rate_ = t.schedule().learning_rate();
 
   int64_t begin = 0;
   if (t.phases_size() == 0) {
@@ -64,7 +64,13 @@ absl::StatusOr<LearningRateSchedule> LearningRateSchedule::Create(const Experime
           warm_f, absl::StrCat(p.warmup, " must be in [0, ", p.steps, "], the steps of its phase"));
     }
     if (s.type_ == ScheduleConfig::LINEAR_WARMUP_RSQRT && p.warmup == 0) {
-      return Invalid(warm_f, "LINEAR_WARMUP_RSQRT needs a warm-up > 0 (lr * min(t/W, sqrt(W/t)))");
+      return Invalid(
+          warm_f, "LINEAR_WARMUP_RSQRT needs a warm-up > 0 (lr * min(1, t/W) / sqrt(max(t, W)))");
+    }
+    if (s.type_ == ScheduleConfig::LINEAR_WARMUP_RSQRT_NORMALIZED && p.warmup == 0) {
+      return Invalid(warm_f,
+                     "LINEAR_WARMUP_RSQRT_NORMALIZED needs a warm-up > 0 "
+                     "(lr * min(1, t/W) * sqrt(W / max(t, W)))");
     }
     if (p.global_batch_size <= 0) {
       return Invalid("train.global_batch_size", "must be > 0");
@@ -97,14 +103,14 @@ double LearningRateSchedule::LearningRate(int64_t step) const {
   const double T = static_cast<double>(p.steps);
   switch (type_) {
     case ScheduleConfig::LINEAR_WARMUP_RSQRT:
-      // t = 0 gives 0 from the first term (and sqrt(W/0) is never taken: min picks t/W first).
-      if (t == 0) return 0.0;
-      return peak_ * std::min(t / W, std::sqrt(W / t));
+      return learning_rate_ * std::min(1.0, t / W) / std::sqrt(std::max(t, W));
+    case ScheduleConfig::LINEAR_WARMUP_RSQRT_NORMALIZED:
+      return learning_rate_ * std::min(1.0, t / W) * std::sqrt(W / std::max(t, W));
     case ScheduleConfig::CONSTANT:
-      return t < W ? peak_ * t / W : peak_;
+      return t < W ? learning_rate_ * t / W : learning_rate_;
     default:
-      if (t < W) return peak_ * t / W;
-      return peak_ * std::max(0.0, 1.0 - t / T);
+      if (t < W) return learning_rate_ * t / W;
+      return learning_rate_ * std::max(0.0, 1.0 - t / T);
   }
 }
 

@@ -11,9 +11,19 @@
 // `train.schedule.warmup_steps`. Every phase restarts its own schedule: with t = g - (first step
 // of the phase) and T = the phase's steps, W = the phase's warm-up, lr = learning_rate,
 //
-//   LINEAR_WARMUP_LINEAR_DECAY  t < W: lr * t / W;  else lr * max(0, 1 - t / T)
-//   LINEAR_WARMUP_RSQRT         lr * min(t / W, sqrt(W / t))           (W must be > 0)
-//   CONSTANT                    t < W: lr * t / W;  else lr
+//   LINEAR_WARMUP_LINEAR_DECAY      t < W: lr * t / W;  else lr * max(0, 1 - t / T)
+//   LINEAR_WARMUP_RSQRT             lr * min(1, t / W) / sqrt(max(t, W))    (W must be > 0)
+//   LINEAR_WARMUP_RSQRT_NORMALIZED  lr * min(1, t / W) * sqrt(W / max(t, W)) (W must be > 0)
+//   CONSTANT                        t < W: lr * t / W;  else lr
+//
+// The two inverse-square-root schedules are tensor2tensor's (utils/learning_rate.py), whose
+// learning_rate_schedule multiplies named factors evaluated at step_num = global_step (0 for
+// the first update, as here): LINEAR_WARMUP_RSQRT is "constant*linear_warmup*rsqrt_decay" with
+// learning_rate_constant = lr and learning_rate_warmup_steps = W, i.e. linear_warmup =
+// min(1, t/W) and rsqrt_decay = rsqrt(max(t, W)), so it peaks at lr / sqrt(W) (lr 0.1 and
+// W = 10k, the paper's LM1B setting, peak at 1e-3). LINEAR_WARMUP_RSQRT_NORMALIZED is
+// "constant*linear_warmup*rsqrt_normalized_decay" (rsqrt_normalized_decay = sqrt(W) *
+// rsqrt(max(t, W))), which peaks at lr itself.
 //
 // This is the BERT practice. Google BERT trains phase 2 as a second run_pretraining.py run with
 // its own num_train_steps and num_warmup_steps (polynomial_decay of power 1 measured from the
@@ -72,13 +82,15 @@ class LearningRateSchedule {
   // Total optimizer steps of the run (sum of the phases).
   int64_t total_steps() const { return phases_.back().end(); }
   ScheduleConfig::Type type() const { return type_; }
-  double peak_learning_rate() const { return peak_; }
+  // train.schedule.learning_rate: the constant factor of every formula, and the peak of every
+  // type but LINEAR_WARMUP_RSQRT (which peaks at lr / sqrt(W)).
+  double learning_rate() const { return learning_rate_; }
 
  private:
   LearningRateSchedule() = default;
 
   ScheduleConfig::Type type_ = ScheduleConfig::LINEAR_WARMUP_LINEAR_DECAY;
-  double peak_ = 0;
+  double learning_rate_ = 0;
   std::vector<SchedulePhase> phases_;
 };
 
