@@ -80,8 +80,15 @@ absl::Status ValidateModel(const ModelConfig& m, const std::string& s) {
     return Invalid(s, "model.type_vocab_size",
                    absl::StrCat("must be 0 for a CAUSAL_LM model (got ", m.type_vocab_size(), ")"));
   }
-  if (m.activation() != ModelConfig::GELU) {
-    return Invalid(s, "model.activation", "must be GELU");
+  if (m.activation() != ModelConfig::GELU && m.activation() != ModelConfig::RELU &&
+      m.activation() != ModelConfig::GELU_TANH) {
+    return Invalid(s, "model.activation", "must be GELU, GELU_TANH or RELU");
+  }
+  if (m.norm() != ModelConfig::POST_LN && m.norm() != ModelConfig::PRE_LN) {
+    return Invalid(s, "model.norm", "must be POST_LN or PRE_LN");
+  }
+  if (m.position() != ModelConfig::LEARNED && m.position() != ModelConfig::SINUSOIDAL) {
+    return Invalid(s, "model.position", "must be LEARNED or SINUSOIDAL");
   }
   HR_RETURN_IF_ERROR(RequireRate(s, "model.hidden_dropout", m.hidden_dropout()));
   HR_RETURN_IF_ERROR(RequireRate(s, "model.attention_dropout", m.attention_dropout()));
@@ -181,6 +188,12 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
                    absl::StrCat("must be \"auto\", \"fused\" or \"materialized\" (got \"",
                                 t.attention(), "\")"));
   }
+  HR_RETURN_IF_ERROR(RequireRate(s, "train.label_smoothing", t.label_smoothing()));
+  if (t.layernorm_from_output() && c.model().norm() == ModelConfig::PRE_LN) {
+    return Invalid(s, "train.layernorm_from_output",
+                   "recomputes post-LN LayerNorm inputs; a PRE_LN model keeps its LayerNorm "
+                   "inputs anyway (the residual stream): set it to false");
+  }
   if (t.attention_rank_every() < 0) {
     return Invalid(
         s, "train.attention_rank_every",
@@ -216,6 +229,10 @@ bool IsFixedHeadSize(const ModelConfig& model) {
                                     model.head_size() == model.d_model() / model.num_heads());
 }
 
+bool HasOutputBias(const ModelConfig& model) {
+  return !model.has_output_bias() || model.output_bias();
+}
+
 void FillDefaults(ExperimentConfig& c) {
   ModelConfig& m = *c.mutable_model();
   if (!m.has_activation()) m.set_activation(ModelConfig::GELU);
@@ -224,6 +241,10 @@ void FillDefaults(ExperimentConfig& c) {
   if (!m.has_layer_norm_epsilon()) m.set_layer_norm_epsilon(1e-12f);
   if (!m.has_tie_output_embedding()) m.set_tie_output_embedding(true);
   if (!m.has_initializer_range()) m.set_initializer_range(0.02f);
+  if (!m.has_norm()) m.set_norm(ModelConfig::POST_LN);
+  if (!m.has_position()) m.set_position(ModelConfig::LEARNED);
+  if (!m.has_scale_embeddings()) m.set_scale_embeddings(false);
+  if (!m.has_output_bias()) m.set_output_bias(true);
   DataConfig& d = *c.mutable_data();
   if (!d.has_masked_lm_prob()) d.set_masked_lm_prob(0.15f);
   TrainConfig& t = *c.mutable_train();
@@ -252,6 +273,7 @@ void FillDefaults(ExperimentConfig& c) {
   if (!t.has_attention()) t.set_attention("auto");
   if (!t.has_recompute_gelu()) t.set_recompute_gelu(false);
   if (!t.has_layernorm_from_output()) t.set_layernorm_from_output(false);
+  if (!t.has_label_smoothing()) t.set_label_smoothing(0.0f);
 }
 
 absl::Status ApplyOverride(ExperimentConfig& config, absl::string_view spec) {

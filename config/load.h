@@ -50,6 +50,10 @@ int HeadSize(const ModelConfig& model);
 // True when the config uses fixed head size attention (head_size set and != d_model/num_heads).
 bool IsFixedHeadSize(const ModelConfig& model);
 
+// model.output_bias, true (its default) when unset: configs written before the field existed,
+// such as older checkpoints', and ones built in code keep BERT's output bias.
+bool HasOutputBias(const ModelConfig& model);
+
 }  // namespace headroom
 
 #endif  // HEADROOM_CONFIG_LOAD_H_

@@ -10,6 +10,12 @@
 //   heads: BERT pooler W,b; MLM transform W,b; MLM LayerNorm gain,bias; MLM output bias;
 //     NSP W,b.   Causal LM: output bias (and output W when the embedding is not tied).
 //
+// The model options drop or move tensors: SINUSOIDAL positions have no position table, no
+// output_bias drops the MLM / LM output bias, and PRE_LN (model/transformer.h) has no
+// embedding LayerNorm, puts each layer's LayerNorms before their sublayers as
+// "attention.LayerNorm" (before query) and "intermediate.LayerNorm" (before intermediate), and
+// ends the encoder with "<prefix>encoder.LayerNorm" (after the last layer, before the heads).
+//
 // Names follow Hugging Face `BertForPreTraining` for BERT (so exported safetensors load there)
 // and the same scheme under `lm.` for the causal LM. Weights are stored as [out, in] (as
 // torch.nn.Linear), so a projection is y = x W^T + b.

@@ -72,6 +72,8 @@ class CpuOps final : public Ops<T> {
                                 const T* rstd, int64_t rows, int cols, T* x) override;
   void GeluForward(const T* x, T* y, int64_t n) override;
   void GeluBackward(const T* x, const T* dy, T* dx, int64_t n) override;
+  void ActivationForward(Activation act, const T* x, T* y, int64_t n) override;
+  void ActivationBackward(Activation act, const T* x, const T* dy, T* dx, int64_t n) override;
   void TanhForward(const T* x, T* y, int64_t n) override;
   void TanhBackward(const T* y, const T* dy, T* dx, int64_t n) override;
 
@@ -98,6 +100,9 @@ class CpuOps final : public Ops<T> {
 
   void SoftmaxCrossEntropy(const T* logits, const int32_t* labels, const T* weights, int64_t rows,
                            int V, T* losses, T* dlogits, T grad_scale) override;
+  void LabelSmoothedCrossEntropy(const T* logits, const int32_t* labels, const T* weights,
+                                 int64_t rows, int V, T label_smoothing, T* losses, T* dlogits,
+                                 T grad_scale) override;
 
   void Dot(const T* a, const T* b, int64_t n, T* out) override;
 

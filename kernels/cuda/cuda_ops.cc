@@ -403,6 +403,37 @@ void CudaOps::GeluBackward(const float* x, const float* dy, float* dx, int64_t n
   AfterOp("GeluBackward");
 }
 
+void CudaOps::ActivationForward(Activation act, const float* x, float* y, int64_t n) {
+  switch (act) {
+    case Activation::kGelu:
+      cuda::LaunchGeluForward(x, y, n, ctx());
+      break;
+    case Activation::kGeluTanh:
+      cuda::LaunchGeluTanhForward(x, y, n, ctx());
+      break;
+    case Activation::kRelu:
+      cuda::LaunchReluForward(x, y, n, ctx());
+      break;
+  }
+  AfterOp("ActivationForward");
+}
+
+void CudaOps::ActivationBackward(Activation act, const float* x, const float* dy, float* dx,
+                                 int64_t n) {
+  switch (act) {
+    case Activation::kGelu:
+      cuda::LaunchGeluBackward(x, dy, dx, n, ctx());
+      break;
+    case Activation::kGeluTanh:
+      cuda::LaunchGeluTanhBackward(x, dy, dx, n, ctx());
+      break;
+    case Activation::kRelu:
+      cuda::LaunchReluBackward(x, dy, dx, n, ctx());
+      break;
+  }
+  AfterOp("ActivationBackward");
+}
+
 void CudaOps::TanhForward(const float* x, float* y, int64_t n) {
   cuda::LaunchTanhForward(x, y, n, ctx());
   AfterOp("TanhForward");
@@ -488,9 +519,18 @@ void CudaOps::ScatterAddRows(const float* src, const int32_t* idx, int64_t m, in
 void CudaOps::SoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
                                   int64_t rows, int V, float* losses, float* dlogits,
                                   float grad_scale) {
-  cuda::LaunchSoftmaxCrossEntropy(logits, labels, weights, rows, V, losses, dlogits, grad_scale,
-                                  ctx());
+  cuda::LaunchSoftmaxCrossEntropy(logits, labels, weights, rows, V, 0.0f, losses, dlogits,
+                                  grad_scale, ctx());
   AfterOp("SoftmaxCrossEntropy");
+}
+
+void CudaOps::LabelSmoothedCrossEntropy(const float* logits, const int32_t* labels,
+                                        const float* weights, int64_t rows, int V,
+                                        float label_smoothing, float* losses, float* dlogits,
+                                        float grad_scale) {
+  cuda::LaunchSoftmaxCrossEntropy(logits, labels, weights, rows, V, label_smoothing, losses,
+                                  dlogits, grad_scale, ctx());
+  AfterOp("LabelSmoothedCrossEntropy");
 }
 
 // ---- Reductions -------------------------------------------------------------------------------

@@ -151,6 +151,9 @@ class CudaOps final : public Ops<float> {
                                  float* dgamma, float* dbeta) override;
   void GeluForward(const float* x, float* y, int64_t n) override;
   void GeluBackward(const float* x, const float* dy, float* dx, int64_t n) override;
+  void ActivationForward(Activation act, const float* x, float* y, int64_t n) override;
+  void ActivationBackward(Activation act, const float* x, const float* dy, float* dx,
+                          int64_t n) override;
   void TanhForward(const float* x, float* y, int64_t n) override;
   void TanhBackward(const float* y, const float* dy, float* dx, int64_t n) override;
 
@@ -183,6 +186,9 @@ class CudaOps final : public Ops<float> {
   void SoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
                            int64_t rows, int V, float* losses, float* dlogits,
                            float grad_scale) override;
+  void LabelSmoothedCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
+                                 int64_t rows, int V, float label_smoothing, float* losses,
+                                 float* dlogits, float grad_scale) override;
 
   void Dot(const float* a, const float* b, int64_t n, float* out) override;
 

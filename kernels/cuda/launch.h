@@ -109,6 +109,12 @@ void LaunchResidualLayerNormBackward(const float* dy, const float* sum, const fl
 void LaunchGeluForward(const float* x, float* y, int64_t n, const LaunchContext& ctx);
 void LaunchGeluBackward(const float* x, const float* dy, float* dx, int64_t n,
                         const LaunchContext& ctx);
+void LaunchGeluTanhForward(const float* x, float* y, int64_t n, const LaunchContext& ctx);
+void LaunchGeluTanhBackward(const float* x, const float* dy, float* dx, int64_t n,
+                            const LaunchContext& ctx);
+void LaunchReluForward(const float* x, float* y, int64_t n, const LaunchContext& ctx);
+void LaunchReluBackward(const float* x, const float* dy, float* dx, int64_t n,
+                        const LaunchContext& ctx);
 void LaunchTanhForward(const float* x, float* y, int64_t n, const LaunchContext& ctx);
 void LaunchTanhBackward(const float* y, const float* dy, float* dx, int64_t n,
                         const LaunchContext& ctx);
@@ -148,9 +154,11 @@ void LaunchScatterAddRows(const float* src, const int32_t* idx, int64_t m, int d
                           DeviceScratch& scratch, const LaunchContext& ctx);
 
 // ---- cross_entropy.cu ---------------------------------------------------------------------
+// label_smoothing: tensor2tensor's smoothed target (kernels/ops.h LabelSmoothedCrossEntropy);
+// 0 is the one-hot label.
 void LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
-                               int64_t rows, int V, float* losses, float* dlogits, float grad_scale,
-                               const LaunchContext& ctx);
+                               int64_t rows, int V, float label_smoothing, float* losses,
+                               float* dlogits, float grad_scale, const LaunchContext& ctx);
 
 // ---- optimizer.cu -------------------------------------------------------------------------
 // One optimizer update's scalars, in float, bias-correction factors already inverted.

@@ -58,6 +58,27 @@ TEST(LoadConfigTest, ValidConfigGetsDocumentedDefaults) {
   EXPECT_EQ(c->train().optimizer().type(), OptimizerConfig::ADAMW);
   EXPECT_EQ(HeadSize(c->model()), 4);
   EXPECT_FALSE(IsFixedHeadSize(c->model()));
+  // BERT's architecture unless tensor2tensor's options are asked for.
+  EXPECT_EQ(c->model().norm(), ModelConfig::POST_LN);
+  EXPECT_EQ(c->model().position(), ModelConfig::LEARNED);
+  EXPECT_FALSE(c->model().scale_embeddings());
+  EXPECT_TRUE(c->model().output_bias());
+  EXPECT_EQ(c->train().label_smoothing(), 0.0f);
+}
+
+TEST(LoadConfigTest, Tensor2tensorOptionsParseAndOutputBiasDefaultsOn) {
+  absl::StatusOr<ExperimentConfig> c = ParseWith(
+      "model { norm: PRE_LN position: SINUSOIDAL activation: RELU scale_embeddings: true "
+      "output_bias: false } train { label_smoothing: 0.1 }");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model().norm(), ModelConfig::PRE_LN);
+  EXPECT_FALSE(HasOutputBias(c->model()));
+  ModelConfig unset;  // a config from before the field (an old checkpoint's) keeps the bias
+  EXPECT_TRUE(HasOutputBias(unset));
+  ExpectRejected(ParseWith("train { label_smoothing: 1 }"), "train.label_smoothing");
+  ExpectRejected(ParseWith("train { label_smoothing: -0.1 }"), "train.label_smoothing");
+  ExpectRejected(ParseWith("model { norm: PRE_LN } train { layernorm_from_output: true }"),
+                 "train.layernorm_from_output");
 }
 
 TEST(LoadConfigTest, ExplicitZeroDropoutIsKeptNotDefaulted) {

@@ -522,6 +522,25 @@ TEST(ReferenceTest, GeluDerivativeMatchesFiniteDifferences) {
   EXPECT_NEAR(RefGelu(-1.0), -0.15865525393145707, 1e-15);
 }
 
+double RefGeluTanh(double x) {
+  return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+double RefGeluTanhGrad(double x) {
+  const double t = std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * std::sqrt(2 / M_PI) * (1 + 3 * 0.044715 * x * x);
+}
+
+TEST(ReferenceTest, GeluTanhDerivativeMatchesFiniteDifferences) {
+  for (double x = -6; x <= 6; x += 0.37) {
+    const double fd = (RefGeluTanh(x + 1e-5) - RefGeluTanh(x - 1e-5)) / 2e-5;
+    EXPECT_NEAR(RefGeluTanhGrad(x), fd, 1e-8) << "x=" << x;
+  }
+  // The tanh form approximates the erf form to ~1e-3 (Hendrycks and Gimpel's bound).
+  for (double x = -6; x <= 6; x += 0.37) EXPECT_NEAR(RefGeluTanh(x), RefGelu(x), 1e-3) << x;
+  // By hand: gelu_tanh(1) = 0.5 (1 + tanh(0.7978845608 * 1.044715)) = 0.8411919906.
+  EXPECT_NEAR(RefGeluTanh(1.0), 0.8411919906082768, 1e-12);
+}
+
 // LayerNormInputFromOutput inverts LayerNormForward given its saved statistics.
 TEST_P(OpsTest, LayerNormInputFromOutputRecoversTheInput) {
   Run([&](auto& ops) {
@@ -638,6 +657,45 @@ TEST_P(OpsTest, GeluForwardBackwardInPlace) {
       ExpectClose(Download(ops, ddy), wdx, tol_, "GeluBackward in place");
       ops.GeluForward(dx.get(), dx.get(), n);  // y aliases x
       ExpectClose(Download(ops, dx), wy, tol_, "GeluForward in place");
+    }
+  });
+}
+
+// ActivationForward / ActivationBackward for every activation, against the references above
+// (GELU's erf form and its tanh form) and max(x, 0) for ReLU, in place as the model runs them.
+TEST_P(OpsTest, ActivationsForwardBackwardInPlace) {
+  struct Case {
+    Activation act;
+    const char* name;
+    double (*f)(double);
+    double (*df)(double);
+  };
+  const Case cases[] = {{Activation::kGelu, "gelu", RefGelu, RefGeluGrad},
+                        {Activation::kGeluTanh, "gelu_tanh", RefGeluTanh, RefGeluTanhGrad},
+                        {Activation::kRelu, "relu", [](double x) { return x > 0 ? x : 0.0; },
+                         [](double x) { return x > 0 ? 1.0 : 0.0; }}};
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (const Case& c : cases) {
+      for (int64_t n : kSizes) {
+        SCOPED_TRACE(std::string(c.name) + " n=" + std::to_string(n));
+        Vec x = Quantize<T>(Random(rng_, n, -6, 6));
+        x[0] = 0;  // ReLU's kink: derivative 0 there
+        const Vec dy = Quantize<T>(Random(rng_, n));
+        Vec wy(n), wdx(n);
+        for (int64_t i = 0; i < n; ++i) {
+          wy[i] = c.f(x[i]);
+          wdx[i] = dy[i] * c.df(x[i]);
+        }
+        auto dx = Upload(ops, x), ddy = Upload(ops, dy);
+        DevBuf<T, T> y(ops, n);
+        ops.ActivationForward(c.act, dx.get(), y.get(), n);
+        ExpectClose(Download(ops, y), wy, tol_, "ActivationForward");
+        ops.ActivationBackward(c.act, dx.get(), ddy.get(), ddy.get(), n);  // dx aliases dy
+        ExpectClose(Download(ops, ddy), wdx, tol_, "ActivationBackward in place");
+        ops.ActivationForward(c.act, dx.get(), dx.get(), n);  // y aliases x
+        ExpectClose(Download(ops, dx), wy, tol_, "ActivationForward in place");
+      }
     }
   });
 }
@@ -1113,6 +1171,102 @@ TEST_P(OpsTest, SoftmaxCrossEntropyLossesAndGradient) {
         ops.SoftmaxCrossEntropy(dx.get(), dl.get(), weighted ? dw.get() : nullptr, rows, V,
                                 losses.get(), dx.get(), T(scale));
         ExpectClose(Download(ops, losses), wl, tol_.Times(70), "losses (in place)");
+        ExpectClose(Download(ops, dx), wdx, tol_, "dlogits in place");
+      }
+    }
+  });
+}
+
+// tensor2tensor's smoothing_cross_entropy from its definition: the target q (1 - eps on the
+// label, eps / (V - 1) elsewhere), loss = -sum_v q_v log p_v - H(q), gradient of
+// sum_r scale * w_r * loss_r = scale * w_r * (p - q).
+void RefSmoothedCrossEntropy(const Vec& x, const IVec& labels, const Vec* w, int64_t rows, int V,
+                             double eps, double scale, Vec* losses, Vec* dx) {
+  losses->assign(rows, 0);
+  dx->assign(x.size(), 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (labels[r] < 0) continue;
+    double mx = x[r * V];
+    for (int c = 0; c < V; ++c) mx = std::max(mx, x[r * V + c]);
+    double sum = 0;
+    for (int c = 0; c < V; ++c) sum += std::exp(x[r * V + c] - mx);
+    const double lse = mx + std::log(sum);
+    double loss = 0, entropy = 0;
+    const double coef = scale * (w ? (*w)[r] : 1.0);
+    for (int c = 0; c < V; ++c) {
+      const double q = c == labels[r] ? 1 - eps : eps / (V - 1);
+      const double log_p = x[r * V + c] - lse;
+      loss -= q * log_p;
+      if (q > 0) entropy -= q * std::log(q);
+      (*dx)[r * V + c] = coef * (std::exp(log_p) - q);
+    }
+    (*losses)[r] = loss - entropy;
+  }
+}
+
+TEST(ReferenceTest, SmoothedCrossEntropyByHandAndByFiniteDifferences) {
+  // By hand: uniform logits over V = 3 with eps = 0.1: q = (0.9, 0.05, 0.05), p = 1/3, so the
+  // loss is log 3 - H(q) = log 3 + 0.9 log 0.9 + 0.1 log 0.05 = 1.0986122887 - 0.0948244641 -
+  // 0.2995732274 = 0.7042145972.
+  Vec l, g;
+  RefSmoothedCrossEntropy({0, 0, 0}, {0}, nullptr, 1, 3, 0.1, 1, &l, &g);
+  EXPECT_NEAR(l[0], std::log(3.0) + 0.9 * std::log(0.9) + 0.1 * std::log(0.05), 1e-15);
+  EXPECT_NEAR(l[0], 0.7042145972, 1e-9);
+  // Logits log q reach the minimum: loss 0 and gradient 0.
+  RefSmoothedCrossEntropy({std::log(0.05), std::log(0.9), std::log(0.05)}, {1}, nullptr, 1, 3, 0.1,
+                          1, &l, &g);
+  EXPECT_NEAR(l[0], 0, 1e-15);
+  for (double v : g) EXPECT_NEAR(v, 0, 1e-15);
+  std::mt19937_64 rng(5);
+  const int64_t rows = 3;
+  const int V = 5;
+  const Vec x = Random(rng, rows * V, -3, 3), w = {0.5, 2, 1};
+  const IVec labels = {4, -1, 0};
+  RefSmoothedCrossEntropy(x, labels, &w, rows, V, 0.2, 0.7, &l, &g);
+  const Vec fd = NumericGradient(
+      [&](const Vec& v) {
+        Vec ll, unused;
+        RefSmoothedCrossEntropy(v, labels, &w, rows, V, 0.2, 0.7, &ll, &unused);
+        return 0.7 * WeightedSum(ll, w);
+      },
+      x);
+  ExpectClose(fd, g, kFdTol, "smoothed cross-entropy gradient");
+}
+
+TEST_P(OpsTest, LabelSmoothedCrossEntropyLossesAndGradient) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (auto [rows, V] : {std::pair<int64_t, int>{1, 2}, {9, 37}, {5, 8193}}) {
+      for (double eps : {0.0, 0.1, 0.5}) {
+        SCOPED_TRACE("rows=" + std::to_string(rows) + " V=" + std::to_string(V) +
+                     " eps=" + std::to_string(eps));
+        Vec x = Random(rng_, rows * V, -5, 5);
+        for (int64_t i = 0; i < V; ++i) x[i] += 60;  // row 0 large: needs the max subtraction
+        x = Quantize<T>(x);
+        IVec labels = RandomInts(rng_, rows, 0, V - 1);
+        for (int64_t r = 1; r < rows; r += 3) labels[r] = -1;  // ignored rows
+        const Vec w = Quantize<T>(Random(rng_, rows, 0, 2));
+        const double scale = 0.3;
+        const T eps_t = static_cast<T>(eps);
+        Vec wl, wdx;
+        RefSmoothedCrossEntropy(x, labels, &w, rows, V, static_cast<double>(eps_t), scale, &wl,
+                                &wdx);
+        auto dx = Upload(ops, x);
+        auto dl = UploadInt(ops, labels);
+        auto dw = Upload(ops, w);
+        DevBuf<T, T> losses(ops, rows), grad(ops, rows * V);
+        ops.LabelSmoothedCrossEntropy(dx.get(), dl.get(), dw.get(), rows, V, eps_t, losses.get(),
+                                      nullptr, T(scale));
+        // A loss is a difference of O(|logit|) terms (smoothing weighs them by q, summing to 1).
+        const Tol loss_tol = tol_.Times(70);
+        ExpectClose(Download(ops, losses), wl, loss_tol, "losses (no gradient)");
+        ops.LabelSmoothedCrossEntropy(dx.get(), dl.get(), dw.get(), rows, V, eps_t, losses.get(),
+                                      grad.get(), T(scale));
+        ExpectClose(Download(ops, losses), wl, loss_tol, "losses");
+        ExpectClose(Download(ops, grad), wdx, tol_, "dlogits");
+        ops.LabelSmoothedCrossEntropy(dx.get(), dl.get(), dw.get(), rows, V, eps_t, losses.get(),
+                                      dx.get(), T(scale));  // dlogits aliasing logits
+        ExpectClose(Download(ops, losses), wl, loss_tol, "losses (in place)");
         ExpectClose(Download(ops, dx), wdx, tol_, "dlogits in place");
       }
     }
