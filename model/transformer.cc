@@ -561,26 +561,35 @@ absl::Status Model<T>::Enqueue(const Batch& batch, bool training, const DropoutK
   attention_rate_ = training ? config_.attention_dropout() : 0.0f;
   backward_ready_ = false;
 
-  // Inputs to the device.
+  // Inputs to the device. Packed LM rows: positions and the input shift restart per sentence.
+  const bool packed = !bert_ && !batch.targets_segmentation.empty();
   std::vector<int32_t> host(N);
   for (int i = 0; i < N; ++i) host[i] = i % S;
-  ops_->CopyToDevice(positions_, host.data(), sizeof(int32_t) * N);
+  ops_->CopyToDevice(positions_, packed ? batch.targets_position.data() : host.data(),
+                     sizeof(int32_t) * N);
+  attention_segments_ = nullptr;  // the LM's unpacked rows: one sentence each, padding at the end
   if (bert_) {
     ops_->CopyToDevice(ids_, batch.input_ids.data(), sizeof(int32_t) * N);
     ops_->CopyToDevice(segments_, batch.segment_ids.data(), sizeof(int32_t) * N);
     ops_->CopyToDevice(key_valid_, batch.input_mask.data(), sizeof(int32_t) * N);
+    attention_segments_ = key_valid_;
   } else {
-    for (int b = 0; b < B; ++b) {
-      host[b * S] = 0;
-      for (int s = 1; s < S; ++s) host[b * S + s] = batch.targets[b * S + s - 1];
+    for (int i = 0; i < N; ++i) {
+      const bool starts = i % S == 0 || (packed && batch.targets_segmentation[i] !=
+                                                       batch.targets_segmentation[i - 1]);
+      host[i] = starts ? 0 : batch.targets[i - 1];
     }
     ops_->CopyToDevice(ids_, host.data(), sizeof(int32_t) * N);
+    if (packed) {
+      ops_->CopyToDevice(key_valid_, batch.targets_segmentation.data(), sizeof(int32_t) * N);
+      attention_segments_ = key_valid_;
+    }
   }
 
   EmbeddingsForward();
   for (size_t l = 0; l < layers_.size(); ++l) {
-    layers_[l]->Forward(hidden_[l], B, S, bert_ ? key_valid_ : nullptr, /*causal=*/!bert_,
-                        attention_rate_, hidden_rate_, base, hidden_[l + 1], scratch_);
+    layers_[l]->Forward(hidden_[l], B, S, attention_segments_, /*causal=*/!bert_, attention_rate_,
+                        hidden_rate_, base, hidden_[l + 1], scratch_);
   }
 
   if (pre_ln_) {

@@ -286,10 +286,11 @@ class Model {
   std::vector<std::unique_ptr<EncoderLayer<T>>> layers_;
 
   // Inputs of the current batch (device).
-  int32_t* ids_ = nullptr;          // [N] input token ids (causal LM: shift_right(targets))
-  int32_t* positions_ = nullptr;    // [N] position of each token
-  int32_t* segments_ = nullptr;     // [N] (BERT)
-  int32_t* key_valid_ = nullptr;    // [N] input_mask (BERT)
+  int32_t* ids_ = nullptr;        // [N] input token ids (causal LM: shift_right(targets))
+  int32_t* positions_ = nullptr;  // [N] position of each token
+  int32_t* segments_ = nullptr;   // [N] (BERT)
+  int32_t* key_valid_ = nullptr;  // [N] input_mask (BERT), targets_segmentation (packed LM)
+  const int32_t* attention_segments_ = nullptr;  // the layers' mask: key_valid_ or nullptr
   int32_t* labels_ = nullptr;       // [P] masked_lm_ids or -1 (BERT); [N] targets or -1 (LM)
   int32_t* gather_rows_ = nullptr;  // [P] b*S + masked_lm_positions (BERT)
   int32_t* cls_rows_ = nullptr;     // [B] b*S (BERT)

@@ -1,6 +1,7 @@
 // `headroom prepare-lm`: text -> SentencePiece ids -> tensor2tensor-style `targets` shards for
-// the causal LM (data/lm_pretraining_data.h). Trains the SentencePiece model on --input_file
-// first when --spm_model does not exist. The input/output/shard flags are in prepare_common.cc.
+// the causal LM (data/lm_pretraining_data.h; --pack adds t2t's packed features). Trains the
+// SentencePiece model on --input_file first when --spm_model does not exist. The input/output/shard
+// flags are in prepare_common.cc.
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -27,7 +28,9 @@ ABSL_FLAG(int32_t, vocab_size, 32000, "SentencePiece vocabulary size when traini
 ABSL_FLAG(std::string, spm_model_type, "unigram",
           "SentencePiece model type when training: unigram or bpe");
 ABSL_FLAG(int32_t, max_length, 256, "tokens per example at most (EOS included)");
-ABSL_FLAG(bool, pack, false, "pack several sentences per example instead of one per example");
+ABSL_FLAG(bool, pack, false,
+          "pack several sentences per example instead of one per example, with tensor2tensor's "
+          "targets_segmentation and targets_position (each sentence is trained on alone)");
 
 namespace headroom {
 

@@ -78,17 +78,17 @@ class CpuOps final : public Ops<T> {
   void TanhBackward(const T* y, const T* dy, T* dx, int64_t n) override;
 
   void SoftmaxForward(const T* scores, T* probs, int B, int H, int Sq, int Sk, T scale,
-                      const int32_t* key_valid, bool causal) override;
+                      const int32_t* segments, bool causal) override;
   void SoftmaxBackward(const T* probs, const T* dprobs, T* dscores, int64_t rows, int Sk,
                        T scale) override;
 
   void AttentionForward(const T* q, const T* k, const T* v, int B, int S, int H, int D, T scale,
-                        const int32_t* key_valid, bool causal, float dropout_rate,
+                        const int32_t* segments, bool causal, float dropout_rate,
                         const DropoutKey& key, T* out, T* lse) override;
   void AttentionBackward(const T* q, const T* k, const T* v, const T* out, const T* dout,
-                         const T* lse, int B, int S, int H, int D, T scale,
-                         const int32_t* key_valid, bool causal, float dropout_rate,
-                         const DropoutKey& key, T* dq, T* dk, T* dv, T* delta) override;
+                         const T* lse, int B, int S, int H, int D, T scale, const int32_t* segments,
+                         bool causal, float dropout_rate, const DropoutKey& key, T* dq, T* dk,
+                         T* dv, T* delta) override;
 
   void Dropout(const T* x, T* y, int64_t n, float rate, const DropoutKey& key) override;
 

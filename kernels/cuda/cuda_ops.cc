@@ -447,8 +447,8 @@ void CudaOps::TanhBackward(const float* y, const float* dy, float* dx, int64_t n
 // ---- Attention softmax ------------------------------------------------------------------------
 
 void CudaOps::SoftmaxForward(const float* scores, float* probs, int B, int H, int Sq, int Sk,
-                             float scale, const int32_t* key_valid, bool causal) {
-  cuda::LaunchSoftmaxForward(scores, probs, B, H, Sq, Sk, scale, key_valid, causal, ctx());
+                             float scale, const int32_t* segments, bool causal) {
+  cuda::LaunchSoftmaxForward(scores, probs, B, H, Sq, Sk, scale, segments, causal, ctx());
   AfterOp("SoftmaxForward");
 }
 
@@ -461,19 +461,19 @@ void CudaOps::SoftmaxBackward(const float* probs, const float* dprobs, float* ds
 // ---- Fused attention --------------------------------------------------------------------------
 
 void CudaOps::AttentionForward(const float* q, const float* k, const float* v, int B, int S, int H,
-                               int D, float scale, const int32_t* key_valid, bool causal,
+                               int D, float scale, const int32_t* segments, bool causal,
                                float dropout_rate, const DropoutKey& key, float* out, float* lse) {
-  cuda::LaunchAttentionForward(q, k, v, B, S, H, D, scale, key_valid, causal, dropout_rate,
-                               key.seed, key.step, key.layer, key.site, out, lse, ctx());
+  cuda::LaunchAttentionForward(q, k, v, B, S, H, D, scale, segments, causal, dropout_rate, key.seed,
+                               key.step, key.layer, key.site, out, lse, ctx());
   AfterOp("AttentionForward");
 }
 
 void CudaOps::AttentionBackward(const float* q, const float* k, const float* v, const float* out,
                                 const float* dout, const float* lse, int B, int S, int H, int D,
-                                float scale, const int32_t* key_valid, bool causal,
+                                float scale, const int32_t* segments, bool causal,
                                 float dropout_rate, const DropoutKey& key, float* dq, float* dk,
                                 float* dv, float* delta) {
-  cuda::LaunchAttentionBackward(q, k, v, out, dout, lse, B, S, H, D, scale, key_valid, causal,
+  cuda::LaunchAttentionBackward(q, k, v, out, dout, lse, B, S, H, D, scale, segments, causal,
                                 dropout_rate, key.seed, key.step, key.layer, key.site, dq, dk, dv,
                                 delta, ctx());
   AfterOp("AttentionBackward");

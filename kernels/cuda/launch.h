@@ -121,7 +121,7 @@ void LaunchTanhBackward(const float* y, const float* dy, float* dx, int64_t n,
 
 // ---- softmax.cu ---------------------------------------------------------------------------
 void LaunchSoftmaxForward(const float* scores, float* probs, int B, int H, int Sq, int Sk,
-                          float scale, const int32_t* key_valid, bool causal,
+                          float scale, const int32_t* segments, bool causal,
                           const LaunchContext& ctx);
 void LaunchSoftmaxBackward(const float* probs, const float* dprobs, float* dscores, int64_t rows,
                            int Sk, float scale, const LaunchContext& ctx);
@@ -131,12 +131,12 @@ void LaunchSoftmaxBackward(const float* probs, const float* dprobs, float* dscor
 // fp32 accumulation whatever the GEMM precision. `delta` holds B * H * S floats.
 bool FusedAttentionSupports(int head_size);
 void LaunchAttentionForward(const float* q, const float* k, const float* v, int B, int S, int H,
-                            int D, float scale, const int32_t* key_valid, bool causal, float rate,
+                            int D, float scale, const int32_t* segments, bool causal, float rate,
                             uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* out,
                             float* lse, const LaunchContext& ctx);
 void LaunchAttentionBackward(const float* q, const float* k, const float* v, const float* out,
                              const float* dout, const float* lse, int B, int S, int H, int D,
-                             float scale, const int32_t* key_valid, bool causal, float rate,
+                             float scale, const int32_t* segments, bool causal, float rate,
                              uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* dq,
                              float* dk, float* dv, float* delta, const LaunchContext& ctx);
 

@@ -723,8 +723,9 @@ TEST_P(OpsTest, TanhForwardBackwardInPlace) {
 
 // ---- Attention softmax --------------------------------------------------------------------
 
-// probs for scores [B, H, Sq, Sk]; masked keys 0; all-masked rows 0.
-Vec RefSoftmax(const Vec& s, int B, int H, int Sq, int Sk, double scale, const IVec* valid,
+// probs for scores [B, H, Sq, Sk]; masked keys 0 (kernels/ops.h: padding, other segments,
+// causal); all-masked rows 0.
+Vec RefSoftmax(const Vec& s, int B, int H, int Sq, int Sk, double scale, const IVec* segments,
                bool causal) {
   Vec p(s.size(), 0.0);
   for (int b = 0; b < B; ++b) {
@@ -732,7 +733,9 @@ Vec RefSoftmax(const Vec& s, int B, int H, int Sq, int Sk, double scale, const I
       for (int q = 0; q < Sq; ++q) {
         const int64_t row = ((int64_t{b} * H + h) * Sq + q) * Sk;
         auto ok = [&](int k) {
-          return (valid == nullptr || (*valid)[b * Sk + k] != 0) && !(causal && k > q);
+          if (segments == nullptr) return !(causal && k > q);
+          const int32_t own = Sq == Sk ? (*segments)[b * Sk + q] : 0;
+          return testing_util::RefVisible(own, (*segments)[b * Sk + k], causal, q, k);
         };
         double mx = -std::numeric_limits<double>::infinity();
         for (int k = 0; k < Sk; ++k) {
@@ -783,40 +786,48 @@ TEST(ReferenceTest, SoftmaxBackwardMatchesFiniteDifferences) {
 TEST_P(OpsTest, SoftmaxMasksAndBackward) {
   Run([&](auto& ops) {
     using T = Elem<decltype(ops)>;
+    enum Mask { kNone, kPadding, kPacked };
     struct Case {
       int B, H, Sq, Sk;
-      bool padding, causal;
+      Mask mask;
+      bool causal;
       double offset;  // added to every score: large values test the max subtraction
     };
-    for (const Case& c : {Case{1, 1, 1, 1, false, false, 0}, Case{2, 3, 7, 7, false, false, 0},
-                          Case{2, 3, 7, 7, true, false, 0}, Case{1, 2, 9, 9, false, true, 0},
-                          Case{3, 2, 9, 9, true, true, 100}, Case{1, 1, 3, 129, true, false, 0},
-                          Case{2, 4, 37, 37, true, true, 0}, Case{4, 4, 65, 65, false, false, 0}}) {
+    for (const Case& c :
+         {Case{1, 1, 1, 1, kNone, false, 0}, Case{2, 3, 7, 7, kNone, false, 0},
+          Case{2, 3, 7, 7, kPadding, false, 0}, Case{1, 2, 9, 9, kNone, true, 0},
+          Case{3, 2, 9, 9, kPadding, true, 100}, Case{1, 1, 3, 129, kPadding, false, 0},
+          Case{2, 4, 37, 37, kPadding, true, 0}, Case{4, 4, 65, 65, kNone, false, 0},
+          Case{3, 2, 37, 37, kPacked, true, 0}, Case{2, 2, 130, 130, kPacked, false, 0}}) {
       SCOPED_TRACE("B=" + std::to_string(c.B) + " H=" + std::to_string(c.H) +
                    " Sq=" + std::to_string(c.Sq) + " Sk=" + std::to_string(c.Sk) +
-                   " padding=" + std::to_string(c.padding) + " causal=" + std::to_string(c.causal));
+                   " mask=" + std::to_string(c.mask) + " causal=" + std::to_string(c.causal));
       const int64_t rows = int64_t{c.B} * c.H * c.Sq, n = rows * c.Sk;
       Vec s = Random(rng_, n, -4, 4);
       for (double& v : s) v += c.offset;
       s = Quantize<T>(s);
       const Vec dp = Quantize<T>(Random(rng_, n));
       // Padding: batch 0 keeps its keys but the first (so causal row 0 is fully masked), the last
-      // batch is fully padded, others random.
+      // batch is fully padded, others random. Packed: sentences of several lengths and a padding
+      // tail per row (testing_util::PackedSegments); probabilities across sentences must be 0.
       IVec valid(int64_t{c.B} * c.Sk, 1);
-      if (c.padding) {
+      if (c.mask == kPadding) {
         valid[0] = c.Sk > 1 ? 0 : 1;
         for (int b = 1; b < c.B; ++b) {
           for (int k = 0; k < c.Sk; ++k) valid[b * c.Sk + k] = (b == c.B - 1) ? 0 : (k % 3 != 1);
         }
+      } else if (c.mask == kPacked) {
+        valid = testing_util::PackedSegments(c.B, c.Sk);
       }
+      const bool masked = c.mask != kNone;
       const double scale = 1 / std::sqrt(7.0);
       const Vec wp =
-          RefSoftmax(s, c.B, c.H, c.Sq, c.Sk, scale, c.padding ? &valid : nullptr, c.causal);
+          RefSoftmax(s, c.B, c.H, c.Sq, c.Sk, scale, masked ? &valid : nullptr, c.causal);
       auto ds = Upload(ops, s);
       auto dv = UploadInt(ops, valid);
       DevBuf<T, T> probs(ops, n);
       ops.SoftmaxForward(ds.get(), probs.get(), c.B, c.H, c.Sq, c.Sk, T(scale),
-                         c.padding ? dv.get() : nullptr, c.causal);
+                         masked ? dv.get() : nullptr, c.causal);
       const Vec got = Download(ops, probs);
       ExpectClose(got, wp, tol_, "SoftmaxForward");
       for (int64_t i = 0; i < n; ++i) {
@@ -825,7 +836,7 @@ TEST_P(OpsTest, SoftmaxMasksAndBackward) {
         }
       }
       ops.SoftmaxForward(ds.get(), ds.get(), c.B, c.H, c.Sq, c.Sk, T(scale),
-                         c.padding ? dv.get() : nullptr, c.causal);  // probs aliases scores
+                         masked ? dv.get() : nullptr, c.causal);  // probs aliases scores
       ExpectClose(Download(ops, ds), wp, tol_, "SoftmaxForward in place");
 
       // Backward from the backend's probabilities.
@@ -946,34 +957,41 @@ TEST_P(OpsTest, FusedAttentionForwardAndBackward) {
   const bool bf16 = GetParam() == "cuda_float";
   Run([&](auto& ops) {
     using T = Elem<decltype(ops)>;
+    enum Mask { kNone, kPadding, kPacked };
     struct Case {
       int B, S, H, D;
-      bool padding, causal;
+      Mask mask;
+      bool causal;
       float rate;
     };
-    // Head sizes the CUDA kernel has; sequence lengths below, at and across its 64-row tiles.
+    // Head sizes the CUDA kernel has; sequence lengths below, at and across its 64-row tiles;
+    // packed rows of sentences (testing_util::PackedSegments) whose boundaries cross tiles.
     for (const Case& c :
-         {Case{1, 1, 1, 16, false, false, 0}, Case{2, 7, 3, 16, true, false, 0},
-          Case{2, 37, 2, 32, false, true, 0.2f}, Case{3, 64, 1, 64, true, true, 0},
-          Case{1, 129, 2, 64, true, false, 0.1f}, Case{2, 70, 2, 128, false, true, 0.3f},
-          Case{1, 80, 2, 256, true, true, 0.1f}}) {
+         {Case{1, 1, 1, 16, kNone, false, 0}, Case{2, 7, 3, 16, kPadding, false, 0},
+          Case{2, 37, 2, 32, kNone, true, 0.2f}, Case{3, 64, 1, 64, kPadding, true, 0},
+          Case{1, 129, 2, 64, kPadding, false, 0.1f}, Case{2, 70, 2, 128, kNone, true, 0.3f},
+          Case{1, 80, 2, 256, kPadding, true, 0.1f}, Case{3, 150, 2, 32, kPacked, true, 0.1f},
+          Case{2, 90, 1, 64, kPacked, false, 0}}) {
       SCOPED_TRACE("B=" + std::to_string(c.B) + " S=" + std::to_string(c.S) +
                    " H=" + std::to_string(c.H) + " D=" + std::to_string(c.D) +
-                   " padding=" + std::to_string(c.padding) + " causal=" + std::to_string(c.causal) +
+                   " mask=" + std::to_string(c.mask) + " causal=" + std::to_string(c.causal) +
                    " rate=" + std::to_string(c.rate));
       const int64_t n = int64_t{c.B} * c.S * c.H * c.D, rows = int64_t{c.B} * c.H * c.S;
       // Padding: sequence 0 loses its second key, the last sequence is fully padded (its
       // queries get no keys: output 0, lse +inf), others every third key.
       IVec valid(int64_t{c.B} * c.S, 1);
-      if (c.padding) {
+      if (c.mask == kPadding) {
         if (c.S > 1) valid[1] = 0;
         for (int b = 1; b < c.B; ++b) {
           for (int s = 0; s < c.S; ++s) valid[b * c.S + s] = b == c.B - 1 ? 0 : (s % 3 != 2);
         }
+      } else if (c.mask == kPacked) {
+        valid = testing_util::PackedSegments(c.B, c.S);
       }
+      const bool masked = c.mask != kNone;
       const DropoutKey key{77, 3, 2, 0};
       const RefAttention ref{
-          c.B,      c.S,    c.H, c.D, 1 / std::sqrt(double(c.D)), c.padding ? &valid : nullptr,
+          c.B,      c.S,    c.H, c.D, 1 / std::sqrt(double(c.D)), masked ? &valid : nullptr,
           c.causal, c.rate, key};
       const Vec q = Quantize<T>(Random(rng_, n, -2, 2)), k = Quantize<T>(Random(rng_, n, -2, 2));
       const Vec v = Quantize<T>(Random(rng_, n)), dout = Quantize<T>(Random(rng_, n));
@@ -986,7 +1004,7 @@ TEST_P(OpsTest, FusedAttentionForwardAndBackward) {
       auto dvalid = UploadInt(ops, valid);
       DevBuf<T, T> out(ops, n), lse(ops, rows), gq(ops, n), gk(ops, n), gv(ops, n),
           delta(ops, rows);
-      const int32_t* kv = c.padding ? dvalid.get() : nullptr;
+      const int32_t* kv = masked ? dvalid.get() : nullptr;
       ops.AttentionForward(dq_in.get(), dk_in.get(), dv_in.get(), c.B, c.S, c.H, c.D, T(ref.scale),
                            kv, c.causal, c.rate, key, out.get(), lse.get());
       ops.AttentionBackward(dq_in.get(), dk_in.get(), dv_in.get(), out.get(), ddout.get(),
@@ -1014,6 +1032,65 @@ TEST_P(OpsTest, FusedAttentionForwardAndBackward) {
       ExpectClose(Download(ops, gk), want_dk, tol_for(want_dk), "dk");
       ExpectClose(Download(ops, gv), want_dv, tol_for(want_dv), "dv");
     }
+  });
+}
+
+// Attention across sentences of a packed row is exactly 0 on the fused path too: changing the
+// keys and values of every other sentence leaves a sentence's outputs, lse and gradients
+// bitwise unchanged (materialised: SoftmaxMasksAndBackward checks the zero probabilities).
+TEST_P(OpsTest, FusedAttentionIgnoresOtherSegmentsExactly) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    const int B = 2, S = 100, H = 2, D = 32;
+    const int64_t n = int64_t{B} * S * H * D, rows = int64_t{B} * H * S;
+    const IVec seg = testing_util::PackedSegments(B, S);
+    const int32_t kept = 4;  // row 0's fourth sentence: tokens 13 .. 76, across a 64-tile
+    const Vec q = Quantize<T>(Random(rng_, n, -2, 2)), dout = Quantize<T>(Random(rng_, n));
+    Vec k = Quantize<T>(Random(rng_, n, -2, 2)), v = Quantize<T>(Random(rng_, n));
+    auto dseg = UploadInt(ops, seg);
+    auto run = [&](const Vec& kk, const Vec& vv, Vec* out, Vec* lse, Vec* dq, Vec* dk, Vec* dv) {
+      auto dq_in = Upload(ops, q), dk_in = Upload(ops, kk), dv_in = Upload(ops, vv);
+      auto ddout = Upload(ops, dout);
+      DevBuf<T, T> o(ops, n), l(ops, rows), gq(ops, n), gk(ops, n), gv(ops, n), delta(ops, rows);
+      const DropoutKey key{1, 2, 3, 0};
+      ops.AttentionForward(dq_in.get(), dk_in.get(), dv_in.get(), B, S, H, D, T(0.2), dseg.get(),
+                           true, 0.1f, key, o.get(), l.get());
+      ops.AttentionBackward(dq_in.get(), dk_in.get(), dv_in.get(), o.get(), ddout.get(), l.get(), B,
+                            S, H, D, T(0.2), dseg.get(), true, 0.1f, key, gq.get(), gk.get(),
+                            gv.get(), delta.get());
+      *out = Download(ops, o);
+      *lse = Download(ops, l);
+      *dq = Download(ops, gq);
+      *dk = Download(ops, gk);
+      *dv = Download(ops, gv);
+    };
+    Vec out[2], lse[2], dq[2], dk[2], dv[2];
+    run(k, v, &out[0], &lse[0], &dq[0], &dk[0], &dv[0]);
+    for (int64_t t = 0; t < int64_t{B} * S; ++t) {
+      if (t < S && seg[t] == kept) continue;
+      for (int64_t j = 0; j < int64_t{H} * D; ++j) {
+        k[t * H * D + j] = Quantize<T>(Vec{k[t * H * D + j] + 1.5})[0];
+        v[t * H * D + j] = Quantize<T>(Vec{-v[t * H * D + j] + 0.25})[0];
+      }
+    }
+    run(k, v, &out[1], &lse[1], &dq[1], &dk[1], &dv[1]);
+    int checked = 0;
+    for (int s = 0; s < S; ++s) {
+      if (seg[s] != kept) continue;
+      ++checked;
+      for (int h = 0; h < H; ++h) {
+        ASSERT_EQ(lse[1][int64_t{h} * S + s], lse[0][int64_t{h} * S + s]) << "lse, token " << s;
+        for (int j = 0; j < D; ++j) {
+          const int64_t i = (int64_t{s} * H + h) * D + j;
+          ASSERT_EQ(out[1][i], out[0][i]) << "out, token " << s;
+          ASSERT_EQ(dq[1][i], dq[0][i]) << "dq, token " << s;
+          ASSERT_EQ(dk[1][i], dk[0][i]) << "dk, token " << s;
+          ASSERT_EQ(dv[1][i], dv[0][i]) << "dv, token " << s;
+        }
+      }
+    }
+    EXPECT_EQ(checked, 64);
+    EXPECT_NE(out[1], out[0]) << "the other sentences' outputs should change";
   });
 }
 

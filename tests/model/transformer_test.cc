@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "model/init.h"
@@ -555,6 +556,124 @@ TEST(ModelMask, ChangingAFutureTokenChangesNoEarlierPosition) {
     EXPECT_EQ(changed, s >= t + 1) << "position " << s;
   }
   for (int i = 0; i < kSeq * d; ++i) ASSERT_EQ(before[i], after[i]) << "other sequence changed";
+}
+
+// ---- Packed sequences ---------------------------------------------------------------------
+
+// Sentences (targets, EOS-free for the test) laid out one per row of `S`, or packed into rows
+// (prepare-lm --pack's layout: whole sentences while they fit, segment ids 1, 2, ... and
+// positions restarting at 0, padding at the end of each row).
+Batch LmRows(const std::vector<std::vector<int32_t>>& sentences, int S, bool pack) {
+  std::vector<std::vector<std::vector<int32_t>>> rows;
+  for (const auto& sentence : sentences) {
+    int used = 0;
+    if (pack && !rows.empty()) {
+      for (const auto& s : rows.back()) used += static_cast<int>(s.size());
+    }
+    if (rows.empty() || !pack || used + static_cast<int>(sentence.size()) > S) rows.emplace_back();
+    rows.back().push_back(sentence);
+  }
+  Batch b;
+  b.batch_size = static_cast<int>(rows.size());
+  b.seq_length = S;
+  b.targets.assign(rows.size() * S, 0);
+  if (pack) {
+    b.targets_segmentation.assign(rows.size() * S, 0);
+    b.targets_position.assign(rows.size() * S, 0);
+  }
+  for (size_t r = 0; r < rows.size(); ++r) {
+    int s = 0;
+    for (size_t k = 0; k < rows[r].size(); ++k) {
+      for (size_t j = 0; j < rows[r][k].size(); ++j, ++s) {
+        b.targets[r * S + s] = rows[r][k][j];
+        if (pack) {
+          b.targets_segmentation[r * S + s] = static_cast<int32_t>(k + 1);
+          b.targets_position[r * S + s] = static_cast<int32_t>(j);
+        }
+      }
+    }
+  }
+  return b;
+}
+
+const std::vector<std::vector<int32_t>> kSentences = {
+    {3, 7, 1}, {5, 9, 2, 1}, {4, 4, 6, 11, 1}, {8, 1}, {12, 3, 5, 7, 10, 1}, {2}};
+
+// Packed LM training equals unpacked training of the same sentences: the same loss sum over the
+// same tokens and the same gradients, on both attention paths, for BERT's architecture and for
+// tensor2tensor's (pre-LN, sinusoidal positions) with label smoothing.
+TEST(ModelPacking, PackedRowsGiveTheLossesAndGradientsOfOneSentencePerRow) {
+  const int S = 8;
+  const Batch packed = LmRows(kSentences, S, true), unpacked = LmRows(kSentences, S, false);
+  ASSERT_EQ(packed.batch_size, 3);
+  ASSERT_EQ(unpacked.batch_size, 6);
+  for (const ModelConfig& m : {TinyLm(2, 8, 2, 6, 12), T2tLm(TinyLm(2, 8, 3, 3, 12))}) {
+    for (AttentionPath path : {AttentionPath::kMaterialized, AttentionPath::kFused}) {
+      SCOPED_TRACE(absl::StrCat("norm ", m.norm(), " fused ", path == AttentionPath::kFused));
+      CpuOps<double> ops(1);
+      auto model = Model<double>::Create(m, &ops, {6, S, 0}, {path, false, false, 0.1f}).value();
+      model->SetParameters(RandomParameters(model->layout(), m.initializer_range(), 5));
+      LossStats stats[2];
+      std::vector<double> grads[2];
+      int i = 0;
+      for (const Batch* b : {&packed, &unpacked}) {
+        model->ZeroGrads();
+        stats[i] = model->Forward(*b, /*training=*/true, {1, 2, 0, 0}).value();
+        model->Backward();
+        grads[i++] = model->GetGradients();
+      }
+      EXPECT_EQ(stats[0].lm_tokens, 21);
+      EXPECT_EQ(stats[1].lm_tokens, 21);
+      EXPECT_NEAR(stats[0].lm_loss_sum, stats[1].lm_loss_sum, 1e-12 * stats[1].lm_loss_sum);
+      EXPECT_NEAR(stats[0].loss, stats[1].loss, 1e-12 * stats[1].loss);
+      for (size_t j = 0; j < grads[0].size(); ++j) {
+        ASSERT_NEAR(grads[0][j], grads[1][j], 1e-12 * (1 + std::fabs(grads[1][j]))) << j;
+      }
+      // Evaluation (unsmoothed) agrees too.
+      EXPECT_NEAR(model->Forward(packed, false, {}).value().lm_loss_sum,
+                  model->Forward(unpacked, false, {}).value().lm_loss_sum, 1e-12 * 60);
+    }
+  }
+}
+
+// Attention across sentences is exactly 0: changing every token of the other sentences of a
+// packed row leaves a sentence's outputs bitwise unchanged, on both paths.
+TEST(ModelPacking, OtherSentencesOfARowChangeNothing) {
+  const ModelConfig m = TinyLm(2, 8, 2, 0, 12);
+  for (AttentionPath path : {AttentionPath::kMaterialized, AttentionPath::kFused}) {
+    CpuOps<double> ops(1);
+    auto model = MakeModel(m, &ops, 4, path);
+    const int d = m.d_model();
+    Batch batch = LmRows({{3, 7, 1}, {5, 9, 1}}, kSeq, true);  // sentence 1 at 0..2, 2 at 3..5
+    ASSERT_EQ(batch.batch_size, 1);
+    const std::vector<double> before = Hidden(*model, ops, batch);
+    for (int s = 3; s < 6; ++s) batch.targets[s] = batch.targets[s] % 12 + 1;  // sentence 2
+    const std::vector<double> after = Hidden(*model, ops, batch);
+    for (int i = 0; i < 3 * d; ++i) ASSERT_EQ(before[i], after[i]) << "sentence 1 changed at " << i;
+    bool changed = false;
+    for (int i = 3 * d; i < 6 * d; ++i) changed |= before[i] != after[i];
+    EXPECT_TRUE(changed);
+  }
+}
+
+TEST(ModelPacking, InconsistentPackedFeaturesAreRejected) {
+  const ModelConfig m = TinyLm(1, 8, 2, 0, 12);
+  const Batch good = LmRows(kSentences, 8, true);
+  EXPECT_TRUE(ValidateBatch(m, good).ok());
+  Batch no_position = good;
+  no_position.targets_position.clear();
+  EXPECT_NE(ValidateBatch(m, no_position).message().find("targets_position"), std::string::npos);
+  Batch bad_position = good;
+  bad_position.targets_position[4] = 0;  // row 0, second token of sentence 2
+  EXPECT_NE(ValidateBatch(m, bad_position).message().find("restart"), std::string::npos);
+  Batch padding_in_segment = good;
+  padding_in_segment.targets_segmentation[7] = 2;  // row 0's padding slot
+  EXPECT_NE(ValidateBatch(m, padding_in_segment).message().find("targets_segmentation"),
+            std::string::npos);
+  Batch split = good;  // row 1: 1 1 1 1 1 2 2 0 -> sentence 1 again after sentence 2
+  split.targets_segmentation[8 + 6] = 1;
+  split.targets_position[8 + 6] = 0;
+  EXPECT_NE(ValidateBatch(m, split).message().find("two runs"), std::string::npos);
 }
 
 // ---- Dropout ----------------------------------------------------------------------------
