@@ -137,6 +137,15 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
     return Invalid(s, "train.global_batch_size",
                    absl::StrCat("must be >= 0 (got ", t.global_batch_size(), ")"));
   }
+  if (t.global_batch_tokens() < 0) {
+    return Invalid(s, "train.global_batch_tokens",
+                   absl::StrCat("must be >= 0 (got ", t.global_batch_tokens(), ")"));
+  }
+  if (t.global_batch_tokens() > 0 && t.global_batch_size() > 0) {
+    return Invalid(s, "train.global_batch_tokens",
+                   absl::StrCat("and train.global_batch_size (", t.global_batch_size(),
+                                ") are both set; give the batch in tokens or in sequences"));
+  }
   if (t.micro_batch_size() < 0) {
     return Invalid(s, "train.micro_batch_size",
                    absl::StrCat("must be >= 0 (got ", t.micro_batch_size(), ")"));

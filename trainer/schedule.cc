@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -25,6 +26,13 @@ absl::StatusOr<LearningRateSchedule> LearningRateSchedule::Create(const Experime
   }
   s.learning_rate_ = t.schedule().learning_rate();
 
+  // The run's batch in sequences at `seq_length`: global_batch_size, or global_batch_tokens
+  // over the sequence length (checked below to divide exactly; clamped so that a huge token
+  // count is reported, not wrapped).
+  auto run_batch = [&t](int seq_length) -> int {
+    if (t.global_batch_tokens() <= 0 || seq_length <= 0) return t.global_batch_size();
+    return static_cast<int>(std::min<int64_t>(t.global_batch_tokens() / seq_length, INT32_MAX));
+  };
   int64_t begin = 0;
   if (t.phases_size() == 0) {
     SchedulePhase p;
@@ -32,7 +40,7 @@ absl::StatusOr<LearningRateSchedule> LearningRateSchedule::Create(const Experime
     p.warmup = t.schedule().warmup_steps();
     p.seq_length = config.data().seq_length();
     p.max_predictions_per_seq = config.data().max_predictions_per_seq();
-    p.global_batch_size = t.global_batch_size();
+    p.global_batch_size = run_batch(p.seq_length);
     s.phases_.push_back(p);
   }
   for (int i = 0; i < t.phases_size(); ++i) {
@@ -44,7 +52,7 @@ absl::StatusOr<LearningRateSchedule> LearningRateSchedule::Create(const Experime
     p.seq_length = tp.seq_length();
     p.max_predictions_per_seq = tp.max_predictions_per_seq();
     p.global_batch_size =
-        tp.global_batch_size() > 0 ? tp.global_batch_size() : t.global_batch_size();
+        tp.global_batch_size() > 0 ? tp.global_batch_size() : run_batch(p.seq_length);
     begin += p.steps;
     s.phases_.push_back(p);
   }
@@ -72,12 +80,22 @@ absl::StatusOr<LearningRateSchedule> LearningRateSchedule::Create(const Experime
                      "LINEAR_WARMUP_RSQRT_NORMALIZED needs a warm-up > 0 "
                      "(lr * min(1, t/W) * sqrt(W / max(t, W)))");
     }
-    if (p.global_batch_size <= 0) {
-      return Invalid("train.global_batch_size", "must be > 0");
-    }
     if (p.seq_length <= 0) {
       return Invalid(t.phases_size() == 0 ? "data.seq_length" : absl::StrCat(f, ".seq_length"),
                      "must be > 0");
+    }
+    const bool own = t.phases_size() > 0 && t.phases(static_cast<int>(i)).global_batch_size() > 0;
+    if (t.global_batch_tokens() > 0 && !own && t.global_batch_tokens() % p.seq_length != 0) {
+      return Invalid(
+          "train.global_batch_tokens",
+          absl::StrCat(t.global_batch_tokens(), " is not a multiple of the sequence length ",
+                       p.seq_length, t.phases_size() == 0 ? "" : absl::StrCat(" of ", f),
+                       "; give a multiple, or the phase its own global_batch_size"));
+    }
+    if (p.global_batch_size <= 0) {
+      return Invalid(
+          t.global_batch_tokens() > 0 ? "train.global_batch_tokens" : "train.global_batch_size",
+          "must be > 0 (at least one sequence per step)");
     }
   }
   if (t.phases_size() > 0 && t.steps() != 0 && t.steps() != s.total_steps()) {

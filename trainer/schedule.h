@@ -35,6 +35,10 @@
 // business, not the schedule's. Each phase's warm-up is `TrainPhase.warmup_steps` as written
 // (0 = none); `train.schedule.warmup_steps` applies only to a run without phases.
 //
+// Batch. A phase trains its own global_batch_size sequences per step if it sets one, else the
+// run's: train.global_batch_size, or train.global_batch_tokens / (the phase's seq_length) when
+// the batch is given in tokens (tensor2tensor's convention), which must divide exactly.
+//
 // Steps past the end of the run keep the last phase's formula (linear decay stays at 0).
 //
 // Example:
@@ -59,7 +63,7 @@ struct SchedulePhase {
   int64_t warmup = 0;  // warm-up steps at the start of the phase
   int seq_length = 0;
   int max_predictions_per_seq = 0;
-  int global_batch_size = 0;
+  int global_batch_size = 0;  // sequences (train.global_batch_tokens / seq_length if given)
   int64_t end() const { return begin + steps; }
 };
 
@@ -68,7 +72,8 @@ class LearningRateSchedule {
   // Builds the schedule of a validated config (config/load.h). Errors (InvalidArgument, naming
   // the field): no steps at all, LINEAR_WARMUP_RSQRT with a zero warm-up, a warm-up longer
   // than its phase, train.steps disagreeing with the sum of the phases' steps (0 = the sum),
-  // no global batch size.
+  // no global batch size, a train.global_batch_tokens that a phase's sequence length does not
+  // divide.
   [[nodiscard]] static absl::StatusOr<LearningRateSchedule> Create(const ExperimentConfig& config);
 
   // The learning rate of the update at 0-based global step `step` (>= 0).

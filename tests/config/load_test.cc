@@ -66,6 +66,15 @@ TEST(LoadConfigTest, ValidConfigGetsDocumentedDefaults) {
   EXPECT_EQ(c->train().label_smoothing(), 0.0f);
 }
 
+TEST(LoadConfigTest, BatchIsGivenInSequencesOrInTokens) {
+  ExpectRejected(ParseWith("train { global_batch_size: 32 global_batch_tokens: 4096 }"),
+                 "train.global_batch_tokens");
+  ExpectRejected(ParseWith("train { global_batch_tokens: -1 }"), "train.global_batch_tokens");
+  absl::StatusOr<ExperimentConfig> c = ParseWith("train { global_batch_tokens: 4096 }");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->train().global_batch_tokens(), 4096);
+}
+
 TEST(LoadConfigTest, Tensor2tensorOptionsParseAndOutputBiasDefaultsOn) {
   absl::StatusOr<ExperimentConfig> c = ParseWith(
       "model { norm: PRE_LN position: SINUSOIDAL activation: RELU scale_embeddings: true "

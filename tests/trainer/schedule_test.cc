@@ -208,6 +208,48 @@ TEST(ScheduleTest, PaperBertLargeRecipe) {
   EXPECT_EQ(s->PhaseAt(460000).max_predictions_per_seq, 80);
 }
 
+// train.global_batch_tokens: each phase trains tokens / seq_length sequences unless it sets its
+// own batch (BERT-like: 65536 tokens are 512 sequences of 128, then 128 of 512).
+TEST(ScheduleTest, BatchInTokensBecomesSequencesPerPhase) {
+  ExperimentConfig c = Config(R"pb(
+    train {
+      global_batch_tokens: 65536
+      phases { steps: 10 seq_length: 128 }
+      phases { steps: 5 seq_length: 512 }
+      phases { steps: 5 seq_length: 512 global_batch_size: 7 }
+    })pb");
+  c.mutable_train()->set_global_batch_size(0);
+  c.mutable_model()->set_max_positions(512);
+  auto s = LearningRateSchedule::Create(c);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->phases()[0].global_batch_size, 512);
+  EXPECT_EQ(s->phases()[1].global_batch_size, 128);
+  EXPECT_EQ(s->phases()[2].global_batch_size, 7);
+
+  ExperimentConfig odd = Config("train { steps: 3 global_batch_tokens: 100 }");
+  odd.mutable_train()->set_global_batch_size(0);
+  auto bad = LearningRateSchedule::Create(odd);  // data.seq_length is 16
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("train.global_batch_tokens"), absl::string_view::npos);
+  EXPECT_NE(bad.status().message().find("16"), absl::string_view::npos) << bad.status();
+  ExperimentConfig few = Config("train { steps: 3 global_batch_tokens: 8 }");
+  few.mutable_train()->set_global_batch_size(0);
+  EXPECT_FALSE(LearningRateSchedule::Create(few).ok());  // not a multiple of 16 either way
+}
+
+// The paper's LM1B batch: 4096 tokens per core on 8 cores = 32768 tokens = 128 sequences of 256.
+TEST(ScheduleTest, PaperLm1bBatchIs128SequencesOf256) {
+  const char* root = std::getenv("HEADROOM_SOURCE_DIR");
+  ASSERT_NE(root, nullptr) << "ctest sets HEADROOM_SOURCE_DIR";
+  auto c = LoadConfig(std::string(root) + "/configs/paper/lm1b_fixed_d256_h16_p32.textproto");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->train().global_batch_tokens(), 8 * 4096);
+  auto s = LearningRateSchedule::Create(*c);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->phases()[0].seq_length, 256);
+  EXPECT_EQ(s->phases()[0].global_batch_size, 128);
+}
+
 TEST(ScheduleTest, RejectsInconsistentSettings) {
   auto mismatch = LearningRateSchedule::Create(Config(R"pb(
     train {
