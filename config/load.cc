@@ -3,6 +3,7 @@
 #include "config/load.h"
 
 #include <filesystem>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -129,6 +130,44 @@ absl::Status ValidateData(const ExperimentConfig& c, const std::string& s) {
   return absl::OkStatus();
 }
 
+// BERT examples have a fixed shape: when the phases differ in seq_length or
+// max_predictions_per_seq, each phase must name its own train_files (and eval_files, when the
+// run evaluates), and phases of different shapes must not name the same ones. (The LM's
+// `targets` are padded to the phase's length, so its phases may share shards.)
+absl::Status ValidatePhaseData(const ExperimentConfig& c, const std::string& s) {
+  const TrainConfig& t = c.train();
+  if (c.model().objective() != ModelConfig::BERT || t.phases_size() < 2) return absl::OkStatus();
+  auto shape = [](const TrainPhase& p) {
+    return std::make_pair(p.seq_length(), p.max_predictions_per_seq());
+  };
+  bool one_shape = true;
+  for (const TrainPhase& p : t.phases()) one_shape &= shape(p) == shape(t.phases(0));
+  if (one_shape) return absl::OkStatus();
+  bool evaluates = !c.data().eval_files().empty();
+  for (const TrainPhase& p : t.phases()) evaluates |= !p.eval_files().empty();
+  for (int i = 0; i < t.phases_size(); ++i) {
+    const TrainPhase& p = t.phases(i);
+    const std::string f = absl::StrCat("train.phases[", i, "]");
+    const std::string why = absl::StrCat(
+        "BERT phases of different shapes read different shards; name this phase's ", p.seq_length(),
+        "-token ones (prepare-bert --max_seq_length=128,512 "
+        "--max_predictions_per_seq=20,80 writes DIR/seq128/ and DIR/seq512/)");
+    if (p.train_files().empty()) return Invalid(s, f + ".train_files", why);
+    if (evaluates && p.eval_files().empty()) return Invalid(s, f + ".eval_files", why);
+    for (int j = 0; j < i; ++j) {
+      const TrainPhase& q = t.phases(j);
+      if (shape(q) == shape(p)) continue;
+      if (q.train_files() == p.train_files() || (evaluates && q.eval_files() == p.eval_files())) {
+        return Invalid(s, f,
+                       absl::StrCat("reads the shards of train.phases[", j, "] (sequence length ",
+                                    q.seq_length(), ") at sequence length ", p.seq_length(),
+                                    "; name this phase's own"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
   const TrainConfig& t = c.train();
   if (t.steps() < 0)
@@ -223,7 +262,7 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
           absl::StrCat(p.seq_length(), " exceeds model.max_positions ", c.model().max_positions()));
     }
   }
-  return absl::OkStatus();
+  return ValidatePhaseData(c, s);
 }
 
 }  // namespace

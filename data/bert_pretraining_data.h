@@ -125,12 +125,31 @@ struct BertDataStats {
 std::vector<std::string> ShardPaths(const std::string& dir, const std::string& name,
                                     int num_shards);
 
+// CreateBertInstances for several option sets at once (BERT's two phases: max_seq_length 128
+// with 20 predictions, 512 with 80) from one read and tokenization of the input: the chunks are
+// shared, and set k's instances, each from its own generator seeded with its random_seed, go to
+// sinks[k]. Set k's output is exactly what CreateBertInstances with sets[k] alone gives. The
+// sets must share chunk_documents. Stats: per set; documents, sentences and tokens are the
+// input's (the same in each).
+[[nodiscard]] absl::StatusOr<std::vector<BertDataStats>> CreateBertInstanceSets(
+    const std::vector<std::string>& input_files, const WordPieceTokenizer& tokenizer,
+    const std::vector<BertDataOptions>& sets,
+    const std::vector<std::function<absl::Status(const BertInstance&)>>& sinks,
+    Progress* progress = nullptr);
+
 // CreateBertInstances written round-robin over `num_shards` record files (atomically: each shard
 // appears under its name only when complete). `output_dir` must exist.
 [[nodiscard]] absl::StatusOr<BertDataStats> WriteBertShards(
     const std::vector<std::string>& input_files, const WordPieceTokenizer& tokenizer,
     const BertDataOptions& options, const std::string& output_dir, const std::string& name,
     int num_shards, Progress* progress = nullptr);
+
+// CreateBertInstanceSets written as WriteBertShards writes one set: set k's shards are
+// output_dirs[k]/name-0000i-of-0000N.tfrecord. The directories must exist.
+[[nodiscard]] absl::StatusOr<std::vector<BertDataStats>> WriteBertShardSets(
+    const std::vector<std::string>& input_files, const WordPieceTokenizer& tokenizer,
+    const std::vector<BertDataOptions>& sets, const std::vector<std::string>& output_dirs,
+    const std::string& name, int num_shards, Progress* progress = nullptr);
 
 // Serializes with sorted map keys, so that equal examples give equal bytes.
 std::string SerializeExampleDeterministically(const tf::Example& example);

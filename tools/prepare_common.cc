@@ -9,7 +9,9 @@
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "data/text_input.h"
 
 ABSL_FLAG(std::string, input_file, "",
@@ -24,9 +26,6 @@ ABSL_FLAG(bool, progress, true, "print a progress line (docs/s, tokens/s, ETA) t
 
 namespace headroom {
 
-namespace {
-
-// Creates `dir` (one level) if it does not exist; InvalidArgument naming it otherwise.
 absl::Status EnsureOutputDir(const std::string& dir) {
   if (dir.empty()) return absl::InvalidArgumentError("--output_dir is required");
   struct stat st;
@@ -43,7 +42,18 @@ absl::Status EnsureOutputDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
-}  // namespace
+absl::StatusOr<std::vector<int>> ParseIntList(const std::string& flag, const std::string& value) {
+  std::vector<int> out;
+  for (absl::string_view part : absl::StrSplit(value, ',')) {
+    int v = 0;
+    if (!absl::SimpleAtoi(part, &v) || v <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag, "=", value, ": '", part, "' is not a positive integer (give N or N,M,...)"));
+    }
+    out.push_back(v);
+  }
+  return out;
+}
 
 absl::StatusOr<std::vector<PrepareSplit>> ResolvePrepareSplits(const std::string& input) {
   std::vector<std::pair<std::string, int>> specs = {{input, absl::GetFlag(FLAGS_num_shards)}};

@@ -23,6 +23,14 @@ struct PrepareSplit {
 [[nodiscard]] absl::StatusOr<std::vector<PrepareSplit>> ResolvePrepareSplits(
     const std::string& input);
 
+// Creates `dir` (one level) if it does not exist; InvalidArgument naming it otherwise.
+[[nodiscard]] absl::Status EnsureOutputDir(const std::string& dir);
+
+// A comma-separated list of positive integers from `flag` (e.g. --max_seq_length=128,512);
+// InvalidArgument naming the flag and the bad element.
+[[nodiscard]] absl::StatusOr<std::vector<int>> ParseIntList(const std::string& flag,
+                                                            const std::string& value);
+
 }  // namespace headroom
 
 #endif  // HEADROOM_TOOLS_PREPARE_COMMON_H_

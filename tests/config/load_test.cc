@@ -75,6 +75,33 @@ TEST(LoadConfigTest, BatchIsGivenInSequencesOrInTokens) {
   EXPECT_EQ(c->train().global_batch_tokens(), 4096);
 }
 
+// BERT's phase 2 at 512 tokens cannot read phase 1's 128-token shards (the run would stop at
+// the switch with "feature 'input_ids' has 128 values, expected 512"): such phases must name
+// their own.
+TEST(LoadConfigTest, BertPhasesOfDifferentShapesNameTheirOwnShards) {
+  const std::string phases =
+      "model { max_positions: 64 } train { "
+      "phases { steps: 5 seq_length: 16 max_predictions_per_seq: 3 %s } "
+      "phases { steps: 5 seq_length: 64 max_predictions_per_seq: 10 %s } }";
+  auto with = [&](const std::string& a, const std::string& b) {
+    std::string text = phases;
+    text.replace(text.find("%s"), 2, a);
+    text.replace(text.find("%s"), 2, b);
+    return ParseWith(text);
+  };
+  ExpectRejected(with("", ""), "train.phases[0].train_files");
+  ExpectRejected(with("train_files: \"s16/train-*\"", ""), "train.phases[1].train_files");
+  ExpectRejected(with("train_files: \"s/train-*\"", "train_files: \"s/train-*\""),
+                 "reads the shards of train.phases[0]");
+  EXPECT_TRUE(with("train_files: \"s16/train-*\"", "train_files: \"s64/train-*\"").ok());
+  // With evaluation, the eval shards too.
+  ExpectRejected(with("train_files: \"a\" eval_files: \"e16\"", "train_files: \"b\""),
+                 "train.phases[1].eval_files");
+  EXPECT_TRUE(
+      with("train_files: \"a\" eval_files: \"e16\"", "train_files: \"b\" eval_files: \"e64\"")
+          .ok());
+}
+
 TEST(LoadConfigTest, Tensor2tensorOptionsParseAndOutputBiasDefaultsOn) {
   absl::StatusOr<ExperimentConfig> c = ParseWith(
       "model { norm: PRE_LN position: SINUSOIDAL activation: RELU scale_embeddings: true "

@@ -97,5 +97,39 @@ TEST_F(PrepareCommandsTest, SmallRunSucceeds) {
   EXPECT_TRUE(testing::FileExists(dir_ + "/bert/train-00001-of-00002.tfrecord"));
 }
 
+// BERT's two phases from one command: --max_seq_length=128,512-style lists write one set per
+// length in --output_dir/seq<N>/, each byte-identical to a run for that length alone; the
+// lists must pair up.
+TEST_F(PrepareCommandsTest, TwoSequenceLengthsInOneRun) {
+  std::string vocab = testing::CachePath("vocab.txt");
+  HR_SKIP_WITHOUT_BUNDLED(vocab);
+  const std::string common = "prepare-bert --input_file=" + text_ + " --valid_file=" + text_ +
+                             " --vocab_file=" + vocab + " --num_shards=2 --dupe_factor=3";
+  Result both = Headroom(common + " --output_dir=" + dir_ +
+                         "/both --max_seq_length=16,32 --max_predictions_per_seq=3,6");
+  ASSERT_EQ(both.exit_code, 0) << both.stderr_text;
+  for (int len : {16, 32}) {
+    const std::string alone = dir_ + "/alone" + std::to_string(len);
+    Result r =
+        Headroom(common + " --output_dir=" + alone + " --max_seq_length=" + std::to_string(len) +
+                 " --max_predictions_per_seq=" + std::to_string(len == 16 ? 3 : 6));
+    ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+    for (const char* shard :
+         {"train-00000-of-00002", "train-00001-of-00002", "valid-00000-of-00001"}) {
+      auto a = ReadFile(dir_ + "/both/seq" + std::to_string(len) + "/" + shard + ".tfrecord");
+      auto b = ReadFile(alone + "/" + shard + ".tfrecord");
+      ASSERT_TRUE(a.ok()) << a.status();
+      ASSERT_TRUE(b.ok()) << b.status();
+      EXPECT_FALSE(a->empty());
+      EXPECT_TRUE(*a == *b) << "seq" << len << "/" << shard << " differs from a run of its own";
+    }
+  }
+  ExpectOneLineError(Headroom(common + " --output_dir=" + dir_ +
+                              "/bad --max_seq_length=16,32 --max_predictions_per_seq=3"),
+                     "one per length");
+  ExpectOneLineError(Headroom(common + " --output_dir=" + dir_ + "/bad --max_seq_length=16,x"),
+                     "--max_seq_length=16,x");
+}
+
 }  // namespace
 }  // namespace headroom
