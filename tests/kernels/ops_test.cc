@@ -1176,9 +1176,11 @@ TEST_P(OpsTest, GatherRowsAndScatterAddRows) {
 
 // ---- Cross-entropy ------------------------------------------------------------------------
 
-// losses and dlogits (gradient of sum_r scale * w_r * loss_r) in double.
-void RefCrossEntropy(const Vec& x, const IVec& labels, const Vec* w, int64_t rows, int V,
-                     double scale, Vec* losses, Vec* dx) {
+// tensor2tensor's smoothing_cross_entropy from its definition: the target q (1 - eps on the
+// label, eps / (V - 1) elsewhere), loss = -sum_v q_v log p_v - H(q), gradient of
+// sum_r scale * w_r * loss_r = scale * w_r * (p - q).
+void RefSmoothedCrossEntropy(const Vec& x, const IVec& labels, const Vec* w, int64_t rows, int V,
+                             double eps, double scale, Vec* losses, Vec* dx) {
   losses->assign(rows, 0);
   dx->assign(x.size(), 0);
   for (int64_t r = 0; r < rows; ++r) {
@@ -1188,12 +1190,23 @@ void RefCrossEntropy(const Vec& x, const IVec& labels, const Vec* w, int64_t row
     double sum = 0;
     for (int c = 0; c < V; ++c) sum += std::exp(x[r * V + c] - mx);
     const double lse = mx + std::log(sum);
-    (*losses)[r] = lse - x[r * V + labels[r]];
+    double loss = 0, entropy = 0;
     const double coef = scale * (w ? (*w)[r] : 1.0);
     for (int c = 0; c < V; ++c) {
-      (*dx)[r * V + c] = coef * (std::exp(x[r * V + c] - lse) - (c == labels[r] ? 1 : 0));
+      const double q = c == labels[r] ? 1 - eps : eps / (V - 1);
+      const double log_p = x[r * V + c] - lse;
+      loss -= q * log_p;
+      if (q > 0) entropy -= q * std::log(q);
+      (*dx)[r * V + c] = coef * (std::exp(log_p) - q);
     }
+    (*losses)[r] = loss - entropy;
   }
+}
+
+// losses and dlogits (gradient of sum_r scale * w_r * loss_r) in double: the one-hot target.
+void RefCrossEntropy(const Vec& x, const IVec& labels, const Vec* w, int64_t rows, int V,
+                     double scale, Vec* losses, Vec* dx) {
+  RefSmoothedCrossEntropy(x, labels, w, rows, V, 0.0, scale, losses, dx);
 }
 
 TEST(ReferenceTest, CrossEntropyGradientMatchesFiniteDifferences) {
@@ -1252,33 +1265,6 @@ TEST_P(OpsTest, SoftmaxCrossEntropyLossesAndGradient) {
       }
     }
   });
-}
-
-// tensor2tensor's smoothing_cross_entropy from its definition: the target q (1 - eps on the
-// label, eps / (V - 1) elsewhere), loss = -sum_v q_v log p_v - H(q), gradient of
-// sum_r scale * w_r * loss_r = scale * w_r * (p - q).
-void RefSmoothedCrossEntropy(const Vec& x, const IVec& labels, const Vec* w, int64_t rows, int V,
-                             double eps, double scale, Vec* losses, Vec* dx) {
-  losses->assign(rows, 0);
-  dx->assign(x.size(), 0);
-  for (int64_t r = 0; r < rows; ++r) {
-    if (labels[r] < 0) continue;
-    double mx = x[r * V];
-    for (int c = 0; c < V; ++c) mx = std::max(mx, x[r * V + c]);
-    double sum = 0;
-    for (int c = 0; c < V; ++c) sum += std::exp(x[r * V + c] - mx);
-    const double lse = mx + std::log(sum);
-    double loss = 0, entropy = 0;
-    const double coef = scale * (w ? (*w)[r] : 1.0);
-    for (int c = 0; c < V; ++c) {
-      const double q = c == labels[r] ? 1 - eps : eps / (V - 1);
-      const double log_p = x[r * V + c] - lse;
-      loss -= q * log_p;
-      if (q > 0) entropy -= q * std::log(q);
-      (*dx)[r * V + c] = coef * (std::exp(log_p) - q);
-    }
-    (*losses)[r] = loss - entropy;
-  }
 }
 
 TEST(ReferenceTest, SmoothedCrossEntropyByHandAndByFiniteDifferences) {
