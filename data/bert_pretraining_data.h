@@ -13,7 +13,8 @@
 //   - tokens = [CLS] A [SEP] B [SEP]; min(max_predictions_per_seq, max(1, round(len * prob)))
 //     positions are masked (never [CLS]/[SEP]; with whole-word masking a word's "##" pieces go
 //     together); each masked token becomes [MASK] 80%, stays 10%, a random vocab token 10%.
-// Documents are read in chunks of `chunk_documents`: each chunk is shuffled, passed over
+// Documents are read in chunks of `chunk_documents` (or of `chunk_tokens` tokens, whichever
+// comes first, at a document boundary): each chunk is shuffled, passed over
 // `dupe_factor` times (different masks and pairings each time), and its instances shuffled and
 // emitted before the next chunk is read. So memory is bounded by a chunk, and random "next"
 // segments come from the same chunk. With a chunk as large as the corpus this is Google's
@@ -60,6 +61,12 @@ struct BertDataOptions {
   uint64_t random_seed = 12345;
   // Documents per chunk (memory bound; random next segments are drawn within a chunk).
   int64_t chunk_documents = 2000;  // >= 1
+  // WordPiece tokens per chunk (0: no bound): a chunk also closes, at the next document
+  // boundary, once it holds this many, so that 2,000 books (~200M tokens) are not one chunk.
+  int64_t chunk_tokens = 8'000'000;
+  // Tokenizer threads (data/encoded_lines.h); <= 0: one per hardware thread. The output is the
+  // same for any number.
+  int num_workers = 0;
 };
 
 // InvalidArgument naming the first bad field.

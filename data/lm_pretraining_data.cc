@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "data/bert_pretraining_data.h"
+#include "data/encoded_lines.h"
 #include "data/example_io.h"
 #include "data/record_writer.h"
 #include "data/text_input.h"
@@ -29,6 +30,13 @@ absl::StatusOr<LmDataStats> CreateLmExamples(
         absl::StrCat("SentencePiece model ", spm.path(), " has no end-of-sentence piece (eos_id)"));
   }
   HR_ASSIGN_OR_RETURN(TextReader reader, TextReader::Open(input_files));
+  EncodedLines lines(
+      std::move(reader),
+      [&spm](absl::string_view text, std::vector<int32_t>* ids) -> absl::Status {
+        HR_ASSIGN_OR_RETURN(*ids, spm.Encode(text));
+        return absl::OkStatus();
+      },
+      o.num_workers);
   const size_t max_length = static_cast<size_t>(o.max_length);
   LmDataStats stats;
   LmExample current;  // the example being built
@@ -49,10 +57,12 @@ absl::StatusOr<LmDataStats> CreateLmExamples(
       current.position.push_back(static_cast<int32_t>(i - begin));
     }
   };
-  std::string line;
-  while (reader.NextLine(&line)) {
-    if (line.empty()) continue;
-    HR_ASSIGN_OR_RETURN(std::vector<int32_t> ids, spm.Encode(line));
+  const std::string* line;
+  const std::vector<int32_t>* encoded;
+  std::vector<int32_t> ids;
+  while (lines.Next(&line, &encoded)) {
+    if (line->empty()) continue;
+    ids = *encoded;
     ids.push_back(spm.eos_id());
     ++stats.sentences;
     if (o.pack && !current.targets.empty() && current.targets.size() + ids.size() > max_length) {
@@ -68,13 +78,10 @@ absl::StatusOr<LmDataStats> CreateLmExamples(
     append(ids, start, ids.size());
     if (!o.pack || current.targets.size() == max_length) HR_RETURN_IF_ERROR(emit());
     if (progress != nullptr && (stats.sentences & 1023) == 0) {
-      progress->Update(stats.sentences, stats.tokens, stats.examples,
-                       reader.total_bytes() == 0
-                           ? 1.0
-                           : static_cast<double>(reader.bytes_read()) / reader.total_bytes());
+      progress->Update(stats.sentences, stats.tokens, stats.examples, lines.fraction());
     }
   }
-  HR_RETURN_IF_ERROR(reader.status());
+  HR_RETURN_IF_ERROR(lines.status());
   if (!current.targets.empty()) HR_RETURN_IF_ERROR(emit());
   if (stats.sentences == 0) {
     return absl::InvalidArgumentError(

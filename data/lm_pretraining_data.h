@@ -39,6 +39,9 @@ class Progress;
 struct LmDataOptions {
   int max_length = 256;  // tokens per example, >= 2 (LM1B configs: 256)
   bool pack = false;     // pack several sentences per example
+  // Tokenizer threads (data/encoded_lines.h); <= 0: one per hardware thread. The examples are
+  // the same for any number.
+  int num_workers = 0;
 };
 
 // One example: `targets`, and for packed examples the segment (1, 2, ...) and the position

@@ -23,6 +23,7 @@
 ABSL_DECLARE_FLAG(std::string, input_file);
 ABSL_DECLARE_FLAG(std::string, output_dir);
 ABSL_DECLARE_FLAG(bool, progress);
+ABSL_DECLARE_FLAG(int32_t, num_workers);
 
 // Google's create_pretraining_data.py flags, same names and defaults.
 ABSL_FLAG(std::string, vocab_file, "", "WordPiece vocab.txt the BERT model is trained with");
@@ -40,6 +41,9 @@ ABSL_FLAG(double, short_seq_prob, 0.1, "probability of a shorter-than-maximum ta
 // Streaming and tokenizer limits (not in Google's script).
 ABSL_FLAG(int64_t, chunk_documents, 2000,
           "documents held in memory at once; random next sentences come from the same chunk");
+ABSL_FLAG(int64_t, chunk_tokens, 8000000,
+          "tokens held in memory at once (0: no bound): a chunk also closes, at a document "
+          "boundary, once it holds this many");
 ABSL_FLAG(int32_t, max_input_chars_per_word, 100,
           "longer words become [UNK] (Hugging Face: 100, Google: 200)");
 
@@ -80,6 +84,8 @@ int RunPrepareBert(const CommandArgs& args) {
   base.do_whole_word_mask = absl::GetFlag(FLAGS_do_whole_word_mask);
   base.random_seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_random_seed));
   base.chunk_documents = absl::GetFlag(FLAGS_chunk_documents);
+  base.chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
+  base.num_workers = absl::GetFlag(FLAGS_num_workers);
   std::vector<BertDataOptions> sets;
   for (size_t k = 0; k < lengths->size(); ++k) {
     BertDataOptions o = base;

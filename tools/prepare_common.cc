@@ -23,6 +23,8 @@ ABSL_FLAG(std::string, output_dir, "", "directory for the shards (created if mis
 ABSL_FLAG(int32_t, num_shards, 8, "training shards, train-0000i-of-N.tfrecord, filled round-robin");
 ABSL_FLAG(int32_t, num_valid_shards, 1, "validation shards (with --valid_file)");
 ABSL_FLAG(bool, progress, true, "print a progress line (docs/s, tokens/s, ETA) to stderr");
+ABSL_FLAG(int32_t, num_workers, 0,
+          "tokenizer threads (0: one per core); the shards are the same for any number");
 
 namespace headroom {
 

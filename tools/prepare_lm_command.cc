@@ -21,18 +21,27 @@
 ABSL_DECLARE_FLAG(std::string, input_file);
 ABSL_DECLARE_FLAG(std::string, output_dir);
 ABSL_DECLARE_FLAG(bool, progress);
+ABSL_DECLARE_FLAG(int32_t, num_workers);
 
 ABSL_FLAG(std::string, spm_model, "",
           "SentencePiece model (.model); trained on --input_file and written here if missing");
 ABSL_FLAG(int32_t, vocab_size, 32000, "SentencePiece vocabulary size when training (LM1B: 32000)");
 ABSL_FLAG(std::string, spm_model_type, "unigram",
           "SentencePiece model type when training: unigram or bpe");
+ABSL_FLAG(int64_t, input_sentence_size, 10000000,
+          "sentences SentencePiece trains on, sampled from --input_file with SentencePiece's "
+          "fixed seed (0: all of them)");
 ABSL_FLAG(int32_t, max_length, 256, "tokens per example at most (EOS included)");
 ABSL_FLAG(bool, pack, false,
           "pack several sentences per example instead of one per example, with tensor2tensor's "
           "targets_segmentation and targets_position (each sentence is trained on alone)");
 
 namespace headroom {
+namespace {
+
+constexpr int kSentencePieceThreads = 8;
+
+}  // namespace
 
 int RunPrepareLm(const CommandArgs& args) {
   const char* kName = "prepare-lm";
@@ -62,6 +71,11 @@ int RunPrepareLm(const CommandArgs& args) {
     t.model_prefix = model.substr(0, model.size() - 6);
     t.vocab_size = absl::GetFlag(FLAGS_vocab_size);
     t.model_type = absl::GetFlag(FLAGS_spm_model_type);
+    t.input_sentence_size = absl::GetFlag(FLAGS_input_sentence_size);
+    // SentencePiece's result depends on its thread count (each thread sums its share of the
+    // sentences), so it gets a fixed count, not --num_workers: the model, and so the shards,
+    // are then the same for any number of workers.
+    t.num_threads = kSentencePieceThreads;
     Progress timer("", false);
     if (absl::Status s = TrainSentencePiece(t); !s.ok())
       return Fail(kName, std::string(s.message()));
@@ -75,6 +89,7 @@ int RunPrepareLm(const CommandArgs& args) {
   LmDataOptions o;
   o.max_length = absl::GetFlag(FLAGS_max_length);
   o.pack = absl::GetFlag(FLAGS_pack);
+  o.num_workers = absl::GetFlag(FLAGS_num_workers);
   for (size_t i = 0; i < splits.size(); ++i) {
     Progress progress(absl::StrCat(kName, " ", splits[i].name), absl::GetFlag(FLAGS_progress),
                       "sentences");
