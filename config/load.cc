@@ -168,10 +168,9 @@ absl::Status ValidatePhaseData(const ExperimentConfig& c, const std::string& s) 
   return absl::OkStatus();
 }
 
-absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
-  const TrainConfig& t = c.train();
-  if (t.steps() < 0)
-    return Invalid(s, "train.steps", absl::StrCat("must be >= 0 (got ", t.steps(), ")"));
+// The batch: in sequences (global_batch_size) or in tokens (global_batch_tokens), not both, and
+// a micro-batch dividing it.
+absl::Status ValidateBatchSizes(const TrainConfig& t, const std::string& s) {
   if (t.global_batch_size() < 0) {
     return Invalid(s, "train.global_batch_size",
                    absl::StrCat("must be >= 0 (got ", t.global_batch_size(), ")"));
@@ -195,6 +194,14 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
                    absl::StrCat(t.micro_batch_size(), " does not divide train.global_batch_size ",
                                 t.global_batch_size()));
   }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
+  const TrainConfig& t = c.train();
+  if (t.steps() < 0)
+    return Invalid(s, "train.steps", absl::StrCat("must be >= 0 (got ", t.steps(), ")"));
+  HR_RETURN_IF_ERROR(ValidateBatchSizes(t, s));
   const OptimizerConfig& o = t.optimizer();
   HR_RETURN_IF_ERROR(RequireRate(s, "train.optimizer.beta1", o.beta1()));
   HR_RETURN_IF_ERROR(RequireRate(s, "train.optimizer.beta2", o.beta2()));
