@@ -2,8 +2,10 @@
 #include "base/file.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -11,7 +13,6 @@
 #include "absl/strings/str_cat.h"
 
 namespace headroom {
-namespace {
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   int err = errno;
@@ -20,8 +21,6 @@ absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
   return absl::InternalError(msg);
 }
-
-}  // namespace
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -41,6 +40,43 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   }
   ::close(fd);
   return out;
+}
+
+absl::StatusOr<size_t> PreadUpTo(int fd, uint64_t offset, size_t n, char* dst,
+                                 const std::string& path) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t got = ::pread(fd, dst + done, n - done, static_cast<off_t>(offset + done));
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("read failed", path);
+    }
+    if (got == 0) break;
+    done += static_cast<size_t>(got);
+  }
+  return done;
+}
+
+absl::Status PwriteFully(int fd, uint64_t offset, absl::string_view bytes,
+                         const std::string& path) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n =
+        ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("write failed", path);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+size_t OpenFilesPerPool() {
+  struct rlimit limit;
+  const rlim_t soft = ::getrlimit(RLIMIT_NOFILE, &limit) == 0 ? limit.rlim_cur : 1024;
+  const rlim_t capped = soft == RLIM_INFINITY ? rlim_t{1} << 20 : soft;
+  return std::max<size_t>(32, static_cast<size_t>(capped / 8));
 }
 
 absl::Status SyncDirectory(const std::string& dir) {

@@ -12,6 +12,7 @@
 #include "base/status_macros.h"
 #include "comm/mpi_runtime.h"
 #include "comm/nccl_check.h"
+#include "comm/nccl_types.h"
 
 namespace headroom {
 
@@ -26,29 +27,6 @@ absl::Status NcclErrorStatus(ncclResult_t code, const char* call, const char* fi
                                           static_cast<int>(code), "; rank ", WorldRankForMessages(),
                                           ", ", file, ":", line, ")"));
 }
-
-bool CudaDeviceAvailable() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
-
-namespace {
-
-ncclDataType_t ToNccl(DataType type) {
-  switch (type) {
-    case DataType::kFloat32:
-      return ncclFloat32;
-    case DataType::kFloat64:
-      return ncclFloat64;
-    case DataType::kInt32:
-      return ncclInt32;
-  }
-  return ncclFloat32;
-}
-
-ncclRedOp_t ToNccl(ReduceOp op) { return op == ReduceOp::kSum ? ncclSum : ncclAvg; }
-
-}  // namespace
 
 // The NCCL communicator handle, shared by the communicator and its requests so that whichever
 // of them detects a failure aborts it exactly once and nobody uses it afterwards.
@@ -232,7 +210,8 @@ absl::StatusOr<CommHandle> NcclCommunicator::AllReduceAsync(const void* send, vo
   HR_RETURN_IF_ERROR(ValidateReduce("AllReduce", type, op));
   HR_RETURN_IF_ERROR(CheckUsable());
   HR_RETURN_IF_ERROR(OrderAfterCaller());
-  HR_NCCL_CHECK(ncclAllReduce(send, recv, count, ToNccl(type), ToNccl(op), comm_, stream_));
+  HR_NCCL_CHECK(
+      ncclAllReduce(send, recv, count, NcclDataType(type), NcclReduceOp(op), comm_, stream_));
   return FinishLaunch("ncclAllReduce");
 }
 
@@ -241,7 +220,7 @@ absl::StatusOr<CommHandle> NcclCommunicator::BroadcastAsync(void* buffer, size_t
   HR_RETURN_IF_ERROR(ValidateRoot("Broadcast", root, size()));
   HR_RETURN_IF_ERROR(CheckUsable());
   HR_RETURN_IF_ERROR(OrderAfterCaller());
-  HR_NCCL_CHECK(ncclBroadcast(buffer, buffer, count, ToNccl(type), root, comm_, stream_));
+  HR_NCCL_CHECK(ncclBroadcast(buffer, buffer, count, NcclDataType(type), root, comm_, stream_));
   return FinishLaunch("ncclBroadcast");
 }
 
@@ -249,7 +228,7 @@ absl::StatusOr<CommHandle> NcclCommunicator::AllGatherAsync(const void* send, vo
                                                             size_t count, DataType type) {
   HR_RETURN_IF_ERROR(CheckUsable());
   HR_RETURN_IF_ERROR(OrderAfterCaller());
-  HR_NCCL_CHECK(ncclAllGather(send, recv, count, ToNccl(type), comm_, stream_));
+  HR_NCCL_CHECK(ncclAllGather(send, recv, count, NcclDataType(type), comm_, stream_));
   return FinishLaunch("ncclAllGather");
 }
 
@@ -259,7 +238,8 @@ absl::StatusOr<CommHandle> NcclCommunicator::ReduceScatterAsync(const void* send
   HR_RETURN_IF_ERROR(ValidateReduce("ReduceScatter", type, op));
   HR_RETURN_IF_ERROR(CheckUsable());
   HR_RETURN_IF_ERROR(OrderAfterCaller());
-  HR_NCCL_CHECK(ncclReduceScatter(send, recv, count, ToNccl(type), ToNccl(op), comm_, stream_));
+  HR_NCCL_CHECK(
+      ncclReduceScatter(send, recv, count, NcclDataType(type), NcclReduceOp(op), comm_, stream_));
   return FinishLaunch("ncclReduceScatter");
 }
 

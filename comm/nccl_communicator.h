@@ -47,9 +47,6 @@ struct NcclOptions {
   absl::Duration timeout = absl::Minutes(10);
 };
 
-// True when the CUDA runtime sees at least one device (any error, e.g. no driver, is "no").
-bool CudaDeviceAvailable();
-
 class NcclCommunicator : public Communicator {
  public:
   // Collective over all ranks. Unavailable when no CUDA device is usable.

@@ -249,6 +249,16 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
                    "recomputes post-LN LayerNorm inputs; a PRE_LN model keeps its LayerNorm "
                    "inputs anyway (the residual stream): set it to false");
   }
+  if (t.checkpoint_every() < 0) {
+    return Invalid(s, "train.checkpoint_every",
+                   absl::StrCat("must be >= 0 (got ", t.checkpoint_every(),
+                                "); 0 disables periodic checkpoints"));
+  }
+  if (t.keep_checkpoints() < 1) {
+    return Invalid(s, "train.keep_checkpoints",
+                   absl::StrCat("must be >= 1 (got ", t.keep_checkpoints(),
+                                "): the newest checkpoints kept in the run directory"));
+  }
   if (t.attention_rank_every() < 0) {
     return Invalid(
         s, "train.attention_rank_every",

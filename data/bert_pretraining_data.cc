@@ -6,12 +6,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstddef>
 #include <memory>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/splitmix.h"
 #include "base/status_macros.h"
 #include "data/encoded_lines.h"
 #include "data/example_io.h"
@@ -45,13 +48,8 @@ absl::Status ValidateBertDataOptions(const BertDataOptions& o) {
 // ---- Random numbers ----
 
 BertRng::BertRng(uint64_t seed) {
-  for (uint64_t& s : s_) {  // SplitMix64 expands the seed into the state
-    seed += 0x9E3779B97F4A7C15ull;
-    uint64_t z = seed;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    s = z ^ (z >> 31);
-  }
+  SplitMix expand{seed};  // SplitMix64 expands the seed into the state
+  for (uint64_t& s : s_) s = expand.Next();
 }
 
 uint64_t BertRng::Next() {  // xoshiro256**
@@ -88,20 +86,29 @@ int64_t BertRng::UniformInt(int64_t lo, int64_t hi) {
 
 // ---- The algorithm ----
 
-namespace {
-
-// truncate_seq_pair: drop from the longer side (B on ties), front or back at random.
 void TruncateSeqPair(std::vector<int32_t>* a, std::vector<int32_t>* b, size_t max_tokens,
                      BertRng* rng) {
-  while (a->size() + b->size() > max_tokens) {
-    std::vector<int32_t>* longer = a->size() > b->size() ? a : b;
+  // The kept range [lo, hi) of each side moves; the vectors are cut once at the end, so a
+  // multi-megabyte sentence costs time linear in its length (erasing the front token by token
+  // was quadratic).
+  size_t a_lo = 0, a_hi = a->size(), b_lo = 0, b_hi = b->size();
+  while ((a_hi - a_lo) + (b_hi - b_lo) > max_tokens) {
+    const bool a_longer = a_hi - a_lo > b_hi - b_lo;
+    size_t& lo = a_longer ? a_lo : b_lo;
+    size_t& hi = a_longer ? a_hi : b_hi;
     if (rng->Uniform() < 0.5) {
-      longer->erase(longer->begin());
+      ++lo;
     } else {
-      longer->pop_back();
+      --hi;
     }
   }
+  for (auto [v, lo, hi] : {std::tuple{a, a_lo, a_hi}, std::tuple{b, b_lo, b_hi}}) {
+    v->erase(v->begin() + static_cast<std::ptrdiff_t>(hi), v->end());
+    v->erase(v->begin(), v->begin() + static_cast<std::ptrdiff_t>(lo));
+  }
 }
+
+namespace {
 
 // create_masked_lm_predictions, in place on instance->input_ids.
 void CreateMaskedLmPredictions(BertInstance* inst, const WordPieceTokenizer& tok,

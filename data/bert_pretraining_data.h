@@ -103,6 +103,12 @@ class BertRng {
   uint64_t s_[4];
 };
 
+// Google's truncate_seq_pair: while |a| + |b| > max_tokens, drops one token from the longer side
+// (b on ties), from its front or its back by a coin flip (one rng->Uniform() per dropped token).
+// Time linear in |a| + |b|.
+void TruncateSeqPair(std::vector<int32_t>* a, std::vector<int32_t>* b, size_t max_tokens,
+                     BertRng* rng);
+
 // Appends the instances of documents[document_index] to `out` (create_instances_from_document).
 void CreateInstancesFromDocument(const std::vector<Document>& documents, size_t document_index,
                                  const WordPieceTokenizer& tokenizer,

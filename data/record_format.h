@@ -17,6 +17,8 @@
 #define HEADROOM_DATA_RECORD_FORMAT_H_
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
 
 namespace headroom {
 
@@ -28,6 +30,19 @@ constexpr size_t kRecordHeaderBytes = kRecordLengthBytes + kRecordCrcBytes;
 constexpr size_t kRecordFooterBytes = kRecordCrcBytes;
 // Framing bytes per record.
 constexpr size_t kRecordOverheadBytes = kRecordHeaderBytes + kRecordFooterBytes;
+
+// Appends the low `bytes` bytes of `v` to `*dst`, least significant first (the byte order of
+// every integer in record files and record indexes).
+inline void AppendLittleEndian(std::string* dst, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) dst->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+// Reads a `bytes`-byte little-endian unsigned integer from `p`.
+inline uint64_t DecodeLittleEndian(const char* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
 
 }  // namespace headroom
 

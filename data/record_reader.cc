@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/file.h"
 #include "base/status_macros.h"
 #include "data/crc32c.h"
 #include "data/record_format.h"
@@ -22,20 +23,6 @@ namespace {
 
 // Sequential reads fetch this much at a time.
 constexpr size_t kReadAheadBytes = 256 << 10;
-
-uint64_t DecodeLE(const char* p, int bytes) {
-  uint64_t v = 0;
-  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-
-absl::Status ErrnoError(absl::string_view what, const std::string& path) {
-  int err = errno;
-  std::string msg = absl::StrCat(path, ": ", what, ": ", std::strerror(err));
-  if (err == ENOENT) return absl::NotFoundError(msg);
-  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
-  return absl::InternalError(msg);
-}
 
 }  // namespace
 
@@ -74,19 +61,11 @@ absl::Status RecordReader::Pread(uint64_t offset, size_t n, char* dst) const {
     std::memcpy(dst, contents_.data() + offset, n);
     return absl::OkStatus();
   }
-  size_t done = 0;
-  while (done < n) {
-    ssize_t got = ::pread(fd_, dst + done, n - done, static_cast<off_t>(offset + done));
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError("read failed", name_);
-    }
-    if (got == 0) {
-      // The file shrank after Open(): report it like any truncation.
-      return absl::DataLossError(absl::StrCat(name_, ": file shrank while being read (now ",
-                                              offset + done, " bytes, was ", size_, ")"));
-    }
-    done += static_cast<size_t>(got);
+  HR_ASSIGN_OR_RETURN(size_t got, PreadUpTo(fd_, offset, n, dst, name_));
+  if (got < n) {
+    // The file shrank after Open(): report it like any truncation.
+    return absl::DataLossError(absl::StrCat(name_, ": file shrank while being read (now ",
+                                            offset + got, " bytes, was ", size_, ")"));
   }
   return absl::OkStatus();
 }
@@ -114,7 +93,8 @@ absl::Status RecordReader::Damaged(uint64_t offset, int64_t index, absl::string_
 
 absl::Status RecordReader::ReadHeader(uint64_t offset, int64_t index, const char* header,
                                       uint64_t* length) const {
-  uint32_t stored = static_cast<uint32_t>(DecodeLE(header + kRecordLengthBytes, kRecordCrcBytes));
+  uint32_t stored =
+      static_cast<uint32_t>(DecodeLittleEndian(header + kRecordLengthBytes, kRecordCrcBytes));
   uint32_t actual = crc32c::Mask(crc32c::Value(header, kRecordLengthBytes));
   if (stored != actual) {
     return Damaged(offset, index,
@@ -122,7 +102,7 @@ absl::Status RecordReader::ReadHeader(uint64_t offset, int64_t index, const char
                                    "file is damaged",
                                    stored, actual));
   }
-  uint64_t len = DecodeLE(header, kRecordLengthBytes);
+  uint64_t len = DecodeLittleEndian(header, kRecordLengthBytes);
   uint64_t left = size_ - offset - kRecordHeaderBytes;  // caller checked the header fits
   if (left < kRecordFooterBytes || len > left - kRecordFooterBytes) {
     return Damaged(
@@ -149,7 +129,8 @@ absl::Status RecordReader::ReadRecord(uint64_t offset, int64_t index, std::strin
   // Safe: ReadHeader bounded `length` by the file size.
   record->resize(length + kRecordFooterBytes);
   HR_RETURN_IF_ERROR(read(offset + kRecordHeaderBytes, record->size(), record->data()));
-  uint32_t stored = static_cast<uint32_t>(DecodeLE(record->data() + length, kRecordCrcBytes));
+  uint32_t stored =
+      static_cast<uint32_t>(DecodeLittleEndian(record->data() + length, kRecordCrcBytes));
   uint32_t actual = crc32c::Mask(crc32c::Value(record->data(), length));
   record->resize(length);
   if (stored != actual) {

@@ -21,27 +21,16 @@ namespace {
 // Records are gathered into a buffer of about this size before each write(2).
 constexpr size_t kFlushBytes = 1 << 20;
 
-absl::Status ErrnoError(absl::string_view what, const std::string& path) {
-  int err = errno;
-  std::string msg = absl::StrCat(path, ": ", what, ": ", std::strerror(err));
-  if (err == ENOENT) return absl::NotFoundError(msg);
-  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
-  return absl::InternalError(msg);
-}
-
-void AppendLE(std::string* dst, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) dst->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
 }  // namespace
 
 void RecordWriter::AppendRecord(std::string* dst, absl::string_view payload) {
   size_t start = dst->size();
-  AppendLE(dst, payload.size(), kRecordLengthBytes);
-  AppendLE(dst, crc32c::Mask(crc32c::Value(dst->data() + start, kRecordLengthBytes)),
-           kRecordCrcBytes);
+  AppendLittleEndian(dst, payload.size(), kRecordLengthBytes);
+  AppendLittleEndian(dst, crc32c::Mask(crc32c::Value(dst->data() + start, kRecordLengthBytes)),
+                     kRecordCrcBytes);
   dst->append(payload.data(), payload.size());
-  AppendLE(dst, crc32c::Mask(crc32c::Value(payload.data(), payload.size())), kRecordCrcBytes);
+  AppendLittleEndian(dst, crc32c::Mask(crc32c::Value(payload.data(), payload.size())),
+                     kRecordCrcBytes);
 }
 
 absl::StatusOr<std::unique_ptr<RecordWriter>> RecordWriter::Create(const std::string& path) {
@@ -52,7 +41,10 @@ absl::StatusOr<std::unique_ptr<RecordWriter>> RecordWriter::Create(const std::st
 }
 
 RecordWriter::RecordWriter(std::string path, std::string tmp_path, int fd)
-    : path_(std::move(path)), tmp_path_(std::move(tmp_path)), fd_(fd) {}
+    : path_(std::move(path)),
+      tmp_path_(std::move(tmp_path)),
+      fd_(fd),
+      index_(RecordIndexPath(path_)) {}
 
 RecordWriter::~RecordWriter() { Abandon(); }
 
@@ -61,11 +53,17 @@ void RecordWriter::Abandon() {
   ::close(fd_);
   ::unlink(tmp_path_.c_str());
   fd_ = -1;
+  index_.Abandon();
 }
 
 absl::Status RecordWriter::Write(absl::string_view payload) {
   if (!status_.ok()) return status_;
   if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(path_, ": Write() after Close()"));
+  if (absl::Status s = index_.Add(bytes_); !s.ok()) {
+    status_ = s;
+    Abandon();
+    return status_;
+  }
   size_t before = buffer_.size();
   AppendRecord(&buffer_, payload);
   bytes_ += buffer_.size() - before;
@@ -99,21 +97,38 @@ absl::Status RecordWriter::Close() {
     Abandon();
     return status_;
   }
+  if (absl::Status s = index_.Finish(bytes_); !s.ok()) {
+    status_ = s;
+    Abandon();
+    return status_;
+  }
   // close(2) can report a deferred write error (NFS); treat it like a failed write.
   int rc = ::close(fd_);
   fd_ = -1;
   if (rc != 0) {
     status_ = ErrnoError("close failed", tmp_path_);
+  } else {
+    status_ = Publish();
+  }
+  if (!status_.ok()) {
     ::unlink(tmp_path_.c_str());
+    index_.Abandon();
     return status_;
+  }
+  // Make the renames themselves durable; the files are complete and in place either way.
+  return SyncDirectory(std::filesystem::path(path_).parent_path().string());
+}
+
+absl::Status RecordWriter::Publish() {
+  // An old index must not outlive the old shard: were the new shard renamed into place first,
+  // a crash before the new index's rename would leave the old index beside it.
+  if (::unlink(index_.path().c_str()) != 0 && errno != ENOENT) {
+    return ErrnoError("cannot remove the old record index", index_.path());
   }
   if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-    status_ = ErrnoError("rename failed", path_);
-    ::unlink(tmp_path_.c_str());
-    return status_;
+    return ErrnoError("rename failed", path_);
   }
-  // Make the rename itself durable; the file is complete and in place either way.
-  return SyncDirectory(std::filesystem::path(path_).parent_path().string());
+  return index_.Publish();
 }
 
 }  // namespace headroom

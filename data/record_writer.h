@@ -1,9 +1,15 @@
-// RecordWriter: writes a record file (TFRecord framing, data/record_format.h) atomically.
+// RecordWriter: writes a record file (TFRecord framing, data/record_format.h) atomically, with
+// its index (`path + ".index"`, data/record_index_format.h) beside it.
 //
 // Records go to a temporary file beside the destination (`path + ".tmp-<pid>"`); Close() flushes,
 // fsyncs, renames it to `path` and fsyncs the directory. So a file under its final name is always
 // complete: a crash, an error or a writer destroyed without Close() leaves no file (and no
 // temporary) under the final name, and readers never see a half-written shard.
+//
+// The index (the start offset of every record) is streamed to its own temporary as records are
+// written, one block of 64 offsets at a time, and published by Close() after the shard: Close() removes
+// any old `path.index`, renames the shard into place, then the index. A crash between the two
+// leaves a shard without an index (readers then scan it), never an index of another file.
 //
 // Example:
 //   HR_ASSIGN_OR_RETURN(std::unique_ptr<RecordWriter> w, RecordWriter::Create("out/shard-0"));
@@ -21,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "data/record_index.h"
 
 namespace headroom {
 
@@ -41,7 +48,8 @@ class RecordWriter {
   // returned here or by Close(), after which the writer is failed and only destruction is left.
   [[nodiscard]] absl::Status Write(absl::string_view payload);
 
-  // Flushes, fsyncs and renames the file to its final name. Calling it twice is an error.
+  // Flushes, fsyncs and renames the file to its final name, and publishes its index beside it.
+  // Calling it twice is an error.
   [[nodiscard]] absl::Status Close();
 
   // Appends the framed bytes of one record with `payload` to `*dst` (what Write() writes).
@@ -55,12 +63,14 @@ class RecordWriter {
  private:
   RecordWriter(std::string path, std::string tmp_path, int fd);
   absl::Status Flush();
+  absl::Status Publish();  // the renames of Close()
   void Abandon();
 
   std::string path_;
   std::string tmp_path_;
   int fd_;  // -1 once closed or abandoned
   std::string buffer_;
+  RecordIndexWriter index_;
   absl::Status status_;  // first error; the writer refuses work after one
   int64_t records_ = 0;
   uint64_t bytes_ = 0;

@@ -6,28 +6,35 @@
 #include <algorithm>
 #include <bit>
 #include <cassert>
+#include <cstdio>
 #include <limits>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "base/splitmix.h"
+#include "base/file.h"
 #include "base/status_macros.h"
+#include "data/record_index.h"
 
 namespace headroom {
 namespace {
 
-// Shards are opened lazily and kept open; past this many open files all are closed before the
-// next is opened, which keeps a loader under the usual 1024-descriptor limit with any shard count.
-constexpr size_t kMaxOpenShards = 256;
-
-// SplitMix64's finaliser: a cheap, well-mixing 64-bit hash (Steele et al. 2014).
-uint64_t Mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
+// The default LoaderOptions::warn: several loaders open the same files in one process (the
+// trainer checks the shards with one before training with another), so a line is printed once.
+void PrintOncePerProcess(const std::string& line) {
+  static std::mutex mu;
+  static std::set<std::string>* printed = new std::set<std::string>;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!printed->insert(line).second) return;
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
 }
+
+// SplitMix64's finaliser: a cheap, well-mixing 64-bit hash (Steele et al. 2014), the first
+// output of a generator seeded with x.
+uint64_t Mix(uint64_t x) { return SplitMix{x}.Next(); }
 
 }  // namespace
 
@@ -71,7 +78,7 @@ absl::StatusOr<std::vector<std::string>> ExpandFileGlobs(const std::string& patt
     if (rc != 0) return absl::InternalError(absl::StrCat("cannot expand '", pattern, "'"));
   }
   if (files.empty()) return absl::InvalidArgumentError("no shard files given (empty pattern)");
-  return std::vector<std::string>(files.begin(), files.end());
+  return WithoutRecordIndexes(std::vector<std::string>(files.begin(), files.end()));
 }
 
 absl::Span<const int32_t> LoaderBatch::Int32(const std::string& name) const {
@@ -125,12 +132,12 @@ absl::Status ShardedLoader::Init() {
   local_batch_ = o.global_batch_size / o.num_ranks;
 
   HR_ASSIGN_OR_RETURN(files_, ExpandFileGlobs(o.files));
+  ShardOffsets::WarnFn warn = o.warn;
+  if (!warn && o.rank == 0) warn = PrintOncePerProcess;
+  HR_ASSIGN_OR_RETURN(offsets_, ShardOffsets::Open(files_, o.files, std::move(warn)));
   shard_starts_.push_back(0);
-  for (const std::string& file : files_) {
-    HR_ASSIGN_OR_RETURN(std::unique_ptr<RecordReader> reader, RecordReader::Open(file));
-    HR_ASSIGN_OR_RETURN(std::vector<uint64_t> offsets, reader->IndexRecords());
-    shard_starts_.push_back(shard_starts_.back() + static_cast<int64_t>(offsets.size()));
-    offsets_.push_back(std::move(offsets));
+  for (size_t f = 0; f < files_.size(); ++f) {
+    shard_starts_.push_back(shard_starts_.back() + offsets_->num_records(f));
     readers_.push_back(nullptr);
   }
   if (num_examples() < o.global_batch_size) {
@@ -146,7 +153,7 @@ absl::Status ShardedLoader::Init() {
   std::string scratch;
   tf::Example example;
   for (size_t f = 0; f < files_.size(); ++f) {
-    if (offsets_[f].empty()) continue;
+    if (offsets_->num_records(f) == 0) continue;
     probe.int32_features.clear();
     probe.float_features.clear();
     HR_RETURN_IF_ERROR(FillRow(shard_starts_[f], 0, &probe, &scratch, &example));
@@ -164,20 +171,25 @@ size_t ShardedLoader::FileOf(int64_t id) const {
 RecordLocation ShardedLoader::Locate(int64_t id) const {
   size_t f = FileOf(id);
   int64_t record = id - shard_starts_[f];
-  return RecordLocation{files_[f], record, offsets_[f][record]};
+  absl::StatusOr<uint64_t> offset = offsets_->Offset(f, record);
+  return RecordLocation{files_[f], record, offset.ok() ? *offset : 0};
 }
 
 absl::Status ShardedLoader::FillRow(int64_t id, int64_t row, LoaderBatch* batch,
                                     std::string* scratch, tf::Example* example) {
-  RecordLocation where = Locate(id);
   size_t f = FileOf(id);
+  RecordLocation where{files_[f], id - shard_starts_[f], 0};
+  HR_ASSIGN_OR_RETURN(where.offset, offsets_->Offset(f, where.record));
   if (readers_[f] == nullptr) {
-    size_t open =
-        std::count_if(readers_.begin(), readers_.end(), [](const auto& r) { return r != nullptr; });
-    if (open >= kMaxOpenShards) {
+    // Shards are opened lazily and kept open; past OpenFilesPerPool() open files all are closed
+    // before the next is opened, which keeps a loader under the process's descriptor limit with
+    // any shard count.
+    if (open_readers_ >= OpenFilesPerPool()) {
       for (auto& r : readers_) r.reset();
+      open_readers_ = 0;
     }
     HR_ASSIGN_OR_RETURN(readers_[f], RecordReader::Open(files_[f]));
+    ++open_readers_;
   }
   HR_RETURN_IF_ERROR(readers_[f]->ReadAt(where.offset, where.record, scratch));
   HR_RETURN_IF_ERROR(ParseExample(*scratch, where, example));

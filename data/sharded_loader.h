@@ -15,9 +15,15 @@
 // example of an epoch at most once (exactly once when G divides N), and the position
 // (epoch, step) is the whole state: a checkpoint taken with R ranks resumes with any other R.
 //
-// Opening indexes every shard by reading only record headers (8 bytes of memory per record on
-// each rank: 100M examples ~ 0.8 GB) and checks the first record of each shard against the
-// feature specs, so a shard made for another model fails at once. Every example is checked when
+// Opening reads each shard's record count from its index (`<shard>.index`, written beside every
+// shard by RecordWriter; data/record_index_format.h), and the index blocks that locate records
+// are read when a batch needs them (data/shard_offsets.h): O(shards) start-up time and memory per
+// rank, plus a 2.2 MiB cache, whatever the number of examples. A shard without a usable index
+// (made elsewhere, or its index stale or damaged) is scanned as before, reading every record
+// header and keeping 8 bytes per record (100M examples ~ 0.8 GB per rank), with a line saying
+// so; the offsets, hence the example numbering and every batch, are the same either way.
+// Opening also checks the first record of each shard against the feature specs, so a shard made
+// for another model fails at once. Every example is checked when
 // its batch is built: a missing feature, one of the wrong kind or length, an id outside
 // [0, vocab_size), or a damaged record is an error naming file, record index, byte offset and
 // feature, returned by Next().
@@ -46,6 +52,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -59,6 +66,7 @@
 #include "data/example_io.h"
 #include "data/loader_state.pb.h"
 #include "data/record_reader.h"
+#include "data/shard_offsets.h"
 
 namespace headroom {
 
@@ -95,6 +103,9 @@ struct LoaderOptions {
   int64_t num_epochs = 0;
   // Batches the background thread prepares ahead; 0 builds each batch inside Next().
   int prefetch = 2;
+  // Receives each line about shards read without a usable index (ShardOffsets::Open). Unset:
+  // rank 0 prints them on stderr, each distinct line once per process.
+  std::function<void(const std::string& line)> warn;
 };
 
 // One rank's share of a global batch.
@@ -144,8 +155,14 @@ class ShardedLoader {
   int64_t num_examples() const { return shard_starts_.back(); }
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
   const std::vector<std::string>& files() const { return files_; }
-  // The file, record index and byte offset of example `id` (0 <= id < num_examples()).
+  // The file, record index and byte offset of example `id` (0 <= id < num_examples()). The
+  // offset may need a read of the shard's index; if that fails, offset is 0 and Next() returns
+  // the error when it reaches the example.
   RecordLocation Locate(int64_t id) const;
+  // Bytes held to locate records: see ShardOffsets::memory_bytes().
+  int64_t offset_memory_bytes() const { return offsets_->memory_bytes(); }
+  // Shards located through their index (the others were scanned at Open()).
+  int64_t indexed_shards() const { return offsets_->indexed_shards(); }
 
  private:
   struct Position {
@@ -168,9 +185,10 @@ class ShardedLoader {
 
   LoaderOptions options_;
   std::vector<std::string> files_;
-  std::vector<std::vector<uint64_t>> offsets_;  // per file: record start offsets
-  std::vector<int64_t> shard_starts_;           // example id of each file's first record; N last
+  std::unique_ptr<ShardOffsets> offsets_;  // where each record of each file starts
+  std::vector<int64_t> shard_starts_;      // example id of each file's first record; N last
   std::vector<std::unique_ptr<RecordReader>> readers_;  // per file, opened when first needed
+  size_t open_readers_ = 0;                             // non-null entries of readers_
   int64_t steps_per_epoch_ = 0;
   int64_t local_batch_ = 0;
 
@@ -190,8 +208,9 @@ class ShardedLoader {
 // [0, n) for every (seed, epoch). Exposed for tests.
 uint64_t ShuffledIndex(uint64_t i, uint64_t n, uint64_t seed, int64_t epoch);
 
-// The files matching `patterns` (comma-separated globs), sorted, without duplicates. NotFound
-// naming the pattern when one of them matches nothing.
+// The files matching `patterns` (comma-separated globs), sorted, without duplicates, and without
+// the shards' indexes (a match "X.index" where X matches too). NotFound naming the pattern when
+// one of them matches nothing.
 [[nodiscard]] absl::StatusOr<std::vector<std::string>> ExpandFileGlobs(const std::string& patterns);
 
 }  // namespace headroom

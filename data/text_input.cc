@@ -57,6 +57,23 @@ absl::StatusOr<TextReader> TextReader::Open(std::vector<std::string> files) {
 
 TextReader::~TextReader() = default;
 
+void TextReader::WarnIfLong(absl::string_view line) const {
+  // Characters are code points: every byte but UTF-8 continuation bytes (10xxxxxx) starts one.
+  const int64_t chars = std::count_if(line.begin(), line.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  });
+  if (chars <= kLongLineChars) return;
+  const std::string message = absl::StrCat(
+      current_, ":", line_number_, ": a line of ", chars, " characters (more than ", kLongLineChars,
+      "): it is read as one sentence and cut to the sequence length; is ", current_,
+      " one sentence per line?");
+  if (warn_) {
+    warn_(message);
+  } else {
+    std::fprintf(stderr, "warning: %s\n", message.c_str());
+  }
+}
+
 bool TextReader::NextLine(std::string* line) {
   if (!status_.ok()) return false;
   while (true) {
@@ -70,6 +87,7 @@ bool TextReader::NextLine(std::string* line) {
         return false;
       }
       ++next_file_;
+      line_number_ = 0;
     }
     char* buf = nullptr;
     size_t cap = 0;
@@ -89,8 +107,10 @@ bool TextReader::NextLine(std::string* line) {
       return false;
     }
     bytes_read_ += static_cast<uint64_t>(n);
+    ++line_number_;
     absl::string_view stripped =
         absl::StripAsciiWhitespace(absl::string_view(buf, static_cast<size_t>(n)));
+    if (static_cast<int64_t>(stripped.size()) > kLongLineChars) WarnIfLong(stripped);
     line->assign(stripped.data(), stripped.size());
     std::free(buf);
     return true;

@@ -15,12 +15,14 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace headroom {
 
@@ -31,8 +33,14 @@ namespace headroom {
 // Streams lines from files in order. Lines are returned without the trailing "\n" / "\r\n" and
 // with surrounding ASCII whitespace stripped. The end of each file (except the last) is returned
 // as an extra empty line, so documents never span files.
+//
+// A line of more than kLongLineChars characters (UTF-8 code points) is still returned whole, but
+// first the warning handler gets one line naming the file and line number: such a line is one
+// sentence to the data generators, which cut it to the sequence length, so the file is probably
+// not one sentence per line.
 class TextReader {
  public:
+  static constexpr int64_t kLongLineChars = 1'000'000;
   [[nodiscard]] static absl::StatusOr<TextReader> Open(std::vector<std::string> files);
   TextReader(TextReader&&) = default;
   TextReader& operator=(TextReader&&) = default;
@@ -44,14 +52,22 @@ class TextReader {
   // Bytes consumed so far and in total (for progress and ETA).
   uint64_t bytes_read() const { return bytes_read_; }
   uint64_t total_bytes() const { return total_bytes_; }
+  // Where warnings go (each a line without "\n"); by default stderr, prefixed "warning: ".
+  void set_warning_handler(std::function<void(const std::string&)> handler) {
+    warn_ = std::move(handler);
+  }
 
  private:
   TextReader() = default;
+  // Calls the warning handler when `line` (stripped) has more than kLongLineChars characters.
+  void WarnIfLong(absl::string_view line) const;
   std::vector<std::string> files_;
   size_t next_file_ = 0;
   std::unique_ptr<FILE, int (*)(FILE*)> file_{nullptr, &std::fclose};
   std::string current_;
+  int64_t line_number_ = 0;  // in current_, 1-based
   uint64_t bytes_read_ = 0, total_bytes_ = 0;
+  std::function<void(const std::string&)> warn_;
   absl::Status status_;
 };
 

@@ -233,8 +233,23 @@ absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::FromTokens(std::vector<st
   t.options_ = options;
   t.tokens_ = std::move(tokens);
   t.ids_.reserve(t.tokens_.size());
-  // Later duplicates win, as in Google's load_vocab (a dict assignment per line).
-  for (size_t i = 0; i < t.tokens_.size(); ++i) t.ids_[t.tokens_[i]] = static_cast<int32_t>(i);
+  // Google's load_vocab would let a later duplicate win and map "" to a blank line's id: both
+  // are damaged vocabularies (ids the model can never produce for the text), so refused.
+  for (size_t i = 0; i < t.tokens_.size(); ++i) {
+    const std::string& token = t.tokens_[i];
+    if (token.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("vocabulary ", source, " line ", i + 1,
+                       " is blank; a BERT vocab.txt has one token per "
+                       "line and no empty lines"));
+    }
+    auto [it, inserted] = t.ids_.emplace(token, static_cast<int32_t>(i));
+    if (!inserted) {
+      return absl::InvalidArgumentError(absl::StrCat("vocabulary ", source, " line ", i + 1,
+                                                     ": duplicate token \"", token,
+                                                     "\" (first at line ", it->second + 1, ")"));
+    }
+  }
   std::vector<std::string> missing;
   for (auto [name, id] :
        {std::pair{kPad, &t.pad_id_}, std::pair{kUnk, &t.unk_id_}, std::pair{kCls, &t.cls_id_},

@@ -46,11 +46,13 @@ class WordPieceTokenizer {
  public:
   // Loads a BERT vocab.txt: one token per line, id = line index (0-based); surrounding
   // whitespace of each line is stripped, as Google's load_vocab does. Errors, each one line
-  // naming `path`: NotFound when the file is missing, InvalidArgument when it is empty or lacks
-  // one of the special tokens [PAD] [UNK] [CLS] [SEP] [MASK].
+  // naming `path`: NotFound when the file is missing, InvalidArgument when it is empty, has a
+  // blank line or a token twice (with the line number; Google's load_vocab would silently take
+  // the later id), or lacks one of the special tokens [PAD] [UNK] [CLS] [SEP] [MASK]. The
+  // file's final newline ends the last token.
   [[nodiscard]] static absl::StatusOr<WordPieceTokenizer> FromFile(const std::string& path,
                                                                    WordPieceOptions options = {});
-  // The same from tokens in id order; `source` names them in error messages.
+  // The same from tokens in id order (token i is line i + 1 in messages); `source` names them.
   [[nodiscard]] static absl::StatusOr<WordPieceTokenizer> FromTokens(
       std::vector<std::string> tokens, WordPieceOptions options = {},
       const std::string& source = "vocabulary");

@@ -1,4 +1,4 @@
-// Backend selection: MakeOps and CudaAvailable (see ops.h).
+// Backend selection: MakeOps, CudaStatus and CudaAvailable (see ops.h).
 //
 // The CPU backend is always built. The CUDA backend (kernels/cuda/) is compiled only with
 // HEADROOM_CUDA, and defines the two hooks declared below; this file never includes CUDA headers.
@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "base/status_macros.h"
 #include "kernels/cpu/cpu_ops.h"
 
 namespace headroom {
@@ -17,17 +18,33 @@ namespace headroom {
 // Creates the CUDA backend on the current device (fails with the reason when unusable).
 // `matmul_precision` as OpsOptions documents ("" for the default).
 absl::StatusOr<std::unique_ptr<Ops<float>>> MakeCudaOps(const std::string& matmul_precision);
-// Whether a CUDA device is usable; when not, `reason` (if non-null) says why.
-bool CudaDeviceAvailable(std::string* reason);
+// Whether a CUDA device is usable (kernels/cuda/cuda_backend.h says how it is decided).
+absl::Status CudaDeviceStatus();
+// cudaMemGetInfo of the current device.
+absl::StatusOr<CudaMemory> CudaDeviceMemoryInfo();
 #endif
 
-bool CudaAvailable(std::string* reason) {
+absl::Status CudaStatus() {
 #ifdef HEADROOM_HAVE_CUDA
-  return CudaDeviceAvailable(reason);
+  return CudaDeviceStatus();
 #else
-  if (reason) *reason = "built without CUDA (HEADROOM_CUDA=OFF)";
-  return false;
+  return absl::UnavailableError("built without CUDA (HEADROOM_CUDA=OFF)");
 #endif
+}
+
+absl::StatusOr<CudaMemory> CudaMemoryInfo() {
+  HR_RETURN_IF_ERROR(CudaStatus());
+#ifdef HEADROOM_HAVE_CUDA
+  return CudaDeviceMemoryInfo();
+#else
+  return absl::UnavailableError("built without CUDA (HEADROOM_CUDA=OFF)");
+#endif
+}
+
+bool CudaAvailable(std::string* reason) {
+  const absl::Status s = CudaStatus();
+  if (!s.ok() && reason != nullptr) *reason = std::string(s.message());
+  return s.ok();
 }
 
 absl::StatusOr<std::unique_ptr<Ops<float>>> MakeOps(DeviceKind device, const OpsOptions& options) {
@@ -41,8 +58,7 @@ absl::StatusOr<std::unique_ptr<Ops<float>>> MakeOps(DeviceKind device, const Ops
       return std::unique_ptr<Ops<float>>(std::make_unique<CpuOps<float>>());
     case DeviceKind::kCuda: {
 #ifdef HEADROOM_HAVE_CUDA
-      std::string reason;
-      if (!CudaDeviceAvailable(&reason)) return absl::UnavailableError(reason);
+      HR_RETURN_IF_ERROR(CudaDeviceStatus());
       return MakeCudaOps(p);
 #else
       return absl::UnavailableError("CUDA backend unavailable: built without CUDA");

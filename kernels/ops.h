@@ -31,6 +31,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace headroom {
@@ -341,13 +342,34 @@ struct OpsOptions {
 };
 
 // The float backends available on this machine: always the CPU; CUDA when built with it and a
-// GPU is usable. Unavailable is returned with the reason ("no CUDA driver", "built without
-// CUDA") for kCuda otherwise; InvalidArgument for an unknown precision.
+// GPU is usable. For kCuda otherwise, CudaStatus()'s error (Unavailable: "no CUDA driver",
+// "built without CUDA", ...; Internal: a driver that fails); InvalidArgument for an unknown
+// precision.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Ops<float>>> MakeOps(DeviceKind device,
                                                                   const OpsOptions& options = {});
 
-// Whether MakeOps(kCuda) can succeed; when not, `reason` (if non-null) says why.
+// Whether a CUDA GPU can be used, for callers that must tell "there is no GPU here" from "the GPU
+// here fails" (tests skip on the first and fail on the second; tests/cuda_skip.h):
+//  - OK: MakeOps(kCuda) can work;
+//  - Unavailable, with the reason: no GPU is present (built without CUDA; no driver library,
+//    i.e. dlopen("libcuda.so.1") fails, as on machines without a GPU where the runtime answers
+//    cudaErrorInsufficientDriver; or the driver reports no device);
+//  - Internal, with the CUDA error: a driver is present but CUDA fails anyway (a driver older
+//    than the runtime, a broken installation).
+// Decided once per process.
+[[nodiscard]] absl::Status CudaStatus();
+
+// CudaStatus().ok(); when not, `reason` (if non-null) gets its message.
 bool CudaAvailable(std::string* reason = nullptr);
+
+// Memory of the current CUDA device (cudaMemGetInfo), for the memory check before a model is
+// allocated (trainer/memory_budget.h). CudaStatus()'s error where there is no usable GPU;
+// Internal when the query fails.
+struct CudaMemory {
+  int64_t free_bytes = 0;
+  int64_t total_bytes = 0;
+};
+[[nodiscard]] absl::StatusOr<CudaMemory> CudaMemoryInfo();
 
 }  // namespace headroom
 

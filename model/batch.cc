@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "base/splitmix.h"
 
 namespace headroom {
 namespace {
@@ -33,21 +34,6 @@ absl::Status CheckRange(const std::string& field, const std::vector<int32_t>& v,
   }
   return absl::OkStatus();
 }
-
-// splitmix64: a tiny, fully specified generator so random batches are the same everywhere.
-struct SplitMix {
-  uint64_t state;
-  uint64_t Next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [lo, hi] (inclusive); the modulo bias is irrelevant here.
-  int Uniform(int lo, int hi) {
-    return lo + static_cast<int>(Next() % static_cast<uint64_t>(hi - lo + 1));
-  }
-};
 
 // The packed features (batch.h): both or neither; segments are runs of one non-zero id, each id
 // one run per row, exactly where targets are non-zero; positions count 0, 1, ... within a run.

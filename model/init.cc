@@ -3,22 +3,9 @@
 
 #include <cmath>
 
+#include "base/splitmix.h"
+
 namespace headroom {
-namespace {
-
-struct SplitMix {
-  uint64_t state;
-  uint64_t Next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  // Uniform in (0, 1): 53 random bits, never exactly 0 (log below).
-  double Open01() { return (static_cast<double>(Next() >> 11) + 0.5) * 0x1.0p-53; }
-};
-
-}  // namespace
 
 std::vector<double> InitialParameters(const ParameterLayout& layout, double initializer_range,
                                       uint64_t seed) {

@@ -12,7 +12,7 @@
 // measured with nccl-tests itself.
 #include <unistd.h>
 
-#include <chrono>
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "base/clock.h"
 #include "comm/create_communicator.h"
 #include "tools/command.h"
 
@@ -155,6 +156,39 @@ std::vector<Collective> Table() {
   return t;
 }
 
+// Times `c` on messages of `bytes` (warm-up, then `iters` timed runs), checks the result and
+// prints rank 0's row; returns the wrong elements over all ranks (every rank aborts the job on
+// a failed collective).
+int64_t MeasureOneSize(Collective& c, Communicator& comm, int64_t bytes, int warmup, int iters) {
+  const int R = comm.size();
+  const size_t n = c.count(bytes, R);
+  if (n == 0) return 0;
+  std::vector<float> send(n * R, 1.0f), recv(n * R, 0.0f);
+  double seconds = 0;
+  for (int it = 0; it < warmup + iters; ++it) {
+    const Clock::time_point t0 = Clock::now();
+    absl::StatusOr<CommHandle> h = c.run(comm, send, recv, n);
+    absl::Status st = h.ok() ? (*h)->Wait() : h.status();
+    if (!st.ok()) comm.Abort(st);
+    if (it >= warmup) seconds += Seconds(t0, Clock::now());
+  }
+  double mean = seconds / iters, mean_over_ranks = 0;
+  AbortIfError(comm.AllReduce(&mean, &mean_over_ranks, 1, DataType::kFloat64, ReduceOp::kAverage));
+  absl::StatusOr<int64_t> wrong = c.check(comm, send, recv, n);
+  if (!wrong.ok()) comm.Abort(wrong.status());
+  int32_t mine = static_cast<int32_t>(*wrong), all = 0;
+  AbortIfError(comm.AllReduce(&mine, &all, 1, DataType::kInt32, ReduceOp::kSum));
+  const std::string name = c.name;
+  const bool parts = name == "all_gather" || name == "reduce_scatter";
+  const int64_t reported = static_cast<int64_t>(n) * 4 * (parts ? R : 1);
+  const double algbw = reported / mean_over_ranks / 1e9;
+  if (comm.rank() == 0) {
+    std::printf("  %12ld %12zu %12.1f %12.3f %12.3f %8d\n", static_cast<long>(reported), n,
+                mean_over_ranks * 1e6, algbw, algbw * c.bus_factor(R), all);
+  }
+  return all;
+}
+
 }  // namespace
 
 int RunBenchComm(const CommandArgs&) {
@@ -203,35 +237,7 @@ int RunBenchComm(const CommandArgs&) {
                   "#wrong");
     }
     for (int64_t bytes = std::max<int64_t>(*min_bytes, 4); bytes <= *max_bytes; bytes *= 2) {
-      const size_t n = c.count(bytes, R);
-      if (n == 0) continue;
-      std::vector<float> send(n * R, 1.0f), recv(n * R, 0.0f);
-      double seconds = 0;
-      for (int it = 0; it < warmup + iters; ++it) {
-        const auto t0 = std::chrono::steady_clock::now();
-        absl::StatusOr<CommHandle> h = c.run(comm, send, recv, n);
-        absl::Status st = h.ok() ? (*h)->Wait() : h.status();
-        if (!st.ok()) comm.Abort(st);
-        if (it >= warmup) {
-          seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        }
-      }
-      double mean = seconds / iters, mean_over_ranks = 0;
-      AbortIfError(
-          comm.AllReduce(&mean, &mean_over_ranks, 1, DataType::kFloat64, ReduceOp::kAverage));
-      absl::StatusOr<int64_t> wrong = c.check(comm, send, recv, n);
-      if (!wrong.ok()) comm.Abort(wrong.status());
-      int32_t mine = static_cast<int32_t>(*wrong), all = 0;
-      AbortIfError(comm.AllReduce(&mine, &all, 1, DataType::kInt32, ReduceOp::kSum));
-      total_wrong += all;
-      const std::string name = c.name;
-      const bool parts = name == "all_gather" || name == "reduce_scatter";
-      const int64_t reported = static_cast<int64_t>(n) * 4 * (parts ? R : 1);
-      const double algbw = reported / mean_over_ranks / 1e9;
-      if (root) {
-        std::printf("  %12ld %12zu %12.1f %12.3f %12.3f %8d\n", static_cast<long>(reported), n,
-                    mean_over_ranks * 1e6, algbw, algbw * c.bus_factor(R), all);
-      }
+      total_wrong += MeasureOneSize(c, comm, bytes, warmup, iters);
     }
   }
   if (root) std::printf("# wrong elements in total: %ld\n", static_cast<long>(total_wrong));

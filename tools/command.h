@@ -1,11 +1,13 @@
 // The `headroom` command's subcommands (like git): each is a function over its positional
-// arguments, with its own absl flags defined in its own .cc file.
+// arguments, with its own absl flags defined in its own .cc file (flags several commands read:
+// tools/common_flags.h).
 //
 // tools/headroom.cc holds the table of commands; to add one, write `int RunFoo(const
 // CommandArgs&)` in tools/foo_command.cc, declare it here and add a row to the table.
 #ifndef HEADROOM_TOOLS_COMMAND_H_
 #define HEADROOM_TOOLS_COMMAND_H_
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,8 @@ struct CommandArgs {
   std::vector<std::string> positional;
   // Every `--set FIELD=VALUE` given, in order (config overrides; see config/load.h).
   std::vector<std::string> overrides;
+  // The names of the flags given on the command line (tools/common_flags.h FlagGiven).
+  std::set<std::string> given_flags;
 };
 
 // Each returns the process exit code. Errors are printed as one line on stderr.

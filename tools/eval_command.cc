@@ -5,27 +5,21 @@
 // "loss=... mlm_accuracy=... nsp_accuracy=..." for BERT (trainer/trainer.h). With
 // --unigram_data (causal LM) the line goes on with "unigram_loss=... unigram_perplexity=...":
 // the add-one smoothed unigram model of the training shards' token frequencies scored on the
-// very tokens the model was scored on (trainer/unigram.h). --data, --device and --batch are
-// shared with `train` and `bench`.
+// very tokens the model was scored on (trainer/unigram.h). --checkpoint, --data, --device and
+// --batch are shared with other commands (tools/common_flags.h).
 #include <cstdio>
 #include <string>
 
-#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "config/load.h"
 #include "tools/command.h"
+#include "tools/common_flags.h"
 #include "trainer/checkpoint.h"
 #include "trainer/trainer.h"
 #include "trainer/unigram.h"
 
-ABSL_DECLARE_FLAG(std::string, data);
-ABSL_DECLARE_FLAG(std::string, device);
-ABSL_DECLARE_FLAG(int, batch);
-
-ABSL_FLAG(std::string, checkpoint, "",
-          "checkpoint directory, or a run directory (newest checkpoint)");
 ABSL_FLAG(int64_t, eval_batches, 100, "batches to evaluate (fewer if the data ends first)");
 ABSL_FLAG(std::string, unigram_data, "",
           "causal LM: training shards whose token frequencies (add-one smoothed) give the unigram "
@@ -33,17 +27,19 @@ ABSL_FLAG(std::string, unigram_data, "",
 
 namespace headroom {
 
-absl::StatusOr<DeviceKind> ParseDevice(const std::string& name);  // train_command.cc
-
 int RunEval(const CommandArgs& args) {
   (void)args;
   const std::string checkpoint = absl::GetFlag(FLAGS_checkpoint);
   if (checkpoint.empty()) return Fail("eval", "--checkpoint DIR is required");
+  const int batch = absl::GetFlag(FLAGS_batch);
+  if (batch < 0) {
+    return Fail("eval", absl::StrCat("--batch must be >= 0 (got ", batch,
+                                     "); 0 means train.micro_batch_size, else the global batch"));
+  }
   absl::StatusOr<DeviceKind> device = ParseDevice(absl::GetFlag(FLAGS_device));
   if (!device.ok()) return Fail("eval", std::string(device.status().message()));
-  absl::StatusOr<EvalResult> r =
-      EvaluateCheckpoint(checkpoint, absl::GetFlag(FLAGS_data), absl::GetFlag(FLAGS_eval_batches),
-                         absl::GetFlag(FLAGS_batch), *device);
+  absl::StatusOr<EvalResult> r = EvaluateCheckpoint(
+      checkpoint, absl::GetFlag(FLAGS_data), absl::GetFlag(FLAGS_eval_batches), batch, *device);
   if (!r.ok()) return Fail("eval", std::string(r.status().message()));
   std::string line = r->ToString();
   const std::string unigram_data = absl::GetFlag(FLAGS_unigram_data);

@@ -5,15 +5,14 @@
 #include <cstdio>
 #include <string>
 
-#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "model/parameter_layout.h"
 #include "tools/command.h"
+#include "tools/common_flags.h"
 #include "trainer/checkpoint.h"
 #include "trainer/safetensors.h"
 
-ABSL_DECLARE_FLAG(std::string, checkpoint);  // eval_command.cc
 ABSL_FLAG(std::string, output, "", "the safetensors file to write");
 
 namespace headroom {

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <new>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "tools/command.h"
 
 namespace headroom {
@@ -37,8 +40,9 @@ const CommandInfo kCommands[] = {
     {"prepare-lm", "text -> SentencePiece ids -> LM `targets` shards (trains the model if missing)",
      "headroom prepare-lm --input_file=TEXT --spm_model=lm.model --output_dir=DIR [flags]",
      "tools/prepare_lm_command.cc,tools/prepare_common.cc", RunPrepareLm},
-    {"inspect", "print the records of shard files decoded (features, token ids, text)",
-     "headroom inspect [--vocab=vocab.txt] [--limit=N] [--token_features=a,b] FILE...",
+    {"inspect", "print the records of shard files decoded (features, token ids, text); index them",
+     "headroom inspect [--vocab=vocab.txt|--spm_model=lm.model] [--limit=N] "
+     "[--token_features=a,b] FILE...\n       headroom inspect --write_index FILE...",
      "tools/inspect_command.cc", RunInspect},
     {"scaling", "data-parallel scaling model: step time and efficiency for R = 8..1024 GPUs",
      "headroom scaling [--nvlink_gbs=G] [--ib_gbs=G] [--step_ms=T] [--format=table|csv] "
@@ -84,30 +88,62 @@ void PrintTopHelp() {
       "  headroom params configs/paper/bert_large.textproto --set model.num_heads=32\n");
 }
 
-// Flags a command reads but another command's file defines (absl flags are global to the
-// binary, so `train` uses bench's --steps): their meaning for that command, for --help.
+// The shared flags (tools/common_flags.h, defined once for the whole binary) each command
+// reads, with their meaning for that command, for --help.
 struct SharedFlag {
   const char* command;
   const char* flag;
   const char* help;
 };
 const SharedFlag kSharedFlags[] = {
+    {"params", "format", "output format: table (aligned columns) or csv; default: table"},
+    {"scaling", "format", "output format: table (aligned columns) or csv; default: table"},
+    {"scaling", "peak_tflops", "GPU peak, TFLOP/s (790: bf16 GEMM measured on H100); default: 790"},
+    {"bench", "config", "config file (.textproto); may also be given as an argument"},
+    {"bench", "device", "backend: cpu or cuda; default: cpu"},
+    {"bench", "batch",
+     "sequences per step (0: train.micro_batch_size, else global_batch_size); default: 0"},
+    {"bench", "steps", "timed steps; default: 5"},
     {"train", "config", "config file (.textproto); may also be given as an argument"},
+    {"train", "data", "training shards: glob or comma-separated globs; default: data.train_files"},
     {"train", "device", "backend: cpu or cuda; default: cpu"},
     {"train", "steps",
      "stop after this many optimizer steps in total, counting a resumed run's earlier ones; "
      "must be > 0; default: train.steps (the whole schedule)"},
     {"train", "peak_tflops",
      "peak TFLOP/s of all devices together, for MFU in the metrics; default: MFU not shown"},
+    {"eval", "checkpoint", "checkpoint directory, or a run directory (newest checkpoint)"},
     {"eval", "data", "evaluation shards: glob or comma-separated globs; default: data.eval_files"},
     {"eval", "device", "backend: cpu or cuda; default: cpu"},
     {"eval", "batch",
      "sequences per evaluation batch; default 0: train.micro_batch_size, else the global batch"},
+    {"export", "checkpoint", "checkpoint directory, or a run directory (newest checkpoint)"},
+    {"inspect", "spm_model",
+     "SentencePiece .model to print token features as text (prepare-lm's model); or --vocab"},
     {"inspect-attention", "checkpoint", "checkpoint directory, or a run directory (newest)"},
     {"inspect-attention", "config", "config file (.textproto): a freshly initialised model"},
     {"inspect-attention", "data", "shards to take the probe batch from; default: random tokens"},
     {"inspect-attention", "device", "backend: cpu or cuda; default: cpu"},
 };
+
+// The names of the flags in `argv` (as absl parses them: -name, --name, --name=value,
+// --noname for a bool; nothing after "--"), so that a command can tell a flag given with its
+// default value from one not given.
+std::set<std::string> GivenFlags(const std::vector<char*>& argv) {
+  std::set<std::string> names;
+  for (size_t i = 1; i < argv.size(); ++i) {
+    absl::string_view a = argv[i];
+    if (a == "--") break;
+    if (!absl::ConsumePrefix(&a, "--")) {
+      if (!absl::ConsumePrefix(&a, "-")) continue;
+    }
+    a = a.substr(0, a.find('='));
+    if (a.empty()) continue;
+    names.insert(std::string(a));
+    if (absl::ConsumePrefix(&a, "no")) names.insert(std::string(a));
+  }
+  return names;
+}
 
 void PrintCommandHelp(const CommandInfo& c) {
   std::printf("headroom %s: %s\n\nusage: %s\n\nflags:\n", c.name, c.summary, c.usage);
@@ -173,8 +209,22 @@ int main(int argc, char** argv) {
       rest.push_back(argv[i]);
     }
   }
+  args.given_flags = headroom::GivenFlags(rest);
   std::vector<char*> positional =
       absl::ParseCommandLine(static_cast<int>(rest.size()), rest.data());
   for (size_t i = 1; i < positional.size(); ++i) args.positional.push_back(positional[i]);
-  return cmd->run(args);
+  try {
+    return cmd->run(args);
+  } catch (const std::bad_alloc&) {
+    // A host allocation that no check foresaw (trainer/memory_budget.h checks a run's model
+    // before allocating it): one line instead of std::terminate's abort.
+    const std::string c = cmd->name;
+    return headroom::Fail(
+        c, c == "train" || c == "eval" || c == "bench"
+               ? "out of host memory: an allocation failed; a smaller model, "
+                 "train.micro_batch_size, train.recompute_gelu or train.layernorm_from_output "
+                 "need less"
+               : "out of host memory: an allocation failed; the input or the flags ask for more "
+                 "memory than this machine has");
+  }
 }

@@ -4,15 +4,14 @@
 // (analysis/attention_rank.h). The model is a checkpoint's (a checkpoint or run directory) or,
 // with --config alone, a freshly initialised one (seed train.seed). The probe batch is the first
 // --probe_sequences sequences of --data (unshuffled), or a random-token batch (seed
-// --probe_seed) without it. --checkpoint, --config, --data and --device are the flags of eval,
-// bench and train (absl flags are global to the binary).
+// --probe_seed) without it. --checkpoint, --config, --data and --device are shared with other
+// commands (tools/common_flags.h).
 #include <cmath>
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "analysis/attention_rank.h"
@@ -21,13 +20,10 @@
 #include "model/batch.h"
 #include "model/transformer.h"
 #include "tools/command.h"
+#include "tools/common_flags.h"
+#include "trainer/batch_slice.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data_source.h"
-
-ABSL_DECLARE_FLAG(std::string, checkpoint);  // eval_command.cc
-ABSL_DECLARE_FLAG(std::string, config);      // bench_command.cc
-ABSL_DECLARE_FLAG(std::string, data);        // train_command.cc
-ABSL_DECLARE_FLAG(std::string, device);      // bench_command.cc
 
 ABSL_FLAG(int, probe_sequences, 4, "sequences in the probe batch");
 ABSL_FLAG(uint64_t, probe_seed, 1, "seed of the random-token probe batch (without --data)");
@@ -36,8 +32,6 @@ ABSL_FLAG(double, rank_rtol, 1e-6,
           "sigma_max * S * eps)");
 
 namespace headroom {
-
-absl::StatusOr<DeviceKind> ParseDevice(const std::string& name);  // train_command.cc
 
 namespace {
 
@@ -49,22 +43,7 @@ absl::StatusOr<Batch> ProbeFromData(const ModelConfig& m, const std::string& fil
                       OpenBatchSource(m, files, seq, bert ? max_pred : 0, rows, /*seed=*/1,
                                       /*shuffle=*/false));
   HR_ASSIGN_OR_RETURN(FeatureBatch f, src->Next());
-  Batch b;
-  b.batch_size = rows;
-  b.seq_length = seq;
-  b.max_predictions = bert ? max_pred : 0;
-  if (bert) {
-    b.input_ids = f.ints.at("input_ids");
-    b.input_mask = f.ints.at("input_mask");
-    b.segment_ids = f.ints.at("segment_ids");
-    b.masked_lm_positions = f.ints.at("masked_lm_positions");
-    b.masked_lm_ids = f.ints.at("masked_lm_ids");
-    b.masked_lm_weights = f.floats.at("masked_lm_weights");
-    b.next_sentence_labels = f.ints.at("next_sentence_labels");
-  } else {
-    b.targets = f.ints.at("targets");
-  }
-  return b;
+  return SliceBatch(f, bert, 0, rows, seq, max_pred);
 }
 
 absl::Status Inspect(const CommandArgs& args) {

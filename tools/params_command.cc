@@ -11,8 +11,7 @@
 #include "config/load.h"
 #include "model/parameter_layout.h"
 #include "tools/command.h"
-
-ABSL_FLAG(std::string, format, "table", "output format: table (aligned columns) or csv");
+#include "tools/common_flags.h"
 
 namespace headroom {
 

@@ -10,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -19,11 +18,6 @@
 #include "data/wordpiece_tokenizer.h"
 #include "tools/command.h"
 #include "tools/prepare_common.h"
-
-ABSL_DECLARE_FLAG(std::string, input_file);
-ABSL_DECLARE_FLAG(std::string, output_dir);
-ABSL_DECLARE_FLAG(bool, progress);
-ABSL_DECLARE_FLAG(int32_t, num_workers);
 
 // Google's create_pretraining_data.py flags, same names and defaults.
 ABSL_FLAG(std::string, vocab_file, "", "WordPiece vocab.txt the BERT model is trained with");

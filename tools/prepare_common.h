@@ -1,12 +1,20 @@
 // What `headroom prepare-bert` and `headroom prepare-lm` share (prepare_common.cc): the
-// --input_file / --valid_file / --output_dir / --num_shards flags resolved into output splits.
+// --input_file / --valid_file / --output_dir / --num_shards flags (declared here, defined in
+// prepare_common.cc) resolved into output splits.
 #ifndef HEADROOM_TOOLS_PREPARE_COMMON_H_
 #define HEADROOM_TOOLS_PREPARE_COMMON_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "absl/flags/declare.h"
 #include "absl/status/statusor.h"
+
+ABSL_DECLARE_FLAG(std::string, input_file);
+ABSL_DECLARE_FLAG(std::string, output_dir);
+ABSL_DECLARE_FLAG(bool, progress);
+ABSL_DECLARE_FLAG(int32_t, num_workers);
 
 namespace headroom {
 

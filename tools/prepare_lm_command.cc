@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -17,11 +16,6 @@
 #include "data/text_input.h"
 #include "tools/command.h"
 #include "tools/prepare_common.h"
-
-ABSL_DECLARE_FLAG(std::string, input_file);
-ABSL_DECLARE_FLAG(std::string, output_dir);
-ABSL_DECLARE_FLAG(bool, progress);
-ABSL_DECLARE_FLAG(int32_t, num_workers);
 
 ABSL_FLAG(std::string, spm_model, "",
           "SentencePiece model (.model); trained on --input_file and written here if missing");

@@ -16,7 +16,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -24,6 +23,7 @@
 #include "config/load.h"
 #include "model/parameter_layout.h"
 #include "tools/command.h"
+#include "tools/common_flags.h"
 
 ABSL_FLAG(double, nvlink_gbs, 370.0,
           "all-reduce bus bandwidth inside a node, GB/s (H100 SXM NVLink 4: 450 GB/s per "
@@ -39,11 +39,9 @@ ABSL_FLAG(double, bucket_mb, 25.0, "gradient bucket size, MiB (GradientBuckets' 
 ABSL_FLAG(int, grad_bytes, 4, "bytes per reduced gradient element (4: fp32, 2: bf16)");
 ABSL_FLAG(double, step_ms, 0.0,
           "measured single-GPU step time, ms (0: from FLOPs, --peak_tflops and --mfu)");
-ABSL_FLAG(double, peak_tflops, 790.0, "GPU peak, TFLOP/s (790: bf16 GEMM measured on H100)");
 ABSL_FLAG(double, mfu, 0.35, "model FLOP utilisation of the single-GPU step");
 ABSL_FLAG(int, per_gpu_batch, 128, "sequences per GPU per step (weak scaling: constant)");
-// --format (table or csv) is shared with `headroom params` (tools/params_command.cc).
-ABSL_DECLARE_FLAG(std::string, format);
+// --format and --peak_tflops are shared with other commands (tools/common_flags.h).
 
 namespace headroom {
 namespace {

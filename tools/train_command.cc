@@ -1,49 +1,25 @@
 // `headroom train --config FILE --data GLOB --run_dir DIR [--device cpu|cuda] [--steps N]
 // [--resume] [--eval_data GLOB] [--peak_tflops T] [--set FIELD=VALUE]...`: trains a model
 // (trainer/trainer.h) with checkpoints, metrics.jsonl and TensorBoard files in the run
-// directory. --config, --device and --steps are the flags of the same names defined in
-// tools/bench_command.cc, --peak_tflops the one of tools/scaling_command.cc (absl flags are
-// global to the binary); --steps and --peak_tflops count here only when given. Without
+// directory. --config, --data, --device, --steps and --peak_tflops are shared with other
+// commands (tools/common_flags.h); --steps and --peak_tflops count here only when given. Without
 // --peak_tflops the console's MFU is over a bf16 GEMM measured at the start on CUDA (per GPU,
 // times the ranks) and not shown on the CPU.
 #include <cstdio>
 #include <string>
 
-#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/internal/parse.h"
-#include "absl/strings/str_cat.h"
 #include "config/load.h"
 #include "tools/command.h"
+#include "tools/common_flags.h"
 #include "trainer/trainer.h"
 
-ABSL_DECLARE_FLAG(std::string, config);
-ABSL_DECLARE_FLAG(std::string, device);
-ABSL_DECLARE_FLAG(int, steps);
-ABSL_DECLARE_FLAG(double, peak_tflops);
-
-ABSL_FLAG(std::string, data, "",
-          "training shards: glob or comma-separated globs (default: data.train_files)");
 ABSL_FLAG(std::string, eval_data, "",
           "evaluation shards (default: data.eval_files; none: no eval)");
 ABSL_FLAG(std::string, run_dir, "", "run directory: checkpoints/, metrics.jsonl, tb/");
 ABSL_FLAG(bool, resume, false, "continue from the newest complete checkpoint in --run_dir");
 
 namespace headroom {
-namespace {
-
-// Whether the flag was on the command line (the public IsSpecifiedOnCommandLine is private in
-// Debian's Abseil 20220623; this is what it calls).
-bool Given(const char* name) { return absl::flags_internal::WasPresentOnCommandLine(name); }
-
-}  // namespace
-
-absl::StatusOr<DeviceKind> ParseDevice(const std::string& name) {
-  if (name == "cpu") return DeviceKind::kCpu;
-  if (name == "cuda") return DeviceKind::kCuda;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--device: expected cpu or cuda, got '", name, "'"));
-}
 
 int RunTrain(const CommandArgs& args) {
   std::string config_path = absl::GetFlag(FLAGS_config);
@@ -61,11 +37,11 @@ int RunTrain(const CommandArgs& args) {
   o.eval_files = absl::GetFlag(FLAGS_eval_data);
   o.device = *device;
   o.resume = absl::GetFlag(FLAGS_resume);
-  if (Given("steps")) {
+  if (FlagGiven(args, "steps")) {
     if (absl::GetFlag(FLAGS_steps) <= 0) return Fail("train", "--steps must be > 0");
     o.max_steps = absl::GetFlag(FLAGS_steps);
   }
-  if (Given("peak_tflops")) o.peak_flops = absl::GetFlag(FLAGS_peak_tflops) * 1e12;
+  if (FlagGiven(args, "peak_tflops")) o.peak_flops = absl::GetFlag(FLAGS_peak_tflops) * 1e12;
   absl::StatusOr<TrainResult> r = Train(o);
   if (!r.ok()) return Fail("train", std::string(r.status().message()));
   if (r->last_step == r->first_step) {  // resumed at or past the last step: nothing to do

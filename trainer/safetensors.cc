@@ -89,10 +89,6 @@ bool AsUnsigned(const json& j, uint64_t* out) {
   return false;
 }
 
-absl::Status ErrnoError(absl::string_view what, const std::string& path) {
-  return absl::InternalError(absl::StrCat(path, ": ", what, ": ", std::strerror(errno)));
-}
-
 // HEADROOM_FAULT_INJECT_WRITE_FAIL_AFTER_BYTES (see WriteAllToFd): how many of the `n` bytes
 // about to be written may still go out; n when the variable is unset.
 size_t FaultInjectionAllowance(size_t n) {
@@ -270,27 +266,18 @@ absl::StatusOr<SafeTensorsFile> SafeTensorsFile::Read(const std::string& path) {
   return Parse(std::move(bytes), path);
 }
 
-absl::StatusOr<SafeTensorsFile> SafeTensorsFile::Parse(std::string bytes,
-                                                       const std::string& source) {
-  auto bad = [&source](auto&&... what) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": safetensors ", what...));
-  };
-  const uint64_t size = bytes.size();
-  if (size < 8) return bad("file is ", size, " bytes, shorter than its 8-byte header length");
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
-  if (n > kMaxSafeTensorsHeader) {
-    return bad("header length ", n, " exceeds the limit of ", kMaxSafeTensorsHeader, " bytes");
-  }
-  if (n > size - 8) {
-    return bad("header length ", n, " runs past the end of the file (", size, " bytes)");
-  }
-  const absl::string_view text(bytes.data() + 8, n);
-  if (text.empty() || text[0] != '{') return bad("header does not start with '{'");
-  if (NestingDepth(text) > kMaxDepth) return bad("header nests deeper than the format allows");
+namespace {
 
-  // Duplicate keys are kept by JSON parsers (last wins) but make a file ambiguous: reject them.
-  // The callback sees every key with the stack of objects open around it.
+// "<source>: safetensors <what...>" as InvalidArgument: every reader error names the file.
+template <typename... Args>
+absl::Status BadFile(const std::string& source, const Args&... what) {
+  return absl::InvalidArgumentError(absl::StrCat(source, ": safetensors ", what...));
+}
+
+// The header's JSON object. Duplicate keys are kept by JSON parsers (last wins) but make a file
+// ambiguous: they are rejected. The callback sees every key with the stack of objects open
+// around it.
+absl::StatusOr<json> ParseHeaderJson(absl::string_view text, const std::string& source) {
   std::vector<std::set<std::string>> open_objects;
   std::string duplicate;
   json header;
@@ -312,11 +299,122 @@ absl::StatusOr<SafeTensorsFile> SafeTensorsFile::Parse(std::string bytes,
         },
         /*allow_exceptions=*/false);
   } catch (const json::exception& e) {
-    return bad("header is not valid JSON: ", e.what());
+    return BadFile(source, "header is not valid JSON: ", e.what());
   }
-  if (header.is_discarded()) return bad("header is not valid JSON");
-  if (!header.is_object()) return bad("header is not a JSON object");
-  if (!duplicate.empty()) return bad("header names '", duplicate, "' twice");
+  if (header.is_discarded()) return BadFile(source, "header is not valid JSON");
+  if (!header.is_object()) return BadFile(source, "header is not a JSON object");
+  if (!duplicate.empty()) return BadFile(source, "header names '", duplicate, "' twice");
+  return header;
+}
+
+// The shape of tensor `name` and its element count (at most kMaxElements).
+absl::Status ParseShape(const std::string& name, const json& value, const std::string& source,
+                        SafeTensorInfo* t) {
+  auto shape = value.find("shape");
+  if (shape == value.end() || !shape->is_array()) {
+    return BadFile(source, "tensor '", name, "' has no shape array");
+  }
+  uint64_t numel = 1;
+  for (const json& d : *shape) {
+    uint64_t dim = 0;
+    if (!AsUnsigned(d, &dim)) {
+      return BadFile(source, "tensor '", name,
+                     "' has a shape entry that is not a non-negative integer");
+    }
+    // numel * dim <= kMaxElements, without overflow.
+    if (dim != 0 && numel > kMaxElements / dim) {
+      return BadFile(source, "tensor '", name, "' has a shape with more than 2^60 elements");
+    }
+    numel *= dim;
+    t->shape.push_back(static_cast<int64_t>(dim));
+  }
+  t->numel = static_cast<int64_t>(numel);
+  return absl::OkStatus();
+}
+
+// One tensor entry of the header: dtype, shape and data offsets inside a data buffer of
+// `buffer` bytes, consistent with each other.
+absl::StatusOr<SafeTensorInfo> ParseTensorEntry(const std::string& name, const json& value,
+                                                uint64_t buffer, const std::string& source) {
+  if (!value.is_object()) return BadFile(source, "entry '", name, "' is not an object");
+  SafeTensorInfo t;
+  t.name = name;
+  auto dtype = value.find("dtype");
+  if (dtype == value.end() || !dtype->is_string() ||
+      !ParseDType(dtype->get<std::string>(), &t.dtype)) {
+    return BadFile(source, "tensor '", name, "' has a missing or unknown dtype");
+  }
+  HR_RETURN_IF_ERROR(ParseShape(name, value, source, &t));
+  auto offsets = value.find("data_offsets");
+  if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2 ||
+      !AsUnsigned((*offsets)[0], &t.begin) || !AsUnsigned((*offsets)[1], &t.end)) {
+    return BadFile(source, "tensor '", name,
+                   "' needs data_offsets [begin, end] of non-negative integers");
+  }
+  if (t.begin > t.end) {
+    return BadFile(source, "tensor '", name, "' has data_offsets with begin > end");
+  }
+  if (t.end > buffer) {
+    return BadFile(source, "tensor '", name, "' data_offsets [", t.begin, ", ", t.end,
+                   "] run past the end of the data (", buffer, " bytes)");
+  }
+  // < 2^63: numel <= 2^60, size <= 8.
+  const uint64_t want = static_cast<uint64_t>(t.numel) * DTypeSize(t.dtype);
+  if (t.end - t.begin != want) {
+    return BadFile(source, "tensor '", name, "' holds ", t.end - t.begin, " bytes but shape ",
+                   ShapeString(t.shape), " of ", DTypeName(t.dtype), " needs ", want);
+  }
+  return t;
+}
+
+// Tensors must tile the data buffer: sorted by offset, each begins where the previous ended.
+absl::Status CheckTiling(std::vector<SafeTensorInfo>* tensors, uint64_t buffer,
+                         const std::string& source) {
+  std::sort(tensors->begin(), tensors->end(), [](const SafeTensorInfo& a, const SafeTensorInfo& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t cursor = 0;
+  const SafeTensorInfo* previous = nullptr;
+  for (const SafeTensorInfo& t : *tensors) {
+    if (t.begin < cursor) {
+      return BadFile(source, "tensors '", previous->name, "' and '", t.name, "' overlap");
+    }
+    if (t.begin > cursor) {
+      return BadFile(source, "bytes [", cursor, ", ", t.begin, ") of the data belong to no tensor");
+    }
+    cursor = t.end;
+    previous = &t;
+  }
+  if (cursor != buffer) {
+    return BadFile(source, "bytes [", cursor, ", ", buffer, ") of the data belong to no tensor");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<SafeTensorsFile> SafeTensorsFile::Parse(std::string bytes,
+                                                       const std::string& source) {
+  const uint64_t size = bytes.size();
+  if (size < 8) {
+    return BadFile(source, "file is ", size, " bytes, shorter than its 8-byte header length");
+  }
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
+  if (n > kMaxSafeTensorsHeader) {
+    return BadFile(source, "header length ", n, " exceeds the limit of ", kMaxSafeTensorsHeader,
+                   " bytes");
+  }
+  if (n > size - 8) {
+    return BadFile(source, "header length ", n, " runs past the end of the file (", size,
+                   " bytes)");
+  }
+  const absl::string_view text(bytes.data() + 8, n);
+  if (text.empty() || text[0] != '{') return BadFile(source, "header does not start with '{'");
+  if (NestingDepth(text) > kMaxDepth) {
+    return BadFile(source, "header nests deeper than the format allows");
+  }
+  HR_ASSIGN_OR_RETURN(json header, ParseHeaderJson(text, source));
 
   SafeTensorsFile f;
   f.source_ = source;
@@ -324,76 +422,19 @@ absl::StatusOr<SafeTensorsFile> SafeTensorsFile::Parse(std::string bytes,
   const uint64_t buffer = size - f.data_start_;
   for (const auto& [name, value] : header.items()) {
     if (name == "__metadata__") {
-      if (!value.is_object()) return bad("__metadata__ is not an object");
+      if (!value.is_object()) return BadFile(source, "__metadata__ is not an object");
       for (const auto& [k, v] : value.items()) {
-        if (!v.is_string()) return bad("__metadata__ value of '", k, "' is not a string");
+        if (!v.is_string()) {
+          return BadFile(source, "__metadata__ value of '", k, "' is not a string");
+        }
         f.metadata_[k] = v.get<std::string>();
       }
       continue;
     }
-    if (!value.is_object()) return bad("entry '", name, "' is not an object");
-    SafeTensorInfo t;
-    t.name = name;
-    auto dtype = value.find("dtype");
-    if (dtype == value.end() || !dtype->is_string() ||
-        !ParseDType(dtype->get<std::string>(), &t.dtype)) {
-      return bad("tensor '", name, "' has a missing or unknown dtype");
-    }
-    auto shape = value.find("shape");
-    if (shape == value.end() || !shape->is_array()) {
-      return bad("tensor '", name, "' has no shape array");
-    }
-    uint64_t numel = 1;
-    for (const json& d : *shape) {
-      uint64_t dim = 0;
-      if (!AsUnsigned(d, &dim)) {
-        return bad("tensor '", name, "' has a shape entry that is not a non-negative integer");
-      }
-      // numel * dim <= kMaxElements, without overflow.
-      if (dim != 0 && numel > kMaxElements / dim) {
-        return bad("tensor '", name, "' has a shape with more than 2^60 elements");
-      }
-      numel *= dim;
-      t.shape.push_back(static_cast<int64_t>(dim));
-    }
-    t.numel = static_cast<int64_t>(numel);
-    auto offsets = value.find("data_offsets");
-    if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2 ||
-        !AsUnsigned((*offsets)[0], &t.begin) || !AsUnsigned((*offsets)[1], &t.end)) {
-      return bad("tensor '", name, "' needs data_offsets [begin, end] of non-negative integers");
-    }
-    if (t.begin > t.end) return bad("tensor '", name, "' has data_offsets with begin > end");
-    if (t.end > buffer) {
-      return bad("tensor '", name, "' data_offsets [", t.begin, ", ", t.end,
-                 "] run past the end of the data (", buffer, " bytes)");
-    }
-    const uint64_t want = numel * DTypeSize(t.dtype);  // < 2^63: numel <= 2^60, size <= 8
-    if (t.end - t.begin != want) {
-      return bad("tensor '", name, "' holds ", t.end - t.begin, " bytes but shape ",
-                 ShapeString(t.shape), " of ", DTypeName(t.dtype), " needs ", want);
-    }
+    HR_ASSIGN_OR_RETURN(SafeTensorInfo t, ParseTensorEntry(name, value, buffer, source));
     f.tensors_.push_back(std::move(t));
   }
-  // Tensors must tile the data buffer: sorted by offset, each begins where the previous ended.
-  std::sort(f.tensors_.begin(), f.tensors_.end(),
-            [](const SafeTensorInfo& a, const SafeTensorInfo& b) {
-              return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-            });
-  uint64_t cursor = 0;
-  const SafeTensorInfo* previous = nullptr;
-  for (const SafeTensorInfo& t : f.tensors_) {
-    if (t.begin < cursor) {
-      return bad("tensors '", previous->name, "' and '", t.name, "' overlap");
-    }
-    if (t.begin > cursor) {
-      return bad("bytes [", cursor, ", ", t.begin, ") of the data belong to no tensor");
-    }
-    cursor = t.end;
-    previous = &t;
-  }
-  if (cursor != buffer) {
-    return bad("bytes [", cursor, ", ", buffer, ") of the data belong to no tensor");
-  }
+  HR_RETURN_IF_ERROR(CheckTiling(&f.tensors_, buffer, source));
   f.bytes_ = std::move(bytes);
   return f;
 }

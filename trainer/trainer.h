@@ -31,7 +31,8 @@
 //     sharded_loader.h), split into k = G / (R * micro) micro-batches; the dropout key of local
 //     micro-batch j is {seed, (g * R + r) * k + j}: the global micro-batch index, so R ranks
 //     with micro-batch m draw the masks one rank accumulating G/m micro-batches of m draws;
-//   - the gradient is reduced (average over ranks) in buckets of train.comm_bucket_mb over the
+//   - the gradient is reduced (average over ranks; trainer/data_parallel.h) in buckets of
+//   train.comm_bucket_mb over the
 //     flat buffer (comm/gradient_buckets.h), each launched as soon as backward has produced it
 //     (Model::Backward's hook), only in the last micro-batch; the step waits for every bucket
 //     before clipping and the optimizer, so all ranks apply the same update. The gradient is
@@ -69,7 +70,7 @@
 #include "absl/status/statusor.h"
 #include "config/config.pb.h"
 #include "kernels/ops.h"
-#include "model/parameter_layout.h"
+#include "trainer/evaluation.h"
 
 namespace headroom {
 
@@ -113,33 +114,8 @@ struct TrainResult {
 
 [[nodiscard]] absl::StatusOr<TrainResult> Train(const TrainOptions& options);
 
-// The tensors (indices into layout.tensors()) whose gradients are final when Model::Backward's
-// hook runs with `layer`, at [layer + 1]: [0] the embeddings (hook -1), [l + 1] layer l,
-// [num_layers + 1] the output heads (hook num_layers). For marking GradientBuckets ready.
-std::vector<std::vector<int>> BackwardHookTensors(const ParameterLayout& layout, int num_layers);
-
-// Evaluation over `batches` batches (fewer if the data runs out first) from the start of the
-// shards, dropout off.
-struct EvalResult {
-  int64_t sequences = 0;
-  double loss = 0;          // BERT: masked-LM loss (weighted mean) + mean NSP loss; LM: per token
-  double perplexity = 0;    // LM: exp(loss)
-  double mlm_accuracy = 0;  // BERT
-  double nsp_accuracy = 0;  // BERT
-  double accuracy = 0;      // LM: next-token accuracy
-  int64_t tokens = 0;       // LM: target tokens scored (non-zero targets)
-  bool bert = false;
-  // "loss=2.3456 perplexity=10.45 ..." (LM) or "loss=... mlm_accuracy=... nsp_accuracy=..." (BERT).
-  std::string ToString() const;
-  // The same as (name, value) pairs, for metrics.
-  std::vector<std::pair<std::string, double>> Values() const;
-};
-
-// Evaluates the newest checkpoint of `checkpoint` (a checkpoint or run directory) on `files`.
-[[nodiscard]] absl::StatusOr<EvalResult> EvaluateCheckpoint(const std::string& checkpoint,
-                                                            const std::string& files,
-                                                            int64_t batches, int batch_size,
-                                                            DeviceKind device);
+// EvaluateCheckpoint and EvalResult: trainer/evaluation.h. The gradient reduction over the
+// ranks (buckets, backward hook, host staging): trainer/data_parallel.h.
 
 }  // namespace headroom
 

@@ -7,6 +7,8 @@
 // step). Everything else is asynchronous on the object's stream.
 #include "kernels/cuda/cuda_ops.h"
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -82,22 +84,40 @@ absl::StatusOr<CudaOpsOptions> CudaOpsOptions::FromEnvironment() {
   return options;
 }
 
-bool CudaDeviceAvailable(std::string* reason) {
+absl::Status CudaDeviceStatus() {
   // Asked once: the answer cannot change within a process, and every call would pay the
   // runtime's initialisation attempt again.
-  static const std::string* const kWhyNot = [] {
+  static const absl::Status* const kStatus = new absl::Status([]() -> absl::Status {
+    // The driver library first (cuda_backend.h): the runtime cannot tell "no driver" from "a
+    // driver too old for me". The handle is dropped again; the runtime loads its own.
+    void* driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (driver == nullptr) {
+      const char* why = dlerror();
+      return absl::UnavailableError(
+          absl::StrCat("no CUDA driver (", why != nullptr ? why : "libcuda.so.1 not found", ")"));
+    }
     int count = 0;
     const cudaError_t e = cudaGetDeviceCount(&count);
-    if (e != cudaSuccess) {
-      return new std::string(
-          absl::StrCat("no usable CUDA device: cudaGetDeviceCount failed: ", cuda::ErrorText(e)));
+    dlclose(driver);
+    if (e == cudaErrorNoDevice || (e == cudaSuccess && count <= 0)) {
+      return absl::UnavailableError("the CUDA driver reports no device");
     }
-    if (count <= 0) return new std::string("no CUDA device found");
-    return new std::string();
-  }();
-  if (kWhyNot->empty()) return true;
-  if (reason != nullptr) *reason = *kWhyNot;
-  return false;
+    if (e != cudaSuccess) {
+      return absl::InternalError(absl::StrCat(
+          "a CUDA driver is present but cudaGetDeviceCount failed: ", cuda::ErrorText(e)));
+    }
+    return absl::OkStatus();
+  }());
+  return *kStatus;
+}
+
+absl::StatusOr<CudaMemory> CudaDeviceMemoryInfo() {
+  size_t free_bytes = 0, total_bytes = 0;
+  const cudaError_t e = cudaMemGetInfo(&free_bytes, &total_bytes);
+  if (e != cudaSuccess) {
+    return absl::InternalError(absl::StrCat("cudaMemGetInfo failed: ", cuda::ErrorText(e)));
+  }
+  return CudaMemory{static_cast<int64_t>(free_bytes), static_cast<int64_t>(total_bytes)};
 }
 
 absl::StatusOr<std::unique_ptr<Ops<float>>> MakeCudaOps(const std::string& matmul_precision) {
@@ -120,8 +140,7 @@ CudaOps::CudaOps(const CudaOpsOptions& options)
 }
 
 absl::StatusOr<std::unique_ptr<CudaOps>> CudaOps::Create(const CudaOpsOptions& options) {
-  std::string why_not;
-  if (!CudaDeviceAvailable(&why_not)) return absl::UnavailableError(why_not);
+  if (absl::Status s = CudaDeviceStatus(); !s.ok()) return s;
   std::unique_ptr<CudaOps> ops(new CudaOps(options));
   absl::Status s = ops->Init();
   if (!s.ok()) return s;

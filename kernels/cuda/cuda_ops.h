@@ -77,7 +77,7 @@ class CudaOps final : public Ops<float> {
  public:
   using GemmPrecision = cuda::GemmPrecision;
 
-  // Unavailable when there is no usable GPU (the reason as CudaDeviceAvailable gives it);
+  // CudaDeviceStatus()'s error when there is no usable GPU (cuda_backend.h);
   // Internal when creating the stream, handles or buffers fails.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<CudaOps>> Create(
       const CudaOpsOptions& options = {});

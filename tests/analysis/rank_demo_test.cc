@@ -84,9 +84,31 @@ TEST(RankDemoTest, LowerBoundIsZeroFromNMinusOneAndPositiveBelow) {
   }
 }
 
+// The bound's value on a target whose log has a hand-computable spectrum: P = a on the diagonal
+// and b = (1 - a) / (n - 1) elsewhere (column-stochastic, positive). log P = log(b) J +
+// log(a / b) I, symmetric with eigenvalues log(a / b) + n log(b) (once, along the ones vector)
+// and log(a / b) (n - 1 times). For a = 1/2, n = 8 the first is |log 7 - 8 log 14| = 19.2 >
+// log 7, so beyond the best rank-(d_p + 1) fit there remain n - 1 - d_p singular values log 7:
+// tail = log(7) sqrt(7 - d_p), and the bound is min(P) tail / (n + tail) with min(P) = 1/14.
+TEST(RankDemoTest, LowerBoundEqualsItsClosedFormOnATwoValueTarget) {
+  const int n = 8;
+  RankDemoProblem p = MakeRankDemoProblem(n, 2 * n, 1.0, 1);
+  const double a = 0.5, b = (1 - a) / (n - 1);
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < n; ++j) p.target[i * n + j] = i == j ? a : b;
+  }
+  for (int dp = 1; dp <= n; ++dp) {
+    const double tail = dp >= n - 1 ? 0.0 : std::log(a / b) * std::sqrt(n - 1.0 - dp);
+    const double want = b * tail / (n + tail);
+    EXPECT_NEAR(ReachabilityLowerBound(p, dp).value(), want, 1e-12 * (1 + want)) << "d_p=" << dp;
+  }
+  // d_p = 1 by hand: tail = log(7) sqrt(6) = 4.7665, bound = (1/14) 4.7665 / 12.7665 = 0.026669.
+  EXPECT_NEAR(ReachabilityLowerBound(p, 1).value(), 0.026669, 1e-6);
+}
+
 // Theorem 1 on n = 8: heads of size >= n - 1 fit P to below 1e-3 (in practice to ~1e-8); heads
 // of size <= n - 2 cannot (the lower bound is positive) and in practice stay far above that.
-TEST(RankDemoTest, ErrorVanishesOnlyFromHeadSizeN) {
+TEST(RankDemoTest, ErrorVanishesOnlyFromHeadSizeNMinusOne) {
   RankDemoOptions o;
   o.n = 8;
   o.seed = 1;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tools/paper/sweep end to end on a two-config, few-step spec: a synthetic corpus is prepared by
 # the sweep itself, both runs train and evaluate, results.csv / results.md (and the figures, when
-# matplotlib is there) are written, with the attention rank diagnostics of each run's last step
+# matplotlib is there; without it the script ends with exit 77, a skip to ctest) are written, with the attention rank diagnostics of each run's last step
 # (a standard head's rank <= d/h); a second invocation skips both finished runs; a run whose
 # result was lost (an interrupted sweep) is redone on the third, and only that one. Then the
 # same for a BERT spec (task: bert): prepare-bert data with a truncated vocab, masked-LM / NSP
@@ -72,10 +72,13 @@ assert 1 <= int(rows["fixed_h4"]["attn_rank_max"]) <= 8, rows["fixed_h4"]
 assert float(rows["fixed_h4"]["attn_entropy"]) > 0, rows["fixed_h4"]
 PY
 grep -q '^| std_h4 | standard | 16 | 4 | 4 | [1-4] |' "$tmp/out/results.md" || { cat "$tmp/out/results.md"; fail "rank table row"; }
+figures_skipped=""
 if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || python3 -c 'import matplotlib' 2>/dev/null; then
   for f in fig3a_heads.png fig1_embedding.png; do
     [ "$(head -c 4 "$tmp/out/$f" | od -An -c | tr -d ' ')" = '211PNG' ] || fail "$f is not a PNG"
   done
+else
+  figures_skipped="the figures were not checked: python3 has no matplotlib (scripts/setup installs it)"
 fi
 
 sweep >"$tmp/second.log" 2>&1 || { cat "$tmp/second.log"; fail "second sweep failed"; }
@@ -159,4 +162,9 @@ grep -q '^## Table 2A: fixed head size d_p = 8' "$md" || { cat "$md"; fail "Tabl
 grep -q '^## Table 2B: 4 heads' "$md" || { cat "$md"; fail "Table 2B section"; }
 bert_sweep >"$tmp/bert2.log" 2>&1 || { cat "$tmp/bert2.log"; fail "second BERT sweep failed"; }
 [ "$(grep -c 'done, skipped' "$tmp/bert2.log")" = 2 ] || { cat "$tmp/bert2.log"; fail "BERT not resumed"; }
+if [ -n "$figures_skipped" ]; then
+  # Every other check passed; ctest reports the test as skipped (SKIP_RETURN_CODE 77), not passed.
+  echo "sweep_test: SKIPPED in part: $figures_skipped"
+  exit 77
+fi
 echo "sweep_test: OK"

@@ -171,6 +171,16 @@ TEST(LoadConfigTest, RatesOutOfRangeAreRejected) {
   ExpectRejected(ParseWith("train { optimizer { beta2: 1.5 } }"), "train.optimizer.beta2");
 }
 
+TEST(LoadConfigTest, CheckpointSettingsOutOfRangeAreRejected) {
+  for (const char* keep : {"0", "-1"}) {
+    ExpectRejected(ParseWith(std::string("train { keep_checkpoints: ") + keep + " }"),
+                   "train.keep_checkpoints: must be >= 1 (got " + std::string(keep) + ")");
+  }
+  ExpectRejected(ParseWith("train { checkpoint_every: -1 }"),
+                 "train.checkpoint_every: must be >= 0 (got -1)");
+  EXPECT_TRUE(ParseWith("train { checkpoint_every: 0 keep_checkpoints: 1 }").ok());
+}
+
 TEST(LoadConfigTest, SequenceLongerThanPositionsIsRejected) {
   ExpectRejected(ParseWith("data { seq_length: 33 }"), "data.seq_length");
   ExpectRejected(ParseWith("data { max_predictions_per_seq: 17 }"), "data.max_predictions_per_seq");

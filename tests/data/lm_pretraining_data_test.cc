@@ -254,5 +254,29 @@ TEST(TextInputTest, ExpandsCommaListsAndGlobs) {
   EXPECT_THAT(none.status().message(), HasSubstr("*.md"));
 }
 
+// Lines of more than a million characters (code points, not bytes) are read whole, with one
+// warning each naming the file and the line number.
+TEST(TextInputTest, LinesOverAMillionCharactersAreWarnedAboutWithFileAndLine) {
+  std::string dir = testing::MakeTempDir("text_input_long");
+  std::string e_acute_1200k, e_acute_900k;
+  for (int i = 0; i < 1'200'000; ++i) e_acute_1200k += "\xc3\xa9";  // 2 bytes, 1 character
+  e_acute_900k = e_acute_1200k.substr(0, 2 * 900'000);              // 1.8 MB, 900k characters
+  WriteText(dir, "a.txt", "short\nalso short\n" + e_acute_1200k + "\n" + e_acute_900k + "\n");
+  WriteText(dir, "b.txt", "x\n" + std::string(1'000'001, 'y') + "\n" + std::string(999'999, 'z'));
+  auto reader = TextReader::Open({dir + "/a.txt", dir + "/b.txt"});
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  std::vector<std::string> warnings;
+  reader->set_warning_handler([&](const std::string& w) { warnings.push_back(w); });
+  std::vector<size_t> lengths;
+  std::string line;
+  while (reader->NextLine(&line)) lengths.push_back(line.size());
+  ASSERT_TRUE(reader->status().ok()) << reader->status();
+  // a.txt's 4 lines, the file boundary, b.txt's 3 lines: every line whole.
+  EXPECT_EQ(lengths, (std::vector<size_t>{5, 10, 2'400'000, 1'800'000, 0, 1, 1'000'001, 999'999}));
+  ASSERT_EQ(warnings.size(), 2u);
+  EXPECT_THAT(warnings[0], HasSubstr(dir + "/a.txt:3: a line of 1200000 characters"));
+  EXPECT_THAT(warnings[1], HasSubstr(dir + "/b.txt:2: a line of 1000001 characters"));
+}
+
 }  // namespace
 }  // namespace headroom

@@ -14,52 +14,18 @@
 #include "data/record_reader.h"
 #include "data/record_writer.h"
 #include "gtest/gtest.h"
+#include "tests/data/record_test_util.h"
 
 namespace headroom {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A fresh empty directory for the current test.
-std::string TestDir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  fs::path dir =
-      fs::path(::testing::TempDir()) / (std::string("headroom_") + info->test_suite_name() + "_" +
-                                        info->name() + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void WriteAll(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out << bytes;
-}
-
-std::string LittleEndian(uint64_t v, int bytes) {
-  std::string s;
-  for (int i = 0; i < bytes; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  return s;
-}
-
-// The mask as TensorFlow's record writer defines it.
-uint32_t MaskedCrc(const std::string& bytes) {
-  uint32_t crc = crc32c::Value(bytes.data(), bytes.size());
-  return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
-}
-
-// One record, framed by hand: u64 LE length, masked CRC of those 8 bytes, payload, masked CRC of
-// the payload.
-std::string HandFramed(const std::string& payload) {
-  std::string length = LittleEndian(payload.size(), 8);
-  return length + LittleEndian(MaskedCrc(length), 4) + payload +
-         LittleEndian(MaskedCrc(payload), 4);
-}
+using testing::HandFramed;
+using testing::LittleEndian;
+using testing::MaskedCrc;
+using testing::ReadAll;
+using testing::TestDir;
+using testing::WriteAll;
 
 const std::vector<std::string>& Payloads() {
   static const std::vector<std::string> p = {"abc", "", std::string("he\0lo", 5)};
@@ -138,7 +104,9 @@ TEST(RecordWriterTest, NothingUnderFinalNameUntilClose) {
   EXPECT_FALSE(fs::exists(path));
   ASSERT_TRUE((*writer)->Close().ok());
   EXPECT_TRUE(fs::exists(path));
-  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
+  // The shard and its index (tests/data/record_index_test.cc checks its bytes), no temporary.
+  EXPECT_TRUE(fs::exists(path + ".index"));
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 2);
 }
 
 TEST(RecordWriterTest, AbandonedWriterLeavesNoFile) {

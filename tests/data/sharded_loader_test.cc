@@ -9,27 +9,22 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "data/record_reader.h"
 #include "data/record_writer.h"
 #include "gtest/gtest.h"
+#include "tests/data/record_test_util.h"
 
 namespace headroom {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string TestDir() {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  fs::path dir =
-      fs::path(::testing::TempDir()) / (std::string("headroom_") + info->test_suite_name() + "_" +
-                                        info->name() + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
+using testing::TestDir;
 
 // Example u: input_ids {u, u+1, u+2, u+3}, label {u + 0.5}.
 tf::Example MakeExample(int64_t u) {
@@ -107,7 +102,7 @@ std::vector<std::vector<int64_t>> GlobalBatches(LoaderOptions o, int ranks, int 
       absl::StatusOr<LoaderBatch> b = (*loader)->Next();
       EXPECT_TRUE(b.ok()) << b.status();
       if (!b.ok()) return {};
-      EXPECT_EQ(b->size, 6 / ranks);
+      EXPECT_EQ(b->size, o.global_batch_size / ranks);
       std::vector<int64_t> us = Contents(*b);
       out[t].insert(out[t].end(), us.begin(), us.end());
     }
@@ -400,6 +395,254 @@ TEST(ShardedLoaderBadShardTest, BadOptionsAreInvalidArgument) {
   absl::Status s = ShardedLoader::Open(o).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
   ExpectMentions(s, {"nothing-*"});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shard indexes (<shard>.index): the same batches as the scan of record headers, resumable the
+// same way, memory that does not grow with the record count, and a fallback to the scan, said in
+// a line naming the index, when an index is missing, stale or damaged.
+
+// Collects the loader's warning lines (from the prefetch thread too).
+struct Warnings {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  std::vector<std::string> Lines() {
+    std::lock_guard<std::mutex> lock(mu);
+    return lines;
+  }
+};
+
+LoaderOptions IndexOptions(const std::string& dir, std::shared_ptr<Warnings> warnings) {
+  LoaderOptions o = Options(dir);
+  o.vocab_size = 0;  // ids reach the record count
+  o.global_batch_size = 12;
+  o.warn = [warnings](const std::string& line) {
+    std::lock_guard<std::mutex> lock(warnings->mu);
+    warnings->lines.push_back(line);
+  };
+  return o;
+}
+
+// Shards of 700, 0, 1100 and 9 examples (several index blocks each, and an empty shard) in
+// `dir` (x `scale` for the two large ones), examples numbered in file order; returns the count.
+int64_t WriteIndexedCorpus(const std::string& dir, int64_t scale = 1) {
+  int64_t u = 0;
+  const std::vector<int64_t> sizes = {700 * scale, 0, 1100 * scale, 9};
+  const std::vector<std::string> names = {"train-a", "train-b", "train-c", "train-d"};
+  for (size_t s = 0; s < sizes.size(); ++s) {
+    std::vector<tf::Example> examples;
+    for (int64_t i = 0; i < sizes[s]; ++i) examples.push_back(MakeExample(u++));
+    WriteShard(dir + "/" + names[s], examples);
+  }
+  return u;
+}
+
+// A copy of the shards of `dir` without their indexes.
+std::string CopyWithoutIndexes(const std::string& dir) {
+  const std::string copy = dir + "-scan";
+  fs::create_directories(copy);
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() != ".index") fs::copy_file(e.path(), copy / e.path().filename());
+  }
+  return copy;
+}
+
+bool Contains(const std::string& line, const std::vector<std::string>& parts) {
+  for (const std::string& p : parts) {
+    if (line.find(p) == std::string::npos) return false;
+  }
+  return true;
+}
+
+TEST(ShardedLoaderIndexTest, IndexedShardsGiveTheBatchesOfTheScanForEveryRankCount) {
+  const std::string dir = TestDir();
+  const int64_t n = WriteIndexedCorpus(dir);
+  const std::string scan = CopyWithoutIndexes(dir);
+  auto indexed_warnings = std::make_shared<Warnings>();
+  auto scan_warnings = std::make_shared<Warnings>();
+  const LoaderOptions indexed = IndexOptions(dir, indexed_warnings);
+  const LoaderOptions scanned = IndexOptions(scan, scan_warnings);
+  {
+    auto a = ShardedLoader::Open(indexed);
+    auto b = ShardedLoader::Open(scanned);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ((*a)->num_examples(), n);
+    EXPECT_EQ((*b)->num_examples(), n);
+    EXPECT_EQ((*a)->indexed_shards(), 4);
+    EXPECT_EQ((*b)->indexed_shards(), 0);
+  }
+  // Past the end of the first epoch (150 steps).
+  const int steps = 160;
+  const std::vector<std::vector<int64_t>> reference = GlobalBatches(scanned, 1, steps);
+  ASSERT_EQ(reference.size(), static_cast<size_t>(steps));
+  for (int ranks : {1, 2, 3, 4}) {
+    EXPECT_EQ(GlobalBatches(indexed, ranks, steps), reference) << ranks << " ranks";
+  }
+  EXPECT_TRUE(indexed_warnings->Lines().empty());
+  // Without indexes: one line for the dataset, however many loaders opened it.
+  for (const std::string& line : scan_warnings->Lines()) {
+    EXPECT_TRUE(Contains(line, {"4 of 4 shards", scan + "/train-*", "no index", "--write_index"}))
+        << line;
+  }
+  EXPECT_FALSE(scan_warnings->Lines().empty());
+}
+
+TEST(ShardedLoaderIndexTest, AResumedIndexedLoaderContinuesAsTheScannedOneDoes) {
+  const std::string dir = TestDir();
+  WriteIndexedCorpus(dir);
+  const std::string scan = CopyWithoutIndexes(dir);
+  const LoaderOptions indexed = IndexOptions(dir, std::make_shared<Warnings>());
+  auto loader = ShardedLoader::Open(indexed);
+  ASSERT_TRUE(loader.ok());
+  for (int t = 0; t < 145; ++t) ASSERT_TRUE((*loader)->Next().ok());
+  LoaderState saved = (*loader)->State();
+  std::vector<std::vector<int64_t>> continued(20);  // across the epoch boundary
+  for (int t = 0; t < 20; ++t) {
+    absl::StatusOr<LoaderBatch> b = (*loader)->Next();
+    ASSERT_TRUE(b.ok());
+    continued[t] = Contents(*b);
+  }
+  EXPECT_EQ(GlobalBatches(indexed, 2, 20, &saved), continued);
+  EXPECT_EQ(GlobalBatches(IndexOptions(scan, std::make_shared<Warnings>()), 3, 20, &saved),
+            continued);
+}
+
+TEST(ShardedLoaderIndexTest, AStaleIndexIsNamedAndTheShardScanned) {
+  const std::string dir = TestDir();
+  WriteIndexedCorpus(dir);
+  // train-d rewritten with 13 examples, its old index (of 9) put back beside it.
+  fs::copy_file(dir + "/train-d.index", dir + "/old.index");
+  std::vector<tf::Example> examples;
+  for (int64_t u = 1800; u < 1813; ++u) examples.push_back(MakeExample(u));
+  WriteShard(dir + "/train-d", examples);
+  fs::copy_file(dir + "/old.index", dir + "/train-d.index", fs::copy_options::overwrite_existing);
+  fs::remove(dir + "/old.index");
+  auto warnings = std::make_shared<Warnings>();
+  const LoaderOptions o = IndexOptions(dir, warnings);
+  auto loader = ShardedLoader::Open(o);
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  EXPECT_EQ((*loader)->num_examples(), 1813);
+  EXPECT_EQ((*loader)->indexed_shards(), 3);
+  ASSERT_EQ(warnings->Lines().size(), 1u);
+  EXPECT_TRUE(Contains(warnings->Lines()[0], {dir + "/train-d.index: stale", "bytes",
+                                              "read the shard's record headers instead"}))
+      << warnings->Lines()[0];
+  const std::string scan = CopyWithoutIndexes(dir);
+  EXPECT_EQ(GlobalBatches(o, 2, 30), GlobalBatches(IndexOptions(scan, warnings), 1, 30));
+}
+
+// Flips one byte of `path` at `offset`.
+void FlipByte(const std::string& path, uint64_t offset) {
+  std::string bytes = testing::ReadAll(path);
+  bytes[offset] ^= 0x10;
+  testing::WriteAll(path, bytes);
+}
+
+TEST(ShardedLoaderIndexTest, ADamagedIndexHeaderIsNamedAtOpenAndTheShardScanned) {
+  const std::string dir = TestDir();
+  WriteIndexedCorpus(dir);
+  FlipByte(dir + "/train-a.index", 20);  // the record count
+  auto warnings = std::make_shared<Warnings>();
+  auto loader = ShardedLoader::Open(IndexOptions(dir, warnings));
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  EXPECT_EQ((*loader)->indexed_shards(), 3);
+  ASSERT_EQ(warnings->Lines().size(), 1u);
+  EXPECT_TRUE(Contains(warnings->Lines()[0],
+                       {dir + "/train-a.index: damaged record index: header CRC mismatch"}))
+      << warnings->Lines()[0];
+}
+
+TEST(ShardedLoaderIndexTest, ADamagedIndexBlockFoundWhileTrainingIsNamedAndTheBatchesUnchanged) {
+  const std::string dir = TestDir();
+  WriteIndexedCorpus(dir);
+  const std::string scan = CopyWithoutIndexes(dir);
+  // An offset in block 1 of train-c's 18 (of 64 entries, 516 bytes); Open reads only the header
+  // and the last block.
+  FlipByte(dir + "/train-c.index", 36 + 516 + 100);
+  auto warnings = std::make_shared<Warnings>();
+  const LoaderOptions o = IndexOptions(dir, warnings);
+  const std::vector<std::vector<int64_t>> reference =
+      GlobalBatches(IndexOptions(scan, std::make_shared<Warnings>()), 1, 150);
+  {
+    auto loader = ShardedLoader::Open(o);
+    ASSERT_TRUE(loader.ok()) << loader.status();
+    EXPECT_EQ((*loader)->indexed_shards(), 4);
+    EXPECT_TRUE(warnings->Lines().empty());
+  }
+  EXPECT_EQ(GlobalBatches(o, 1, 150), reference);  // a whole epoch reads every block
+  ASSERT_FALSE(warnings->Lines().empty());
+  EXPECT_TRUE(Contains(warnings->Lines()[0],
+                       {dir + "/train-c.index: damaged record index: block 1 (records 64..127)",
+                        "CRC mismatch", "read the shard's record headers instead"}))
+      << warnings->Lines()[0];
+}
+
+TEST(ShardedLoaderIndexTest, WhenTheShardOfADamagedIndexBlockIsDamagedTooItsErrorIsReturned) {
+  const std::string dir = TestDir();
+  WriteIndexedCorpus(dir);
+  FlipByte(dir + "/train-c.index", 36 + 516 + 100);  // block 1 (records 64..127)
+  // And record 100 of train-c itself: its length, so the scan that replaces the index fails.
+  auto reader = RecordReader::Open(dir + "/train-c");
+  ASSERT_TRUE(reader.ok());
+  auto offsets = (*reader)->IndexRecords();
+  ASSERT_TRUE(offsets.ok());
+  const uint64_t record_100 = (*offsets)[100];
+  FlipByte(dir + "/train-c", record_100 + 1);
+  LoaderOptions o = IndexOptions(dir, std::make_shared<Warnings>());
+  o.shuffle = false;
+  o.prefetch = 0;
+  auto loader = ShardedLoader::Open(o);
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  absl::Status error;
+  for (int t = 0; t < 150 && error.ok(); ++t) error = (*loader)->Next().status();
+  EXPECT_EQ(error.code(), absl::StatusCode::kDataLoss);
+  ExpectMentions(error, {dir + "/train-c: record 100 at byte offset " + std::to_string(record_100),
+                         "length CRC mismatch"});
+  // Every later lookup in that shard returns the error, never an offset from nowhere.
+  EXPECT_EQ((*loader)->Next().status(), error);
+  const RecordLocation where = (*loader)->Locate(700 + 3);
+  EXPECT_EQ(where.file, dir + "/train-c");
+  EXPECT_EQ(where.record, 3);
+}
+
+TEST(ShardedLoaderIndexTest, MissingIndexesAreOneLineForTheDataset) {
+  const std::string dir = TestDir();
+  WriteIndexedCorpus(dir);
+  fs::remove(dir + "/train-a.index");
+  fs::remove(dir + "/train-c.index");
+  auto warnings = std::make_shared<Warnings>();
+  auto loader = ShardedLoader::Open(IndexOptions(dir, warnings));
+  ASSERT_TRUE(loader.ok());
+  EXPECT_EQ((*loader)->indexed_shards(), 2);
+  ASSERT_EQ(warnings->Lines().size(), 1u);
+  EXPECT_TRUE(Contains(warnings->Lines()[0], {"2 of 4 shards", dir + "/train-a.index", "no index"}))
+      << warnings->Lines()[0];
+}
+
+TEST(ShardedLoaderIndexTest, MemoryToLocateRecordsDoesNotGrowWithTheRecordCount) {
+  const std::string small = TestDir() + "/small", large = TestDir() + "/large";
+  fs::create_directories(small);
+  fs::create_directories(large);
+  const int64_t n_small = WriteIndexedCorpus(small, 1);
+  const int64_t n_large = WriteIndexedCorpus(large, 5);
+  auto open = [](const std::string& dir) {
+    LoaderOptions o = IndexOptions(dir, std::make_shared<Warnings>());
+    o.prefetch = 0;  // nothing read beyond what Open reads
+    auto loader = ShardedLoader::Open(o);
+    EXPECT_TRUE(loader.ok()) << loader.status();
+    return std::move(*loader);
+  };
+  std::unique_ptr<ShardedLoader> a = open(small), b = open(large);
+  // The same shards, 5x the records: the same bytes up to the paths' lengths.
+  EXPECT_NEAR((*a).offset_memory_bytes(), (*b).offset_memory_bytes(), 64);
+  // After an epoch of reads, at most the block cache (4096 blocks of 64 offsets) more.
+  for (int t = 0; t < (*b).steps_per_epoch(); ++t) ASSERT_TRUE((*b).Next().ok());
+  EXPECT_LT((*b).offset_memory_bytes(), (*a).offset_memory_bytes() + 4096 * 64 * 8);
+  EXPECT_LT((*b).offset_memory_bytes(), 3 << 20);
+  // The scan keeps 8 bytes per record.
+  std::unique_ptr<ShardedLoader> c = open(CopyWithoutIndexes(large));
+  EXPECT_GE((*c).offset_memory_bytes(), 8 * n_large);
+  EXPECT_EQ(n_large, 5 * n_small - 4 * 9);
 }
 
 }  // namespace

@@ -223,6 +223,32 @@ TEST(WordPieceVocabErrorsTest, MissingSpecialTokensAreNamed) {
   EXPECT_EQ(std::string(t.status().message()).find('\n'), std::string::npos);
 }
 
+// A duplicate token or a blank line is refused with the file and the line number (Google's
+// load_vocab would let the later duplicate win, or map "" to the blank line's id).
+TEST(WordPieceVocabErrorsTest, DuplicateTokensAndBlankLinesNameFileAndLine) {
+  const std::string dir = testing::MakeTempDir("vocab_lines");
+  struct Case {
+    const char* text;
+    const char* message;
+  };
+  for (const Case& c : {Case{"[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\n[CLS]\n",
+                             " line 7: duplicate token \"[CLS]\" (first at line 3)"},
+                        Case{"[PAD]\n[UNK]\n\n[CLS]\n[SEP]\n[MASK]\n", " line 3 is blank"},
+                        Case{"[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n \t \nthe\n", " line 6 is blank"},
+                        Case{"[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n\n", " line 6 is blank"}}) {
+    const std::string path = dir + "/vocab.txt";
+    FILE* f = std::fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(c.text, f);
+    std::fclose(f);
+    auto t = WordPieceTokenizer::FromFile(path);
+    ASSERT_FALSE(t.ok()) << c.text;
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(t.status().message(), HasSubstr("vocabulary " + path + c.message));
+    EXPECT_EQ(std::string(t.status().message()).find('\n'), std::string::npos);
+  }
+}
+
 TEST(WordPieceVocabErrorsTest, EmptyVocabularyIsRejected) {
   auto t = WordPieceTokenizer::FromTokens({}, {}, "empty.txt");
   ASSERT_FALSE(t.ok());

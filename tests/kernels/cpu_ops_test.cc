@@ -88,13 +88,23 @@ TEST(CpuOpsTest, MakeOpsGivesTheCpuBackend) {
   (*ops)->Free(p);
 }
 
-TEST(CpuOpsTest, CudaUnavailableSaysWhy) {
+// Runs on every machine: with a usable GPU MakeOps(kCuda) gives the CUDA backend; without one
+// it fails with CudaStatus()'s code and reason, and CudaAvailable gives the same reason.
+TEST(CpuOpsTest, MakeOpsCudaWorksOrSaysWhyNot) {
+  const absl::Status cuda = CudaStatus();
   std::string reason;
-  if (CudaAvailable(&reason)) GTEST_SKIP() << "a CUDA device is available";
-  EXPECT_FALSE(reason.empty());
+  EXPECT_EQ(CudaAvailable(&reason), cuda.ok());
   absl::StatusOr<std::unique_ptr<Ops<float>>> ops = MakeOps(DeviceKind::kCuda);
-  EXPECT_FALSE(ops.ok());
-  EXPECT_EQ(ops.status().code(), absl::StatusCode::kUnavailable);
+  if (cuda.ok()) {
+    ASSERT_TRUE(ops.ok()) << ops.status();
+    EXPECT_EQ((*ops)->device(), DeviceKind::kCuda);
+    return;
+  }
+  EXPECT_FALSE(reason.empty());
+  EXPECT_EQ(reason, cuda.message());
+  ASSERT_FALSE(ops.ok());
+  EXPECT_EQ(ops.status().code(), cuda.code());
+  EXPECT_NE(ops.status().message().find(reason), absl::string_view::npos) << ops.status();
 }
 
 TEST(CpuOpsTest, MatmulPrecisionIsCheckedAndTheCpuComputesFp32ForAll) {

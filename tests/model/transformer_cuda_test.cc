@@ -12,6 +12,7 @@
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/ops.h"
 #include "model/transformer.h"
+#include "tests/cuda_skip.h"
 #include "tests/model/model_test_util.h"
 
 namespace headroom {
@@ -44,8 +45,7 @@ StepResult TrainStep(Ops<float>* ops, const ModelConfig& m, const std::vector<fl
 }
 
 void ExpectSameOnBothBackends(const ModelConfig& m) {
-  std::string reason;
-  if (!CudaAvailable(&reason)) GTEST_SKIP() << "no CUDA backend: " << reason;
+  HR_SKIP_WITHOUT_CUDA();
   auto cuda = MakeOps(DeviceKind::kCuda);
   ASSERT_TRUE(cuda.ok()) << cuda.status();
   CpuOps<float> cpu;
@@ -77,8 +77,7 @@ void ExpectSameOnBothBackends(const ModelConfig& m) {
 // the CUDA GEMMs in `precision` (fp32: exact fp32 products; bf16: bf16 inputs, fp32 sums).
 void ExpectNormwiseGradientError(const ModelConfig& m, const char* precision, double limit,
                                  AttentionPath cuda_path = AttentionPath::kAuto, int seq = 32) {
-  std::string reason;
-  if (!CudaAvailable(&reason)) GTEST_SKIP() << "no CUDA backend: " << reason;
+  HR_SKIP_WITHOUT_CUDA();
   setenv("HEADROOM_CUDA_GEMM_PRECISION", precision, 1);
   auto cuda = MakeOps(DeviceKind::kCuda);
   unsetenv("HEADROOM_CUDA_GEMM_PRECISION");

@@ -1,7 +1,9 @@
 // `headroom inspect` through the binary: a shard written here with known features is printed
 // feature by feature (kinds, lengths, values, trailing padding as a count, token ids as text
 // with --vocab, the record count), and a damaged shard gives one line naming the file and the
-// record, with a non-zero exit.
+// record, with a non-zero exit. LM shards written by `headroom prepare-lm` decode, with its
+// SentencePiece model, to the sentences of the input text. `--write_index` writes the index of
+// a shard that has none (as shards from other tools) and refuses a damaged shard.
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -11,6 +13,7 @@
 
 #include "base/file.h"
 #include "data/example_io.h"
+#include "data/record_reader.h"
 #include "data/record_writer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -27,14 +30,25 @@ struct Output {
   std::string out, err;
 };
 
-Output Inspect(const std::string& dir, const std::string& args) {
+// Runs `headroom ARGS` (a command and its arguments).
+Output Headroom(const std::string& dir, const std::string& args) {
   const std::string out = dir + "/stdout.txt", err = dir + "/stderr.txt";
-  const std::string cmd =
-      std::string(HEADROOM_BINARY) + " inspect " + args + " >" + out + " 2>" + err;
+  const std::string cmd = std::string(HEADROOM_BINARY) + " " + args + " >" + out + " 2>" + err;
   const int status = std::system(cmd.c_str());
   auto o = ReadFile(out);
   auto e = ReadFile(err);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, o.ok() ? *o : "", e.ok() ? *e : ""};
+}
+
+Output Inspect(const std::string& dir, const std::string& args) {
+  return Headroom(dir, "inspect " + args);
+}
+
+void WriteText(const std::string& path, const std::string& text) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr) << path;
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fclose(f);
 }
 
 // Two records: BERT-like token ids with padding, weights, a label and a bytes feature.
@@ -111,6 +125,121 @@ TEST(InspectCommandTest, ADamagedShardIsOneLineNamingFileAndRecord) {
   r = Inspect(dir, dir + "/missing.tfrecord");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.err, HasSubstr("missing.tfrecord"));
+}
+
+// Sentences of a small vocabulary (so that a 60-piece model covers every character), one per
+// line, in the order prepare-lm writes them to a single shard.
+std::vector<std::string> Sentences() {
+  const std::vector<std::string> words = {"the",   "quiet", "river", "runs",  "past", "old",
+                                          "stone", "house", "where", "birds", "sing", "by",
+                                          "green", "field", "near",  "sea",   "town", "and"};
+  std::vector<std::string> out;
+  uint32_t x = 12345;
+  for (int s = 0; s < 300; ++s) {
+    std::string line;
+    const int n = 4 + s % 7;
+    for (int w = 0; w < n; ++w) {
+      x = x * 1103515245u + 12345u;
+      line += (w ? " " : "") + words[(x >> 16) % words.size()];
+    }
+    line[0] = static_cast<char>(line[0] - 'a' + 'A');
+    out.push_back(line + ".");
+  }
+  return out;
+}
+
+TEST(InspectCommandTest, SentencePieceShardsDecodeToTheirSentences) {
+  const std::string dir = testing::MakeTempDir("inspect_cmd_spm");
+  std::string text;
+  for (const std::string& s : Sentences()) text += s + "\n";
+  WriteText(dir + "/in.txt", text);
+  Output r = Headroom(dir, "prepare-lm --input_file=" + dir + "/in.txt --spm_model=" + dir +
+                               "/lm.model --vocab_size=60 --output_dir=" + dir +
+                               "/lm --num_shards=1 --progress=false");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string shard = dir + "/lm/train-00000-of-00001.tfrecord";
+
+  // One sentence per example, ended by </s>: each decodes to its input line.
+  r = Inspect(dir, "--spm_model=" + dir + "/lm.model --limit=3 " + shard);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_THAT(r.out, HasSubstr("as text    " + Sentences()[i] + " </s>\n")) << r.out;
+  }
+  EXPECT_THAT(r.out, Not(HasSubstr("as text    " + Sentences()[3])));  // --limit=3
+  // The model as a config's data.vocab_file names it, through --vocab: the same output.
+  Output same = Inspect(dir, "--vocab=" + dir + "/lm.model --limit=3 " + shard);
+  EXPECT_EQ(same.out, r.out);
+
+  // Packed examples show each sentence end; zero padding is counted as <pad>.
+  tf::Example e;
+  const std::string packed = dir + "/packed.tfrecord";
+  {
+    absl::StatusOr<std::unique_ptr<RecordReader>> reader = RecordReader::Open(shard);
+    ASSERT_TRUE(reader.ok());
+    std::vector<int64_t> ids;
+    std::string record;
+    for (int i = 0; i < 2; ++i) {
+      ASSERT_TRUE((*reader)->ReadNext(&record).ok());
+      ASSERT_TRUE(ParseExample(record, RecordLocation{shard, i, 0}, &e).ok());
+      auto v = GetInt64Feature(e, "targets", RecordLocation{shard, i, 0});
+      ASSERT_TRUE(v.ok());
+      ids.insert(ids.end(), v->begin(), v->end());
+    }
+    ids.resize(ids.size() + 7, 0);
+    SetInt64Feature(&e, "targets", ids);
+    auto w = RecordWriter::Create(packed);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->Write(e.SerializeAsString()).ok());
+    ASSERT_TRUE((*w)->Close().ok());
+  }
+  r = Inspect(dir, "--spm_model=" + dir + "/lm.model " + packed);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("as text    " + Sentences()[0] + " </s> " + Sentences()[1] +
+                               " </s> (then 7 x <pad>)"));
+
+  // Bad flags: one line each, non-zero exit.
+  r = Inspect(dir, "--spm_model=" + dir + "/in.txt " + shard);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("in.txt: expected a SentencePiece model"));
+  r = Inspect(dir, "--spm_model=" + dir + "/lm.model --vocab=" + dir + "/lm.model " + shard);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("not both"));
+  r = Inspect(dir, "--spm_model=" + dir + "/missing.model " + shard);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("missing.model"));
+}
+
+TEST(InspectCommandTest, WriteIndexIndexesAShardWithoutOneAndSkipsIndexesGivenWithShards) {
+  const std::string dir = testing::MakeTempDir("inspect_cmd_index");
+  const std::string shard = WriteShard(dir);
+  const std::string index = shard + ".index";
+  auto written = ReadFile(index);  // as RecordWriter wrote it
+  ASSERT_TRUE(written.ok());
+  ASSERT_EQ(std::remove(index.c_str()), 0);  // now like a shard from another tool
+
+  Output r = Inspect(dir, "--write_index " + shard);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, index + ": 2 records indexed\n");
+  auto rebuilt = ReadFile(index);
+  ASSERT_TRUE(rebuilt.ok());
+  EXPECT_EQ(*rebuilt, *written);
+
+  // A wildcard matches the shard and its index: the index is not read as a shard.
+  r = Inspect(dir, dir + "/train-*");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("2 records shown (end of file)"));
+  EXPECT_THAT(r.out, Not(HasSubstr(".index:")));
+
+  // A damaged shard: one line naming it and the record, no index.
+  auto bytes = ReadFile(shard);
+  ASSERT_TRUE(bytes.ok());
+  std::string damaged = *bytes;
+  damaged[5] ^= 0x01;  // record 0's length
+  WriteText(dir + "/damaged.tfrecord", damaged);
+  r = Inspect(dir, "--write_index " + dir + "/damaged.tfrecord");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("damaged.tfrecord: record 0"));
+  EXPECT_FALSE(ReadFile(dir + "/damaged.tfrecord.index").ok());
 }
 
 }  // namespace

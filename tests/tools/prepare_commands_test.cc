@@ -16,6 +16,7 @@ namespace headroom {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct Result {
   int exit_code;
@@ -53,8 +54,12 @@ class PrepareCommandsTest : public ::testing::Test {
     f = std::fopen(bad_vocab_.c_str(), "w");
     std::fputs("<pad>\n<unk>\n<s>\n</s>\nthe\n", f);  // a SentencePiece-style list, not BERT's
     std::fclose(f);
+    good_vocab_ = dir_ + "/good_vocab.txt";
+    f = std::fopen(good_vocab_.c_str(), "w");
+    std::fputs("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\n", f);  // a valid (tiny) BERT vocab
+    std::fclose(f);
   }
-  std::string dir_, text_, empty_, bad_vocab_;
+  std::string dir_, text_, empty_, bad_vocab_, good_vocab_;
 };
 
 TEST_F(PrepareCommandsTest, MissingVocab) {
@@ -70,6 +75,23 @@ TEST_F(PrepareCommandsTest, VocabWithWrongSpecialTokens) {
   EXPECT_THAT(r.stderr_text, HasSubstr("[PAD] [UNK] [CLS] [SEP] [MASK]"));
 }
 
+TEST_F(PrepareCommandsTest, VocabWithADuplicateOrABlankLine) {
+  const std::string vocab = dir_ + "/dup_vocab.txt";
+  FILE* f = std::fopen(vocab.c_str(), "w");
+  std::fputs("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\n[CLS]\n", f);
+  std::fclose(f);
+  ExpectOneLineError(Headroom("prepare-bert --input_file=" + text_ + " --vocab_file=" + vocab +
+                              " --output_dir=" + dir_ + "/out"),
+                     vocab + " line 7: duplicate token \"[CLS]\" (first at line 3)");
+  f = std::fopen(vocab.c_str(), "w");
+  std::fputs("[PAD]\n[UNK]\n[CLS]\n\n[SEP]\n[MASK]\n", f);
+  std::fclose(f);
+  ExpectOneLineError(Headroom("prepare-bert --input_file=" + text_ + " --vocab_file=" + vocab +
+                              " --output_dir=" + dir_ + "/out"),
+                     vocab + " line 4 is blank");
+  EXPECT_FALSE(testing::FileExists(dir_ + "/out/train-00000-of-00008.tfrecord"));
+}
+
 TEST_F(PrepareCommandsTest, EmptyCorpus) {
   std::string vocab = testing::CachePath("vocab.txt");
   HR_SKIP_WITHOUT_BUNDLED(vocab);
@@ -82,9 +104,16 @@ TEST_F(PrepareCommandsTest, EmptyCorpus) {
 }
 
 TEST_F(PrepareCommandsTest, MissingInputAndRequiredFlags) {
-  ExpectOneLineError(Headroom("prepare-bert --input_file=" + dir_ +
-                              "/nope*.txt --vocab_file=" + bad_vocab_ + " --output_dir=" + dir_),
-                     "vocabulary");
+  // With a valid vocabulary, so that the error can only be the input's.
+  const std::string missing = dir_ + "/nope*.txt";
+  Result r = Headroom("prepare-bert --input_file=" + missing + " --vocab_file=" + good_vocab_ +
+                      " --output_dir=" + dir_ + "/out");
+  ExpectOneLineError(r, "input " + missing + " not found (no file matches)");
+  EXPECT_THAT(r.stderr_text, Not(HasSubstr("vocabulary")));
+  ExpectOneLineError(Headroom("prepare-lm --input_file=" + missing + " --spm_model=" + dir_ +
+                              "/lm.model --output_dir=" + dir_ + "/out"),
+                     "input " + missing + " not found (no file matches)");
+  EXPECT_FALSE(testing::FileExists(dir_ + "/lm.model")) << "a model trained on nothing";
   ExpectOneLineError(Headroom("prepare-bert --vocab_file=x"), "--input_file is required");
   ExpectOneLineError(Headroom("prepare-lm --input_file=" + text_), "--spm_model is required");
 }

@@ -259,6 +259,8 @@ TEST_F(CheckpointTest, MissingMomentsAreSavedAsZeros) {
   ASSERT_TRUE(dir.ok()) << dir.status();
   auto ck = LoadCheckpoint(*dir);
   ASSERT_TRUE(ck.ok()) << ck.status();
+  ASSERT_EQ(ck->m.size(), static_cast<size_t>(layout_->total()));
+  ASSERT_EQ(ck->v.size(), static_cast<size_t>(layout_->total()));
   for (float x : ck->m) ASSERT_EQ(x, 0.0f);
   for (float x : ck->v) ASSERT_EQ(x, 0.0f);
 }

@@ -18,6 +18,7 @@
 #include "data/sharded_loader.h"
 #include "gtest/gtest.h"
 #include "tests/trainer/lm_shards.h"
+#include "tests/trainer/tiny_lm_config.h"
 
 namespace headroom {
 namespace {
@@ -44,19 +45,7 @@ Result RunCommand(const std::string& command) {
   return r;
 }
 
-constexpr char kConfig[] = R"pb(
-  name: "tiny_lm"
-  model {
-    objective: CAUSAL_LM
-    vocab_size: 16
-    max_positions: 8
-    num_layers: 1
-    d_model: 8
-    num_heads: 2
-    head_size: 4
-    ffn_size: 16
-  }
-  data { seq_length: 8 }
+const std::string kConfig = testing::TinyLmConfig(R"pb(
   train {
     steps: 200
     global_batch_size: 4
@@ -66,7 +55,7 @@ constexpr char kConfig[] = R"pb(
     log_every: 1
     checkpoint_every: 0
   }
-)pb";
+)pb");
 
 TEST(DataParallelFailureTest, ACorruptRecordOnRankOneEndsTheJobWithItsMessage) {
   const std::string root = ::testing::TempDir() + "dp_failure_" + std::to_string(::getpid());

@@ -25,6 +25,7 @@
 #include "data/record_writer.h"
 #include "gtest/gtest.h"
 #include "tests/trainer/lm_shards.h"
+#include "tests/trainer/tiny_lm_config.h"
 #include "trainer/checkpoint.h"
 #include "trainer/trainer.h"
 
@@ -33,21 +34,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kLmConfig[] = R"pb(
-  name: "tiny_lm"
-  model {
-    objective: CAUSAL_LM
-    vocab_size: 16
-    max_positions: 8
-    num_layers: 2
-    d_model: 8
-    num_heads: 2
-    head_size: 4
-    ffn_size: 16
-    hidden_dropout: 0
-    attention_dropout: 0
-  }
-  data { seq_length: 8 }
+// The same training for both models: 6 steps of 8 sequences, tiny buckets (several per step).
+constexpr char kTrain[] = R"pb(
   train {
     steps: 6
     global_batch_size: 8
@@ -63,7 +51,10 @@ constexpr char kLmConfig[] = R"pb(
   }
 )pb";
 
-constexpr char kBertConfig[] = R"pb(
+const std::string kLmConfig =
+    testing::TinyLmConfig(kTrain, 2, "hidden_dropout: 0 attention_dropout: 0");
+
+const std::string kBertConfig = std::string(R"pb(
   name: "tiny_bert"
   model {
     objective: BERT
@@ -79,20 +70,7 @@ constexpr char kBertConfig[] = R"pb(
     attention_dropout: 0
   }
   data { seq_length: 8 max_predictions_per_seq: 2 }
-  train {
-    steps: 6
-    global_batch_size: 8
-    micro_batch_size: 0
-    optimizer { type: ADAMW bias_correction: true }
-    schedule { type: LINEAR_WARMUP_LINEAR_DECAY learning_rate: 0.01 warmup_steps: 2 }
-    log_every: 2
-    eval_every: 3
-    eval_batches: 2
-    checkpoint_every: 2
-    keep_checkpoints: 5
-    comm_bucket_mb: 0.001
-  }
-)pb";
+)pb") + kTrain;
 
 // BERT instances: random ids, two masked slots per sequence, both of weight 1.
 void WriteBertShards(const std::string& dir, const std::string& name, int shards, int n,

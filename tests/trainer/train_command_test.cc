@@ -23,6 +23,7 @@
 #include "data/record_writer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/trainer/tiny_lm_config.h"
 #include "trainer/checkpoint.h"
 
 namespace headroom {
@@ -33,19 +34,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 // A causal LM of vocabulary 16 and sequence length 8, small enough for a step in milliseconds.
-constexpr char kConfig[] = R"pb(
-  name: "tiny_lm"
-  model {
-    objective: CAUSAL_LM
-    vocab_size: 16
-    max_positions: 8
-    num_layers: 1
-    d_model: 8
-    num_heads: 2
-    head_size: 4
-    ffn_size: 16
-  }
-  data { seq_length: 8 }
+const std::string kConfig = testing::TinyLmConfig(R"pb(
   train {
     steps: 4
     global_batch_size: 4
@@ -56,7 +45,7 @@ constexpr char kConfig[] = R"pb(
     checkpoint_every: 2
     keep_checkpoints: 5
   }
-)pb";
+)pb");
 
 struct Result {
   int exit_code;
@@ -181,6 +170,13 @@ TEST_F(TrainCommandTest, EvalPrintsTheUnigramBaselineOfTheSameTokens) {
   ExpectOneLineError(Headroom("eval --checkpoint " + root_ + "/run --data " + data +
                               " --unigram_data '" + root_ + "/none-*'"),
                      root_ + "/none-*");
+}
+
+TEST_F(TrainCommandTest, EvalRejectsANegativeBatch) {
+  for (const char* flag : {"--batch=-1", "--batch -3"}) {
+    Result r = Headroom("eval --checkpoint " + root_ + "/run " + flag);
+    ExpectOneLineError(r, "--batch must be >= 0");
+  }
 }
 
 TEST_F(TrainCommandTest, ADataGlobMatchingNothing) {
@@ -308,8 +304,12 @@ TEST_F(TrainCommandTest, ANanLossStopsWithTheStepAndWritesNoNanCheckpoint) {
                    "--set train.schedule.learning_rate=1e30 --set train.optimizer.max_grad_norm=0 "
                    "--set train.checkpoint_every=1");
   ExpectOneLineError(r, "training stopped");
-  EXPECT_EQ(r.err.rfind("headroom train: step ", 0), 0u) << r.err;
+  const std::string prefix = "headroom train: step ";
+  ASSERT_EQ(r.err.rfind(prefix, 0), 0u) << r.err;
+  const int64_t failed = std::stoll(r.err.substr(prefix.size()));
+  // No checkpoint of the failed step or later; the earlier ones are finite.
   for (const std::string& dir : ListCheckpoints(root_ + "/run")) {
+    EXPECT_LT(std::stoll(fs::path(dir).filename().string().substr(5)), failed) << dir;
     auto ck = LoadCheckpoint(dir);
     ASSERT_TRUE(ck.ok()) << ck.status();
     for (float x : ck->params) ASSERT_TRUE(std::isfinite(x)) << dir;

@@ -19,6 +19,7 @@
 #include "config/load.h"
 #include "gtest/gtest.h"
 #include "tests/trainer/lm_shards.h"
+#include "tests/trainer/tiny_lm_config.h"
 #include "trainer/checkpoint.h"
 
 namespace headroom {
@@ -26,19 +27,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kConfig[] = R"pb(
-  name: "tiny_lm"
-  model {
-    objective: CAUSAL_LM
-    vocab_size: 16
-    max_positions: 8
-    num_layers: 1
-    d_model: 8
-    num_heads: 2
-    head_size: 4
-    ffn_size: 16
-  }
-  data { seq_length: 8 }
+const std::string kConfig = testing::TinyLmConfig(R"pb(
   train {
     steps: 8
     global_batch_size: 4
@@ -51,7 +40,7 @@ constexpr char kConfig[] = R"pb(
     checkpoint_every: 2
     keep_checkpoints: 2
   }
-)pb";
+)pb");
 
 class TrainerTest : public ::testing::Test {
  protected:
@@ -164,10 +153,12 @@ TEST_F(TrainerTest, ADivergingLossStopsWithTheStepAndSavesNothingOfIt) {
   auto r = Train(o);
   ASSERT_FALSE(r.ok());
   const std::string msg(r.status().message());
-  EXPECT_EQ(msg.rfind("step ", 0), 0u) << msg;
+  ASSERT_EQ(msg.rfind("step ", 0), 0u) << msg;
   EXPECT_NE(msg.find("training stopped"), std::string::npos) << msg;
-  // Whatever was saved before is finite and loads.
+  const int64_t failed = std::stoll(msg.substr(5));
+  // Nothing of the failed step or later is saved; whatever was saved before is finite and loads.
   for (const std::string& dir : ListCheckpoints(root_ + "/run")) {
+    EXPECT_LT(std::stoll(fs::path(dir).filename().string().substr(5)), failed) << dir;
     auto ck = LoadCheckpoint(dir);
     ASSERT_TRUE(ck.ok()) << ck.status();
     for (float x : ck->params) ASSERT_TRUE(std::isfinite(x)) << dir;

@@ -70,7 +70,7 @@ TEST_F(UnigramTest, AddOneSmoothedFrequenciesScoredOnTheFirstSequences) {
   EXPECT_NEAR(all->loss, -(4 * std::log(4.0 / 9) + 3 * std::log(2.0 / 9)) / 7, 1e-12);
 }
 
-TEST_F(UnigramTest, UniformDataGivesTheVocabularySize) {
+TEST_F(UnigramTest, UniformDataGivesTheSmoothedUniformPerplexity) {
   // Every id 1..7 once in training, V = 8: p(t) = 2/15 for each of them, perplexity 7.5.
   Write("train.tfrecord", {{1, 2, 3, 4, 5, 6, 7}});
   Write("eval.tfrecord", {{7, 6, 5}, {4}});

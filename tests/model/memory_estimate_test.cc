@@ -1,0 +1,50 @@
+// ActivationElements (model/memory_estimate.h), computed without allocating, against the
+// accounting of a Model actually created on the CPU (Model::ActivationElements(), summed as its
+// constructor allocates): equal on BERT and LM shapes, standard and fixed head sizes, both
+// attention paths, with and without attention dropout (the CPU keeps the dropped probabilities),
+// and every recompute option.
+#include "model/memory_estimate.h"
+
+#include <memory>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/cpu_ops.h"
+#include "model/transformer.h"
+#include "tests/model/model_test_util.h"
+
+namespace headroom {
+namespace {
+
+TEST(MemoryEstimateTest, ActivationElementsEqualTheModelsOwnAccounting) {
+  CpuOps<float> ops(1);
+  int cases = 0;
+  for (const ModelConfig& m :
+       {testing::TinyBert(2, 8, 2, 0, 12), testing::TinyBert(3, 8, 3, 5, 12, 0.1f),
+        testing::TinyLm(2, 8, 2, 6, 12), testing::TinyLm(1, 8, 4, 0, 20, 0.2f)}) {
+    for (AttentionPath path :
+         {AttentionPath::kAuto, AttentionPath::kFused, AttentionPath::kMaterialized}) {
+      for (int recompute = 0; recompute < 4; ++recompute) {
+        ModelOptions o;
+        o.attention = path;
+        o.recompute_gelu = recompute & 1;
+        o.layernorm_from_output = recompute & 2;
+        const ModelLimits limits{3, 7, 2};
+        SCOPED_TRACE(::testing::Message()
+                     << (m.objective() == ModelConfig::BERT ? "BERT" : "LM") << " layers "
+                     << m.num_layers() << " dropout " << m.attention_dropout() << " path "
+                     << static_cast<int>(path) << " recompute " << recompute);
+        auto model = Model<float>::Create(m, &ops, limits, o);
+        ASSERT_TRUE(model.ok()) << model.status();
+        const bool fused = (*model)->fused_attention();
+        EXPECT_EQ(ActivationElements(m, limits, o, fused, m.attention_dropout() > 0),
+                  (*model)->ActivationElements());
+        ++cases;
+      }
+    }
+  }
+  EXPECT_EQ(cases, 48);
+}
+
+}  // namespace
+}  // namespace headroom
