@@ -197,6 +197,19 @@ absl::Status ValidateBatchSizes(const TrainConfig& t, const std::string& s) {
   return absl::OkStatus();
 }
 
+// The train settings that depend on the model: label smoothing, and the LayerNorm recomputation
+// that only a POST_LN model has.
+absl::Status ValidateTrainModelOptions(const ExperimentConfig& c, const std::string& s) {
+  const TrainConfig& t = c.train();
+  HR_RETURN_IF_ERROR(RequireRate(s, "train.label_smoothing", t.label_smoothing()));
+  if (t.layernorm_from_output() && c.model().norm() == ModelConfig::PRE_LN) {
+    return Invalid(s, "train.layernorm_from_output",
+                   "recomputes post-LN LayerNorm inputs; a PRE_LN model keeps its LayerNorm "
+                   "inputs anyway (the residual stream): set it to false");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
   const TrainConfig& t = c.train();
   if (t.steps() < 0)
@@ -243,12 +256,7 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
                    absl::StrCat("must be \"auto\", \"fused\" or \"materialized\" (got \"",
                                 t.attention(), "\")"));
   }
-  HR_RETURN_IF_ERROR(RequireRate(s, "train.label_smoothing", t.label_smoothing()));
-  if (t.layernorm_from_output() && c.model().norm() == ModelConfig::PRE_LN) {
-    return Invalid(s, "train.layernorm_from_output",
-                   "recomputes post-LN LayerNorm inputs; a PRE_LN model keeps its LayerNorm "
-                   "inputs anyway (the residual stream): set it to false");
-  }
+  HR_RETURN_IF_ERROR(ValidateTrainModelOptions(c, s));
   if (t.checkpoint_every() < 0) {
     return Invalid(s, "train.checkpoint_every",
                    absl::StrCat("must be >= 0 (got ", t.checkpoint_every(),
