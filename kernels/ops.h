@@ -26,8 +26,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -193,17 +191,10 @@ class Ops {
   virtual void GeluForward(const T* x, T* y, int64_t n) = 0;
   // dx = dy * gelu'(x). `dx` may alias `dy`.
   virtual void GeluBackward(const T* x, const T* dy, T* dx, int64_t n) = 0;
-  // y = act(x), for any Activation. `y` may alias `x`. The default covers kGelu only (the
-  // backends override it; an Ops wrapper must forward it).
-  virtual void ActivationForward(Activation act, const T* x, T* y, int64_t n) {
-    if (act != Activation::kGelu) Unsupported("ActivationForward");
-    GeluForward(x, y, n);
-  }
-  // dx = dy * act'(x). `dx` may alias `dy`. Default: kGelu only, as ActivationForward.
-  virtual void ActivationBackward(Activation act, const T* x, const T* dy, T* dx, int64_t n) {
-    if (act != Activation::kGelu) Unsupported("ActivationBackward");
-    GeluBackward(x, dy, dx, n);
-  }
+  // y = act(x), for any Activation. `y` may alias `x`.
+  virtual void ActivationForward(Activation act, const T* x, T* y, int64_t n) = 0;
+  // dx = dy * act'(x). `dx` may alias `dy`.
+  virtual void ActivationBackward(Activation act, const T* x, const T* dy, T* dx, int64_t n) = 0;
   // y = tanh(x) (BERT's pooler). `y` may alias `x`.
   virtual void TanhForward(const T* x, T* y, int64_t n) = 0;
   // dx = dy * (1 - y^2), from the forward output y. `dx` may alias `dy`.
@@ -297,14 +288,10 @@ class Ops {
   // the cross-entropy minus its smallest value (t2t subtracts the same "normalizing" constant;
   // it adds 1e-20 inside log u, which changes nothing at float precision); 0 where labels[r] < 0.
   // The gradient written to dlogits (when non-null) is grad_scale * w[r] * (softmax - q).
-  // eps = 0 is SoftmaxCrossEntropy exactly (H = 0). V must be >= 2 when eps > 0. The default
-  // covers eps = 0 only (the backends override it; an Ops wrapper must forward it).
+  // eps = 0 is SoftmaxCrossEntropy exactly (H = 0). V must be >= 2 when eps > 0.
   virtual void LabelSmoothedCrossEntropy(const T* logits, const int32_t* labels, const T* weights,
                                          int64_t rows, int V, T label_smoothing, T* losses,
-                                         T* dlogits, T grad_scale) {
-    if (label_smoothing != T(0)) Unsupported("LabelSmoothedCrossEntropy");
-    SoftmaxCrossEntropy(logits, labels, weights, rows, V, losses, dlogits, grad_scale);
-  }
+                                         T* dlogits, T grad_scale) = 0;
 
   // ---- Reductions -----------------------------------------------------------------------
   // *out = sum_i a[i] * b[i] (out is a device scalar; accumulated in double on the CPU, in
@@ -320,15 +307,6 @@ class Ops {
   // r = ||w|| / ||u|| (r = 1 when either norm is 0). `scratch` holds n elements.
   virtual void Lamb(T* w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s,
                     T* scratch) = 0;
-
- private:
-  // The defaults above that cannot be built from other ops stop the process: an Ops that
-  // wraps another (a profiler) and does not forward `op` would otherwise compute nonsense.
-  [[noreturn]] static void Unsupported(const char* op) {
-    std::fprintf(stderr, "headroom: this Ops backend does not implement %s for that argument\n",
-                 op);
-    std::abort();
-  }
 };
 
 // How MakeOps configures a backend.

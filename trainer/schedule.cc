@@ -53,6 +53,8 @@ absl::StatusOr<LearningRateSchedule> LearningRateSchedule::Create(const Experime
     p.max_predictions_per_seq = tp.max_predictions_per_seq();
     p.global_batch_size =
         tp.global_batch_size() > 0 ? tp.global_batch_size() : run_batch(p.seq_length);
+    p.train_files = tp.train_files();
+    p.eval_files = tp.eval_files();
     begin += p.steps;
     s.phases_.push_back(p);
   }

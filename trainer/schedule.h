@@ -49,6 +49,7 @@
 #define HEADROOM_TRAINER_SCHEDULE_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -64,6 +65,9 @@ struct SchedulePhase {
   int seq_length = 0;
   int max_predictions_per_seq = 0;
   int global_batch_size = 0;  // sequences (train.global_batch_tokens / seq_length if given)
+  // The phase's own shards (TrainPhase.train_files / eval_files); empty: the run's.
+  std::string train_files;
+  std::string eval_files;
   int64_t end() const { return begin + steps; }
 };
 
