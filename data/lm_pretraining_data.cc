@@ -49,10 +49,10 @@ absl::StatusOr<LmDataStats> CreateLmExamples(
   };
   // Appends ids[begin, end) to the current example as one segment.
   auto append = [&](const std::vector<int32_t>& ids, size_t begin, size_t end) {
-    const int32_t segment = current.targets.empty() ? 1 : current.segmentation.back() + 1;
+    const int32_t segment = current.segmentation.empty() ? 1 : current.segmentation.back() + 1;
     for (size_t i = begin; i < end; ++i) {
       current.targets.push_back(ids[i]);
-      if (!o.pack) continue;
+      if (!o.pack || !o.pack_segments) continue;
       current.segmentation.push_back(segment);
       current.position.push_back(static_cast<int32_t>(i - begin));
     }

@@ -39,6 +39,10 @@ class Progress;
 struct LmDataOptions {
   int max_length = 256;  // tokens per example, >= 2 (LM1B configs: 256)
   bool pack = false;     // pack several sentences per example
+  // With pack: write targets_segmentation / targets_position, so that each sentence is trained
+  // on alone (tensor2tensor's packing). false: none, so the packed sentences are one stream
+  // (attention and positions run across sentence ends), as before packing had segments.
+  bool pack_segments = true;
   // Tokenizer threads (data/encoded_lines.h); <= 0: one per hardware thread. The examples are
   // the same for any number.
   int num_workers = 0;

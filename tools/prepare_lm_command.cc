@@ -29,6 +29,9 @@ ABSL_FLAG(int32_t, max_length, 256, "tokens per example at most (EOS included)")
 ABSL_FLAG(bool, pack, false,
           "pack several sentences per example instead of one per example, with tensor2tensor's "
           "targets_segmentation and targets_position (each sentence is trained on alone)");
+ABSL_FLAG(bool, pack_segments, true,
+          "with --pack: write the segment features; false packs the sentences into one stream "
+          "(attention and positions across sentence ends, the demo's data)");
 
 namespace headroom {
 namespace {
@@ -83,6 +86,7 @@ int RunPrepareLm(const CommandArgs& args) {
   LmDataOptions o;
   o.max_length = absl::GetFlag(FLAGS_max_length);
   o.pack = absl::GetFlag(FLAGS_pack);
+  o.pack_segments = absl::GetFlag(FLAGS_pack_segments);
   o.num_workers = absl::GetFlag(FLAGS_num_workers);
   for (size_t i = 0; i < splits.size(); ++i) {
     Progress progress(absl::StrCat(kName, " ", splits[i].name), absl::GetFlag(FLAGS_progress),

@@ -205,6 +205,16 @@ TEST_F(LmDataTest, PackedShardsHoldTensor2tensorsPackedFeatures) {
   }
   EXPECT_EQ(records, stats->examples);
   EXPECT_EQ(tokens, stats->tokens);
+  // --nopack_segments: the same rows as one stream, without the segment features.
+  o.pack_segments = false;
+  int64_t stream_examples = 0;
+  auto stream = CreateLmExamples({*corpus_}, *spm_, o, [&](const LmExample& e) {
+    ++stream_examples;
+    EXPECT_TRUE(e.segmentation.empty() && e.position.empty());
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  EXPECT_EQ(stream_examples, stats->examples);
 }
 
 // ---- Bad input ----
