@@ -81,7 +81,7 @@ absl::StatusOr<std::vector<HeadRankStats>> AttentionRankDiagnostics(
   std::vector<T> h_dev(static_cast<size_t>(rows) * d);
   std::vector<double> x, q, k, logits;
   for (int l = 0; l < m.num_layers(); ++l) {
-    ops->CopyToHost(h_dev.data(), model->hidden(l), h_dev.size() * sizeof(T));
+    ops->CopyToHost(h_dev.data(), model->attention_input(l), h_dev.size() * sizeof(T));
     x.assign(h_dev.begin(), h_dev.end());
     const std::string lp = layout.LayerPrefix(l);
     Project(x, tensor(lp + "attention.self.query.weight"), tensor(lp + "attention.self.query.bias"),

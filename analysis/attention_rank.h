@@ -3,8 +3,9 @@
 // For every layer l and head i, on a fixed probe batch, the head's attention logits of sequence
 // b are the scaled S x S matrix, before any mask,
 //   A = (X W_q^i + 1 b_q^i) (X W_k^i + 1 b_k^i)^T / sqrt(d_p)      (row = query, column = key)
-// with X = h_l the layer's input (model/transformer.h hidden(l)). Its rank is at most d_p, the
-// paper's bottleneck. Reported per head, over the probe sequences:
+// with X what the layer's attention projects (model/transformer.h attention_input(l): the layer
+// input h_l, or LN1(h_l) for a PRE_LN model). Its rank is at most d_p, the paper's bottleneck.
+// Reported per head, over the probe sequences:
 //   rank        numerical rank of A (analysis/linalg.h: singular values > rank_rtol * sigma_max,
 //               default rtol 1e-6; rtol <= 0 uses NumPy's sigma_max * S * DBL_EPSILON); the
 //               maximum and the mean over sequences. Never above min(d_p, S) up to that threshold.
@@ -17,8 +18,8 @@
 //
 // The logits are recomputed on the host in float64 from the layer inputs and the parameters of
 // a Forward with dropout off, instead of being copied out of the attention kernels, so the model
-// and its kernels need no change beyond the hidden(l) accessor, and the numbers do not depend on
-// the backend's matrix precision (bf16 GEMMs would blur small singular values).
+// and its kernels need no change beyond the attention_input(l) accessor, and the numbers do not
+// depend on the backend's matrix precision (bf16 GEMMs would blur small singular values).
 //
 // For the trainer (every K steps, on a probe batch fixed at the start of the run):
 //   HR_ASSIGN_OR_RETURN(std::vector<HeadRankStats> st,

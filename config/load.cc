@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -81,8 +82,15 @@ absl::Status ValidateModel(const ModelConfig& m, const std::string& s) {
     return Invalid(s, "model.type_vocab_size",
                    absl::StrCat("must be 0 for a CAUSAL_LM model (got ", m.type_vocab_size(), ")"));
   }
-  if (m.activation() != ModelConfig::GELU) {
-    return Invalid(s, "model.activation", "must be GELU");
+  if (m.activation() != ModelConfig::GELU && m.activation() != ModelConfig::RELU &&
+      m.activation() != ModelConfig::GELU_TANH) {
+    return Invalid(s, "model.activation", "must be GELU, GELU_TANH or RELU");
+  }
+  if (m.norm() != ModelConfig::POST_LN && m.norm() != ModelConfig::PRE_LN) {
+    return Invalid(s, "model.norm", "must be POST_LN or PRE_LN");
+  }
+  if (m.position() != ModelConfig::LEARNED && m.position() != ModelConfig::SINUSOIDAL) {
+    return Invalid(s, "model.position", "must be LEARNED or SINUSOIDAL");
   }
   HR_RETURN_IF_ERROR(RequireRate(s, "model.hidden_dropout", m.hidden_dropout()));
   HR_RETURN_IF_ERROR(RequireRate(s, "model.attention_dropout", m.attention_dropout()));
@@ -119,6 +127,86 @@ absl::Status ValidateData(const ExperimentConfig& c, const std::string& s) {
   if (!(d.masked_lm_prob() > 0.0f && d.masked_lm_prob() < 1.0f)) {
     return Invalid(s, "data.masked_lm_prob",
                    absl::StrCat("must be in (0, 1) (got ", d.masked_lm_prob(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+// BERT examples have a fixed shape: when the phases differ in seq_length or
+// max_predictions_per_seq, each phase must name its own train_files (and eval_files, when the
+// run evaluates), and phases of different shapes must not name the same ones. (The LM's
+// `targets` are padded to the phase's length, so its phases may share shards.)
+absl::Status ValidatePhaseData(const ExperimentConfig& c, const std::string& s) {
+  const TrainConfig& t = c.train();
+  if (c.model().objective() != ModelConfig::BERT || t.phases_size() < 2) return absl::OkStatus();
+  auto shape = [](const TrainPhase& p) {
+    return std::make_pair(p.seq_length(), p.max_predictions_per_seq());
+  };
+  bool one_shape = true;
+  for (const TrainPhase& p : t.phases()) one_shape &= shape(p) == shape(t.phases(0));
+  if (one_shape) return absl::OkStatus();
+  bool evaluates = !c.data().eval_files().empty();
+  for (const TrainPhase& p : t.phases()) evaluates |= !p.eval_files().empty();
+  for (int i = 0; i < t.phases_size(); ++i) {
+    const TrainPhase& p = t.phases(i);
+    const std::string f = absl::StrCat("train.phases[", i, "]");
+    const std::string why = absl::StrCat(
+        "BERT phases of different shapes read different shards; name this phase's ", p.seq_length(),
+        "-token ones (prepare-bert --max_seq_length=128,512 "
+        "--max_predictions_per_seq=20,80 writes DIR/seq128/ and DIR/seq512/)");
+    if (p.train_files().empty()) return Invalid(s, f + ".train_files", why);
+    if (evaluates && p.eval_files().empty()) return Invalid(s, f + ".eval_files", why);
+    for (int j = 0; j < i; ++j) {
+      const TrainPhase& q = t.phases(j);
+      if (shape(q) == shape(p)) continue;
+      if (q.train_files() == p.train_files() || (evaluates && q.eval_files() == p.eval_files())) {
+        return Invalid(s, f,
+                       absl::StrCat("reads the shards of train.phases[", j, "] (sequence length ",
+                                    q.seq_length(), ") at sequence length ", p.seq_length(),
+                                    "; name this phase's own"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The batch: in sequences (global_batch_size) or in tokens (global_batch_tokens), not both, and
+// a micro-batch dividing it.
+absl::Status ValidateBatchSizes(const TrainConfig& t, const std::string& s) {
+  if (t.global_batch_size() < 0) {
+    return Invalid(s, "train.global_batch_size",
+                   absl::StrCat("must be >= 0 (got ", t.global_batch_size(), ")"));
+  }
+  if (t.global_batch_tokens() < 0) {
+    return Invalid(s, "train.global_batch_tokens",
+                   absl::StrCat("must be >= 0 (got ", t.global_batch_tokens(), ")"));
+  }
+  if (t.global_batch_tokens() > 0 && t.global_batch_size() > 0) {
+    return Invalid(s, "train.global_batch_tokens",
+                   absl::StrCat("and train.global_batch_size (", t.global_batch_size(),
+                                ") are both set; give the batch in tokens or in sequences"));
+  }
+  if (t.micro_batch_size() < 0) {
+    return Invalid(s, "train.micro_batch_size",
+                   absl::StrCat("must be >= 0 (got ", t.micro_batch_size(), ")"));
+  }
+  if (t.micro_batch_size() > 0 && t.global_batch_size() > 0 &&
+      t.global_batch_size() % t.micro_batch_size() != 0) {
+    return Invalid(s, "train.micro_batch_size",
+                   absl::StrCat(t.micro_batch_size(), " does not divide train.global_batch_size ",
+                                t.global_batch_size()));
+  }
+  return absl::OkStatus();
+}
+
+// The train settings that depend on the model: label smoothing, and the LayerNorm recomputation
+// that only a POST_LN model has.
+absl::Status ValidateTrainModelOptions(const ExperimentConfig& c, const std::string& s) {
+  const TrainConfig& t = c.train();
+  HR_RETURN_IF_ERROR(RequireRate(s, "train.label_smoothing", t.label_smoothing()));
+  if (t.layernorm_from_output() && c.model().norm() == ModelConfig::PRE_LN) {
+    return Invalid(s, "train.layernorm_from_output",
+                   "recomputes post-LN LayerNorm inputs; a PRE_LN model keeps its LayerNorm "
+                   "inputs anyway (the residual stream): set it to false");
   }
   return absl::OkStatus();
 }
@@ -184,20 +272,7 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
   const TrainConfig& t = c.train();
   if (t.steps() < 0)
     return Invalid(s, "train.steps", absl::StrCat("must be >= 0 (got ", t.steps(), ")"));
-  if (t.global_batch_size() < 0) {
-    return Invalid(s, "train.global_batch_size",
-                   absl::StrCat("must be >= 0 (got ", t.global_batch_size(), ")"));
-  }
-  if (t.micro_batch_size() < 0) {
-    return Invalid(s, "train.micro_batch_size",
-                   absl::StrCat("must be >= 0 (got ", t.micro_batch_size(), ")"));
-  }
-  if (t.micro_batch_size() > 0 && t.global_batch_size() > 0 &&
-      t.global_batch_size() % t.micro_batch_size() != 0) {
-    return Invalid(s, "train.micro_batch_size",
-                   absl::StrCat(t.micro_batch_size(), " does not divide train.global_batch_size ",
-                                t.global_batch_size()));
-  }
+  HR_RETURN_IF_ERROR(ValidateBatchSizes(t, s));
   HR_RETURN_IF_ERROR(ValidateOptimizer(t, s));
   if (t.precision() != "fp32" && t.precision() != "bf16") {
     return Invalid(s, "train.precision",
@@ -227,6 +302,7 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
                                 t.attention(), "\")"));
   }
   HR_RETURN_IF_ERROR(ValidateCheckpointsAndDiagnostics(t, s));
+  HR_RETURN_IF_ERROR(ValidateTrainModelOptions(c, s));
   for (int i = 0; i < t.phases_size(); ++i) {
     const TrainPhase& p = t.phases(i);
     std::string f = absl::StrCat("train.phases[", i, "]");
@@ -238,7 +314,7 @@ absl::Status ValidateTrain(const ExperimentConfig& c, const std::string& s) {
           absl::StrCat(p.seq_length(), " exceeds model.max_positions ", c.model().max_positions()));
     }
   }
-  return absl::OkStatus();
+  return ValidatePhaseData(c, s);
 }
 
 // Google BERT's fine-tuning defaults: run_squad.py for SQuAD, run_classifier.py otherwise.
@@ -344,6 +420,10 @@ SequenceShape TrainingSequenceShape(const ExperimentConfig& config) {
   return s;
 }
 
+bool HasOutputBias(const ModelConfig& model) {
+  return !model.has_output_bias() || model.output_bias();
+}
+
 void FillDefaults(ExperimentConfig& c) {
   ModelConfig& m = *c.mutable_model();
   if (!m.has_activation()) m.set_activation(ModelConfig::GELU);
@@ -352,6 +432,10 @@ void FillDefaults(ExperimentConfig& c) {
   if (!m.has_layer_norm_epsilon()) m.set_layer_norm_epsilon(1e-12f);
   if (!m.has_tie_output_embedding()) m.set_tie_output_embedding(true);
   if (!m.has_initializer_range()) m.set_initializer_range(0.02f);
+  if (!m.has_norm()) m.set_norm(ModelConfig::POST_LN);
+  if (!m.has_position()) m.set_position(ModelConfig::LEARNED);
+  if (!m.has_scale_embeddings()) m.set_scale_embeddings(false);
+  if (!m.has_output_bias()) m.set_output_bias(true);
   DataConfig& d = *c.mutable_data();
   if (!d.has_masked_lm_prob()) d.set_masked_lm_prob(0.15f);
   TrainConfig& t = *c.mutable_train();
@@ -383,6 +467,7 @@ void FillDefaults(ExperimentConfig& c) {
   if (!t.has_recompute_gelu()) t.set_recompute_gelu(false);
   if (!t.has_layernorm_from_output()) t.set_layernorm_from_output(false);
   if (c.has_finetune()) FillFineTuneDefaults(*c.mutable_finetune());
+  if (!t.has_label_smoothing()) t.set_label_smoothing(0.0f);
 }
 
 absl::Status ApplyOverride(ExperimentConfig& config, absl::string_view spec) {

@@ -72,6 +72,10 @@ struct SequenceShape {
 };
 SequenceShape TrainingSequenceShape(const ExperimentConfig& config);
 
+// model.output_bias, true (its default) when unset: configs written before the field existed,
+// such as older checkpoints', and ones built in code keep BERT's output bias.
+bool HasOutputBias(const ModelConfig& model);
+
 }  // namespace headroom
 
 #endif  // HEADROOM_CONFIG_LOAD_H_

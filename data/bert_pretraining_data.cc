@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "base/splitmix.h"
 #include "base/status_macros.h"
+#include "data/encoded_lines.h"
 #include "data/example_io.h"
 #include "data/record_writer.h"
 #include "data/text_input.h"
@@ -40,6 +41,7 @@ absl::Status ValidateBertDataOptions(const BertDataOptions& o) {
   }
   if (o.dupe_factor < 1) return bad("dupe_factor", o.dupe_factor, ">= 1");
   if (o.chunk_documents < 1) return bad("chunk_documents", o.chunk_documents, ">= 1");
+  if (o.chunk_tokens < 0) return bad("chunk_tokens", o.chunk_tokens, ">= 0 (0: no bound)");
   return absl::OkStatus();
 }
 
@@ -259,72 +261,140 @@ std::string SerializeExampleDeterministically(const tf::Example& example) {
   return bytes;
 }
 
-absl::StatusOr<BertDataStats> CreateBertInstances(
-    const std::vector<std::string>& input_files, const WordPieceTokenizer& tok,
-    const BertDataOptions& o, const std::function<absl::Status(const BertInstance&)>& sink,
-    Progress* progress) {
-  HR_RETURN_IF_ERROR(ValidateBertDataOptions(o));
-  HR_ASSIGN_OR_RETURN(TextReader reader, TextReader::Open(input_files));
-  BertRng rng(o.random_seed);
-  BertDataStats stats;
-  std::vector<Document> documents;
-  std::vector<BertInstance> instances;
-  std::string line;
-  std::vector<int32_t> ids;
-  bool more = true;
-  while (more) {
-    // Read one chunk. A document closes at a blank line; a chunk closes when it holds
-    // chunk_documents documents and the next one starts.
-    documents.assign(1, Document());
-    while (true) {
-      more = reader.NextLine(&line);
-      if (!more) break;
-      if (line.empty()) {
-        if (!documents.back().empty()) {
-          if (static_cast<int64_t>(documents.size()) >= o.chunk_documents) break;
-          documents.emplace_back();
+namespace {
+
+// Reads the input a chunk of tokenized documents at a time (see the file comment). A document
+// closes at a blank line; a chunk closes when it holds chunk_documents documents, or
+// chunk_tokens tokens, and the next document starts. Lines are tokenized on o.num_workers
+// threads (data/encoded_lines.h), which changes nothing in what is read.
+class DocumentChunks {
+ public:
+  DocumentChunks(TextReader reader, const WordPieceTokenizer& tok, const BertDataOptions& o)
+      : lines_(
+            std::move(reader),
+            [&tok](absl::string_view text, std::vector<int32_t>* ids) {
+              tok.Encode(text, ids);
+              return absl::OkStatus();
+            },
+            o.num_workers),
+        chunk_documents_(o.chunk_documents),
+        chunk_tokens_(o.chunk_tokens) {}
+
+  // The next non-empty chunk into `documents`; false at the end of the input (or on a read
+  // error: then status() says which).
+  bool Next(std::vector<Document>* documents, BertDataStats* stats) {
+    const std::string* line;
+    const std::vector<int32_t>* ids;
+    while (more_) {
+      documents->assign(1, Document());
+      int64_t tokens = 0;
+      while (true) {
+        more_ = lines_.Next(&line, &ids);
+        if (!more_) break;
+        if (line->empty()) {
+          if (!documents->back().empty()) {
+            if (static_cast<int64_t>(documents->size()) >= chunk_documents_ ||
+                (chunk_tokens_ > 0 && tokens >= chunk_tokens_)) {
+              break;
+            }
+            documents->emplace_back();
+          }
+          continue;
         }
-        continue;
+        if (ids->empty()) continue;
+        tokens += static_cast<int64_t>(ids->size());
+        stats->tokens += static_cast<int64_t>(ids->size());
+        ++stats->sentences;
+        documents->back().push_back(*ids);
       }
-      ids.clear();
-      tok.Encode(line, &ids);
-      if (ids.empty()) continue;
-      stats.tokens += static_cast<int64_t>(ids.size());
-      ++stats.sentences;
-      documents.back().push_back(ids);
+      if (!lines_.status().ok()) return false;
+      if (documents->back().empty()) documents->pop_back();
+      if (documents->empty()) continue;
+      stats->documents += static_cast<int64_t>(documents->size());
+      return true;
     }
-    HR_RETURN_IF_ERROR(reader.status());
-    if (documents.back().empty()) documents.pop_back();
-    if (documents.empty()) continue;
-    stats.documents += static_cast<int64_t>(documents.size());
-    // Google shuffles all documents, runs dupe_factor passes, then shuffles all instances;
-    // streaming does the same per chunk.
-    rng.Shuffle(&documents);
-    instances.clear();
-    for (int d = 0; d < o.dupe_factor; ++d) {
-      for (size_t i = 0; i < documents.size(); ++i) {
-        CreateInstancesFromDocument(documents, i, tok, o, &rng, &instances);
-      }
-    }
-    rng.Shuffle(&instances);
-    for (const BertInstance& inst : instances) {
-      HR_RETURN_IF_ERROR(sink(inst));
-      ++stats.instances;
-    }
-    if (progress != nullptr) {
-      progress->Update(stats.documents, stats.tokens, stats.instances,
-                       reader.total_bytes() == 0
-                           ? 1.0
-                           : static_cast<double>(reader.bytes_read()) / reader.total_bytes());
+    return false;
+  }
+
+  absl::Status status() const { return lines_.status(); }
+  // The fraction of the input read so far.
+  double fraction() const { return lines_.fraction(); }
+
+ private:
+  EncodedLines lines_;
+  int64_t chunk_documents_, chunk_tokens_;
+  bool more_ = true;
+};
+
+}  // namespace
+
+absl::StatusOr<std::vector<BertDataStats>> CreateBertInstanceSets(
+    const std::vector<std::string>& input_files, const WordPieceTokenizer& tok,
+    const std::vector<BertDataOptions>& sets,
+    const std::vector<std::function<absl::Status(const BertInstance&)>>& sinks,
+    Progress* progress) {
+  if (sets.empty() || sinks.size() != sets.size()) {
+    return absl::InvalidArgumentError("CreateBertInstanceSets: one sink per option set");
+  }
+  for (const BertDataOptions& o : sets) {
+    HR_RETURN_IF_ERROR(ValidateBertDataOptions(o));
+    if (o.chunk_documents != sets[0].chunk_documents || o.chunk_tokens != sets[0].chunk_tokens ||
+        o.num_workers != sets[0].num_workers) {
+      return absl::InvalidArgumentError(
+          "the option sets must share chunk_documents, chunk_tokens and num_workers");
     }
   }
-  if (stats.documents == 0) {
+  HR_ASSIGN_OR_RETURN(TextReader reader, TextReader::Open(input_files));
+  DocumentChunks chunks(std::move(reader), tok, sets[0]);
+  // One generator per set, seeded alike: each set's output is what a run of that set alone
+  // writes.
+  std::vector<BertRng> rngs;
+  for (const BertDataOptions& o : sets) rngs.emplace_back(o.random_seed);
+  BertDataStats read;  // documents, sentences and tokens: shared by the sets
+  std::vector<int64_t> written(sets.size(), 0);
+  std::vector<Document> documents, shuffled;
+  std::vector<BertInstance> instances;
+  while (chunks.Next(&documents, &read)) {
+    for (size_t k = 0; k < sets.size(); ++k) {
+      // Google shuffles all documents, runs dupe_factor passes, then shuffles all instances;
+      // streaming does the same per chunk.
+      shuffled = documents;
+      rngs[k].Shuffle(&shuffled);
+      instances.clear();
+      for (int d = 0; d < sets[k].dupe_factor; ++d) {
+        for (size_t i = 0; i < shuffled.size(); ++i) {
+          CreateInstancesFromDocument(shuffled, i, tok, sets[k], &rngs[k], &instances);
+        }
+      }
+      rngs[k].Shuffle(&instances);
+      for (const BertInstance& inst : instances) HR_RETURN_IF_ERROR(sinks[k](inst));
+      written[k] += static_cast<int64_t>(instances.size());
+    }
+    if (progress != nullptr) {
+      int64_t total = 0;
+      for (int64_t w : written) total += w;
+      progress->Update(read.documents, read.tokens, total, chunks.fraction());
+    }
+  }
+  HR_RETURN_IF_ERROR(chunks.status());
+  if (read.documents == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("no documents in ", absl::StrJoin(input_files, ","),
                      ": the input is empty (expected one sentence per line, blank lines between "
                      "documents)"));
   }
+  std::vector<BertDataStats> stats(sets.size(), read);
+  for (size_t k = 0; k < sets.size(); ++k) stats[k].instances = written[k];
   return stats;
+}
+
+absl::StatusOr<BertDataStats> CreateBertInstances(
+    const std::vector<std::string>& input_files, const WordPieceTokenizer& tok,
+    const BertDataOptions& o, const std::function<absl::Status(const BertInstance&)>& sink,
+    Progress* progress) {
+  HR_ASSIGN_OR_RETURN(std::vector<BertDataStats> stats,
+                      CreateBertInstanceSets(input_files, tok, {o}, {sink}, progress));
+  return stats[0];
 }
 
 std::vector<std::string> ShardPaths(const std::string& dir, const std::string& name,
@@ -336,35 +406,60 @@ std::vector<std::string> ShardPaths(const std::string& dir, const std::string& n
   return paths;
 }
 
+absl::StatusOr<std::vector<BertDataStats>> WriteBertShardSets(
+    const std::vector<std::string>& input_files, const WordPieceTokenizer& tok,
+    const std::vector<BertDataOptions>& sets, const std::vector<std::string>& output_dirs,
+    const std::string& name, int num_shards, Progress* progress) {
+  if (num_shards < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--num_shards=", num_shards, ": must be >= 1"));
+  }
+  if (output_dirs.size() != sets.size()) {
+    return absl::InvalidArgumentError("WriteBertShardSets: one output directory per option set");
+  }
+  for (const BertDataOptions& o : sets) HR_RETURN_IF_ERROR(ValidateBertDataOptions(o));
+  // writers[k][i]: shard i of set k; each set fills its shards round-robin.
+  std::vector<std::vector<std::unique_ptr<RecordWriter>>> writers(sets.size());
+  std::vector<size_t> next(sets.size(), 0);
+  std::vector<std::function<absl::Status(const BertInstance&)>> sinks;
+  for (size_t k = 0; k < sets.size(); ++k) {
+    for (const std::string& path : ShardPaths(output_dirs[k], name, num_shards)) {
+      HR_ASSIGN_OR_RETURN(std::unique_ptr<RecordWriter> w, RecordWriter::Create(path));
+      writers[k].push_back(std::move(w));
+    }
+    sinks.push_back([&, k](const BertInstance& inst) -> absl::Status {
+      absl::Status s = writers[k][next[k]]->Write(
+          SerializeExampleDeterministically(BertInstanceToExample(inst, sets[k])));
+      next[k] = (next[k] + 1) % writers[k].size();
+      return s;
+    });
+  }
+  const auto start = std::chrono::steady_clock::now();
+  HR_ASSIGN_OR_RETURN(std::vector<BertDataStats> stats,
+                      CreateBertInstanceSets(input_files, tok, sets, sinks, progress));
+  for (auto& set : writers) {
+    for (auto& w : set) HR_RETURN_IF_ERROR(w->Close());
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  int64_t instances = 0;
+  for (BertDataStats& st : stats) {
+    st.seconds = seconds;
+    instances += st.instances;
+  }
+  if (progress != nullptr) progress->Finish(stats[0].documents, stats[0].tokens, instances);
+  return stats;
+}
+
 absl::StatusOr<BertDataStats> WriteBertShards(const std::vector<std::string>& input_files,
                                               const WordPieceTokenizer& tok,
                                               const BertDataOptions& o,
                                               const std::string& output_dir,
                                               const std::string& name, int num_shards,
                                               Progress* progress) {
-  if (num_shards < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("--num_shards=", num_shards, ": must be >= 1"));
-  }
-  HR_RETURN_IF_ERROR(ValidateBertDataOptions(o));
-  std::vector<std::unique_ptr<RecordWriter>> writers;
-  for (const std::string& path : ShardPaths(output_dir, name, num_shards)) {
-    HR_ASSIGN_OR_RETURN(std::unique_ptr<RecordWriter> w, RecordWriter::Create(path));
-    writers.push_back(std::move(w));
-  }
-  const auto start = std::chrono::steady_clock::now();
-  size_t next = 0;
-  auto sink = [&](const BertInstance& inst) -> absl::Status {
-    absl::Status s =
-        writers[next]->Write(SerializeExampleDeterministically(BertInstanceToExample(inst, o)));
-    next = (next + 1) % writers.size();
-    return s;
-  };
-  HR_ASSIGN_OR_RETURN(BertDataStats stats,
-                      CreateBertInstances(input_files, tok, o, sink, progress));
-  for (auto& w : writers) HR_RETURN_IF_ERROR(w->Close());
-  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (progress != nullptr) progress->Finish(stats.documents, stats.tokens, stats.instances);
-  return stats;
+  HR_ASSIGN_OR_RETURN(
+      std::vector<BertDataStats> stats,
+      WriteBertShardSets(input_files, tok, {o}, {output_dir}, name, num_shards, progress));
+  return stats[0];
 }
 
 }  // namespace headroom

@@ -13,7 +13,8 @@
 //   - tokens = [CLS] A [SEP] B [SEP]; min(max_predictions_per_seq, max(1, round(len * prob)))
 //     positions are masked (never [CLS]/[SEP]; with whole-word masking a word's "##" pieces go
 //     together); each masked token becomes [MASK] 80%, stays 10%, a random vocab token 10%.
-// Documents are read in chunks of `chunk_documents`: each chunk is shuffled, passed over
+// Documents are read in chunks of `chunk_documents` (or of `chunk_tokens` tokens, whichever
+// comes first, at a document boundary): each chunk is shuffled, passed over
 // `dupe_factor` times (different masks and pairings each time), and its instances shuffled and
 // emitted before the next chunk is read. So memory is bounded by a chunk, and random "next"
 // segments come from the same chunk. With a chunk as large as the corpus this is Google's
@@ -60,6 +61,12 @@ struct BertDataOptions {
   uint64_t random_seed = 12345;
   // Documents per chunk (memory bound; random next segments are drawn within a chunk).
   int64_t chunk_documents = 2000;  // >= 1
+  // WordPiece tokens per chunk (0: no bound): a chunk also closes, at the next document
+  // boundary, once it holds this many, so that 2,000 books (~200M tokens) are not one chunk.
+  int64_t chunk_tokens = 8'000'000;
+  // Tokenizer threads (data/encoded_lines.h); <= 0: one per hardware thread. The output is the
+  // same for any number.
+  int num_workers = 0;
 };
 
 // InvalidArgument naming the first bad field.
@@ -131,12 +138,31 @@ struct BertDataStats {
 std::vector<std::string> ShardPaths(const std::string& dir, const std::string& name,
                                     int num_shards);
 
+// CreateBertInstances for several option sets at once (BERT's two phases: max_seq_length 128
+// with 20 predictions, 512 with 80) from one read and tokenization of the input: the chunks are
+// shared, and set k's instances, each from its own generator seeded with its random_seed, go to
+// sinks[k]. Set k's output is exactly what CreateBertInstances with sets[k] alone gives. The
+// sets must share chunk_documents. Stats: per set; documents, sentences and tokens are the
+// input's (the same in each).
+[[nodiscard]] absl::StatusOr<std::vector<BertDataStats>> CreateBertInstanceSets(
+    const std::vector<std::string>& input_files, const WordPieceTokenizer& tokenizer,
+    const std::vector<BertDataOptions>& sets,
+    const std::vector<std::function<absl::Status(const BertInstance&)>>& sinks,
+    Progress* progress = nullptr);
+
 // CreateBertInstances written round-robin over `num_shards` record files (atomically: each shard
 // appears under its name only when complete). `output_dir` must exist.
 [[nodiscard]] absl::StatusOr<BertDataStats> WriteBertShards(
     const std::vector<std::string>& input_files, const WordPieceTokenizer& tokenizer,
     const BertDataOptions& options, const std::string& output_dir, const std::string& name,
     int num_shards, Progress* progress = nullptr);
+
+// CreateBertInstanceSets written as WriteBertShards writes one set: set k's shards are
+// output_dirs[k]/name-0000i-of-0000N.tfrecord. The directories must exist.
+[[nodiscard]] absl::StatusOr<std::vector<BertDataStats>> WriteBertShardSets(
+    const std::vector<std::string>& input_files, const WordPieceTokenizer& tokenizer,
+    const std::vector<BertDataOptions>& sets, const std::vector<std::string>& output_dirs,
+    const std::string& name, int num_shards, Progress* progress = nullptr);
 
 // Serializes with sorted map keys, so that equal examples give equal bytes.
 std::string SerializeExampleDeterministically(const tf::Example& example);

@@ -40,7 +40,9 @@ struct SentencePieceTrainOptions {
   std::string model_type = "unigram";
   // Fraction of characters the model must cover; rarer characters become <unk>.
   double character_coverage = 0.9995;
-  // Sentences sampled for training; 0 uses all of them.
+  // Sentences sampled for training; 0 uses all of them. SentencePiece (0.1.97) samples them
+  // with a reservoir seeded by a constant of its own (12345678), so the same input and size
+  // always give the same sample, and training is deterministic for a given num_threads.
   int64_t input_sentence_size = 0;
   // Trainer threads; 0 means all hardware threads.
   int num_threads = 0;

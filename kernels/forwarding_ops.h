@@ -57,89 +57,96 @@
   X(void, Synchronize, (), ())                                                         \
   X(int64_t, DeviceMemoryInUse, (), ())
 
-#define HEADROOM_OPS_COMPUTE(X)                                                                    \
-  X(void, Fill, (T * x, int64_t n, T value), (x, n, value))                                        \
-  X(void, Scale, (T * x, int64_t n, T alpha), (x, n, alpha))                                       \
-  X(void, Add, (const T* a, const T* b, T* out, int64_t n), (a, b, out, n))                        \
-  X(void, Axpy, (T alpha, const T* x, T* y, int64_t n), (alpha, x, y, n))                          \
-  X(void, Gemm,                                                                                    \
-    (Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,   \
-     T beta, T* C, int ldc),                                                                       \
-    (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))                                        \
-  X(void, GemmStridedBatched,                                                                      \
-    (Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda, int64_t stride_a,      \
-     const T* B, int ldb, int64_t stride_b, T beta, T* C, int ldc, int64_t stride_c, int batch),   \
-    (ta, tb, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc, stride_c, batch))   \
-  X(void, Linear, (const T* x, const T* w, const T* bias, int rows, int out, int in, T* y),        \
-    (x, w, bias, rows, out, in, y))                                                                \
-  X(void, LinearBackwardWeights,                                                                   \
-    (const T* dy, const T* x, int rows, int out, int in, T* dw, T* dbias),                         \
-    (dy, x, rows, out, in, dw, dbias))                                                             \
-  X(void, AddBias, (T * x, const T* bias, int64_t rows, int cols), (x, bias, rows, cols))          \
-  X(void, BiasBackward, (const T* dy, int64_t rows, int cols, T* dbias), (dy, rows, cols, dbias))  \
-  X(void, PermuteHeads, (const T* x, T* y, int B, int S, int H, int D, bool inverse),              \
-    (x, y, B, S, H, D, inverse))                                                                   \
-  X(void, LayerNormForward,                                                                        \
-    (const T* x, const T* gamma, const T* beta, int64_t rows, int cols, T eps, T* y, T* mean,      \
-     T* rstd),                                                                                     \
-    (x, gamma, beta, rows, cols, eps, y, mean, rstd))                                              \
-  X(void, LayerNormBackward,                                                                       \
-    (const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd, int64_t rows,          \
-     int cols, T* dx, T* dgamma, T* dbeta),                                                        \
-    (dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta))                                     \
-  X(void, LayerNormInputFromOutput,                                                                \
-    (const T* y, const T* gamma, const T* beta, const T* mean, const T* rstd, int64_t rows,        \
-     int cols, T* x),                                                                              \
-    (y, gamma, beta, mean, rstd, rows, cols, x))                                                   \
-  X(void, ResidualLayerNormForward,                                                                \
-    (const T* x, const T* sub, float rate, const DropoutKey& key, const T* gamma, const T* beta,   \
-     int64_t rows, int cols, T eps, T* sum, T* y, T* mean, T* rstd),                               \
-    (x, sub, rate, key, gamma, beta, rows, cols, eps, sum, y, mean, rstd))                         \
-  X(void, ResidualLayerNormBackward,                                                               \
-    (const T* dy, const T* sum, const T* gamma, const T* mean, const T* rstd, int64_t rows,        \
-     int cols, float rate, const DropoutKey& key, T* dsum, T* dsub, T* dgamma, T* dbeta),          \
-    (dy, sum, gamma, mean, rstd, rows, cols, rate, key, dsum, dsub, dgamma, dbeta))                \
-  X(void, GeluForward, (const T* x, T* y, int64_t n), (x, y, n))                                   \
-  X(void, GeluBackward, (const T* x, const T* dy, T* dx, int64_t n), (x, dy, dx, n))               \
-  X(void, TanhForward, (const T* x, T* y, int64_t n), (x, y, n))                                   \
-  X(void, TanhBackward, (const T* y, const T* dy, T* dx, int64_t n), (y, dy, dx, n))               \
-  X(void, SoftmaxForward,                                                                          \
-    (const T* scores, T* probs, int B, int H, int Sq, int Sk, T scale, const int32_t* key_valid,   \
-     bool causal),                                                                                 \
-    (scores, probs, B, H, Sq, Sk, scale, key_valid, causal))                                       \
-  X(void, SoftmaxBackward,                                                                         \
-    (const T* probs, const T* dprobs, T* dscores, int64_t rows, int Sk, T scale),                  \
-    (probs, dprobs, dscores, rows, Sk, scale))                                                     \
-  X(void, AttentionForward,                                                                        \
-    (const T* q, const T* k, const T* v, int B, int S, int H, int D, T scale,                      \
-     const int32_t* key_valid, bool causal, float dropout_rate, const DropoutKey& key, T* out,     \
-     T* lse),                                                                                      \
-    (q, k, v, B, S, H, D, scale, key_valid, causal, dropout_rate, key, out, lse))                  \
-  X(void, AttentionBackward,                                                                       \
-    (const T* q, const T* k, const T* v, const T* out, const T* dout, const T* lse, int B, int S,  \
-     int H, int D, T scale, const int32_t* key_valid, bool causal, float dropout_rate,             \
-     const DropoutKey& key, T* dq, T* dk, T* dv, T* delta),                                        \
-    (q, k, v, out, dout, lse, B, S, H, D, scale, key_valid, causal, dropout_rate, key, dq, dk, dv, \
-     delta))                                                                                       \
-  X(void, Dropout, (const T* x, T* y, int64_t n, float rate, const DropoutKey& key),               \
-    (x, y, n, rate, key))                                                                          \
-  X(void, EmbeddingForward,                                                                        \
-    (const int32_t* ids, const T* table, int64_t n, int d, T* out, bool accumulate),               \
-    (ids, table, n, d, out, accumulate))                                                           \
-  X(void, EmbeddingBackward, (const int32_t* ids, const T* dout, int64_t n, int d, T* dtable),     \
-    (ids, dout, n, d, dtable))                                                                     \
-  X(void, GatherRows, (const T* src, const int32_t* idx, int64_t m, int d, T* dst),                \
-    (src, idx, m, d, dst))                                                                         \
-  X(void, ScatterAddRows, (const T* src, const int32_t* idx, int64_t m, int d, T* dst),            \
-    (src, idx, m, d, dst))                                                                         \
-  X(void, SoftmaxCrossEntropy,                                                                     \
-    (const T* logits, const int32_t* labels, const T* weights, int64_t rows, int V, T* losses,     \
-     T* dlogits, T grad_scale),                                                                    \
-    (logits, labels, weights, rows, V, losses, dlogits, grad_scale))                               \
-  X(void, Dot, (const T* a, const T* b, int64_t n, T* out), (a, b, n, out))                        \
-  X(void, AdamW, (T * w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s),               \
-    (w, g, m, v, n, s))                                                                            \
-  X(void, Lamb, (T * w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s, T* scratch),    \
+#define HEADROOM_OPS_COMPUTE(X)                                                                   \
+  X(void, Fill, (T * x, int64_t n, T value), (x, n, value))                                       \
+  X(void, Scale, (T * x, int64_t n, T alpha), (x, n, alpha))                                      \
+  X(void, Add, (const T* a, const T* b, T* out, int64_t n), (a, b, out, n))                       \
+  X(void, Axpy, (T alpha, const T* x, T* y, int64_t n), (alpha, x, y, n))                         \
+  X(void, Gemm,                                                                                   \
+    (Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,  \
+     T beta, T* C, int ldc),                                                                      \
+    (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))                                       \
+  X(void, GemmStridedBatched,                                                                     \
+    (Trans ta, Trans tb, int M, int N, int K, T alpha, const T* A, int lda, int64_t stride_a,     \
+     const T* B, int ldb, int64_t stride_b, T beta, T* C, int ldc, int64_t stride_c, int batch),  \
+    (ta, tb, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc, stride_c, batch))  \
+  X(void, Linear, (const T* x, const T* w, const T* bias, int rows, int out, int in, T* y),       \
+    (x, w, bias, rows, out, in, y))                                                               \
+  X(void, LinearBackwardWeights,                                                                  \
+    (const T* dy, const T* x, int rows, int out, int in, T* dw, T* dbias),                        \
+    (dy, x, rows, out, in, dw, dbias))                                                            \
+  X(void, AddBias, (T * x, const T* bias, int64_t rows, int cols), (x, bias, rows, cols))         \
+  X(void, BiasBackward, (const T* dy, int64_t rows, int cols, T* dbias), (dy, rows, cols, dbias)) \
+  X(void, PermuteHeads, (const T* x, T* y, int B, int S, int H, int D, bool inverse),             \
+    (x, y, B, S, H, D, inverse))                                                                  \
+  X(void, LayerNormForward,                                                                       \
+    (const T* x, const T* gamma, const T* beta, int64_t rows, int cols, T eps, T* y, T* mean,     \
+     T* rstd),                                                                                    \
+    (x, gamma, beta, rows, cols, eps, y, mean, rstd))                                             \
+  X(void, LayerNormBackward,                                                                      \
+    (const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd, int64_t rows,         \
+     int cols, T* dx, T* dgamma, T* dbeta),                                                       \
+    (dy, x, gamma, mean, rstd, rows, cols, dx, dgamma, dbeta))                                    \
+  X(void, LayerNormInputFromOutput,                                                               \
+    (const T* y, const T* gamma, const T* beta, const T* mean, const T* rstd, int64_t rows,       \
+     int cols, T* x),                                                                             \
+    (y, gamma, beta, mean, rstd, rows, cols, x))                                                  \
+  X(void, ResidualLayerNormForward,                                                               \
+    (const T* x, const T* sub, float rate, const DropoutKey& key, const T* gamma, const T* beta,  \
+     int64_t rows, int cols, T eps, T* sum, T* y, T* mean, T* rstd),                              \
+    (x, sub, rate, key, gamma, beta, rows, cols, eps, sum, y, mean, rstd))                        \
+  X(void, ResidualLayerNormBackward,                                                              \
+    (const T* dy, const T* sum, const T* gamma, const T* mean, const T* rstd, int64_t rows,       \
+     int cols, float rate, const DropoutKey& key, T* dsum, T* dsub, T* dgamma, T* dbeta),         \
+    (dy, sum, gamma, mean, rstd, rows, cols, rate, key, dsum, dsub, dgamma, dbeta))               \
+  X(void, GeluForward, (const T* x, T* y, int64_t n), (x, y, n))                                  \
+  X(void, GeluBackward, (const T* x, const T* dy, T* dx, int64_t n), (x, dy, dx, n))              \
+  X(void, ActivationForward, (Activation act, const T* x, T* y, int64_t n), (act, x, y, n))       \
+  X(void, ActivationBackward, (Activation act, const T* x, const T* dy, T* dx, int64_t n),        \
+    (act, x, dy, dx, n))                                                                          \
+  X(void, TanhForward, (const T* x, T* y, int64_t n), (x, y, n))                                  \
+  X(void, TanhBackward, (const T* y, const T* dy, T* dx, int64_t n), (y, dy, dx, n))              \
+  X(void, SoftmaxForward,                                                                         \
+    (const T* scores, T* probs, int B, int H, int Sq, int Sk, T scale, const int32_t* segments,   \
+     bool causal),                                                                                \
+    (scores, probs, B, H, Sq, Sk, scale, segments, causal))                                       \
+  X(void, SoftmaxBackward,                                                                        \
+    (const T* probs, const T* dprobs, T* dscores, int64_t rows, int Sk, T scale),                 \
+    (probs, dprobs, dscores, rows, Sk, scale))                                                    \
+  X(void, AttentionForward,                                                                       \
+    (const T* q, const T* k, const T* v, int B, int S, int H, int D, T scale,                     \
+     const int32_t* segments, bool causal, float dropout_rate, const DropoutKey& key, T* out,     \
+     T* lse),                                                                                     \
+    (q, k, v, B, S, H, D, scale, segments, causal, dropout_rate, key, out, lse))                  \
+  X(void, AttentionBackward,                                                                      \
+    (const T* q, const T* k, const T* v, const T* out, const T* dout, const T* lse, int B, int S, \
+     int H, int D, T scale, const int32_t* segments, bool causal, float dropout_rate,             \
+     const DropoutKey& key, T* dq, T* dk, T* dv, T* delta),                                       \
+    (q, k, v, out, dout, lse, B, S, H, D, scale, segments, causal, dropout_rate, key, dq, dk, dv, \
+     delta))                                                                                      \
+  X(void, Dropout, (const T* x, T* y, int64_t n, float rate, const DropoutKey& key),              \
+    (x, y, n, rate, key))                                                                         \
+  X(void, EmbeddingForward,                                                                       \
+    (const int32_t* ids, const T* table, int64_t n, int d, T* out, bool accumulate),              \
+    (ids, table, n, d, out, accumulate))                                                          \
+  X(void, EmbeddingBackward, (const int32_t* ids, const T* dout, int64_t n, int d, T* dtable),    \
+    (ids, dout, n, d, dtable))                                                                    \
+  X(void, GatherRows, (const T* src, const int32_t* idx, int64_t m, int d, T* dst),               \
+    (src, idx, m, d, dst))                                                                        \
+  X(void, ScatterAddRows, (const T* src, const int32_t* idx, int64_t m, int d, T* dst),           \
+    (src, idx, m, d, dst))                                                                        \
+  X(void, SoftmaxCrossEntropy,                                                                    \
+    (const T* logits, const int32_t* labels, const T* weights, int64_t rows, int V, T* losses,    \
+     T* dlogits, T grad_scale),                                                                   \
+    (logits, labels, weights, rows, V, losses, dlogits, grad_scale))                              \
+  X(void, LabelSmoothedCrossEntropy,                                                              \
+    (const T* logits, const int32_t* labels, const T* weights, int64_t rows, int V,               \
+     T label_smoothing, T* losses, T* dlogits, T grad_scale),                                     \
+    (logits, labels, weights, rows, V, label_smoothing, losses, dlogits, grad_scale))             \
+  X(void, Dot, (const T* a, const T* b, int64_t n, T* out), (a, b, n, out))                       \
+  X(void, AdamW, (T * w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s),              \
+    (w, g, m, v, n, s))                                                                           \
+  X(void, Lamb, (T * w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s, T* scratch),   \
     (w, g, m, v, n, s, scratch))
 
 namespace headroom {

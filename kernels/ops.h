@@ -38,6 +38,12 @@ enum class DeviceKind { kCpu, kCuda };
 
 enum class Trans { kNo, kYes };
 
+// The pointwise activations of the feed-forward sublayer (ModelConfig.activation):
+//   kGelu      x * Phi(x) = 0.5 x (1 + erf(x / sqrt(2)))
+//   kGeluTanh  0.5 x (1 + tanh(u)), u = sqrt(2 / pi) (x + 0.044715 x^3) (Google BERT's gelu)
+//   kRelu      max(x, 0), with derivative 1 for x > 0 and 0 otherwise (also at 0, as TF)
+enum class Activation { kGelu, kGeluTanh, kRelu };
+
 // Identifies one dropout site; with the element index it determines the mask completely
 // (Philox-4x32-10, see kernels/philox.h), so CPU and GPU draw identical masks and backward
 // recomputes the mask instead of storing it.
@@ -197,18 +203,31 @@ class Ops {
   virtual void GeluForward(const T* x, T* y, int64_t n) = 0;
   // dx = dy * gelu'(x). `dx` may alias `dy`.
   virtual void GeluBackward(const T* x, const T* dy, T* dx, int64_t n) = 0;
+  // y = act(x), for any Activation. `y` may alias `x`.
+  virtual void ActivationForward(Activation act, const T* x, T* y, int64_t n) = 0;
+  // dx = dy * act'(x). `dx` may alias `dy`.
+  virtual void ActivationBackward(Activation act, const T* x, const T* dy, T* dx, int64_t n) = 0;
   // y = tanh(x) (BERT's pooler). `y` may alias `x`.
   virtual void TanhForward(const T* x, T* y, int64_t n) = 0;
   // dx = dy * (1 - y^2), from the forward output y. `dx` may alias `dy`.
   virtual void TanhBackward(const T* y, const T* dy, T* dx, int64_t n) = 0;
 
   // ---- Attention softmax ----------------------------------------------------------------
-  // For scores [B, H, Sq, Sk]: probs = softmax over k of (scale * scores) where key k of query q
-  // in batch b is masked out (probability exactly 0) if key_valid != nullptr and
-  // key_valid[b * Sk + k] == 0 (padding), or if causal and k > q. A row with every key masked
-  // gets all-zero probabilities. `probs` may alias `scores`.
+  // The attention mask. `segments` [B * Sk] (nullptr: every key is usable) gives each token of
+  // sequence b a segment id: 0 is padding, and tokens with equal non-zero ids belong to one
+  // segment (one sentence of a packed row; BERT's input_mask is the one-segment case). Key k is
+  // visible to query q of sequence b when
+  //   seg_k != 0  and  (seg_q == 0  or  seg_k == seg_q)  and  not (causal and k > q),
+  // with seg_k = segments[b * Sk + k] and seg_q = segments[b * Sk + q] (self-attention, Sq == Sk;
+  // with Sq != Sk queries have no segment, seg_q = 0). So real tokens attend within their
+  // segment, padding queries (whose outputs no loss reads) attend to every non-padding key as
+  // in BERT, and a packed row of sentences computes what one row per sentence would.
+  //
+  // For scores [B, H, Sq, Sk]: probs = softmax over the visible keys k of (scale * scores); the
+  // others get probability exactly 0. A row with no visible key gets all-zero probabilities.
+  // `probs` may alias `scores`.
   virtual void SoftmaxForward(const T* scores, T* probs, int B, int H, int Sq, int Sk, T scale,
-                              const int32_t* key_valid, bool causal) = 0;
+                              const int32_t* segments, bool causal) = 0;
   // dscores = scale * probs * (dprobs - sum_k probs * dprobs). `dscores` may alias `dprobs`.
   virtual void SoftmaxBackward(const T* probs, const T* dprobs, T* dscores, int64_t rows, int Sk,
                                T scale) = 0;
@@ -218,13 +237,14 @@ class Ops {
   // without materialising the [S, S] probabilities of a head (flash-attention style): the same
   // function as PermuteHeads + Q K^T + SoftmaxForward + Dropout + P V + PermuteHeads back, in the
   // token-major layout the projections write: element (b, s, h, j) of q, k, v, out (and dout,
-  // dq, dk, dv) is at ((b * S + s) * H + h) * D + j, so no head permutes are needed. Masking and
-  // scale are SoftmaxForward's; the dropout mask is Dropout's over the [B, H, S, S]
-  // probabilities (element ((b * H + h) * S + q) * S + k, with `key`), so both paths draw the
-  // same mask. lse [B, H, S] receives per query log(sum over unmasked keys of exp(scale * q.k)),
-  // or +inf where every key is masked (that query's output is 0). `out` may not alias q, k, v.
+  // dq, dk, dv) is at ((b * S + s) * H + h) * D + j, so no head permutes are needed. The mask
+  // (`segments`, causal) and scale are SoftmaxForward's; the dropout mask is Dropout's over the [B,
+  // H, S, S] probabilities (element ((b * H + h) * S + q) * S + k, with `key`), so both paths draw
+  // the same mask. lse [B, H, S] receives per query log(sum over unmasked keys of exp(scale *
+  // q.k)), or +inf where every key is masked (that query's output is 0). `out` may not alias q, k,
+  // v.
   virtual void AttentionForward(const T* q, const T* k, const T* v, int B, int S, int H, int D,
-                                T scale, const int32_t* key_valid, bool causal, float dropout_rate,
+                                T scale, const int32_t* segments, bool causal, float dropout_rate,
                                 const DropoutKey& key, T* out, T* lse) = 0;
   // Gradients through AttentionForward: given the forward's q, k, v, out and lse and
   // dout = d loss / d out, overwrites dq, dk, dv (same layout). The probabilities are recomputed
@@ -232,7 +252,7 @@ class Ops {
   // sum_j dout * out, which equals sum_k p * dp with or without dropout).
   virtual void AttentionBackward(const T* q, const T* k, const T* v, const T* out, const T* dout,
                                  const T* lse, int B, int S, int H, int D, T scale,
-                                 const int32_t* key_valid, bool causal, float dropout_rate,
+                                 const int32_t* segments, bool causal, float dropout_rate,
                                  const DropoutKey& key, T* dq, T* dk, T* dv, T* delta) = 0;
   // Whether the model should use the fused attention ops for heads of `head_size` rather than
   // the materialised path. CUDA in bf16 mode does for the head sizes its kernel has (its
@@ -273,6 +293,17 @@ class Ops {
   // probabilities are stored).
   virtual void SoftmaxCrossEntropy(const T* logits, const int32_t* labels, const T* weights,
                                    int64_t rows, int V, T* losses, T* dlogits, T grad_scale) = 0;
+  // SoftmaxCrossEntropy against tensor2tensor's label-smoothed target (smoothing_cross_entropy):
+  // with eps = label_smoothing in [0, 1), c = 1 - eps and u = eps / (V - 1), the target q puts
+  // c on labels[r] and u on every other class, and
+  //   losses[r] = -sum_v q_v log softmax(logits[r])_v - H(q),  H(q) = -c log c - eps log u,
+  // the cross-entropy minus its smallest value (t2t subtracts the same "normalizing" constant;
+  // it adds 1e-20 inside log u, which changes nothing at float precision); 0 where labels[r] < 0.
+  // The gradient written to dlogits (when non-null) is grad_scale * w[r] * (softmax - q).
+  // eps = 0 is SoftmaxCrossEntropy exactly (H = 0). V must be >= 2 when eps > 0.
+  virtual void LabelSmoothedCrossEntropy(const T* logits, const int32_t* labels, const T* weights,
+                                         int64_t rows, int V, T label_smoothing, T* losses,
+                                         T* dlogits, T grad_scale) = 0;
 
   // ---- Reductions -----------------------------------------------------------------------
   // *out = sum_i a[i] * b[i] (out is a device scalar; accumulated in double on the CPU, in

@@ -61,7 +61,7 @@ int64_t FixedHeadAttention<T>::KeptElements() const {
 
 template <typename T>
 void FixedHeadAttention<T>::ForwardFused(const AttentionParams<T>& p, const T* x,
-                                         const int32_t* key_valid, T* out) {
+                                         const int32_t* segments, T* out) {
   const int N = B_ * S_, I = h_ * dp_;
   const T* w[3] = {p.wq, p.wk, p.wv};
   const T* b[3] = {p.bq, p.bk, p.bv};
@@ -70,7 +70,7 @@ void FixedHeadAttention<T>::ForwardFused(const AttentionParams<T>& p, const T* x
     ops_->Linear(x, w[i], b[i], N, I, d_, y[i]);
   }
   const T scale = T(1) / std::sqrt(static_cast<T>(dp_));
-  ops_->AttentionForward(qh_, kh_, vh_, B_, S_, h_, dp_, scale, key_valid, causal_, rate_, key_,
+  ops_->AttentionForward(qh_, kh_, vh_, B_, S_, h_, dp_, scale, segments, causal_, rate_, key_,
                          ctx_, lse_);
   ops_->Linear(ctx_, p.wo, p.bo, N, d_, I, out);
 }
@@ -96,7 +96,7 @@ void FixedHeadAttention<T>::BackwardFused(const AttentionParams<T>& p, const Att
   ops_->LinearBackwardWeights(dout, ctx_, N, d_, I, g.wo, g.bo);
   ops_->Gemm(Trans::kNo, Trans::kNo, N, I, d_, T(1), dout, d_, p.wo, I, T(0), dctx, I);
   const T scale = T(1) / std::sqrt(static_cast<T>(dp_));
-  ops_->AttentionBackward(qh_, kh_, vh_, ctx_, dctx, lse_, B_, S_, h_, dp_, scale, key_valid_,
+  ops_->AttentionBackward(qh_, kh_, vh_, ctx_, dctx, lse_, B_, S_, h_, dp_, scale, segments_,
                           causal_, rate_, key_, dq, dk, dv, delta);
   ProjectionBackward(dv, x, p.wv, g.wv, g.bv, dx, N);
   ProjectionBackward(dq, x, p.wq, g.wq, g.bq, dx, N);
@@ -105,17 +105,17 @@ void FixedHeadAttention<T>::BackwardFused(const AttentionParams<T>& p, const Att
 
 template <typename T>
 void FixedHeadAttention<T>::Forward(const AttentionParams<T>& p, const T* x, int B, int S,
-                                    const int32_t* key_valid, bool causal, float dropout_rate,
+                                    const int32_t* segments, bool causal, float dropout_rate,
                                     const DropoutKey& key, T* out, T* scratch) {
   assert(B <= max_batch_ && S <= max_seq_);
   B_ = B;
   S_ = S;
-  key_valid_ = key_valid;
+  segments_ = segments;
   causal_ = causal;
   rate_ = dropout_rate;
   key_ = key;
   if (fused_) {
-    ForwardFused(p, x, key_valid, out);
+    ForwardFused(p, x, segments, out);
     return;
   }
   const int N = B * S, I = h_ * dp_;
@@ -138,7 +138,7 @@ void FixedHeadAttention<T>::Forward(const AttentionParams<T>& p, const T* x, int
   ops_->GemmStridedBatched(Trans::kNo, Trans::kYes, S, S, dp_, T(1), qh_, dp_, head_stride, kh_,
                            dp_, head_stride, T(0), probs_, S, score_stride, B * h_);
   const T scale = T(1) / std::sqrt(static_cast<T>(dp_));
-  ops_->SoftmaxForward(probs_, probs_, B, h_, S, S, scale, key_valid, causal);
+  ops_->SoftmaxForward(probs_, probs_, B, h_, S, S, scale, segments, causal);
 
   const T* attend = probs_;
   if (rate_ > 0) {

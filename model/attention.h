@@ -10,9 +10,10 @@
 //   out = concat_h(C_h) Wo^T + bo                           [B*S, d], Wo is [d, I]
 //
 // Standard attention is d_p = d / h; any other d_p is the paper's fixed head size, and h need
-// not divide d. Masking: padded keys (key_valid[b*S + k] == 0) and, for the causal LM, keys after
-// the query get probability exactly 0. The hidden dropout after `out` and the residual belong
-// to the caller (the post-LN block in transformer.cc).
+// not divide d. Masking (kernels/ops.h): padded keys (segments[b*S + k] == 0), keys of another
+// segment than the query's (a packed row of sentences) and, for the causal LM, keys after the
+// query get probability exactly 0. The hidden dropout after `out` and the residual belong to
+// the caller (the block in transformer.cc).
 //
 // Two paths compute the same function (tests/model check both against finite differences):
 //  - materialised: heads split with PermuteHeads, per-head strided-batched GEMMs, the [S, S]
@@ -39,7 +40,7 @@
 // Example:
 //   FixedHeadAttention<float> attn(ops, /*d_model=*/256, /*num_heads=*/8, /*head_size=*/128,
 //                                  /*max_batch=*/32, /*max_seq=*/128);
-//   attn.Forward(p, x, B, S, key_valid, /*causal=*/false, 0.1f, key, out, scratch);
+//   attn.Forward(p, x, B, S, segments, /*causal=*/false, 0.1f, key, out, scratch);
 //   attn.Backward(p, g, x, dout, dx, scratch);   // dx += d loss / d x
 #ifndef HEADROOM_MODEL_ATTENTION_H_
 #define HEADROOM_MODEL_ATTENTION_H_
@@ -98,9 +99,10 @@ class FixedHeadAttention {
   // Elements this object keeps for backward (see the file comment).
   int64_t KeptElements() const;
 
-  // out [B*S, d] (overwritten) = attention of x [B*S, d]. key_valid [B*S] may be nullptr (no
-  // padding). dropout_rate 0 turns attention dropout off; `key` names the dropout site.
-  void Forward(const AttentionParams<T>& p, const T* x, int B, int S, const int32_t* key_valid,
+  // out [B*S, d] (overwritten) = attention of x [B*S, d]. segments [B*S]: the segment id of
+  // each token (0 = padding; BERT passes input_mask), or nullptr (one segment, no padding).
+  // dropout_rate 0 turns attention dropout off; `key` names the dropout site.
+  void Forward(const AttentionParams<T>& p, const T* x, int B, int S, const int32_t* segments,
                bool causal, float dropout_rate, const DropoutKey& key, T* out, T* scratch);
 
   // Given dout = d loss / d out [B*S, d] for the last Forward (same x), accumulates parameter
@@ -112,7 +114,7 @@ class FixedHeadAttention {
   bool fused() const { return fused_; }
 
  private:
-  void ForwardFused(const AttentionParams<T>& p, const T* x, const int32_t* key_valid, T* out);
+  void ForwardFused(const AttentionParams<T>& p, const T* x, const int32_t* segments, T* out);
   void BackwardFused(const AttentionParams<T>& p, const AttentionGrads<T>& g, const T* x,
                      const T* dout, T* dx, T* scratch);
   // dW += dy^T x, db += colsum(dy), dx += dy W for one projection y = x W^T + b, dy [N, I].
@@ -132,7 +134,7 @@ class FixedHeadAttention {
   T* ctx_ = nullptr;      // [B*S, I]
   // Shape, mask and dropout of the last Forward, replayed by Backward.
   int B_ = 0, S_ = 0;
-  const int32_t* key_valid_ = nullptr;
+  const int32_t* segments_ = nullptr;
   bool causal_ = false;
   float rate_ = 0;
   DropoutKey key_;

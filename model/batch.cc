@@ -35,6 +35,43 @@ absl::Status CheckRange(const std::string& field, const std::vector<int32_t>& v,
   return absl::OkStatus();
 }
 
+// The packed features (batch.h): both or neither; segments are runs of one non-zero id, each id
+// one run per row, exactly where targets are non-zero; positions count 0, 1, ... within a run.
+absl::Status ValidatePacking(const Batch& b) {
+  if (b.targets_segmentation.empty() && b.targets_position.empty()) return absl::OkStatus();
+  const int64_t B = b.batch_size, S = b.seq_length;
+  for (absl::Status s : {CheckSize("targets_segmentation", b.targets_segmentation, B * S),
+                         CheckSize("targets_position", b.targets_position, B * S)}) {
+    if (!s.ok()) return s;
+  }
+  for (int64_t row = 0; row < B; ++row) {
+    std::vector<int32_t> seen;
+    for (int64_t s = 0; s < S; ++s) {
+      const int64_t i = row * S + s;
+      const int32_t seg = b.targets_segmentation[i], pos = b.targets_position[i];
+      if (seg < 0 || (seg == 0) != (b.targets[i] == 0)) {
+        return Bad("targets_segmentation",
+                   absl::StrCat("element ", i, " is ", seg, " for target ", b.targets[i],
+                                ": expected 0 exactly at padding (target 0), else > 0"));
+      }
+      if (seg == 0) continue;
+      const bool starts = s == 0 || b.targets_segmentation[i - 1] != seg;
+      if (starts && std::find(seen.begin(), seen.end(), seg) != seen.end()) {
+        return Bad("targets_segmentation",
+                   absl::StrCat("element ", i, ": segment ", seg, " of row ", row,
+                                " appears in two runs; each sentence is one run"));
+      }
+      if (starts) seen.push_back(seg);
+      const int32_t want = starts ? 0 : b.targets_position[i - 1] + 1;
+      if (pos != want) {
+        return Bad("targets_position", absl::StrCat("element ", i, " is ", pos, ", expected ", want,
+                                                    " (positions restart at 0 in each segment)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 // B and S in range (every objective).
 absl::Status CheckShape(const ModelConfig& model, const Batch& b) {
   const int64_t B = b.batch_size, S = b.seq_length;
@@ -70,7 +107,9 @@ absl::Status ValidateBatch(const ModelConfig& model, const Batch& b) {
   if (model.objective() == ModelConfig::CAUSAL_LM) {
     absl::Status s = CheckSize("targets", b.targets, B * S);
     if (!s.ok()) return s;
-    return CheckRange("targets", b.targets, 0, model.vocab_size());
+    s = CheckRange("targets", b.targets, 0, model.vocab_size());
+    if (!s.ok()) return s;
+    return ValidatePacking(b);
   }
   if (M < 0 || M > S) return Bad("max_predictions", absl::StrCat(M, " is outside [0, ", S, "]"));
   absl::Status inputs = ValidateEncoderInputs(model, b);

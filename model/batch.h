@@ -18,6 +18,13 @@
 //     targets              [B*S]  token ids, 0 = padding (excluded from the loss)
 //   The model reads `shift_right(targets)` (position 0 gets id 0, position s gets
 //   targets[s-1]) and predicts targets[s] at position s, for every s with targets[s] != 0.
+//   Packed rows (tensor2tensor's packed problems, `prepare-lm --pack`) add, both or neither:
+//     targets_segmentation [B*S]  sentence of each token, 1, 2, ... per row; 0 exactly at padding
+//     targets_position     [B*S]  position of each token within its sentence: 0, 1, ...
+//   Each sentence is then its own sequence: its first input is id 0 (not the previous
+//   sentence's last token, unlike tensor2tensor's shift over the whole row), its positions
+//   restart at 0, and attention stays inside it (kernels/ops.h segments), so a packed row
+//   computes exactly the losses of its sentences laid out one per row.
 //
 // Example:
 //   Batch b = RandomBatch(config.model(), /*batch_size=*/32, /*seq_length=*/128,
@@ -50,12 +57,16 @@ struct Batch {
 
   // Causal LM.
   std::vector<int32_t> targets;
+  // Packed causal LM (empty when not packed).
+  std::vector<int32_t> targets_segmentation;
+  std::vector<int32_t> targets_position;
 };
 
 // Checks that the fields of `model`'s objective have the sizes above and that every id, position
 // and label is in range (token ids < vocab_size, segment ids < type_vocab_size, positions < S,
-// S <= max_positions, mask values 0/1, NSP labels 0/1, weights >= 0). InvalidArgument names the
-// field and the first offending index.
+// S <= max_positions, mask values 0/1, NSP labels 0/1, weights >= 0), and that packed features
+// are consistent (a sentence is one run of one id, 0 exactly at padding, positions counting from
+// 0 in each sentence). InvalidArgument names the field and the first offending index.
 [[nodiscard]] absl::Status ValidateBatch(const ModelConfig& model, const Batch& batch);
 
 // The encoder's inputs alone (BERT: batch_size, seq_length, input_ids, input_mask,

@@ -72,29 +72,49 @@ ParameterLayout ParameterLayout::ForModel(const ModelConfig& m, const TaskHead& 
                       kO = ParamInit::kOnes;
   const std::string& p = L.prefix_;
 
+  const bool pre_ln = m.norm() == ModelConfig::PRE_LN;
   L.Add(p + "embeddings.word_embeddings.weight", {V, d}, kN, true, -1);
-  L.Add(p + "embeddings.position_embeddings.weight", {P, d}, kN, true, -1);
+  if (m.position() != ModelConfig::SINUSOIDAL) {
+    L.Add(p + "embeddings.position_embeddings.weight", {P, d}, kN, true, -1);
+  }
   if (bert)
     L.Add(p + "embeddings.token_type_embeddings.weight", {m.type_vocab_size(), d}, kN, true, -1);
-  L.Add(p + "embeddings.LayerNorm.weight", {d}, kO, false, -1);
-  L.Add(p + "embeddings.LayerNorm.bias", {d}, kZ, false, -1);
+  if (!pre_ln) {
+    L.Add(p + "embeddings.LayerNorm.weight", {d}, kO, false, -1);
+    L.Add(p + "embeddings.LayerNorm.bias", {d}, kZ, false, -1);
+  }
 
   for (int i = 0; i < m.num_layers(); ++i) {
     const std::string lp = L.LayerPrefix(i);
+    if (pre_ln) {
+      L.Add(lp + "attention.LayerNorm.weight", {d}, kO, false, i);
+      L.Add(lp + "attention.LayerNorm.bias", {d}, kZ, false, i);
+    }
     for (const char* qkv : {"query", "key", "value"}) {
       L.Add(absl::StrCat(lp, "attention.self.", qkv, ".weight"), {inner, d}, kN, true, i);
       L.Add(absl::StrCat(lp, "attention.self.", qkv, ".bias"), {inner}, kZ, false, i);
     }
     L.Add(lp + "attention.output.dense.weight", {d, inner}, kN, true, i);
     L.Add(lp + "attention.output.dense.bias", {d}, kZ, false, i);
-    L.Add(lp + "attention.output.LayerNorm.weight", {d}, kO, false, i);
-    L.Add(lp + "attention.output.LayerNorm.bias", {d}, kZ, false, i);
+    if (pre_ln) {
+      L.Add(lp + "intermediate.LayerNorm.weight", {d}, kO, false, i);
+      L.Add(lp + "intermediate.LayerNorm.bias", {d}, kZ, false, i);
+    } else {
+      L.Add(lp + "attention.output.LayerNorm.weight", {d}, kO, false, i);
+      L.Add(lp + "attention.output.LayerNorm.bias", {d}, kZ, false, i);
+    }
     L.Add(lp + "intermediate.dense.weight", {ff, d}, kN, true, i);
     L.Add(lp + "intermediate.dense.bias", {ff}, kZ, false, i);
     L.Add(lp + "output.dense.weight", {d, ff}, kN, true, i);
     L.Add(lp + "output.dense.bias", {d}, kZ, false, i);
-    L.Add(lp + "output.LayerNorm.weight", {d}, kO, false, i);
-    L.Add(lp + "output.LayerNorm.bias", {d}, kZ, false, i);
+    if (!pre_ln) {
+      L.Add(lp + "output.LayerNorm.weight", {d}, kO, false, i);
+      L.Add(lp + "output.LayerNorm.bias", {d}, kZ, false, i);
+    }
+  }
+  if (pre_ln) {
+    L.Add(p + "encoder.LayerNorm.weight", {d}, kO, false, -1);
+    L.Add(p + "encoder.LayerNorm.bias", {d}, kZ, false, -1);
   }
 
   if (bert) {
@@ -105,7 +125,7 @@ ParameterLayout ParameterLayout::ForModel(const ModelConfig& m, const TaskHead& 
     L.Add("cls.predictions.transform.LayerNorm.weight", {d}, kO, false, -1);
     L.Add("cls.predictions.transform.LayerNorm.bias", {d}, kZ, false, -1);
     if (!m.tie_output_embedding()) L.Add("cls.predictions.decoder.weight", {V, d}, kN, true, -1);
-    L.Add("cls.predictions.bias", {V}, kZ, false, -1);
+    if (HasOutputBias(m)) L.Add("cls.predictions.bias", {V}, kZ, false, -1);
     L.Add("cls.seq_relationship.weight", {2, d}, kN, true, -1);
     L.Add("cls.seq_relationship.bias", {2}, kZ, false, -1);
     if (head.kind == TaskHead::Kind::kSpan) {
@@ -117,7 +137,7 @@ ParameterLayout ParameterLayout::ForModel(const ModelConfig& m, const TaskHead& 
     }
   } else {
     if (!m.tie_output_embedding()) L.Add("lm.output.weight", {V, d}, kN, true, -1);
-    L.Add("lm.output.bias", {V}, kZ, false, -1);
+    if (HasOutputBias(m)) L.Add("lm.output.bias", {V}, kZ, false, -1);
   }
   return L;
 }

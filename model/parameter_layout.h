@@ -11,6 +11,12 @@
 //     NSP W,b; then a fine-tuning head when there is one (TaskHead, model/task_model.h).
 //     Causal LM: output bias (and output W when the embedding is not tied).
 //
+// The model options drop or move tensors: SINUSOIDAL positions have no position table, no
+// output_bias drops the MLM / LM output bias, and PRE_LN (model/transformer.h) has no
+// embedding LayerNorm, puts each layer's LayerNorms before their sublayers as
+// "attention.LayerNorm" (before query) and "intermediate.LayerNorm" (before intermediate), and
+// ends the encoder with "<prefix>encoder.LayerNorm" (after the last layer, before the heads).
+//
 // Names follow Hugging Face `BertForPreTraining` for BERT (so exported safetensors load there),
 // `BertForQuestionAnswering` (qa_outputs) and `BertForSequenceClassification` (classifier) for
 // the fine-tuning heads, and the same scheme under `lm.` for the causal LM. A fine-tuning

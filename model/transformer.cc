@@ -18,9 +18,21 @@
 
 namespace headroom {
 
-// One post-LN block: attention sublayer then FFN sublayer. Owns the attention and the block's
-// kept activations (see transformer.h); parameters and gradients are views into the model's
-// flat buffers.
+// The FFN activation of `m` (a validated config names a known one).
+Activation ActivationOf(const ModelConfig& m) {
+  switch (m.activation()) {
+    case ModelConfig::RELU:
+      return Activation::kRelu;
+    case ModelConfig::GELU_TANH:
+      return Activation::kGeluTanh;
+    default:
+      return Activation::kGelu;
+  }
+}
+
+// One block: attention sublayer then FFN sublayer, post-LN (BERT) or pre-LN (tensor2tensor; see
+// transformer.h). Owns the attention and the block's kept activations (see transformer.h);
+// parameters and gradients are views into the model's flat buffers.
 template <typename T>
 class EncoderLayer {
  public:
@@ -30,6 +42,8 @@ class EncoderLayer {
         index_(index),
         d_(m.d_model()),
         f_(m.ffn_size()),
+        pre_ln_(m.norm() == ModelConfig::PRE_LN),
+        act_(ActivationOf(m)),
         recompute_gelu_(options.recompute_gelu),
         ln_from_output_(options.layernorm_from_output),
         eps_(static_cast<T>(m.layer_norm_epsilon())),
@@ -51,34 +65,40 @@ class EncoderLayer {
     for (int i = 0; i < 8; ++i) view(names[i], &p[i], &g[i]);
     ap_ = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]};
     ag_ = {g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]};
-    view("attention.output.LayerNorm.weight", &ln1_g_, &d_ln1_g_);
-    view("attention.output.LayerNorm.bias", &ln1_b_, &d_ln1_b_);
+    // LN1 belongs to the attention sublayer, LN2 to the FFN (parameter_layout.h names them).
+    const std::string ln1 = pre_ln_ ? "attention.LayerNorm." : "attention.output.LayerNorm.";
+    const std::string ln2 = pre_ln_ ? "intermediate.LayerNorm." : "output.LayerNorm.";
+    view(ln1 + "weight", &ln1_g_, &d_ln1_g_);
+    view(ln1 + "bias", &ln1_b_, &d_ln1_b_);
     view("intermediate.dense.weight", &w1_, &dw1_);
     view("intermediate.dense.bias", &b1_, &db1_);
     view("output.dense.weight", &w2_, &dw2_);
     view("output.dense.bias", &b2_, &db2_);
-    view("output.LayerNorm.weight", &ln2_g_, &d_ln2_g_);
-    view("output.LayerNorm.bias", &ln2_b_, &d_ln2_b_);
+    view(ln2 + "weight", &ln2_g_, &d_ln2_g_);
+    view(ln2 + "bias", &ln2_b_, &d_ln2_b_);
 
     const int64_t n = static_cast<int64_t>(max_batch) * max_seq;
-    if (!ln_from_output_) a_pre_ = ops_->Alloc(n * d_);
+    // Post-LN keeps the LayerNorm inputs (unless recomputed from the outputs); pre-LN keeps the
+    // LayerNorm outputs, the sublayers' inputs (its LayerNorm inputs are the residual stream,
+    // kept anyway).
+    if (pre_ln_ || !ln_from_output_) ln1_kept_ = ops_->Alloc(n * d_);
     mean1_ = ops_->Alloc(n);
     rstd1_ = ops_->Alloc(n);
     h1_ = ops_->Alloc(n * d_);
     u_ = ops_->Alloc(n * f_);
     if (!recompute_gelu_) g_ = ops_->Alloc(n * f_);
-    if (!ln_from_output_) b_pre_ = ops_->Alloc(n * d_);
+    if (pre_ln_ || !ln_from_output_) ln2_kept_ = ops_->Alloc(n * d_);
     mean2_ = ops_->Alloc(n);
     rstd2_ = ops_->Alloc(n);
   }
   ~EncoderLayer() {
-    for (T* p : {a_pre_, mean1_, rstd1_, h1_, u_, g_, b_pre_, mean2_, rstd2_}) ops_->Free(p);
+    for (T* p : {ln1_kept_, mean1_, rstd1_, h1_, u_, g_, ln2_kept_, mean2_, rstd2_}) ops_->Free(p);
   }
 
-  // Kept elements, including the attention's (the layer output belongs to the model).
+  // Kept elements, including the attention's (the layer input and output belong to the model).
   int64_t KeptElements(int64_t n) const {
-    return attn_.KeptElements() +
-           n * ((ln_from_output_ ? 1 : 3) * d_ + (recompute_gelu_ ? 1 : 2) * f_ + 4);
+    const int ln_kept = pre_ln_ || !ln_from_output_ ? 2 : 0;
+    return attn_.KeptElements() + n * ((1 + ln_kept) * d_ + (recompute_gelu_ ? 1 : 2) * f_ + 4);
   }
 
   // The workspace: the sublayer output [N, d], then `rest`, which holds the attention's
@@ -91,63 +111,58 @@ class EncoderLayer {
     return n * m.d_model() + std::max({n * m.ffn_size(), attention, n * m.d_model()});
   }
 
+  // The input of this layer's attention in the last Forward, [B*S, d]: the layer input x
+  // (post-LN) or LN1(x) (pre-LN).
+  const T* AttentionInput(const T* x) const { return pre_ln_ ? ln1_kept_ : x; }
+
   // out [N, d] = block(x). scratch: ScratchElements.
-  void Forward(const T* x, int B, int S, const int32_t* key_valid, bool causal, float attn_rate,
+  void Forward(const T* x, int B, int S, const int32_t* key_segments, bool causal, float attn_rate,
                float hidden_rate, const DropoutKey& base, T* out, T* scratch) {
-    const int N = B * S;
-    const int64_t nd = static_cast<int64_t>(N) * d_;
     hidden_rate_ = hidden_rate;
     base_ = base;
-    T* sub = scratch;  // [N, d] sublayer output
-    T* rest = scratch + nd;
-    attn_.Forward(ap_, x, B, S, key_valid, causal, attn_rate, Key(0), sub, rest);
-    // With layernorm_from_output the LayerNorm inputs only pass through the workspace.
-    ops_->ResidualLayerNormForward(x, sub, hidden_rate, Key(1), ln1_g_, ln1_b_, N, d_, eps_,
-                                   ln_from_output_ ? rest : a_pre_, h1_, mean1_, rstd1_);
-
-    ops_->Linear(h1_, w1_, b1_, N, f_, d_, u_);
-    T* g = recompute_gelu_ ? rest : g_;  // the workspace is free once attention is done
-    ops_->GeluForward(u_, g, static_cast<int64_t>(N) * f_);
-    ops_->Linear(g, w2_, b2_, N, d_, f_, sub);
-    ops_->ResidualLayerNormForward(h1_, sub, hidden_rate, Key(2), ln2_g_, ln2_b_, N, d_, eps_,
-                                   ln_from_output_ ? rest : b_pre_, out, mean2_, rstd2_);
     B_ = B;
     S_ = S;
+    if (pre_ln_) {
+      ForwardPreLn(x, key_segments, causal, attn_rate, out, scratch);
+      return;
+    }
+    const int N = B * S;
+    const int64_t nd = static_cast<int64_t>(N) * d_;
+    T* sub = scratch;  // [N, d] sublayer output
+    T* rest = scratch + nd;
+    attn_.Forward(ap_, x, B, S, key_segments, causal, attn_rate, Key(0), sub, rest);
+    // With layernorm_from_output the LayerNorm inputs only pass through the workspace.
+    ops_->ResidualLayerNormForward(x, sub, hidden_rate, Key(1), ln1_g_, ln1_b_, N, d_, eps_,
+                                   ln_from_output_ ? rest : ln1_kept_, h1_, mean1_, rstd1_);
+    Ffn(h1_, sub, rest);
+    ops_->ResidualLayerNormForward(h1_, sub, hidden_rate, Key(2), ln2_g_, ln2_b_, N, d_, eps_,
+                                   ln_from_output_ ? rest : ln2_kept_, out, mean2_, rstd2_);
   }
 
   // dout: d loss / d out [N, d], destroyed. dx [N, d] is overwritten with d loss / d x. x and
   // out are the last Forward's input and output, unchanged.
   void Backward(const T* x, const T* out, T* dout, T* dx, T* scratch) {
+    if (pre_ln_) {
+      BackwardPreLn(x, dout, dx, scratch);
+      return;
+    }
     const int N = B_ * S_;
     const int64_t nd = static_cast<int64_t>(N) * d_;
     T* dsub = scratch;  // [N, d]
     T* rest = scratch + nd;
     T* db = dout;  // becomes d/d b_pre, then d/d h1, then d/d a_pre in place
 
-    const T* b_pre = b_pre_;
+    const T* b_pre = ln2_kept_;
     if (ln_from_output_) {  // the workspace is free until dg
       ops_->LayerNormInputFromOutput(out, ln2_g_, ln2_b_, mean2_, rstd2_, N, d_, rest);
       b_pre = rest;
     }
     ops_->ResidualLayerNormBackward(dout, b_pre, ln2_g_, mean2_, rstd2_, N, d_, hidden_rate_,
                                     Key(2), db, dsub, d_ln2_g_, d_ln2_b_);
-    const T* df = hidden_rate_ > 0 ? dsub : db;
-    // FFN output dense: y = g W2^T + b2. With recompute_gelu, g is recomputed into the
-    // workspace that then receives dg.
-    T* dg = rest;  // [N, F]
-    const T* g = g_;
-    if (recompute_gelu_) {
-      ops_->GeluForward(u_, dg, static_cast<int64_t>(N) * f_);
-      g = dg;
-    }
-    ops_->LinearBackwardWeights(df, g, N, d_, f_, dw2_, db2_);
-    ops_->Gemm(Trans::kNo, Trans::kNo, N, f_, d_, T(1), df, d_, w2_, f_, T(0), dg, f_);
-    ops_->GeluBackward(u_, dg, dg, static_cast<int64_t>(N) * f_);
-    // Intermediate dense: u = h1 W1^T + b1; d/d h1 = skip path (db) + du W1.
-    ops_->LinearBackwardWeights(dg, h1_, N, f_, d_, dw1_, db1_);
-    ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, f_, T(1), dg, f_, w1_, d_, T(1), db, d_);
+    // d/d h1 = skip path (db) + the FFN's input gradient.
+    FfnBackward(hidden_rate_ > 0 ? dsub : db, h1_, db, /*beta=*/T(1), rest);
 
-    const T* a_pre = a_pre_;
+    const T* a_pre = ln1_kept_;
     if (ln_from_output_) {  // dg is consumed: the workspace is free until attention's backward
       ops_->LayerNormInputFromOutput(h1_, ln1_g_, ln1_b_, mean1_, rstd1_, N, d_, rest);
       a_pre = rest;
@@ -167,10 +182,83 @@ class EncoderLayer {
     return k;
   }
 
+  // sub [N, d] = W2 act(W1 in + b1) + b2, keeping u (and the activation unless recomputed).
+  // rest: the workspace after sub.
+  void Ffn(const T* in, T* sub, T* rest) {
+    const int N = B_ * S_;
+    ops_->Linear(in, w1_, b1_, N, f_, d_, u_);
+    T* g = recompute_gelu_ ? rest : g_;  // the workspace is free once attention is done
+    ops_->ActivationForward(act_, u_, g, static_cast<int64_t>(N) * f_);
+    ops_->Linear(g, w2_, b2_, N, d_, f_, sub);
+  }
+
+  // The FFN's backward for d loss / d sub = df, its input `in`: accumulates W1, b1, W2, b2
+  // gradients and writes din = beta * din + d loss / d in. rest: [N, F] of workspace.
+  void FfnBackward(const T* df, const T* in, T* din, T beta, T* rest) {
+    const int N = B_ * S_;
+    // FFN output dense: y = g W2^T + b2. With recompute_gelu, g is recomputed into the
+    // workspace that then receives dg.
+    T* dg = rest;  // [N, F]
+    const T* g = g_;
+    if (recompute_gelu_) {
+      ops_->ActivationForward(act_, u_, dg, static_cast<int64_t>(N) * f_);
+      g = dg;
+    }
+    ops_->LinearBackwardWeights(df, g, N, d_, f_, dw2_, db2_);
+    ops_->Gemm(Trans::kNo, Trans::kNo, N, f_, d_, T(1), df, d_, w2_, f_, T(0), dg, f_);
+    ops_->ActivationBackward(act_, u_, dg, dg, static_cast<int64_t>(N) * f_);
+    // Intermediate dense: u = in W1^T + b1; d/d in = du W1.
+    ops_->LinearBackwardWeights(dg, in, N, f_, d_, dw1_, db1_);
+    ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, f_, T(1), dg, f_, w1_, d_, beta, din, d_);
+  }
+
+  // Pre-LN: h1 = x + dropout(Attn(LN1(x))), out = h1 + dropout(FFN(LN2(h1))).
+  void ForwardPreLn(const T* x, const int32_t* key_segments, bool causal, float attn_rate, T* out,
+                    T* scratch) {
+    const int N = B_ * S_;
+    const int64_t nd = static_cast<int64_t>(N) * d_;
+    T* sub = scratch;  // [N, d] sublayer output
+    T* rest = scratch + nd;
+    ops_->LayerNormForward(x, ln1_g_, ln1_b_, N, d_, eps_, ln1_kept_, mean1_, rstd1_);
+    attn_.Forward(ap_, ln1_kept_, B_, S_, key_segments, causal, attn_rate, Key(0), sub, rest);
+    ops_->Dropout(sub, sub, nd, hidden_rate_, Key(1));
+    ops_->Add(x, sub, h1_, nd);
+    ops_->LayerNormForward(h1_, ln2_g_, ln2_b_, N, d_, eps_, ln2_kept_, mean2_, rstd2_);
+    Ffn(ln2_kept_, sub, rest);
+    ops_->Dropout(sub, sub, nd, hidden_rate_, Key(2));
+    ops_->Add(h1_, sub, out, nd);
+  }
+
+  // Pre-LN backward: dout (d/d out) becomes d/d h1 in place, then a scratch for d/d LN1(x).
+  void BackwardPreLn(const T* x, T* dout, T* dx, T* scratch) {
+    const int N = B_ * S_;
+    const int64_t nd = static_cast<int64_t>(N) * d_;
+    T* dsub = scratch;  // [N, d]
+    T* rest = scratch + nd;
+    // FFN sublayer: out = h1 + dropout(f). d/d LN2 output lands in dsub (df is consumed first).
+    const T* df = dout;
+    if (hidden_rate_ > 0) {
+      ops_->Dropout(dout, dsub, nd, hidden_rate_, Key(2));
+      df = dsub;
+    }
+    FfnBackward(df, ln2_kept_, dsub, /*beta=*/T(0), rest);
+    ops_->LayerNormBackward(dsub, h1_, ln2_g_, mean2_, rstd2_, N, d_, dsub, d_ln2_g_, d_ln2_b_);
+    ops_->Add(dout, dsub, dout, nd);  // d/d h1: skip path + through LN2
+    // Attention sublayer: h1 = x + dropout(attn). dx starts as the skip path.
+    ops_->CopyDevice(dx, dout, sizeof(T) * static_cast<size_t>(nd));
+    ops_->Dropout(dout, dsub, nd, hidden_rate_, Key(1));  // rate 0 copies
+    ops_->Fill(dout, nd, T(0));                           // receives d/d LN1(x)
+    attn_.Backward(ap_, ag_, ln1_kept_, dsub, dout, rest);
+    ops_->LayerNormBackward(dout, x, ln1_g_, mean1_, rstd1_, N, d_, dout, d_ln1_g_, d_ln1_b_);
+    ops_->Add(dx, dout, dx, nd);
+  }
+
   Ops<T>* ops_;
   int index_, d_, f_;
+  bool pre_ln_;
+  Activation act_;
   bool recompute_gelu_;
-  bool ln_from_output_;  // LayerNorm inputs recomputed in backward, not kept
+  bool ln_from_output_;  // post-LN LayerNorm inputs recomputed in backward, not kept
   T eps_;
   FixedHeadAttention<T> attn_;
   AttentionParams<T> ap_;
@@ -178,9 +266,11 @@ class EncoderLayer {
   T *ln1_g_, *ln1_b_, *w1_, *b1_, *w2_, *b2_, *ln2_g_, *ln2_b_;
   T *d_ln1_g_, *d_ln1_b_, *dw1_, *db1_, *dw2_, *db2_, *d_ln2_g_, *d_ln2_b_;
   T *mean1_, *rstd1_, *h1_, *u_, *mean2_, *rstd2_;
-  T* a_pre_ = nullptr;  // LayerNorm inputs, unless ln_from_output_
-  T* b_pre_ = nullptr;
-  T* g_ = nullptr;  // GELU output, unless recompute_gelu_
+  // Post-LN: the LayerNorm inputs (x + attention, h1 + FFN), unless ln_from_output_. Pre-LN:
+  // the LayerNorm outputs LN1(x), LN2(h1), the sublayers' inputs.
+  T* ln1_kept_ = nullptr;
+  T* ln2_kept_ = nullptr;
+  T* g_ = nullptr;  // activation output, unless recompute_gelu_
   int B_ = 0, S_ = 0;
   float hidden_rate_ = 0;
   DropoutKey base_;
@@ -192,7 +282,8 @@ absl::Status Invalid(const std::string& field, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
 }
 
-absl::Status CheckModel(const ModelConfig& m, const ModelLimits& limits) {
+absl::Status CheckModel(const ModelConfig& m, const ModelLimits& limits,
+                        const ModelOptions& options) {
   if (m.objective() != ModelConfig::BERT && m.objective() != ModelConfig::CAUSAL_LM) {
     return Invalid("model.objective", "must be BERT or CAUSAL_LM");
   }
@@ -220,7 +311,30 @@ absl::Status CheckModel(const ModelConfig& m, const ModelLimits& limits) {
                    absl::StrCat(limits.max_predictions, " is outside [0, max_seq]"));
   }
   if (!(m.layer_norm_epsilon() > 0)) return Invalid("model.layer_norm_epsilon", "must be > 0");
+  if (options.layernorm_from_output && m.norm() == ModelConfig::PRE_LN) {
+    return Invalid("layernorm_from_output", "applies to POST_LN models only");
+  }
+  if (!(options.label_smoothing >= 0 && options.label_smoothing < 1)) {
+    return Invalid("label_smoothing", absl::StrCat(options.label_smoothing, " is outside [0, 1)"));
+  }
   return absl::OkStatus();
+}
+
+// tensor2tensor's timing signal (get_timing_signal_1d), [positions, d] row-major, in double:
+// channel i < d/2 of position p is sin(p * exp(-i * log(1e4) / max(d/2 - 1, 1))), channel
+// d/2 + i is the cos of the same angle, and an odd d leaves the last channel 0.
+std::vector<double> TimingSignal(int positions, int d) {
+  const int timescales = d / 2;
+  const double increment = std::log(1e4) / std::max(timescales - 1, 1);
+  std::vector<double> signal(static_cast<size_t>(positions) * d, 0.0);
+  for (int p = 0; p < positions; ++p) {
+    for (int i = 0; i < timescales; ++i) {
+      const double angle = p * std::exp(-i * increment);
+      signal[static_cast<size_t>(p) * d + i] = std::sin(angle);
+      signal[static_cast<size_t>(p) * d + timescales + i] = std::cos(angle);
+    }
+  }
+  return signal;
 }
 
 // Index of the largest of n values (the first on ties, as tf.argmax).
@@ -249,6 +363,7 @@ ModelOptions ModelOptionsFromConfig(const TrainConfig& train) {
   if (path.ok()) o.attention = *path;  // validated configs name a known path
   o.recompute_gelu = train.recompute_gelu();
   o.layernorm_from_output = train.layernorm_from_output();
+  o.label_smoothing = train.label_smoothing();
   return o;
 }
 
@@ -262,7 +377,7 @@ absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& mo
   FillDefaults(e);  // the documented defaults of unset optional fields
   ModelLimits l = limits;
   if (e.model().objective() != ModelConfig::BERT) l.max_predictions = 0;
-  absl::Status s = CheckModel(e.model(), l);
+  absl::Status s = CheckModel(e.model(), l, options);
   if (!s.ok()) return s;
   if (head.kind != TaskHead::Kind::kNone && e.model().objective() != ModelConfig::BERT) {
     return Invalid("model.objective", "fine-tuning heads need a BERT model");
@@ -316,7 +431,10 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
       limits_(limits),
       layout_(ParameterLayout::ForModel(model, head)),
       bert_(model.objective() == ModelConfig::BERT),
+      pre_ln_(model.norm() == ModelConfig::PRE_LN),
       fused_attention_(options.attention == AttentionPath::kFused),
+      act_(ActivationOf(model)),
+      label_smoothing_(options.label_smoothing),
       d_(model.d_model()),
       V_(model.vocab_size()),
       eps_(static_cast<T>(model.layer_norm_epsilon())) {
@@ -341,10 +459,20 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
   ones_ = Allocate(std::max(N, B));  // filled with ones by Create, once every allocation worked
   scalars_ = Allocate(4);
 
+  if (model.position() == ModelConfig::SINUSOIDAL) {
+    const std::vector<double> signal = TimingSignal(model.max_positions(), d_);
+    const std::vector<T> cast(signal.begin(), signal.end());
+    timing_signal_ = Allocate(static_cast<int64_t>(cast.size()));
+    ops_->CopyToDevice(timing_signal_, cast.data(), sizeof(T) * cast.size());
+  }
+
   int64_t kept = 0;
-  emb_sum_ = Allocate(N * d_);
-  emb_mean_ = Allocate(N);
-  emb_rstd_ = Allocate(N);
+  // Post-LN: the embedding LayerNorm's input and statistics; pre-LN: the final LayerNorm's
+  // output and statistics (its input is h_L).
+  T* ln_rows = Allocate(N * d_);
+  (pre_ln_ ? final_out_ : emb_sum_) = ln_rows;
+  (pre_ln_ ? final_mean_ : emb_mean_) = Allocate(N);
+  (pre_ln_ ? final_rstd_ : emb_rstd_) = Allocate(N);
   kept += N * d_ + 2 * N;
   for (int l = 0; l <= model.num_layers(); ++l) hidden_.push_back(Allocate(N * d_));
   kept += (model.num_layers() + 1) * N * d_;
@@ -487,45 +615,41 @@ absl::Status Model<T>::EnqueueEncoder(const Batch& batch, bool training, const D
   attention_rate_ = training ? config_.attention_dropout() : 0.0f;
   backward_ready_ = false;
 
-  // Inputs to the device.
+  // Inputs to the device. Packed LM rows: positions and the input shift restart per sentence.
+  const bool packed = !bert_ && !batch.targets_segmentation.empty();
   std::vector<int32_t> host(N);
   for (int i = 0; i < N; ++i) host[i] = i % S;
-  ops_->CopyToDevice(positions_, host.data(), sizeof(int32_t) * N);
+  ops_->CopyToDevice(positions_, packed ? batch.targets_position.data() : host.data(),
+                     sizeof(int32_t) * N);
+  attention_segments_ = nullptr;  // the LM's unpacked rows: one sentence each, padding at the end
   if (bert_) {
     ops_->CopyToDevice(ids_, batch.input_ids.data(), sizeof(int32_t) * N);
     ops_->CopyToDevice(segments_, batch.segment_ids.data(), sizeof(int32_t) * N);
     ops_->CopyToDevice(key_valid_, batch.input_mask.data(), sizeof(int32_t) * N);
+    attention_segments_ = key_valid_;
   } else {
-    for (int b = 0; b < B; ++b) {
-      host[b * S] = 0;
-      for (int s = 1; s < S; ++s) host[b * S + s] = batch.targets[b * S + s - 1];
+    for (int i = 0; i < N; ++i) {
+      const bool starts = i % S == 0 || (packed && batch.targets_segmentation[i] !=
+                                                       batch.targets_segmentation[i - 1]);
+      host[i] = starts ? 0 : batch.targets[i - 1];
     }
     ops_->CopyToDevice(ids_, host.data(), sizeof(int32_t) * N);
+    if (packed) {
+      ops_->CopyToDevice(key_valid_, batch.targets_segmentation.data(), sizeof(int32_t) * N);
+      attention_segments_ = key_valid_;
+    }
   }
 
-  // Embeddings.
-  const std::string& p = layout_.prefix();
-  const int64_t nd = static_cast<int64_t>(N) * d_;
-  ops_->EmbeddingForward(ids_, P(p + "embeddings.word_embeddings.weight"), N, d_, emb_sum_, false);
-  ops_->EmbeddingForward(positions_, P(p + "embeddings.position_embeddings.weight"), N, d_,
-                         emb_sum_, true);
-  if (bert_) {
-    ops_->EmbeddingForward(segments_, P("bert.embeddings.token_type_embeddings.weight"), N, d_,
-                           emb_sum_, true);
-  }
-  ops_->LayerNormForward(emb_sum_, P(p + "embeddings.LayerNorm.weight"),
-                         P(p + "embeddings.LayerNorm.bias"), N, d_, eps_, hidden_[0], emb_mean_,
-                         emb_rstd_);
-  if (hidden_rate_ > 0) {
-    DropoutKey k = base;
-    k.layer = kEmbeddingDropoutLayer;
-    k.site = 0;
-    ops_->Dropout(hidden_[0], hidden_[0], nd, hidden_rate_, k);
-  }
-
+  EmbeddingsForward();
   for (size_t l = 0; l < layers_.size(); ++l) {
-    layers_[l]->Forward(hidden_[l], B, S, bert_ ? key_valid_ : nullptr, /*causal=*/!bert_,
-                        attention_rate_, hidden_rate_, base, hidden_[l + 1], scratch_);
+    layers_[l]->Forward(hidden_[l], B, S, attention_segments_, /*causal=*/!bert_, attention_rate_,
+                        hidden_rate_, base, hidden_[l + 1], scratch_);
+  }
+
+  if (pre_ln_) {
+    ops_->LayerNormForward(hidden_.back(), P(layout_.prefix() + "encoder.LayerNorm.weight"),
+                           P(layout_.prefix() + "encoder.LayerNorm.bias"), N, d_, eps_, final_out_,
+                           final_mean_, final_rstd_);
   }
 
   return absl::OkStatus();
@@ -554,10 +678,88 @@ absl::Status Model<T>::Enqueue(const Batch& batch, bool training, const DropoutK
 }
 
 template <typename T>
+const T* Model<T>::attention_input(int l) const {
+  return layers_.at(static_cast<size_t>(l))->AttentionInput(hidden_.at(static_cast<size_t>(l)));
+}
+
+template <typename T>
+const T* Model<T>::OutputBias() const {
+  if (!HasOutputBias(config_)) return nullptr;
+  return P(bert_ ? "cls.predictions.bias" : "lm.output.bias");
+}
+
+template <typename T>
+T* Model<T>::OutputBiasGrad() {
+  if (!HasOutputBias(config_)) return nullptr;
+  return G(bert_ ? "cls.predictions.bias" : "lm.output.bias");
+}
+
+template <typename T>
+const T* Model<T>::PositionTable() const {
+  return timing_signal_ != nullptr ? timing_signal_
+                                   : P(layout_.prefix() + "embeddings.position_embeddings.weight");
+}
+
+template <typename T>
+void Model<T>::EmbeddingsForward() {
+  const int N = B_ * S_;
+  const int64_t nd = static_cast<int64_t>(N) * d_;
+  const std::string& p = layout_.prefix();
+  // Post-LN sums into the LayerNorm's input; pre-LN straight into h_0.
+  T* sum = pre_ln_ ? hidden_[0] : emb_sum_;
+  ops_->EmbeddingForward(ids_, P(p + "embeddings.word_embeddings.weight"), N, d_, sum, false);
+  if (config_.scale_embeddings()) ops_->Scale(sum, nd, static_cast<T>(std::sqrt(d_)));
+  ops_->EmbeddingForward(positions_, PositionTable(), N, d_, sum, true);
+  if (bert_) {
+    ops_->EmbeddingForward(segments_, P("bert.embeddings.token_type_embeddings.weight"), N, d_, sum,
+                           true);
+  }
+  if (!pre_ln_) {
+    ops_->LayerNormForward(emb_sum_, P(p + "embeddings.LayerNorm.weight"),
+                           P(p + "embeddings.LayerNorm.bias"), N, d_, eps_, hidden_[0], emb_mean_,
+                           emb_rstd_);
+  }
+  if (hidden_rate_ > 0) {
+    DropoutKey k = base_key_;
+    k.layer = kEmbeddingDropoutLayer;
+    k.site = 0;
+    ops_->Dropout(hidden_[0], hidden_[0], nd, hidden_rate_, k);
+  }
+}
+
+template <typename T>
+void Model<T>::EmbeddingsBackward(T* dh) {
+  const int N = B_ * S_;
+  const int64_t nd = static_cast<int64_t>(N) * d_;
+  const std::string& p = layout_.prefix();
+  if (hidden_rate_ > 0) {
+    DropoutKey k = base_key_;
+    k.layer = kEmbeddingDropoutLayer;
+    k.site = 0;
+    ops_->Dropout(dh, dh, nd, hidden_rate_, k);
+  }
+  if (!pre_ln_) {
+    ops_->LayerNormBackward(dh, emb_sum_, P(p + "embeddings.LayerNorm.weight"), emb_mean_,
+                            emb_rstd_, N, d_, dh, G(p + "embeddings.LayerNorm.weight"),
+                            G(p + "embeddings.LayerNorm.bias"));
+  }
+  if (timing_signal_ == nullptr) {
+    ops_->EmbeddingBackward(positions_, dh, N, d_, G(p + "embeddings.position_embeddings.weight"));
+  }
+  if (bert_) {
+    ops_->EmbeddingBackward(segments_, dh, N, d_,
+                            G("bert.embeddings.token_type_embeddings.weight"));
+  }
+  // The token table last: its rows get sqrt(d) * dh when scaled (dh is not needed after).
+  if (config_.scale_embeddings()) ops_->Scale(dh, nd, static_cast<T>(std::sqrt(d_)));
+  ops_->EmbeddingBackward(ids_, dh, N, d_, G(p + "embeddings.word_embeddings.weight"));
+}
+
+template <typename T>
 void Model<T>::ForwardBertHeads(const Batch& batch, bool training, bool count_correct,
                                 LossStats& stats) {
   const int B = B_, S = S_, M = M_, Pn = B * M;
-  const T* h = hidden_.back();
+  const T* h = encoder_output();
   const T* decoder = config_.tie_output_embedding() ? P("bert.embeddings.word_embeddings.weight")
                                                     : P("cls.predictions.decoder.weight");
 
@@ -587,11 +789,11 @@ void Model<T>::ForwardBertHeads(const Batch& batch, bool training, bool count_co
     ops_->GatherRows(h, gather_rows_, Pn, d_, mlm_in_);
     ops_->Linear(mlm_in_, P("cls.predictions.transform.dense.weight"),
                  P("cls.predictions.transform.dense.bias"), Pn, d_, d_, mlm_pre_);
-    ops_->GeluForward(mlm_pre_, mlm_act_, static_cast<int64_t>(Pn) * d_);
+    ops_->ActivationForward(act_, mlm_pre_, mlm_act_, static_cast<int64_t>(Pn) * d_);
     ops_->LayerNormForward(mlm_act_, P("cls.predictions.transform.LayerNorm.weight"),
                            P("cls.predictions.transform.LayerNorm.bias"), Pn, d_, eps_, mlm_out_,
                            mlm_mean_, mlm_rstd_);
-    ops_->Linear(mlm_out_, decoder, P("cls.predictions.bias"), Pn, V_, d_, logits_);
+    ops_->Linear(mlm_out_, decoder, OutputBias(), Pn, V_, d_, logits_);
     if (count_correct) {
       std::vector<T> host_logits(static_cast<size_t>(Pn) * V_);
       ops_->CopyToHost(host_logits.data(), logits_, sizeof(T) * host_logits.size());
@@ -605,8 +807,8 @@ void Model<T>::ForwardBertHeads(const Batch& batch, bool training, bool count_co
     }
     // Google BERT: sum(w * loss) / (sum(w) + 1e-5); the gradient lands in the logits buffer.
     const T mlm_scale = static_cast<T>(1.0 / (weight_sum + 1e-5));
-    ops_->SoftmaxCrossEntropy(logits_, labels_, weights_, Pn, V_, losses_,
-                              training ? logits_ : nullptr, mlm_scale);
+    ops_->LabelSmoothedCrossEntropy(logits_, labels_, weights_, Pn, V_, Smoothing(training),
+                                    losses_, training ? logits_ : nullptr, mlm_scale);
     ops_->Dot(weights_, losses_, Pn, scalars_);
   } else {
     ops_->Fill(scalars_, 1, T(0));
@@ -640,7 +842,7 @@ void Model<T>::ForwardLmHead(const Batch& batch, bool training, bool count_corre
     stats.lm_tokens += batch.targets[i] != 0 ? 1 : 0;
   }
   ops_->CopyToDevice(labels_, labels.data(), sizeof(int32_t) * N);
-  ops_->Linear(hidden_.back(), decoder, P("lm.output.bias"), N, V_, d_, logits_);
+  ops_->Linear(encoder_output(), decoder, OutputBias(), N, V_, d_, logits_);
   if (count_correct) {
     std::vector<T> host_logits(static_cast<size_t>(N) * V_);
     ops_->CopyToHost(host_logits.data(), logits_, sizeof(T) * host_logits.size());
@@ -653,8 +855,8 @@ void Model<T>::ForwardLmHead(const Batch& batch, bool training, bool count_corre
     }
   }
   const T scale = stats.lm_tokens > 0 ? static_cast<T>(1.0 / stats.lm_tokens) : T(0);
-  ops_->SoftmaxCrossEntropy(logits_, labels_, nullptr, N, V_, losses_, training ? logits_ : nullptr,
-                            scale);
+  ops_->LabelSmoothedCrossEntropy(logits_, labels_, nullptr, N, V_, Smoothing(training), losses_,
+                                  training ? logits_ : nullptr, scale);
   ops_->Dot(losses_, ones_, N, scalars_);  // read back by ReadLossStats
 }
 
@@ -682,7 +884,12 @@ void Model<T>::BackwardEncoder(const BackwardHook& hook) {
 template <typename T>
 void Model<T>::BackwardThroughEncoder(T* dh, const BackwardHook& hook) {
   const int B = B_, S = S_, N = B * S;
-  const int64_t nd = static_cast<int64_t>(N) * d_;
+  if (pre_ln_) {  // the final LayerNorm: d/d h_L in place
+    const std::string& p = layout_.prefix();
+    ops_->LayerNormBackward(dh, hidden_.back(), P(p + "encoder.LayerNorm.weight"), final_mean_,
+                            final_rstd_, N, d_, dh, G(p + "encoder.LayerNorm.weight"),
+                            G(p + "encoder.LayerNorm.bias"));
+  }
   if (hook) hook(static_cast<int>(layers_.size()));
   for (int l = static_cast<int>(layers_.size()) - 1; l >= 0; --l) {
     T* dx = dh == dh_[0] ? dh_[1] : dh_[0];
@@ -690,24 +897,7 @@ void Model<T>::BackwardThroughEncoder(T* dh, const BackwardHook& hook) {
     dh = dx;
     if (hook) hook(l);
   }
-
-  // Embeddings: dropout, LayerNorm, then the three tables.
-  const std::string& p = layout_.prefix();
-  if (hidden_rate_ > 0) {
-    DropoutKey k = base_key_;
-    k.layer = kEmbeddingDropoutLayer;
-    k.site = 0;
-    ops_->Dropout(dh, dh, nd, hidden_rate_, k);
-  }
-  ops_->LayerNormBackward(dh, emb_sum_, P(p + "embeddings.LayerNorm.weight"), emb_mean_, emb_rstd_,
-                          N, d_, dh, G(p + "embeddings.LayerNorm.weight"),
-                          G(p + "embeddings.LayerNorm.bias"));
-  ops_->EmbeddingBackward(ids_, dh, N, d_, G(p + "embeddings.word_embeddings.weight"));
-  ops_->EmbeddingBackward(positions_, dh, N, d_, G(p + "embeddings.position_embeddings.weight"));
-  if (bert_) {
-    ops_->EmbeddingBackward(segments_, dh, N, d_,
-                            G("bert.embeddings.token_type_embeddings.weight"));
-  }
+  EmbeddingsBackward(dh);
   if (hook) hook(-1);
 }
 
@@ -724,15 +914,15 @@ void Model<T>::BackwardBertHeads(T loss_scale, T* dhidden) {
       tied ? G("bert.embeddings.word_embeddings.weight") : G("cls.predictions.decoder.weight");
 
   if (Pn > 0) {
-    T* dlogits = logits_;  // SoftmaxCrossEntropy left the gradient here
+    T* dlogits = logits_;  // the cross-entropy left the gradient here
     if (loss_scale != T(1)) ops_->Scale(dlogits, static_cast<int64_t>(Pn) * V_, loss_scale);
-    ops_->LinearBackwardWeights(dlogits, mlm_out_, Pn, V_, d_, ddecoder, G("cls.predictions.bias"));
+    ops_->LinearBackwardWeights(dlogits, mlm_out_, Pn, V_, d_, ddecoder, OutputBiasGrad());
     ops_->Gemm(Trans::kNo, Trans::kNo, Pn, d_, V_, T(1), dlogits, V_, decoder, d_, T(0), s1, d_);
     ops_->LayerNormBackward(s1, mlm_act_, P("cls.predictions.transform.LayerNorm.weight"),
                             mlm_mean_, mlm_rstd_, Pn, d_, s1,
                             G("cls.predictions.transform.LayerNorm.weight"),
                             G("cls.predictions.transform.LayerNorm.bias"));
-    ops_->GeluBackward(mlm_pre_, s1, s1, static_cast<int64_t>(Pn) * d_);
+    ops_->ActivationBackward(act_, mlm_pre_, s1, s1, static_cast<int64_t>(Pn) * d_);
     ops_->LinearBackwardWeights(s1, mlm_in_, Pn, d_, d_,
                                 G("cls.predictions.transform.dense.weight"),
                                 G("cls.predictions.transform.dense.bias"));
@@ -763,7 +953,7 @@ void Model<T>::BackwardLmHead(T loss_scale, T* dhidden) {
   T* ddecoder = tied ? G("lm.embeddings.word_embeddings.weight") : G("lm.output.weight");
   T* dlogits = logits_;
   if (loss_scale != T(1)) ops_->Scale(dlogits, static_cast<int64_t>(N) * V_, loss_scale);
-  ops_->LinearBackwardWeights(dlogits, hidden_.back(), N, V_, d_, ddecoder, G("lm.output.bias"));
+  ops_->LinearBackwardWeights(dlogits, encoder_output(), N, V_, d_, ddecoder, OutputBiasGrad());
   ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, V_, T(1), dlogits, V_, decoder, d_, T(0), dhidden, d_);
 }
 

@@ -2,19 +2,31 @@
 //
 // Model<T> is written once against Ops<T> (kernels/ops.h): it only calls ops on device
 // pointers, so the same code runs on CpuOps<float>, CpuOps<double> (gradient checks) and the
-// CUDA backend. Structure, as Google BERT and the paper (post-LN):
+// CUDA backend. Structure, as Google BERT and the paper (post-LN, model.norm = POST_LN):
 //
-//   embeddings: E_tok[ids] + E_pos[s] (+ E_type[segment]) -> LayerNorm -> dropout      = h_0
+//   embeddings: c E_tok[ids] + E_pos[s] (+ E_type[segment]) -> LayerNorm -> dropout    = h_0
 //   layer l:    a = LN(h_l + dropout(Attn(h_l)))          (FixedHeadAttention, attention.h)
-//               h_{l+1} = LN(a + dropout(W2 GELU(W1 a + b1) + b2))
-//   BERT heads: MLM at the masked positions only: t = LN(GELU(h_L[pos] Wt^T + bt)),
+//               h_{l+1} = LN(a + dropout(W2 act(W1 a + b1) + b2))
+//               encoder output z = h_L
+//   BERT heads: MLM at the masked positions only: t = LN(act(z[pos] Wt^T + bt)),
 //               logits = t E_tok^T + b_out (decoder tied to the token embedding);
-//               NSP: pooled = tanh(h_L[:, 0] Wp^T + bp), logits = pooled Wn^T + bn.
+//               NSP: pooled = tanh(z[:, 0] Wp^T + bp), logits = pooled Wn^T + bn.
 //               loss = sum(w * mlm_loss) / (sum(w) + 1e-5) + mean(nsp_loss)   (Google BERT)
-//   causal LM:  causal attention mask; logits = h_L E_tok^T + b_out at every position;
+//   causal LM:  causal attention mask; logits = z E_tok^T + b_out at every position;
 //               loss = mean over positions with targets != 0 (tensor2tensor's convention: the
 //               input is shift_right(targets), see model/batch.h).
 // With `tie_output_embedding` false the decoder uses its own [V, d] matrix instead of E_tok.
+//
+// tensor2tensor's choices, as ModelConfig options (config/config.proto):
+//   norm = PRE_LN      h_0 = dropout(c E_tok[ids] + E_pos[s] (+ E_type)) (no LayerNorm);
+//                      a = h_l + dropout(Attn(LN1(h_l))); h_{l+1} = a + dropout(FFN(LN2(a)));
+//                      z = LN_f(h_L), a final LayerNorm.
+//   position           LEARNED: E_pos is a trained table; SINUSOIDAL: tensor2tensor's fixed
+//                      timing signal (config.proto gives the formula), not a parameter.
+//   activation         act is GELU (erf), GELU_TANH or RELU.
+//   scale_embeddings   c = sqrt(d) (else 1).
+//   output_bias        false drops b_out.
+// and ModelOptions::label_smoothing smooths the training loss of the token predictions.
 //
 // Parameters and gradients are two flat buffers of ParameterLayout order (parameter_layout.h);
 // gradients ACCUMULATE across Backward calls (micro-batches) until ZeroGrads.
@@ -22,14 +34,17 @@
 // Memory is allocated once, at Create, for (max_batch, max_seq, max_predictions); Forward and
 // Backward allocate nothing. With N = B*S tokens, I = heads*head_size, F = ffn_size, V = vocab,
 // P = B*M masked slots, the activations kept from Forward for Backward are (elements):
-//   embeddings:  LayerNorm input N*d, its mean and rstd 2N, output h_0 N*d
+//   embeddings:  LayerNorm input N*d, its mean and rstd 2N, output h_0 N*d (PRE_LN: h_0 N*d,
+//                and the final LayerNorm's output N*d and mean and rstd 2N)
 //   per layer:   attention (attention.h): q, k, v 3*N*I, context N*I, and either (materialised
 //                path) probs B*h*S*S plus, on the CPU with attention dropout, the dropped probs
 //                B*h*S*S (the GPU redraws them), or (fused path) one log-sum-exp per query B*h*S;
 //                attention residual sum (LN1 input) N*d, LN1 mean/rstd 2N, LN1 output N*d;
-//                FFN pre-activation N*F, GELU output N*F (unless ModelOptions::recompute_gelu:
-//                then Backward recomputes it into the workspace); FFN residual sum (LN2 input)
-//                N*d, LN2 mean/rstd 2N, layer output h_{l+1} N*d
+//                FFN pre-activation N*F, activation output N*F (unless
+//                ModelOptions::recompute_gelu: then Backward recomputes it into the workspace);
+//                FFN residual sum (LN2 input) N*d, LN2 mean/rstd 2N, layer output h_{l+1} N*d
+//                (PRE_LN keeps the same amounts: LN1 output, the residual sum after attention,
+//                LN2 output, the statistics, the FFN's two)
 //   BERT heads:  gathered rows P*d, transform pre-GELU P*d, GELU output P*d, LN stats 2P,
 //                transform output P*d, logits (then their gradient, in place) P*V;
 //                [CLS] rows B*d, pooled B*d, NSP logits 2B
@@ -37,7 +52,9 @@
 // Dropout masks are never stored: Backward recomputes them from their Philox keys. Besides
 // these, one workspace of N*d + max(N*F, N*d, attention scratch: materialised 2*N*I +
 // 2*B*h*S*S, fused 4*N*I + B*h*S) elements is shared by all layers and the heads, and Backward
-// uses two [N, d] gradient buffers. ActivationElements() returns the exact total.
+// uses two [N, d] gradient buffers. ActivationElements() returns the exact total (the
+// SINUSOIDAL position table, [max_positions, d], is neither a parameter nor an activation and
+// is not counted).
 //
 // Dropout sites: layer l uses DropoutKey{seed, step, l, site} with site 0 = attention
 // probabilities, 1 = attention output, 2 = FFN output; the embedding dropout uses layer
@@ -85,7 +102,8 @@ enum class AttentionPath { kAuto, kFused, kMaterialized };
 // "auto", "fused" or "materialized"; InvalidArgument naming the accepted values otherwise.
 [[nodiscard]] absl::StatusOr<AttentionPath> ParseAttentionPath(const std::string& name);
 
-// Implementation choices that do not change the function the model computes.
+// Implementation choices that do not change the function the model computes, and the training
+// loss's label smoothing (train.label_smoothing), which the trainer owns.
 struct ModelOptions {
   AttentionPath attention = AttentionPath::kAuto;
   // Recompute each FFN's GELU output in Backward from the kept pre-activation instead of
@@ -96,16 +114,23 @@ struct ModelOptions {
   // 2 * N * d fewer kept elements per layer, one elementwise pass each; exact up to rounding
   // unless a LayerNorm gain is near zero.
   bool layernorm_from_output = false;
+  // tensor2tensor's label smoothing eps in [0, 1) of the token-prediction losses (LM targets,
+  // BERT's masked tokens; not NSP) of a training Forward (Ops::LabelSmoothedCrossEntropy: the
+  // smoothed cross-entropy minus its minimum). Evaluation Forwards are unsmoothed.
+  float label_smoothing = 0;
 };
 
 // The options a config's train block asks for (train.attention, train.recompute_gelu,
-// train.layernorm_from_output; the config is validated, so the names are known).
+// train.layernorm_from_output, train.label_smoothing; the config is validated, so the names are
+// known).
 ModelOptions ModelOptionsFromConfig(const TrainConfig& train);
 
 // What one Forward computed. Losses are the means the gradient is of; the sums and counts let
 // the trainer average over micro-batches and ranks exactly.
 struct LossStats {
-  double loss = 0;  // BERT: mlm_loss + nsp_loss; causal LM: lm_loss
+  // BERT: mlm_loss + nsp_loss; causal LM: lm_loss. A training Forward with label smoothing
+  // reports the smoothed token losses (ModelOptions::label_smoothing).
+  double loss = 0;
 
   // BERT.
   double mlm_loss = 0;        // mlm_loss_sum / (mlm_weight_sum + 1e-5)
@@ -222,12 +247,17 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ModelLimits& limits() const { return limits_; }
 
-  // The encoder output h_L of the last Forward, [B*S, d] on the device (for tests and probing).
-  const T* hidden() const { return hidden_.back(); }
-  // h_l of the last Forward, the input of layer l (0 <= l <= num_layers; hidden(num_layers) ==
-  // hidden()), [B*S, d] on the device. Used by analysis/attention_rank.h to recompute each
-  // head's attention logits from the parameters (additive probing hook, nothing else reads it).
+  // The encoder output z of the last Forward (h_L, or LN_f(h_L) for PRE_LN), [B*S, d] on the
+  // device (for tests and probing).
+  const T* hidden() const { return encoder_output(); }
+  // h_l of the last Forward, the input of layer l (0 <= l <= num_layers; hidden(num_layers) is
+  // h_L), [B*S, d] on the device.
   const T* hidden(int l) const { return hidden_.at(static_cast<size_t>(l)); }
+  // What layer l's attention projected in the last Forward (0 <= l < num_layers), [B*S, d] on
+  // the device: h_l (POST_LN) or LN1(h_l) (PRE_LN). Used by analysis/attention_rank.h to
+  // recompute each head's attention logits from the parameters (additive probing hook, nothing
+  // else reads it).
+  const T* attention_input(int l) const;
   // Elements allocated for kept activations plus scratch (see the file comment), excluding
   // parameters and gradients.
   int64_t ActivationElements() const { return activation_elements_; }
@@ -253,13 +283,28 @@ class Model {
   void ForwardLmHead(const Batch& batch, bool training, bool count_correct, LossStats& stats);
   void BackwardBertHeads(T loss_scale, T* dhidden);
   void BackwardLmHead(T loss_scale, T* dhidden);
+  // h_0 from the staged ids, positions and segments; and the embeddings' backward from
+  // dh = d loss / d h_0 (destroyed).
+  void EmbeddingsForward();
+  void EmbeddingsBackward(T* dh);
+  const T* encoder_output() const { return pre_ln_ ? final_out_ : hidden_.back(); }
+  // The position table: the learned parameter or the fixed timing signal.
+  const T* PositionTable() const;
+  // The output bias and its gradient, nullptr without one (model.output_bias false).
+  const T* OutputBias() const;
+  T* OutputBiasGrad();
+  // The label smoothing of this Forward's token losses: the option when training, else 0.
+  T Smoothing(bool training) const { return training ? static_cast<T>(label_smoothing_) : T(0); }
 
   ModelConfig config_;
   Ops<T>* ops_;
   ModelLimits limits_;
   ParameterLayout layout_;
   bool bert_;
+  bool pre_ln_;
   bool fused_attention_;
+  Activation act_;
+  float label_smoothing_;
   int d_, V_;
   T eps_;
   std::vector<void*> allocations_;
@@ -270,10 +315,11 @@ class Model {
   std::vector<std::unique_ptr<EncoderLayer<T>>> layers_;
 
   // Inputs of the current batch (device).
-  int32_t* ids_ = nullptr;          // [N] input token ids (causal LM: shift_right(targets))
-  int32_t* positions_ = nullptr;    // [N] position of each token
-  int32_t* segments_ = nullptr;     // [N] (BERT)
-  int32_t* key_valid_ = nullptr;    // [N] input_mask (BERT)
+  int32_t* ids_ = nullptr;        // [N] input token ids (causal LM: shift_right(targets))
+  int32_t* positions_ = nullptr;  // [N] position of each token
+  int32_t* segments_ = nullptr;   // [N] (BERT)
+  int32_t* key_valid_ = nullptr;  // [N] input_mask (BERT), targets_segmentation (packed LM)
+  const int32_t* attention_segments_ = nullptr;  // the layers' mask: key_valid_ or nullptr
   int32_t* labels_ = nullptr;       // [P] masked_lm_ids or -1 (BERT); [N] targets or -1 (LM)
   int32_t* gather_rows_ = nullptr;  // [P] b*S + masked_lm_positions (BERT)
   int32_t* cls_rows_ = nullptr;     // [B] b*S (BERT)
@@ -282,10 +328,15 @@ class Model {
   T* ones_ = nullptr;               // [max(N, B)] all ones, for sums via Dot
   T* scalars_ = nullptr;            // [4] device scalars read back after Forward
 
+  T* timing_signal_ = nullptr;  // [max_positions, d] fixed positions (SINUSOIDAL), else null
+
   // Kept activations.
-  T* emb_sum_ = nullptr;  // [N, d] embedding LayerNorm input
+  T* emb_sum_ = nullptr;  // [N, d] embedding LayerNorm input (POST_LN)
   T* emb_mean_ = nullptr;
   T* emb_rstd_ = nullptr;
+  T* final_out_ = nullptr;  // [N, d] final LayerNorm output (PRE_LN)
+  T* final_mean_ = nullptr;
+  T* final_rstd_ = nullptr;
   std::vector<T*> hidden_;  // L + 1 buffers [N, d]: h_0 .. h_L
   T* logits_ = nullptr;     // [P, V] (BERT) or [N, V] (LM); gradient in place after training
   T* losses_ = nullptr;     // [max(P, N)] per-row cross-entropy

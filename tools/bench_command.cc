@@ -165,6 +165,8 @@ absl::StatusOr<BenchSetup> ReadSetup(const CommandArgs& args) {
   HR_ASSIGN_OR_RETURN(b.config, LoadConfig(path, args.overrides));
   HR_ASSIGN_OR_RETURN(b.kind, ParseDevice(absl::GetFlag(FLAGS_device)));
   const TrainConfig& tc = b.config.train();
+  const ModelConfig& m = b.config.model();
+  b.seq = b.config.data().seq_length() > 0 ? b.config.data().seq_length() : m.max_positions();
   b.batch = absl::GetFlag(FLAGS_batch);
   if (b.batch < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -172,13 +174,15 @@ absl::StatusOr<BenchSetup> ReadSetup(const CommandArgs& args) {
   }
   if (b.batch == 0) b.batch = tc.micro_batch_size();
   if (b.batch <= 0) b.batch = tc.global_batch_size();
+  // A batch given in tokens (train.global_batch_tokens): that many sequences of b.seq.
+  if (b.batch <= 0 && tc.global_batch_tokens() > 0) {
+    b.batch = static_cast<int>(tc.global_batch_tokens() / b.seq);
+  }
   b.steps = absl::GetFlag(FLAGS_steps);
   b.warmup = absl::GetFlag(FLAGS_warmup);
   if (b.batch <= 0 || b.steps <= 0 || b.warmup < 0) {
     return absl::InvalidArgumentError("--batch and --steps must be > 0 and --warmup >= 0");
   }
-  const ModelConfig& m = b.config.model();
-  b.seq = b.config.data().seq_length() > 0 ? b.config.data().seq_length() : m.max_positions();
   if (m.objective() == ModelConfig::BERT) {
     b.masked = b.config.data().max_predictions_per_seq();
     if (b.masked == 0) {
@@ -312,10 +316,16 @@ bool PrintResult(const BenchSetup& b, Ops<float>& ops, const StepTimes& t) {
   const int64_t peak_allocated = ops.PeakAllocatedBytes();
   const int64_t device_in_use = ops.DeviceMemoryInUse();
   const auto [sgemm, peak_gflops] = MeasureGemmRates(ops, b.kind);
-  // Uniform predictions: log V for the MLM/LM loss, plus log 2 for NSP.
+  // Uniform predictions: log V for the MLM/LM loss (less the smoothed target's entropy with
+  // train.label_smoothing eps: H = -(1 - eps) log(1 - eps) - eps log(eps / (V - 1)), as
+  // Ops::LabelSmoothedCrossEntropy subtracts it), plus log 2 for NSP.
   const ModelConfig& m = b.config.model();
-  const double uniform = std::log(static_cast<double>(m.vocab_size())) +
-                         (m.objective() == ModelConfig::BERT ? std::log(2.0) : 0.0);
+  const double V = static_cast<double>(m.vocab_size());
+  const double eps = b.config.train().label_smoothing();
+  const double entropy =
+      eps > 0 ? -(1 - eps) * std::log(1 - eps) - eps * std::log(eps / (V - 1)) : 0.0;
+  const double uniform =
+      std::log(V) - entropy + (m.objective() == ModelConfig::BERT ? std::log(2.0) : 0.0);
   const bool loss_ok = std::isfinite(t.first_loss) && std::fabs(t.first_loss - uniform) < 1.0;
   std::printf("loss_first_step=%.4f uniform_loss=%.4f loss_check=%s\n", t.first_loss, uniform,
               loss_ok ? "ok" : "FAILED");

@@ -9,7 +9,9 @@
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "data/text_input.h"
 #include "tools/common_flags.h"
 
@@ -21,12 +23,11 @@ ABSL_FLAG(std::string, valid_file, "",
 ABSL_FLAG(int32_t, num_shards, 8, "training shards, train-0000i-of-N.tfrecord, filled round-robin");
 ABSL_FLAG(int32_t, num_valid_shards, 1, "validation shards (with --valid_file)");
 ABSL_FLAG(bool, progress, true, "print a progress line (docs/s, tokens/s, ETA) to stderr");
+ABSL_FLAG(int32_t, num_workers, 0,
+          "tokenizer threads (0: one per core); the shards are the same for any number");
 
 namespace headroom {
 
-namespace {
-
-// Creates `dir` (one level) if it does not exist; InvalidArgument naming it otherwise.
 absl::Status EnsureOutputDir(const std::string& dir) {
   if (dir.empty()) return absl::InvalidArgumentError("--output_dir is required");
   struct stat st;
@@ -43,7 +44,18 @@ absl::Status EnsureOutputDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
-}  // namespace
+absl::StatusOr<std::vector<int>> ParseIntList(const std::string& flag, const std::string& value) {
+  std::vector<int> out;
+  for (absl::string_view part : absl::StrSplit(value, ',')) {
+    int v = 0;
+    if (!absl::SimpleAtoi(part, &v) || v <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag, "=", value, ": '", part, "' is not a positive integer (give N or N,M,...)"));
+    }
+    out.push_back(v);
+  }
+  return out;
+}
 
 absl::StatusOr<std::vector<PrepareSplit>> ResolvePrepareSplits(const std::string& input) {
   std::vector<std::pair<std::string, int>> specs = {{input, absl::GetFlag(FLAGS_num_shards)}};

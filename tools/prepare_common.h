@@ -4,6 +4,7 @@
 #ifndef HEADROOM_TOOLS_PREPARE_COMMON_H_
 #define HEADROOM_TOOLS_PREPARE_COMMON_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 ABSL_DECLARE_FLAG(std::string, input_file);
 ABSL_DECLARE_FLAG(std::string, output_dir);
 ABSL_DECLARE_FLAG(bool, progress);
+ABSL_DECLARE_FLAG(int32_t, num_workers);
 
 namespace headroom {
 
@@ -28,6 +30,14 @@ struct PrepareSplit {
 // reported before anything is written. Errors are one line naming the flag or file.
 [[nodiscard]] absl::StatusOr<std::vector<PrepareSplit>> ResolvePrepareSplits(
     const std::string& input);
+
+// Creates `dir` (one level) if it does not exist; InvalidArgument naming it otherwise.
+[[nodiscard]] absl::Status EnsureOutputDir(const std::string& dir);
+
+// A comma-separated list of positive integers from `flag` (e.g. --max_seq_length=128,512);
+// InvalidArgument naming the flag and the bad element.
+[[nodiscard]] absl::StatusOr<std::vector<int>> ParseIntList(const std::string& flag,
+                                                            const std::string& value);
 
 }  // namespace headroom
 

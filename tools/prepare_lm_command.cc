@@ -1,6 +1,7 @@
 // `headroom prepare-lm`: text -> SentencePiece ids -> tensor2tensor-style `targets` shards for
-// the causal LM (data/lm_pretraining_data.h). Trains the SentencePiece model on --input_file
-// first when --spm_model does not exist. The input/output/shard flags are in prepare_common.cc.
+// the causal LM (data/lm_pretraining_data.h; --pack adds t2t's packed features). Trains the
+// SentencePiece model on --input_file first when --spm_model does not exist. The input/output/shard
+// flags are in prepare_common.cc.
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -21,10 +22,23 @@ ABSL_FLAG(std::string, spm_model, "",
 ABSL_FLAG(int32_t, vocab_size, 32000, "SentencePiece vocabulary size when training (LM1B: 32000)");
 ABSL_FLAG(std::string, spm_model_type, "unigram",
           "SentencePiece model type when training: unigram or bpe");
+ABSL_FLAG(int64_t, input_sentence_size, 10000000,
+          "sentences SentencePiece trains on, sampled from --input_file with SentencePiece's "
+          "fixed seed (0: all of them)");
 ABSL_FLAG(int32_t, max_length, 256, "tokens per example at most (EOS included)");
-ABSL_FLAG(bool, pack, false, "pack several sentences per example instead of one per example");
+ABSL_FLAG(bool, pack, false,
+          "pack several sentences per example instead of one per example, with tensor2tensor's "
+          "targets_segmentation and targets_position (each sentence is trained on alone)");
+ABSL_FLAG(bool, pack_segments, true,
+          "with --pack: write the segment features; false packs the sentences into one stream "
+          "(attention and positions across sentence ends, the demo's data)");
 
 namespace headroom {
+namespace {
+
+constexpr int kSentencePieceThreads = 8;
+
+}  // namespace
 
 int RunPrepareLm(const CommandArgs& args) {
   const char* kName = "prepare-lm";
@@ -54,6 +68,11 @@ int RunPrepareLm(const CommandArgs& args) {
     t.model_prefix = model.substr(0, model.size() - 6);
     t.vocab_size = absl::GetFlag(FLAGS_vocab_size);
     t.model_type = absl::GetFlag(FLAGS_spm_model_type);
+    t.input_sentence_size = absl::GetFlag(FLAGS_input_sentence_size);
+    // SentencePiece's result depends on its thread count (each thread sums its share of the
+    // sentences), so it gets a fixed count, not --num_workers: the model, and so the shards,
+    // are then the same for any number of workers.
+    t.num_threads = kSentencePieceThreads;
     Progress timer("", false);
     if (absl::Status s = TrainSentencePiece(t); !s.ok())
       return Fail(kName, std::string(s.message()));
@@ -67,6 +86,8 @@ int RunPrepareLm(const CommandArgs& args) {
   LmDataOptions o;
   o.max_length = absl::GetFlag(FLAGS_max_length);
   o.pack = absl::GetFlag(FLAGS_pack);
+  o.pack_segments = absl::GetFlag(FLAGS_pack_segments);
+  o.num_workers = absl::GetFlag(FLAGS_num_workers);
   for (size_t i = 0; i < splits.size(); ++i) {
     Progress progress(absl::StrCat(kName, " ", splits[i].name), absl::GetFlag(FLAGS_progress),
                       "sentences");

@@ -26,6 +26,10 @@ Batch SliceBatch(const FeatureBatch& f, bool bert, int64_t row, int rows, int se
     b.next_sentence_labels = ints("next_sentence_labels", 1);
   } else {
     b.targets = ints("targets", seq);
+    if (f.ints.count("targets_segmentation") > 0) {  // packed shards (data_source.h)
+      b.targets_segmentation = ints("targets_segmentation", seq);
+      b.targets_position = ints("targets_position", seq);
+    }
   }
   return b;
 }

@@ -18,7 +18,8 @@
 namespace headroom {
 
 // Rows [row, row + rows) of `f` (sequence length `seq`, `max_pred` masked slots for BERT) as a
-// Batch: BERT's features when `bert`, else the LM `targets`. The rows must exist in `f`.
+// Batch: BERT's features when `bert`, else the LM `targets` (with `targets_segmentation` and
+// `targets_position` when the shards are packed). The rows must exist in `f`.
 Batch SliceBatch(const FeatureBatch& f, bool bert, int64_t row, int rows, int seq, int max_pred);
 
 }  // namespace headroom

@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "data/example_io.h"
+#include "data/record_reader.h"
 #include "data/sharded_loader.h"
 #include "google/protobuf/text_format.h"
 
@@ -87,6 +89,20 @@ absl::Status CheckShardsFit(const LoaderOptions& o) {
   return absl::OkStatus();
 }
 
+// Whether the LM shards `files` are packed (prepare-lm --pack, tensor2tensor's packed problems):
+// the first record of the first shard has "targets_segmentation". The loader then requires it,
+// with "targets_position", of every example.
+absl::StatusOr<bool> LmShardsArePacked(const std::string& files) {
+  HR_ASSIGN_OR_RETURN(std::vector<std::string> paths, ExpandFileGlobs(files));
+  HR_ASSIGN_OR_RETURN(std::unique_ptr<RecordReader> reader, RecordReader::Open(paths.front()));
+  std::string record;
+  HR_ASSIGN_OR_RETURN(bool any, reader->ReadNext(&record));
+  if (!any) return false;  // an empty shard: the loader names it
+  tf::Example example;
+  HR_RETURN_IF_ERROR(ParseExample(record, RecordLocation{paths.front(), 0, 0}, &example));
+  return example.features().feature().count("targets_segmentation") > 0;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BatchSource>> OpenBatchSource(
@@ -113,6 +129,11 @@ absl::StatusOr<std::unique_ptr<BatchSource>> OpenBatchSource(
   } else {
     o.features = {{"targets", F::kInt32, seq_length, /*pad=*/true}};
     o.id_features = {"targets"};
+    HR_ASSIGN_OR_RETURN(bool packed, LmShardsArePacked(files));
+    if (packed) {
+      o.features.push_back({"targets_segmentation", F::kInt32, seq_length, /*pad=*/true});
+      o.features.push_back({"targets_position", F::kInt32, seq_length, /*pad=*/true});
+    }
   }
   HR_ASSIGN_OR_RETURN(std::unique_ptr<ShardedLoader> loader, ShardedLoader::Open(o));
   HR_RETURN_IF_ERROR(CheckShardsFit(o));

@@ -7,7 +7,9 @@
 //
 // Features are Google BERT's (input_ids, input_mask, segment_ids [S]; masked_lm_positions,
 // masked_lm_ids, masked_lm_weights [M]; next_sentence_labels [1]) or tensor2tensor's LM
-// `targets` [S] (shorter examples zero-padded), so shards from those tools load unchanged.
+// `targets` [S] (shorter examples zero-padded), with `targets_segmentation` and
+// `targets_position` [S] too when the shards are packed (their first record has them; padding
+// then gets segment 0), so shards from those tools load unchanged.
 //
 // Example:
 //   HR_ASSIGN_OR_RETURN(auto src, OpenBatchSource(config.model(), "shards/train-*", 128, 20,

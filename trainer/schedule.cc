@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -23,8 +24,15 @@ absl::StatusOr<LearningRateSchedule> LearningRateSchedule::Create(const Experime
   if (s.type_ == ScheduleConfig::TYPE_UNSPECIFIED) {
     s.type_ = ScheduleConfig::LINEAR_WARMUP_LINEAR_DECAY;
   }
-  s.peak_ = t.schedule().learning_rate();
+  s.learning_rate_ = t.schedule().learning_rate();
 
+  // The run's batch in sequences at `seq_length`: global_batch_size, or global_batch_tokens
+  // over the sequence length (checked below to divide exactly; clamped so that a huge token
+  // count is reported, not wrapped).
+  auto run_batch = [&t](int seq_length) -> int {
+    if (t.global_batch_tokens() <= 0 || seq_length <= 0) return t.global_batch_size();
+    return static_cast<int>(std::min<int64_t>(t.global_batch_tokens() / seq_length, INT32_MAX));
+  };
   int64_t begin = 0;
   if (t.phases_size() == 0) {
     SchedulePhase p;
@@ -32,7 +40,7 @@ absl::StatusOr<LearningRateSchedule> LearningRateSchedule::Create(const Experime
     p.warmup = t.schedule().warmup_steps();
     p.seq_length = config.data().seq_length();
     p.max_predictions_per_seq = config.data().max_predictions_per_seq();
-    p.global_batch_size = t.global_batch_size();
+    p.global_batch_size = run_batch(p.seq_length);
     s.phases_.push_back(p);
   }
   for (int i = 0; i < t.phases_size(); ++i) {
@@ -44,7 +52,9 @@ absl::StatusOr<LearningRateSchedule> LearningRateSchedule::Create(const Experime
     p.seq_length = tp.seq_length();
     p.max_predictions_per_seq = tp.max_predictions_per_seq();
     p.global_batch_size =
-        tp.global_batch_size() > 0 ? tp.global_batch_size() : t.global_batch_size();
+        tp.global_batch_size() > 0 ? tp.global_batch_size() : run_batch(p.seq_length);
+    p.train_files = tp.train_files();
+    p.eval_files = tp.eval_files();
     begin += p.steps;
     s.phases_.push_back(p);
   }
@@ -64,14 +74,30 @@ absl::StatusOr<LearningRateSchedule> LearningRateSchedule::Create(const Experime
           warm_f, absl::StrCat(p.warmup, " must be in [0, ", p.steps, "], the steps of its phase"));
     }
     if (s.type_ == ScheduleConfig::LINEAR_WARMUP_RSQRT && p.warmup == 0) {
-      return Invalid(warm_f, "LINEAR_WARMUP_RSQRT needs a warm-up > 0 (lr * min(t/W, sqrt(W/t)))");
+      return Invalid(
+          warm_f, "LINEAR_WARMUP_RSQRT needs a warm-up > 0 (lr * min(1, t/W) / sqrt(max(t, W)))");
     }
-    if (p.global_batch_size <= 0) {
-      return Invalid("train.global_batch_size", "must be > 0");
+    if (s.type_ == ScheduleConfig::LINEAR_WARMUP_RSQRT_NORMALIZED && p.warmup == 0) {
+      return Invalid(warm_f,
+                     "LINEAR_WARMUP_RSQRT_NORMALIZED needs a warm-up > 0 "
+                     "(lr * min(1, t/W) * sqrt(W / max(t, W)))");
     }
     if (p.seq_length <= 0) {
       return Invalid(t.phases_size() == 0 ? "data.seq_length" : absl::StrCat(f, ".seq_length"),
                      "must be > 0");
+    }
+    const bool own = t.phases_size() > 0 && t.phases(static_cast<int>(i)).global_batch_size() > 0;
+    if (t.global_batch_tokens() > 0 && !own && t.global_batch_tokens() % p.seq_length != 0) {
+      return Invalid(
+          "train.global_batch_tokens",
+          absl::StrCat(t.global_batch_tokens(), " is not a multiple of the sequence length ",
+                       p.seq_length, t.phases_size() == 0 ? "" : absl::StrCat(" of ", f),
+                       "; give a multiple, or the phase its own global_batch_size"));
+    }
+    if (p.global_batch_size <= 0) {
+      return Invalid(
+          t.global_batch_tokens() > 0 ? "train.global_batch_tokens" : "train.global_batch_size",
+          "must be > 0 (at least one sequence per step)");
     }
   }
   if (t.phases_size() > 0 && t.steps() != 0 && t.steps() != s.total_steps()) {
@@ -97,14 +123,14 @@ double LearningRateSchedule::LearningRate(int64_t step) const {
   const double T = static_cast<double>(p.steps);
   switch (type_) {
     case ScheduleConfig::LINEAR_WARMUP_RSQRT:
-      // t = 0 gives 0 from the first term (and sqrt(W/0) is never taken: min picks t/W first).
-      if (t == 0) return 0.0;
-      return peak_ * std::min(t / W, std::sqrt(W / t));
+      return learning_rate_ * std::min(1.0, t / W) / std::sqrt(std::max(t, W));
+    case ScheduleConfig::LINEAR_WARMUP_RSQRT_NORMALIZED:
+      return learning_rate_ * std::min(1.0, t / W) * std::sqrt(W / std::max(t, W));
     case ScheduleConfig::CONSTANT:
-      return t < W ? peak_ * t / W : peak_;
+      return t < W ? learning_rate_ * t / W : learning_rate_;
     default:
-      if (t < W) return peak_ * t / W;
-      return peak_ * std::max(0.0, 1.0 - t / T);
+      if (t < W) return learning_rate_ * t / W;
+      return learning_rate_ * std::max(0.0, 1.0 - t / T);
   }
 }
 

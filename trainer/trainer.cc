@@ -76,7 +76,8 @@ class Trainer {
   absl::Status BroadcastStart(std::vector<float>* params, std::vector<float>* m,
                               std::vector<float>* v, bool* resumed);
   absl::Status OpenMetrics();
-  absl::Status OpenEvaluation();
+  absl::Status CheckPhaseData();  // every later phase's shards fit it, before step 1
+  absl::Status OpenEvaluation(const SchedulePhase& phase);
   absl::Status OpenRankProbe();
   // ---- The step ----
   absl::StatusOr<StepResult> TrainStep();
@@ -102,6 +103,13 @@ class Trainer {
     return tc_.micro_batch_size() > 0 ? std::min(tc_.micro_batch_size(), local) : local;
   }
   const SchedulePhase& FirstPhase() const { return schedule_->PhaseAt(result_.first_step); }
+  // A phase's shards: its own (TrainPhase.train_files / eval_files), else the run's.
+  const std::string& TrainFiles(const SchedulePhase& p) const {
+    return p.train_files.empty() ? train_files_ : p.train_files;
+  }
+  const std::string& EvalFiles(const SchedulePhase& p) const {
+    return p.eval_files.empty() ? eval_files_ : p.eval_files;
+  }
   // For collectives on host buffers (checksums, the start broadcast, losses, evaluation sums).
   Communicator& HostComm() const { return data_parallel_->host_comm(); }
 
@@ -127,6 +135,7 @@ class Trainer {
   int64_t end_ = 0;
   std::unique_ptr<MetricsLogger> metrics_;
   std::unique_ptr<BatchSource> eval_source_;
+  const SchedulePhase* eval_phase_ = nullptr;  // the phase whose shape and shards it reads
   std::string eval_start_;
   int eval_global_ = 0;
   bool rank_diagnostics_ = false;
@@ -173,7 +182,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
                  static_cast<long long>(schedule_->total_steps()));
   }
   HR_RETURN_IF_ERROR(OpenMetrics());
-  HR_RETURN_IF_ERROR(OpenEvaluation());
+  HR_RETURN_IF_ERROR(CheckPhaseData());
   HR_RETURN_IF_ERROR(OpenRankProbe());
 
   step_ = result_.first_step;
@@ -202,16 +211,25 @@ absl::Status Trainer::Validate() {
   schedule_.emplace(std::move(schedule));
   train_files_ = options_.train_files.empty() ? config_.data().train_files() : options_.train_files;
   eval_files_ = options_.eval_files.empty() ? config_.data().eval_files() : options_.eval_files;
-  if (train_files_.empty()) {
-    return absl::InvalidArgumentError("no training data: pass --data GLOB or set data.train_files");
+  for (const SchedulePhase& p : schedule_->phases()) {
+    if (TrainFiles(p).empty()) {
+      return absl::InvalidArgumentError(
+          "no training data: pass --data GLOB or set data.train_files (or every "
+          "train.phases[i].train_files)");
+    }
   }
   if (options_.run_dir.empty()) return absl::InvalidArgumentError("--run_dir is required");
   // The data globs before anything is written to the run directory: a typo must leave no empty
   // metrics.jsonl or tb/ behind.
-  for (const auto& [files, what] :
-       {std::pair<const std::string&, const char*>{train_files_,
-                                                   "training data (--data, data.train_files)"},
-        {eval_files_, "evaluation data (--eval_data, data.eval_files)"}}) {
+  std::vector<std::pair<std::string, std::string>> globs = {
+      {train_files_, "training data (--data, data.train_files)"},
+      {eval_files_, "evaluation data (--eval_data, data.eval_files)"}};
+  for (size_t i = 0; i < schedule_->phases().size(); ++i) {
+    const SchedulePhase& p = schedule_->phases()[i];
+    globs.push_back({p.train_files, absl::StrCat("train.phases[", i, "].train_files")});
+    globs.push_back({p.eval_files, absl::StrCat("train.phases[", i, "].eval_files")});
+  }
+  for (const auto& [files, what] : globs) {
     if (files.empty()) continue;
     absl::StatusOr<std::vector<std::string>> matched = ExpandFileGlobs(files);
     if (!matched.ok()) {
@@ -378,20 +396,50 @@ absl::Status Trainer::OpenMetrics() {
   return absl::OkStatus();
 }
 
-// Evaluation data: in order, from the start each time; the batches of one rank (whose size the
-// R = 1 run would use, when the ranks divide it) are split over the ranks.
-absl::Status Trainer::OpenEvaluation() {
-  const SchedulePhase& first = FirstPhase();
+// The later phases' data is checked before the first step (a BERT phase 2 reading 128-token
+// shards at 512 must fail now, not at step 450,000): OpenBatchSource checks the first records of
+// every shard. The current phase's shards are opened by EnterPhase before its first step.
+absl::Status Trainer::CheckPhaseData() {
+  const int first = schedule_->PhaseIndex(result_.first_step);
+  for (int i = first + 1; i < static_cast<int>(schedule_->phases().size()); ++i) {
+    const SchedulePhase& p = schedule_->phases()[static_cast<size_t>(i)];
+    std::vector<std::string> files = {TrainFiles(p)};
+    if (tc_.eval_every() > 0 && !EvalFiles(p).empty()) files.push_back(EvalFiles(p));
+    for (const std::string& f : files) {
+      absl::StatusOr<std::unique_ptr<BatchSource>> src = OpenBatchSource(
+          config_.model(), f, p.seq_length, p.max_predictions_per_seq, 1, tc_.seed(),
+          /*shuffle=*/false);
+      if (!src.ok()) {
+        return absl::Status(src.status().code(),
+                            absl::StrCat("train.phases[", i, "] (sequence length ", p.seq_length,
+                                         "): ", src.status().message()));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Evaluation data of `phase` (its eval_files and shape): in order, from the start each time; the
+// batches of one rank (whose size the R = 1 run would use, when the ranks divide it) are split
+// over the ranks. Reopened when a phase of another shape or other shards starts.
+absl::Status Trainer::OpenEvaluation(const SchedulePhase& phase) {
+  if (EvalFiles(phase).empty() || tc_.eval_every() <= 0) return absl::OkStatus();
+  if (eval_phase_ != nullptr && EvalFiles(*eval_phase_) == EvalFiles(phase) &&
+      eval_phase_->seq_length == phase.seq_length &&
+      eval_phase_->max_predictions_per_seq == phase.max_predictions_per_seq &&
+      eval_phase_->global_batch_size == phase.global_batch_size) {
+    return absl::OkStatus();
+  }
   eval_global_ = tc_.micro_batch_size() > 0
-                     ? std::min(tc_.micro_batch_size(), first.global_batch_size)
-                     : first.global_batch_size;
-  if (eval_global_ % ranks_ != 0) eval_global_ = MicroBatch(first) * ranks_;
-  if (eval_files_.empty() || tc_.eval_every() <= 0) return absl::OkStatus();
+                     ? std::min(tc_.micro_batch_size(), phase.global_batch_size)
+                     : phase.global_batch_size;
+  if (eval_global_ % ranks_ != 0) eval_global_ = MicroBatch(phase) * ranks_;
   HR_ASSIGN_OR_RETURN(eval_source_,
-                      OpenBatchSource(config_.model(), eval_files_, first.seq_length,
-                                      first.max_predictions_per_seq, eval_global_, tc_.seed(),
+                      OpenBatchSource(config_.model(), EvalFiles(phase), phase.seq_length,
+                                      phase.max_predictions_per_seq, eval_global_, tc_.seed(),
                                       /*shuffle=*/false, rank_, ranks_));
   eval_start_ = eval_source_->Position();
+  eval_phase_ = &phase;
   return absl::OkStatus();
 }
 
@@ -405,7 +453,8 @@ absl::Status Trainer::OpenRankProbe() {
   const int rows = std::clamp(tc_.attention_rank_sequences(), 1, MicroBatch(first));
   HR_ASSIGN_OR_RETURN(
       std::unique_ptr<BatchSource> probe_source,
-      OpenBatchSource(config_.model(), eval_files_.empty() ? train_files_ : eval_files_,
+      OpenBatchSource(config_.model(),
+                      EvalFiles(first).empty() ? TrainFiles(first) : EvalFiles(first),
                       first.seq_length, first.max_predictions_per_seq, rows, tc_.seed(),
                       /*shuffle=*/false));
   HR_ASSIGN_OR_RETURN(FeatureBatch f, probe_source->Next());
@@ -419,9 +468,10 @@ absl::Status Trainer::EnterPhase() {
   if (pi == phase_index_) return absl::OkStatus();
   const SchedulePhase& phase = schedule_->phases()[pi];
   HR_ASSIGN_OR_RETURN(
-      source_, OpenBatchSource(config_.model(), train_files_, phase.seq_length,
+      source_, OpenBatchSource(config_.model(), TrainFiles(phase), phase.seq_length,
                                phase.max_predictions_per_seq, phase.global_batch_size, tc_.seed(),
                                /*shuffle=*/true, rank_, ranks_));
+  HR_RETURN_IF_ERROR(OpenEvaluation(phase));
   if (!loader_position_.empty()) {
     HR_RETURN_IF_ERROR(source_->Restore(loader_position_));
     loader_position_.clear();
@@ -606,10 +656,9 @@ absl::Status Trainer::LogTrain(const StepResult& s) {
 
 absl::Status Trainer::Evaluate() {
   HR_RETURN_IF_ERROR(eval_source_->Restore(eval_start_));
-  const SchedulePhase& first = FirstPhase();
   absl::StatusOr<EvalResult> e =
-      RunEval(*model_, *eval_source_, tc_.eval_batches(), eval_global_, first.seq_length,
-              first.max_predictions_per_seq, &HostComm());
+      RunEval(*model_, *eval_source_, tc_.eval_batches(), eval_global_, eval_phase_->seq_length,
+              eval_phase_->max_predictions_per_seq, &HostComm());
   if (!e.ok()) {
     return absl::Status(e.status().code(), absl::StrCat("step ", step_, ": evaluation data ",
                                                         eval_files_, ": ", e.status().message()));

@@ -1,8 +1,11 @@
 // The training loop and evaluation: config + shards -> trained model, checkpoints and metrics.
 //
 // Train() runs, for each optimizer step g (0-based) of LearningRateSchedule's phases:
-//   1. one global batch from the phase's data source (sequence length and batch of the phase),
-//      split into k = global_batch / micro_batch micro-batches;
+//   1. one global batch from the phase's data source (sequence length and batch of the phase;
+//      its shards are the phase's own train_files when it names them, else the run's; a new
+//      phase opens its source, and its evaluation data, at its first step, and every later
+//      phase's shards are checked before step 1), split into k = global_batch / micro_batch
+//      micro-batches;
 //   2. per micro-batch: Forward (training, dropout keys {seed, g * k + j}) and Backward, the
 //      gradients accumulating in the model's buffer; the step's loss is the mean of the k;
 //   3. a non-finite loss stops training with "step g: loss is nan" (nothing is updated or
@@ -95,8 +98,10 @@ class Communicator;  // comm/communicator.h
 struct TrainOptions {
   ExperimentConfig config;  // validated (config/load.h)
   std::string run_dir;      // checkpoints/, metrics.jsonl, tb/
-  std::string train_files;  // overrides config.data.train_files when non-empty
-  std::string eval_files;   // overrides config.data.eval_files when non-empty
+  // Override config.data.train_files / eval_files when non-empty (a phase's own
+  // train.phases[i].train_files / eval_files still win for that phase).
+  std::string train_files;
+  std::string eval_files;
   DeviceKind device = DeviceKind::kCpu;
   int64_t max_steps = 0;  // stop after this many optimizer steps in total (0: the whole run)
   bool resume = false;

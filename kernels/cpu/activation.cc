@@ -1,8 +1,12 @@
-// Pointwise activations: GELU (erf form, as BERT) and tanh (BERT's pooler), forward and backward.
+// Pointwise activations: GELU (erf form, as BERT), its tanh form (Google BERT's gelu), ReLU
+// (tensor2tensor's FFN) and tanh (BERT's pooler), forward and backward.
 //
-//   gelu(x)  = x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2)))
-//   gelu'(x) = Phi(x) + x * phi(x),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
-//   tanh'(x) = 1 - tanh(x)^2, from the saved output.
+//   gelu(x)       = x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2)))
+//   gelu'(x)      = Phi(x) + x * phi(x),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+//   gelu_tanh(x)  = 0.5 * x * (1 + t),  t = tanh(u),  u = sqrt(2 / pi) * (x + 0.044715 x^3)
+//   gelu_tanh'(x) = 0.5 * (1 + t) + 0.5 * x * (1 - t^2) * sqrt(2 / pi) * (1 + 3 * 0.044715 x^2)
+//   relu(x)       = max(x, 0),  relu'(x) = 1 for x > 0, else 0
+//   tanh'(x)      = 1 - tanh(x)^2, from the saved output.
 // All may run in place (y == x, dx == dy): each element reads its inputs before writing.
 //
 // Float GELU uses cpu_math::ErfFloat and ExpFloat (branch-free, so the loops vectorise) and is
@@ -34,6 +38,10 @@ template <typename T>
 constexpr T kInvSqrt2 = T(0.70710678118654752440);
 template <typename T>
 constexpr T kInvSqrt2Pi = T(0.39894228040143267794);
+template <typename T>
+constexpr T kSqrt2OverPi = T(0.79788456080286535588);
+template <typename T>
+constexpr T kGeluTanhCubic = T(0.044715);
 
 // Elements per block of the float loops: the inputs that may alias the output are first copied
 // to a stack buffer, so the compiler sees no aliasing and vectorises without a runtime overlap
@@ -110,6 +118,53 @@ void CpuOps<T>::GeluBackward(const T* x, const T* dy, T* dx, int64_t n) {
 }
 
 template <typename T>
+void CpuOps<T>::ActivationForward(Activation act, const T* x, T* y, int64_t n) {
+  switch (act) {
+    case Activation::kGelu:
+      GeluForward(x, y, n);
+      return;
+    case Activation::kGeluTanh:
+      pool_.ParallelFor(n, kTranscendentalGrain, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) {
+          const T v = x[i];
+          y[i] = T(0.5) * v *
+                 (T(1) + std::tanh(kSqrt2OverPi<T> * (v + kGeluTanhCubic<T> * v * v * v)));
+        }
+      });
+      return;
+    case Activation::kRelu:
+      pool_.ParallelFor(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+      });
+      return;
+  }
+}
+
+template <typename T>
+void CpuOps<T>::ActivationBackward(Activation act, const T* x, const T* dy, T* dx, int64_t n) {
+  switch (act) {
+    case Activation::kGelu:
+      GeluBackward(x, dy, dx, n);
+      return;
+    case Activation::kGeluTanh:
+      pool_.ParallelFor(n, kTranscendentalGrain, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) {
+          const T v = x[i];
+          const T t = std::tanh(kSqrt2OverPi<T> * (v + kGeluTanhCubic<T> * v * v * v));
+          const T du = kSqrt2OverPi<T> * (T(1) + T(3) * kGeluTanhCubic<T> * v * v);
+          dx[i] = dy[i] * (T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * du);
+        }
+      });
+      return;
+    case Activation::kRelu:
+      pool_.ParallelFor(n, kElementwiseGrain, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) dx[i] = x[i] > T(0) ? dy[i] : T(0);
+      });
+      return;
+  }
+}
+
+template <typename T>
 void CpuOps<T>::TanhForward(const T* x, T* y, int64_t n) {
   pool_.ParallelFor(n, kTranscendentalGrain, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) y[i] = std::tanh(x[i]);
@@ -123,10 +178,12 @@ void CpuOps<T>::TanhBackward(const T* y, const T* dy, T* dx, int64_t n) {
   });
 }
 
-#define HR_INSTANTIATE(T)                                                 \
-  template void CpuOps<T>::GeluForward(const T*, T*, int64_t);            \
-  template void CpuOps<T>::GeluBackward(const T*, const T*, T*, int64_t); \
-  template void CpuOps<T>::TanhForward(const T*, T*, int64_t);            \
+#define HR_INSTANTIATE(T)                                                                   \
+  template void CpuOps<T>::GeluForward(const T*, T*, int64_t);                              \
+  template void CpuOps<T>::GeluBackward(const T*, const T*, T*, int64_t);                   \
+  template void CpuOps<T>::ActivationForward(Activation, const T*, T*, int64_t);            \
+  template void CpuOps<T>::ActivationBackward(Activation, const T*, const T*, T*, int64_t); \
+  template void CpuOps<T>::TanhForward(const T*, T*, int64_t);                              \
   template void CpuOps<T>::TanhBackward(const T*, const T*, T*, int64_t);
 HR_INSTANTIATE(float)
 HR_INSTANTIATE(double)

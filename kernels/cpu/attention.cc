@@ -46,7 +46,7 @@ template <typename T>
 struct AttentionShape {
   int B, S, H, D;
   T scale;
-  const int32_t* key_valid;
+  const int32_t* segments;
   bool causal;
   float rate;
   DropoutKey key;
@@ -65,8 +65,12 @@ struct AttentionShape {
     DropoutRow(row, S, static_cast<uint64_t>((bh * S + qi) * S), key, DropoutThreshold(rate),
                keep_scale);
   }
+  // The mask of kernels/ops.h: causal, padding keys, and keys of another segment.
   bool Masked(int b, int qi, int k) const {
-    return (causal && k > qi) || (key_valid != nullptr && key_valid[b * S + k] == 0);
+    if (causal && k > qi) return true;
+    if (segments == nullptr) return false;
+    const int32_t key_segment = segments[b * S + k], own = segments[b * S + qi];
+    return key_segment == 0 || (own != 0 && key_segment != own);
   }
 };
 
@@ -81,10 +85,10 @@ void HeadScores(const AttentionShape<T>& a, const T* q, const T* k, int64_t base
 
 template <typename T>
 void CpuOps<T>::AttentionForward(const T* q, const T* k, const T* v, int B, int S, int H, int D,
-                                 T scale, const int32_t* key_valid, bool causal, float dropout_rate,
+                                 T scale, const int32_t* segments, bool causal, float dropout_rate,
                                  const DropoutKey& key, T* out, T* lse) {
   if (B <= 0 || S <= 0 || H <= 0 || D <= 0) return;
-  const AttentionShape<T> a{B, S, H, D, scale, key_valid, causal, dropout_rate, key};
+  const AttentionShape<T> a{B, S, H, D, scale, segments, causal, dropout_rate, key};
   const int ld = static_cast<int>(a.ld());
   cpu_blas::WithSingleThreadedBlas([&] {
     pool_.ParallelFor(int64_t{B} * H, 1, [&](int64_t lo, int64_t hi) {
@@ -125,10 +129,10 @@ void CpuOps<T>::AttentionForward(const T* q, const T* k, const T* v, int B, int 
 template <typename T>
 void CpuOps<T>::AttentionBackward(const T* q, const T* k, const T* v, const T* out, const T* dout,
                                   const T* lse, int B, int S, int H, int D, T scale,
-                                  const int32_t* key_valid, bool causal, float dropout_rate,
+                                  const int32_t* segments, bool causal, float dropout_rate,
                                   const DropoutKey& key, T* dq, T* dk, T* dv, T* delta) {
   if (B <= 0 || S <= 0 || H <= 0 || D <= 0) return;
-  const AttentionShape<T> a{B, S, H, D, scale, key_valid, causal, dropout_rate, key};
+  const AttentionShape<T> a{B, S, H, D, scale, segments, causal, dropout_rate, key};
   const int ld = static_cast<int>(a.ld());
   // delta[(b * H + h) * S + s] = sum_j dout * out over that query's head slice.
   pool_.ParallelFor(int64_t{B} * S * H, 256, [&](int64_t lo, int64_t hi) {

@@ -75,21 +75,23 @@ class CpuOps final : public Ops<T> {
                                 const T* rstd, int64_t rows, int cols, T* x) override;
   void GeluForward(const T* x, T* y, int64_t n) override;
   void GeluBackward(const T* x, const T* dy, T* dx, int64_t n) override;
+  void ActivationForward(Activation act, const T* x, T* y, int64_t n) override;
+  void ActivationBackward(Activation act, const T* x, const T* dy, T* dx, int64_t n) override;
   void TanhForward(const T* x, T* y, int64_t n) override;
   void TanhBackward(const T* y, const T* dy, T* dx, int64_t n) override;
 
   void SoftmaxForward(const T* scores, T* probs, int B, int H, int Sq, int Sk, T scale,
-                      const int32_t* key_valid, bool causal) override;
+                      const int32_t* segments, bool causal) override;
   void SoftmaxBackward(const T* probs, const T* dprobs, T* dscores, int64_t rows, int Sk,
                        T scale) override;
 
   void AttentionForward(const T* q, const T* k, const T* v, int B, int S, int H, int D, T scale,
-                        const int32_t* key_valid, bool causal, float dropout_rate,
+                        const int32_t* segments, bool causal, float dropout_rate,
                         const DropoutKey& key, T* out, T* lse) override;
   void AttentionBackward(const T* q, const T* k, const T* v, const T* out, const T* dout,
-                         const T* lse, int B, int S, int H, int D, T scale,
-                         const int32_t* key_valid, bool causal, float dropout_rate,
-                         const DropoutKey& key, T* dq, T* dk, T* dv, T* delta) override;
+                         const T* lse, int B, int S, int H, int D, T scale, const int32_t* segments,
+                         bool causal, float dropout_rate, const DropoutKey& key, T* dq, T* dk,
+                         T* dv, T* delta) override;
 
   void Dropout(const T* x, T* y, int64_t n, float rate, const DropoutKey& key) override;
 
@@ -101,6 +103,9 @@ class CpuOps final : public Ops<T> {
 
   void SoftmaxCrossEntropy(const T* logits, const int32_t* labels, const T* weights, int64_t rows,
                            int V, T* losses, T* dlogits, T grad_scale) override;
+  void LabelSmoothedCrossEntropy(const T* logits, const int32_t* labels, const T* weights,
+                                 int64_t rows, int V, T label_smoothing, T* losses, T* dlogits,
+                                 T grad_scale) override;
 
   void Dot(const T* a, const T* b, int64_t n, T* out) override;
 

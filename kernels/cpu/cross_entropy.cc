@@ -1,8 +1,9 @@
-// Fused softmax cross-entropy over rows of logits, forward and (optionally) backward in one pass.
+// Fused softmax cross-entropy over rows of logits, forward and (optionally) backward in one pass,
+// against the one-hot label or tensor2tensor's label-smoothed target (kernels/ops.h).
 //
 // Per row: max, then logsumexp (exponentials in T by cpu_math::Exp, vectorised; their sum in
-// double); loss = lse - logit[label]. The gradient
-// grad_scale * w * (softmax - onehot) is written straight from the logits and the lse, so no
+// double); loss = lse - logit[label] (smoothed: lse - sum_v t_v logit_v - H(t)). The gradient
+// grad_scale * w * (softmax - t) is written straight from the logits and the lse, so no
 // probability matrix is ever stored, and dlogits may overwrite logits (the label's logit is read
 // before the row is written). Rows with label < 0 have loss 0 and, when requested, zero gradient.
 //
@@ -58,12 +59,28 @@ template <>
   return mx;
 }
 
-// Loss of one row (label >= 0); with dx, also dx = coef * (softmax(x) - onehot(label)). dx may
-// alias x. always_inline: so each ISA clone of CrossEntropyRowFloat gets its own copy.
+// The label-smoothed target of LabelSmoothedCrossEntropy (kernels/ops.h): `on` on the label,
+// `off` elsewhere, and its entropy. eps = 0 is the one-hot target (off = 0, entropy 0).
+struct SmoothedTarget {
+  double on = 1, off = 0, entropy = 0;
+  SmoothedTarget(double eps, int V) {
+    if (eps <= 0) return;
+    on = 1 - eps;
+    off = eps / (V - 1);
+    entropy = -on * std::log(on) - eps * std::log(off);
+  }
+};
+
+// Loss of one row (label >= 0) against target t; with dx, also dx = coef * (softmax(x) - t).
+// dx may alias x. always_inline: so each ISA clone of CrossEntropyRowFloat gets its own copy.
+// With t one-hot the work is one max, one exp per logit and the label's logit; smoothing adds
+// one sum of the logits (the loss needs sum_v t_v x_v) and one subtraction per gradient element.
 template <typename T>
-[[gnu::always_inline]] inline T CrossEntropyRow(const T* x, int V, int label, T coef, T* dx) {
+[[gnu::always_inline]] inline T CrossEntropyRow(const T* x, int V, int label, T coef,
+                                                const SmoothedTarget& t, T* dx) {
   const T mx = RowMax(x, V);
   const T x_label = x[label];  // read before dx (which may alias x) is written
+  const double x_sum = t.off != 0 ? cpu_math::SumAsDouble(x, V) : 0.0;  // likewise
   alignas(64) T e[kExpBlock];
   double sum = 0;
   for (int c0 = 0; c0 < V; c0 += kExpBlock) {
@@ -83,21 +100,34 @@ template <typename T>
   if (dx) {
     const T scale = static_cast<T>(static_cast<double>(coef) / sum);
     for (int c = 0; c < V; ++c) dx[c] *= scale;
-    dx[label] -= coef;
+    if (t.off != 0) {
+      const T off = static_cast<T>(static_cast<double>(coef) * t.off);
+      for (int c = 0; c < V; ++c) dx[c] -= off;
+      dx[label] -= static_cast<T>(static_cast<double>(coef) * (t.on - t.off));
+    } else {
+      dx[label] -= coef;
+    }
   }
-  return static_cast<T>(lse - static_cast<double>(x_label));
+  if (t.off == 0) return static_cast<T>(lse - static_cast<double>(x_label));
+  // -sum_v t_v (x_v - lse) - H(t), with sum_v t_v = 1.
+  const double target_dot_x =
+      t.on * static_cast<double>(x_label) + t.off * (x_sum - static_cast<double>(x_label));
+  return static_cast<T>(lse - target_dot_x - t.entropy);
 }
 
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) float
-CrossEntropyRowFloat(const float* x, int V, int label, float coef, float* dx) {
-  return CrossEntropyRow(x, V, label, coef, dx);
+CrossEntropyRowFloat(const float* x, int V, int label, float coef, const SmoothedTarget& t,
+                     float* dx) {
+  return CrossEntropyRow(x, V, label, coef, t, dx);
 }
 
-float CrossEntropyRowOf(const float* x, int V, int label, float coef, float* dx) {
-  return CrossEntropyRowFloat(x, V, label, coef, dx);
+float CrossEntropyRowOf(const float* x, int V, int label, float coef, const SmoothedTarget& t,
+                        float* dx) {
+  return CrossEntropyRowFloat(x, V, label, coef, t, dx);
 }
-double CrossEntropyRowOf(const double* x, int V, int label, double coef, double* dx) {
-  return CrossEntropyRow(x, V, label, coef, dx);
+double CrossEntropyRowOf(const double* x, int V, int label, double coef, const SmoothedTarget& t,
+                         double* dx) {
+  return CrossEntropyRow(x, V, label, coef, t, dx);
 }
 
 }  // namespace
@@ -105,6 +135,15 @@ double CrossEntropyRowOf(const double* x, int V, int label, double coef, double*
 template <typename T>
 void CpuOps<T>::SoftmaxCrossEntropy(const T* logits, const int32_t* labels, const T* weights,
                                     int64_t rows, int V, T* losses, T* dlogits, T grad_scale) {
+  LabelSmoothedCrossEntropy(logits, labels, weights, rows, V, T(0), losses, dlogits, grad_scale);
+}
+
+template <typename T>
+void CpuOps<T>::LabelSmoothedCrossEntropy(const T* logits, const int32_t* labels, const T* weights,
+                                          int64_t rows, int V, T label_smoothing, T* losses,
+                                          T* dlogits, T grad_scale) {
+  assert(label_smoothing == T(0) || V >= 2);
+  const SmoothedTarget target(static_cast<double>(label_smoothing), V);
   const int64_t grain = std::max<int64_t>(1, kElementwiseGrain / 16 / std::max(V, 1));
   pool_.ParallelFor(rows, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
@@ -117,14 +156,18 @@ void CpuOps<T>::SoftmaxCrossEntropy(const T* logits, const int32_t* labels, cons
         continue;
       }
       const T coef = grad_scale * (weights ? weights[r] : T(1));
-      losses[r] = CrossEntropyRowOf(x, V, label, coef, dlogits ? dlogits + r * V : nullptr);
+      losses[r] = CrossEntropyRowOf(x, V, label, coef, target, dlogits ? dlogits + r * V : nullptr);
     }
   });
 }
 
-template void CpuOps<float>::SoftmaxCrossEntropy(const float*, const int32_t*, const float*,
-                                                 int64_t, int, float*, float*, float);
-template void CpuOps<double>::SoftmaxCrossEntropy(const double*, const int32_t*, const double*,
-                                                  int64_t, int, double*, double*, double);
+#define HR_INSTANTIATE(T)                                                                         \
+  template void CpuOps<T>::SoftmaxCrossEntropy(const T*, const int32_t*, const T*, int64_t, int,  \
+                                               T*, T*, T);                                        \
+  template void CpuOps<T>::LabelSmoothedCrossEntropy(const T*, const int32_t*, const T*, int64_t, \
+                                                     int, T, T*, T*, T);
+HR_INSTANTIATE(float)
+HR_INSTANTIATE(double)
+#undef HR_INSTANTIATE
 
 }  // namespace headroom

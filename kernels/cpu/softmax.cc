@@ -1,4 +1,5 @@
-// Attention softmax: scaled, with a padding key mask and/or a causal mask; and its backward.
+// Attention softmax: scaled, with the segment mask (padding keys, and keys of other segments of
+// a packed row: kernels/ops.h) and/or a causal mask; and its backward.
 //
 // One row per (b, h, q). Masked keys get probability exactly 0 and do not enter the max or the
 // sum, so a row whose keys are all masked comes out all zeros (not NaN). Exponentials use
@@ -18,21 +19,24 @@ namespace headroom {
 
 template <typename T>
 void CpuOps<T>::SoftmaxForward(const T* scores, T* probs, int B, int H, int Sq, int Sk, T scale,
-                               const int32_t* key_valid, bool causal) {
+                               const int32_t* segments, bool causal) {
   const int64_t rows = static_cast<int64_t>(B) * H * Sq;
   const int64_t grain = std::max<int64_t>(1, kElementwiseGrain / 16 / std::max(Sk, 1));
   pool_.ParallelFor(rows, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
       const int q = static_cast<int>(r % Sq);
       const int b = static_cast<int>(r / (static_cast<int64_t>(H) * Sq));
-      const int32_t* valid = key_valid ? key_valid + static_cast<int64_t>(b) * Sk : nullptr;
+      const int32_t* seg = segments ? segments + static_cast<int64_t>(b) * Sk : nullptr;
+      // The query's segment (ops.h): 0 sees every non-padding key.
+      const int32_t own = seg != nullptr && Sq == Sk ? seg[q] : 0;
+      auto visible = [&](int k) { return seg[k] != 0 && (own == 0 || seg[k] == own); };
       // Keys >= end are causally masked.
       const int end = causal ? std::min(Sk, q + 1) : Sk;
       const T* s = scores + r * Sk;
       T* p = probs + r * Sk;
       T mx = -std::numeric_limits<T>::infinity();
       for (int k = 0; k < end; ++k) {
-        if (valid && valid[k] == 0) continue;
+        if (seg && !visible(k)) continue;
         mx = std::max(mx, scale * s[k]);
       }
       if (mx == -std::numeric_limits<T>::infinity()) {  // every key masked
@@ -40,10 +44,10 @@ void CpuOps<T>::SoftmaxForward(const T* scores, T* probs, int B, int H, int Sq, 
         continue;
       }
       // Exponentials first (a branch-free loop the compiler vectorises), then the sum.
-      if (valid) {
+      if (seg) {
         for (int k = 0; k < end; ++k) {
           const T e = cpu_math::Exp(scale * s[k] - mx);
-          p[k] = valid[k] != 0 ? e : T(0);
+          p[k] = visible(k) ? e : T(0);
         }
       } else {
         for (int k = 0; k < end; ++k) p[k] = cpu_math::Exp(scale * s[k] - mx);

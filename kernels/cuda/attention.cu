@@ -87,7 +87,7 @@ void Backward(const AttentionArgs& a, const LaunchContext& ctx) {
 
 // Fills the fields shared by forward and backward; false (recorded) for an unsupported call.
 bool MakeArgs(const float* q, const float* k, const float* v, int B, int S, int H, int D,
-              float scale, const int32_t* key_valid, bool causal, float rate, uint64_t seed,
+              float scale, const int32_t* segments, bool causal, float rate, uint64_t seed,
               uint64_t step, uint32_t layer, uint32_t site, const LaunchContext& ctx,
               AttentionArgs* a) {
   if (static_cast<int64_t>(B) * H > 0x7FFFFFFF || CeilDiv(S, 32) > 65535) {
@@ -112,7 +112,7 @@ bool MakeArgs(const float* q, const float* k, const float* v, int B, int S, int 
   a->S = S;
   a->H = H;
   a->scale = scale;
-  a->key_valid = key_valid;
+  a->segments = segments;
   a->causal = causal;
   a->dropout = rate > 0.0f;
   // rate >= 1 drops everything: threshold 2^32 - 1 keeps only the all-ones word, so use a
@@ -134,12 +134,12 @@ bool FusedAttentionSupports(int head_size) {
 }
 
 void LaunchAttentionForward(const float* q, const float* k, const float* v, int B, int S, int H,
-                            int D, float scale, const int32_t* key_valid, bool causal, float rate,
+                            int D, float scale, const int32_t* segments, bool causal, float rate,
                             uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* out,
                             float* lse, const LaunchContext& ctx) {
   if (B <= 0 || S <= 0 || H <= 0) return;
   AttentionArgs a;
-  if (!MakeArgs(q, k, v, B, S, H, D, scale, key_valid, causal, rate, seed, step, layer, site, ctx,
+  if (!MakeArgs(q, k, v, B, S, H, D, scale, segments, causal, rate, seed, step, layer, site, ctx,
                 &a)) {
     return;
   }
@@ -166,12 +166,12 @@ void LaunchAttentionForward(const float* q, const float* k, const float* v, int 
 
 void LaunchAttentionBackward(const float* q, const float* k, const float* v, const float* out,
                              const float* dout, const float* lse, int B, int S, int H, int D,
-                             float scale, const int32_t* key_valid, bool causal, float rate,
+                             float scale, const int32_t* segments, bool causal, float rate,
                              uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* dq,
                              float* dk, float* dv, float* delta, const LaunchContext& ctx) {
   if (B <= 0 || S <= 0 || H <= 0) return;
   AttentionArgs a;
-  if (!MakeArgs(q, k, v, B, S, H, D, scale, key_valid, causal, rate, seed, step, layer, site, ctx,
+  if (!MakeArgs(q, k, v, B, S, H, D, scale, segments, causal, rate, seed, step, layer, site, ctx,
                 &a)) {
     return;
   }

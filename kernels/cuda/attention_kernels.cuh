@@ -56,19 +56,21 @@ struct Shape {
   static constexpr size_t kWarpScoresBytes = size_t{kFrag} * kLdS * sizeof(float) * kWarps;
   static constexpr size_t kWarpProbsBytes = size_t{kFrag} * kLdP * sizeof(bf16) * kWarps;
   // Forward: Q (own), K and V (loop), O (own, fp32), scores, probabilities, the loop keys'
-  // flags.
+  // segments.
   static constexpr size_t kForwardBytes = kOwnHalfBytes + 2 * kLoopHalfBytes + kOwnFloatBytes +
                                           kWarpScoresBytes + kWarpProbsBytes +
                                           size_t{Cols} * sizeof(int32_t);
-  // dQ: Q and dO (own), K and V (loop), dQ (own, fp32), scores, dP, dS, the loop keys' flags.
+  // dQ: Q and dO (own), K and V (loop), dQ (own, fp32), scores, dP, dS, the loop keys'
+  // segments.
   static constexpr size_t kDqBytes = 2 * kOwnHalfBytes + 2 * kLoopHalfBytes + kOwnFloatBytes +
                                      2 * kWarpScoresBytes + kWarpProbsBytes +
                                      size_t{Cols} * sizeof(int32_t);
   // dK/dV: K and V (own), Q and dO (loop), dK and dV (own, fp32), S^T, dP^T, P^T, dS^T, the
-  // loop tile's lse and delta, the own keys' flags.
+  // loop tile's lse, delta and query segments, the own keys' segments.
   static constexpr size_t kDkvBytes =
       2 * kOwnHalfBytes + 2 * kLoopHalfBytes + 2 * kOwnFloatBytes + 2 * kWarpScoresBytes +
-      2 * kWarpProbsBytes + 2 * size_t{Cols} * sizeof(float) + size_t{Rows} * sizeof(int32_t);
+      2 * kWarpProbsBytes + 2 * size_t{Cols} * sizeof(float) + size_t{Cols} * sizeof(int32_t) +
+      size_t{Rows} * sizeof(int32_t);
   static_assert(Rows % kFrag == 0 && Cols % 32 == 0 && D % kFrag == 0, "tile shape");
 };
 
@@ -97,7 +99,8 @@ struct AttentionArgs {
   float* dv = nullptr;
   int B = 0, S = 0, H = 0;
   float scale = 1;
-  const int32_t* key_valid = nullptr;
+  // The segment mask of kernels/ops.h ([B, S]; nullptr: one segment, no padding).
+  const int32_t* segments = nullptr;
   bool causal = false;
   bool dropout = false;
   uint32_t threshold = 0;
@@ -106,14 +109,18 @@ struct AttentionArgs {
   uint32_t layer = 0, site = 0;
   bool aligned = true;  // q, k, v, dout 16-byte aligned: tiles load as float4
 
-  // Whether key kg of sequence b exists and is not padding (1) or not (0); kernels stage these
-  // flags in shared memory per tile instead of reading key_valid per (query, key).
-  __device__ int32_t KeyUsable(int b, int kg) const {
-    return kg < S && (key_valid == nullptr || key_valid[static_cast<int64_t>(b) * S + kg] != 0);
+  // The segment of token s of sequence b: 0 for padding and past the end, 1 for every token
+  // without `segments`. Kernels stage the keys' in shared memory per tile, and each query's
+  // once, instead of reading `segments` per (query, key).
+  __device__ int32_t Segment(int b, int s) const {
+    if (s >= S) return 0;
+    return segments == nullptr ? 1 : segments[static_cast<int64_t>(b) * S + s];
   }
-  // Whether (query qg, key kg) is masked out, given the key's KeyUsable flag.
-  __device__ bool Masked(int32_t key_usable, int qg, int kg) const {
-    return key_usable == 0 || qg >= S || (causal && kg > qg);
+  // Whether (query qg, key kg) is masked out, given their Segment()s (kernels/ops.h: a key of
+  // segment 0 or of another segment than a non-padding query's is hidden).
+  __device__ bool Masked(int32_t key_segment, int32_t query_segment, int qg, int kg) const {
+    return key_segment == 0 || qg >= S || (causal && kg > qg) ||
+           (query_segment != 0 && key_segment != query_segment);
   }
   // Offset of token s of head h of sequence b in the token-major tensors.
   __device__ int64_t Row(int b, int h, int s, int D) const {
@@ -166,10 +173,10 @@ __device__ void LoadTile(const float* src, const AttentionArgs& a, int b, int h,
   }
 }
 
-// KeyUsable of keys k0 .. k0 + kKeys - 1 of sequence b into `flags`; all kThreads threads.
-template <int kKeys, int kThreads>
-__device__ void LoadKeyFlags(const AttentionArgs& a, int b, int k0, int32_t* flags) {
-  for (int i = threadIdx.x; i < kKeys; i += kThreads) flags[i] = a.KeyUsable(b, k0 + i);
+// Segment() of tokens s0 .. s0 + kTokens - 1 of sequence b into `segs`; all kThreads threads.
+template <int kTokens, int kThreads>
+__device__ void LoadSegments(const AttentionArgs& a, int b, int s0, int32_t* segs) {
+  for (int i = threadIdx.x; i < kTokens; i += kThreads) segs[i] = a.Segment(b, s0 + i);
 }
 
 // One warp: C [16, N] (fp32, ldc) = A [16, K] (bf16 row-major, lda) x B^T, B [N, K] (bf16
@@ -240,12 +247,13 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_forward_kernel(const A
   float* os = carve.Take<float>(Sh::kOwnFloatBytes);
   float* ss = carve.Take<float>(Sh::kWarpScoresBytes);
   bf16* ps = carve.Take<bf16>(Sh::kWarpProbsBytes);
-  int32_t* kflags = carve.Take<int32_t>(kCols * sizeof(int32_t));
+  int32_t* kseg = carve.Take<int32_t>(kCols * sizeof(int32_t));
 
   const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, q0 = blockIdx.y * kRows;
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
   // Lane pair (2r, 2r + 1) owns row r of the warp's 16; each lane half of the row's columns.
   const int r = lane >> 1, half = lane & 1, qg = q0 + warp * kFrag + r;
+  const int32_t qseg = a.Segment(b, qg);
   float* sw = ss + warp * kFrag * Sh::kLdS;
   bf16* pw = ps + warp * kFrag * Sh::kLdP;
   float* ow = os + warp * kFrag * Sh::kLdF;
@@ -263,7 +271,7 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_forward_kernel(const A
     __syncthreads();  // the previous tile's K and V are no longer read (and Q, O are ready)
     LoadTile<D, kCols, kThreads>(a.k, a, b, h, kt * kCols, ks);
     LoadTile<D, kCols, kThreads>(a.v, a, b, h, kt * kCols, vs);
-    LoadKeyFlags<kCols, kThreads>(a, b, kt * kCols, kflags);
+    LoadSegments<kCols, kThreads>(a, b, kt * kCols, kseg);
     __syncthreads();
     WarpRowsTimesRows<kCols, D>(qw, Sh::kLdH, ks, Sh::kLdH, sw, Sh::kLdS);
     __syncwarp();
@@ -275,7 +283,7 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_forward_kernel(const A
     float tile_max = -INFINITY;
     for (int c = 0; c < kLaneCols; ++c) {
       const float s =
-          a.Masked(kflags[half * kLaneCols + c], qg, k0 + c) ? -INFINITY : a.scale * srow[c];
+          a.Masked(kseg[half * kLaneCols + c], qseg, qg, k0 + c) ? -INFINITY : a.scale * srow[c];
       srow[c] = s;
       tile_max = fmaxf(tile_max, s);
     }
@@ -350,11 +358,12 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_dq_kernel(const Attent
   float* ss = carve.Take<float>(Sh::kWarpScoresBytes);
   float* dps = carve.Take<float>(Sh::kWarpScoresBytes);
   bf16* dss = carve.Take<bf16>(Sh::kWarpProbsBytes);
-  int32_t* kflags = carve.Take<int32_t>(kCols * sizeof(int32_t));
+  int32_t* kseg = carve.Take<int32_t>(kCols * sizeof(int32_t));
 
   const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, q0 = blockIdx.y * kRows;
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
   const int r = lane >> 1, half = lane & 1, qg = q0 + warp * kFrag + r;
+  const int32_t qseg = a.Segment(b, qg);
   float* sw = ss + warp * kFrag * Sh::kLdS;
   float* dpw = dps + warp * kFrag * Sh::kLdS;
   bf16* dsw = dss + warp * kFrag * Sh::kLdP;
@@ -374,7 +383,7 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_dq_kernel(const Attent
     __syncthreads();
     LoadTile<D, kCols, kThreads>(a.k, a, b, h, kt * kCols, ks);
     LoadTile<D, kCols, kThreads>(a.v, a, b, h, kt * kCols, vs);
-    LoadKeyFlags<kCols, kThreads>(a, b, kt * kCols, kflags);
+    LoadSegments<kCols, kThreads>(a, b, kt * kCols, kseg);
     __syncthreads();
     WarpRowsTimesRows<kCols, D>(qs + warp * kFrag * Sh::kLdH, Sh::kLdH, ks, Sh::kLdH, sw, Sh::kLdS);
     WarpRowsTimesRows<kCols, D>(dos + warp * kFrag * Sh::kLdH, Sh::kLdH, vs, Sh::kLdH, dpw,
@@ -384,7 +393,7 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_dq_kernel(const Attent
     for (int c = 0; c < kLaneCols; ++c) {
       const int col = half * kLaneCols + c;
       float ds = 0.0f;
-      if (!a.Masked(kflags[col], qg, k0 + c)) {
+      if (!a.Masked(kseg[col], qseg, qg, k0 + c)) {
         const float p = expf(a.scale * sw[r * Sh::kLdS + col] - lse);
         float dp = dpw[r * Sh::kLdS + col];
         if (a.dropout) dp = cursor.Keep(a, a.ProbIndex(bh, qg, k0 + c)) ? dp * a.keep_scale : 0.0f;
@@ -421,7 +430,8 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_dkv_kernel(const Atten
   bf16* dsts = carve.Take<bf16>(Sh::kWarpProbsBytes);     // dS^T
   float* lse_s = carve.Take<float>(kCols * sizeof(float));
   float* delta_s = carve.Take<float>(kCols * sizeof(float));
-  int32_t* kflags = carve.Take<int32_t>(kRows * sizeof(int32_t));  // the block's own keys
+  int32_t* qseg_s = carve.Take<int32_t>(kCols * sizeof(int32_t));  // the loop tile's queries
+  int32_t* kseg = carve.Take<int32_t>(kRows * sizeof(int32_t));    // the block's own keys
 
   const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, j0 = blockIdx.y * kRows;
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
@@ -433,7 +443,7 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_dkv_kernel(const Atten
 
   LoadTile<D, kRows, kThreads>(a.k, a, b, h, j0, ks);
   LoadTile<D, kRows, kThreads>(a.v, a, b, h, j0, vs);
-  LoadKeyFlags<kRows, kThreads>(a, b, j0, kflags);  // visible after the loop's first barrier
+  LoadSegments<kRows, kThreads>(a, b, j0, kseg);  // visible after the loop's first barrier
   for (int i = threadIdx.x; i < kRows * Sh::kLdF; i += kThreads) {
     dks[i] = 0.0f;
     dvs[i] = 0.0f;
@@ -450,6 +460,7 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_dkv_kernel(const Atten
       const int64_t stat = static_cast<int64_t>(bh) * a.S + i0 + i;
       lse_s[i] = in ? a.lse[stat] : INFINITY;
       delta_s[i] = in ? a.delta[stat] : 0.0f;
+      qseg_s[i] = a.Segment(b, i0 + i);
     }
     __syncthreads();
     WarpRowsTimesRows<kCols, D>(ks + warp * kFrag * Sh::kLdH, Sh::kLdH, qs, Sh::kLdH, stw,
@@ -465,7 +476,7 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_dkv_kernel(const Atten
       for (int rr = 0; rr < kFrag; ++rr) {
         const int kg = kw0 + rr;
         float p = 0.0f, ds = 0.0f;
-        if (!a.Masked(kflags[warp * kFrag + rr], qg, kg)) {
+        if (!a.Masked(kseg[warp * kFrag + rr], qseg_s[col], qg, kg)) {
           p = expf(a.scale * stw[rr * Sh::kLdS + col] - lse_s[col]);
           float dp = dptw[rr * Sh::kLdS + col];
           if (a.dropout) {

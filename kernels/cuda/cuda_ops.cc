@@ -428,6 +428,37 @@ void CudaOps::GeluBackward(const float* x, const float* dy, float* dx, int64_t n
   AfterOp("GeluBackward");
 }
 
+void CudaOps::ActivationForward(Activation act, const float* x, float* y, int64_t n) {
+  switch (act) {
+    case Activation::kGelu:
+      cuda::LaunchGeluForward(x, y, n, ctx());
+      break;
+    case Activation::kGeluTanh:
+      cuda::LaunchGeluTanhForward(x, y, n, ctx());
+      break;
+    case Activation::kRelu:
+      cuda::LaunchReluForward(x, y, n, ctx());
+      break;
+  }
+  AfterOp("ActivationForward");
+}
+
+void CudaOps::ActivationBackward(Activation act, const float* x, const float* dy, float* dx,
+                                 int64_t n) {
+  switch (act) {
+    case Activation::kGelu:
+      cuda::LaunchGeluBackward(x, dy, dx, n, ctx());
+      break;
+    case Activation::kGeluTanh:
+      cuda::LaunchGeluTanhBackward(x, dy, dx, n, ctx());
+      break;
+    case Activation::kRelu:
+      cuda::LaunchReluBackward(x, dy, dx, n, ctx());
+      break;
+  }
+  AfterOp("ActivationBackward");
+}
+
 void CudaOps::TanhForward(const float* x, float* y, int64_t n) {
   cuda::LaunchTanhForward(x, y, n, ctx());
   AfterOp("TanhForward");
@@ -441,8 +472,8 @@ void CudaOps::TanhBackward(const float* y, const float* dy, float* dx, int64_t n
 // ---- Attention softmax ------------------------------------------------------------------------
 
 void CudaOps::SoftmaxForward(const float* scores, float* probs, int B, int H, int Sq, int Sk,
-                             float scale, const int32_t* key_valid, bool causal) {
-  cuda::LaunchSoftmaxForward(scores, probs, B, H, Sq, Sk, scale, key_valid, causal, ctx());
+                             float scale, const int32_t* segments, bool causal) {
+  cuda::LaunchSoftmaxForward(scores, probs, B, H, Sq, Sk, scale, segments, causal, ctx());
   AfterOp("SoftmaxForward");
 }
 
@@ -455,19 +486,19 @@ void CudaOps::SoftmaxBackward(const float* probs, const float* dprobs, float* ds
 // ---- Fused attention --------------------------------------------------------------------------
 
 void CudaOps::AttentionForward(const float* q, const float* k, const float* v, int B, int S, int H,
-                               int D, float scale, const int32_t* key_valid, bool causal,
+                               int D, float scale, const int32_t* segments, bool causal,
                                float dropout_rate, const DropoutKey& key, float* out, float* lse) {
-  cuda::LaunchAttentionForward(q, k, v, B, S, H, D, scale, key_valid, causal, dropout_rate,
-                               key.seed, key.step, key.layer, key.site, out, lse, ctx());
+  cuda::LaunchAttentionForward(q, k, v, B, S, H, D, scale, segments, causal, dropout_rate, key.seed,
+                               key.step, key.layer, key.site, out, lse, ctx());
   AfterOp("AttentionForward");
 }
 
 void CudaOps::AttentionBackward(const float* q, const float* k, const float* v, const float* out,
                                 const float* dout, const float* lse, int B, int S, int H, int D,
-                                float scale, const int32_t* key_valid, bool causal,
+                                float scale, const int32_t* segments, bool causal,
                                 float dropout_rate, const DropoutKey& key, float* dq, float* dk,
                                 float* dv, float* delta) {
-  cuda::LaunchAttentionBackward(q, k, v, out, dout, lse, B, S, H, D, scale, key_valid, causal,
+  cuda::LaunchAttentionBackward(q, k, v, out, dout, lse, B, S, H, D, scale, segments, causal,
                                 dropout_rate, key.seed, key.step, key.layer, key.site, dq, dk, dv,
                                 delta, ctx());
   AfterOp("AttentionBackward");
@@ -513,9 +544,18 @@ void CudaOps::ScatterAddRows(const float* src, const int32_t* idx, int64_t m, in
 void CudaOps::SoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
                                   int64_t rows, int V, float* losses, float* dlogits,
                                   float grad_scale) {
-  cuda::LaunchSoftmaxCrossEntropy(logits, labels, weights, rows, V, losses, dlogits, grad_scale,
-                                  ctx());
+  cuda::LaunchSoftmaxCrossEntropy(logits, labels, weights, rows, V, 0.0f, losses, dlogits,
+                                  grad_scale, ctx());
   AfterOp("SoftmaxCrossEntropy");
+}
+
+void CudaOps::LabelSmoothedCrossEntropy(const float* logits, const int32_t* labels,
+                                        const float* weights, int64_t rows, int V,
+                                        float label_smoothing, float* losses, float* dlogits,
+                                        float grad_scale) {
+  cuda::LaunchSoftmaxCrossEntropy(logits, labels, weights, rows, V, label_smoothing, losses,
+                                  dlogits, grad_scale, ctx());
+  AfterOp("LabelSmoothedCrossEntropy");
 }
 
 // ---- Reductions -------------------------------------------------------------------------------

@@ -151,22 +151,25 @@ class CudaOps final : public Ops<float> {
                                  float* dgamma, float* dbeta) override;
   void GeluForward(const float* x, float* y, int64_t n) override;
   void GeluBackward(const float* x, const float* dy, float* dx, int64_t n) override;
+  void ActivationForward(Activation act, const float* x, float* y, int64_t n) override;
+  void ActivationBackward(Activation act, const float* x, const float* dy, float* dx,
+                          int64_t n) override;
   void TanhForward(const float* x, float* y, int64_t n) override;
   void TanhBackward(const float* y, const float* dy, float* dx, int64_t n) override;
 
   void SoftmaxForward(const float* scores, float* probs, int B, int H, int Sq, int Sk, float scale,
-                      const int32_t* key_valid, bool causal) override;
+                      const int32_t* segments, bool causal) override;
   void SoftmaxBackward(const float* probs, const float* dprobs, float* dscores, int64_t rows,
                        int Sk, float scale) override;
 
   // Fused attention: bf16 tensor-core kernels (kernels/cuda/attention.cu) for head sizes 16,
   // 32, 64, 128 and 256; another head size records an error.
   void AttentionForward(const float* q, const float* k, const float* v, int B, int S, int H, int D,
-                        float scale, const int32_t* key_valid, bool causal, float dropout_rate,
+                        float scale, const int32_t* segments, bool causal, float dropout_rate,
                         const DropoutKey& key, float* out, float* lse) override;
   void AttentionBackward(const float* q, const float* k, const float* v, const float* out,
                          const float* dout, const float* lse, int B, int S, int H, int D,
-                         float scale, const int32_t* key_valid, bool causal, float dropout_rate,
+                         float scale, const int32_t* segments, bool causal, float dropout_rate,
                          const DropoutKey& key, float* dq, float* dk, float* dv,
                          float* delta) override;
   bool PrefersFusedAttention(int head_size) const override;
@@ -183,6 +186,9 @@ class CudaOps final : public Ops<float> {
   void SoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
                            int64_t rows, int V, float* losses, float* dlogits,
                            float grad_scale) override;
+  void LabelSmoothedCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
+                                 int64_t rows, int V, float label_smoothing, float* losses,
+                                 float* dlogits, float grad_scale) override;
 
   void Dot(const float* a, const float* b, int64_t n, float* out) override;
 

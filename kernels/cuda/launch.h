@@ -109,13 +109,19 @@ void LaunchResidualLayerNormBackward(const float* dy, const float* sum, const fl
 void LaunchGeluForward(const float* x, float* y, int64_t n, const LaunchContext& ctx);
 void LaunchGeluBackward(const float* x, const float* dy, float* dx, int64_t n,
                         const LaunchContext& ctx);
+void LaunchGeluTanhForward(const float* x, float* y, int64_t n, const LaunchContext& ctx);
+void LaunchGeluTanhBackward(const float* x, const float* dy, float* dx, int64_t n,
+                            const LaunchContext& ctx);
+void LaunchReluForward(const float* x, float* y, int64_t n, const LaunchContext& ctx);
+void LaunchReluBackward(const float* x, const float* dy, float* dx, int64_t n,
+                        const LaunchContext& ctx);
 void LaunchTanhForward(const float* x, float* y, int64_t n, const LaunchContext& ctx);
 void LaunchTanhBackward(const float* y, const float* dy, float* dx, int64_t n,
                         const LaunchContext& ctx);
 
 // ---- softmax.cu ---------------------------------------------------------------------------
 void LaunchSoftmaxForward(const float* scores, float* probs, int B, int H, int Sq, int Sk,
-                          float scale, const int32_t* key_valid, bool causal,
+                          float scale, const int32_t* segments, bool causal,
                           const LaunchContext& ctx);
 void LaunchSoftmaxBackward(const float* probs, const float* dprobs, float* dscores, int64_t rows,
                            int Sk, float scale, const LaunchContext& ctx);
@@ -125,12 +131,12 @@ void LaunchSoftmaxBackward(const float* probs, const float* dprobs, float* dscor
 // fp32 accumulation whatever the GEMM precision. `delta` holds B * H * S floats.
 bool FusedAttentionSupports(int head_size);
 void LaunchAttentionForward(const float* q, const float* k, const float* v, int B, int S, int H,
-                            int D, float scale, const int32_t* key_valid, bool causal, float rate,
+                            int D, float scale, const int32_t* segments, bool causal, float rate,
                             uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* out,
                             float* lse, const LaunchContext& ctx);
 void LaunchAttentionBackward(const float* q, const float* k, const float* v, const float* out,
                              const float* dout, const float* lse, int B, int S, int H, int D,
-                             float scale, const int32_t* key_valid, bool causal, float rate,
+                             float scale, const int32_t* segments, bool causal, float rate,
                              uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* dq,
                              float* dk, float* dv, float* delta, const LaunchContext& ctx);
 
@@ -148,9 +154,11 @@ void LaunchScatterAddRows(const float* src, const int32_t* idx, int64_t m, int d
                           DeviceScratch& scratch, const LaunchContext& ctx);
 
 // ---- cross_entropy.cu ---------------------------------------------------------------------
+// label_smoothing: tensor2tensor's smoothed target (kernels/ops.h LabelSmoothedCrossEntropy);
+// 0 is the one-hot label.
 void LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
-                               int64_t rows, int V, float* losses, float* dlogits, float grad_scale,
-                               const LaunchContext& ctx);
+                               int64_t rows, int V, float label_smoothing, float* losses,
+                               float* dlogits, float grad_scale, const LaunchContext& ctx);
 
 // ---- optimizer.cu -------------------------------------------------------------------------
 // One optimizer update's scalars, in float, bias-correction factors already inverted.

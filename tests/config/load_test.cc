@@ -59,6 +59,63 @@ TEST(LoadConfigTest, ValidConfigGetsDocumentedDefaults) {
   EXPECT_EQ(c->train().optimizer().type(), OptimizerConfig::ADAMW);
   EXPECT_EQ(HeadSize(c->model()), 4);
   EXPECT_FALSE(IsFixedHeadSize(c->model()));
+  // BERT's architecture unless tensor2tensor's options are asked for.
+  EXPECT_EQ(c->model().norm(), ModelConfig::POST_LN);
+  EXPECT_EQ(c->model().position(), ModelConfig::LEARNED);
+  EXPECT_FALSE(c->model().scale_embeddings());
+  EXPECT_TRUE(c->model().output_bias());
+  EXPECT_EQ(c->train().label_smoothing(), 0.0f);
+}
+
+TEST(LoadConfigTest, BatchIsGivenInSequencesOrInTokens) {
+  ExpectRejected(ParseWith("train { global_batch_size: 32 global_batch_tokens: 4096 }"),
+                 "train.global_batch_tokens");
+  ExpectRejected(ParseWith("train { global_batch_tokens: -1 }"), "train.global_batch_tokens");
+  absl::StatusOr<ExperimentConfig> c = ParseWith("train { global_batch_tokens: 4096 }");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->train().global_batch_tokens(), 4096);
+}
+
+// BERT's phase 2 at 512 tokens cannot read phase 1's 128-token shards (the run would stop at
+// the switch with "feature 'input_ids' has 128 values, expected 512"): such phases must name
+// their own.
+TEST(LoadConfigTest, BertPhasesOfDifferentShapesNameTheirOwnShards) {
+  const std::string phases =
+      "model { max_positions: 64 } train { "
+      "phases { steps: 5 seq_length: 16 max_predictions_per_seq: 3 %s } "
+      "phases { steps: 5 seq_length: 64 max_predictions_per_seq: 10 %s } }";
+  auto with = [&](const std::string& a, const std::string& b) {
+    std::string text = phases;
+    text.replace(text.find("%s"), 2, a);
+    text.replace(text.find("%s"), 2, b);
+    return ParseWith(text);
+  };
+  ExpectRejected(with("", ""), "train.phases[0].train_files");
+  ExpectRejected(with("train_files: \"s16/train-*\"", ""), "train.phases[1].train_files");
+  ExpectRejected(with("train_files: \"s/train-*\"", "train_files: \"s/train-*\""),
+                 "reads the shards of train.phases[0]");
+  EXPECT_TRUE(with("train_files: \"s16/train-*\"", "train_files: \"s64/train-*\"").ok());
+  // With evaluation, the eval shards too.
+  ExpectRejected(with("train_files: \"a\" eval_files: \"e16\"", "train_files: \"b\""),
+                 "train.phases[1].eval_files");
+  EXPECT_TRUE(
+      with("train_files: \"a\" eval_files: \"e16\"", "train_files: \"b\" eval_files: \"e64\"")
+          .ok());
+}
+
+TEST(LoadConfigTest, Tensor2tensorOptionsParseAndOutputBiasDefaultsOn) {
+  absl::StatusOr<ExperimentConfig> c = ParseWith(
+      "model { norm: PRE_LN position: SINUSOIDAL activation: RELU scale_embeddings: true "
+      "output_bias: false } train { label_smoothing: 0.1 }");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model().norm(), ModelConfig::PRE_LN);
+  EXPECT_FALSE(HasOutputBias(c->model()));
+  ModelConfig unset;  // a config from before the field (an old checkpoint's) keeps the bias
+  EXPECT_TRUE(HasOutputBias(unset));
+  ExpectRejected(ParseWith("train { label_smoothing: 1 }"), "train.label_smoothing");
+  ExpectRejected(ParseWith("train { label_smoothing: -0.1 }"), "train.label_smoothing");
+  ExpectRejected(ParseWith("model { norm: PRE_LN } train { layernorm_from_output: true }"),
+                 "train.layernorm_from_output");
 }
 
 // Google BERT's fine-tuning flags: run_squad.py's for SQuAD, run_classifier.py's otherwise;

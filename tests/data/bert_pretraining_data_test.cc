@@ -243,6 +243,36 @@ TEST_F(BertDataTest, SmallChunksStayWellFormed) {
   EXPECT_EQ(count, stats->instances);
 }
 
+// The chunk is bounded in tokens too: with chunk_tokens = 1 every document closes its chunk,
+// so the instances are exactly those of chunk_documents = 1; and the bound changes the output
+// of a chunk that holds more (random next segments come from fewer documents).
+TEST_F(BertDataTest, ChunksAreBoundedInTokens) {
+  auto collect = [&](const BertDataOptions& o) {
+    std::vector<std::vector<int32_t>> ids;
+    auto stats = CreateBertInstances({corpus_}, *tok_, o, [&](const BertInstance& inst) {
+      ids.push_back(inst.input_ids);
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(stats.ok()) << stats.status();
+    return ids;
+  };
+  BertDataOptions by_documents;
+  by_documents.dupe_factor = 1;
+  by_documents.chunk_documents = 1;
+  BertDataOptions by_tokens = by_documents;
+  by_tokens.chunk_documents = 1000000;
+  by_tokens.chunk_tokens = 1;
+  BertDataOptions unbounded = by_tokens;
+  unbounded.chunk_tokens = 0;
+  const auto a = collect(by_documents), b = collect(by_tokens), c = collect(unbounded);
+  EXPECT_FALSE(a.empty());
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  BertDataOptions bad;
+  bad.chunk_tokens = -1;
+  EXPECT_THAT(ValidateBertDataOptions(bad).message(), HasSubstr("--chunk_tokens=-1"));
+}
+
 // ---- Bad input ----
 
 TEST(BertDataErrorsTest, EmptyCorpusIsOneClearError) {

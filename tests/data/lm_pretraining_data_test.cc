@@ -89,8 +89,9 @@ TEST_F(LmDataTest, OneSentencePerExampleEndsWithEos) {
   std::string path =
       WriteText(*dir_, "three.txt", "Hello world.\nThe union is strong.\n\nA third one.\n");
   std::vector<std::vector<int32_t>> examples;
-  auto stats = CreateLmExamples({path}, *spm_, LmDataOptions(), [&](const std::vector<int32_t>& t) {
-    examples.push_back(t);
+  auto stats = CreateLmExamples({path}, *spm_, LmDataOptions(), [&](const LmExample& e) {
+    examples.push_back(e.targets);
+    EXPECT_TRUE(e.segmentation.empty() && e.position.empty());  // not packed
     return absl::OkStatus();
   });
   ASSERT_TRUE(stats.ok()) << stats.status();
@@ -109,15 +110,25 @@ TEST_F(LmDataTest, LongSentencesAreCutAndPackingLosesNoToken) {
   plain.max_length = 16;
   LmDataOptions packed = plain;
   packed.pack = true;
-  auto collect = [&](const LmDataOptions& o, std::vector<std::vector<int32_t>>* out) {
-    return CreateLmExamples({*corpus_}, *spm_, o, [out](const std::vector<int32_t>& t) {
-      out->push_back(t);
-      return absl::OkStatus();
-    });
-  };
-  std::vector<std::vector<int32_t>> a, b;
-  auto sa = collect(plain, &a);
-  auto sb = collect(packed, &b);
+  std::vector<std::vector<int32_t>> a, b, segments;
+  auto sa = CreateLmExamples({*corpus_}, *spm_, plain, [&](const LmExample& e) {
+    a.push_back(e.targets);
+    return absl::OkStatus();
+  });
+  auto sb = CreateLmExamples({*corpus_}, *spm_, packed, [&](const LmExample& e) {
+    b.push_back(e.targets);
+    // Segments number 1, 2, ... and positions restart at 0 in each (tensor2tensor's packing).
+    EXPECT_EQ(e.segmentation.size(), e.targets.size());
+    EXPECT_EQ(e.position.size(), e.targets.size());
+    for (size_t i = 0; i < e.targets.size(); ++i) {
+      const bool starts = i == 0 || e.segmentation[i] != e.segmentation[i - 1];
+      EXPECT_EQ(e.segmentation[i], i == 0 ? 1 : e.segmentation[i - 1] + (starts ? 1 : 0));
+      EXPECT_EQ(e.position[i], starts ? 0 : e.position[i - 1] + 1);
+      if (starts) segments.emplace_back();
+      segments.back().push_back(e.targets[i]);
+    }
+    return absl::OkStatus();
+  });
   ASSERT_TRUE(sa.ok() && sb.ok());
   std::vector<int32_t> flat_a, flat_b;
   int64_t eos = 0;
@@ -132,6 +143,8 @@ TEST_F(LmDataTest, LongSentencesAreCutAndPackingLosesNoToken) {
     for (int32_t id : t) eos += id == 1;
   }
   EXPECT_EQ(flat_a, flat_b);  // same token stream, just grouped differently
+  // Each packed segment is exactly one unpacked example: a sentence or a piece of a cut one.
+  EXPECT_EQ(segments, a);
   EXPECT_EQ(eos, sa->sentences);
   EXPECT_LT(b.size(), a.size());
   EXPECT_EQ(sa->tokens, static_cast<int64_t>(flat_a.size()));
@@ -163,12 +176,53 @@ TEST_F(LmDataTest, ShardsHoldTargetsRoundRobin) {
   EXPECT_EQ(records, stats->examples);
 }
 
+TEST_F(LmDataTest, PackedShardsHoldTensor2tensorsPackedFeatures) {
+  std::string out = testing::MakeTempDir("lm_packed_shards");
+  LmDataOptions o;
+  o.max_length = 64;
+  o.pack = true;
+  auto stats = WriteLmShards({*corpus_}, *spm_, o, out, "train", 2);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  int64_t records = 0, tokens = 0;
+  for (const std::string& path : ShardPaths(out, "train", 2)) {
+    auto reader = RecordReader::Open(path);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    std::string record;
+    for (int64_t i = 0; *(*reader)->ReadNext(&record); ++i, ++records) {
+      tf::Example e;
+      const RecordLocation where{path, i, 0};
+      ASSERT_TRUE(ParseExample(record, where, &e).ok());
+      auto targets = GetInt64Feature(e, "targets", where);
+      auto segmentation = GetInt64Feature(e, "targets_segmentation", where);
+      auto position = GetInt64Feature(e, "targets_position", where);
+      ASSERT_TRUE(targets.ok() && segmentation.ok() && position.ok());
+      ASSERT_EQ(segmentation->size(), targets->size());
+      ASSERT_EQ(position->size(), targets->size());
+      EXPECT_EQ((*segmentation)[0], 1);
+      EXPECT_EQ((*position)[0], 0);
+      tokens += static_cast<int64_t>(targets->size());
+    }
+  }
+  EXPECT_EQ(records, stats->examples);
+  EXPECT_EQ(tokens, stats->tokens);
+  // --nopack_segments: the same rows as one stream, without the segment features.
+  o.pack_segments = false;
+  int64_t stream_examples = 0;
+  auto stream = CreateLmExamples({*corpus_}, *spm_, o, [&](const LmExample& e) {
+    ++stream_examples;
+    EXPECT_TRUE(e.segmentation.empty() && e.position.empty());
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  EXPECT_EQ(stream_examples, stats->examples);
+}
+
 // ---- Bad input ----
 
 TEST_F(LmDataTest, EmptyCorpusIsOneClearError) {
   std::string path = WriteText(*dir_, "blank.txt", "\n \n\n");
   auto stats = CreateLmExamples({path}, *spm_, LmDataOptions(),
-                                [](const std::vector<int32_t>&) { return absl::OkStatus(); });
+                                [](const LmExample&) { return absl::OkStatus(); });
   ASSERT_FALSE(stats.ok());
   EXPECT_THAT(stats.status().message(), HasSubstr("no sentences in " + path));
 }

@@ -1,7 +1,8 @@
 // The fused attention's CUDA device code (kernels/cuda/attention_kernels.cuh), compiled for the
 // CPU against tests/kernels/cuda_emulation.h and run against the float64 reference: CI checks
-// the kernels' tiling, masks, causal ranges, dropout indices, online softmax, synchronisation
-// and shared-memory layout on every run, though it has no GPU.
+// the kernels' tiling, masks (padding, packed segments, causal), dropout indices, online softmax,
+// synchronisation and shared-memory layout on every run, though it has no GPU. Packed rows also
+// check that the other sentences of a row change nothing, bit for bit.
 //
 // Built twice (tests/kernels/CMakeLists.txt): with HR_EMULATE_EXACT_BF16 the bf16 operands keep
 // full float precision, so the kernels must match the reference to float rounding (1e-5 of the
@@ -52,32 +53,82 @@ void ExpectNear(const std::vector<float>& got, const std::vector<double>& want,
       << what << ": worst error " << worst << " against largest value " << largest;
 }
 
+enum Mask { kNone, kPadding, kPacked };
+
 struct Case {
   int B, S, H;
-  bool padding, causal;
+  Mask mask;
+  bool causal;
   float rate;
 };
 
+// The kernels' outputs for one call (forward, then the three backward kernels).
+struct Outputs {
+  std::vector<float> out, lse, dq, dk, dv;
+};
+
+// Runs the four kernels of `D` on q, k, v, dout under `a` (its pointers to them are set here).
+template <int D>
+Outputs RunKernels(AttentionArgs a, const std::vector<float>& q, const std::vector<float>& k,
+                   const std::vector<float>& v, const std::vector<float>& dout) {
+  const int64_t n = static_cast<int64_t>(q.size()), rows = int64_t{a.B} * a.H * a.S;
+  // Outputs start as NaN: every element the kernels should write must be written.
+  Outputs o{std::vector<float>(n, NAN), std::vector<float>(rows, NAN), std::vector<float>(n, NAN),
+            std::vector<float>(n, NAN), std::vector<float>(n, NAN)};
+  std::vector<float> delta(rows);
+  a.q = q.data();
+  a.k = k.data();
+  a.v = v.data();
+  a.o = o.out.data();
+  a.lse_out = o.lse.data();
+  using Forward = typename Shapes<D>::Forward;
+  using Dq = typename Shapes<D>::Dq;
+  using Dkv = typename Shapes<D>::Dkv;
+  const unsigned grid_x = static_cast<unsigned>(a.B * a.H);
+  auto grid_y = [&](int block_rows) {
+    return static_cast<unsigned>((a.S + block_rows - 1) / block_rows);
+  };
+  emulation::Launch([&] { cuda::attention_kernels::attention_forward_kernel<Forward>(a); }, grid_x,
+                    grid_y(Forward::kRows), Forward::kThreads, Forward::kForwardBytes);
+  a.out = o.out.data();
+  a.dout = dout.data();
+  a.lse = o.lse.data();
+  a.delta = delta.data();
+  a.dq = o.dq.data();
+  a.dk = o.dk.data();
+  a.dv = o.dv.data();
+  emulation::Launch([&] { cuda::attention_kernels::attention_delta_kernel(a, D, delta.data()); },
+                    static_cast<unsigned>((rows * 32 + 255) / 256), 1, 256, 0);
+  emulation::Launch([&] { cuda::attention_kernels::attention_dkv_kernel<Dkv>(a); }, grid_x,
+                    grid_y(Dkv::kRows), Dkv::kThreads, Dkv::kDkvBytes);
+  emulation::Launch([&] { cuda::attention_kernels::attention_dq_kernel<Dq>(a); }, grid_x,
+                    grid_y(Dq::kRows), Dq::kThreads, Dq::kDqBytes);
+  return o;
+}
+
 template <int D>
 void RunCase(const Case& c) {
-  SCOPED_TRACE("B=" + std::to_string(c.B) + " S=" + std::to_string(c.S) +
-               " H=" + std::to_string(c.H) + " D=" + std::to_string(D) +
-               " padding=" + std::to_string(c.padding) + " causal=" + std::to_string(c.causal) +
-               " rate=" + std::to_string(c.rate));
+  SCOPED_TRACE("B=" + std::to_string(c.B) + " S=" + std::to_string(c.S) + " H=" +
+               std::to_string(c.H) + " D=" + std::to_string(D) + " mask=" + std::to_string(c.mask) +
+               " causal=" + std::to_string(c.causal) + " rate=" + std::to_string(c.rate));
   std::mt19937_64 rng(static_cast<uint64_t>(c.B * 1000 + c.S * 10 + c.H + D));
   std::uniform_real_distribution<double> wide(-2, 2), unit(-1, 1);
-  const int64_t n = int64_t{c.B} * c.S * c.H * D, rows = int64_t{c.B} * c.H * c.S;
+  const int64_t n = int64_t{c.B} * c.S * c.H * D;
   // Padding as the op test: sequence 0 loses keys 0 and 1, the last sequence is fully padded.
-  std::vector<int32_t> valid(int64_t{c.B} * c.S, 1);
-  if (c.padding) {
-    for (int s = 0; s < std::min(c.S - 1, 2); ++s) valid[s] = 0;
+  // Packed: sentences of several lengths crossing the 64-token tiles, and padding tails.
+  std::vector<int32_t> segments(int64_t{c.B} * c.S, 1);
+  if (c.mask == kPadding) {
+    for (int s = 0; s < std::min(c.S - 1, 2); ++s) segments[s] = 0;
     for (int b = 1; b < c.B; ++b) {
-      for (int s = 0; s < c.S; ++s) valid[b * c.S + s] = b == c.B - 1 ? 0 : (s % 3 != 2);
+      for (int s = 0; s < c.S; ++s) segments[b * c.S + s] = b == c.B - 1 ? 0 : (s % 3 != 2);
     }
+  } else if (c.mask == kPacked) {
+    segments = testing_util::PackedSegments(c.B, c.S);
   }
+  const bool masked = c.mask != kNone;
   const DropoutKey key{77, 3, 2, 0};
   const RefAttention ref{
-      c.B,      c.S,    c.H, D, 1 / std::sqrt(double(D)), c.padding ? &valid : nullptr,
+      c.B,      c.S,    c.H, D, 1 / std::sqrt(double(D)), masked ? &segments : nullptr,
       c.causal, c.rate, key};
   std::vector<float> q(n), k(n), v(n), dout(n);
   for (float& x : q) x = static_cast<float>(wide(rng));
@@ -89,17 +140,12 @@ void RunCase(const Case& c) {
   ref.Forward(widen(q), widen(k), widen(v), &want_out, &want_lse);
   ref.Backward(widen(q), widen(k), widen(v), widen(dout), &want_dq, &want_dk, &want_dv);
 
-  // Outputs start as NaN: every element the kernels should write must be written.
-  std::vector<float> out(n, NAN), lse(rows, NAN), dq(n, NAN), dk(n, NAN), dv(n, NAN), delta(rows);
   AttentionArgs a;
-  a.q = q.data();
-  a.k = k.data();
-  a.v = v.data();
   a.B = c.B;
   a.S = c.S;
   a.H = c.H;
   a.scale = static_cast<float>(ref.scale);
-  a.key_valid = c.padding ? valid.data() : nullptr;
+  a.segments = masked ? segments.data() : nullptr;
   a.causal = c.causal;
   a.dropout = c.rate > 0;
   a.threshold = DropoutThreshold(c.rate);
@@ -108,54 +154,67 @@ void RunCase(const Case& c) {
   a.step = key.step;
   a.layer = key.layer;
   a.site = key.site;
-  a.o = out.data();
-  a.lse_out = lse.data();
-  using Forward = typename Shapes<D>::Forward;
-  using Dq = typename Shapes<D>::Dq;
-  using Dkv = typename Shapes<D>::Dkv;
-  const unsigned grid_x = static_cast<unsigned>(c.B * c.H);
-  auto grid_y = [&](int rows) { return static_cast<unsigned>((c.S + rows - 1) / rows); };
-  emulation::Launch([&] { cuda::attention_kernels::attention_forward_kernel<Forward>(a); }, grid_x,
-                    grid_y(Forward::kRows), Forward::kThreads, Forward::kForwardBytes);
-  ExpectNear(out, want_out, "out");
-  ExpectNear(lse, want_lse, "lse");
+  const Outputs got = RunKernels<D>(a, q, k, v, dout);
+  ExpectNear(got.out, want_out, "out");
+  ExpectNear(got.lse, want_lse, "lse");
+  ExpectNear(got.dq, want_dq, "dq");
+  ExpectNear(got.dk, want_dk, "dk");
+  ExpectNear(got.dv, want_dv, "dv");
+  if (c.mask != kPacked) return;
 
-  a.out = out.data();
-  a.dout = dout.data();
-  a.lse = lse.data();
-  a.delta = delta.data();
-  a.dq = dq.data();
-  a.dk = dk.data();
-  a.dv = dv.data();
-  emulation::Launch([&] { cuda::attention_kernels::attention_delta_kernel(a, D, delta.data()); },
-                    static_cast<unsigned>((rows * 32 + 255) / 256), 1, 256, 0);
-  emulation::Launch([&] { cuda::attention_kernels::attention_dkv_kernel<Dkv>(a); }, grid_x,
-                    grid_y(Dkv::kRows), Dkv::kThreads, Dkv::kDkvBytes);
-  emulation::Launch([&] { cuda::attention_kernels::attention_dq_kernel<Dq>(a); }, grid_x,
-                    grid_y(Dq::kRows), Dq::kThreads, Dq::kDqBytes);
-  ExpectNear(dq, want_dq, "dq");
-  ExpectNear(dk, want_dk, "dk");
-  ExpectNear(dv, want_dv, "dv");
+  // Attention across sentences is exactly 0: new keys and values for every token outside row
+  // 0's sentence 4 leave that sentence's outputs, lse and gradients bitwise unchanged.
+  for (int64_t t = 0; t < int64_t{c.B} * c.S; ++t) {
+    if (t < c.S && segments[t] == 4) continue;
+    for (int64_t j = 0; j < int64_t{c.H} * D; ++j) {
+      k[t * c.H * D + j] = static_cast<float>(wide(rng));
+      v[t * c.H * D + j] = static_cast<float>(unit(rng));
+    }
+  }
+  const Outputs other = RunKernels<D>(a, q, k, v, dout);
+  int checked = 0;
+  for (int s = 0; s < c.S; ++s) {
+    if (segments[s] != 4) continue;
+    ++checked;
+    for (int h = 0; h < c.H; ++h) {
+      ASSERT_EQ(other.lse[int64_t{h} * c.S + s], got.lse[int64_t{h} * c.S + s]) << s;
+      for (int j = 0; j < D; ++j) {
+        const int64_t i = (int64_t{s} * c.H + h) * D + j;
+        ASSERT_EQ(other.out[i], got.out[i]) << "out, token " << s;
+        ASSERT_EQ(other.dq[i], got.dq[i]) << "dq, token " << s;
+        ASSERT_EQ(other.dk[i], got.dk[i]) << "dk, token " << s;
+        ASSERT_EQ(other.dv[i], got.dv[i]) << "dv, token " << s;
+      }
+    }
+  }
+  EXPECT_GT(checked, 0);
 }
 
 // Every head size the kernels have; sequences below, at and across the 64-row tiles; padding
 // with a fully padded sequence, causal masks, dropout (rate 1 drops everything).
 TEST(AttentionKernelEmulation, HeadSize16) {
-  RunCase<16>({1, 1, 1, false, false, 0});
-  RunCase<16>({2, 7, 3, true, false, 0});
-  RunCase<16>({2, 130, 1, true, true, 0.5f});
+  RunCase<16>({1, 1, 1, kNone, false, 0});
+  RunCase<16>({2, 7, 3, kPadding, false, 0});
+  RunCase<16>({2, 130, 1, kPadding, true, 0.5f});
 }
-TEST(AttentionKernelEmulation, HeadSize32) { RunCase<32>({2, 37, 2, false, true, 0.2f}); }
+TEST(AttentionKernelEmulation, HeadSize32) { RunCase<32>({2, 37, 2, kNone, true, 0.2f}); }
 TEST(AttentionKernelEmulation, HeadSize64) {
-  RunCase<64>({3, 64, 1, true, true, 0});
-  RunCase<64>({1, 129, 1, true, false, 0.1f});
-  RunCase<64>({1, 3, 2, false, true, 1.0f});
+  RunCase<64>({3, 64, 1, kPadding, true, 0});
+  RunCase<64>({1, 129, 1, kPadding, false, 0.1f});
+  RunCase<64>({1, 3, 2, kNone, true, 1.0f});
 }
-TEST(AttentionKernelEmulation, HeadSize128) { RunCase<128>({1, 70, 1, false, true, 0.3f}); }
+TEST(AttentionKernelEmulation, HeadSize128) { RunCase<128>({1, 70, 1, kNone, true, 0.3f}); }
+// Packed rows of sentences (tensor2tensor's packed LM): causal within each sentence, nothing
+// across, through tiles that hold parts of several sentences.
+TEST(AttentionKernelEmulation, PackedSegments) {
+  RunCase<32>({2, 130, 1, kPacked, true, 0.1f});
+  RunCase<64>({1, 130, 1, kPacked, false, 0});
+  RunCase<256>({1, 90, 1, kPacked, true, 0.2f});
+}
 // D = 256 runs dQ with 32-key tiles and dK/dV with 32-key blocks (attention_kernels::Shapes).
 TEST(AttentionKernelEmulation, HeadSize256) {
-  RunCase<256>({2, 45, 1, true, true, 0.2f});
-  RunCase<256>({1, 100, 1, false, false, 0});
+  RunCase<256>({2, 45, 1, kPadding, true, 0.2f});
+  RunCase<256>({1, 100, 1, kNone, false, 0});
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Float64 references shared by the op tests and the CUDA-emulation tests: the dropout mask as
-// kernels/philox.h defines it (from the raw generator, not DropoutWords) and fused attention
+// kernels/philox.h defines it (from the raw generator, not DropoutWords), the attention mask of
+// kernels/ops.h (padding, packed segments, causal) and fused attention
 // (Ops::AttentionForward / AttentionBackward) straight from its definition.
 #ifndef HEADROOM_TESTS_KERNELS_ATTENTION_REFERENCE_H_
 #define HEADROOM_TESTS_KERNELS_ATTENTION_REFERENCE_H_
@@ -27,13 +28,37 @@ inline bool RefKeep(const DropoutKey& key, int64_t i, float rate) {
   return static_cast<double>(out.v[i & 3]) >= threshold;
 }
 
+// Whether key k is visible to query q (kernels/ops.h) given their segment ids (0 = padding).
+inline bool RefVisible(int32_t query_segment, int32_t key_segment, bool causal, int q, int k) {
+  if (causal && k > q) return false;
+  return key_segment != 0 && (query_segment == 0 || key_segment == query_segment);
+}
+
+// Segment ids of B packed rows of S tokens: runs of lengths 3, 1, 9, 64, 2, 30, ... (crossing
+// the CUDA kernels' 64-token tiles), rotated per row, and a padding tail (ids 0) of 2 * b
+// tokens in row b. Ids count 1, 2, ... within each row.
+inline std::vector<int32_t> PackedSegments(int B, int S) {
+  const int lengths[] = {3, 1, 9, 64, 2, 30, 5, 70};
+  std::vector<int32_t> seg(static_cast<size_t>(B) * S, 0);
+  for (int b = 0; b < B; ++b) {
+    const int real = std::max(1, S - 2 * b);
+    int s = 0, id = 0, i = b;
+    while (s < real) {
+      ++id;
+      const int n = std::min(lengths[i++ % 8], real - s);
+      for (int j = 0; j < n; ++j) seg[static_cast<size_t>(b) * S + s++] = id;
+    }
+  }
+  return seg;
+}
+
 // Token-major attention in double, straight from the definition (kernels/ops.h): per (b, h, q)
 // the masked scaled scores, their softmax, the Philox dropout mask of RefKeep, and the weighted
 // sum of values; backward by the chain rule through the same steps.
 struct RefAttention {
   int B, S, H, D;
   double scale;
-  const std::vector<int32_t>* valid;
+  const std::vector<int32_t>* segments;  // [B * S] or nullptr
   bool causal;
   float rate;
   DropoutKey key;
@@ -42,7 +67,8 @@ struct RefAttention {
     return ((static_cast<size_t>(b) * S + s) * H + h) * D + j;
   }
   bool Masked(int b, int q, int k) const {
-    return (causal && k > q) || (valid != nullptr && (*valid)[b * S + k] == 0);
+    if (segments == nullptr) return causal && k > q;
+    return !RefVisible((*segments)[b * S + q], (*segments)[b * S + k], causal, q, k);
   }
   double Keep(int b, int h, int q, int k) const {
     if (rate <= 0) return 1;

@@ -314,6 +314,18 @@ TEST_F(CudaOpsTest, TrainingSizedShapesMatchCpu) {
                 "cross-entropy losses");
     ExpectClose(Download<float>(*ops_, gx), Download<float>(cpu_, cx), {1e-8, 1e-4},
                 "cross-entropy dlogits");
+    // Label smoothing 0.1 (tensor2tensor's transformer_base) against the CPU twin: the smoothed
+    // loss adds a sum over all 32000 logits (fp32 tree on the GPU, double on the CPU).
+    auto gx2 = Upload<float>(*ops_, x);
+    auto cx2 = Upload<float>(cpu_, x);
+    ops_->LabelSmoothedCrossEntropy(gx2.get(), gl.get(), gw.get(), rows, V, 0.1f, gloss.get(),
+                                    gx2.get(), 0.5f);
+    cpu_.LabelSmoothedCrossEntropy(cx2.get(), cl.get(), cw.get(), rows, V, 0.1f, closs.get(),
+                                   cx2.get(), 0.5f);
+    ExpectClose(Download<float>(*ops_, gloss), Download<float>(cpu_, closs), {2e-4, 1e-5},
+                "smoothed cross-entropy losses");
+    ExpectClose(Download<float>(*ops_, gx2), Download<float>(cpu_, cx2), {1e-8, 1e-4},
+                "smoothed cross-entropy dlogits");
   }
   // LayerNorm forward at d = 1024 with a large mean.
   {

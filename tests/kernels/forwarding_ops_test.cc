@@ -97,11 +97,18 @@ TEST(ForwardingOpsTest, SameResultsAsTheInnerOpsAndOneHookPairPerOp) {
   EXPECT_EQ(wrapped.after, calls);
 }
 
-TEST(ForwardingOpsTest, AModelStepThroughTheWrapperEqualsTheDirectOne) {
-  const ModelConfig m = testing::TinyBert(2, 8, 2, 4, 16, /*dropout=*/0.1f);
+void ExpectAModelStepThroughTheWrapperEqualsTheDirectOne(bool t2t) {
+  ModelConfig m = testing::TinyBert(2, 8, 2, 4, 16, /*dropout=*/0.1f);
+  ModelOptions options;
+  if (t2t) {
+    m.set_norm(ModelConfig::PRE_LN);
+    m.set_activation(ModelConfig::RELU);
+    m.set_position(ModelConfig::SINUSOIDAL);
+    options.label_smoothing = 0.1f;
+  }
   const Batch batch = RandomBatch(m, 2, 8, 3, 5);
   auto step = [&](Ops<float>* ops, std::vector<float>* grads) {
-    auto model = Model<float>::Create(m, ops, {2, 8, 3});
+    auto model = Model<float>::Create(m, ops, {2, 8, 3}, options);
     EXPECT_TRUE(model.ok()) << model.status();
     (*model)->InitParameters(3);
     auto s = (*model)->Forward(batch, /*training=*/true, DropoutKey{11, 0, 0, 0});
@@ -122,7 +129,19 @@ TEST(ForwardingOpsTest, AModelStepThroughTheWrapperEqualsTheDirectOne) {
   EXPECT_FALSE(wrapped.unmatched);
   EXPECT_EQ(wrapped.before, wrapped.after);
   EXPECT_GT(wrapped.before["Gemm"] + wrapped.before["Linear"], 0);
-  EXPECT_GT(wrapped.before["SoftmaxCrossEntropy"], 0);
+  EXPECT_GT(wrapped.before["SoftmaxCrossEntropy"], 0);  // NSP
+  EXPECT_GT(wrapped.before["LabelSmoothedCrossEntropy"], 0);
+  EXPECT_GT(wrapped.before["ActivationForward"], 0);
+  EXPECT_GT(wrapped.before["ActivationBackward"], 0);
+}
+
+// BERT's architecture, and (the second time) tensor2tensor's options with label smoothing,
+// whose ops (ActivationForward/Backward, LabelSmoothedCrossEntropy) must be forwarded too.
+TEST(ForwardingOpsTest, AModelStepThroughTheWrapperEqualsTheDirectOne) {
+  for (bool t2t : {false, true}) {
+    SCOPED_TRACE(t2t ? "tensor2tensor's options" : "BERT");
+    ExpectAModelStepThroughTheWrapperEqualsTheDirectOne(t2t);
+  }
 }
 
 TEST(ForwardingOpsTest, TheInnerStatusIsForwarded) {

@@ -522,6 +522,25 @@ TEST(ReferenceTest, GeluDerivativeMatchesFiniteDifferences) {
   EXPECT_NEAR(RefGelu(-1.0), -0.15865525393145707, 1e-15);
 }
 
+double RefGeluTanh(double x) {
+  return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+double RefGeluTanhGrad(double x) {
+  const double t = std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * std::sqrt(2 / M_PI) * (1 + 3 * 0.044715 * x * x);
+}
+
+TEST(ReferenceTest, GeluTanhDerivativeMatchesFiniteDifferences) {
+  for (double x = -6; x <= 6; x += 0.37) {
+    const double fd = (RefGeluTanh(x + 1e-5) - RefGeluTanh(x - 1e-5)) / 2e-5;
+    EXPECT_NEAR(RefGeluTanhGrad(x), fd, 1e-8) << "x=" << x;
+  }
+  // The tanh form approximates the erf form to ~1e-3 (Hendrycks and Gimpel's bound).
+  for (double x = -6; x <= 6; x += 0.37) EXPECT_NEAR(RefGeluTanh(x), RefGelu(x), 1e-3) << x;
+  // By hand: gelu_tanh(1) = 0.5 (1 + tanh(0.7978845608 * 1.044715)) = 0.8411919906.
+  EXPECT_NEAR(RefGeluTanh(1.0), 0.8411919906082768, 1e-12);
+}
+
 // LayerNormInputFromOutput inverts LayerNormForward given its saved statistics.
 TEST_P(OpsTest, LayerNormInputFromOutputRecoversTheInput) {
   Run([&](auto& ops) {
@@ -642,6 +661,45 @@ TEST_P(OpsTest, GeluForwardBackwardInPlace) {
   });
 }
 
+// ActivationForward / ActivationBackward for every activation, against the references above
+// (GELU's erf form and its tanh form) and max(x, 0) for ReLU, in place as the model runs them.
+TEST_P(OpsTest, ActivationsForwardBackwardInPlace) {
+  struct Case {
+    Activation act;
+    const char* name;
+    double (*f)(double);
+    double (*df)(double);
+  };
+  const Case cases[] = {{Activation::kGelu, "gelu", RefGelu, RefGeluGrad},
+                        {Activation::kGeluTanh, "gelu_tanh", RefGeluTanh, RefGeluTanhGrad},
+                        {Activation::kRelu, "relu", [](double x) { return x > 0 ? x : 0.0; },
+                         [](double x) { return x > 0 ? 1.0 : 0.0; }}};
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (const Case& c : cases) {
+      for (int64_t n : kSizes) {
+        SCOPED_TRACE(std::string(c.name) + " n=" + std::to_string(n));
+        Vec x = Quantize<T>(Random(rng_, n, -6, 6));
+        x[0] = 0;  // ReLU's kink: derivative 0 there
+        const Vec dy = Quantize<T>(Random(rng_, n));
+        Vec wy(n), wdx(n);
+        for (int64_t i = 0; i < n; ++i) {
+          wy[i] = c.f(x[i]);
+          wdx[i] = dy[i] * c.df(x[i]);
+        }
+        auto dx = Upload(ops, x), ddy = Upload(ops, dy);
+        DevBuf<T, T> y(ops, n);
+        ops.ActivationForward(c.act, dx.get(), y.get(), n);
+        ExpectClose(Download(ops, y), wy, tol_, "ActivationForward");
+        ops.ActivationBackward(c.act, dx.get(), ddy.get(), ddy.get(), n);  // dx aliases dy
+        ExpectClose(Download(ops, ddy), wdx, tol_, "ActivationBackward in place");
+        ops.ActivationForward(c.act, dx.get(), dx.get(), n);  // y aliases x
+        ExpectClose(Download(ops, dx), wy, tol_, "ActivationForward in place");
+      }
+    }
+  });
+}
+
 TEST_P(OpsTest, TanhForwardBackwardInPlace) {
   Run([&](auto& ops) {
     using T = Elem<decltype(ops)>;
@@ -665,8 +723,9 @@ TEST_P(OpsTest, TanhForwardBackwardInPlace) {
 
 // ---- Attention softmax --------------------------------------------------------------------
 
-// probs for scores [B, H, Sq, Sk]; masked keys 0; all-masked rows 0.
-Vec RefSoftmax(const Vec& s, int B, int H, int Sq, int Sk, double scale, const IVec* valid,
+// probs for scores [B, H, Sq, Sk]; masked keys 0 (kernels/ops.h: padding, other segments,
+// causal); all-masked rows 0.
+Vec RefSoftmax(const Vec& s, int B, int H, int Sq, int Sk, double scale, const IVec* segments,
                bool causal) {
   Vec p(s.size(), 0.0);
   for (int b = 0; b < B; ++b) {
@@ -674,7 +733,9 @@ Vec RefSoftmax(const Vec& s, int B, int H, int Sq, int Sk, double scale, const I
       for (int q = 0; q < Sq; ++q) {
         const int64_t row = ((int64_t{b} * H + h) * Sq + q) * Sk;
         auto ok = [&](int k) {
-          return (valid == nullptr || (*valid)[b * Sk + k] != 0) && !(causal && k > q);
+          if (segments == nullptr) return !(causal && k > q);
+          const int32_t own = Sq == Sk ? (*segments)[b * Sk + q] : 0;
+          return testing_util::RefVisible(own, (*segments)[b * Sk + k], causal, q, k);
         };
         double mx = -std::numeric_limits<double>::infinity();
         for (int k = 0; k < Sk; ++k) {
@@ -725,19 +786,23 @@ TEST(ReferenceTest, SoftmaxBackwardMatchesFiniteDifferences) {
 TEST_P(OpsTest, SoftmaxMasksAndBackward) {
   Run([&](auto& ops) {
     using T = Elem<decltype(ops)>;
+    enum Mask { kNone, kPadding, kPacked };
     struct Case {
       int B, H, Sq, Sk;
-      bool padding, causal;
+      Mask mask;
+      bool causal;
       double offset;  // added to every score: large values test the max subtraction
     };
     const double scale = 1 / std::sqrt(7.0);
-    for (const Case& c : {Case{1, 1, 1, 1, false, false, 0}, Case{2, 3, 7, 7, false, false, 0},
-                          Case{2, 3, 7, 7, true, false, 0}, Case{1, 2, 9, 9, false, true, 0},
-                          Case{3, 2, 9, 9, true, true, 300}, Case{1, 1, 3, 129, true, false, 0},
-                          Case{2, 4, 37, 37, true, true, 0}, Case{4, 4, 65, 65, false, false, 0}}) {
+    for (const Case& c :
+         {Case{1, 1, 1, 1, kNone, false, 0}, Case{2, 3, 7, 7, kNone, false, 0},
+          Case{2, 3, 7, 7, kPadding, false, 0}, Case{1, 2, 9, 9, kNone, true, 0},
+          Case{3, 2, 9, 9, kPadding, true, 300}, Case{1, 1, 3, 129, kPadding, false, 0},
+          Case{2, 4, 37, 37, kPadding, true, 0}, Case{4, 4, 65, 65, kNone, false, 0},
+          Case{3, 2, 37, 37, kPacked, true, 0}, Case{2, 2, 130, 130, kPacked, false, 0}}) {
       SCOPED_TRACE("B=" + std::to_string(c.B) + " H=" + std::to_string(c.H) +
                    " Sq=" + std::to_string(c.Sq) + " Sk=" + std::to_string(c.Sk) +
-                   " padding=" + std::to_string(c.padding) + " causal=" + std::to_string(c.causal));
+                   " mask=" + std::to_string(c.mask) + " causal=" + std::to_string(c.causal));
       const int64_t rows = int64_t{c.B} * c.H * c.Sq, n = rows * c.Sk;
       Vec s = Random(rng_, n, -4, 4);
       for (double& v : s) v += c.offset;
@@ -748,21 +813,25 @@ TEST_P(OpsTest, SoftmaxMasksAndBackward) {
       s = Quantize<T>(s);
       const Vec dp = Quantize<T>(Random(rng_, n));
       // Padding: batch 0 keeps its keys but the first (so causal row 0 is fully masked), the last
-      // batch is fully padded, others random.
+      // batch is fully padded, others random. Packed: sentences of several lengths and a padding
+      // tail per row (testing_util::PackedSegments); probabilities across sentences must be 0.
       IVec valid(int64_t{c.B} * c.Sk, 1);
-      if (c.padding) {
+      if (c.mask == kPadding) {
         valid[0] = c.Sk > 1 ? 0 : 1;
         for (int b = 1; b < c.B; ++b) {
           for (int k = 0; k < c.Sk; ++k) valid[b * c.Sk + k] = (b == c.B - 1) ? 0 : (k % 3 != 1);
         }
+      } else if (c.mask == kPacked) {
+        valid = testing_util::PackedSegments(c.B, c.Sk);
       }
+      const bool masked = c.mask != kNone;
       const Vec wp =
-          RefSoftmax(s, c.B, c.H, c.Sq, c.Sk, scale, c.padding ? &valid : nullptr, c.causal);
+          RefSoftmax(s, c.B, c.H, c.Sq, c.Sk, scale, masked ? &valid : nullptr, c.causal);
       auto ds = Upload(ops, s);
       auto dv = UploadInt(ops, valid);
       DevBuf<T, T> probs(ops, n);
       ops.SoftmaxForward(ds.get(), probs.get(), c.B, c.H, c.Sq, c.Sk, T(scale),
-                         c.padding ? dv.get() : nullptr, c.causal);
+                         masked ? dv.get() : nullptr, c.causal);
       const Vec got = Download(ops, probs);
       ExpectClose(got, wp, tol_, "SoftmaxForward");
       for (int64_t i = 0; i < n; ++i) {
@@ -771,7 +840,7 @@ TEST_P(OpsTest, SoftmaxMasksAndBackward) {
         }
       }
       ops.SoftmaxForward(ds.get(), ds.get(), c.B, c.H, c.Sq, c.Sk, T(scale),
-                         c.padding ? dv.get() : nullptr, c.causal);  // probs aliases scores
+                         masked ? dv.get() : nullptr, c.causal);  // probs aliases scores
       ExpectClose(Download(ops, ds), wp, tol_, "SoftmaxForward in place");
 
       // Backward from the backend's probabilities.
@@ -892,34 +961,41 @@ TEST_P(OpsTest, FusedAttentionForwardAndBackward) {
   const bool bf16 = GetParam() == "cuda_float";
   Run([&](auto& ops) {
     using T = Elem<decltype(ops)>;
+    enum Mask { kNone, kPadding, kPacked };
     struct Case {
       int B, S, H, D;
-      bool padding, causal;
+      Mask mask;
+      bool causal;
       float rate;
     };
-    // Head sizes the CUDA kernel has; sequence lengths below, at and across its 64-row tiles.
+    // Head sizes the CUDA kernel has; sequence lengths below, at and across its 64-row tiles;
+    // packed rows of sentences (testing_util::PackedSegments) whose boundaries cross tiles.
     for (const Case& c :
-         {Case{1, 1, 1, 16, false, false, 0}, Case{2, 7, 3, 16, true, false, 0},
-          Case{2, 37, 2, 32, false, true, 0.2f}, Case{3, 64, 1, 64, true, true, 0},
-          Case{1, 129, 2, 64, true, false, 0.1f}, Case{2, 70, 2, 128, false, true, 0.3f},
-          Case{1, 80, 2, 256, true, true, 0.1f}}) {
+         {Case{1, 1, 1, 16, kNone, false, 0}, Case{2, 7, 3, 16, kPadding, false, 0},
+          Case{2, 37, 2, 32, kNone, true, 0.2f}, Case{3, 64, 1, 64, kPadding, true, 0},
+          Case{1, 129, 2, 64, kPadding, false, 0.1f}, Case{2, 70, 2, 128, kNone, true, 0.3f},
+          Case{1, 80, 2, 256, kPadding, true, 0.1f}, Case{3, 150, 2, 32, kPacked, true, 0.1f},
+          Case{2, 90, 1, 64, kPacked, false, 0}}) {
       SCOPED_TRACE("B=" + std::to_string(c.B) + " S=" + std::to_string(c.S) +
                    " H=" + std::to_string(c.H) + " D=" + std::to_string(c.D) +
-                   " padding=" + std::to_string(c.padding) + " causal=" + std::to_string(c.causal) +
+                   " mask=" + std::to_string(c.mask) + " causal=" + std::to_string(c.causal) +
                    " rate=" + std::to_string(c.rate));
       const int64_t n = int64_t{c.B} * c.S * c.H * c.D, rows = int64_t{c.B} * c.H * c.S;
       // Padding: sequence 0 loses its second key, the last sequence is fully padded (its
       // queries get no keys: output 0, lse +inf), others every third key.
       IVec valid(int64_t{c.B} * c.S, 1);
-      if (c.padding) {
+      if (c.mask == kPadding) {
         if (c.S > 1) valid[1] = 0;
         for (int b = 1; b < c.B; ++b) {
           for (int s = 0; s < c.S; ++s) valid[b * c.S + s] = b == c.B - 1 ? 0 : (s % 3 != 2);
         }
+      } else if (c.mask == kPacked) {
+        valid = testing_util::PackedSegments(c.B, c.S);
       }
+      const bool masked = c.mask != kNone;
       const DropoutKey key{77, 3, 2, 0};
       const RefAttention ref{
-          c.B,      c.S,    c.H, c.D, 1 / std::sqrt(double(c.D)), c.padding ? &valid : nullptr,
+          c.B,      c.S,    c.H, c.D, 1 / std::sqrt(double(c.D)), masked ? &valid : nullptr,
           c.causal, c.rate, key};
       const Vec q = Quantize<T>(Random(rng_, n, -2, 2)), k = Quantize<T>(Random(rng_, n, -2, 2));
       const Vec v = Quantize<T>(Random(rng_, n)), dout = Quantize<T>(Random(rng_, n));
@@ -932,7 +1008,7 @@ TEST_P(OpsTest, FusedAttentionForwardAndBackward) {
       auto dvalid = UploadInt(ops, valid);
       DevBuf<T, T> out(ops, n), lse(ops, rows), gq(ops, n), gk(ops, n), gv(ops, n),
           delta(ops, rows);
-      const int32_t* kv = c.padding ? dvalid.get() : nullptr;
+      const int32_t* kv = masked ? dvalid.get() : nullptr;
       ops.AttentionForward(dq_in.get(), dk_in.get(), dv_in.get(), c.B, c.S, c.H, c.D, T(ref.scale),
                            kv, c.causal, c.rate, key, out.get(), lse.get());
       ops.AttentionBackward(dq_in.get(), dk_in.get(), dv_in.get(), out.get(), ddout.get(),
@@ -960,6 +1036,65 @@ TEST_P(OpsTest, FusedAttentionForwardAndBackward) {
       ExpectClose(Download(ops, gk), want_dk, tol_for(want_dk), "dk");
       ExpectClose(Download(ops, gv), want_dv, tol_for(want_dv), "dv");
     }
+  });
+}
+
+// Attention across sentences of a packed row is exactly 0 on the fused path too: changing the
+// keys and values of every other sentence leaves a sentence's outputs, lse and gradients
+// bitwise unchanged (materialised: SoftmaxMasksAndBackward checks the zero probabilities).
+TEST_P(OpsTest, FusedAttentionIgnoresOtherSegmentsExactly) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    const int B = 2, S = 100, H = 2, D = 32;
+    const int64_t n = int64_t{B} * S * H * D, rows = int64_t{B} * H * S;
+    const IVec seg = testing_util::PackedSegments(B, S);
+    const int32_t kept = 4;  // row 0's fourth sentence: tokens 13 .. 76, across a 64-tile
+    const Vec q = Quantize<T>(Random(rng_, n, -2, 2)), dout = Quantize<T>(Random(rng_, n));
+    Vec k = Quantize<T>(Random(rng_, n, -2, 2)), v = Quantize<T>(Random(rng_, n));
+    auto dseg = UploadInt(ops, seg);
+    auto run = [&](const Vec& kk, const Vec& vv, Vec* out, Vec* lse, Vec* dq, Vec* dk, Vec* dv) {
+      auto dq_in = Upload(ops, q), dk_in = Upload(ops, kk), dv_in = Upload(ops, vv);
+      auto ddout = Upload(ops, dout);
+      DevBuf<T, T> o(ops, n), l(ops, rows), gq(ops, n), gk(ops, n), gv(ops, n), delta(ops, rows);
+      const DropoutKey key{1, 2, 3, 0};
+      ops.AttentionForward(dq_in.get(), dk_in.get(), dv_in.get(), B, S, H, D, T(0.2), dseg.get(),
+                           true, 0.1f, key, o.get(), l.get());
+      ops.AttentionBackward(dq_in.get(), dk_in.get(), dv_in.get(), o.get(), ddout.get(), l.get(), B,
+                            S, H, D, T(0.2), dseg.get(), true, 0.1f, key, gq.get(), gk.get(),
+                            gv.get(), delta.get());
+      *out = Download(ops, o);
+      *lse = Download(ops, l);
+      *dq = Download(ops, gq);
+      *dk = Download(ops, gk);
+      *dv = Download(ops, gv);
+    };
+    Vec out[2], lse[2], dq[2], dk[2], dv[2];
+    run(k, v, &out[0], &lse[0], &dq[0], &dk[0], &dv[0]);
+    for (int64_t t = 0; t < int64_t{B} * S; ++t) {
+      if (t < S && seg[t] == kept) continue;
+      for (int64_t j = 0; j < int64_t{H} * D; ++j) {
+        k[t * H * D + j] = Quantize<T>(Vec{k[t * H * D + j] + 1.5})[0];
+        v[t * H * D + j] = Quantize<T>(Vec{-v[t * H * D + j] + 0.25})[0];
+      }
+    }
+    run(k, v, &out[1], &lse[1], &dq[1], &dk[1], &dv[1]);
+    int checked = 0;
+    for (int s = 0; s < S; ++s) {
+      if (seg[s] != kept) continue;
+      ++checked;
+      for (int h = 0; h < H; ++h) {
+        ASSERT_EQ(lse[1][int64_t{h} * S + s], lse[0][int64_t{h} * S + s]) << "lse, token " << s;
+        for (int j = 0; j < D; ++j) {
+          const int64_t i = (int64_t{s} * H + h) * D + j;
+          ASSERT_EQ(out[1][i], out[0][i]) << "out, token " << s;
+          ASSERT_EQ(dq[1][i], dq[0][i]) << "dq, token " << s;
+          ASSERT_EQ(dk[1][i], dk[0][i]) << "dk, token " << s;
+          ASSERT_EQ(dv[1][i], dv[0][i]) << "dv, token " << s;
+        }
+      }
+    }
+    EXPECT_EQ(checked, 64);
+    EXPECT_NE(out[1], out[0]) << "the other sentences' outputs should change";
   });
 }
 
@@ -1045,9 +1180,11 @@ TEST_P(OpsTest, GatherRowsAndScatterAddRows) {
 
 // ---- Cross-entropy ------------------------------------------------------------------------
 
-// losses and dlogits (gradient of sum_r scale * w_r * loss_r) in double.
-void RefCrossEntropy(const Vec& x, const IVec& labels, const Vec* w, int64_t rows, int V,
-                     double scale, Vec* losses, Vec* dx) {
+// tensor2tensor's smoothing_cross_entropy from its definition: the target q (1 - eps on the
+// label, eps / (V - 1) elsewhere), loss = -sum_v q_v log p_v - H(q), gradient of
+// sum_r scale * w_r * loss_r = scale * w_r * (p - q).
+void RefSmoothedCrossEntropy(const Vec& x, const IVec& labels, const Vec* w, int64_t rows, int V,
+                             double eps, double scale, Vec* losses, Vec* dx) {
   losses->assign(rows, 0);
   dx->assign(x.size(), 0);
   for (int64_t r = 0; r < rows; ++r) {
@@ -1057,12 +1194,23 @@ void RefCrossEntropy(const Vec& x, const IVec& labels, const Vec* w, int64_t row
     double sum = 0;
     for (int c = 0; c < V; ++c) sum += std::exp(x[r * V + c] - mx);
     const double lse = mx + std::log(sum);
-    (*losses)[r] = lse - x[r * V + labels[r]];
+    double loss = 0, entropy = 0;
     const double coef = scale * (w ? (*w)[r] : 1.0);
     for (int c = 0; c < V; ++c) {
-      (*dx)[r * V + c] = coef * (std::exp(x[r * V + c] - lse) - (c == labels[r] ? 1 : 0));
+      const double q = c == labels[r] ? 1 - eps : eps / (V - 1);
+      const double log_p = x[r * V + c] - lse;
+      loss -= q * log_p;
+      if (q > 0) entropy -= q * std::log(q);
+      (*dx)[r * V + c] = coef * (std::exp(log_p) - q);
     }
+    (*losses)[r] = loss - entropy;
   }
+}
+
+// losses and dlogits (gradient of sum_r scale * w_r * loss_r) in double: the one-hot target.
+void RefCrossEntropy(const Vec& x, const IVec& labels, const Vec* w, int64_t rows, int V,
+                     double scale, Vec* losses, Vec* dx) {
+  RefSmoothedCrossEntropy(x, labels, w, rows, V, 0.0, scale, losses, dx);
 }
 
 TEST(ReferenceTest, CrossEntropyGradientMatchesFiniteDifferences) {
@@ -1149,6 +1297,75 @@ TEST_P(OpsTest, SoftmaxCrossEntropyLossesAndGradient) {
         ops.SoftmaxCrossEntropy(dx.get(), dl.get(), weighted ? dw.get() : nullptr, rows, V,
                                 losses.get(), dx.get(), T(scale));
         ExpectLossesClose<T>(Download(ops, losses), wl, x, V, "losses (in place)");
+        ExpectClose(Download(ops, dx), wdx, tol_, "dlogits in place");
+      }
+    }
+  });
+}
+
+TEST(ReferenceTest, SmoothedCrossEntropyByHandAndByFiniteDifferences) {
+  // By hand: uniform logits over V = 3 with eps = 0.1: q = (0.9, 0.05, 0.05), p = 1/3, so the
+  // loss is log 3 - H(q) = log 3 + 0.9 log 0.9 + 0.1 log 0.05 = 1.0986122887 - 0.0948244641 -
+  // 0.2995732274 = 0.7042145972.
+  Vec l, g;
+  RefSmoothedCrossEntropy({0, 0, 0}, {0}, nullptr, 1, 3, 0.1, 1, &l, &g);
+  EXPECT_NEAR(l[0], std::log(3.0) + 0.9 * std::log(0.9) + 0.1 * std::log(0.05), 1e-15);
+  EXPECT_NEAR(l[0], 0.7042145972, 1e-9);
+  // Logits log q reach the minimum: loss 0 and gradient 0.
+  RefSmoothedCrossEntropy({std::log(0.05), std::log(0.9), std::log(0.05)}, {1}, nullptr, 1, 3, 0.1,
+                          1, &l, &g);
+  EXPECT_NEAR(l[0], 0, 1e-15);
+  for (double v : g) EXPECT_NEAR(v, 0, 1e-15);
+  std::mt19937_64 rng(5);
+  const int64_t rows = 3;
+  const int V = 5;
+  const Vec x = Random(rng, rows * V, -3, 3), w = {0.5, 2, 1};
+  const IVec labels = {4, -1, 0};
+  RefSmoothedCrossEntropy(x, labels, &w, rows, V, 0.2, 0.7, &l, &g);
+  const Vec fd = NumericGradient(
+      [&](const Vec& v) {
+        Vec ll, unused;
+        RefSmoothedCrossEntropy(v, labels, &w, rows, V, 0.2, 0.7, &ll, &unused);
+        return 0.7 * WeightedSum(ll, w);
+      },
+      x);
+  ExpectClose(fd, g, kFdTol, "smoothed cross-entropy gradient");
+}
+
+TEST_P(OpsTest, LabelSmoothedCrossEntropyLossesAndGradient) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    for (auto [rows, V] : {std::pair<int64_t, int>{1, 2}, {9, 37}, {5, 8193}}) {
+      for (double eps : {0.0, 0.1, 0.5}) {
+        SCOPED_TRACE("rows=" + std::to_string(rows) + " V=" + std::to_string(V) +
+                     " eps=" + std::to_string(eps));
+        Vec x = Random(rng_, rows * V, -5, 5);
+        for (int64_t i = 0; i < V; ++i) x[i] += 60;  // row 0 large: needs the max subtraction
+        x = Quantize<T>(x);
+        IVec labels = RandomInts(rng_, rows, 0, V - 1);
+        for (int64_t r = 1; r < rows; r += 3) labels[r] = -1;  // ignored rows
+        const Vec w = Quantize<T>(Random(rng_, rows, 0, 2));
+        const double scale = 0.3;
+        const T eps_t = static_cast<T>(eps);
+        Vec wl, wdx;
+        RefSmoothedCrossEntropy(x, labels, &w, rows, V, static_cast<double>(eps_t), scale, &wl,
+                                &wdx);
+        auto dx = Upload(ops, x);
+        auto dl = UploadInt(ops, labels);
+        auto dw = Upload(ops, w);
+        DevBuf<T, T> losses(ops, rows), grad(ops, rows * V);
+        ops.LabelSmoothedCrossEntropy(dx.get(), dl.get(), dw.get(), rows, V, eps_t, losses.get(),
+                                      nullptr, T(scale));
+        // A loss is a difference of O(|logit|) terms (smoothing weighs them by q, summing to 1).
+        const Tol loss_tol = tol_.Times(70);
+        ExpectClose(Download(ops, losses), wl, loss_tol, "losses (no gradient)");
+        ops.LabelSmoothedCrossEntropy(dx.get(), dl.get(), dw.get(), rows, V, eps_t, losses.get(),
+                                      grad.get(), T(scale));
+        ExpectClose(Download(ops, losses), wl, loss_tol, "losses");
+        ExpectClose(Download(ops, grad), wdx, tol_, "dlogits");
+        ops.LabelSmoothedCrossEntropy(dx.get(), dl.get(), dw.get(), rows, V, eps_t, losses.get(),
+                                      dx.get(), T(scale));  // dlogits aliasing logits
+        ExpectClose(Download(ops, losses), wl, loss_tol, "losses (in place)");
         ExpectClose(Download(ops, dx), wdx, tol_, "dlogits in place");
       }
     }

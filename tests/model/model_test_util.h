@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/config.pb.h"
+#include "config/load.h"
 #include "model/batch.h"
 #include "model/parameter_layout.h"
 
@@ -114,10 +115,13 @@ struct ReferenceResult {
   std::vector<double> hidden;  // [B*S, d] encoder output
 };
 
+// The model's options (config/config.proto) as their papers and tensor2tensor state them:
+// PRE_LN, sinusoidal positions, GELU's tanh form and ReLU, sqrt(d)-scaled embeddings, no output
+// bias; `label_smoothing` > 0 gives the smoothed token losses of a training Forward.
 class ReferenceModel {
  public:
-  ReferenceModel(const ModelConfig& m, const std::vector<double>& w)
-      : m_(m), w_(w), layout_(ParameterLayout::ForModel(m)) {}
+  ReferenceModel(const ModelConfig& m, const std::vector<double>& w, double label_smoothing = 0)
+      : m_(m), w_(w), layout_(ParameterLayout::ForModel(m)), smoothing_(label_smoothing) {}
 
   ReferenceResult Run(const Batch& batch) const {
     const bool bert = m_.objective() == ModelConfig::BERT;
@@ -127,23 +131,28 @@ class ReferenceModel {
     r.hidden.assign(static_cast<size_t>(B) * S * d, 0.0);
     double mlm_sum = 0, mlm_w = 0, nsp_sum = 0, lm_sum = 0;
     int64_t lm_count = 0;
+    const bool pre_ln = m_.norm() == ModelConfig::PRE_LN;
+    const double embedding_scale = m_.scale_embeddings() ? std::sqrt(static_cast<double>(d)) : 1;
     for (int b = 0; b < B; ++b) {
       // Embeddings.
       std::vector<std::vector<double>> x(S, std::vector<double>(d));
       for (int s = 0; s < S; ++s) {
         int id = bert ? batch.input_ids[b * S + s] : (s == 0 ? 0 : batch.targets[b * S + s - 1]);
         for (int j = 0; j < d; ++j) {
-          x[s][j] = W(p + "embeddings.word_embeddings.weight")[id * d + j] +
-                    W(p + "embeddings.position_embeddings.weight")[s * d + j];
+          x[s][j] = embedding_scale * W(p + "embeddings.word_embeddings.weight")[id * d + j] +
+                    Position(s, j);
           if (bert) {
             x[s][j] +=
                 W("bert.embeddings.token_type_embeddings.weight")[batch.segment_ids[b * S + s] * d +
                                                                   j];
           }
         }
-        x[s] = LayerNorm(x[s], p + "embeddings.LayerNorm.");
+        if (!pre_ln) x[s] = LayerNorm(x[s], p + "embeddings.LayerNorm.");
       }
       for (int l = 0; l < m_.num_layers(); ++l) x = Layer(x, l, batch, b, bert);
+      if (pre_ln) {
+        for (int s = 0; s < S; ++s) x[s] = LayerNorm(x[s], p + "encoder.LayerNorm.");
+      }
       for (int s = 0; s < S; ++s) {
         std::copy(x[s].begin(), x[s].end(),
                   r.hidden.begin() + (static_cast<size_t>(b) * S + s) * d);
@@ -159,12 +168,11 @@ class ReferenceModel {
           if (w == 0) continue;
           std::vector<double> t =
               Dense(x[batch.masked_lm_positions[b * M + j]], "cls.predictions.transform.dense.");
-          for (double& v : t) v = Gelu(v);
+          for (double& v : t) v = Act(v);
           t = LayerNorm(t, "cls.predictions.transform.LayerNorm.");
-          std::vector<double> logits =
-              Affine(t, decoder, W("cls.predictions.bias"), m_.vocab_size(), d);
+          std::vector<double> logits = Affine(t, decoder, OutputBias(), m_.vocab_size(), d);
           const int label = batch.masked_lm_ids[b * M + j];
-          mlm_sum += w * CrossEntropy(logits, label);
+          mlm_sum += w * TokenLoss(logits, label);
           r.mlm_correct += ArgMax(logits) == label;
         }
         std::vector<double> pooled = Dense(x[0], "bert.pooler.dense.");
@@ -176,9 +184,8 @@ class ReferenceModel {
         for (int s = 0; s < S; ++s) {
           const int target = batch.targets[b * S + s];
           if (target == 0) continue;
-          std::vector<double> logits =
-              Affine(x[s], decoder, W("lm.output.bias"), m_.vocab_size(), d);
-          lm_sum += CrossEntropy(logits, target);
+          std::vector<double> logits = Affine(x[s], decoder, OutputBias(), m_.vocab_size(), d);
+          lm_sum += TokenLoss(logits, target);
           r.lm_correct += ArgMax(logits) == target;
           ++lm_count;
         }
@@ -200,6 +207,53 @@ class ReferenceModel {
 
   static double Gelu(double v) { return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))); }
 
+  // The configured activation: GELU's erf form, its tanh form (Hendrycks and Gimpel, eq. for
+  // the approximation), or max(v, 0).
+  double Act(double v) const {
+    switch (m_.activation()) {
+      case ModelConfig::RELU:
+        return v > 0 ? v : 0.0;
+      case ModelConfig::GELU_TANH:
+        return 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+      default:
+        return Gelu(v);
+    }
+  }
+
+  // Position s's embedding, channel j: the learned table's, or the timing signal of
+  // tensor2tensor's get_timing_signal_1d: sinusoids of the d/2 timescales 1e4^(i / (d/2 - 1)),
+  // i = 0 .. d/2 - 1, sines in the first half, cosines in the second.
+  double Position(int s, int j) const {
+    const int d = m_.d_model();
+    if (m_.position() != ModelConfig::SINUSOIDAL) {
+      return W(layout_.prefix() + "embeddings.position_embeddings.weight")[s * d + j];
+    }
+    const int half = d / 2;
+    if (j >= 2 * half) return 0.0;
+    const int i = j % half;
+    const double timescale = std::pow(1e4, static_cast<double>(i) / std::max(half - 1, 1));
+    return j < half ? std::sin(s / timescale) : std::cos(s / timescale);
+  }
+
+  const double* OutputBias() const {
+    if (!HasOutputBias(m_)) return nullptr;
+    return W(m_.objective() == ModelConfig::BERT ? "cls.predictions.bias" : "lm.output.bias");
+  }
+
+  // Cross-entropy against the one-hot label, or against tensor2tensor's smoothed target (1 - eps
+  // on the label, eps / (V - 1) elsewhere) minus that target's entropy.
+  double TokenLoss(const std::vector<double>& logits, int label) const {
+    if (smoothing_ == 0) return CrossEntropy(logits, label);
+    const double V = static_cast<double>(logits.size());
+    const double off = smoothing_ / (V - 1), on = 1 - smoothing_;
+    double loss = 0;
+    for (size_t c = 0; c < logits.size(); ++c) {
+      const double q = static_cast<int>(c) == label ? on : off;
+      loss += q * CrossEntropy(logits, static_cast<int>(c)) + q * std::log(q);
+    }
+    return loss;
+  }
+
   static int ArgMax(const std::vector<double>& v) {
     return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin());
   }
@@ -210,12 +264,12 @@ class ReferenceModel {
     return mx + std::log(sum) - logits[label];
   }
 
-  // y = W x + b with W [out, in] row-major.
+  // y = W x + b with W [out, in] row-major (bias nullptr: none).
   static std::vector<double> Affine(const std::vector<double>& x, const double* w,
                                     const double* bias, int out, int in) {
     std::vector<double> y(out);
     for (int o = 0; o < out; ++o) {
-      double acc = bias[o];
+      double acc = bias != nullptr ? bias[o] : 0.0;
       for (int i = 0; i < in; ++i) acc += w[o * in + i] * x[i];
       y[o] = acc;
     }
@@ -249,11 +303,13 @@ class ReferenceModel {
     const int S = static_cast<int>(x.size()), h = m_.num_heads();
     const int dp = m_.head_size() > 0 ? m_.head_size() : m_.d_model() / h;
     const std::string lp = layout_.LayerPrefix(l);
+    const bool pre_ln = m_.norm() == ModelConfig::PRE_LN;
     std::vector<std::vector<double>> q(S), k(S), v(S), ctx(S, std::vector<double>(h * dp, 0.0));
     for (int s = 0; s < S; ++s) {
-      q[s] = Dense(x[s], lp + "attention.self.query.");
-      k[s] = Dense(x[s], lp + "attention.self.key.");
-      v[s] = Dense(x[s], lp + "attention.self.value.");
+      const std::vector<double> in = pre_ln ? LayerNorm(x[s], lp + "attention.LayerNorm.") : x[s];
+      q[s] = Dense(in, lp + "attention.self.query.");
+      k[s] = Dense(in, lp + "attention.self.key.");
+      v[s] = Dense(in, lp + "attention.self.value.");
     }
     for (int head = 0; head < h; ++head) {
       for (int i = 0; i < S; ++i) {
@@ -280,12 +336,13 @@ class ReferenceModel {
     for (int s = 0; s < S; ++s) {
       std::vector<double> a = Dense(ctx[s], lp + "attention.output.dense.");
       for (size_t j = 0; j < a.size(); ++j) a[j] += x[s][j];
-      a = LayerNorm(a, lp + "attention.output.LayerNorm.");
-      std::vector<double> u = Dense(a, lp + "intermediate.dense.");
-      for (double& e : u) e = Gelu(e);
+      if (!pre_ln) a = LayerNorm(a, lp + "attention.output.LayerNorm.");
+      std::vector<double> u = Dense(pre_ln ? LayerNorm(a, lp + "intermediate.LayerNorm.") : a,
+                                    lp + "intermediate.dense.");
+      for (double& e : u) e = Act(e);
       std::vector<double> f = Dense(u, lp + "output.dense.");
       for (size_t j = 0; j < f.size(); ++j) f[j] += a[j];
-      out[s] = LayerNorm(f, lp + "output.LayerNorm.");
+      out[s] = pre_ln ? f : LayerNorm(f, lp + "output.LayerNorm.");
     }
     return out;
   }
@@ -293,6 +350,7 @@ class ReferenceModel {
   ModelConfig m_;
   std::vector<double> w_;
   ParameterLayout layout_;
+  double smoothing_;
 };
 
 }  // namespace testing

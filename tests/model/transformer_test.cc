@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "model/init.h"
@@ -71,9 +72,12 @@ Batch TinyBatch(const ModelConfig& m, uint64_t seed) {
 
 std::unique_ptr<Model<double>> MakeModel(const ModelConfig& m, CpuOps<double>* ops, uint64_t seed,
                                          AttentionPath path = AttentionPath::kAuto,
-                                         bool recompute = false) {
-  // recompute: both activation-memory options (GELU output, LayerNorm inputs).
-  auto model = Model<double>::Create(m, ops, {kBatch, kSeq, kPred}, {path, recompute, recompute});
+                                         bool recompute = false, float label_smoothing = 0) {
+  // recompute: both activation-memory options (GELU output, LayerNorm inputs; the latter only
+  // exists for POST_LN).
+  const bool ln_from_output = recompute && m.norm() != ModelConfig::PRE_LN;
+  auto model = Model<double>::Create(m, ops, {kBatch, kSeq, kPred},
+                                     {path, recompute, ln_from_output, label_smoothing});
   EXPECT_TRUE(model.ok()) << model.status();
   (*model)->SetParameters(RandomParameters((*model)->layout(), m.initializer_range(), seed));
   return std::move(*model);
@@ -136,6 +140,114 @@ TEST(ModelForward, UntiedDecoderMatchesNaiveReference) {
   ExpectMatchesReference(b);
 }
 
+// ---- tensor2tensor's options against the naive reference -----------------------------------
+
+ModelConfig PreLn(ModelConfig m) {
+  m.set_norm(ModelConfig::PRE_LN);
+  return m;
+}
+
+// transformer_base's LM: pre-LN, sinusoidal positions, ReLU, sqrt(d)-scaled embeddings, no
+// output bias.
+ModelConfig T2tLm(ModelConfig m) {
+  m.set_norm(ModelConfig::PRE_LN);
+  m.set_position(ModelConfig::SINUSOIDAL);
+  m.set_activation(ModelConfig::RELU);
+  m.set_scale_embeddings(true);
+  m.set_output_bias(false);
+  return m;
+}
+
+TEST(ModelOptions, PreLnMatchesNaiveReference) {
+  ExpectMatchesReference(PreLn(TinyLm(2, 8, 2, 6, 12)));
+  ExpectMatchesReference(PreLn(TinyBert(2, 8, 3, 5, 12)));
+  ExpectMatchesReference(PreLn(TinyBert(1, 8, 2, 0, 12)), AttentionPath::kFused);
+}
+
+TEST(ModelOptions, EachOptionMatchesNaiveReference) {
+  ModelConfig sinusoid = TinyLm(1, 8, 2, 0, 12);
+  sinusoid.set_position(ModelConfig::SINUSOIDAL);
+  ExpectMatchesReference(sinusoid);
+  ModelConfig relu = TinyBert(1, 8, 2, 0, 12);
+  relu.set_activation(ModelConfig::RELU);  // FFN and the MLM transform
+  ExpectMatchesReference(relu);
+  ModelConfig gelu_tanh = TinyBert(1, 8, 2, 0, 12);
+  gelu_tanh.set_activation(ModelConfig::GELU_TANH);
+  ExpectMatchesReference(gelu_tanh);
+  ModelConfig scaled = TinyLm(1, 8, 2, 0, 12);
+  scaled.set_scale_embeddings(true);
+  ExpectMatchesReference(scaled);
+  ModelConfig no_bias = TinyBert(1, 8, 2, 0, 12);
+  no_bias.set_output_bias(false);
+  ExpectMatchesReference(no_bias);
+  ExpectMatchesReference(T2tLm(TinyLm(2, 9, 3, 3, 12)));  // odd d: a zero last timing channel
+  ExpectMatchesReference(T2tLm(TinyLm(2, 8, 2, 0, 12)), AttentionPath::kFused);
+}
+
+TEST(ModelOptions, DroppedTensorsAreNotInTheLayout) {
+  const ModelConfig m = T2tLm(TinyLm(2, 8, 2, 0, 12));
+  CpuOps<double> ops(1);
+  auto model = MakeModel(m, &ops, 1);
+  const ParameterLayout& layout = model->layout();
+  EXPECT_EQ(layout.Find("lm.embeddings.position_embeddings.weight"), nullptr);
+  EXPECT_EQ(layout.Find("lm.embeddings.LayerNorm.weight"), nullptr);
+  EXPECT_EQ(layout.Find("lm.output.bias"), nullptr);
+  EXPECT_EQ(layout.Find("lm.encoder.layer.0.attention.output.LayerNorm.weight"), nullptr);
+  EXPECT_NE(layout.Find("lm.encoder.layer.1.attention.LayerNorm.weight"), nullptr);
+  EXPECT_NE(layout.Find("lm.encoder.layer.1.intermediate.LayerNorm.bias"), nullptr);
+  EXPECT_NE(layout.Find("lm.encoder.LayerNorm.weight"), nullptr);
+  // Default LM minus the position table [8, 8] and the output bias [13]; the LayerNorms are as
+  // many (the embedding one became the final one).
+  auto standard = MakeModel(TinyLm(2, 8, 2, 0, 12), &ops, 1);
+  EXPECT_EQ(standard->layout().total() - layout.total(), 8 * 8 + 13);
+}
+
+// The timing signal against tensor2tensor's formula by hand: with all parameters zero, a
+// pre-LN model's h_0 is the signal itself. d = 4: two timescales 1 and 1e4, so position p is
+// (sin p, sin(p / 1e4), cos p, cos(p / 1e4)).
+TEST(ModelOptions, SinusoidalPositionsAreTensor2tensorsTimingSignal) {
+  ModelConfig m = PreLn(TinyLm(1, 4, 1, 0, 4));
+  m.set_position(ModelConfig::SINUSOIDAL);
+  CpuOps<double> ops(1);
+  auto model = Model<double>::Create(m, &ops, {1, kSeq, 0}).value();  // parameters all zero
+  Batch b = RandomBatch(m, 1, kSeq, 0, 1);
+  ASSERT_TRUE(model->Forward(b, false, {}).ok());
+  std::vector<double> h0(kSeq * 4);
+  ops.CopyToHost(h0.data(), model->hidden(0), sizeof(double) * h0.size());
+  for (int p = 0; p < kSeq; ++p) {
+    EXPECT_NEAR(h0[p * 4 + 0], std::sin(p), 1e-15) << p;
+    EXPECT_NEAR(h0[p * 4 + 1], std::sin(p * 1e-4), 1e-15) << p;
+    EXPECT_NEAR(h0[p * 4 + 2], std::cos(p), 1e-15) << p;
+    EXPECT_NEAR(h0[p * 4 + 3], std::cos(p * 1e-4), 1e-15) << p;
+  }
+}
+
+// Label smoothing: a training Forward (no dropout) gives the smoothed loss of the reference, an
+// evaluation Forward the plain cross-entropy; by hand, all-zero parameters give uniform
+// predictions over V = 13, so the smoothed token loss is log 13 - H(q) for every target.
+TEST(ModelOptions, LabelSmoothingMatchesReferenceAndHandValue) {
+  for (const ModelConfig& m : {TinyLm(2, 8, 2, 6, 12), TinyBert(1, 8, 2, 0, 12)}) {
+    CpuOps<double> ops(1);
+    auto model = MakeModel(m, &ops, 7, AttentionPath::kAuto, false, 0.1f);
+    const Batch batch = TinyBatch(m, 3);
+    const double eps = static_cast<double>(0.1f);
+    const double smoothed = model->Forward(batch, /*training=*/true, {}).value().loss;
+    const double plain = model->Forward(batch, /*training=*/false, {}).value().loss;
+    const std::vector<double> w = model->GetParameters();
+    EXPECT_NEAR(smoothed, ReferenceModel(m, w, eps).Run(batch).loss, 1e-10 * smoothed);
+    EXPECT_NEAR(plain, ReferenceModel(m, w).Run(batch).loss, 1e-10 * plain);
+    EXPECT_NE(smoothed, plain);
+  }
+  const ModelConfig m = TinyLm(1, 8, 2, 0, 12);
+  CpuOps<double> ops(1);
+  auto zero = Model<double>::Create(m, &ops, {kBatch, kSeq, kPred}, {.label_smoothing = 0.1f});
+  ASSERT_TRUE(zero.ok()) << zero.status();
+  const double eps = static_cast<double>(0.1f), V = 13;
+  const double entropy = -(1 - eps) * std::log(1 - eps) - eps * std::log(eps / (V - 1));
+  EXPECT_NEAR((*zero)->Forward(TinyLmBatch(m, 1), true, {}).value().loss, std::log(V) - entropy,
+              1e-12);
+}
+
 // A hand-computed value: with all weights zero every hidden state is the LayerNorm bias (zero),
 // so all logits are zero and each cross-entropy is log(V). MLM mean over weights 5.5 is
 // log(17) * 5.5 / (5.5 + 1e-5); NSP is log(2).
@@ -161,11 +273,17 @@ TEST(ModelForward, ZeroWeightsGiveUniformPredictions) {
 // Attention key biases are the exception: adding a vector to every key shifts each query's
 // scores by one constant, which softmax ignores, so their gradient is exactly zero (masked or
 // not); for them the check is that both gradients vanish.
+//
+// ReLU's kink: a model with ReLU FFNs is piecewise smooth, and a difference quotient whose
+// stencil moves some pre-activation across 0 is off by the slope jump. Its checks start
+// Ridders at h = 1e-4 instead of 1e-2, so the stencil crosses no kink (the pre-activations
+// move by ~h) and the smooth-function estimate holds; rounding noise grows as 1 / h, so the
+// floor `tiny` is 1e-4 there (elements below it are held to |a - n| < 1e-10).
 void CheckGradients(const ModelConfig& m, AttentionPath path = AttentionPath::kAuto,
-                    bool recompute = false) {
+                    bool recompute = false, float label_smoothing = 0) {
   const bool training = true;  // dropout at the config's rates (0 unless a test sets it)
   CpuOps<double> ops(1);
-  auto model = MakeModel(m, &ops, 11, path, recompute);
+  auto model = MakeModel(m, &ops, 11, path, recompute, label_smoothing);
   const Batch batch = TinyBatch(m, 5);
   const DropoutKey key{42, 3, 0, 0};
   model->ZeroGrads();
@@ -181,7 +299,8 @@ void CheckGradients(const ModelConfig& m, AttentionPath path = AttentionPath::kA
     return model->Forward(batch, training, key).value().loss;
   };
   std::mt19937 rng(17);
-  const double h = 1e-2;  // Ridders' first step
+  const double h = m.activation() == ModelConfig::RELU ? 1e-4 : 1e-2;  // Ridders' first step
+  const double tiny = 1e-6 * (1e-2 / h);  // the noise floor grows as 1 / h
   double overall = 0;
   for (const TensorSpec& t : model->layout().tensors()) {
     std::vector<int64_t> idx;
@@ -199,10 +318,10 @@ void CheckGradients(const ModelConfig& m, AttentionPath path = AttentionPath::kA
       const double a = analytic[i];
       if (key_bias) {
         EXPECT_LT(std::fabs(a), 1e-12) << t.name;
-        EXPECT_LT(std::fabs(n), 1e-10) << t.name;
+        EXPECT_LT(std::fabs(n), 1e-4 * tiny) << t.name;
         continue;
       }
-      const double rel = std::fabs(a - n) / std::max(std::fabs(a) + std::fabs(n), 1e-6);
+      const double rel = std::fabs(a - n) / std::max(std::fabs(a) + std::fabs(n), tiny);
       largest = std::max(largest, std::fabs(a));
       if (rel > worst) worst = rel, worst_a = a, worst_n = n;
     }
@@ -276,6 +395,40 @@ TEST(ModelMemory, RecomputedActivationsKeepLessAndGiveTheSameGradients) {
 }
 TEST(ModelGradient, BertFusedAttentionStandardHeads) {
   CheckGradients(TinyBert(2, 8, 2, 0, 12), AttentionPath::kFused);
+}
+
+// tensor2tensor's options, each on its own and together (transformer_base's LM), with dropout
+// on the pre-LN residual paths and through both attention paths.
+TEST(ModelGradient, PreLnBertAndLmWithDropout) {
+  CheckGradients(PreLn(TinyBert(2, 8, 3, 5, 12, 0.3f)));
+  CheckGradients(PreLn(TinyLm(2, 8, 2, 6, 12, 0.3f)), AttentionPath::kFused);
+}
+TEST(ModelGradient, SinusoidalPositionsAndScaledEmbeddings) {
+  ModelConfig m = TinyLm(2, 8, 2, 0, 12);
+  m.set_position(ModelConfig::SINUSOIDAL);
+  m.set_scale_embeddings(true);
+  CheckGradients(m);
+}
+TEST(ModelGradient, ReluAndGeluTanhActivations) {
+  ModelConfig relu = TinyBert(2, 8, 2, 6, 12);
+  relu.set_activation(ModelConfig::RELU);
+  CheckGradients(relu);
+  ModelConfig gelu_tanh = TinyBert(2, 8, 2, 6, 12);
+  gelu_tanh.set_activation(ModelConfig::GELU_TANH);
+  CheckGradients(gelu_tanh, AttentionPath::kAuto, /*recompute=*/true);
+}
+TEST(ModelGradient, NoOutputBias) {
+  ModelConfig m = TinyBert(1, 8, 2, 0, 12);
+  m.set_output_bias(false);
+  CheckGradients(m);
+}
+TEST(ModelGradient, LabelSmoothing) {
+  CheckGradients(TinyLm(2, 8, 2, 0, 12), AttentionPath::kAuto, false, 0.1f);
+  CheckGradients(TinyBert(1, 8, 2, 0, 12, 0.2f), AttentionPath::kAuto, false, 0.2f);
+}
+TEST(ModelGradient, Tensor2tensorLmWithDropoutAndLabelSmoothing) {
+  CheckGradients(T2tLm(TinyLm(2, 8, 2, 6, 12, 0.2f)), AttentionPath::kFused, /*recompute=*/true,
+                 0.1f);
 }
 
 // ForwardAsync + Backward + ReadLossStats (the trainer's order) gives the synchronous Forward's
@@ -376,6 +529,124 @@ TEST(ModelMask, ChangingAFutureTokenChangesNoEarlierPosition) {
     EXPECT_EQ(changed, s >= t + 1) << "position " << s;
   }
   for (int i = 0; i < kSeq * d; ++i) ASSERT_EQ(before[i], after[i]) << "other sequence changed";
+}
+
+// ---- Packed sequences ---------------------------------------------------------------------
+
+// Sentences (targets, EOS-free for the test) laid out one per row of `S`, or packed into rows
+// (prepare-lm --pack's layout: whole sentences while they fit, segment ids 1, 2, ... and
+// positions restarting at 0, padding at the end of each row).
+Batch LmRows(const std::vector<std::vector<int32_t>>& sentences, int S, bool pack) {
+  std::vector<std::vector<std::vector<int32_t>>> rows;
+  for (const auto& sentence : sentences) {
+    int used = 0;
+    if (pack && !rows.empty()) {
+      for (const auto& s : rows.back()) used += static_cast<int>(s.size());
+    }
+    if (rows.empty() || !pack || used + static_cast<int>(sentence.size()) > S) rows.emplace_back();
+    rows.back().push_back(sentence);
+  }
+  Batch b;
+  b.batch_size = static_cast<int>(rows.size());
+  b.seq_length = S;
+  b.targets.assign(rows.size() * S, 0);
+  if (pack) {
+    b.targets_segmentation.assign(rows.size() * S, 0);
+    b.targets_position.assign(rows.size() * S, 0);
+  }
+  for (size_t r = 0; r < rows.size(); ++r) {
+    int s = 0;
+    for (size_t k = 0; k < rows[r].size(); ++k) {
+      for (size_t j = 0; j < rows[r][k].size(); ++j, ++s) {
+        b.targets[r * S + s] = rows[r][k][j];
+        if (pack) {
+          b.targets_segmentation[r * S + s] = static_cast<int32_t>(k + 1);
+          b.targets_position[r * S + s] = static_cast<int32_t>(j);
+        }
+      }
+    }
+  }
+  return b;
+}
+
+const std::vector<std::vector<int32_t>> kSentences = {
+    {3, 7, 1}, {5, 9, 2, 1}, {4, 4, 6, 11, 1}, {8, 1}, {12, 3, 5, 7, 10, 1}, {2}};
+
+// Packed LM training equals unpacked training of the same sentences: the same loss sum over the
+// same tokens and the same gradients, on both attention paths, for BERT's architecture and for
+// tensor2tensor's (pre-LN, sinusoidal positions) with label smoothing.
+TEST(ModelPacking, PackedRowsGiveTheLossesAndGradientsOfOneSentencePerRow) {
+  const int S = 8;
+  const Batch packed = LmRows(kSentences, S, true), unpacked = LmRows(kSentences, S, false);
+  ASSERT_EQ(packed.batch_size, 3);
+  ASSERT_EQ(unpacked.batch_size, 6);
+  for (const ModelConfig& m : {TinyLm(2, 8, 2, 6, 12), T2tLm(TinyLm(2, 8, 3, 3, 12))}) {
+    for (AttentionPath path : {AttentionPath::kMaterialized, AttentionPath::kFused}) {
+      SCOPED_TRACE(absl::StrCat("norm ", m.norm(), " fused ", path == AttentionPath::kFused));
+      CpuOps<double> ops(1);
+      auto model = Model<double>::Create(m, &ops, {6, S, 0}, {path, false, false, 0.1f}).value();
+      model->SetParameters(RandomParameters(model->layout(), m.initializer_range(), 5));
+      LossStats stats[2];
+      std::vector<double> grads[2];
+      int i = 0;
+      for (const Batch* b : {&packed, &unpacked}) {
+        model->ZeroGrads();
+        stats[i] = model->Forward(*b, /*training=*/true, {1, 2, 0, 0}).value();
+        model->Backward();
+        grads[i++] = model->GetGradients();
+      }
+      EXPECT_EQ(stats[0].lm_tokens, 21);
+      EXPECT_EQ(stats[1].lm_tokens, 21);
+      EXPECT_NEAR(stats[0].lm_loss_sum, stats[1].lm_loss_sum, 1e-12 * stats[1].lm_loss_sum);
+      EXPECT_NEAR(stats[0].loss, stats[1].loss, 1e-12 * stats[1].loss);
+      for (size_t j = 0; j < grads[0].size(); ++j) {
+        ASSERT_NEAR(grads[0][j], grads[1][j], 1e-12 * (1 + std::fabs(grads[1][j]))) << j;
+      }
+      // Evaluation (unsmoothed) agrees too.
+      EXPECT_NEAR(model->Forward(packed, false, {}).value().lm_loss_sum,
+                  model->Forward(unpacked, false, {}).value().lm_loss_sum, 1e-12 * 60);
+    }
+  }
+}
+
+// Attention across sentences is exactly 0: changing every token of the other sentences of a
+// packed row leaves a sentence's outputs bitwise unchanged, on both paths.
+TEST(ModelPacking, OtherSentencesOfARowChangeNothing) {
+  const ModelConfig m = TinyLm(2, 8, 2, 0, 12);
+  for (AttentionPath path : {AttentionPath::kMaterialized, AttentionPath::kFused}) {
+    CpuOps<double> ops(1);
+    auto model = MakeModel(m, &ops, 4, path);
+    const int d = m.d_model();
+    Batch batch = LmRows({{3, 7, 1}, {5, 9, 1}}, kSeq, true);  // sentence 1 at 0..2, 2 at 3..5
+    ASSERT_EQ(batch.batch_size, 1);
+    const std::vector<double> before = Hidden(*model, ops, batch);
+    for (int s = 3; s < 6; ++s) batch.targets[s] = batch.targets[s] % 12 + 1;  // sentence 2
+    const std::vector<double> after = Hidden(*model, ops, batch);
+    for (int i = 0; i < 3 * d; ++i) ASSERT_EQ(before[i], after[i]) << "sentence 1 changed at " << i;
+    bool changed = false;
+    for (int i = 3 * d; i < 6 * d; ++i) changed |= before[i] != after[i];
+    EXPECT_TRUE(changed);
+  }
+}
+
+TEST(ModelPacking, InconsistentPackedFeaturesAreRejected) {
+  const ModelConfig m = TinyLm(1, 8, 2, 0, 12);
+  const Batch good = LmRows(kSentences, 8, true);
+  EXPECT_TRUE(ValidateBatch(m, good).ok());
+  Batch no_position = good;
+  no_position.targets_position.clear();
+  EXPECT_NE(ValidateBatch(m, no_position).message().find("targets_position"), std::string::npos);
+  Batch bad_position = good;
+  bad_position.targets_position[4] = 0;  // row 0, second token of sentence 2
+  EXPECT_NE(ValidateBatch(m, bad_position).message().find("restart"), std::string::npos);
+  Batch padding_in_segment = good;
+  padding_in_segment.targets_segmentation[7] = 2;  // row 0's padding slot
+  EXPECT_NE(ValidateBatch(m, padding_in_segment).message().find("targets_segmentation"),
+            std::string::npos);
+  Batch split = good;  // row 1: 1 1 1 1 1 2 2 0 -> sentence 1 again after sentence 2
+  split.targets_segmentation[8 + 6] = 1;
+  split.targets_position[8 + 6] = 0;
+  EXPECT_NE(ValidateBatch(m, split).message().find("two runs"), std::string::npos);
 }
 
 // ---- Dropout ----------------------------------------------------------------------------

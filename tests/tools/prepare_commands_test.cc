@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <tuple>
 
 #include "base/file.h"
 #include "gmock/gmock.h"
@@ -124,6 +125,84 @@ TEST_F(PrepareCommandsTest, SmallRunSucceeds) {
                       " --output_dir=" + dir_ + "/bert --num_shards=2 --dupe_factor=2");
   EXPECT_EQ(r.exit_code, 0) << r.stderr_text;
   EXPECT_TRUE(testing::FileExists(dir_ + "/bert/train-00001-of-00002.tfrecord"));
+}
+
+// BERT's two phases from one command: --max_seq_length=128,512-style lists write one set per
+// length in --output_dir/seq<N>/, each byte-identical to a run for that length alone; the
+// lists must pair up.
+TEST_F(PrepareCommandsTest, TwoSequenceLengthsInOneRun) {
+  std::string vocab = testing::CachePath("vocab.txt");
+  HR_SKIP_WITHOUT_BUNDLED(vocab);
+  const std::string common = "prepare-bert --input_file=" + text_ + " --valid_file=" + text_ +
+                             " --vocab_file=" + vocab + " --num_shards=2 --dupe_factor=3";
+  Result both = Headroom(common + " --output_dir=" + dir_ +
+                         "/both --max_seq_length=16,32 --max_predictions_per_seq=3,6");
+  ASSERT_EQ(both.exit_code, 0) << both.stderr_text;
+  for (int len : {16, 32}) {
+    const std::string alone = dir_ + "/alone" + std::to_string(len);
+    Result r =
+        Headroom(common + " --output_dir=" + alone + " --max_seq_length=" + std::to_string(len) +
+                 " --max_predictions_per_seq=" + std::to_string(len == 16 ? 3 : 6));
+    ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+    for (const char* shard :
+         {"train-00000-of-00002", "train-00001-of-00002", "valid-00000-of-00001"}) {
+      auto a = ReadFile(dir_ + "/both/seq" + std::to_string(len) + "/" + shard + ".tfrecord");
+      auto b = ReadFile(alone + "/" + shard + ".tfrecord");
+      ASSERT_TRUE(a.ok()) << a.status();
+      ASSERT_TRUE(b.ok()) << b.status();
+      EXPECT_FALSE(a->empty());
+      EXPECT_TRUE(*a == *b) << "seq" << len << "/" << shard << " differs from a run of its own";
+    }
+  }
+  ExpectOneLineError(Headroom(common + " --output_dir=" + dir_ +
+                              "/bad --max_seq_length=16,32 --max_predictions_per_seq=3"),
+                     "one per length");
+  ExpectOneLineError(Headroom(common + " --output_dir=" + dir_ + "/bad --max_seq_length=16,x"),
+                     "--max_seq_length=16,x");
+}
+
+// Data preparation on every core gives the same shards: prepare-lm and prepare-bert with 1 and
+// with several tokenizer workers write identical bytes; SentencePiece, trained on a sample of
+// --input_sentence_size sentences (drawn with its own fixed seed), trains the same model each
+// time, and another one on another sample size.
+TEST_F(PrepareCommandsTest, OutputIsTheSameForAnyNumberOfWorkers) {
+  const std::string corpus = testing::CachePath("corpus/valid.txt");
+  const std::string vocab = testing::CachePath("vocab.txt");
+  HR_SKIP_WITHOUT_BUNDLED(corpus);
+  HR_SKIP_WITHOUT_BUNDLED(vocab);
+  auto same = [](const std::string& a, const std::string& b) {
+    auto x = ReadFile(a), y = ReadFile(b);
+    EXPECT_TRUE(x.ok()) << a;
+    EXPECT_TRUE(y.ok()) << b;
+    return x.ok() && y.ok() && !x->empty() && *x == *y;
+  };
+  auto lm = [&](const std::string& out, int workers, int sentences) {
+    return Headroom("prepare-lm --input_file=" + corpus + " --spm_model=" + out +
+                    "/lm.model --output_dir=" + out +
+                    " --vocab_size=500 --max_length=64 --pack --num_shards=2 "
+                    "--input_sentence_size=" +
+                    std::to_string(sentences) + " --num_workers=" + std::to_string(workers));
+  };
+  for (const auto& [dir, workers, sentences] :
+       {std::tuple{"lm1", 1, 2000}, std::tuple{"lm2", 2, 2000}, std::tuple{"lm3", 2, 3000}}) {
+    Result r = lm(dir_ + "/" + dir, workers, sentences);
+    ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  }
+  // lm.vocab: every piece and its score (lm.model also records the paths it was trained with).
+  EXPECT_TRUE(same(dir_ + "/lm1/lm.vocab", dir_ + "/lm2/lm.vocab"));
+  EXPECT_FALSE(same(dir_ + "/lm1/lm.vocab", dir_ + "/lm3/lm.vocab"))
+      << "--input_sentence_size is not used";
+  for (const char* shard : {"/train-00000-of-00002.tfrecord", "/train-00001-of-00002.tfrecord"}) {
+    EXPECT_TRUE(same(dir_ + "/lm1" + shard, dir_ + "/lm2" + shard)) << shard;
+  }
+  for (int workers : {1, 3}) {
+    Result r = Headroom("prepare-bert --input_file=" + corpus + " --vocab_file=" + vocab +
+                        " --output_dir=" + dir_ + "/bert" + std::to_string(workers) +
+                        " --num_shards=1 --dupe_factor=1 --num_workers=" + std::to_string(workers));
+    ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  }
+  EXPECT_TRUE(same(dir_ + "/bert1/train-00000-of-00001.tfrecord",
+                   dir_ + "/bert3/train-00000-of-00001.tfrecord"));
 }
 
 }  // namespace

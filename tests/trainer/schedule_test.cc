@@ -1,6 +1,6 @@
 // Learning-rate schedules against values computed by hand from the formulas in
-// trainer/schedule.h (Google BERT's warm-up + linear decay, tensor2tensor's rsqrt, constant)
-// and BERT's two-phase recipe with its re-warm-up.
+// trainer/schedule.h (Google BERT's warm-up + linear decay, tensor2tensor's two rsqrt forms,
+// constant) and BERT's two-phase recipe with its re-warm-up.
 #include "trainer/schedule.h"
 
 #include <cstdlib>
@@ -72,6 +72,9 @@ TEST(ScheduleTest, NoWarmupStartsAtThePeak) {
   EXPECT_DOUBLE_EQ(s->LearningRate(3), 0.5);
 }
 
+// tensor2tensor's "constant*linear_warmup*rsqrt_decay" (utils/learning_rate.py): the factors
+// constant = lr, linear_warmup = min(1, step / W), rsqrt_decay = rsqrt(max(step, W)), with
+// step = global_step counted from 0. By hand for lr = 2, W = 4: peak 2 / sqrt(4) = 1 at t = 4.
 TEST(ScheduleTest, WarmupThenInverseSquareRoot) {
   auto s = LearningRateSchedule::Create(Config(R"pb(
     train {
@@ -79,7 +82,25 @@ TEST(ScheduleTest, WarmupThenInverseSquareRoot) {
       schedule { type: LINEAR_WARMUP_RSQRT learning_rate: 2.0 warmup_steps: 4 }
     })pb"));
   ASSERT_TRUE(s.ok()) << s.status();
-  // 2 * min(g/4, sqrt(4/g)).
+  EXPECT_DOUBLE_EQ(s->LearningRate(0), 0.0);      // 2 * 0/4 / 2
+  EXPECT_DOUBLE_EQ(s->LearningRate(1), 0.25);     // 2 * 1/4 / 2
+  EXPECT_DOUBLE_EQ(s->LearningRate(2), 0.5);      // 2 * 2/4 / 2
+  EXPECT_DOUBLE_EQ(s->LearningRate(4), 1.0);      // 2 * 1 / 2: the peak, lr / sqrt(W)
+  EXPECT_DOUBLE_EQ(s->LearningRate(16), 0.5);     // 2 / 4
+  EXPECT_DOUBLE_EQ(s->LearningRate(100), 0.2);    // 2 / 10
+  EXPECT_DOUBLE_EQ(s->LearningRate(400), 0.1);    // 2 / 20
+  EXPECT_DOUBLE_EQ(s->LearningRate(1600), 0.05);  // past the end: the formula continues
+}
+
+// tensor2tensor's "constant*linear_warmup*rsqrt_normalized_decay": rsqrt_decay times sqrt(W),
+// so the peak is lr itself: 2 * min(t/4, sqrt(4/t)).
+TEST(ScheduleTest, WarmupThenNormalizedInverseSquareRoot) {
+  auto s = LearningRateSchedule::Create(Config(R"pb(
+    train {
+      steps: 1000
+      schedule { type: LINEAR_WARMUP_RSQRT_NORMALIZED learning_rate: 2.0 warmup_steps: 4 }
+    })pb"));
+  ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_DOUBLE_EQ(s->LearningRate(0), 0.0);
   EXPECT_DOUBLE_EQ(s->LearningRate(1), 0.5);
   EXPECT_DOUBLE_EQ(s->LearningRate(2), 1.0);
@@ -87,7 +108,29 @@ TEST(ScheduleTest, WarmupThenInverseSquareRoot) {
   EXPECT_DOUBLE_EQ(s->LearningRate(16), 1.0);
   EXPECT_DOUBLE_EQ(s->LearningRate(100), 0.4);
   EXPECT_DOUBLE_EQ(s->LearningRate(400), 0.2);
-  EXPECT_DOUBLE_EQ(s->LearningRate(1600), 0.1);  // past the end: the formula continues
+}
+
+// The paper's LM1B schedule as every configs/paper/lm1b_* file states it: learning rate 0.1,
+// 10k warm-up steps, t2t's rsqrt decay: 0.1 * min(1, t/W) / sqrt(max(t, W)) at t = W/2, W, 4W
+// is 0.1 * 0.5 / 100, 0.1 / 100 and 0.1 / 200 (the peak is 1e-3, not 0.1).
+TEST(ScheduleTest, PaperLm1bRecipe) {
+  const char* root = std::getenv("HEADROOM_SOURCE_DIR");
+  ASSERT_NE(root, nullptr) << "ctest sets HEADROOM_SOURCE_DIR";
+  for (const char* name : {"lm1b_std_d512_h8", "lm1b_std_d256_h16", "lm1b_fixed_d256_h70_p32"}) {
+    SCOPED_TRACE(name);
+    auto c = LoadConfig(std::string(root) + "/configs/paper/" + name + ".textproto");
+    ASSERT_TRUE(c.ok()) << c.status();
+    auto s = LearningRateSchedule::Create(*c);
+    ASSERT_TRUE(s.ok()) << s.status();
+    const double lr = static_cast<double>(0.1f);  // the config's float
+    EXPECT_EQ(s->type(), ScheduleConfig::LINEAR_WARMUP_RSQRT);
+    EXPECT_EQ(s->total_steps(), 250000);
+    EXPECT_DOUBLE_EQ(s->LearningRate(0), 0.0);
+    EXPECT_DOUBLE_EQ(s->LearningRate(5000), lr * 0.5 / 100);
+    EXPECT_DOUBLE_EQ(s->LearningRate(10000), lr / 100);
+    EXPECT_DOUBLE_EQ(s->LearningRate(40000), lr / 200);
+    EXPECT_NEAR(s->LearningRate(10000), 1e-3, 1e-10);
+  }
 }
 
 TEST(ScheduleTest, ConstantWithAndWithoutWarmup) {
@@ -165,6 +208,48 @@ TEST(ScheduleTest, PaperBertLargeRecipe) {
   EXPECT_EQ(s->PhaseAt(460000).max_predictions_per_seq, 80);
 }
 
+// train.global_batch_tokens: each phase trains tokens / seq_length sequences unless it sets its
+// own batch (BERT-like: 65536 tokens are 512 sequences of 128, then 128 of 512).
+TEST(ScheduleTest, BatchInTokensBecomesSequencesPerPhase) {
+  ExperimentConfig c = Config(R"pb(
+    train {
+      global_batch_tokens: 65536
+      phases { steps: 10 seq_length: 128 }
+      phases { steps: 5 seq_length: 512 }
+      phases { steps: 5 seq_length: 512 global_batch_size: 7 }
+    })pb");
+  c.mutable_train()->set_global_batch_size(0);
+  c.mutable_model()->set_max_positions(512);
+  auto s = LearningRateSchedule::Create(c);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->phases()[0].global_batch_size, 512);
+  EXPECT_EQ(s->phases()[1].global_batch_size, 128);
+  EXPECT_EQ(s->phases()[2].global_batch_size, 7);
+
+  ExperimentConfig odd = Config("train { steps: 3 global_batch_tokens: 100 }");
+  odd.mutable_train()->set_global_batch_size(0);
+  auto bad = LearningRateSchedule::Create(odd);  // data.seq_length is 16
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("train.global_batch_tokens"), absl::string_view::npos);
+  EXPECT_NE(bad.status().message().find("16"), absl::string_view::npos) << bad.status();
+  ExperimentConfig few = Config("train { steps: 3 global_batch_tokens: 8 }");
+  few.mutable_train()->set_global_batch_size(0);
+  EXPECT_FALSE(LearningRateSchedule::Create(few).ok());  // not a multiple of 16 either way
+}
+
+// The paper's LM1B batch: 4096 tokens per core on 8 cores = 32768 tokens = 128 sequences of 256.
+TEST(ScheduleTest, PaperLm1bBatchIs128SequencesOf256) {
+  const char* root = std::getenv("HEADROOM_SOURCE_DIR");
+  ASSERT_NE(root, nullptr) << "ctest sets HEADROOM_SOURCE_DIR";
+  auto c = LoadConfig(std::string(root) + "/configs/paper/lm1b_fixed_d256_h16_p32.textproto");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->train().global_batch_tokens(), 8 * 4096);
+  auto s = LearningRateSchedule::Create(*c);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->phases()[0].seq_length, 256);
+  EXPECT_EQ(s->phases()[0].global_batch_size, 128);
+}
+
 TEST(ScheduleTest, RejectsInconsistentSettings) {
   auto mismatch = LearningRateSchedule::Create(Config(R"pb(
     train {
@@ -181,6 +266,14 @@ TEST(ScheduleTest, RejectsInconsistentSettings) {
     })pb"));
   ASSERT_FALSE(rsqrt.ok());
   EXPECT_NE(rsqrt.status().message().find("train.schedule.warmup_steps"), absl::string_view::npos);
+  auto normalized = LearningRateSchedule::Create(Config(R"pb(
+    train {
+      steps: 7
+      schedule { type: LINEAR_WARMUP_RSQRT_NORMALIZED learning_rate: 1 }
+    })pb"));
+  ASSERT_FALSE(normalized.ok());
+  EXPECT_NE(normalized.status().message().find("train.schedule.warmup_steps"),
+            absl::string_view::npos);
 
   auto long_warmup = LearningRateSchedule::Create(Config(R"pb(
     train { phases { steps: 5 seq_length: 16 warmup_steps: 6 } })pb"));
