@@ -212,13 +212,14 @@ class Model {
 
   // ---- The encoder alone, for fine-tuning heads (model/task_model.h) ----------------------
   // Runs the embeddings and the layers of a BERT model on `batch`'s input_ids, input_mask and
-  // segment_ids (ValidateEncoderInputs; the pre-training fields are not read), leaving h_L in
-  // hidden(). `training` and `base` as Forward. Computes no loss; after it BackwardEncoder (not
-  // Backward) is allowed when training. FailedPrecondition for a causal LM.
+  // segment_ids (ValidateEncoderInputs; the pre-training fields are not read), leaving the
+  // encoder output (h_L; LN_f(h_L) for PRE_LN) in hidden(). `training` and `base` as Forward.
+  // Computes no loss; after it BackwardEncoder (not Backward) is allowed when training.
+  // FailedPrecondition for a causal LM.
   [[nodiscard]] absl::Status ForwardEncoder(const Batch& batch, bool training,
                                             const DropoutKey& base);
-  // The [B*S, d] device buffer in which a head puts d loss / d h_L before BackwardEncoder, which
-  // destroys it.
+  // The [B*S, d] device buffer in which a head puts d loss / d hidden() before BackwardEncoder,
+  // which destroys it.
   T* hidden_grad() { return dh_[0]; }
   // Back-propagates hidden_grad() through the layers and the embeddings of the last training
   // ForwardEncoder, adding into grads(). `hook` as Backward's: first with layer = num_layers

@@ -137,11 +137,14 @@ absl::StatusOr<EvalResult> EvaluateCheckpoint(const std::string& checkpoint,
   HR_ASSIGN_OR_RETURN(std::string dir, ResolveCheckpoint(checkpoint));
   HR_ASSIGN_OR_RETURN(Checkpoint ck, LoadCheckpoint(dir, nullptr, /*with_optimizer=*/false));
   const ExperimentConfig& config = ck.config;
-  const std::string data = files.empty() ? config.data().eval_files() : files;
-  if (data.empty()) return absl::InvalidArgumentError("no evaluation data: pass --data GLOB");
   HR_ASSIGN_OR_RETURN(LearningRateSchedule schedule, LearningRateSchedule::Create(config));
-  // The phase the checkpoint stopped in gives the sequence length evaluated.
+  // The phase the checkpoint stopped in gives the sequence length evaluated, and its own
+  // eval_files (when it names them) the default data.
   const SchedulePhase& phase = schedule.PhaseAt(std::max<int64_t>(ck.state.step - 1, 0));
+  const std::string data = !files.empty()              ? files
+                           : !phase.eval_files.empty() ? phase.eval_files
+                                                       : config.data().eval_files();
+  if (data.empty()) return absl::InvalidArgumentError("no evaluation data: pass --data GLOB");
   if (batch_size <= 0) {
     batch_size = config.train().micro_batch_size() > 0 ? config.train().micro_batch_size()
                                                        : phase.global_batch_size;

@@ -660,8 +660,9 @@ absl::Status Trainer::Evaluate() {
       RunEval(*model_, *eval_source_, tc_.eval_batches(), eval_global_, eval_phase_->seq_length,
               eval_phase_->max_predictions_per_seq, &HostComm());
   if (!e.ok()) {
-    return absl::Status(e.status().code(), absl::StrCat("step ", step_, ": evaluation data ",
-                                                        eval_files_, ": ", e.status().message()));
+    return absl::Status(e.status().code(),
+                        absl::StrCat("step ", step_, ": evaluation data ", EvalFiles(*eval_phase_),
+                                     ": ", e.status().message()));
   }
   if (metrics_) HR_RETURN_IF_ERROR(metrics_->LogEval(step_, e->Values()));
   return absl::OkStatus();

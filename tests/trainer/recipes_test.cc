@@ -25,6 +25,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/trainer/lm_shards.h"
 #include "trainer/checkpoint.h"
+#include "trainer/evaluation.h"
 #include "trainer/trainer.h"
 
 namespace headroom {
@@ -166,6 +167,12 @@ TEST_F(RecipesTest, BertPhasesSwitchShardsAndResumeAcrossTheBoundaryBitwise) {
   }
   EXPECT_EQ(eval_loss.size(), 2u);
   EXPECT_TRUE(eval_loss.count(3) && eval_loss.count(6));
+  // `headroom eval` on the last checkpoint (phase 2) reads phase 2's own 16-token eval shards
+  // (there is no data.eval_files): 4 sequences, scored as the trainer scored them at step 6.
+  auto e = EvaluateCheckpoint(root_ + "/straight", "", 1, 4, DeviceKind::kCpu);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->sequences, 4);
+  EXPECT_NEAR(e->loss, eval_loss[6], 1e-6 * eval_loss[6]);
 }
 
 TEST_F(RecipesTest, APhaseReadingShardsOfAnotherLengthFailsBeforeTheFirstStep) {
