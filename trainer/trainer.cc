@@ -680,12 +680,14 @@ absl::Status Trainer::LogAttentionRank(int64_t at) {
 absl::Status Trainer::Save(double loss) {
   std::vector<float> m, v;
   optimizer_->ExportState(&m, &v);
+  // Moments or weights read back from a failed device are not the model: write nothing. Every
+  // rank checks its moments before the shards are gathered, rank 0 its weights.
+  HR_RETURN_IF_ERROR(CheckBackend("reading the moments back for the checkpoint", step_));
   HR_ASSIGN_OR_RETURN(m, data_parallel_->GatherShards(std::move(m)));
   HR_ASSIGN_OR_RETURN(v, data_parallel_->GatherShards(std::move(v)));
   if (!lead_) return absl::OkStatus();
   std::vector<float> params(static_cast<size_t>(model_->layout().total()));
   model_->CopyParametersToHost(params.data());
-  // Weights read back from a failed device are not the model: write nothing.
   HR_RETURN_IF_ERROR(CheckBackend("reading the weights back for the checkpoint", step_));
   TrainerState st;
   st.step = step_;

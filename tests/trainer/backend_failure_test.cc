@@ -142,11 +142,11 @@ TEST_P(BackendFailureTest, AFailedOptimizerStepStopsTheRunBeforeTheLog) {
   EXPECT_TRUE(CheckpointNames().empty());
 }
 
-// Step 4 is done when its checkpoint's copy of the weights fails: no checkpoint of step 4
-// (and no partial one) is written; step 2's stays.
+// Step 4 is done when its checkpoint's read-back of the optimizer moments fails: no checkpoint
+// of step 4 (and no partial one) is written; step 2's stays.
 TEST_P(BackendFailureTest, NoCheckpointIsWrittenFromAFailedBackend) {
   auto r = TrainFailing(/*arm_after=*/4, 1, "CopyToHost");
-  ExpectMessage(r, "step 4: reading the weights back for the checkpoint: the backend failed: ",
+  ExpectMessage(r, "step 4: reading the moments back for the checkpoint: the backend failed: ",
                 "FailingOps: CopyToHost (call 1 counted) failed, injected");
   EXPECT_EQ(CheckpointNames(), (std::vector<std::string>{"step-00000002"}));
   for (const auto& e : fs::directory_iterator(root_ + "/run/checkpoints")) {
