@@ -15,37 +15,21 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <iterator>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/run_command.h"
 
 namespace {
 
+using ::headroom::testing::CommandResult;
+using ::headroom::testing::RunCommand;
+
 namespace fs = std::filesystem;
-
-struct Result {
-  int exit_code = -1;
-  double seconds = 0;
-  std::string output;
-};
-
-Result RunCommand(const std::string& command) {
-  Result r;
-  const auto start = std::chrono::steady_clock::now();
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return r;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) r.output.append(buffer, n);
-  int status = pclose(pipe);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
 
 // True while `pid` is a live comm_deadline_helper (not a recycled pid, not a zombie).
 bool HelperAlive(int pid) {
@@ -103,9 +87,9 @@ void RunStoppedRankJob(int ranks) {
   ASSERT_NE(mkdtemp(pattern), nullptr) << std::strerror(errno);
   const std::string dir = pattern;
   // `timeout` is a guard so that a regression fails this test instead of hanging ctest.
-  Result r = RunCommand(std::string("timeout -s KILL 60 ") + HEADROOM_MPIEXEC +
-                        " --allow-run-as-root --oversubscribe -np " + std::to_string(ranks) + " " +
-                        HEADROOM_DEADLINE_HELPER + " 1 2 " + dir);
+  CommandResult r = RunCommand(std::string("timeout -s KILL 60 ") + HEADROOM_MPIEXEC +
+                               " --allow-run-as-root --oversubscribe -np " + std::to_string(ranks) +
+                               " " + HEADROOM_DEADLINE_HELPER + " 1 2 " + dir);
   const std::vector<int> left = KillLeftovers(dir);
   fs::remove_all(dir);
   EXPECT_TRUE(left.empty()) << left.size() << " rank(s) still ran after the job ended\n"

@@ -2,42 +2,22 @@
 // `mpirun -np 3 comm_failure_helper 1` (failure_helper.cc) and checks the exit status, the
 // elapsed time (< 30 s, the acceptance limit; in practice about a second) and that the output
 // carries "rank 1: <message>".
-#include <sys/wait.h>
-
-#include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/run_command.h"
 
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  double seconds = 0;
-  std::string output;
-};
-
-Result RunCommand(const std::string& command) {
-  Result r;
-  const auto start = std::chrono::steady_clock::now();
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return r;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) r.output.append(buffer, n);
-  int status = pclose(pipe);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+using ::headroom::testing::CommandResult;
+using ::headroom::testing::RunCommand;
 
 TEST(FailureTest, OneFailingRankEndsTheWholeJobWithItsMessage) {
   setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
   setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   // `timeout` is a guard so that a regression fails this test instead of hanging ctest.
-  Result r =
+  CommandResult r =
       RunCommand(std::string("timeout -s KILL 60 ") + HEADROOM_MPIEXEC +
                  " --allow-run-as-root --oversubscribe -np 3 " + HEADROOM_FAILURE_HELPER + " 1");
   EXPECT_NE(r.exit_code, 0) << r.output;
@@ -52,7 +32,7 @@ TEST(FailureTest, OneFailingRankEndsTheWholeJobWithItsMessage) {
 TEST(FailureTest, AFailingRankZeroIsReportedToo) {
   setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
   setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-  Result r =
+  CommandResult r =
       RunCommand(std::string("timeout -s KILL 60 ") + HEADROOM_MPIEXEC +
                  " --allow-run-as-root --oversubscribe -np 2 " + HEADROOM_FAILURE_HELPER + " 0");
   EXPECT_NE(r.exit_code, 0) << r.output;

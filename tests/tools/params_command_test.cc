@@ -2,8 +2,6 @@
 // --zero_stage against the hand formula (fp32 parameters and gradients, AdamW's m and v plus
 // one scalar; ZeRO-1: 1/R of the moments and a shard gradient of 1/R), on BERT-large; a bad
 // flag gives one line naming it and a non-zero exit.
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -12,26 +10,15 @@
 
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "tests/run_command.h"
 
 namespace headroom {
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  std::string out;
-};
+using testing::CommandResult;
 
-Result Params(const std::string& args) {
-  const std::string cmd = std::string(HEADROOM_BINARY) + " params " + args + " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+CommandResult Params(const std::string& args) {
+  return testing::RunCommand(std::string(HEADROOM_BINARY) + " params " + args);
 }
 
 // The one data row of a --format=csv run, by column name.
@@ -52,9 +39,9 @@ const std::string kBertLarge =
     std::string(HEADROOM_SOURCE_DIR_FOR_TESTS) + "/configs/paper/bert_large.textproto";
 
 TEST(ParamsCommandTest, MemoryPerRankFollowsTheZeroStage) {
-  Result r0 = Params("--format=csv --ranks=8 --zero_stage=0 " + kBertLarge);
-  ASSERT_EQ(r0.exit_code, 0) << r0.out;
-  std::map<std::string, double> stage0 = CsvRow(r0.out);
+  CommandResult r0 = Params("--format=csv --ranks=8 --zero_stage=0 " + kBertLarge);
+  ASSERT_EQ(r0.exit_code, 0) << r0.output;
+  std::map<std::string, double> stage0 = CsvRow(r0.output);
   const double n = stage0["params"];
   EXPECT_EQ(n, 336226108);  // BERT-large, as the paper and Google's checkpoint
   EXPECT_EQ(stage0["param_bytes_per_rank"], 4 * n);
@@ -62,9 +49,9 @@ TEST(ParamsCommandTest, MemoryPerRankFollowsTheZeroStage) {
   EXPECT_EQ(stage0["optimizer_bytes_per_rank"], 4 * (2 * n + 1));  // AdamW: m, v, a scalar
   EXPECT_EQ(stage0["activation_bytes_per_rank"], 0);               // no --micro_batch
 
-  Result r1 = Params("--format=csv --ranks=8 --zero_stage=1 " + kBertLarge);
-  ASSERT_EQ(r1.exit_code, 0) << r1.out;
-  std::map<std::string, double> stage1 = CsvRow(r1.out);
+  CommandResult r1 = Params("--format=csv --ranks=8 --zero_stage=1 " + kBertLarge);
+  ASSERT_EQ(r1.exit_code, 0) << r1.output;
+  std::map<std::string, double> stage1 = CsvRow(r1.output);
   EXPECT_EQ(stage1["param_bytes_per_rank"], 4 * n);
   // 1/8 of the moments; the buckets' tails (< 8 elements each) sit on the last rank.
   EXPECT_NEAR(stage1["optimizer_bytes_per_rank"], 4 * 2 * n / 8, 4 * 2 * 64);
@@ -73,19 +60,19 @@ TEST(ParamsCommandTest, MemoryPerRankFollowsTheZeroStage) {
 
 TEST(ParamsCommandTest, ActivationsNeedAMicroBatchAndGrowWithIt) {
   std::map<std::string, double> a =
-      CsvRow(Params("--format=csv --micro_batch=2 " + kBertLarge).out);
+      CsvRow(Params("--format=csv --micro_batch=2 " + kBertLarge).output);
   std::map<std::string, double> b =
-      CsvRow(Params("--format=csv --micro_batch=4 " + kBertLarge).out);
+      CsvRow(Params("--format=csv --micro_batch=4 " + kBertLarge).output);
   EXPECT_GT(a["activation_bytes_per_rank"], 0);
   // Every activation buffer is proportional to the micro-batch (model/transformer.h).
   EXPECT_EQ(b["activation_bytes_per_rank"], 2 * a["activation_bytes_per_rank"]);
 }
 
 TEST(ParamsCommandTest, BadZeroStageIsOneLineAndAFailure) {
-  Result r = Params("--zero_stage=2 " + kBertLarge);
+  CommandResult r = Params("--zero_stage=2 " + kBertLarge);
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.out.find("--zero_stage=2"), std::string::npos) << r.out;
-  EXPECT_EQ(r.out.find('\n'), r.out.size() - 1) << "one line: " << r.out;
+  EXPECT_NE(r.output.find("--zero_stage=2"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find('\n'), r.output.size() - 1) << "one line: " << r.output;
 }
 
 }  // namespace

@@ -17,33 +17,17 @@
 
 #include "data/sharded_loader.h"
 #include "gtest/gtest.h"
+#include "tests/run_command.h"
 #include "tests/trainer/lm_shards.h"
 #include "tests/trainer/tiny_lm_config.h"
 
 namespace headroom {
 namespace {
 
+using testing::CommandResult;
+using testing::RunCommand;
+
 namespace fs = std::filesystem;
-
-struct Result {
-  int exit_code = -1;
-  double seconds = 0;
-  std::string output;
-};
-
-Result RunCommand(const std::string& command) {
-  Result r;
-  const auto start = std::chrono::steady_clock::now();
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return r;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) r.output.append(buffer, n);
-  const int status = pclose(pipe);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
 
 const std::string kConfig = testing::TinyLmConfig(R"pb(
   train {
@@ -96,10 +80,10 @@ TEST(DataParallelFailureTest, ACorruptRecordOnRankOneEndsTheJobWithItsMessage) {
   setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
   setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   // `timeout` is a guard so that a regression fails this test instead of hanging ctest.
-  const Result r = RunCommand(std::string("timeout -s KILL 60 ") + HEADROOM_MPIEXEC +
-                              " --allow-run-as-root --oversubscribe -np 2 " + HEADROOM_BINARY +
-                              " train --config " + root + "/tiny.textproto --data " + shard +
-                              " --run_dir " + root + "/run");
+  const CommandResult r = RunCommand(
+      std::string("timeout -s KILL 60 ") + HEADROOM_MPIEXEC +
+      " --allow-run-as-root --oversubscribe -np 2 " + HEADROOM_BINARY + " train --config " + root +
+      "/tiny.textproto --data " + shard + " --run_dir " + root + "/run");
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_NE(r.exit_code, 137) << "killed by the 60 s guard: a rank hung\n" << r.output;
   EXPECT_LT(r.seconds, 30.0) << r.output;
