@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "base/bf16.h"
 #include "base/file.h"
 #include "base/status_macros.h"
 #include "config/load.h"
@@ -17,7 +18,7 @@ namespace {
 
 using nlohmann::json;
 
-// IEEE half and bfloat16 to float.
+// IEEE half to float (bfloat16: base/bf16.h).
 float HalfToFloat(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
   uint32_t exp = (h >> 10) & 0x1F, mant = h & 0x3FF, bits;
@@ -42,13 +43,6 @@ float HalfToFloat(uint16_t h) {
   return f;
 }
 
-float Bf16ToFloat(uint16_t b) {
-  const uint32_t bits = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
-}
-
 // Copies tensor `t` of `file` (any float dtype) into out[0 .. numel).
 absl::Status CopyAsFloat(const SafeTensorsFile& file, const SafeTensorInfo& t, float* out) {
   const absl::string_view d = file.data(t);
@@ -68,7 +62,7 @@ absl::Status CopyAsFloat(const SafeTensorsFile& file, const SafeTensorInfo& t, f
       case DType::kBF16: {
         uint16_t v;
         std::memcpy(&v, d.data() + 2 * i, 2);
-        out[i] = t.dtype == DType::kF16 ? HalfToFloat(v) : Bf16ToFloat(v);
+        out[i] = t.dtype == DType::kF16 ? HalfToFloat(v) : static_cast<float>(Bf16::FromBits(v));
         break;
       }
       default:
