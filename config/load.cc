@@ -94,6 +94,11 @@ absl::Status ValidateModel(const ModelConfig& m, const std::string& s) {
   }
   HR_RETURN_IF_ERROR(RequireRate(s, "model.hidden_dropout", m.hidden_dropout()));
   HR_RETURN_IF_ERROR(RequireRate(s, "model.attention_dropout", m.attention_dropout()));
+  HR_RETURN_IF_ERROR(RequireRate(s, "model.ffn_dropout", m.ffn_dropout()));
+  if (m.initializer() != ModelConfig::TRUNCATED_NORMAL &&
+      m.initializer() != ModelConfig::UNIFORM_UNIT_SCALING) {
+    return Invalid(s, "model.initializer", "must be TRUNCATED_NORMAL or UNIFORM_UNIT_SCALING");
+  }
   if (!(m.layer_norm_epsilon() > 0.0f)) {
     return Invalid(s, "model.layer_norm_epsilon",
                    absl::StrCat("must be > 0 (got ", m.layer_norm_epsilon(), ")"));
@@ -436,6 +441,8 @@ void FillDefaults(ExperimentConfig& c) {
   if (!m.has_position()) m.set_position(ModelConfig::LEARNED);
   if (!m.has_scale_embeddings()) m.set_scale_embeddings(false);
   if (!m.has_output_bias()) m.set_output_bias(true);
+  if (!m.has_ffn_dropout()) m.set_ffn_dropout(0.0f);
+  if (!m.has_initializer()) m.set_initializer(ModelConfig::TRUNCATED_NORMAL);
   DataConfig& d = *c.mutable_data();
   if (!d.has_masked_lm_prob()) d.set_masked_lm_prob(0.15f);
   TrainConfig& t = *c.mutable_train();

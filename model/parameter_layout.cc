@@ -68,17 +68,17 @@ ParameterLayout ParameterLayout::ForModel(const ModelConfig& m, const TaskHead& 
   const int64_t d = m.d_model(), V = m.vocab_size(), P = m.max_positions();
   const int64_t inner = static_cast<int64_t>(m.num_heads()) * HeadSize(m);
   const int64_t ff = m.ffn_size();
-  constexpr ParamInit kN = ParamInit::kTruncatedNormal, kZ = ParamInit::kZeros,
-                      kO = ParamInit::kOnes;
+  constexpr ParamInit kN = ParamInit::kMatrix, kE = ParamInit::kEmbedding,
+                      kZ = ParamInit::kZeros, kO = ParamInit::kOnes;
   const std::string& p = L.prefix_;
 
   const bool pre_ln = m.norm() == ModelConfig::PRE_LN;
-  L.Add(p + "embeddings.word_embeddings.weight", {V, d}, kN, true, -1);
+  L.Add(p + "embeddings.word_embeddings.weight", {V, d}, kE, true, -1);
   if (m.position() != ModelConfig::SINUSOIDAL) {
-    L.Add(p + "embeddings.position_embeddings.weight", {P, d}, kN, true, -1);
+    L.Add(p + "embeddings.position_embeddings.weight", {P, d}, kE, true, -1);
   }
   if (bert)
-    L.Add(p + "embeddings.token_type_embeddings.weight", {m.type_vocab_size(), d}, kN, true, -1);
+    L.Add(p + "embeddings.token_type_embeddings.weight", {m.type_vocab_size(), d}, kE, true, -1);
   if (!pre_ln) {
     L.Add(p + "embeddings.LayerNorm.weight", {d}, kO, false, -1);
     L.Add(p + "embeddings.LayerNorm.bias", {d}, kZ, false, -1);
@@ -124,7 +124,7 @@ ParameterLayout ParameterLayout::ForModel(const ModelConfig& m, const TaskHead& 
     L.Add("cls.predictions.transform.dense.bias", {d}, kZ, false, -1);
     L.Add("cls.predictions.transform.LayerNorm.weight", {d}, kO, false, -1);
     L.Add("cls.predictions.transform.LayerNorm.bias", {d}, kZ, false, -1);
-    if (!m.tie_output_embedding()) L.Add("cls.predictions.decoder.weight", {V, d}, kN, true, -1);
+    if (!m.tie_output_embedding()) L.Add("cls.predictions.decoder.weight", {V, d}, kE, true, -1);
     if (HasOutputBias(m)) L.Add("cls.predictions.bias", {V}, kZ, false, -1);
     L.Add("cls.seq_relationship.weight", {2, d}, kN, true, -1);
     L.Add("cls.seq_relationship.bias", {2}, kZ, false, -1);
@@ -136,7 +136,7 @@ ParameterLayout ParameterLayout::ForModel(const ModelConfig& m, const TaskHead& 
       L.Add("classifier.bias", {head.num_labels}, kZ, false, -1);
     }
   } else {
-    if (!m.tie_output_embedding()) L.Add("lm.output.weight", {V, d}, kN, true, -1);
+    if (!m.tie_output_embedding()) L.Add("lm.output.weight", {V, d}, kE, true, -1);
     if (HasOutputBias(m)) L.Add("lm.output.bias", {V}, kZ, false, -1);
   }
   return L;

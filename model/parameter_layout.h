@@ -41,7 +41,8 @@ namespace headroom {
 
 // How a tensor is initialised (BERT's scheme).
 enum class ParamInit {
-  kTruncatedNormal,  // N(0, initializer_range^2) truncated at 2 standard deviations
+  kMatrix,     // a weight matrix [out, in] (model.initializer: model/init.h)
+  kEmbedding,  // an embedding table [rows, d] (word, position, token type; an untied output)
   kZeros,            // biases
   kOnes,             // LayerNorm gains
 };

@@ -115,10 +115,12 @@ class EncoderLayer {
   // (post-LN) or LN1(x) (pre-LN).
   const T* AttentionInput(const T* x) const { return pre_ln_ ? ln1_kept_ : x; }
 
-  // out [N, d] = block(x). scratch: ScratchElements.
+  // out [N, d] = block(x). scratch: ScratchElements. The dropout rates (0 in evaluation):
+  // attention probabilities, sublayer outputs, and the FFN's activations.
   void Forward(const T* x, int B, int S, const int32_t* key_segments, bool causal, float attn_rate,
-               float hidden_rate, const DropoutKey& base, T* out, T* scratch) {
+               float hidden_rate, float ffn_rate, const DropoutKey& base, T* out, T* scratch) {
     hidden_rate_ = hidden_rate;
+    ffn_rate_ = ffn_rate;
     base_ = base;
     B_ = B;
     S_ = S;
@@ -182,14 +184,21 @@ class EncoderLayer {
     return k;
   }
 
-  // sub [N, d] = W2 act(W1 in + b1) + b2, keeping u (and the activation unless recomputed).
-  // rest: the workspace after sub.
+  // sub [N, d] = W2 dropout(act(W1 in + b1)) + b2, keeping u (and the dropped activation
+  // unless recomputed). rest: the workspace after sub.
   void Ffn(const T* in, T* sub, T* rest) {
     const int N = B_ * S_;
     ops_->Linear(in, w1_, b1_, N, f_, d_, u_);
     T* g = recompute_gelu_ ? rest : g_;  // the workspace is free once attention is done
-    ops_->ActivationForward(act_, u_, g, static_cast<int64_t>(N) * f_);
+    ActivationWithDropout(g);
     ops_->Linear(g, w2_, b2_, N, d_, f_, sub);
+  }
+
+  // g [N, F] = dropout(act(u)), the FFN dropout's mask drawn at site 3.
+  void ActivationWithDropout(T* g) {
+    const int64_t n = static_cast<int64_t>(B_) * S_ * f_;
+    ops_->ActivationForward(act_, u_, g, n);
+    if (ffn_rate_ > 0) ops_->Dropout(g, g, n, ffn_rate_, Key(3));
   }
 
   // The FFN's backward for d loss / d sub = df, its input `in`: accumulates W1, b1, W2, b2
@@ -201,12 +210,14 @@ class EncoderLayer {
     T* dg = rest;  // [N, F]
     const T* g = g_;
     if (recompute_gelu_) {
-      ops_->ActivationForward(act_, u_, dg, static_cast<int64_t>(N) * f_);
+      ActivationWithDropout(dg);
       g = dg;
     }
     ops_->LinearBackwardWeights(df, g, N, d_, f_, dw2_, db2_);
     ops_->Gemm(Trans::kNo, Trans::kNo, N, f_, d_, T(1), df, d_, w2_, f_, T(0), dg, f_);
-    ops_->ActivationBackward(act_, u_, dg, dg, static_cast<int64_t>(N) * f_);
+    const int64_t nf = static_cast<int64_t>(N) * f_;
+    if (ffn_rate_ > 0) ops_->Dropout(dg, dg, nf, ffn_rate_, Key(3));  // the same mask and scale
+    ops_->ActivationBackward(act_, u_, dg, dg, nf);
     // Intermediate dense: u = in W1^T + b1; d/d in = du W1.
     ops_->LinearBackwardWeights(dg, in, N, f_, d_, dw1_, db1_);
     ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, f_, T(1), dg, f_, w1_, d_, beta, din, d_);
@@ -272,7 +283,7 @@ class EncoderLayer {
   T* ln2_kept_ = nullptr;
   T* g_ = nullptr;  // activation output, unless recompute_gelu_
   int B_ = 0, S_ = 0;
-  float hidden_rate_ = 0;
+  float hidden_rate_ = 0, ffn_rate_ = 0;
   DropoutKey base_;
 };
 
@@ -613,6 +624,7 @@ absl::Status Model<T>::EnqueueEncoder(const Batch& batch, bool training, const D
   base_key_ = base;
   hidden_rate_ = training ? config_.hidden_dropout() : 0.0f;
   attention_rate_ = training ? config_.attention_dropout() : 0.0f;
+  ffn_rate_ = training ? config_.ffn_dropout() : 0.0f;
   backward_ready_ = false;
 
   // Inputs to the device. Packed LM rows: positions and the input shift restart per sentence.
@@ -643,7 +655,7 @@ absl::Status Model<T>::EnqueueEncoder(const Batch& batch, bool training, const D
   EmbeddingsForward();
   for (size_t l = 0; l < layers_.size(); ++l) {
     layers_[l]->Forward(hidden_[l], B, S, attention_segments_, /*causal=*/!bert_, attention_rate_,
-                        hidden_rate_, base, hidden_[l + 1], scratch_);
+                        hidden_rate_, ffn_rate_, base, hidden_[l + 1], scratch_);
   }
 
   if (pre_ln_) {
@@ -964,7 +976,7 @@ void Model<T>::ZeroGrads() {
 
 template <typename T>
 void Model<T>::InitParameters(uint64_t seed) {
-  std::vector<double> w = InitialParameters(layout_, config_.initializer_range(), seed);
+  std::vector<double> w = InitialParameters(layout_, config_, seed);
   std::vector<T> cast(w.begin(), w.end());
   CopyParametersToDevice(cast.data());
 }

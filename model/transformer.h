@@ -364,7 +364,7 @@ class Model {
   bool backward_ready_ = false;          // Backward allowed (training Forward)
   bool encoder_backward_ready_ = false;  // BackwardEncoder allowed (training ForwardEncoder)
   DropoutKey base_key_;
-  float hidden_rate_ = 0, attention_rate_ = 0;
+  float hidden_rate_ = 0, attention_rate_ = 0, ffn_rate_ = 0;
 };
 
 extern template class Model<float>;

@@ -15,6 +15,8 @@
 
 #include "config/config.pb.h"
 #include "config/load.h"
+#include "kernels/ops.h"
+#include "kernels/philox.h"
 #include "model/batch.h"
 #include "model/parameter_layout.h"
 
@@ -64,7 +66,8 @@ inline std::vector<double> RandomParameters(const ParameterLayout& layout, doubl
     for (int64_t i = 0; i < t.numel; ++i) {
       double z = normal(rng);
       switch (t.init) {
-        case ParamInit::kTruncatedNormal:
+        case ParamInit::kMatrix:
+        case ParamInit::kEmbedding:
           w[t.offset + i] = range * z;
           break;
         case ParamInit::kOnes:
@@ -122,6 +125,12 @@ class ReferenceModel {
  public:
   ReferenceModel(const ModelConfig& m, const std::vector<double>& w, double label_smoothing = 0)
       : m_(m), w_(w), layout_(ParameterLayout::ForModel(m)), smoothing_(label_smoothing) {}
+
+  // Runs the FFN dropout (model.ffn_dropout) as in training under `base`, from its definition
+  // in kernels/philox.h: element i = (row, unit) of layer l's [B*S, F] activations is kept iff
+  // word i & 3 of DropoutWords(seed, step, l, site 3, i >> 2) >= DropoutThreshold(rate), and
+  // scaled by 1 / (1 - rate). Without this call the reference is evaluation (no dropout).
+  void SetFfnDropout(const DropoutKey& base) { ffn_key_ = base, ffn_dropout_ = true; }
 
   ReferenceResult Run(const Batch& batch) const {
     const bool bert = m_.objective() == ModelConfig::BERT;
@@ -204,6 +213,16 @@ class ReferenceModel {
 
  private:
   const double* W(const std::string& name) const { return w_.data() + layout_.Get(name).offset; }
+
+  // The FFN dropout's factor for element i of layer l: 0 or 1 / (1 - rate) (1 without it).
+  double FfnKeep(int l, int64_t i) const {
+    const float rate = m_.ffn_dropout();
+    if (!ffn_dropout_ || rate <= 0) return 1.0;
+    const Philox4x32 words = DropoutWords(ffn_key_.seed, ffn_key_.step, static_cast<uint32_t>(l), 3,
+                                          static_cast<uint64_t>(i) >> 2);
+    const bool keep = words.v[i & 3] >= DropoutThreshold(rate);
+    return keep ? 1.0 / (1.0 - static_cast<double>(rate)) : 0.0;
+  }
 
   static double Gelu(double v) { return 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))); }
 
@@ -339,7 +358,9 @@ class ReferenceModel {
       if (!pre_ln) a = LayerNorm(a, lp + "attention.output.LayerNorm.");
       std::vector<double> u = Dense(pre_ln ? LayerNorm(a, lp + "intermediate.LayerNorm.") : a,
                                     lp + "intermediate.dense.");
-      for (double& e : u) e = Act(e);
+      for (size_t j = 0; j < u.size(); ++j) {
+        u[j] = Act(u[j]) * FfnKeep(l, (static_cast<int64_t>(b) * S + s) * u.size() + j);
+      }
       std::vector<double> f = Dense(u, lp + "output.dense.");
       for (size_t j = 0; j < f.size(); ++j) f[j] += a[j];
       out[s] = pre_ln ? f : LayerNorm(f, lp + "output.LayerNorm.");
@@ -351,6 +372,8 @@ class ReferenceModel {
   std::vector<double> w_;
   ParameterLayout layout_;
   double smoothing_;
+  DropoutKey ffn_key_;
+  bool ffn_dropout_ = false;
 };
 
 }  // namespace testing

@@ -426,6 +426,15 @@ TEST(ModelGradient, LabelSmoothing) {
   CheckGradients(TinyLm(2, 8, 2, 0, 12), AttentionPath::kAuto, false, 0.1f);
   CheckGradients(TinyBert(1, 8, 2, 0, 12, 0.2f), AttentionPath::kAuto, false, 0.2f);
 }
+// The FFN dropout (tensor2tensor's relu_dropout) on its own, kept and recomputed activations.
+TEST(ModelGradient, FfnDropout) {
+  ModelConfig bert = TinyBert(2, 8, 2, 6, 12);
+  bert.set_ffn_dropout(0.4f);
+  CheckGradients(bert);
+  ModelConfig lm = T2tLm(TinyLm(2, 8, 2, 0, 12, 0.2f));
+  lm.set_ffn_dropout(0.3f);
+  CheckGradients(lm, AttentionPath::kFused, /*recompute=*/true);
+}
 TEST(ModelGradient, Tensor2tensorLmWithDropoutAndLabelSmoothing) {
   CheckGradients(T2tLm(TinyLm(2, 8, 2, 6, 12, 0.2f)), AttentionPath::kFused, /*recompute=*/true,
                  0.1f);
@@ -685,6 +694,28 @@ TEST(ModelDropout, ZeroRateTrainingEqualsEvaluation) {
             model->Forward(batch, false, {}).value().loss);
 }
 
+// The FFN dropout drops the activations between the FFN's two dense layers, with the mask of
+// its definition (site 3 of each layer): training equals the reference with that mask, for the
+// post-LN BERT and the pre-LN ReLU LM, and evaluation has none.
+TEST(ModelDropout, FfnDropoutMatchesTheReferenceWithItsMask) {
+  for (ModelConfig m : {TinyBert(2, 8, 2, 6, 12), T2tLm(TinyLm(2, 8, 2, 0, 12))}) {
+    m.set_ffn_dropout(0.4f);
+    CpuOps<double> ops(1);
+    auto model = MakeModel(m, &ops, 8);
+    const Batch batch = TinyBatch(m, 9);
+    const DropoutKey key{5, 10, 0, 0};
+    const double trained = model->Forward(batch, true, key).value().loss;
+    ReferenceModel reference(m, model->GetParameters());
+    const double evaluated = reference.Run(batch).loss;
+    reference.SetFfnDropout(key);
+    const double want = reference.Run(batch).loss;
+    EXPECT_NEAR(trained, want, 1e-10 * std::fabs(want));
+    EXPECT_GT(std::fabs(want - evaluated), 1e-6) << "the mask must change the loss";
+    EXPECT_NEAR(model->Forward(batch, false, key).value().loss, evaluated,
+                1e-10 * std::fabs(evaluated));
+  }
+}
+
 // ---- Errors and bookkeeping ---------------------------------------------------------------
 
 TEST(ModelCreate, RejectsLimitsBeyondTheModel) {
@@ -779,7 +810,8 @@ TEST(ModelInit, BertInitialisationIsSeededAndTruncated) {
         case ParamInit::kOnes:
           ASSERT_EQ(v, 1.0f) << t.name;
           break;
-        case ParamInit::kTruncatedNormal:
+        case ParamInit::kMatrix:
+        case ParamInit::kEmbedding:
           ASSERT_LE(std::fabs(v), 0.04f + 1e-7f) << t.name;
           sum_sq += static_cast<double>(v) * v;
           ++count;
@@ -800,6 +832,47 @@ namespace {
 // Keeping the dropped attention probabilities (the CPU's choice) and redrawing them from the
 // Philox key in backward (the GPU's) must give identical outputs and gradients; the fused path
 // (variant 2) the same values up to rounding.
+// tensor2tensor's uniform_unit_scaling (variance_scaling_initializer, fan_avg, uniform, gain 1):
+// each matrix [out, in] inside +-L = sqrt(6 / (in + out)) with variance L^2 / 3, embedding
+// tables N(0, 1/d) (untruncated: some beyond 2 sigma), biases 0 and gains 1.
+TEST(ModelInit, UniformUnitScalingFollowsTensor2tensor) {
+  ModelConfig m = TinyLm(1, 64, 4, 0, 256);
+  m.set_vocab_size(512);
+  m.set_max_positions(256);  // every table 16k+ draws
+  m.set_initializer(ModelConfig::UNIFORM_UNIT_SCALING);
+  CpuOps<float> ops(1);
+  auto model = Model<float>::Create(m, &ops, {1, 4, 1}).value();
+  model->InitParameters(3);
+  const std::vector<float> w = model->GetParameters();
+  int matrices = 0, tables = 0;
+  for (const TensorSpec& t : model->layout().tensors()) {
+    double sum_sq = 0, largest = 0;
+    for (int64_t i = 0; i < t.numel; ++i) {
+      const double v = w[t.offset + i];
+      sum_sq += v * v;
+      largest = std::max(largest, std::fabs(v));
+    }
+    const double stddev = std::sqrt(sum_sq / static_cast<double>(t.numel));
+    if (t.init == ParamInit::kMatrix) {
+      const double limit = std::sqrt(6.0 / static_cast<double>(t.shape[0] + t.shape[1]));
+      EXPECT_LE(largest, limit) << t.name;
+      EXPECT_GT(largest, 0.95 * limit) << t.name;
+      // The sample stddev of n >= 16384 uniform draws is within 2% of L / sqrt(3) (its relative
+      // standard error is about 0.45 / sqrt(n) < 0.4%).
+      EXPECT_NEAR(stddev, limit / std::sqrt(3.0), 0.02 * limit / std::sqrt(3.0)) << t.name;
+      ++matrices;
+    } else if (t.init == ParamInit::kEmbedding) {
+      EXPECT_NEAR(stddev, 1.0 / 8.0, 0.02 / 8.0) << t.name;  // 1 / sqrt(d), d = 64
+      EXPECT_GT(largest, 2.5 / 8.0) << t.name << ": a normal of 16k+ draws exceeds 2.5 sigma";
+      ++tables;
+    } else {
+      EXPECT_EQ(largest, t.init == ParamInit::kOnes ? 1.0 : 0.0) << t.name;
+    }
+  }
+  EXPECT_EQ(matrices, 6);  // q, k, v, attention output, intermediate, output
+  EXPECT_EQ(tables, 2);    // word and position embeddings
+}
+
 TEST(AttentionDropout, KeptRedrawnAndFusedGiveTheSameGradients) {
   CpuOps<double> ops(1);
   const int d = 8, h = 3, dp = 5, B = 2, S = 6, I = h * dp, N = B * S;
