@@ -1,7 +1,8 @@
 // A CPU emulation of the CUDA features the device code of kernels/cuda/*_kernels.cuh uses, so
 // that CI (no GPU) runs that device code itself, not only its CPU twin.
 //
-// Every CUDA thread of a block is a std::thread; blocks run one after the other. Emulated:
+// Every CUDA thread of a block is a std::thread (a pool kept for the process, so launches are
+// cheap); blocks run one after the other. Emulated:
 // - threadIdx/blockIdx/blockDim/gridDim in up to 3 dimensions (Launch takes a Dim3 grid and
 //   block, as <<<grid, block, smem>>> does); a warp is 32 consecutive linear thread ids
 //   (x fastest, then y, then z), as on the GPU;
@@ -37,19 +38,21 @@
 #include <algorithm>
 #include <barrier>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <type_traits>
 #include <vector>
 
 #define HR_CUDA_EMULATION 1
 #define HR_DYNAMIC_SHARED(name) unsigned char* name = ::headroom::emulation::block_shared
-#define __global__
+#define __global__ inline  // kernels live in headers, several tests may include one
 #define __device__
 #define __host__
 #define __forceinline__ inline
@@ -71,6 +74,66 @@ inline std::barrier<>* block_barrier = nullptr;
 inline std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
 inline std::vector<float> shuffle_slots;  // one per thread of the block
 
+// The emulated GPU's threads: made when a block first needs them and kept for the process
+// (parked on a condition variable between launches), so that a launch creates no threads.
+class ThreadPool {
+ public:
+  static ThreadPool& Get() {
+    static ThreadPool pool;
+    return pool;
+  }
+
+  // Runs body(t) for t = 0 .. n-1, each on its own thread, all at once, and waits for them.
+  void Run(unsigned n, const std::function<void(unsigned)>& body) {
+    std::unique_lock lock(mu_);
+    while (workers_.size() < n) {
+      const auto id = static_cast<unsigned>(workers_.size());
+      workers_.emplace_back([this, id] { Work(id); });
+    }
+    body_ = &body;
+    active_ = n;
+    remaining_ = n;
+    ++generation_;
+    wake_.notify_all();
+    done_.wait(lock, [&] { return remaining_ == 0; });
+    body_ = nullptr;
+  }
+
+  ~ThreadPool() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread& w : workers_) w.join();
+  }
+
+ private:
+  void Work(unsigned id) {
+    uint64_t seen = 0;
+    std::unique_lock lock(mu_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      if (id >= active_) continue;
+      const std::function<void(unsigned)>* body = body_;
+      lock.unlock();
+      (*body)(id);
+      lock.lock();
+      if (--remaining_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(unsigned)>* body_ = nullptr;
+  unsigned active_ = 0, remaining_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
 // Aborts (the test binary dies with the message) on an access outside the block's shared memory.
 inline void CheckShared(const void* p, size_t bytes) {
   const auto* c = static_cast<const unsigned char*>(p);
@@ -86,43 +149,49 @@ inline unsigned LinearThread() {
 }
 
 // Runs kernel() as a grid of `grid` blocks of `block` threads with `smem` bytes of dynamic shared
-// memory (NaN-filled): kernel<<<grid, block, smem>>>(...).
+// memory (NaN-filled): kernel<<<grid, block, smem>>>(...). The block's threads (ThreadPool's)
+// run the blocks one after the other (x fastest, then y, then z); between two blocks
+// every thread waits until all have finished the previous one, and the next block starts with
+// fresh barriers and freshly NaN-filled dynamic shared memory.
 inline void Launch(const std::function<void()>& kernel, Dim3 grid, Dim3 block, size_t smem) {
   grid_dim = grid;
   block_dim = block;
   const unsigned threads = block.x * block.y * block.z;
+  const uint64_t blocks = uint64_t{grid.x} * grid.y * grid.z;
   std::vector<unsigned char> buffer(smem + 128);
   auto* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(buffer.data()) + 127) &
                                                 ~uintptr_t{127});
-  for (unsigned bz = 0; bz < grid.z; ++bz) {
-    for (unsigned by = 0; by < grid.y; ++by) {
-      for (unsigned bx = 0; bx < grid.x; ++bx) {
-        std::memset(base, 0xFF, smem);  // 0xFFFFFFFF is a NaN
-        shared_begin = base;
-        shared_bytes = smem;
-        std::barrier<> block_sync(threads);
-        block_barrier = &block_sync;
-        warp_barriers.clear();
-        for (unsigned w = 0; w * 32 < threads; ++w) {
-          warp_barriers.push_back(
-              std::make_unique<std::barrier<>>(std::min(32u, threads - w * 32)));
-        }
-        shuffle_slots.assign(threads, 0.0f);
-        std::vector<std::thread> pool;
-        for (unsigned t = 0; t < threads; ++t) {
-          pool.emplace_back([&, t, bx, by, bz] {
-            thread_index = {t % block.x, t / block.x % block.y, t / (block.x * block.y)};
-            block_index = {bx, by, bz};
-            block_shared = base;
-            kernel();
-            warp_barriers[t / 32]->arrive_and_drop();
-            block_barrier->arrive_and_drop();
-          });
-        }
-        for (std::thread& t : pool) t.join();
-      }
+  std::unique_ptr<std::barrier<>> block_sync;
+  uint64_t next = 0;  // the block the threads run after the coming switch
+  // Runs once, on one thread, when every thread has finished the previous block.
+  auto switch_block = [&]() noexcept {
+    std::memset(base, 0xFF, smem);  // 0xFFFFFFFF is a NaN
+    shared_begin = base;
+    shared_bytes = smem;
+    block_sync = std::make_unique<std::barrier<>>(threads);
+    block_barrier = block_sync.get();
+    warp_barriers.clear();
+    for (unsigned w = 0; w * 32 < threads; ++w) {
+      warp_barriers.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads - w * 32)));
     }
-  }
+    shuffle_slots.assign(threads, 0.0f);
+    ++next;
+  };
+  std::barrier between_blocks(threads, switch_block);
+  ThreadPool::Get().Run(threads, [&](unsigned t) {
+    thread_index = {t % block.x, t / block.x % block.y, t / (block.x * block.y)};
+    block_shared = base;
+    for (;;) {
+      between_blocks.arrive_and_wait();
+      const uint64_t b = next - 1;
+      if (b >= blocks) return;
+      block_index = {static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b / grid.x % grid.y),
+                     static_cast<unsigned>(b / (uint64_t{grid.x} * grid.y))};
+      kernel();
+      warp_barriers[t / 32]->arrive_and_drop();
+      block_barrier->arrive_and_drop();
+    }
+  });
 }
 
 // A 1-D block of `threads` threads on a grid_x x grid_y grid.
