@@ -28,10 +28,11 @@
 // real file, compiled against this emulation.
 //
 // What it cannot show: anything about real GPU timing, memory ordering beyond the barriers,
-// nvcc's FMA contraction (a * b + c may round once on the GPU, twice here: tests allow for it),
-// CUDA's own libm errors, or a misreading of WMMA's layouts shared by this file and the kernels.
-// The GPU tests (scripts/gpu-check) remain the judge; this catches indexing, masking, tiling,
-// reduction-order and synchronisation mistakes on every CI run.
+// nvcc's FMA contraction (a * b + c may round once on the GPU, twice here, as on the CPU twin:
+// the tests that compare bit for bit leave that difference to the cuda_float op tests
+// (tests/kernels/ops_test.cc) on a GPU), CUDA's own libm errors, or a misreading of WMMA's layouts
+// shared by this file and the kernels. The GPU tests (scripts/gpu-check) remain the judge; this
+// catches indexing, masking, tiling, reduction-order and synchronisation mistakes on every CI run.
 #ifndef HEADROOM_TESTS_KERNELS_CUDA_EMULATION_H_
 #define HEADROOM_TESTS_KERNELS_CUDA_EMULATION_H_
 

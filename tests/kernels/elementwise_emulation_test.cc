@@ -7,7 +7,8 @@
 // Tolerance: none. Each element is one float operation (or, for Axpy, a product then a sum) in
 // the same order as the twin, and the emulation build contracts nothing into an FMA, so the
 // results must be bit-identical. (On the GPU nvcc contracts Axpy's y + alpha * x into one FMA,
-// a difference of at most 1 ulp that tests/kernels/cuda_ops_test.cc bounds on a GPU.)
+// a difference of at most 1 ulp that the cuda_float op tests (tests/kernels/ops_test.cc) bound on a
+// GPU.)
 #include "tests/kernels/cuda_emulation.h"
 // The emulation header must come first: it defines what the device code expects of CUDA.
 #include <gtest/gtest.h>

@@ -8,11 +8,11 @@
 // Tolerances. AdamW and LAMB's direction (m, v and u) are the same float formula in the same
 // order as the twin, with a correctly rounded sqrt on both sides, and the emulation build
 // contracts nothing into an FMA: bit for bit. (nvcc contracts b1 * m + (1 - b1) * g and the like
-// into FMAs on the GPU; tests/kernels/cuda_ops_test.cc bounds that on a GPU.) LAMB's apply step
-// uses the trust ratio sqrt(||w||^2) / sqrt(||u||^2) from the device's float Dot (each norm
-// within (n + 4) u of the twin's double sum, u = 2^-24, summation bound of the reduce test), so
-// the step lr * ratio is within (n + 10) u relative, and w - step * u_i within
-// (n + 11) u |step u_i| + 2 u |w| of the twin.
+// into FMAs on the GPU; the cuda_float op tests (tests/kernels/ops_test.cc) bound that on a GPU.)
+// LAMB's apply step uses the trust ratio sqrt(||w||^2) / sqrt(||u||^2) from the device's float Dot
+// (each norm within (n + 4) u of the twin's double sum, u = 2^-24, summation bound of the reduce
+// test), so the step lr * ratio is within (n + 10) u relative, and w - step * u_i within (n + 11) u
+// |step u_i| + 2 u |w| of the twin.
 #include "tests/kernels/cuda_emulation.h"
 // The emulation header must come first: it defines what the device code expects of CUDA.
 #include <gtest/gtest.h>
