@@ -3,10 +3,15 @@
 // Every reduction here combines values in a fixed tree (butterfly shuffles within a warp, then
 // the warp results in warp order), so a kernel's result depends only on its launch shape and
 // the data, never on scheduling: the backend is deterministic run to run.
+//
+// tests/kernels/cuda_emulation.h compiles this file for the CPU (HR_CUDA_EMULATION: it provides
+// the CUDA built-ins itself), so the emulated kernels use these very helpers.
 #ifndef HEADROOM_KERNELS_CUDA_COMMON_CUH_
 #define HEADROOM_KERNELS_CUDA_COMMON_CUH_
 
+#ifndef HR_CUDA_EMULATION
 #include <cuda_runtime.h>
+#endif
 
 #include <cstdint>
 

@@ -16,64 +16,11 @@
 #include <cmath>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cross_entropy_kernels.cuh"
 #include "kernels/cuda/launch.h"
 
 namespace headroom::cuda {
-namespace {
-
-constexpr int kBlock = 512;
-
-// No __restrict__ on logits/dlogits: they may alias.
-// The smoothed target: on, off and the entropy H(t) (host-computed in double).
-struct Target {
-  float on = 1.0f, off = 0.0f, entropy = 0.0f;
-};
-
-__global__ void cross_entropy_kernel(const float* logits, const int32_t* __restrict__ labels,
-                                     const float* __restrict__ weights, int V, Target t,
-                                     float* __restrict__ losses, float* dlogits, float grad_scale) {
-  __shared__ float shared[kWarpSize];
-  __shared__ float label_logit;
-  const int64_t row = blockIdx.x;
-  const float* x = logits + row * V;
-  const int32_t label = labels[row];
-  if (label < 0 || label >= V) {  // no target (>= V is invalid input: treated alike, no OOB read)
-    if (threadIdx.x == 0) losses[row] = 0.0f;
-    if (dlogits != nullptr) {
-      for (int c = threadIdx.x; c < V; c += blockDim.x) dlogits[row * V + c] = 0.0f;
-    }
-    return;  // the whole block returns: no barrier is left waiting
-  }
-  if (threadIdx.x == 0) label_logit = x[label];
-  float mx = -INFINITY;
-  for (int c = threadIdx.x; c < V; c += blockDim.x) mx = fmaxf(mx, x[c]);
-  mx = BlockMax(mx, shared);  // its barriers also publish label_logit
-  float sum = 0.0f;
-  for (int c = threadIdx.x; c < V; c += blockDim.x) sum += expf(x[c] - mx);
-  sum = BlockSum(sum, shared);
-  if (t.off == 0.0f) {
-    if (threadIdx.x == 0) losses[row] = (mx + logf(sum)) - label_logit;
-  } else {
-    float x_sum = 0.0f;
-    for (int c = threadIdx.x; c < V; c += blockDim.x) x_sum += x[c];
-    x_sum = BlockSum(x_sum, shared);
-    if (threadIdx.x == 0) {
-      losses[row] =
-          (mx + logf(sum)) - (t.on * label_logit + t.off * (x_sum - label_logit)) - t.entropy;
-    }
-  }
-  if (dlogits == nullptr) return;
-  const float coef = grad_scale * (weights != nullptr ? weights[row] : 1.0f);
-  const float inv_sum = 1.0f / sum;
-  const float off = coef * t.off, on = coef * t.on;
-  float* dx = dlogits + row * V;
-  for (int c = threadIdx.x; c < V; c += blockDim.x) {
-    const float p = coef * (expf(x[c] - mx) * inv_sum);
-    dx[c] = c == label ? p - on : p - off;
-  }
-}
-
-}  // namespace
+using namespace cross_entropy_kernels;  // NOLINT(build/namespaces): this file's own kernels
 
 void LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
                                int64_t rows, int V, float label_smoothing, float* losses,

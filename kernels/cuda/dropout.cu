@@ -7,30 +7,12 @@
 // for FMA contraction to change) gives the same bits as the CPU for every element. rate <= 0
 // copies and rate >= 1 zeroes, as on the CPU. y may alias x.
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/dropout_kernels.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/philox.h"
 
 namespace headroom::cuda {
-namespace {
-
-constexpr int kBlock = 256;
-
-__global__ void dropout_kernel(const float* x, float* y, int64_t n, uint32_t threshold,
-                               float keep_scale, uint64_t seed, uint64_t step, uint32_t layer,
-                               uint32_t site) {
-  const int64_t groups = (n + 3) / 4;
-  for (int64_t g = GlobalThread(); g < groups; g += GridThreads()) {
-    const Philox4x32 words = DropoutWords(seed, step, layer, site, static_cast<uint64_t>(g));
-    const int64_t i0 = g * 4;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {  // unrolled: words.v[j] stays in registers
-      const int64_t i = i0 + j;
-      if (i < n) y[i] = words.v[j] >= threshold ? x[i] * keep_scale : 0.0f;
-    }
-  }
-}
-
-}  // namespace
+using namespace dropout_kernels;  // NOLINT(build/namespaces): this file's own kernels
 
 void LaunchDropout(const float* x, float* y, int64_t n, float rate, uint64_t seed, uint64_t step,
                    uint32_t layer, uint32_t site, const LaunchContext& ctx) {

@@ -6,50 +6,11 @@
 // is safe because each element is read and written by the same thread. The bias GRADIENT is a
 // column reduction and lives in reduce.cu.
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/elementwise_kernels.cuh"
 #include "kernels/cuda/launch.h"
 
 namespace headroom::cuda {
-namespace {
-
-constexpr int kBlock = 256;
-
-__global__ void fill_kernel(float* __restrict__ x, int64_t n, float value) {
-  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) x[i] = value;
-}
-
-__global__ void scale_kernel(float* __restrict__ x, int64_t n, float alpha) {
-  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) x[i] *= alpha;
-}
-
-// No __restrict__: out may alias a or b.
-__global__ void add_kernel(const float* a, const float* b, float* out, int64_t n) {
-  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) out[i] = a[i] + b[i];
-}
-
-__global__ void axpy_kernel(float alpha, const float* __restrict__ x, float* __restrict__ y,
-                            int64_t n) {
-  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) y[i] += alpha * x[i];
-}
-
-__global__ void add_bias_kernel(float* __restrict__ x, const float* __restrict__ bias, int64_t n,
-                                int cols) {
-  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) x[i] += bias[i % cols];
-}
-
-// Grid: (column blocks, rows, batch) with rows and batch folded into grid.y by striding.
-__global__ void scale_matrices_kernel(float* C, int rows, int cols, int ldc, int64_t stride_c,
-                                      int batch, float beta) {
-  const int64_t total_rows = static_cast<int64_t>(rows) * batch;
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= cols) return;
-  for (int64_t rb = blockIdx.y; rb < total_rows; rb += gridDim.y) {
-    const int64_t b = rb / rows, r = rb % rows;
-    float* p = C + b * stride_c + r * ldc + c;
-    *p = beta == 0.0f ? 0.0f : beta * *p;
-  }
-}
-
-}  // namespace
+using namespace elementwise_kernels;  // NOLINT(build/namespaces): this file's own kernels
 
 void LaunchFill(float* x, int64_t n, float value, const LaunchContext& ctx) {
   if (n <= 0) return;

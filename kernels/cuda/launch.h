@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/cuda/adam_params.h"
 #include "kernels/cuda/cuda_check.h"
 
 namespace headroom::cuda {
@@ -161,11 +162,6 @@ void LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels, const
                                float* dlogits, float grad_scale, const LaunchContext& ctx);
 
 // ---- optimizer.cu -------------------------------------------------------------------------
-// One optimizer update's scalars, in float, bias-correction factors already inverted.
-struct AdamParams {
-  float lr = 0, beta1 = 0, beta2 = 0, eps = 0, weight_decay = 0, grad_scale = 1;
-  float inv_bc1 = 1, inv_bc2 = 1;
-};
 void LaunchAdamW(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p,
                  const LaunchContext& ctx);
 // `u` holds n floats; `norms` 2 floats; `partials` kDotMaxBlocks floats.

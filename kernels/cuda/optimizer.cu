@@ -10,49 +10,10 @@
 // rounding of the norms.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/optimizer_kernels.cuh"
 
 namespace headroom::cuda {
-namespace {
-
-constexpr int kBlock = 256;
-
-// Updates m and v at i and returns the Adam direction u (with decoupled weight decay).
-__device__ __forceinline__ float AdamDirection(float w, float g, float* m, float* v,
-                                               const AdamParams& p) {
-  const float gs = p.grad_scale * g;
-  const float mi = p.beta1 * *m + (1.0f - p.beta1) * gs;
-  const float vi = p.beta2 * *v + (1.0f - p.beta2) * gs * gs;
-  *m = mi;
-  *v = vi;
-  return (mi * p.inv_bc1) / (sqrtf(vi * p.inv_bc2) + p.eps) + p.weight_decay * w;
-}
-
-__global__ void adamw_kernel(float* __restrict__ w, const float* __restrict__ g,
-                             float* __restrict__ m, float* __restrict__ v, int64_t n,
-                             AdamParams p) {
-  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) {
-    w[i] -= p.lr * AdamDirection(w[i], g[i], m + i, v + i, p);
-  }
-}
-
-__global__ void lamb_direction_kernel(const float* __restrict__ w, const float* __restrict__ g,
-                                      float* __restrict__ m, float* __restrict__ v,
-                                      float* __restrict__ u, int64_t n, AdamParams p) {
-  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) {
-    u[i] = AdamDirection(w[i], g[i], m + i, v + i, p);
-  }
-}
-
-// norms[0] = ||w||^2, norms[1] = ||u||^2 (computed before this kernel).
-__global__ void lamb_apply_kernel(float* __restrict__ w, const float* __restrict__ u, int64_t n,
-                                  float lr, const float* __restrict__ norms) {
-  const float ws = norms[0], us = norms[1];
-  const float ratio = (ws > 0.0f && us > 0.0f) ? sqrtf(ws) / sqrtf(us) : 1.0f;
-  const float step = lr * ratio;
-  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) w[i] -= step * u[i];
-}
-
-}  // namespace
+using namespace optimizer_kernels;  // NOLINT(build/namespaces): this file's own kernels
 
 void LaunchAdamW(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p,
                  const LaunchContext& ctx) {

@@ -6,35 +6,10 @@
 // large batches.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/permute_kernels.cuh"
 
 namespace headroom::cuda {
-namespace {
-
-constexpr int kBlock = 256;
-
-__global__ void permute_heads_kernel(const float* __restrict__ x, float* __restrict__ y, int B,
-                                     int S, int H, int D, bool inverse) {
-  const int64_t total = static_cast<int64_t>(B) * S * H * D;
-  for (int64_t i = GlobalThread(); i < total; i += GridThreads()) {
-    const int64_t d = i % D;
-    int64_t t = i / D;
-    int64_t src;
-    if (!inverse) {  // y is [B, H, S, D]: t = (b * H + h) * S + s
-      const int64_t s = t % S;
-      t /= S;
-      const int64_t h = t % H, b = t / H;
-      src = ((b * S + s) * H + h) * D + d;
-    } else {  // y is [B, S, H, D]: t = (b * S + s) * H + h
-      const int64_t h = t % H;
-      t /= H;
-      const int64_t s = t % S, b = t / S;
-      src = ((b * H + h) * S + s) * D + d;
-    }
-    y[i] = x[src];
-  }
-}
-
-}  // namespace
+using namespace permute_kernels;  // NOLINT(build/namespaces): this file's own kernels
 
 void LaunchPermuteHeads(const float* x, float* y, int B, int S, int H, int D, bool inverse,
                         const LaunchContext& ctx) {

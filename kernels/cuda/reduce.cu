@@ -11,91 +11,12 @@
 // shape, so the result is deterministic.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/reduce_kernels.cuh"
 
 namespace headroom::cuda {
+using namespace reduce_kernels;  // NOLINT(build/namespaces): this file's own kernels
+
 namespace {
-
-constexpr int kDotBlock = 256;
-constexpr int kColTile = 32;   // columns per block (one warp wide: coalesced row segments)
-constexpr int kRowLanes = 16;  // threads per column inside a block
-constexpr int kMinRowsPerChunk = 128;
-constexpr int kMaxChunks = 1024;
-
-__global__ void dot_partial_kernel(const float* a, const float* b, int64_t n,
-                                   float* __restrict__ partials) {
-  __shared__ float shared[kWarpSize];
-  float acc = 0.0f;
-  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) acc += a[i] * b[i];
-  acc = BlockSum(acc, shared);
-  if (threadIdx.x == 0) partials[blockIdx.x] = acc;
-}
-
-// One block of kDotMaxBlocks threads.
-__global__ void dot_final_kernel(const float* __restrict__ partials, int count,
-                                 float* __restrict__ out) {
-  __shared__ float shared[kWarpSize];
-  float v = static_cast<int>(threadIdx.x) < count ? partials[threadIdx.x] : 0.0f;
-  v = BlockSum(v, shared);
-  if (threadIdx.x == 0) *out = v;
-}
-
-// Block (kColTile, kRowLanes); grid (column tiles, chunks). Chunk k covers rows
-// [k * rows_per_chunk, min(rows, (k + 1) * rows_per_chunk)). With `direct` (one chunk) the sums
-// are added to out_sum/out_xhat; otherwise they are stored at [chunk * cols + c] of the partial
-// buffers out_sum/out_xhat.
-template <bool kXhat>
-__global__ void column_sums_kernel(const float* __restrict__ dy, const float* __restrict__ x,
-                                   const float* __restrict__ mean, const float* __restrict__ rstd,
-                                   int64_t rows, int cols, int64_t rows_per_chunk, bool direct,
-                                   float* out_sum, float* out_xhat) {
-  __shared__ float part_sum[kRowLanes][kColTile + 1];
-  __shared__ float part_xhat[kRowLanes][kColTile + 1];
-  const int c = blockIdx.x * kColTile + threadIdx.x;
-  const int64_t r0 = static_cast<int64_t>(blockIdx.y) * rows_per_chunk;
-  const int64_t r1 = r0 + rows_per_chunk < rows ? r0 + rows_per_chunk : rows;
-  float s = 0.0f, sx = 0.0f;
-  if (c < cols) {
-    for (int64_t r = r0 + threadIdx.y; r < r1; r += kRowLanes) {
-      const float g = dy[r * cols + c];
-      s += g;
-      if constexpr (kXhat) sx += g * ((x[r * cols + c] - mean[r]) * rstd[r]);
-    }
-  }
-  part_sum[threadIdx.y][threadIdx.x] = s;
-  if constexpr (kXhat) part_xhat[threadIdx.y][threadIdx.x] = sx;
-  __syncthreads();
-  if (threadIdx.y != 0 || c >= cols) return;
-  s = 0.0f;
-  sx = 0.0f;
-  for (int lane = 0; lane < kRowLanes; ++lane) {
-    s += part_sum[lane][threadIdx.x];
-    if constexpr (kXhat) sx += part_xhat[lane][threadIdx.x];
-  }
-  if (direct) {
-    out_sum[c] += s;
-    if constexpr (kXhat) out_xhat[c] += sx;
-  } else {
-    const int64_t at = static_cast<int64_t>(blockIdx.y) * cols + c;
-    out_sum[at] = s;
-    if constexpr (kXhat) out_xhat[at] = sx;
-  }
-}
-
-// Thread per column: adds the `chunks` partials in chunk order to the outputs.
-template <bool kXhat>
-__global__ void column_sums_final_kernel(const float* __restrict__ part_sum,
-                                         const float* __restrict__ part_xhat, int chunks, int cols,
-                                         float* __restrict__ dsum, float* __restrict__ dxhat_sum) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= cols) return;
-  float s = 0.0f, sx = 0.0f;
-  for (int k = 0; k < chunks; ++k) {
-    s += part_sum[static_cast<int64_t>(k) * cols + c];
-    if constexpr (kXhat) sx += part_xhat[static_cast<int64_t>(k) * cols + c];
-  }
-  dsum[c] += s;
-  if constexpr (kXhat) dxhat_sum[c] += sx;
-}
 
 template <bool kXhat>
 void ColumnSums(const float* dy, const float* x, const float* mean, const float* rstd, int64_t rows,

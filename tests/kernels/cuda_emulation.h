@@ -1,43 +1,64 @@
-// A CPU emulation of the CUDA features kernels/cuda/attention_kernels.cuh uses, so that CI (no
-// GPU) runs that device code itself, not only its CPU twin.
+// A CPU emulation of the CUDA features the device code of kernels/cuda/*_kernels.cuh uses, so
+// that CI (no GPU) runs that device code itself, not only its CPU twin.
 //
-// Every CUDA thread of a block is a std::thread; blocks run one after the other. Emulated:
-// threadIdx/blockIdx/blockDim/gridDim, __syncthreads and __syncwarp (std::barrier per block and
-// per warp), __shfl_sync / __shfl_xor_sync, float4, bf16 (round to nearest even, or kept in
-// float with HR_EMULATE_EXACT_BF16 to test the logic without rounding), and the nvcuda::wmma
-// fragment API at 16x16x16 with the documented meaning of each layout: matrix_a row_major
-// (i, k) = p[i * ldm + k], col_major p[k * ldm + i]; matrix_b row_major (k, n) = p[k * ldm + n],
-// col_major p[n * ldm + k]; accumulators stored and loaded with mem_row_major. Each fragment
-// access checks WMMA's rules (32-byte aligned pointer, ldm a multiple of 16 bytes) and stays
-// inside the block's shared memory, which starts filled with NaN.
+// Every CUDA thread of a block is a std::thread (a pool kept for the process, so launches are
+// cheap); blocks run one after the other. Emulated:
+// - threadIdx/blockIdx/blockDim/gridDim in up to 3 dimensions (Launch takes a Dim3 grid and
+//   block, as <<<grid, block, smem>>> does); a warp is 32 consecutive linear thread ids
+//   (x fastest, then y, then z), as on the GPU;
+// - __syncthreads and __syncwarp (std::barrier per block and per warp). A thread that returns
+//   from the kernel leaves its barriers (arrive_and_drop), as an exited GPU thread no longer
+//   counts at a block barrier;
+// - __shfl_sync / __shfl_xor_sync of floats within a warp;
+// - static __shared__ arrays: `__shared__` becomes `static`, one object per kernel (template
+//   instance) that every thread of a block sees; blocks run one at a time, so that is the
+//   block's shared memory. Unlike the GPU's it starts zeroed and keeps the previous block's
+//   values;
+// - dynamic shared memory (HR_DYNAMIC_SHARED), 128-byte aligned and filled with NaN;
+// - float4, the math library (erff, expf, tanhf, logf, sqrtf, fmaxf: the host's libm, correctly
+//   rounded or within 1 ulp, where CUDA's are within 2 ulp), __fmul_rn (a plain product: the host
+//   build contracts nothing into an FMA);
+// - bf16 (round to nearest even, or kept in float with HR_EMULATE_EXACT_BF16 to test the logic
+//   without rounding), and the nvcuda::wmma fragment API at 16x16x16 with the documented meaning
+//   of each layout: matrix_a row_major (i, k) = p[i * ldm + k], col_major p[k * ldm + i];
+//   matrix_b row_major (k, n) = p[k * ldm + n], col_major p[n * ldm + k]; accumulators stored and
+//   loaded with mem_row_major. Each fragment access checks WMMA's rules (32-byte aligned pointer,
+//   ldm a multiple of 16 bytes) and stays inside the block's shared memory.
+// kernels/cuda/common.cuh (warp and block reductions, grid-stride indices, grid sizing) is the
+// real file, compiled against this emulation.
 //
-// What it cannot show: anything about real GPU timing, memory ordering beyond the barriers, or
-// a misreading of WMMA's layouts shared by this file and the kernels. The GPU tests
-// (scripts/gpu-check) remain the judge; this catches indexing, masking, tiling and
-// synchronisation mistakes on every CI run.
+// What it cannot show: anything about real GPU timing, memory ordering beyond the barriers,
+// nvcc's FMA contraction (a * b + c may round once on the GPU, twice here, as on the CPU twin:
+// the tests that compare bit for bit leave that difference to the cuda_float op tests
+// (tests/kernels/ops_test.cc) on a GPU), CUDA's own libm errors, or a misreading of WMMA's layouts
+// shared by this file and the kernels. The GPU tests (scripts/gpu-check) remain the judge; this
+// catches indexing, masking, tiling, reduction-order and synchronisation mistakes on every CI run.
 #ifndef HEADROOM_TESTS_KERNELS_CUDA_EMULATION_H_
 #define HEADROOM_TESTS_KERNELS_CUDA_EMULATION_H_
 
 #include <algorithm>
 #include <barrier>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <type_traits>
 #include <vector>
 
 #define HR_CUDA_EMULATION 1
 #define HR_DYNAMIC_SHARED(name) unsigned char* name = ::headroom::emulation::block_shared
-#define __global__
+#define __global__ inline  // kernels live in headers, several tests may include one
 #define __device__
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __shared__ static
 
 namespace headroom::emulation {
 
@@ -54,6 +75,66 @@ inline std::barrier<>* block_barrier = nullptr;
 inline std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
 inline std::vector<float> shuffle_slots;  // one per thread of the block
 
+// The emulated GPU's threads: made when a block first needs them and kept for the process
+// (parked on a condition variable between launches), so that a launch creates no threads.
+class ThreadPool {
+ public:
+  static ThreadPool& Get() {
+    static ThreadPool pool;
+    return pool;
+  }
+
+  // Runs body(t) for t = 0 .. n-1, each on its own thread, all at once, and waits for them.
+  void Run(unsigned n, const std::function<void(unsigned)>& body) {
+    std::unique_lock lock(mu_);
+    while (workers_.size() < n) {
+      const auto id = static_cast<unsigned>(workers_.size());
+      workers_.emplace_back([this, id] { Work(id); });
+    }
+    body_ = &body;
+    active_ = n;
+    remaining_ = n;
+    ++generation_;
+    wake_.notify_all();
+    done_.wait(lock, [&] { return remaining_ == 0; });
+    body_ = nullptr;
+  }
+
+  ~ThreadPool() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread& w : workers_) w.join();
+  }
+
+ private:
+  void Work(unsigned id) {
+    uint64_t seen = 0;
+    std::unique_lock lock(mu_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      if (id >= active_) continue;
+      const std::function<void(unsigned)>* body = body_;
+      lock.unlock();
+      (*body)(id);
+      lock.lock();
+      if (--remaining_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(unsigned)>* body_ = nullptr;
+  unsigned active_ = 0, remaining_ = 0;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
 // Aborts (the test binary dies with the message) on an access outside the block's shared memory.
 inline void CheckShared(const void* p, size_t bytes) {
   const auto* c = static_cast<const unsigned char*>(p);
@@ -64,39 +145,60 @@ inline void CheckShared(const void* p, size_t bytes) {
   }
 }
 
-// Runs kernel() as a grid of grid_x x grid_y blocks of `threads` threads with `smem` bytes of
-// dynamic shared memory (NaN-filled).
-inline void Launch(const std::function<void()>& kernel, unsigned grid_x, unsigned grid_y,
-                   unsigned threads, size_t smem) {
-  grid_dim = {grid_x, grid_y, 1};
-  block_dim = {threads, 1, 1};
+inline unsigned LinearThread() {
+  return thread_index.x + block_dim.x * (thread_index.y + block_dim.y * thread_index.z);
+}
+
+// Runs kernel() as a grid of `grid` blocks of `block` threads with `smem` bytes of dynamic shared
+// memory (NaN-filled): kernel<<<grid, block, smem>>>(...). The block's threads (ThreadPool's)
+// run the blocks one after the other (x fastest, then y, then z); between two blocks
+// every thread waits until all have finished the previous one, and the next block starts with
+// fresh barriers and freshly NaN-filled dynamic shared memory.
+inline void Launch(const std::function<void()>& kernel, Dim3 grid, Dim3 block, size_t smem) {
+  grid_dim = grid;
+  block_dim = block;
+  const unsigned threads = block.x * block.y * block.z;
+  const uint64_t blocks = uint64_t{grid.x} * grid.y * grid.z;
   std::vector<unsigned char> buffer(smem + 128);
   auto* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(buffer.data()) + 127) &
                                                 ~uintptr_t{127});
-  for (unsigned by = 0; by < grid_y; ++by) {
-    for (unsigned bx = 0; bx < grid_x; ++bx) {
-      std::memset(base, 0xFF, smem);  // 0xFFFFFFFF is a NaN
-      shared_begin = base;
-      shared_bytes = smem;
-      std::barrier<> block(threads);
-      block_barrier = &block;
-      warp_barriers.clear();
-      for (unsigned w = 0; w < threads / 32; ++w) {
-        warp_barriers.push_back(std::make_unique<std::barrier<>>(32));
-      }
-      shuffle_slots.assign(threads, 0.0f);
-      std::vector<std::thread> pool;
-      for (unsigned t = 0; t < threads; ++t) {
-        pool.emplace_back([&, t, bx, by] {
-          thread_index = {t, 0, 0};
-          block_index = {bx, by, 0};
-          block_shared = base;
-          kernel();
-        });
-      }
-      for (std::thread& t : pool) t.join();
+  std::unique_ptr<std::barrier<>> block_sync;
+  uint64_t next = 0;  // the block the threads run after the coming switch
+  // Runs once, on one thread, when every thread has finished the previous block.
+  auto switch_block = [&]() noexcept {
+    std::memset(base, 0xFF, smem);  // 0xFFFFFFFF is a NaN
+    shared_begin = base;
+    shared_bytes = smem;
+    block_sync = std::make_unique<std::barrier<>>(threads);
+    block_barrier = block_sync.get();
+    warp_barriers.clear();
+    for (unsigned w = 0; w * 32 < threads; ++w) {
+      warp_barriers.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads - w * 32)));
     }
-  }
+    shuffle_slots.assign(threads, 0.0f);
+    ++next;
+  };
+  std::barrier between_blocks(threads, switch_block);
+  ThreadPool::Get().Run(threads, [&](unsigned t) {
+    thread_index = {t % block.x, t / block.x % block.y, t / (block.x * block.y)};
+    block_shared = base;
+    for (;;) {
+      between_blocks.arrive_and_wait();
+      const uint64_t b = next - 1;
+      if (b >= blocks) return;
+      block_index = {static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b / grid.x % grid.y),
+                     static_cast<unsigned>(b / (uint64_t{grid.x} * grid.y))};
+      kernel();
+      warp_barriers[t / 32]->arrive_and_drop();
+      block_barrier->arrive_and_drop();
+    }
+  });
+}
+
+// A 1-D block of `threads` threads on a grid_x x grid_y grid.
+inline void Launch(const std::function<void()>& kernel, unsigned grid_x, unsigned grid_y,
+                   unsigned threads, size_t smem) {
+  Launch(kernel, Dim3{grid_x, grid_y, 1}, Dim3{threads, 1, 1}, smem);
 }
 
 }  // namespace headroom::emulation
@@ -108,10 +210,10 @@ inline void Launch(const std::function<void()>& kernel, unsigned grid_x, unsigne
 
 inline void __syncthreads() { headroom::emulation::block_barrier->arrive_and_wait(); }
 inline void __syncwarp() {
-  headroom::emulation::warp_barriers[threadIdx.x / 32]->arrive_and_wait();
+  headroom::emulation::warp_barriers[headroom::emulation::LinearThread() / 32]->arrive_and_wait();
 }
 inline float __shfl_sync(unsigned, float v, int src_lane) {
-  const unsigned t = threadIdx.x, warp = t / 32;
+  const unsigned t = headroom::emulation::LinearThread(), warp = t / 32;
   headroom::emulation::shuffle_slots[t] = v;
   __syncwarp();
   const float r = headroom::emulation::shuffle_slots[warp * 32 + static_cast<unsigned>(src_lane)];
@@ -120,8 +222,10 @@ inline float __shfl_sync(unsigned, float v, int src_lane) {
 }
 inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
   return __shfl_sync(mask, v,
-                     static_cast<int>((threadIdx.x % 32) ^ static_cast<unsigned>(lane_mask)));
+                     static_cast<int>((headroom::emulation::LinearThread() % 32) ^
+                                      static_cast<unsigned>(lane_mask)));
 }
+inline float __fmul_rn(float a, float b) { return a * b; }
 using std::max;
 using std::min;
 
@@ -251,17 +355,7 @@ void mma_sync(fragment<accumulator, 16, 16, 16, float>& d,
 
 }  // namespace nvcuda::wmma
 
-// What kernels/cuda/common.cuh provides to the device code.
-namespace headroom::cuda {
-inline constexpr int kWarpSize = 32;
-inline float WarpSum(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-inline int64_t GlobalThread() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-inline int64_t GridThreads() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
-}  // namespace headroom::cuda
+// The real device helpers, against the definitions above.
+#include "kernels/cuda/common.cuh"
 
 #endif  // HEADROOM_TESTS_KERNELS_CUDA_EMULATION_H_

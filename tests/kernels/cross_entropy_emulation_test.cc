@@ -1,0 +1,147 @@
+// The fused cross-entropy's CUDA device code (kernels/cuda/cross_entropy_kernels.cuh) run on the
+// CPU under tests/kernels/cuda_emulation.h against the CPU twin, CpuOps<float>::
+// SoftmaxCrossEntropy / LabelSmoothedCrossEntropy (kernels/cpu/cross_entropy.cc): vocabularies
+// of 1, 2, 7, 513 and 1100 logits (no multiple of a warp; more than the 512 threads of a block,
+// so threads stride), one-hot and smoothed targets, with and without weights, rows without a
+// target (label -1: loss 0, gradient exactly 0), loss only, and the gradient written over the
+// logits in place. The target's on / off / entropy are built as the launcher builds them
+// (kernels/ops.h's definition, in double, rounded to float).
+//
+// Tolerances (u = 2^-24). The row maximum and the label's logit are the same floats on both
+// sides. The twin sums exp(x - max) in double with cpu_math::Exp (within 2e-7 relative), the
+// device in float with expf (within 1 ulp here): the sums differ by at most (V + 6) u relative.
+// Loss: log(sum) then moves by that much, and the few float roundings of max + log(sum) - x and
+// of the smoothed terms add 4 u of their magnitudes; smoothing adds the float sum of the logits,
+// within (V + 1) u sum |x|, times off. Gradient: p = coef exp(x - max) / sum moves by
+// (V + 12) u |p| (the sum, exp and three roundings), the subtraction of the target and its
+// rounding to float add 2 u (|dx| + |coef| (on + off)).
+#include "tests/kernels/cuda_emulation.h"
+// The emulation header must come first: it defines what the device code expects of CUDA.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cuda/cross_entropy_kernels.cuh"
+#include "tests/kernels/emulation_test_util.h"
+
+namespace headroom {
+namespace {
+
+namespace k = cuda::cross_entropy_kernels;
+using testing_util::RandomFloats;
+
+constexpr double kUnitRoundoff = 0x1p-24;
+
+struct Case {
+  int rows, V;
+  float smoothing;
+  bool weighted, gradient, in_place;
+};
+
+std::string Describe(const Case& c) {
+  return "rows=" + std::to_string(c.rows) + " V=" + std::to_string(c.V) +
+         " smoothing=" + std::to_string(c.smoothing) + " weighted=" + std::to_string(c.weighted) +
+         " gradient=" + std::to_string(c.gradient) + " in_place=" + std::to_string(c.in_place);
+}
+
+// The launcher's target for label_smoothing over V classes.
+k::Target MakeTarget(float smoothing, int V) {
+  k::Target t;
+  if (smoothing > 0.0f && V >= 2) {
+    const double eps = smoothing, on = 1.0 - eps, off = eps / (V - 1);
+    t.on = static_cast<float>(on);
+    t.off = static_cast<float>(off);
+    t.entropy = static_cast<float>(-on * std::log(on) - eps * std::log(off));
+  }
+  return t;
+}
+
+void RunCase(const Case& c) {
+  SCOPED_TRACE(Describe(c));
+  CpuOps<float> ops(1);
+  const int64_t n = int64_t{c.rows} * c.V;
+  const std::vector<float> logits = RandomFloats(n, -6, 6, static_cast<uint64_t>(n));
+  std::vector<int32_t> labels(static_cast<size_t>(c.rows));
+  std::mt19937 rng(static_cast<uint32_t>(n));
+  for (int r = 0; r < c.rows; ++r) {
+    // Row 1 has no target; the others the last class, the first, or one at random.
+    labels[r] = r == 1 ? -1 : r == 0 ? c.V - 1 : r == 2 ? 0 : static_cast<int32_t>(rng() % c.V);
+  }
+  const std::vector<float> weights = RandomFloats(c.rows, 0.5f, 2, 3);
+  const float* w = c.weighted ? weights.data() : nullptr;
+  const float grad_scale = 0.5f;
+
+  std::vector<float> want_loss(c.rows, NAN), want_dx(n, NAN);
+  ops.LabelSmoothedCrossEntropy(logits.data(), labels.data(), w, c.rows, c.V, c.smoothing,
+                                want_loss.data(), c.gradient ? want_dx.data() : nullptr,
+                                grad_scale);
+  std::vector<float> loss(c.rows, NAN), dx = c.in_place ? logits : std::vector<float>(n, NAN);
+  const float* x = c.in_place ? dx.data() : logits.data();
+  const k::Target t = MakeTarget(c.smoothing, c.V);
+  testing_util::Launch1D(
+      [&] {
+        k::cross_entropy_kernel(x, labels.data(), w, c.V, t, loss.data(),
+                                c.gradient ? dx.data() : nullptr, grad_scale);
+      },
+      static_cast<unsigned>(c.rows), k::kBlock);
+
+  for (int r = 0; r < c.rows; ++r) {
+    const float* xr = logits.data() + int64_t{r} * c.V;
+    const int label = labels[r];
+    if (label < 0) {
+      ASSERT_EQ(loss[r], 0.0f) << "row " << r << " has no target";
+      for (int v = 0; v < c.V && c.gradient; ++v) ASSERT_EQ(dx[int64_t{r} * c.V + v], 0.0f);
+      continue;
+    }
+    double mx = xr[0], x_abs = 0;
+    for (int v = 0; v < c.V; ++v) {
+      mx = std::max(mx, double{xr[v]});
+      x_abs += std::fabs(xr[v]);
+    }
+    double sum = 0;
+    for (int v = 0; v < c.V; ++v) sum += std::exp(xr[v] - mx);
+    const double log_sum = std::log(sum), x_label = xr[label];
+    double loss_bound =
+        (c.V + 6) * kUnitRoundoff +
+        4 * kUnitRoundoff * (std::fabs(mx) + std::fabs(log_sum) + std::fabs(x_label));
+    if (t.off != 0.0f) {
+      loss_bound += t.off * (c.V + 1) * kUnitRoundoff * x_abs +
+                    4 * kUnitRoundoff * (t.on * std::fabs(x_label) + t.off * x_abs + t.entropy);
+    }
+    ASSERT_LE(std::fabs(double{loss[r]} - want_loss[r]), loss_bound)
+        << "loss of row " << r << ": got " << loss[r] << ", want " << want_loss[r];
+    if (!c.gradient) continue;
+    const double coef = grad_scale * (c.weighted ? weights[r] : 1.0);
+    for (int v = 0; v < c.V; ++v) {
+      const int64_t i = int64_t{r} * c.V + v;
+      const double p = coef * std::exp(xr[v] - mx) / sum;
+      const double bound = (c.V + 12) * kUnitRoundoff * std::fabs(p) +
+                           2 * kUnitRoundoff * (std::fabs(want_dx[i]) + coef * (t.on + t.off));
+      ASSERT_LE(std::fabs(double{dx[i]} - want_dx[i]), bound)
+          << "dlogits[" << r << ", " << v << "]: got " << dx[i] << ", want " << want_dx[i];
+    }
+  }
+}
+
+TEST(CrossEntropyKernelEmulation, OneHotWithinBandOfTwin) {
+  RunCase({3, 1, 0, false, true, false});
+  RunCase({3, 2, 0, true, true, false});
+  RunCase({4, 7, 0, false, true, true});
+  RunCase({4, 513, 0, true, true, false});
+  RunCase({3, 1100, 0, false, false, false});
+  RunCase({3, 1100, 0, true, true, true});
+}
+
+TEST(CrossEntropyKernelEmulation, LabelSmoothedWithinBandOfTwin) {
+  RunCase({3, 2, 0.1f, false, true, false});
+  RunCase({4, 7, 0.1f, true, true, true});
+  RunCase({4, 513, 0.2f, false, false, false});
+  RunCase({3, 1100, 0.1f, true, true, false});
+}
+
+}  // namespace
+}  // namespace headroom
