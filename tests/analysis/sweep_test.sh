@@ -52,14 +52,16 @@ set: train.attention_rank_every=3
 fig3a_d: 16
 fig1_heads: 4
 run: std_h4   standard model.num_heads=4 model.head_size=0
-run: fixed_h4 fixed    model.num_heads=4 model.head_size=8
+run: fixed_h4 fixed    model.num_heads=4 model.head_size=8 seeds=2
 SPEC
 export SWEEP_TEST_DIR=$tmp
 sweep() { "$SRC/tools/paper/sweep" "$tmp/test.spec" --out "$tmp/out" --headroom "$HEADROOM"; }
 
 sweep >"$tmp/first.log" 2>&1 || { cat "$tmp/first.log"; fail "first sweep failed"; }
 [ -s "$tmp/data/done" ] || fail "data not prepared"
-[ "$(wc -l <"$tmp/out/results.csv")" = 3 ] || { cat "$tmp/out/results.csv"; fail "results.csv rows"; }
+# fixed_h4 runs 2 seeds (`seeds=2`), std_h4 the spec's one.
+[ "$(wc -l <"$tmp/out/results.csv")" = 4 ] || { cat "$tmp/out/results.csv"; fail "results.csv rows"; }
+grep -q '^fixed_h4,fixed,16,4,8,[0-9]*,1235,' "$tmp/out/results.csv" || fail "fixed_h4 second seed"
 grep -q '^std_h4,standard,16,4,4,' "$tmp/out/results.csv" || fail "std_h4 row"
 grep -q '^fixed_h4,fixed,16,4,8,' "$tmp/out/results.csv" || fail "fixed_h4 row"
 grep -q '^| 4 | 16 | 4 | .* | 8 | .* |$' "$tmp/out/results.md" || { cat "$tmp/out/results.md"; fail "table row"; }
@@ -84,6 +86,17 @@ for r in csv.DictReader(open(sys.argv[1])):
 PY
 grep -Eq '^\| std_h4 \| standard \| 16 \| 4 \| 4 \| 1 \| [0-9.]+ \| [0-9.]+ \| [-+][0-9.]+ \|$' "$tmp/out/results.md" \
   || { cat "$tmp/out/results.md"; fail "margin table row"; }
+# Two seeds: mean ±sample standard deviation, computed here from results.csv.
+python3 - "$tmp/out/results.csv" "$tmp/out/results.md" <<'PY' || fail "two-seed margin row"
+import csv, statistics, sys
+rs = [r for r in csv.DictReader(open(sys.argv[1])) if r["name"] == "fixed_h4"]
+ppl = [float(r["perplexity"]) for r in rs]
+margin = [float(r["margin_nats"]) for r in rs]
+cell = f"{statistics.mean(ppl):.2f} ±{statistics.stdev(ppl):.2f}"
+m = f"{statistics.mean(margin):+.3f} ±{statistics.stdev(margin):.3f}"
+line = [l for l in open(sys.argv[2]) if l.startswith("| fixed_h4 |")][0]
+assert f"| 2 | {cell} |" in line and line.rstrip().endswith(f"| {m} |"), (line, cell, m)
+PY
 figures_skipped=""
 if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || python3 -c 'import matplotlib' 2>/dev/null; then
   for f in fig3a_heads.png fig1_embedding.png; do
@@ -94,13 +107,14 @@ else
 fi
 
 sweep >"$tmp/second.log" 2>&1 || { cat "$tmp/second.log"; fail "second sweep failed"; }
-[ "$(grep -c 'done, skipped' "$tmp/second.log")" = 2 ] || { cat "$tmp/second.log"; fail "not resumed"; }
+[ "$(grep -c 'done, skipped' "$tmp/second.log")" = 3 ] || { cat "$tmp/second.log"; fail "not resumed"; }
 
 rm "$tmp/out/runs/fixed_h4-s1234/result.json"
 sweep >"$tmp/third.log" 2>&1 || { cat "$tmp/third.log"; fail "third sweep failed"; }
 grep -q 'std_h4 seed 1234: done, skipped' "$tmp/third.log" || fail "std_h4 redone"
+grep -q 'fixed_h4 seed 1235: done, skipped' "$tmp/third.log" || fail "fixed_h4 seed 1235 redone"
 grep -q 'fixed_h4 seed 1234: perplexity' "$tmp/third.log" || { cat "$tmp/third.log"; fail "fixed_h4 not redone"; }
-[ "$(wc -l <"$tmp/out/results.csv")" = 3 ] || fail "results.csv rows after resume"
+[ "$(wc -l <"$tmp/out/results.csv")" = 4 ] || fail "results.csv rows after resume"
 # A run finished before the sweep scored baselines gets them from its checkpoint, not retrained.
 python3 - "$tmp/out/runs/std_h4-s1234/result.json" <<'PY'
 import json, sys
@@ -110,7 +124,7 @@ for k in ("unigram_loss", "unigram_perplexity"):
 json.dump(r, open(sys.argv[1], "w"))
 PY
 sweep >"$tmp/fourth.log" 2>&1 || { cat "$tmp/fourth.log"; fail "fourth sweep failed"; }
-[ "$(grep -c 'done, skipped' "$tmp/fourth.log")" = 2 ] || { cat "$tmp/fourth.log"; fail "retrained"; }
+[ "$(grep -c 'done, skipped' "$tmp/fourth.log")" = 3 ] || { cat "$tmp/fourth.log"; fail "retrained"; }
 grep -q '"unigram_perplexity"' "$tmp/out/runs/std_h4-s1234/result.json" || fail "baseline not backfilled"
 
 # The BERT version (task: bert): a WordPiece vocab.txt (special tokens, the corpus's words and
