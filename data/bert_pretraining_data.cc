@@ -338,24 +338,20 @@ uint64_t ChunkSeed(const BertDataOptions& o, int64_t chunk) {
   return mix.Next();
 }
 
-// One chunk's instances for each set, in the order of `sets`: Google shuffles all documents,
-// runs dupe_factor passes, then shuffles all instances; streaming does the same per chunk.
-std::vector<std::vector<BertInstance>> BuildChunk(const std::vector<Document>& documents,
-                                                  int64_t chunk, const WordPieceTokenizer& tok,
-                                                  const std::vector<BertDataOptions>& sets) {
-  std::vector<std::vector<BertInstance>> built(sets.size());
-  std::vector<Document> shuffled;
-  for (size_t k = 0; k < sets.size(); ++k) {
-    BertRng rng(ChunkSeed(sets[k], chunk));
-    shuffled = documents;
-    rng.Shuffle(&shuffled);
-    for (int d = 0; d < sets[k].dupe_factor; ++d) {
-      for (size_t i = 0; i < shuffled.size(); ++i) {
-        CreateInstancesFromDocument(shuffled, i, tok, sets[k], &rng, &built[k]);
-      }
+// One chunk's instances for option set `o`: Google shuffles all documents, runs dupe_factor
+// passes, then shuffles all instances; streaming does the same per chunk.
+std::vector<BertInstance> BuildChunk(const std::vector<Document>& documents, int64_t chunk,
+                                     const WordPieceTokenizer& tok, const BertDataOptions& o) {
+  std::vector<BertInstance> built;
+  BertRng rng(ChunkSeed(o, chunk));
+  std::vector<Document> shuffled = documents;
+  rng.Shuffle(&shuffled);
+  for (int d = 0; d < o.dupe_factor; ++d) {
+    for (size_t i = 0; i < shuffled.size(); ++i) {
+      CreateInstancesFromDocument(shuffled, i, tok, o, &rng, &built);
     }
-    rng.Shuffle(&built[k]);
   }
+  rng.Shuffle(&built);
   return built;
 }
 
@@ -379,21 +375,19 @@ absl::StatusOr<std::vector<BertDataStats>> CreateBertInstanceSets(
   }
   HR_ASSIGN_OR_RETURN(TextReader reader, TextReader::Open(input_files));
   DocumentChunks chunks(std::move(reader), tok, sets[0]);
-  // Chunks are built on up to `workers` threads while the next is read (at most workers + 1
-  // chunks in memory) and written in chunk order; each draws from its own generator
-  // (ChunkSeed), so the output does not depend on the number of workers.
+  // Each (chunk, set) is built on one of up to `workers` threads while the next chunk is read
+  // (at most workers + 1 chunks in memory) and written in chunk order; each draws from its own
+  // generator (ChunkSeed), so the output does not depend on the number of workers.
   const size_t workers = static_cast<size_t>(WorkerCount(sets[0].num_workers));
-  using Built = std::vector<std::vector<BertInstance>>;
-  std::deque<std::future<Built>> pending;
+  std::deque<std::pair<size_t, std::future<std::vector<BertInstance>>>> pending;  // (set, work)
   BertDataStats read;  // documents, sentences and tokens: shared by the sets
   std::vector<int64_t> written(sets.size(), 0);
   auto write_oldest = [&]() -> absl::Status {
-    const Built built = pending.front().get();
+    const size_t k = pending.front().first;
+    const std::vector<BertInstance> built = pending.front().second.get();
     pending.pop_front();
-    for (size_t k = 0; k < sets.size(); ++k) {
-      for (const BertInstance& inst : built[k]) HR_RETURN_IF_ERROR(sinks[k](inst));
-      written[k] += static_cast<int64_t>(built[k].size());
-    }
+    for (const BertInstance& inst : built) HR_RETURN_IF_ERROR(sinks[k](inst));
+    written[k] += static_cast<int64_t>(built.size());
     if (progress != nullptr) {
       int64_t total = 0;
       for (int64_t w : written) total += w;
@@ -405,10 +399,13 @@ absl::StatusOr<std::vector<BertDataStats>> CreateBertInstanceSets(
   for (int64_t chunk = 0; chunks.Next(&documents, &read); ++chunk) {
     auto shared = std::make_shared<const std::vector<Document>>(std::move(documents));
     documents.clear();
-    pending.push_back(std::async(std::launch::async, [shared, chunk, &tok, &sets] {
-      return BuildChunk(*shared, chunk, tok, sets);
-    }));
-    while (pending.size() > workers) HR_RETURN_IF_ERROR(write_oldest());
+    for (size_t k = 0; k < sets.size(); ++k) {
+      const BertDataOptions* o = &sets[k];
+      pending.emplace_back(k, std::async(std::launch::async, [shared, chunk, &tok, o] {
+                             return BuildChunk(*shared, chunk, tok, *o);
+                           }));
+      while (pending.size() > workers) HR_RETURN_IF_ERROR(write_oldest());
+    }
   }
   while (!pending.empty()) HR_RETURN_IF_ERROR(write_oldest());
   HR_RETURN_IF_ERROR(chunks.status());
