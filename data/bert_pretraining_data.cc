@@ -375,9 +375,9 @@ absl::StatusOr<std::vector<BertDataStats>> CreateBertInstanceSets(
   }
   HR_ASSIGN_OR_RETURN(TextReader reader, TextReader::Open(input_files));
   DocumentChunks chunks(std::move(reader), tok, sets[0]);
-  // Each (chunk, set) is built on one of up to `workers` threads while the next chunk is read
-  // (at most workers + 1 chunks in memory) and written in chunk order; each draws from its own
-  // generator (ChunkSeed), so the output does not depend on the number of workers.
+  // Each (chunk, set) is built on one of up to `workers` threads while this thread reads the
+  // next chunk (at most workers + 1 chunks in memory) and writes them in chunk order; each draws
+  // from its own generator (ChunkSeed), so the output does not depend on the number of workers.
   const size_t workers = static_cast<size_t>(WorkerCount(sets[0].num_workers));
   std::deque<std::pair<size_t, std::future<std::vector<BertInstance>>>> pending;  // (set, work)
   BertDataStats read;  // documents, sentences and tokens: shared by the sets
@@ -400,11 +400,11 @@ absl::StatusOr<std::vector<BertDataStats>> CreateBertInstanceSets(
     auto shared = std::make_shared<const std::vector<Document>>(std::move(documents));
     documents.clear();
     for (size_t k = 0; k < sets.size(); ++k) {
+      while (pending.size() >= workers) HR_RETURN_IF_ERROR(write_oldest());
       const BertDataOptions* o = &sets[k];
       pending.emplace_back(k, std::async(std::launch::async, [shared, chunk, &tok, o] {
                              return BuildChunk(*shared, chunk, tok, *o);
                            }));
-      while (pending.size() > workers) HR_RETURN_IF_ERROR(write_oldest());
     }
   }
   while (!pending.empty()) HR_RETURN_IF_ERROR(write_oldest());
