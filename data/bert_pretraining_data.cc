@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstddef>
+#include <deque>
+#include <future>
 #include <memory>
 #include <tuple>
 #include <utility>
@@ -326,6 +328,33 @@ class DocumentChunks {
   bool more_ = true;
 };
 
+// The seed of chunk `chunk`'s generator for option set `o`: SplitMix64 over the set's
+// random_seed, the chunk's index and the set's max_seq_length, so that each chunk draws its own
+// numbers whichever thread builds it, and a set's output does not depend on the other sets.
+uint64_t ChunkSeed(const BertDataOptions& o, int64_t chunk) {
+  SplitMix mix{o.random_seed};
+  mix.state = mix.Next() ^ static_cast<uint64_t>(chunk);
+  mix.state = mix.Next() ^ static_cast<uint64_t>(o.max_seq_length);
+  return mix.Next();
+}
+
+// One chunk's instances for option set `o`: Google shuffles all documents, runs dupe_factor
+// passes, then shuffles all instances; streaming does the same per chunk.
+std::vector<BertInstance> BuildChunk(const std::vector<Document>& documents, int64_t chunk,
+                                     const WordPieceTokenizer& tok, const BertDataOptions& o) {
+  std::vector<BertInstance> built;
+  BertRng rng(ChunkSeed(o, chunk));
+  std::vector<Document> shuffled = documents;
+  rng.Shuffle(&shuffled);
+  for (int d = 0; d < o.dupe_factor; ++d) {
+    for (size_t i = 0; i < shuffled.size(); ++i) {
+      CreateInstancesFromDocument(shuffled, i, tok, o, &rng, &built);
+    }
+  }
+  rng.Shuffle(&built);
+  return built;
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<BertDataStats>> CreateBertInstanceSets(
@@ -346,36 +375,39 @@ absl::StatusOr<std::vector<BertDataStats>> CreateBertInstanceSets(
   }
   HR_ASSIGN_OR_RETURN(TextReader reader, TextReader::Open(input_files));
   DocumentChunks chunks(std::move(reader), tok, sets[0]);
-  // One generator per set, seeded alike: each set's output is what a run of that set alone
-  // writes.
-  std::vector<BertRng> rngs;
-  for (const BertDataOptions& o : sets) rngs.emplace_back(o.random_seed);
+  // Each (chunk, set) is built on one of up to `workers` threads while this thread reads the
+  // next chunk (at most workers + 1 chunks in memory) and writes them in chunk order; each draws
+  // from its own generator (ChunkSeed), so the output does not depend on the number of workers.
+  const size_t workers = static_cast<size_t>(WorkerCount(sets[0].num_workers));
+  std::deque<std::pair<size_t, std::future<std::vector<BertInstance>>>> pending;  // (set, work)
   BertDataStats read;  // documents, sentences and tokens: shared by the sets
   std::vector<int64_t> written(sets.size(), 0);
-  std::vector<Document> documents, shuffled;
-  std::vector<BertInstance> instances;
-  while (chunks.Next(&documents, &read)) {
-    for (size_t k = 0; k < sets.size(); ++k) {
-      // Google shuffles all documents, runs dupe_factor passes, then shuffles all instances;
-      // streaming does the same per chunk.
-      shuffled = documents;
-      rngs[k].Shuffle(&shuffled);
-      instances.clear();
-      for (int d = 0; d < sets[k].dupe_factor; ++d) {
-        for (size_t i = 0; i < shuffled.size(); ++i) {
-          CreateInstancesFromDocument(shuffled, i, tok, sets[k], &rngs[k], &instances);
-        }
-      }
-      rngs[k].Shuffle(&instances);
-      for (const BertInstance& inst : instances) HR_RETURN_IF_ERROR(sinks[k](inst));
-      written[k] += static_cast<int64_t>(instances.size());
-    }
+  auto write_oldest = [&]() -> absl::Status {
+    const size_t k = pending.front().first;
+    const std::vector<BertInstance> built = pending.front().second.get();
+    pending.pop_front();
+    for (const BertInstance& inst : built) HR_RETURN_IF_ERROR(sinks[k](inst));
+    written[k] += static_cast<int64_t>(built.size());
     if (progress != nullptr) {
       int64_t total = 0;
       for (int64_t w : written) total += w;
       progress->Update(read.documents, read.tokens, total, chunks.fraction());
     }
+    return absl::OkStatus();
+  };
+  std::vector<Document> documents;
+  for (int64_t chunk = 0; chunks.Next(&documents, &read); ++chunk) {
+    auto shared = std::make_shared<const std::vector<Document>>(std::move(documents));
+    documents.clear();
+    for (size_t k = 0; k < sets.size(); ++k) {
+      while (pending.size() >= workers) HR_RETURN_IF_ERROR(write_oldest());
+      const BertDataOptions* o = &sets[k];
+      pending.emplace_back(k, std::async(std::launch::async, [shared, chunk, &tok, o] {
+                             return BuildChunk(*shared, chunk, tok, *o);
+                           }));
+    }
   }
+  while (!pending.empty()) HR_RETURN_IF_ERROR(write_oldest());
   HR_RETURN_IF_ERROR(chunks.status());
   if (read.documents == 0) {
     return absl::InvalidArgumentError(

@@ -16,10 +16,14 @@
 // Documents are read in chunks of `chunk_documents` (or of `chunk_tokens` tokens, whichever
 // comes first, at a document boundary): each chunk is shuffled, passed over
 // `dupe_factor` times (different masks and pairings each time), and its instances shuffled and
-// emitted before the next chunk is read. So memory is bounded by a chunk, and random "next"
-// segments come from the same chunk. With a chunk as large as the corpus this is Google's
-// algorithm (whose script holds everything in memory); the random numbers differ from Python's,
-// so the exact examples differ, not their statistics. Documents never span input files.
+// emitted in chunk order. Random "next" segments come from the same chunk. With a chunk as
+// large as the corpus this is Google's algorithm (whose script holds everything in memory); the
+// random numbers differ from Python's, so the exact examples differ, not their statistics.
+// Documents never span input files.
+// Every core: each chunk's instances come from their own generator, seeded from (random_seed,
+// the chunk's index, max_seq_length), and chunks are built on `num_workers` threads while the
+// next chunk is read, so at most num_workers + 1 chunks (and their instances) are in memory.
+// Chunks are written in order, so the output is the same for any number of workers.
 //
 // Output features (Google's names; int64 lists except masked_lm_weights, a float list):
 //   input_ids, input_mask, segment_ids          [max_seq_length], zero-padded
@@ -64,8 +68,8 @@ struct BertDataOptions {
   // WordPiece tokens per chunk (0: no bound): a chunk also closes, at the next document
   // boundary, once it holds this many, so that 2,000 books (~200M tokens) are not one chunk.
   int64_t chunk_tokens = 8'000'000;
-  // Tokenizer threads (data/encoded_lines.h); <= 0: one per hardware thread. The output is the
-  // same for any number.
+  // Threads that tokenize (data/encoded_lines.h) and that build chunks' instances (above);
+  // <= 0: one per hardware thread. The output is the same for any number.
   int num_workers = 0;
 };
 
@@ -140,10 +144,10 @@ std::vector<std::string> ShardPaths(const std::string& dir, const std::string& n
 
 // CreateBertInstances for several option sets at once (BERT's two phases: max_seq_length 128
 // with 20 predictions, 512 with 80) from one read and tokenization of the input: the chunks are
-// shared, and set k's instances, each from its own generator seeded with its random_seed, go to
-// sinks[k]. Set k's output is exactly what CreateBertInstances with sets[k] alone gives. The
-// sets must share chunk_documents. Stats: per set; documents, sentences and tokens are the
-// input's (the same in each).
+// shared, and set k's instances, from generators seeded with its random_seed and
+// max_seq_length, go to sinks[k]. Set k's output is exactly what CreateBertInstances with sets[k]
+// alone gives. The sets must share chunk_documents. Stats: per set; documents, sentences and tokens
+// are the input's (the same in each).
 [[nodiscard]] absl::StatusOr<std::vector<BertDataStats>> CreateBertInstanceSets(
     const std::vector<std::string>& input_files, const WordPieceTokenizer& tokenizer,
     const std::vector<BertDataOptions>& sets,

@@ -4,9 +4,13 @@
 // key=value pairs:
 // "loss=... perplexity=... accuracy=... sequences=... tokens=..." for a causal LM,
 // "loss=... mlm_accuracy=... nsp_accuracy=..." for BERT (trainer/trainer.h). With
-// --unigram_data (causal LM) the line goes on with "unigram_loss=... unigram_perplexity=...":
-// the add-one smoothed unigram model of the training shards' token frequencies scored on the
-// very tokens the model was scored on (trainer/unigram.h). --checkpoint, --data, --device and
+// --unigram_data TRAIN_GLOB the line goes on with the baselines of the training shards' label
+// frequencies, scored on the very examples the model was scored on (trainer/unigram.h): for a
+// causal LM "unigram_loss=... unigram_perplexity=..." (the add-one smoothed unigram model); for
+// BERT "unigram_mlm_loss=... unigram_mlm_accuracy=... majority_nsp_accuracy=...
+// baseline_nsp_loss=... baseline_loss=..." (the unigram model of the masked tokens, the
+// majority next-sentence class, and their loss in the model's loss's terms). --checkpoint, --data,
+// --device and
 // --batch are shared with other commands (tools/common_flags.h).
 #include <cstdio>
 #include <string>
@@ -14,6 +18,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 #include "config/load.h"
 #include "tools/command.h"
 #include "tools/common_flags.h"
@@ -23,10 +28,46 @@
 
 ABSL_FLAG(int64_t, eval_batches, 100, "batches to evaluate (fewer if the data ends first)");
 ABSL_FLAG(std::string, unigram_data, "",
-          "causal LM: training shards whose token frequencies (add-one smoothed) give the unigram "
-          "baseline, scored on the same tokens and printed as unigram_perplexity");
+          "training shards whose label frequencies give the baselines, scored on the same "
+          "examples: the unigram perplexity (causal LM); the unigram masked-LM loss and accuracy "
+          "and the majority next-sentence accuracy (BERT)");
 
 namespace headroom {
+namespace {
+
+// " unigram_loss=..." (causal LM) or " unigram_mlm_loss=..." (BERT): the baselines of
+// `train_files` scored on the examples `r` was scored on (trainer/unigram.h). The vocabulary and
+// (without --data) the evaluation shards come from the checkpoint `dir`.
+absl::StatusOr<std::string> Baselines(const std::string& dir, const EvalResult& r,
+                                      const std::string& train_files) {
+  HR_ASSIGN_OR_RETURN(ExperimentConfig config, LoadConfig(dir + "/config.textproto"));
+  const std::string data =
+      absl::GetFlag(FLAGS_data).empty() ? config.data().eval_files() : absl::GetFlag(FLAGS_data);
+  const int64_t vocab_size = config.model().vocab_size();
+  if (r.bert) {
+    HR_ASSIGN_OR_RETURN(BertBaselineResult b,
+                        BertUnigramBaseline(vocab_size, train_files, data, r.sequences));
+    if (b.sequences != r.sequences) {
+      return absl::FailedPreconditionError(absl::StrCat("the baselines read ", b.sequences,
+                                                        " examples, the model ", r.sequences,
+                                                        "; not comparable"));
+    }
+    return absl::StrFormat(
+        " unigram_mlm_loss=%.6f unigram_mlm_accuracy=%.6f majority_nsp_accuracy=%.6f "
+        "baseline_nsp_loss=%.6f baseline_loss=%.6f",
+        b.mlm_loss, b.mlm_accuracy, b.nsp_accuracy, b.nsp_loss, b.loss);
+  }
+  HR_ASSIGN_OR_RETURN(UnigramResult u,
+                      UnigramPerplexity(vocab_size, train_files, data, r.sequences));
+  if (u.tokens != r.tokens) {  // both read the first r.sequences examples in loader order
+    return absl::FailedPreconditionError(absl::StrCat("the unigram baseline scored ", u.tokens,
+                                                      " tokens, the model ", r.tokens,
+                                                      "; not comparable"));
+  }
+  return absl::StrFormat(" unigram_loss=%.6f unigram_perplexity=%.4f", u.loss, u.perplexity);
+}
+
+}  // namespace
 
 int RunEval(const CommandArgs& args) {
   (void)args;
@@ -49,21 +90,9 @@ int RunEval(const CommandArgs& args) {
   std::string line = r->ToString();
   const std::string unigram_data = absl::GetFlag(FLAGS_unigram_data);
   if (!unigram_data.empty()) {
-    // The vocabulary and (without --data) the evaluation shards come from the checkpoint.
-    absl::StatusOr<ExperimentConfig> config = LoadConfig(*dir + "/config.textproto");
-    if (!config.ok()) return Fail("eval", std::string(config.status().message()));
-    if (r->bert) return Fail("eval", "--unigram_data is for causal LM checkpoints, this is BERT");
-    const std::string data =
-        absl::GetFlag(FLAGS_data).empty() ? config->data().eval_files() : absl::GetFlag(FLAGS_data);
-    absl::StatusOr<UnigramResult> u =
-        UnigramPerplexity(config->model().vocab_size(), unigram_data, data, r->sequences);
-    if (!u.ok()) return Fail("eval", std::string(u.status().message()));
-    if (u->tokens != r->tokens) {  // both read the first r->sequences examples in loader order
-      return Fail("eval", absl::StrCat("the unigram baseline scored ", u->tokens,
-                                       " tokens, the model ", r->tokens, "; not comparable"));
-    }
-    absl::StrAppend(&line, absl::StrFormat(" unigram_loss=%.6f unigram_perplexity=%.4f", u->loss,
-                                           u->perplexity));
+    absl::StatusOr<std::string> baselines = Baselines(*dir, *r, unigram_data);
+    if (!baselines.ok()) return Fail("eval", std::string(baselines.status().message()));
+    absl::StrAppend(&line, *baselines);
   }
   // After the work, so that a failure stays one line.
   if (!chosen.empty()) std::fprintf(stderr, "eval: scored %s\n", chosen.c_str());

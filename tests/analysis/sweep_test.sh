@@ -52,14 +52,16 @@ set: train.attention_rank_every=3
 fig3a_d: 16
 fig1_heads: 4
 run: std_h4   standard model.num_heads=4 model.head_size=0
-run: fixed_h4 fixed    model.num_heads=4 model.head_size=8
+run: fixed_h4 fixed    model.num_heads=4 model.head_size=8 seeds=2
 SPEC
 export SWEEP_TEST_DIR=$tmp
 sweep() { "$SRC/tools/paper/sweep" "$tmp/test.spec" --out "$tmp/out" --headroom "$HEADROOM"; }
 
 sweep >"$tmp/first.log" 2>&1 || { cat "$tmp/first.log"; fail "first sweep failed"; }
 [ -s "$tmp/data/done" ] || fail "data not prepared"
-[ "$(wc -l <"$tmp/out/results.csv")" = 3 ] || { cat "$tmp/out/results.csv"; fail "results.csv rows"; }
+# fixed_h4 runs 2 seeds (`seeds=2`), std_h4 the spec's one.
+[ "$(wc -l <"$tmp/out/results.csv")" = 4 ] || { cat "$tmp/out/results.csv"; fail "results.csv rows"; }
+grep -q '^fixed_h4,fixed,16,4,8,[0-9]*,1235,' "$tmp/out/results.csv" || fail "fixed_h4 second seed"
 grep -q '^std_h4,standard,16,4,4,' "$tmp/out/results.csv" || fail "std_h4 row"
 grep -q '^fixed_h4,fixed,16,4,8,' "$tmp/out/results.csv" || fail "fixed_h4 row"
 grep -q '^| 4 | 16 | 4 | .* | 8 | .* |$' "$tmp/out/results.md" || { cat "$tmp/out/results.md"; fail "table row"; }
@@ -72,6 +74,29 @@ assert 1 <= int(rows["fixed_h4"]["attn_rank_max"]) <= 8, rows["fixed_h4"]
 assert float(rows["fixed_h4"]["attn_entropy"]) > 0, rows["fixed_h4"]
 PY
 grep -q '^| std_h4 | standard | 16 | 4 | 4 | [1-4] |' "$tmp/out/results.md" || { cat "$tmp/out/results.md"; fail "rank table row"; }
+# The unigram baseline, scored by `headroom eval --unigram_data` on the same tokens: the margin is
+# the unigram loss minus the run's loss, in results.csv and results.md.
+python3 - "$tmp/out/results.csv" <<'PY' || fail "unigram baseline columns"
+import csv, math, sys
+for r in csv.DictReader(open(sys.argv[1])):
+    u, loss = float(r["unigram_loss"]), float(r["loss"])
+    assert abs(math.exp(u) - float(r["unigram_perplexity"])) < 1e-3 * float(r["unigram_perplexity"]), r
+    assert abs(float(r["margin_nats"]) - (u - loss)) < 1e-9, r
+    assert float(r["train_cpu_seconds"]) > 0, r
+PY
+grep -Eq '^\| std_h4 \| standard \| 16 \| 4 \| 4 \| 1 \| [0-9.]+ \| [0-9.]+ \| [-+][0-9.]+ \|$' "$tmp/out/results.md" \
+  || { cat "$tmp/out/results.md"; fail "margin table row"; }
+# Two seeds: mean ±sample standard deviation, computed here from results.csv.
+python3 - "$tmp/out/results.csv" "$tmp/out/results.md" <<'PY' || fail "two-seed margin row"
+import csv, statistics, sys
+rs = [r for r in csv.DictReader(open(sys.argv[1])) if r["name"] == "fixed_h4"]
+ppl = [float(r["perplexity"]) for r in rs]
+margin = [float(r["margin_nats"]) for r in rs]
+cell = f"{statistics.mean(ppl):.2f} ±{statistics.stdev(ppl):.2f}"
+m = f"{statistics.mean(margin):+.3f} ±{statistics.stdev(margin):.3f}"
+line = [l for l in open(sys.argv[2]) if l.startswith("| fixed_h4 |")][0]
+assert f"| 2 | {cell} |" in line and line.rstrip().endswith(f"| {m} |"), (line, cell, m)
+PY
 figures_skipped=""
 if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || python3 -c 'import matplotlib' 2>/dev/null; then
   for f in fig3a_heads.png fig1_embedding.png; do
@@ -82,13 +107,25 @@ else
 fi
 
 sweep >"$tmp/second.log" 2>&1 || { cat "$tmp/second.log"; fail "second sweep failed"; }
-[ "$(grep -c 'done, skipped' "$tmp/second.log")" = 2 ] || { cat "$tmp/second.log"; fail "not resumed"; }
+[ "$(grep -c 'done, skipped' "$tmp/second.log")" = 3 ] || { cat "$tmp/second.log"; fail "not resumed"; }
 
 rm "$tmp/out/runs/fixed_h4-s1234/result.json"
 sweep >"$tmp/third.log" 2>&1 || { cat "$tmp/third.log"; fail "third sweep failed"; }
 grep -q 'std_h4 seed 1234: done, skipped' "$tmp/third.log" || fail "std_h4 redone"
+grep -q 'fixed_h4 seed 1235: done, skipped' "$tmp/third.log" || fail "fixed_h4 seed 1235 redone"
 grep -q 'fixed_h4 seed 1234: perplexity' "$tmp/third.log" || { cat "$tmp/third.log"; fail "fixed_h4 not redone"; }
-[ "$(wc -l <"$tmp/out/results.csv")" = 3 ] || fail "results.csv rows after resume"
+[ "$(wc -l <"$tmp/out/results.csv")" = 4 ] || fail "results.csv rows after resume"
+# A run finished before the sweep scored baselines gets them from its checkpoint, not retrained.
+python3 - "$tmp/out/runs/std_h4-s1234/result.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for k in ("unigram_loss", "unigram_perplexity"):
+    del r[k]
+json.dump(r, open(sys.argv[1], "w"))
+PY
+sweep >"$tmp/fourth.log" 2>&1 || { cat "$tmp/fourth.log"; fail "fourth sweep failed"; }
+[ "$(grep -c 'done, skipped' "$tmp/fourth.log")" = 3 ] || { cat "$tmp/fourth.log"; fail "retrained"; }
+grep -q '"unigram_perplexity"' "$tmp/out/runs/std_h4-s1234/result.json" || fail "baseline not backfilled"
 
 # The BERT version (task: bert): a WordPiece vocab.txt (special tokens, the corpus's words and
 # characters, padded with [unused] entries) truncated by the sweep to its first 300 entries,
@@ -155,8 +192,21 @@ PY
 if grep -q perplexity "$csv"; then fail "perplexity in the BERT csv"; fi
 md="$tmp/bert_out/results.md"
 grep -q 'MLM accuracy' "$md" || { cat "$md"; fail "BERT table header"; }
-row='\| [0-9,]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|$'
+# params | seeds | MLM accuracy | its margin | loss | its margin | NSP accuracy | its margin
+row='\| [0-9,]+ \| 1 \| [0-9.]+ \| [-+][0-9.]+ \| [0-9.]+ \| [-+][0-9.]+ \| [0-9.]+ \| [-+][0-9.]+ \|$'
 grep -Eq "^\| standard \| 4 \| 16 \| 4 $row" "$md" || { cat "$md"; fail "BERT standard row"; }
+grep -q '^Baselines from the training shards' "$md" || { cat "$md"; fail "BERT baselines paragraph"; }
+# The margins are the row minus the baselines its eval printed (trainer/unigram.h).
+python3 - "$csv" <<'PY' || fail "BERT baseline columns"
+import csv, sys
+for r in csv.DictReader(open(sys.argv[1])):
+    f = lambda k: float(r[k])  # noqa: E731
+    assert abs(f("mlm_margin") - (f("mlm_accuracy") - f("unigram_mlm_accuracy"))) < 1e-9, r
+    assert abs(f("nsp_margin") - (f("nsp_accuracy") - f("majority_nsp_accuracy"))) < 1e-9, r
+    assert abs(f("loss_margin") - (f("baseline_loss") - f("loss"))) < 1e-9, r
+    assert 0 <= f("majority_nsp_accuracy") <= 1, r
+    assert f("unigram_mlm_loss") > 0 and f("baseline_nsp_loss") > 0, r
+PY
 grep -Eq "^\| fixed \| 4 \| 16 \| 8 $row" "$md" || { cat "$md"; fail "BERT fixed row"; }
 grep -q '^## Table 2A: fixed head size d_p = 8' "$md" || { cat "$md"; fail "Table 2A section"; }
 grep -q '^## Table 2B: 4 heads' "$md" || { cat "$md"; fail "Table 2B section"; }

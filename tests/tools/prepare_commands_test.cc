@@ -162,7 +162,8 @@ TEST_F(PrepareCommandsTest, TwoSequenceLengthsInOneRun) {
 }
 
 // Data preparation on every core gives the same shards: prepare-lm and prepare-bert with 1 and
-// with several tokenizer workers write identical bytes; SentencePiece, trained on a sample of
+// with several workers (tokenizing; prepare-bert also building its chunks' instances) write
+// identical bytes; SentencePiece, trained on a sample of
 // --input_sentence_size sentences (drawn with its own fixed seed), trains the same model each
 // time, and another one on another sample size.
 TEST_F(PrepareCommandsTest, OutputIsTheSameForAnyNumberOfWorkers) {
@@ -195,14 +196,28 @@ TEST_F(PrepareCommandsTest, OutputIsTheSameForAnyNumberOfWorkers) {
   for (const char* shard : {"/train-00000-of-00002.tfrecord", "/train-00001-of-00002.tfrecord"}) {
     EXPECT_TRUE(same(dir_ + "/lm1" + shard, dir_ + "/lm2" + shard)) << shard;
   }
-  for (int workers : {1, 3}) {
-    Result r = Headroom("prepare-bert --input_file=" + corpus + " --vocab_file=" + vocab +
-                        " --output_dir=" + dir_ + "/bert" + std::to_string(workers) +
-                        " --num_shards=1 --dupe_factor=1 --num_workers=" + std::to_string(workers));
+  // prepare-bert builds its chunks' instances on the workers too: 5-document chunks (the
+  // corpus's 36 documents make 8), both of BERT's length sets, 1 and 3 workers; and the chunks
+  // draw their own numbers (a 1-chunk run of the same input writes other instances).
+  auto bert = [&](const std::string& out, int workers, int chunk_documents) {
+    return Headroom("prepare-bert --input_file=" + corpus + " --vocab_file=" + vocab +
+                    " --output_dir=" + out + " --num_shards=2 --dupe_factor=2" +
+                    " --max_seq_length=64,128 --max_predictions_per_seq=10,20" +
+                    " --chunk_documents=" + std::to_string(chunk_documents) +
+                    " --num_workers=" + std::to_string(workers));
+  };
+  for (const auto& [dir, workers, chunk_documents] :
+       {std::tuple{"bert1", 1, 5}, std::tuple{"bert3", 3, 5}, std::tuple{"bert_one", 3, 100}}) {
+    Result r = bert(dir_ + "/" + dir, workers, chunk_documents);
     ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
   }
-  EXPECT_TRUE(same(dir_ + "/bert1/train-00000-of-00001.tfrecord",
-                   dir_ + "/bert3/train-00000-of-00001.tfrecord"));
+  for (const char* set : {"/seq64", "/seq128"}) {
+    for (const char* shard : {"/train-00000-of-00002.tfrecord", "/train-00001-of-00002.tfrecord"}) {
+      const std::string name = std::string(set) + shard;
+      EXPECT_TRUE(same(dir_ + "/bert1" + name, dir_ + "/bert3" + name)) << name;
+      EXPECT_FALSE(same(dir_ + "/bert1" + name, dir_ + "/bert_one" + name)) << name;
+    }
+  }
 }
 
 }  // namespace
