@@ -6,6 +6,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <vector>
@@ -100,21 +101,27 @@ TEST(PollUntilTest, ExpiresOnTimeWithoutSpinning) {
               idles, cpu, 100 * cpu / wall);
 }
 
-// A collective that finishes while the waiter sleeps is noticed within about max_sleep.
+// A collective that finishes while the waiter sleeps is noticed within about max_sleep. The
+// best of 5 trials is held to it: a loaded machine can delay any one wake-up by tens of
+// milliseconds, while a waiter that sleeps too long is late in every trial.
 TEST(PollUntilTest, NoticesCompletionWithinTheLongestSleep) {
-  const Clock::time_point start = Clock::now();
-  double noticed_late = 0;
-  absl::StatusOr<bool> r = PollUntil(
-      [&]() -> absl::StatusOr<bool> {
-        const double t = Since(start);
-        if (t < 0.2) return false;
-        noticed_late = t - 0.2;
-        return true;
-      },
-      absl::Seconds(10), [] {});
-  ASSERT_TRUE(r.ok());
-  EXPECT_TRUE(*r);
-  EXPECT_LT(noticed_late, 0.0002 + 0.02);  // max_sleep plus scheduling slack
+  double best = 1e9;
+  for (int trial = 0; trial < 5; ++trial) {
+    const Clock::time_point start = Clock::now();
+    double noticed_late = 0;
+    absl::StatusOr<bool> r = PollUntil(
+        [&]() -> absl::StatusOr<bool> {
+          const double t = Since(start);
+          if (t < 0.05) return false;
+          noticed_late = t - 0.05;
+          return true;
+        },
+        absl::Seconds(10), [] {});
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(*r);
+    best = std::min(best, noticed_late);
+  }
+  EXPECT_LT(best, 0.0002 + 0.02);  // max_sleep plus scheduling slack
 }
 
 TEST(DescribeArrivalsTest, NamesTheSilentRanksAndThoseThatArrived) {
