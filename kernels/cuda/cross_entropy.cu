@@ -7,7 +7,9 @@
 // max + log(sum) - logit[label] (smoothed: max + log(sum) - on * logit[label] -
 // off * (sum of logits - logit[label]) - H(t)); then the gradient
 // coef * (exp(logit - max) / sum - t) is written straight from the logits, so no
-// probability matrix exists. Each thread writes only the columns it read itself, and the
+// probability matrix exists. Rows are `ld` apart; the padding columns V .. ld-1 (a padded
+// vocabulary) are never read and get zero gradient. Each thread writes only the columns it read
+// itself, and the
 // label's logit is read by thread 0 before the first barrier of the reductions, so dlogits may
 // overwrite logits. Same formulas as
 // kernels/cpu/cross_entropy.cc; rows with label < 0 have loss 0 and zero gradient. Reductions
@@ -30,17 +32,20 @@ struct Target {
 };
 
 __global__ void cross_entropy_kernel(const float* logits, const int32_t* __restrict__ labels,
-                                     const float* __restrict__ weights, int V, Target t,
+                                     const float* __restrict__ weights, int V, int ld, Target t,
                                      float* __restrict__ losses, float* dlogits, float grad_scale) {
   __shared__ float shared[kWarpSize];
   __shared__ float label_logit;
   const int64_t row = blockIdx.x;
-  const float* x = logits + row * V;
+  const float* x = logits + row * ld;
   const int32_t label = labels[row];
+  if (dlogits != nullptr) {  // the padding columns V .. ld-1 are no class
+    for (int c = V + threadIdx.x; c < ld; c += blockDim.x) dlogits[row * ld + c] = 0.0f;
+  }
   if (label < 0 || label >= V) {  // no target (>= V is invalid input: treated alike, no OOB read)
     if (threadIdx.x == 0) losses[row] = 0.0f;
     if (dlogits != nullptr) {
-      for (int c = threadIdx.x; c < V; c += blockDim.x) dlogits[row * V + c] = 0.0f;
+      for (int c = threadIdx.x; c < V; c += blockDim.x) dlogits[row * ld + c] = 0.0f;
     }
     return;  // the whole block returns: no barrier is left waiting
   }
@@ -66,7 +71,7 @@ __global__ void cross_entropy_kernel(const float* logits, const int32_t* __restr
   const float coef = grad_scale * (weights != nullptr ? weights[row] : 1.0f);
   const float inv_sum = 1.0f / sum;
   const float off = coef * t.off, on = coef * t.on;
-  float* dx = dlogits + row * V;
+  float* dx = dlogits + row * ld;
   for (int c = threadIdx.x; c < V; c += blockDim.x) {
     const float p = coef * (expf(x[c] - mx) * inv_sum);
     dx[c] = c == label ? p - on : p - off;
@@ -76,7 +81,7 @@ __global__ void cross_entropy_kernel(const float* logits, const int32_t* __restr
 }  // namespace
 
 void LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
-                               int64_t rows, int V, float label_smoothing, float* losses,
+                               int64_t rows, int V, int ld, float label_smoothing, float* losses,
                                float* dlogits, float grad_scale, const LaunchContext& ctx) {
   if (rows <= 0) return;
   if (V <= 0) {
@@ -91,7 +96,7 @@ void LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels, const
     t.entropy = static_cast<float>(-on * std::log(on) - eps * std::log(off));
   }
   cross_entropy_kernel<<<static_cast<unsigned>(rows), kBlock, 0, ctx.stream>>>(
-      logits, labels, weights, V, t, losses, dlogits, grad_scale);
+      logits, labels, weights, V, ld, t, losses, dlogits, grad_scale);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
 }
 
