@@ -9,9 +9,8 @@
 // coef * (exp(logit - max) / sum - t) is written straight from the logits, so no
 // probability matrix exists. Rows are `ld` apart; the padding columns V .. ld-1 (a padded
 // vocabulary) are never read and get zero gradient. Each thread writes only the columns it read
-// itself, and the
-// label's logit is read by thread 0 before the first barrier of the reductions, so dlogits may
-// overwrite logits. Same formulas as
+// itself (or padding), and the label's logit is read by thread 0 before the first barrier of the
+// reductions, so dlogits may overwrite logits. Same formulas as
 // kernels/cpu/cross_entropy.cc; rows with label < 0 have loss 0 and zero gradient. Reductions
 // are fixed trees (deterministic); sums are fp32 (the CPU uses double: a relative difference of
 // ~1e-7 * log V).
