@@ -24,6 +24,8 @@ void ParameterLayout::Add(std::string name, std::vector<int64_t> shape, ParamIni
     t.reserved = t.numel / t.shape[0] * reserved_rows;
   }
   t.offset = packed ? total_ : AlignUp(total_, kTensorAlignment);
+  // The previous tensor reserves the alignment gap too: the tensors tile the buffer.
+  if (!tensors_.empty()) tensors_.back().reserved = t.offset - tensors_.back().offset;
   t.init = init;
   t.weight_decay = decay;
   t.layer = layer;
@@ -70,14 +72,51 @@ ParameterLayout ParameterLayout::ForExperiment(const ExperimentConfig& config) {
   return ForModel(config.model(), TaskHeadOf(config));
 }
 
+void ParameterLayout::AddLayer(const ModelConfig& m, int i) {
+  const int64_t d = m.d_model(), ff = m.ffn_size();
+  const int64_t inner = static_cast<int64_t>(m.num_heads()) * HeadSize(m);
+  constexpr ParamInit kN = ParamInit::kTruncatedNormal, kZ = ParamInit::kZeros,
+                      kO = ParamInit::kOnes;
+  const bool pre_ln = m.norm() == ModelConfig::PRE_LN;
+  const std::string lp = LayerPrefix(i);
+  if (pre_ln) {
+    Add(lp + "attention.LayerNorm.weight", {d}, kO, false, i);
+    Add(lp + "attention.LayerNorm.bias", {d}, kZ, false, i);
+  }
+  // One [3I, d] weight and one [3I] bias; query, key and value are views (packed).
+  for (const char* part : {"weight", "bias"}) {
+    const bool weight = part[0] == 'w';
+    for (const char* qkv : {"query", "key", "value"}) {
+      Add(absl::StrCat(lp, "attention.self.", qkv, ".", part),
+          weight ? std::vector<int64_t>{inner, d} : std::vector<int64_t>{inner}, weight ? kN : kZ,
+          weight, i, 0, /*packed=*/qkv[0] != 'q');
+    }
+  }
+  Add(lp + "attention.output.dense.weight", {d, inner}, kN, true, i);
+  Add(lp + "attention.output.dense.bias", {d}, kZ, false, i);
+  if (pre_ln) {
+    Add(lp + "intermediate.LayerNorm.weight", {d}, kO, false, i);
+    Add(lp + "intermediate.LayerNorm.bias", {d}, kZ, false, i);
+  } else {
+    Add(lp + "attention.output.LayerNorm.weight", {d}, kO, false, i);
+    Add(lp + "attention.output.LayerNorm.bias", {d}, kZ, false, i);
+  }
+  Add(lp + "intermediate.dense.weight", {ff, d}, kN, true, i);
+  Add(lp + "intermediate.dense.bias", {ff}, kZ, false, i);
+  Add(lp + "output.dense.weight", {d, ff}, kN, true, i);
+  Add(lp + "output.dense.bias", {d}, kZ, false, i);
+  if (!pre_ln) {
+    Add(lp + "output.LayerNorm.weight", {d}, kO, false, i);
+    Add(lp + "output.LayerNorm.bias", {d}, kZ, false, i);
+  }
+}
+
 ParameterLayout ParameterLayout::ForModel(const ModelConfig& m, const TaskHead& head) {
   ParameterLayout L;
   const bool bert = m.objective() == ModelConfig::BERT;
   L.prefix_ = bert ? "bert." : "lm.";
   const int64_t d = m.d_model(), V = m.vocab_size(), P = m.max_positions();
   const int64_t Vp = PaddedVocabSize(m);
-  const int64_t inner = static_cast<int64_t>(m.num_heads()) * HeadSize(m);
-  const int64_t ff = m.ffn_size();
   constexpr ParamInit kN = ParamInit::kTruncatedNormal, kZ = ParamInit::kZeros,
                       kO = ParamInit::kOnes;
   const std::string& p = L.prefix_;
@@ -94,39 +133,7 @@ ParameterLayout ParameterLayout::ForModel(const ModelConfig& m, const TaskHead& 
     L.Add(p + "embeddings.LayerNorm.bias", {d}, kZ, false, -1);
   }
 
-  for (int i = 0; i < m.num_layers(); ++i) {
-    const std::string lp = L.LayerPrefix(i);
-    if (pre_ln) {
-      L.Add(lp + "attention.LayerNorm.weight", {d}, kO, false, i);
-      L.Add(lp + "attention.LayerNorm.bias", {d}, kZ, false, i);
-    }
-    // One [3I, d] weight and one [3I] bias; query, key and value are views (packed).
-    for (const char* part : {"weight", "bias"}) {
-      const bool weight = part[0] == 'w';
-      for (const char* qkv : {"query", "key", "value"}) {
-        L.Add(absl::StrCat(lp, "attention.self.", qkv, ".", part),
-              weight ? std::vector<int64_t>{inner, d} : std::vector<int64_t>{inner},
-              weight ? kN : kZ, weight, i, 0, /*packed=*/qkv[0] != 'q');
-      }
-    }
-    L.Add(lp + "attention.output.dense.weight", {d, inner}, kN, true, i);
-    L.Add(lp + "attention.output.dense.bias", {d}, kZ, false, i);
-    if (pre_ln) {
-      L.Add(lp + "intermediate.LayerNorm.weight", {d}, kO, false, i);
-      L.Add(lp + "intermediate.LayerNorm.bias", {d}, kZ, false, i);
-    } else {
-      L.Add(lp + "attention.output.LayerNorm.weight", {d}, kO, false, i);
-      L.Add(lp + "attention.output.LayerNorm.bias", {d}, kZ, false, i);
-    }
-    L.Add(lp + "intermediate.dense.weight", {ff, d}, kN, true, i);
-    L.Add(lp + "intermediate.dense.bias", {ff}, kZ, false, i);
-    L.Add(lp + "output.dense.weight", {d, ff}, kN, true, i);
-    L.Add(lp + "output.dense.bias", {d}, kZ, false, i);
-    if (!pre_ln) {
-      L.Add(lp + "output.LayerNorm.weight", {d}, kO, false, i);
-      L.Add(lp + "output.LayerNorm.bias", {d}, kZ, false, i);
-    }
-  }
+  for (int i = 0; i < m.num_layers(); ++i) L.AddLayer(m, i);
   if (pre_ln) {
     L.Add(p + "encoder.LayerNorm.weight", {d}, kO, false, -1);
     L.Add(p + "encoder.LayerNorm.bias", {d}, kZ, false, -1);
@@ -157,6 +164,7 @@ ParameterLayout ParameterLayout::ForModel(const ModelConfig& m, const TaskHead& 
     if (HasOutputBias(m)) L.Add("lm.output.bias", {V}, kZ, false, -1, Vp);
   }
   L.total_ = AlignUp(L.total_, kTensorAlignment);
+  L.tensors_.back().reserved = L.total_ - L.tensors_.back().offset;
   return L;
 }
 

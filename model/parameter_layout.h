@@ -20,7 +20,9 @@
 //
 // The layout is what the tensor cores like (and what a bf16 copy of the buffer keeps):
 //  - Every tensor starts at an offset that is a multiple of kTensorAlignment (64) elements; the
-//    gaps between tensors are zero, belong to no tensor, and nothing reads or updates them.
+//    gaps between tensors are zero and nothing reads or updates them (TensorSpec::reserved
+//    counts each gap with the tensor before it, so the gradient buckets and ZeRO-1 shards,
+//    built from offset and reserved, cover the whole buffer).
 //  - Q, K and V of a layer are one [3I, d] weight and one [3I] bias (I = heads * head_size),
 //    so that one GEMM computes all three projections: the query, key and value tensors are
 //    views into them, at +0, +I*d, +2I*d (weights) and +0, +I, +2I (biases). The group starts
@@ -80,9 +82,11 @@ int64_t PaddedVocabSize(const ModelConfig& model);
 struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;
-  int64_t offset = 0;    // in elements from the start of the flat buffer
-  int64_t numel = 0;     // elements of `shape`: the tensor's values, offset .. offset + numel
-  int64_t reserved = 0;  // elements the buffer holds for it (>= numel: a padded vocabulary)
+  int64_t offset = 0;  // in elements from the start of the flat buffer
+  int64_t numel = 0;   // elements of `shape`: the tensor's values, offset .. offset + numel
+  // Elements from offset to the next tensor's offset (the last: to total()): numel, then zeros
+  // (a padded vocabulary's rows, the alignment gap). The tensors tile the flat buffer.
+  int64_t reserved = 0;
   ParamInit init = ParamInit::kZeros;
   bool weight_decay = false;  // false for biases and LayerNorm parameters
   int layer = -1;             // transformer layer index, -1 for embeddings and heads
@@ -131,6 +135,8 @@ class ParameterLayout {
   // shape[1..] (0: the shape's own rows).
   void Add(std::string name, std::vector<int64_t> shape, ParamInit init, bool decay, int layer,
            int64_t reserved_rows = 0, bool packed = false);
+  // The tensors of transformer layer i of `m`, in the documented order.
+  void AddLayer(const ModelConfig& m, int i);
 
   std::string prefix_;
   std::vector<TensorSpec> tensors_;
