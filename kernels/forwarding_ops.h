@@ -140,9 +140,9 @@
      T* dlogits, T grad_scale),                                                                   \
     (logits, labels, weights, rows, V, losses, dlogits, grad_scale))                              \
   X(void, LabelSmoothedCrossEntropy,                                                              \
-    (const T* logits, const int32_t* labels, const T* weights, int64_t rows, int V,               \
+    (const T* logits, const int32_t* labels, const T* weights, int64_t rows, int V, int ld,       \
      T label_smoothing, T* losses, T* dlogits, T grad_scale),                                     \
-    (logits, labels, weights, rows, V, label_smoothing, losses, dlogits, grad_scale))             \
+    (logits, labels, weights, rows, V, ld, label_smoothing, losses, dlogits, grad_scale))         \
   X(void, Dot, (const T* a, const T* b, int64_t n, T* out), (a, b, n, out))                       \
   X(void, AdamW, (T * w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s),              \
     (w, g, m, v, n, s))                                                                           \

@@ -301,8 +301,12 @@ class Ops {
   // it adds 1e-20 inside log u, which changes nothing at float precision); 0 where labels[r] < 0.
   // The gradient written to dlogits (when non-null) is grad_scale * w[r] * (softmax - q).
   // eps = 0 is SoftmaxCrossEntropy exactly (H = 0). V must be >= 2 when eps > 0.
+  // Rows of logits (and dlogits) are ld >= V elements apart: the model's decoder pads the
+  // vocabulary (model/parameter_layout.h), and columns V .. ld-1 are no class: excluded from the
+  // softmax and the smoothing (probability exactly 0), their dlogits written as exactly 0.
+  // ld == V is the unpadded case.
   virtual void LabelSmoothedCrossEntropy(const T* logits, const int32_t* labels, const T* weights,
-                                         int64_t rows, int V, T label_smoothing, T* losses,
+                                         int64_t rows, int V, int ld, T label_smoothing, T* losses,
                                          T* dlogits, T grad_scale) = 0;
 
   // ---- Reductions -----------------------------------------------------------------------

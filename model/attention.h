@@ -4,7 +4,8 @@
 // For x [B*S, d] (row b*S + s is token s of sequence b), with h heads of size d_p and
 // I = h * d_p:
 //
-//   Q = x Wq^T + bq, K = x Wk^T + bk, V = x Wv^T + bv      each [B*S, I], W* are [I, d]
+//   [Q K V] = x Wqkv^T + bqkv                               [B*S, 3I], one GEMM; Wqkv [3I, d]
+//                                                          stacks Wq, Wk, Wv (each [I, d])
 //   per head:  P = softmax(Q_h K_h^T / sqrt(d_p), masked)   [S, S]
 //              C_h = dropout(P) V_h                         [S, d_p]
 //   out = concat_h(C_h) Wo^T + bo                           [B*S, d], Wo is [d, I]
@@ -18,15 +19,20 @@
 // Two paths compute the same function (tests/model check both against finite differences):
 //  - materialised: heads split with PermuteHeads, per-head strided-batched GEMMs, the [S, S]
 //    probabilities of every head written out by SoftmaxForward and kept for backward;
-//  - fused: Ops::AttentionForward / AttentionBackward (flash-attention style) on the
-//    projections' token-major output, keeping only one log-sum-exp per query; no permutes.
+//  - fused: Ops::AttentionForward / AttentionBackward (flash-attention style) on token-major
+//    q, k, v, keeping only one log-sum-exp per query.
+// Both take the projection's [B*S, 3I] output apart with one PermuteHeads into [3, B*S, I]
+// (q, k, v each token-major; the materialised path then splits the heads of all three with one
+// more), and backward puts dq, dk, dv back together the same way, so that the weight and bias
+// gradients and dx come from one GEMM each over the fused [3I, d] weight.
 // The constructor's `fused` picks one (the model asks Ops::PrefersFusedAttention: the GPU in
 // bf16 mode uses the fused path, the CPU the materialised one).
 //
 // Memory. Each FixedHeadAttention owns the activations its backward needs, allocated once for
 // (max_batch, max_seq) at construction, with N = B*S:
-//   q, k, v  3 * N * I elements: split into heads [B, h, S, d_p] (materialised) or as the
-//            projections wrote them [B*S, I] (fused)
+//   q, k, v  3 * N * I elements, one buffer [3, ...]: each split into heads [B, h, S, d_p]
+//            (materialised) or token-major [B*S, I] (fused); Backward overwrites them with
+//            the projection's gradient [B*S, 3I] once it no longer needs them
 //   probs    materialised only: softmax output before dropout [B, h, S, S], B * h * S * S
 //            elements (by default dropout is recomputed from its Philox key in backward instead
 //            of storing the mask; with keep_dropped_probs the dropped probabilities are kept
@@ -52,28 +58,21 @@
 namespace headroom {
 
 // Device pointers to one layer's attention parameters (views into the flat parameter buffer,
-// shapes as model/parameter_layout.h: weights [out, in]).
+// shapes as model/parameter_layout.h: weights [out, in]). Q, K and V are one weight: rows
+// [0, I) are Wq, [I, 2I) Wk and [2I, 3I) Wv, and likewise the bias.
 template <typename T>
 struct AttentionParams {
-  const T* wq = nullptr;  // [I, d]
-  const T* bq = nullptr;  // [I]
-  const T* wk = nullptr;
-  const T* bk = nullptr;
-  const T* wv = nullptr;
-  const T* bv = nullptr;
-  const T* wo = nullptr;  // [d, I]
-  const T* bo = nullptr;  // [d]
+  const T* wqkv = nullptr;  // [3I, d]
+  const T* bqkv = nullptr;  // [3I]
+  const T* wo = nullptr;    // [d, I]
+  const T* bo = nullptr;    // [d]
 };
 
 // The matching gradient views (accumulated into, never overwritten).
 template <typename T>
 struct AttentionGrads {
-  T* wq = nullptr;
-  T* bq = nullptr;
-  T* wk = nullptr;
-  T* bk = nullptr;
-  T* wv = nullptr;
-  T* bv = nullptr;
+  T* wqkv = nullptr;
+  T* bqkv = nullptr;
   T* wo = nullptr;
   T* bo = nullptr;
 };
@@ -114,17 +113,23 @@ class FixedHeadAttention {
   bool fused() const { return fused_; }
 
  private:
-  void ForwardFused(const AttentionParams<T>& p, const T* x, const int32_t* segments, T* out);
+  void ForwardFused(const AttentionParams<T>& p, const int32_t* segments, T* out);
   void BackwardFused(const AttentionParams<T>& p, const AttentionGrads<T>& g, const T* x,
                      const T* dout, T* dx, T* scratch);
-  // dW += dy^T x, db += colsum(dy), dx += dy W for one projection y = x W^T + b, dy [N, I].
-  void ProjectionBackward(const T* dy, const T* x, const T* w, T* gw, T* gb, T* dx, int N);
+  // q, k, v (qh_, kh_, vh_ in qkv_) from the one projection x Wqkv^T + bqkv [N, 3I].
+  // scratch: 3 * N * I elements.
+  void ProjectQkv(const AttentionParams<T>& p, const T* x, T* scratch);
+  // From d/d q, k, v as dqkv [3, N, I] (not aliasing qkv_): dWqkv += dqkv^T x,
+  // dbqkv += colsum(dqkv) and dx += dqkv Wqkv, with dqkv assembled as [N, 3I] in qkv_.
+  void QkvBackward(const AttentionParams<T>& p, const AttentionGrads<T>& g, const T* x,
+                   const T* dqkv, T* dx);
 
   Ops<T>* ops_;
   int d_, h_, dp_;
   int max_batch_, max_seq_;
   bool fused_;
   // Kept activations.
+  T* qkv_ = nullptr;      // [3, ...]: q, k, v below, in one buffer
   T* qh_ = nullptr;       // [B, h, S, d_p] (fused: [B*S, I])
   T* kh_ = nullptr;       // [B, h, S, d_p] (fused: [B*S, I])
   T* vh_ = nullptr;       // [B, h, S, d_p] (fused: [B*S, I])

@@ -29,7 +29,7 @@ Shape ShapeOf(const ModelConfig& m, const ModelLimits& limits) {
   s.P = s.bert ? s.B * limits.max_predictions : 0;
   s.d = m.d_model();
   s.F = m.ffn_size();
-  s.V = m.vocab_size();
+  s.V = PaddedVocabSize(m);  // the decoder's logits are over the padded vocabulary
   s.h = m.num_heads();
   s.dp = HeadSize(m);
   s.L = m.num_layers();
@@ -55,8 +55,10 @@ int64_t ScratchElements(const Shape& s, bool fused) {
   const int64_t attention = FixedHeadAttention<float>::ScratchElements(
       static_cast<int>(s.h), static_cast<int>(s.dp), static_cast<int>(s.B), static_cast<int>(s.S),
       fused);
-  const int64_t layer = s.N * s.d + std::max({s.N * s.F, attention, s.N * s.d});
-  return std::max(layer, 2 * std::max(s.P, s.B) * s.d);
+  const int64_t layer =
+      AlignUp(s.N * s.d, kTensorAlignment) + std::max({s.N * s.F, attention, s.N * s.d});
+  return std::max(layer,
+                  AlignUp(std::max(s.P, s.B) * s.d, kTensorAlignment) + std::max(s.P, s.B) * s.d);
 }
 
 // Everything else the model allocates: Backward's two [N, d] gradient buffers, NSP's logit

@@ -8,18 +8,29 @@
 
 namespace headroom {
 
+int64_t PaddedVocabSize(const ModelConfig& model) {
+  return AlignUp(model.vocab_size(), kVocabAlignment);
+}
+
 void ParameterLayout::Add(std::string name, std::vector<int64_t> shape, ParamInit init, bool decay,
-                          int layer) {
+                          int layer, int64_t reserved_rows, bool packed) {
   TensorSpec t;
   t.name = std::move(name);
   t.shape = std::move(shape);
   t.numel = 1;
   for (int64_t d : t.shape) t.numel *= d;
-  t.offset = total_;
+  t.reserved = t.numel;
+  if (reserved_rows > 0 && !t.shape.empty() && t.shape[0] > 0) {
+    t.reserved = t.numel / t.shape[0] * reserved_rows;
+  }
+  t.offset = packed ? total_ : AlignUp(total_, kTensorAlignment);
+  // The previous tensor reserves the alignment gap too: the tensors tile the buffer.
+  if (!tensors_.empty()) tensors_.back().reserved = t.offset - tensors_.back().offset;
   t.init = init;
   t.weight_decay = decay;
   t.layer = layer;
-  total_ += t.numel;
+  total_ = t.offset + t.reserved;
+  num_parameters_ += t.numel;
   index_[t.name] = tensors_.size();
   tensors_.push_back(std::move(t));
 }
@@ -61,19 +72,57 @@ ParameterLayout ParameterLayout::ForExperiment(const ExperimentConfig& config) {
   return ForModel(config.model(), TaskHeadOf(config));
 }
 
+void ParameterLayout::AddLayer(const ModelConfig& m, int i) {
+  const int64_t d = m.d_model(), ff = m.ffn_size();
+  const int64_t inner = static_cast<int64_t>(m.num_heads()) * HeadSize(m);
+  constexpr ParamInit kN = ParamInit::kMatrix, kZ = ParamInit::kZeros,
+                      kO = ParamInit::kOnes;
+  const bool pre_ln = m.norm() == ModelConfig::PRE_LN;
+  const std::string lp = LayerPrefix(i);
+  if (pre_ln) {
+    Add(lp + "attention.LayerNorm.weight", {d}, kO, false, i);
+    Add(lp + "attention.LayerNorm.bias", {d}, kZ, false, i);
+  }
+  // One [3I, d] weight and one [3I] bias; query, key and value are views (packed).
+  for (const char* part : {"weight", "bias"}) {
+    const bool weight = part[0] == 'w';
+    for (const char* qkv : {"query", "key", "value"}) {
+      Add(absl::StrCat(lp, "attention.self.", qkv, ".", part),
+          weight ? std::vector<int64_t>{inner, d} : std::vector<int64_t>{inner}, weight ? kN : kZ,
+          weight, i, 0, /*packed=*/qkv[0] != 'q');
+    }
+  }
+  Add(lp + "attention.output.dense.weight", {d, inner}, kN, true, i);
+  Add(lp + "attention.output.dense.bias", {d}, kZ, false, i);
+  if (pre_ln) {
+    Add(lp + "intermediate.LayerNorm.weight", {d}, kO, false, i);
+    Add(lp + "intermediate.LayerNorm.bias", {d}, kZ, false, i);
+  } else {
+    Add(lp + "attention.output.LayerNorm.weight", {d}, kO, false, i);
+    Add(lp + "attention.output.LayerNorm.bias", {d}, kZ, false, i);
+  }
+  Add(lp + "intermediate.dense.weight", {ff, d}, kN, true, i);
+  Add(lp + "intermediate.dense.bias", {ff}, kZ, false, i);
+  Add(lp + "output.dense.weight", {d, ff}, kN, true, i);
+  Add(lp + "output.dense.bias", {d}, kZ, false, i);
+  if (!pre_ln) {
+    Add(lp + "output.LayerNorm.weight", {d}, kO, false, i);
+    Add(lp + "output.LayerNorm.bias", {d}, kZ, false, i);
+  }
+}
+
 ParameterLayout ParameterLayout::ForModel(const ModelConfig& m, const TaskHead& head) {
   ParameterLayout L;
   const bool bert = m.objective() == ModelConfig::BERT;
   L.prefix_ = bert ? "bert." : "lm.";
   const int64_t d = m.d_model(), V = m.vocab_size(), P = m.max_positions();
-  const int64_t inner = static_cast<int64_t>(m.num_heads()) * HeadSize(m);
-  const int64_t ff = m.ffn_size();
+  const int64_t Vp = PaddedVocabSize(m);
   constexpr ParamInit kN = ParamInit::kMatrix, kE = ParamInit::kEmbedding,
                       kZ = ParamInit::kZeros, kO = ParamInit::kOnes;
   const std::string& p = L.prefix_;
 
   const bool pre_ln = m.norm() == ModelConfig::PRE_LN;
-  L.Add(p + "embeddings.word_embeddings.weight", {V, d}, kE, true, -1);
+  L.Add(p + "embeddings.word_embeddings.weight", {V, d}, kE, true, -1, Vp);
   if (m.position() != ModelConfig::SINUSOIDAL) {
     L.Add(p + "embeddings.position_embeddings.weight", {P, d}, kE, true, -1);
   }
@@ -84,34 +133,7 @@ ParameterLayout ParameterLayout::ForModel(const ModelConfig& m, const TaskHead& 
     L.Add(p + "embeddings.LayerNorm.bias", {d}, kZ, false, -1);
   }
 
-  for (int i = 0; i < m.num_layers(); ++i) {
-    const std::string lp = L.LayerPrefix(i);
-    if (pre_ln) {
-      L.Add(lp + "attention.LayerNorm.weight", {d}, kO, false, i);
-      L.Add(lp + "attention.LayerNorm.bias", {d}, kZ, false, i);
-    }
-    for (const char* qkv : {"query", "key", "value"}) {
-      L.Add(absl::StrCat(lp, "attention.self.", qkv, ".weight"), {inner, d}, kN, true, i);
-      L.Add(absl::StrCat(lp, "attention.self.", qkv, ".bias"), {inner}, kZ, false, i);
-    }
-    L.Add(lp + "attention.output.dense.weight", {d, inner}, kN, true, i);
-    L.Add(lp + "attention.output.dense.bias", {d}, kZ, false, i);
-    if (pre_ln) {
-      L.Add(lp + "intermediate.LayerNorm.weight", {d}, kO, false, i);
-      L.Add(lp + "intermediate.LayerNorm.bias", {d}, kZ, false, i);
-    } else {
-      L.Add(lp + "attention.output.LayerNorm.weight", {d}, kO, false, i);
-      L.Add(lp + "attention.output.LayerNorm.bias", {d}, kZ, false, i);
-    }
-    L.Add(lp + "intermediate.dense.weight", {ff, d}, kN, true, i);
-    L.Add(lp + "intermediate.dense.bias", {ff}, kZ, false, i);
-    L.Add(lp + "output.dense.weight", {d, ff}, kN, true, i);
-    L.Add(lp + "output.dense.bias", {d}, kZ, false, i);
-    if (!pre_ln) {
-      L.Add(lp + "output.LayerNorm.weight", {d}, kO, false, i);
-      L.Add(lp + "output.LayerNorm.bias", {d}, kZ, false, i);
-    }
-  }
+  for (int i = 0; i < m.num_layers(); ++i) L.AddLayer(m, i);
   if (pre_ln) {
     L.Add(p + "encoder.LayerNorm.weight", {d}, kO, false, -1);
     L.Add(p + "encoder.LayerNorm.bias", {d}, kZ, false, -1);
@@ -124,8 +146,10 @@ ParameterLayout ParameterLayout::ForModel(const ModelConfig& m, const TaskHead& 
     L.Add("cls.predictions.transform.dense.bias", {d}, kZ, false, -1);
     L.Add("cls.predictions.transform.LayerNorm.weight", {d}, kO, false, -1);
     L.Add("cls.predictions.transform.LayerNorm.bias", {d}, kZ, false, -1);
-    if (!m.tie_output_embedding()) L.Add("cls.predictions.decoder.weight", {V, d}, kE, true, -1);
-    if (HasOutputBias(m)) L.Add("cls.predictions.bias", {V}, kZ, false, -1);
+    if (!m.tie_output_embedding()) {
+      L.Add("cls.predictions.decoder.weight", {V, d}, kE, true, -1, Vp);
+    }
+    if (HasOutputBias(m)) L.Add("cls.predictions.bias", {V}, kZ, false, -1, Vp);
     L.Add("cls.seq_relationship.weight", {2, d}, kN, true, -1);
     L.Add("cls.seq_relationship.bias", {2}, kZ, false, -1);
     if (head.kind == TaskHead::Kind::kSpan) {
@@ -136,9 +160,11 @@ ParameterLayout ParameterLayout::ForModel(const ModelConfig& m, const TaskHead& 
       L.Add("classifier.bias", {head.num_labels}, kZ, false, -1);
     }
   } else {
-    if (!m.tie_output_embedding()) L.Add("lm.output.weight", {V, d}, kE, true, -1);
-    if (HasOutputBias(m)) L.Add("lm.output.bias", {V}, kZ, false, -1);
+    if (!m.tie_output_embedding()) L.Add("lm.output.weight", {V, d}, kE, true, -1, Vp);
+    if (HasOutputBias(m)) L.Add("lm.output.bias", {V}, kZ, false, -1, Vp);
   }
+  L.total_ = AlignUp(L.total_, kTensorAlignment);
+  L.tensors_.back().reserved = L.total_ - L.tensors_.back().offset;
   return L;
 }
 

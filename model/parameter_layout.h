@@ -5,8 +5,9 @@
 // The order is fixed and documented, front to back:
 //
 //   embeddings (token, position, [token type], LayerNorm gain, bias),
-//   layer 0 .. layer L-1, each: query W,b; key W,b; value W,b; attention output W,b;
-//     attention LayerNorm gain,bias; intermediate W,b; output W,b; output LayerNorm gain,bias,
+//   layer 0 .. layer L-1, each: query W, key W, value W; query b, key b, value b; attention
+//     output W,b; attention LayerNorm gain,bias; intermediate W,b; output W,b; output LayerNorm
+//     gain,bias,
 //   heads: BERT pooler W,b; MLM transform W,b; MLM LayerNorm gain,bias; MLM output bias;
 //     NSP W,b; then a fine-tuning head when there is one (TaskHead, model/task_model.h).
 //     Causal LM: output bias (and output W when the embedding is not tied).
@@ -16,6 +17,23 @@
 // embedding LayerNorm, puts each layer's LayerNorms before their sublayers as
 // "attention.LayerNorm" (before query) and "intermediate.LayerNorm" (before intermediate), and
 // ends the encoder with "<prefix>encoder.LayerNorm" (after the last layer, before the heads).
+//
+// The layout is what the tensor cores like (and what a bf16 copy of the buffer keeps):
+//  - Every tensor starts at an offset that is a multiple of kTensorAlignment (64) elements; the
+//    gaps between tensors are zero and nothing reads or updates them (TensorSpec::reserved
+//    counts each gap with the tensor before it, so the gradient buckets and ZeRO-1 shards,
+//    built from offset and reserved, cover the whole buffer).
+//  - Q, K and V of a layer are one [3I, d] weight and one [3I] bias (I = heads * head_size),
+//    so that one GEMM computes all three projections: the query, key and value tensors are
+//    views into them, at +0, +I*d, +2I*d (weights) and +0, +I, +2I (biases). The group starts
+//    aligned; the key and value views are aligned when I*d (and I) are multiples of 64.
+//  - The vocabulary of the token table, an untied decoder and the output bias is padded to
+//    PaddedVocabSize (a multiple of kVocabAlignment, 128): their TensorSpec keeps the true
+//    shape [V, d] / [V] and numel (what checkpoints, exports and the optimizer see), and
+//    `reserved` counts the padded rows too. The padded rows follow the true ones, stay exactly
+//    zero (initialisation, optimizer and checkpoints only touch numel elements; no id selects
+//    them; the cross-entropy gives their logits zero probability and zero gradient) and are
+//    never written to a file.
 //
 // Names follow Hugging Face `BertForPreTraining` for BERT (so exported safetensors load there),
 // `BertForQuestionAnswering` (qa_outputs) and `BertForSequenceClassification` (classifier) for
@@ -47,11 +65,29 @@ enum class ParamInit {
   kOnes,             // LayerNorm gains
 };
 
+// Every tensor offset is a multiple of this many elements (see the file comment).
+inline constexpr int64_t kTensorAlignment = 64;
+// The decoder's vocabulary is padded to a multiple of this many rows.
+inline constexpr int64_t kVocabAlignment = 128;
+
+// n rounded up to a multiple of `alignment`.
+inline int64_t AlignUp(int64_t n, int64_t alignment) {
+  return (n + alignment - 1) / alignment * alignment;
+}
+
+// model.vocab_size rounded up to a multiple of kVocabAlignment: the rows of the token table
+// (and of an untied decoder and the output bias) in the flat buffers, and the columns of the
+// decoder's logits.
+int64_t PaddedVocabSize(const ModelConfig& model);
+
 struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;
   int64_t offset = 0;  // in elements from the start of the flat buffer
-  int64_t numel = 0;
+  int64_t numel = 0;   // elements of `shape`: the tensor's values, offset .. offset + numel
+  // Elements from offset to the next tensor's offset (the last: to total()): numel, then zeros
+  // (a padded vocabulary's rows, the alignment gap). The tensors tile the flat buffer.
+  int64_t reserved = 0;
   ParamInit init = ParamInit::kZeros;
   bool weight_decay = false;  // false for biases and LayerNorm parameters
   int layer = -1;             // transformer layer index, -1 for embeddings and heads
@@ -78,8 +114,12 @@ class ParameterLayout {
   static ParameterLayout ForExperiment(const ExperimentConfig& config);
 
   const std::vector<TensorSpec>& tensors() const { return tensors_; }
-  // Total number of parameters (elements of the flat buffer).
+  // Elements of the flat buffer: every tensor, the alignment gaps and the padded vocabulary
+  // rows (what the parameter, gradient and moment buffers allocate).
   int64_t total() const { return total_; }
+  // The number of parameters: the sum of the tensors' numel (the model's size as published,
+  // without padding).
+  int64_t num_parameters() const { return num_parameters_; }
   // The tensor named `name`, or nullptr.
   const TensorSpec* Find(const std::string& name) const;
   // The tensor named `name`; it must exist (asserted).
@@ -91,12 +131,19 @@ class ParameterLayout {
   std::string LayerPrefix(int layer) const;
 
  private:
-  void Add(std::string name, std::vector<int64_t> shape, ParamInit init, bool decay, int layer);
+  // Appends a tensor at the next aligned offset (packed: right after the previous tensor, for
+  // the key and value views of a fused QKV group), reserving `reserved_rows` rows of
+  // shape[1..] (0: the shape's own rows).
+  void Add(std::string name, std::vector<int64_t> shape, ParamInit init, bool decay, int layer,
+           int64_t reserved_rows = 0, bool packed = false);
+  // The tensors of transformer layer i of `m`, in the documented order.
+  void AddLayer(const ModelConfig& m, int i);
 
   std::string prefix_;
   std::vector<TensorSpec> tensors_;
   std::unordered_map<std::string, size_t> index_;
   int64_t total_ = 0;
+  int64_t num_parameters_ = 0;
 };
 
 // Model FLOPs of one training step (forward + backward = 3x forward, 2 FLOPs per multiply-add)

@@ -56,15 +56,15 @@ class EncoderLayer {
       *p = params + t.offset;
       *g = grads + t.offset;
     };
-    T* p[8];
-    T* g[8];
-    const char* names[8] = {"attention.self.query.weight",   "attention.self.query.bias",
-                            "attention.self.key.weight",     "attention.self.key.bias",
-                            "attention.self.value.weight",   "attention.self.value.bias",
+    // Q, K and V are one [3I, d] weight and [3I] bias starting at the query's (the key and
+    // value tensors are views into it, parameter_layout.h).
+    const char* names[4] = {"attention.self.query.weight", "attention.self.query.bias",
                             "attention.output.dense.weight", "attention.output.dense.bias"};
-    for (int i = 0; i < 8; ++i) view(names[i], &p[i], &g[i]);
-    ap_ = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]};
-    ag_ = {g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]};
+    T* p[4];
+    T* g[4];
+    for (int i = 0; i < 4; ++i) view(names[i], &p[i], &g[i]);
+    ap_ = {p[0], p[1], p[2], p[3]};
+    ag_ = {g[0], g[1], g[2], g[3]};
     // LN1 belongs to the attention sublayer, LN2 to the FFN (parameter_layout.h names them).
     const std::string ln1 = pre_ln_ ? "attention.LayerNorm." : "attention.output.LayerNorm.";
     const std::string ln2 = pre_ln_ ? "intermediate.LayerNorm." : "output.LayerNorm.";
@@ -108,7 +108,8 @@ class EncoderLayer {
     const int64_t n = static_cast<int64_t>(max_batch) * max_seq;
     const int64_t attention = FixedHeadAttention<T>::ScratchElements(m.num_heads(), HeadSize(m),
                                                                      max_batch, max_seq, fused);
-    return n * m.d_model() + std::max({n * m.ffn_size(), attention, n * m.d_model()});
+    return AlignUp(n * m.d_model(), kTensorAlignment) +
+           std::max({n * m.ffn_size(), attention, n * m.d_model()});
   }
 
   // The input of this layer's attention in the last Forward, [B*S, d]: the layer input x
@@ -131,7 +132,7 @@ class EncoderLayer {
     const int N = B * S;
     const int64_t nd = static_cast<int64_t>(N) * d_;
     T* sub = scratch;  // [N, d] sublayer output
-    T* rest = scratch + nd;
+    T* rest = scratch + AlignUp(nd, kTensorAlignment);
     attn_.Forward(ap_, x, B, S, key_segments, causal, attn_rate, Key(0), sub, rest);
     // With layernorm_from_output the LayerNorm inputs only pass through the workspace.
     ops_->ResidualLayerNormForward(x, sub, hidden_rate, Key(1), ln1_g_, ln1_b_, N, d_, eps_,
@@ -151,7 +152,7 @@ class EncoderLayer {
     const int N = B_ * S_;
     const int64_t nd = static_cast<int64_t>(N) * d_;
     T* dsub = scratch;  // [N, d]
-    T* rest = scratch + nd;
+    T* rest = scratch + AlignUp(nd, kTensorAlignment);
     T* db = dout;  // becomes d/d b_pre, then d/d h1, then d/d a_pre in place
 
     const T* b_pre = ln2_kept_;
@@ -229,7 +230,7 @@ class EncoderLayer {
     const int N = B_ * S_;
     const int64_t nd = static_cast<int64_t>(N) * d_;
     T* sub = scratch;  // [N, d] sublayer output
-    T* rest = scratch + nd;
+    T* rest = scratch + AlignUp(nd, kTensorAlignment);
     ops_->LayerNormForward(x, ln1_g_, ln1_b_, N, d_, eps_, ln1_kept_, mean1_, rstd1_);
     attn_.Forward(ap_, ln1_kept_, B_, S_, key_segments, causal, attn_rate, Key(0), sub, rest);
     ops_->Dropout(sub, sub, nd, hidden_rate_, Key(1));
@@ -245,7 +246,7 @@ class EncoderLayer {
     const int N = B_ * S_;
     const int64_t nd = static_cast<int64_t>(N) * d_;
     T* dsub = scratch;  // [N, d]
-    T* rest = scratch + nd;
+    T* rest = scratch + AlignUp(nd, kTensorAlignment);
     // FFN sublayer: out = h1 + dropout(f). d/d LN2 output lands in dsub (df is consumed first).
     const T* df = dout;
     if (hidden_rate_ > 0) {
@@ -408,7 +409,7 @@ absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& mo
   if (absl::Status ops_status = ops->status(); !ops_status.ok()) {
     return absl::Status(
         ops_status.code(),
-        absl::StrCat("cannot create the model (", m->layout().total(), " parameters, ",
+        absl::StrCat("cannot create the model (", m->layout().num_parameters(), " parameters, ",
                      m->ActivationElements(), " activation and workspace elements of ", sizeof(T),
                      " bytes for ", l.max_batch, " x ", l.max_seq,
                      " tokens): ", ops_status.message(),
@@ -448,6 +449,7 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
       label_smoothing_(options.label_smoothing),
       d_(model.d_model()),
       V_(model.vocab_size()),
+      Vp_(static_cast<int>(PaddedVocabSize(model))),
       eps_(static_cast<T>(model.layer_norm_epsilon())) {
   const int64_t B = limits.max_batch, N = B * limits.max_seq;
   const int64_t P = B * limits.max_predictions;
@@ -489,9 +491,9 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
   kept += (model.num_layers() + 1) * N * d_;
   for (const auto& layer : layers_) kept += layer->KeptElements(N);
   const int64_t rows = bert_ ? P : N;
-  logits_ = Allocate(rows * V_);
+  logits_ = Allocate(rows * Vp_);
   losses_ = Allocate(rows);
-  kept += rows * V_ + rows;
+  kept += rows * Vp_ + rows;
   if (bert_) {
     mlm_in_ = Allocate(P * d_);
     mlm_pre_ = Allocate(P * d_);
@@ -509,7 +511,7 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
   // gradient buffers Backward alternates between, and the NSP logit gradient.
   const int64_t scratch = std::max(
       EncoderLayer<T>::ScratchElements(model, limits.max_batch, limits.max_seq, fused_attention_),
-      2 * std::max(P, B) * d_);
+      AlignUp(std::max(P, B) * d_, kTensorAlignment) + std::max(P, B) * d_);
   scratch_ = Allocate(scratch);
   dh_[0] = Allocate(N * d_);
   dh_[1] = Allocate(N * d_);
@@ -805,21 +807,22 @@ void Model<T>::ForwardBertHeads(const Batch& batch, bool training, bool count_co
     ops_->LayerNormForward(mlm_act_, P("cls.predictions.transform.LayerNorm.weight"),
                            P("cls.predictions.transform.LayerNorm.bias"), Pn, d_, eps_, mlm_out_,
                            mlm_mean_, mlm_rstd_);
-    ops_->Linear(mlm_out_, decoder, OutputBias(), Pn, V_, d_, logits_);
+    // Logits over the padded vocabulary [Pn, Vp]; only the first V columns are classes.
+    ops_->Linear(mlm_out_, decoder, OutputBias(), Pn, Vp_, d_, logits_);
     if (count_correct) {
-      std::vector<T> host_logits(static_cast<size_t>(Pn) * V_);
+      std::vector<T> host_logits(static_cast<size_t>(Pn) * Vp_);
       ops_->CopyToHost(host_logits.data(), logits_, sizeof(T) * host_logits.size());
       stats.mlm_correct = 0;
       for (int i = 0; i < Pn; ++i) {
         if (labels[i] >= 0 &&
-            ArgMax(host_logits.data() + static_cast<size_t>(i) * V_, V_) == labels[i]) {
+            ArgMax(host_logits.data() + static_cast<size_t>(i) * Vp_, V_) == labels[i]) {
           ++stats.mlm_correct;
         }
       }
     }
     // Google BERT: sum(w * loss) / (sum(w) + 1e-5); the gradient lands in the logits buffer.
     const T mlm_scale = static_cast<T>(1.0 / (weight_sum + 1e-5));
-    ops_->LabelSmoothedCrossEntropy(logits_, labels_, weights_, Pn, V_, Smoothing(training),
+    ops_->LabelSmoothedCrossEntropy(logits_, labels_, weights_, Pn, V_, Vp_, Smoothing(training),
                                     losses_, training ? logits_ : nullptr, mlm_scale);
     ops_->Dot(weights_, losses_, Pn, scalars_);
   } else {
@@ -854,21 +857,22 @@ void Model<T>::ForwardLmHead(const Batch& batch, bool training, bool count_corre
     stats.lm_tokens += batch.targets[i] != 0 ? 1 : 0;
   }
   ops_->CopyToDevice(labels_, labels.data(), sizeof(int32_t) * N);
-  ops_->Linear(encoder_output(), decoder, OutputBias(), N, V_, d_, logits_);
+  // Logits over the padded vocabulary [N, Vp]; only the first V columns are classes.
+  ops_->Linear(encoder_output(), decoder, OutputBias(), N, Vp_, d_, logits_);
   if (count_correct) {
-    std::vector<T> host_logits(static_cast<size_t>(N) * V_);
+    std::vector<T> host_logits(static_cast<size_t>(N) * Vp_);
     ops_->CopyToHost(host_logits.data(), logits_, sizeof(T) * host_logits.size());
     stats.lm_correct = 0;
     for (int i = 0; i < N; ++i) {
       if (labels[i] >= 0 &&
-          ArgMax(host_logits.data() + static_cast<size_t>(i) * V_, V_) == labels[i]) {
+          ArgMax(host_logits.data() + static_cast<size_t>(i) * Vp_, V_) == labels[i]) {
         ++stats.lm_correct;
       }
     }
   }
   const T scale = stats.lm_tokens > 0 ? static_cast<T>(1.0 / stats.lm_tokens) : T(0);
-  ops_->LabelSmoothedCrossEntropy(logits_, labels_, nullptr, N, V_, Smoothing(training), losses_,
-                                  training ? logits_ : nullptr, scale);
+  ops_->LabelSmoothedCrossEntropy(logits_, labels_, nullptr, N, V_, Vp_, Smoothing(training),
+                                  losses_, training ? logits_ : nullptr, scale);
   ops_->Dot(losses_, ones_, N, scalars_);  // read back by ReadLossStats
 }
 
@@ -918,7 +922,7 @@ void Model<T>::BackwardBertHeads(T loss_scale, T* dhidden) {
   const int B = B_, Pn = B_ * M_, N = B_ * S_;
   ops_->Fill(dhidden, static_cast<int64_t>(N) * d_, T(0));
   T* s1 = scratch_;
-  T* s2 = scratch_ + static_cast<int64_t>(std::max(Pn, B)) * d_;
+  T* s2 = scratch_ + AlignUp(static_cast<int64_t>(std::max(Pn, B)) * d_, kTensorAlignment);
   const bool tied = config_.tie_output_embedding();
   const T* decoder =
       tied ? P("bert.embeddings.word_embeddings.weight") : P("cls.predictions.decoder.weight");
@@ -927,9 +931,10 @@ void Model<T>::BackwardBertHeads(T loss_scale, T* dhidden) {
 
   if (Pn > 0) {
     T* dlogits = logits_;  // the cross-entropy left the gradient here
-    if (loss_scale != T(1)) ops_->Scale(dlogits, static_cast<int64_t>(Pn) * V_, loss_scale);
-    ops_->LinearBackwardWeights(dlogits, mlm_out_, Pn, V_, d_, ddecoder, OutputBiasGrad());
-    ops_->Gemm(Trans::kNo, Trans::kNo, Pn, d_, V_, T(1), dlogits, V_, decoder, d_, T(0), s1, d_);
+    // The padded columns' gradient is 0, so the padded decoder rows and bias stay 0.
+    if (loss_scale != T(1)) ops_->Scale(dlogits, static_cast<int64_t>(Pn) * Vp_, loss_scale);
+    ops_->LinearBackwardWeights(dlogits, mlm_out_, Pn, Vp_, d_, ddecoder, OutputBiasGrad());
+    ops_->Gemm(Trans::kNo, Trans::kNo, Pn, d_, Vp_, T(1), dlogits, Vp_, decoder, d_, T(0), s1, d_);
     ops_->LayerNormBackward(s1, mlm_act_, P("cls.predictions.transform.LayerNorm.weight"),
                             mlm_mean_, mlm_rstd_, Pn, d_, s1,
                             G("cls.predictions.transform.LayerNorm.weight"),
@@ -964,9 +969,10 @@ void Model<T>::BackwardLmHead(T loss_scale, T* dhidden) {
   const T* decoder = tied ? P("lm.embeddings.word_embeddings.weight") : P("lm.output.weight");
   T* ddecoder = tied ? G("lm.embeddings.word_embeddings.weight") : G("lm.output.weight");
   T* dlogits = logits_;
-  if (loss_scale != T(1)) ops_->Scale(dlogits, static_cast<int64_t>(N) * V_, loss_scale);
-  ops_->LinearBackwardWeights(dlogits, encoder_output(), N, V_, d_, ddecoder, OutputBiasGrad());
-  ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, V_, T(1), dlogits, V_, decoder, d_, T(0), dhidden, d_);
+  if (loss_scale != T(1)) ops_->Scale(dlogits, static_cast<int64_t>(N) * Vp_, loss_scale);
+  ops_->LinearBackwardWeights(dlogits, encoder_output(), N, Vp_, d_, ddecoder, OutputBiasGrad());
+  ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, Vp_, T(1), dlogits, Vp_, decoder, d_, T(0), dhidden,
+             d_);
 }
 
 template <typename T>

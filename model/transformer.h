@@ -46,13 +46,17 @@
 //                (PRE_LN keeps the same amounts: LN1 output, the residual sum after attention,
 //                LN2 output, the statistics, the FFN's two)
 //   BERT heads:  gathered rows P*d, transform pre-GELU P*d, GELU output P*d, LN stats 2P,
-//                transform output P*d, logits (then their gradient, in place) P*V;
+//                transform output P*d, logits (then their gradient, in place) P*Vp;
 //                [CLS] rows B*d, pooled B*d, NSP logits 2B
-//   causal LM:   logits (then their gradient, in place) N*V
+//   causal LM:   logits (then their gradient, in place) N*Vp
+// where Vp = PaddedVocabSize (parameter_layout.h): the decoder runs over the padded vocabulary,
+// whose extra logits are 0 and excluded from the loss, the gradient and the accuracy.
 // Dropout masks are never stored: Backward recomputes them from their Philox keys. Besides
-// these, one workspace of N*d + max(N*F, N*d, attention scratch: materialised 2*N*I +
-// 2*B*h*S*S, fused 4*N*I + B*h*S) elements is shared by all layers and the heads, and Backward
-// uses two [N, d] gradient buffers. ActivationElements() returns the exact total (the
+// these, one workspace of N*d + max(N*F, N*d, attention scratch: materialised
+// max(2*N*I + 2*B*h*S*S, 3*N*I), fused 4*N*I + B*h*S) elements is shared by all layers and the
+// heads, and Backward uses two [N, d] gradient buffers. Each piece carved out of the workspace
+// starts at a multiple of kTensorAlignment (64) elements, which adds up to 63 elements per
+// piece to these counts. ActivationElements() returns the exact total (the
 // SINUSOIDAL position table, [max_positions, d], is neither a parameter nor an activation and
 // is not counted).
 //
@@ -307,6 +311,7 @@ class Model {
   Activation act_;
   float label_smoothing_;
   int d_, V_;
+  int Vp_;  // the vocabulary padded to a multiple of kVocabAlignment (parameter_layout.h)
   T eps_;
   std::vector<void*> allocations_;
   int64_t activation_elements_ = 0;

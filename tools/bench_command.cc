@@ -221,7 +221,7 @@ void PrintConfig(const BenchSetup& b, const Model<float>& model) {
       "attention=%s recompute_gelu=%d optimizer=%d\n",
       b.config.name().c_str(), ModelConfig::Objective_Name(m.objective()).c_str(), m.num_layers(),
       m.d_model(), m.num_heads(), HeadSize(m), m.ffn_size(), m.vocab_size(), b.seq, b.batch,
-      b.masked, static_cast<long long>(model.layout().total()),
+      b.masked, static_cast<long long>(model.layout().num_parameters()),
       model.ActivationElements() * 4.0 / (1 << 20), TrainingFlopsPerToken(m, b.seq, b.masked) / 1e9,
       model.fused_attention() ? "fused" : "materialized", b.config.train().recompute_gelu() ? 1 : 0,
       b.optimizer ? 1 : 0);

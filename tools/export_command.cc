@@ -37,8 +37,8 @@ int RunExport(const CommandArgs& args) {
   if (!chosen.empty()) std::fprintf(stderr, "export: exported %s\n", chosen.c_str());
   const ParameterLayout layout = ParameterLayout::ForExperiment(ck->config);
   std::printf("wrote %s: %zu tensors, %lld parameters, from %s; and %s\n", output.c_str(),
-              layout.tensors().size(), static_cast<long long>(layout.total()), dir->c_str(),
-              config_json->c_str());
+              layout.tensors().size(), static_cast<long long>(layout.num_parameters()),
+              dir->c_str(), config_json->c_str());
   return 0;
 }
 

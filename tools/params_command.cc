@@ -108,7 +108,7 @@ int RunParams(const CommandArgs& args) {
     if (!memory.ok()) return Fail("params", absl::StrCat(path, ": ", memory.status().message()));
     rows.push_back({c->name(), ModelConfig::Objective_Name(m.objective()), m.num_layers(),
                     m.d_model(), m.num_heads(), HeadSize(m), m.ffn_size(), shape.seq,
-                    ParameterLayout::ForModel(m).total(),
+                    ParameterLayout::ForModel(m).num_parameters(),
                     TrainingFlopsPerToken(m, shape.seq, shape.masked), *memory});
   }
   if (format == "csv") {

@@ -86,7 +86,7 @@ absl::StatusOr<ConfigModel> LoadModel(const std::string& path, const CommandArgs
   const ParameterLayout layout = ParameterLayout::ForModel(c.model());
   m.params = layout.total();
   std::vector<GradientTensor> tensors;
-  for (const TensorSpec& t : layout.tensors()) tensors.push_back({t.offset, t.numel, t.layer});
+  for (const TensorSpec& t : layout.tensors()) tensors.push_back({t.offset, t.reserved, t.layer});
   // Buckets are planned in the reduced element size's bytes.
   const int64_t bucket_elems = static_cast<int64_t>(absl::GetFlag(FLAGS_bucket_mb) * 1048576 /
                                                     absl::GetFlag(FLAGS_grad_bytes));

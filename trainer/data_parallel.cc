@@ -131,7 +131,7 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
     dp->reduce_buffer_ = dp->staged_.data();
   }
   std::vector<GradientTensor> tensors;
-  for (const TensorSpec& t : layout.tensors()) tensors.push_back({t.offset, t.numel, t.layer});
+  for (const TensorSpec& t : layout.tensors()) tensors.push_back({t.offset, t.reserved, t.layer});
   dp->hook_tensors_ = BackwardHookTensors(layout, model->config().num_layers());
   GradientBucketsOptions bo;
   bo.bucket_bytes = options.bucket_bytes;

@@ -48,7 +48,7 @@ absl::StatusOr<MemoryPerRank> PredictMemoryPerRank(const ExperimentConfig& confi
   std::vector<ShardRange> ranges;
   if (p.zero_stage == 1 && p.ranks > 1) {
     std::vector<GradientTensor> tensors;
-    for (const TensorSpec& t : layout.tensors()) tensors.push_back({t.offset, t.numel, t.layer});
+    for (const TensorSpec& t : layout.tensors()) tensors.push_back({t.offset, t.reserved, t.layer});
     HR_ASSIGN_OR_RETURN(
         std::vector<GradientBucket> buckets,
         GradientBuckets::Plan(tensors, BucketBytesFromMb(config.train().comm_bucket_mb())));

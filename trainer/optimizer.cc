@@ -51,10 +51,10 @@ int64_t Optimizer<T>::AllocatedBytes(const ParameterLayout& layout, const Optimi
   const std::vector<Segment> segments =
       PlanSegments(layout, config, ranges, &lamb_tensors, &largest_piece);
   int64_t state = 0, lamb_segments = 0, largest_tensor = 0;
-  for (const Segment& s : segments) {
-    state += s.numel;
-    lamb_segments += s.lamb ? 1 : 0;
-  }
+  for (const Segment& s : segments) lamb_segments += s.lamb ? 1 : 0;
+  // The state is indexed like the shard: every element of its ranges, the layout's padding
+  // between tensors included (model/parameter_layout.h), not only the segments.
+  for (const ShardRange& r : ranges) state += r.numel();
   for (const TensorSpec& t : layout.tensors()) largest_tensor = std::max(largest_tensor, t.numel);
   if (ranges.empty()) state = layout.total();
   int64_t elements = 2 * state + 1;  // m, v, the Dot scalar
@@ -83,10 +83,9 @@ Optimizer<T>::Optimizer(Ops<T>& ops, const ParameterLayout& layout, const Optimi
   int64_t largest_piece = 0;
   segments_ = PlanSegments(layout, config, shard_.ranges, &lamb_tensors_, &largest_piece);
   int64_t lamb_segments = 0;
-  for (const Segment& s : segments_) {
-    state_elements_ += s.numel;
-    lamb_segments += s.lamb ? 1 : 0;
-  }
+  for (const Segment& s : segments_) lamb_segments += s.lamb ? 1 : 0;
+  // As AllocatedBytes: the shard's size, padding included (segments index it by range offset).
+  for (const ShardRange& r : shard_.ranges) state_elements_ += r.numel();
   if (!sharded_) state_elements_ = layout.total();
   m_ = Allocate(state_elements_);
   v_ = Allocate(state_elements_);

@@ -104,8 +104,8 @@ class CpuOps final : public Ops<T> {
   void SoftmaxCrossEntropy(const T* logits, const int32_t* labels, const T* weights, int64_t rows,
                            int V, T* losses, T* dlogits, T grad_scale) override;
   void LabelSmoothedCrossEntropy(const T* logits, const int32_t* labels, const T* weights,
-                                 int64_t rows, int V, T label_smoothing, T* losses, T* dlogits,
-                                 T grad_scale) override;
+                                 int64_t rows, int V, int ld, T label_smoothing, T* losses,
+                                 T* dlogits, T grad_scale) override;
 
   void Dot(const T* a, const T* b, int64_t n, T* out) override;
 

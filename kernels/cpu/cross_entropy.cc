@@ -6,6 +6,7 @@
 // grad_scale * w * (softmax - t) is written straight from the logits and the lse, so no
 // probability matrix is ever stored, and dlogits may overwrite logits (the label's logit is read
 // before the row is written). Rows with label < 0 have loss 0 and, when requested, zero gradient.
+// Rows are `ld` apart; the padding columns V .. ld-1 are never read and get zero gradient.
 //
 // The row work (the vocabulary: 30K or 8K columns, the costly part of a step's loss) is written
 // so the compiler vectorises all of it, and the float version is compiled per ISA level with
@@ -135,28 +136,31 @@ double CrossEntropyRowOf(const double* x, int V, int label, double coef, const S
 template <typename T>
 void CpuOps<T>::SoftmaxCrossEntropy(const T* logits, const int32_t* labels, const T* weights,
                                     int64_t rows, int V, T* losses, T* dlogits, T grad_scale) {
-  LabelSmoothedCrossEntropy(logits, labels, weights, rows, V, T(0), losses, dlogits, grad_scale);
+  LabelSmoothedCrossEntropy(logits, labels, weights, rows, V, V, T(0), losses, dlogits, grad_scale);
 }
 
 template <typename T>
 void CpuOps<T>::LabelSmoothedCrossEntropy(const T* logits, const int32_t* labels, const T* weights,
-                                          int64_t rows, int V, T label_smoothing, T* losses,
+                                          int64_t rows, int V, int ld, T label_smoothing, T* losses,
                                           T* dlogits, T grad_scale) {
   assert(label_smoothing == T(0) || V >= 2);
+  assert(ld >= V);
   const SmoothedTarget target(static_cast<double>(label_smoothing), V);
   const int64_t grain = std::max<int64_t>(1, kElementwiseGrain / 16 / std::max(V, 1));
   pool_.ParallelFor(rows, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
-      const T* x = logits + r * V;
+      const T* x = logits + r * ld;
       const int32_t label = labels[r];
       assert(label < V);
+      T* dx = dlogits ? dlogits + r * ld : nullptr;
+      if (dx) std::fill(dx + V, dx + ld, T(0));  // the padding columns are no class
       if (label < 0) {
         losses[r] = T(0);
-        if (dlogits) std::fill(dlogits + r * V, dlogits + (r + 1) * V, T(0));
+        if (dx) std::fill(dx, dx + V, T(0));
         continue;
       }
       const T coef = grad_scale * (weights ? weights[r] : T(1));
-      losses[r] = CrossEntropyRowOf(x, V, label, coef, target, dlogits ? dlogits + r * V : nullptr);
+      losses[r] = CrossEntropyRowOf(x, V, label, coef, target, dx);
     }
   });
 }
@@ -165,7 +169,7 @@ void CpuOps<T>::LabelSmoothedCrossEntropy(const T* logits, const int32_t* labels
   template void CpuOps<T>::SoftmaxCrossEntropy(const T*, const int32_t*, const T*, int64_t, int,  \
                                                T*, T*, T);                                        \
   template void CpuOps<T>::LabelSmoothedCrossEntropy(const T*, const int32_t*, const T*, int64_t, \
-                                                     int, T, T*, T*, T);
+                                                     int, int, T, T*, T*, T);
 HR_INSTANTIATE(float)
 HR_INSTANTIATE(double)
 #undef HR_INSTANTIATE

@@ -7,9 +7,10 @@
 // max + log(sum) - logit[label] (smoothed: max + log(sum) - on * logit[label] -
 // off * (sum of logits - logit[label]) - H(t)); then the gradient
 // coef * (exp(logit - max) / sum - t) is written straight from the logits, so no
-// probability matrix exists. Each thread writes only the columns it read itself, and the
-// label's logit is read by thread 0 before the first barrier of the reductions, so dlogits may
-// overwrite logits. Same formulas as
+// probability matrix exists. Rows are `ld` apart; the padding columns V .. ld-1 (a padded
+// vocabulary) are never read and get zero gradient. Each thread writes only the columns it read
+// itself (or padding), and the label's logit is read by thread 0 before the first barrier of the
+// reductions, so dlogits may overwrite logits. Same formulas as
 // kernels/cpu/cross_entropy.cc; rows with label < 0 have loss 0 and zero gradient. Reductions
 // are fixed trees (deterministic); sums are fp32 (the CPU uses double: a relative difference of
 // ~1e-7 * log V).
@@ -23,7 +24,7 @@ namespace headroom::cuda {
 using namespace cross_entropy_kernels;  // NOLINT(build/namespaces): this file's own kernels
 
 void LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
-                               int64_t rows, int V, float label_smoothing, float* losses,
+                               int64_t rows, int V, int ld, float label_smoothing, float* losses,
                                float* dlogits, float grad_scale, const LaunchContext& ctx) {
   if (rows <= 0) return;
   if (V <= 0) {
@@ -38,7 +39,7 @@ void LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels, const
     t.entropy = static_cast<float>(-on * std::log(on) - eps * std::log(off));
   }
   cross_entropy_kernel<<<static_cast<unsigned>(rows), kBlock, 0, ctx.stream>>>(
-      logits, labels, weights, V, t, losses, dlogits, grad_scale);
+      logits, labels, weights, V, ld, t, losses, dlogits, grad_scale);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
 }
 

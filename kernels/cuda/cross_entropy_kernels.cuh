@@ -1,5 +1,6 @@
 // The device code of the fused softmax cross-entropy (kernels/cuda/cross_entropy.cu): one block
-// per row, loss and logits gradient against the one-hot or label-smoothed target. A header of
+// per row (rows `ld` apart; padding columns V .. ld-1 get zero gradient), loss and logits
+// gradient against the one-hot or label-smoothed target. A header of
 // its own so that tests/kernels/cross_entropy_emulation_test.cc runs exactly this code on the CPU
 // under tests/kernels/cuda_emulation.h against the CPU twin (kernels/cpu/cross_entropy.cc); only
 // cross_entropy.cu includes it otherwise.
@@ -21,17 +22,20 @@ struct Target {
 };
 
 __global__ void cross_entropy_kernel(const float* logits, const int32_t* __restrict__ labels,
-                                     const float* __restrict__ weights, int V, Target t,
+                                     const float* __restrict__ weights, int V, int ld, Target t,
                                      float* __restrict__ losses, float* dlogits, float grad_scale) {
   __shared__ float shared[kWarpSize];
   __shared__ float label_logit;
   const int64_t row = blockIdx.x;
-  const float* x = logits + row * V;
+  const float* x = logits + row * ld;
   const int32_t label = labels[row];
+  if (dlogits != nullptr) {  // the padding columns V .. ld-1 are no class
+    for (int c = V + threadIdx.x; c < ld; c += blockDim.x) dlogits[row * ld + c] = 0.0f;
+  }
   if (label < 0 || label >= V) {  // no target (>= V is invalid input: treated alike, no OOB read)
     if (threadIdx.x == 0) losses[row] = 0.0f;
     if (dlogits != nullptr) {
-      for (int c = threadIdx.x; c < V; c += blockDim.x) dlogits[row * V + c] = 0.0f;
+      for (int c = threadIdx.x; c < V; c += blockDim.x) dlogits[row * ld + c] = 0.0f;
     }
     return;  // the whole block returns: no barrier is left waiting
   }
@@ -57,7 +61,7 @@ __global__ void cross_entropy_kernel(const float* logits, const int32_t* __restr
   const float coef = grad_scale * (weights != nullptr ? weights[row] : 1.0f);
   const float inv_sum = 1.0f / sum;
   const float off = coef * t.off, on = coef * t.on;
-  float* dx = dlogits + row * V;
+  float* dx = dlogits + row * ld;
   for (int c = threadIdx.x; c < V; c += blockDim.x) {
     const float p = coef * (expf(x[c] - mx) * inv_sum);
     dx[c] = c == label ? p - on : p - off;

@@ -544,16 +544,16 @@ void CudaOps::ScatterAddRows(const float* src, const int32_t* idx, int64_t m, in
 void CudaOps::SoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
                                   int64_t rows, int V, float* losses, float* dlogits,
                                   float grad_scale) {
-  cuda::LaunchSoftmaxCrossEntropy(logits, labels, weights, rows, V, 0.0f, losses, dlogits,
+  cuda::LaunchSoftmaxCrossEntropy(logits, labels, weights, rows, V, V, 0.0f, losses, dlogits,
                                   grad_scale, ctx());
   AfterOp("SoftmaxCrossEntropy");
 }
 
 void CudaOps::LabelSmoothedCrossEntropy(const float* logits, const int32_t* labels,
-                                        const float* weights, int64_t rows, int V,
+                                        const float* weights, int64_t rows, int V, int ld,
                                         float label_smoothing, float* losses, float* dlogits,
                                         float grad_scale) {
-  cuda::LaunchSoftmaxCrossEntropy(logits, labels, weights, rows, V, label_smoothing, losses,
+  cuda::LaunchSoftmaxCrossEntropy(logits, labels, weights, rows, V, ld, label_smoothing, losses,
                                   dlogits, grad_scale, ctx());
   AfterOp("LabelSmoothedCrossEntropy");
 }

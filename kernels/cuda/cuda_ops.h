@@ -187,7 +187,7 @@ class CudaOps final : public Ops<float> {
                            int64_t rows, int V, float* losses, float* dlogits,
                            float grad_scale) override;
   void LabelSmoothedCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
-                                 int64_t rows, int V, float label_smoothing, float* losses,
+                                 int64_t rows, int V, int ld, float label_smoothing, float* losses,
                                  float* dlogits, float grad_scale) override;
 
   void Dot(const float* a, const float* b, int64_t n, float* out) override;

@@ -10,7 +10,8 @@
 // algorithm chosen under that assumption can fail on, e.g., one head's slice of a Q matrix. So
 // the plan states the real alignment of each operand (the largest power of two, at most 256,
 // dividing its address, its leading dimension in bytes and, when batched, its batch stride in
-// bytes) and the alignment is part of the plan's cache key.
+// bytes, with the operand's own element size) and the alignment is part of the plan's cache
+// key, as are the element types.
 #include <algorithm>
 
 #include "kernels/cuda/common.cuh"
@@ -53,20 +54,20 @@ cublasComputeType_t ComputeType(GemmPrecision p) {
   return CUBLAS_COMPUTE_32F;
 }
 
-// Largest power of two <= 256 dividing the address, ld * 4 and (if batched) stride * 4.
-uint32_t Alignment(const void* p, int ld, int64_t stride, int batch) {
+// Largest power of two <= 256 dividing the address, ld * bytes and (if batched) stride * bytes,
+// for elements of `bytes` bytes.
+uint32_t Alignment(const void* p, int ld, int64_t stride, int batch, size_t bytes) {
   uint64_t bits = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p)) | 256u;
-  bits |= static_cast<uint64_t>(ld) * sizeof(float);
-  if (batch > 1) bits |= static_cast<uint64_t>(stride) * sizeof(float);
+  bits |= static_cast<uint64_t>(ld) * bytes;
+  if (batch > 1) bits |= static_cast<uint64_t>(stride) * bytes;
   return static_cast<uint32_t>(bits & (~bits + 1));
 }
 
-// Column-major layout rows x cols (ld), batched when batch > 1.
-bool MakeLayout(cublasLtMatrixLayout_t* layout, int rows, int cols, int ld, int64_t stride,
-                int batch, const LaunchContext& ctx) {
-  if (!HR_CUDA_CHECK(*ctx.err,
-                     cublasLtMatrixLayoutCreate(layout, CUDA_R_32F, static_cast<uint64_t>(rows),
-                                                static_cast<uint64_t>(cols), ld))) {
+// Column-major layout rows x cols (ld) of `type`, batched when batch > 1.
+bool MakeLayout(cublasLtMatrixLayout_t* layout, cudaDataType_t type, int rows, int cols, int ld,
+                int64_t stride, int batch, const LaunchContext& ctx) {
+  if (!HR_CUDA_CHECK(*ctx.err, cublasLtMatrixLayoutCreate(layout, type, static_cast<uint64_t>(rows),
+                                                          static_cast<uint64_t>(cols), ld))) {
     return false;
   }
   if (batch <= 1) return true;
@@ -94,6 +95,20 @@ bool EpilogueSums(const GemmCall& call) {
 }
 
 }  // namespace
+
+size_t ElementBytes(cudaDataType_t type) {
+  switch (type) {
+    case CUDA_R_32F:
+      return 4;
+    case CUDA_R_16BF:
+    case CUDA_R_16F:
+      return 2;
+    case CUDA_R_64F:
+      return 8;
+    default:
+      return 0;
+  }
+}
 
 const char* GemmPrecisionName(GemmPrecision p) {
   switch (p) {
@@ -135,15 +150,18 @@ bool GemmRunner::Init(size_t workspace_bytes, const LaunchContext& ctx) {
 GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precision,
                                       const LaunchContext& ctx) {
   const bool batched = call.batch > 1;
-  const uint32_t align_a = Alignment(call.A, call.lda, call.stride_a, call.batch);
-  const uint32_t align_b = Alignment(call.B, call.ldb, call.stride_b, call.batch);
-  const uint32_t align_c = Alignment(call.C, call.ldc, call.stride_c, call.batch);
-  const PlanKey key = {
-      static_cast<int64_t>(precision), call.trans_a, call.trans_b, call.M, call.N, call.K, call.lda,
-      call.ldb, call.ldc, batched ? call.stride_a : 0, batched ? call.stride_b : 0,
-      batched ? call.stride_c : 0, call.batch, align_a, align_b, align_c,
-      // The heuristic reads the bias pointer's alignment (cublasLt.h).
-      EpilogueBias(call) ? Alignment(call.bias, 0, 0, 1) : 0, EpilogueSums(call) ? 1 : 0};
+  const size_t ab_bytes = ElementBytes(call.ab_type), c_bytes = ElementBytes(call.c_type);
+  const uint32_t align_a = Alignment(call.A, call.lda, call.stride_a, call.batch, ab_bytes);
+  const uint32_t align_b = Alignment(call.B, call.ldb, call.stride_b, call.batch, ab_bytes);
+  const uint32_t align_c = Alignment(call.C, call.ldc, call.stride_c, call.batch, c_bytes);
+  const PlanKey key = {static_cast<int64_t>(precision), call.trans_a, call.trans_b, call.M, call.N,
+                       call.K, call.lda, call.ldb, call.ldc, batched ? call.stride_a : 0,
+                       batched ? call.stride_b : 0, batched ? call.stride_c : 0, call.batch,
+                       align_a, align_b, align_c,
+                       // The heuristic reads the bias pointer's alignment (cublasLt.h).
+                       EpilogueBias(call) ? Alignment(call.bias, 0, 0, 1, sizeof(float)) : 0,
+                       EpilogueSums(call) ? 1 : 0, static_cast<int64_t>(call.ab_type),
+                       static_cast<int64_t>(call.c_type)};
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second.get();
 
@@ -185,9 +203,10 @@ GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precis
   }
   const int rows1 = call.trans_b ? call.K : call.N, cols1 = call.trans_b ? call.N : call.K;
   const int rows2 = call.trans_a ? call.M : call.K, cols2 = call.trans_a ? call.K : call.M;
-  if (!MakeLayout(&plan->a, rows1, cols1, call.ldb, call.stride_b, call.batch, ctx) ||
-      !MakeLayout(&plan->b, rows2, cols2, call.lda, call.stride_a, call.batch, ctx) ||
-      !MakeLayout(&plan->c, call.N, call.M, call.ldc, call.stride_c, call.batch, ctx)) {
+  if (!MakeLayout(&plan->a, call.ab_type, rows1, cols1, call.ldb, call.stride_b, call.batch, ctx) ||
+      !MakeLayout(&plan->b, call.ab_type, rows2, cols2, call.lda, call.stride_a, call.batch, ctx) ||
+      !MakeLayout(&plan->c, call.c_type, call.N, call.M, call.ldc, call.stride_c, call.batch,
+                  ctx)) {
     return nullptr;
   }
 
@@ -249,10 +268,23 @@ bool GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
     err.Record("Gemm", "a bias needs one product with ldc == N and no a_sums", __FILE__, __LINE__);
     return false;
   }
+  if (ElementBytes(call.ab_type) == 0 || ElementBytes(call.c_type) == 0) {
+    err.Record("Gemm", "unsupported element type", __FILE__, __LINE__);
+    return false;
+  }
+  // The scaling, clearing and bias kernels below are fp32.
+  const bool c_fp32 = call.c_type == CUDA_R_32F;
+  float* c_float = static_cast<float*>(call.C);
+  if (!c_fp32 && (call.bias != nullptr || call.K == 0 || call.alpha == 0.0f ||
+                  (call.beta == 0.0f && clear_before_overwrite_))) {
+    err.Record("Gemm", "a bias, K == 0, alpha == 0 or clearing needs an fp32 C", __FILE__,
+               __LINE__);
+    return false;
+  }
   if (call.K == 0 || call.alpha == 0.0f) {
-    LaunchScaleMatrices(call.C, call.M, call.N, call.ldc, call.stride_c, call.batch, call.beta,
+    LaunchScaleMatrices(c_float, call.M, call.N, call.ldc, call.stride_c, call.batch, call.beta,
                         ctx);
-    if (call.bias != nullptr) LaunchAddBias(call.C, call.bias, call.M, call.N, ctx);
+    if (call.bias != nullptr) LaunchAddBias(c_float, call.bias, call.M, call.N, ctx);
     return false;
   }
   // beta == 0: cuBLAS(Lt) does not read C then (BLAS semantics: "C need not be set on input";
@@ -261,13 +293,13 @@ bool GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
   // product's output. Unless CudaOpsOptions::clear_gemm_output asks for the clearing
   // (HEADROOM_CUDA_CLEAR_GEMM_OUTPUT=1), as a fallback should a library version read C.
   if (call.beta == 0.0f && clear_before_overwrite_) {
-    LaunchScaleMatrices(call.C, call.M, call.N, call.ldc, call.stride_c, call.batch, 0.0f, ctx);
+    LaunchScaleMatrices(c_float, call.M, call.N, call.ldc, call.stride_c, call.batch, 0.0f, ctx);
   }
   Plan* plan = GetPlan(call, precision, ctx);
   if (plan == nullptr) return false;
   // The bias a separate kernel adds when the epilogue does not.
   auto add_bias = [&] {
-    if (call.bias != nullptr) LaunchAddBias(call.C, call.bias, call.M, call.N, ctx);
+    if (call.bias != nullptr) LaunchAddBias(c_float, call.bias, call.M, call.N, ctx);
   };
   if (plan->use_lt) {
     const void* vector = call.bias != nullptr ? static_cast<const void*>(call.bias)
@@ -295,9 +327,9 @@ bool GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
   HR_CUDA_CHECK(
       err, cublasGemmStridedBatchedEx(blas_, call.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                                       call.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, call.N, call.M,
-                                      call.K, &call.alpha, call.B, CUDA_R_32F, call.ldb,
-                                      call.stride_b, call.A, CUDA_R_32F, call.lda, call.stride_a,
-                                      &call.beta, call.C, CUDA_R_32F, call.ldc, call.stride_c,
+                                      call.K, &call.alpha, call.B, call.ab_type, call.ldb,
+                                      call.stride_b, call.A, call.ab_type, call.lda, call.stride_a,
+                                      &call.beta, call.C, call.c_type, call.ldc, call.stride_c,
                                       call.batch, ComputeType(precision), CUBLAS_GEMM_DEFAULT));
   add_bias();
   return false;

@@ -5,10 +5,12 @@
 //   kTf32  CUBLAS_COMPUTE_32F_FAST_TF32  tensor cores on TF32-rounded inputs, fp32 accumulation.
 //   kBf16  CUBLAS_COMPUTE_32F_FAST_16BF  tensor cores on bf16-rounded inputs, fp32 accumulation
 //                                        (the library converts the operands; no scratch copies).
-// Plans (descriptors, layouts and the heuristic's algorithm) are cached per shape, strides,
-// pointer alignment and precision, so a training step costs no heuristic queries after the
-// first. Where cuBLASLt's heuristic offers no algorithm, the call falls back to classic cuBLAS
-// (cublasGemmStridedBatchedEx, same compute type).
+// The element types are the call's (GemmCall::ab_type, c_type; fp32 by default, bf16 for a
+// bf16 activation path): pointer alignment is computed from each operand's element size, and
+// plans (descriptors, layouts and the heuristic's algorithm) are cached per shape, strides,
+// pointer alignment, data types and precision, so a training step costs no heuristic queries
+// after the first. Where cuBLASLt's heuristic offers no algorithm, the call falls back to classic
+// cuBLAS (cublasGemmStridedBatchedEx, same compute type).
 //
 // This header is plain C++ without Abseil (gemm.cu includes it).
 #ifndef HEADROOM_KERNELS_CUDA_GEMM_H_
@@ -34,18 +36,19 @@ const char* GemmPrecisionName(GemmPrecision p);
 
 // One row-major GEMM batch: C_i = alpha * op(A_i) * op(B_i) + beta * C_i, i < batch, with
 // X_i = X + i * stride_x (kernels/ops.h, Ops::GemmStridedBatched).
+// A, B and C hold elements of ab_type (A and B) and c_type (C); ld and strides count elements.
 struct GemmCall {
   bool trans_a = false, trans_b = false;
   int M = 0, N = 0, K = 0;
   float alpha = 1;
-  const float* A = nullptr;
+  const void* A = nullptr;
   int lda = 0;
   int64_t stride_a = 0;
-  const float* B = nullptr;
+  const void* B = nullptr;
   int ldb = 0;
   int64_t stride_b = 0;
   float beta = 0;
-  float* C = nullptr;
+  void* C = nullptr;
   int ldc = 0;
   int64_t stride_c = 0;
   int batch = 1;
@@ -58,7 +61,15 @@ struct GemmCall {
   // with its weight gradient dW = dY^T X, from the same read of dY). Run reports whether the
   // epilogue did it; when not, a_sums is untouched and the caller computes the sums itself.
   float* a_sums = nullptr;
+  // Element types: CUDA_R_32F or CUDA_R_16BF for A and B; C is CUDA_R_32F, or CUDA_R_16BF
+  // without a bias, zero-size scaling or clearing (those kernels are fp32).
+  cudaDataType_t ab_type = CUDA_R_32F;
+  cudaDataType_t c_type = CUDA_R_32F;
 };
+
+// Bytes per element of `type` (4 for CUDA_R_32F, 2 for CUDA_R_16BF and CUDA_R_16F, 8 for
+// CUDA_R_64F; 0 for a type GemmRunner does not take).
+size_t ElementBytes(cudaDataType_t type);
 
 // FLOP/s of the best of `reps` n x n x n products with bf16 operands and output and fp32
 // accumulation (cublasGemmEx, CUBLAS_COMPUTE_32F) on ctx.stream: the tensor-core peak that
@@ -91,7 +102,7 @@ class GemmRunner {
 
  private:
   struct Plan;
-  using PlanKey = std::array<int64_t, 18>;
+  using PlanKey = std::array<int64_t, 20>;
 
   // The cached plan for `call`, created on first use; nullptr after recording an error.
   Plan* GetPlan(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx);

@@ -156,9 +156,9 @@ void LaunchScatterAddRows(const float* src, const int32_t* idx, int64_t m, int d
 
 // ---- cross_entropy.cu ---------------------------------------------------------------------
 // label_smoothing: tensor2tensor's smoothed target (kernels/ops.h LabelSmoothedCrossEntropy);
-// 0 is the one-hot label.
+// 0 is the one-hot label. Rows are ld >= V apart; columns V .. ld-1 are padding (zero gradient).
 void LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
-                               int64_t rows, int V, float label_smoothing, float* losses,
+                               int64_t rows, int V, int ld, float label_smoothing, float* losses,
                                float* dlogits, float grad_scale, const LaunchContext& ctx);
 
 // ---- optimizer.cu -------------------------------------------------------------------------

@@ -4,8 +4,9 @@
 // of 1, 2, 7, 513 and 1100 logits (no multiple of a warp; more than the 512 threads of a block,
 // so threads stride), one-hot and smoothed targets, with and without weights, rows without a
 // target (label -1: loss 0, gradient exactly 0), loss only, and the gradient written over the
-// logits in place. The target's on / off / entropy are built as the launcher builds them
-// (kernels/ops.h's definition, in double, rounded to float).
+// logits in place, and rows of a padded vocabulary (`ld` > V: the padding columns hold large
+// logits that must not count, and get a gradient of exactly 0). The target's on / off / entropy are
+// built as the launcher builds them (kernels/ops.h's definition, in double, rounded to float).
 //
 // Tolerances (u = 2^-24). The row maximum and the label's logit are the same floats on both
 // sides. The twin sums exp(x - max) in double with cpu_math::Exp (within 2e-7 relative), the
@@ -40,12 +41,14 @@ struct Case {
   int rows, V;
   float smoothing;
   bool weighted, gradient, in_place;
+  int pad = 0;  // padding columns per row: ld = V + pad
 };
 
 std::string Describe(const Case& c) {
   return "rows=" + std::to_string(c.rows) + " V=" + std::to_string(c.V) +
          " smoothing=" + std::to_string(c.smoothing) + " weighted=" + std::to_string(c.weighted) +
-         " gradient=" + std::to_string(c.gradient) + " in_place=" + std::to_string(c.in_place);
+         " gradient=" + std::to_string(c.gradient) + " in_place=" + std::to_string(c.in_place) +
+         " pad=" + std::to_string(c.pad);
 }
 
 // The launcher's target for label_smoothing over V classes.
@@ -63,8 +66,12 @@ k::Target MakeTarget(float smoothing, int V) {
 void RunCase(const Case& c) {
   SCOPED_TRACE(Describe(c));
   CpuOps<float> ops(1);
-  const int64_t n = int64_t{c.rows} * c.V;
-  const std::vector<float> logits = RandomFloats(n, -6, 6, static_cast<uint64_t>(n));
+  const int ld = c.V + c.pad;
+  const int64_t n = int64_t{c.rows} * ld;
+  std::vector<float> logits = RandomFloats(n, -6, 6, static_cast<uint64_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    if (i % ld >= c.V) logits[i] = 50.0f;  // a padding column: would dominate if it counted
+  }
   std::vector<int32_t> labels(static_cast<size_t>(c.rows));
   std::mt19937 rng(static_cast<uint32_t>(n));
   for (int r = 0; r < c.rows; ++r) {
@@ -76,7 +83,7 @@ void RunCase(const Case& c) {
   const float grad_scale = 0.5f;
 
   std::vector<float> want_loss(c.rows, NAN), want_dx(n, NAN);
-  ops.LabelSmoothedCrossEntropy(logits.data(), labels.data(), w, c.rows, c.V, c.smoothing,
+  ops.LabelSmoothedCrossEntropy(logits.data(), labels.data(), w, c.rows, c.V, ld, c.smoothing,
                                 want_loss.data(), c.gradient ? want_dx.data() : nullptr,
                                 grad_scale);
   std::vector<float> loss(c.rows, NAN), dx = c.in_place ? logits : std::vector<float>(n, NAN);
@@ -84,17 +91,21 @@ void RunCase(const Case& c) {
   const k::Target t = MakeTarget(c.smoothing, c.V);
   testing_util::Launch1D(
       [&] {
-        k::cross_entropy_kernel(x, labels.data(), w, c.V, t, loss.data(),
+        k::cross_entropy_kernel(x, labels.data(), w, c.V, ld, t, loss.data(),
                                 c.gradient ? dx.data() : nullptr, grad_scale);
       },
       static_cast<unsigned>(c.rows), k::kBlock);
 
   for (int r = 0; r < c.rows; ++r) {
-    const float* xr = logits.data() + int64_t{r} * c.V;
+    const float* xr = logits.data() + int64_t{r} * ld;
+    for (int v = c.V; v < ld && c.gradient; ++v) {
+      ASSERT_EQ(dx[int64_t{r} * ld + v], 0.0f) << "padding column " << v << " of row " << r;
+      ASSERT_EQ(want_dx[int64_t{r} * ld + v], 0.0f) << "the twin's padding column " << v;
+    }
     const int label = labels[r];
     if (label < 0) {
       ASSERT_EQ(loss[r], 0.0f) << "row " << r << " has no target";
-      for (int v = 0; v < c.V && c.gradient; ++v) ASSERT_EQ(dx[int64_t{r} * c.V + v], 0.0f);
+      for (int v = 0; v < c.V && c.gradient; ++v) ASSERT_EQ(dx[int64_t{r} * ld + v], 0.0f);
       continue;
     }
     double mx = xr[0], x_abs = 0;
@@ -117,7 +128,7 @@ void RunCase(const Case& c) {
     if (!c.gradient) continue;
     const double coef = grad_scale * (c.weighted ? weights[r] : 1.0);
     for (int v = 0; v < c.V; ++v) {
-      const int64_t i = int64_t{r} * c.V + v;
+      const int64_t i = int64_t{r} * ld + v;
       const double p = coef * std::exp(xr[v] - mx) / sum;
       const double bound = (c.V + 12) * kUnitRoundoff * std::fabs(p) +
                            2 * kUnitRoundoff * (std::fabs(want_dx[i]) + coef * (t.on + t.off));
@@ -141,6 +152,12 @@ TEST(CrossEntropyKernelEmulation, LabelSmoothedWithinBandOfTwin) {
   RunCase({4, 7, 0.1f, true, true, true});
   RunCase({4, 513, 0.2f, false, false, false});
   RunCase({3, 1100, 0.1f, true, true, false});
+}
+
+TEST(CrossEntropyKernelEmulation, PaddedVocabularyColumnsDoNotCount) {
+  RunCase({3, 7, 0, false, true, false, 121});  // V = 7 padded to 128
+  RunCase({4, 513, 0.1f, true, true, true, 127});
+  RunCase({3, 1100, 0, true, false, false, 52});
 }
 
 }  // namespace

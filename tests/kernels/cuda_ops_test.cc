@@ -318,9 +318,9 @@ TEST_F(CudaOpsTest, TrainingSizedShapesMatchCpu) {
     // loss adds a sum over all 32000 logits (fp32 tree on the GPU, double on the CPU).
     auto gx2 = Upload<float>(*ops_, x);
     auto cx2 = Upload<float>(cpu_, x);
-    ops_->LabelSmoothedCrossEntropy(gx2.get(), gl.get(), gw.get(), rows, V, 0.1f, gloss.get(),
+    ops_->LabelSmoothedCrossEntropy(gx2.get(), gl.get(), gw.get(), rows, V, V, 0.1f, gloss.get(),
                                     gx2.get(), 0.5f);
-    cpu_.LabelSmoothedCrossEntropy(cx2.get(), cl.get(), cw.get(), rows, V, 0.1f, closs.get(),
+    cpu_.LabelSmoothedCrossEntropy(cx2.get(), cl.get(), cw.get(), rows, V, V, 0.1f, closs.get(),
                                    cx2.get(), 0.5f);
     ExpectClose(Download<float>(*ops_, gloss), Download<float>(cpu_, closs), {2e-4, 1e-5},
                 "smoothed cross-entropy losses");

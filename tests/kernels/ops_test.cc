@@ -1303,6 +1303,51 @@ TEST_P(OpsTest, SoftmaxCrossEntropyLossesAndGradient) {
   });
 }
 
+// A padded vocabulary (kernels/ops.h: rows ld apart, columns V .. ld-1 no class): the padding
+// holds logits far larger than the real ones, so any that leaked into the softmax would change
+// the loss; the losses and the first V gradient columns must be the unpadded reference's, and
+// the padded gradient columns exactly 0 (also where they alias the logits).
+TEST_P(OpsTest, CrossEntropyIgnoresPaddedColumns) {
+  Run([&](auto& ops) {
+    using T = Elem<decltype(ops)>;
+    const int64_t rows = 7;
+    const int V = 37, ld = 128;
+    for (double eps : {0.0, 0.1}) {
+      SCOPED_TRACE("eps=" + std::to_string(eps));
+      const Vec x = Quantize<T>(Random(rng_, rows * V, -5, 5));
+      Vec padded(static_cast<size_t>(rows * ld), 0);
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int c = 0; c < ld; ++c) padded[r * ld + c] = c < V ? x[r * V + c] : 50.0 + c;
+      }
+      IVec labels = RandomInts(rng_, rows, 0, V - 1);
+      labels[3] = -1;  // an ignored row: all zero gradient
+      const Vec w = Quantize<T>(Random(rng_, rows, 0, 2));
+      const T eps_t = static_cast<T>(eps);
+      Vec wl, wdx;
+      RefSmoothedCrossEntropy(x, labels, &w, rows, V, static_cast<double>(eps_t), 0.3, &wl, &wdx);
+      auto dx = Upload(ops, padded);
+      auto dl = UploadInt(ops, labels);
+      auto dw = Upload(ops, w);
+      DevBuf<T, T> losses(ops, rows);
+      ops.LabelSmoothedCrossEntropy(dx.get(), dl.get(), dw.get(), rows, V, ld, eps_t, losses.get(),
+                                    dx.get(), T(0.3));
+      ExpectClose(Download(ops, losses), wl, tol_.Times(70), "losses");
+      const Vec grad = Download(ops, dx);
+      Vec real(static_cast<size_t>(rows * V));
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int c = 0; c < ld; ++c) {
+          if (c < V) {
+            real[r * V + c] = grad[r * ld + c];
+          } else {
+            ASSERT_EQ(grad[r * ld + c], 0.0) << "row " << r << " padded column " << c;
+          }
+        }
+      }
+      ExpectClose(real, wdx, tol_, "dlogits of the real columns");
+    }
+  });
+}
+
 TEST(ReferenceTest, SmoothedCrossEntropyByHandAndByFiniteDifferences) {
   // By hand: uniform logits over V = 3 with eps = 0.1: q = (0.9, 0.05, 0.05), p = 1/3, so the
   // loss is log 3 - H(q) = log 3 + 0.9 log 0.9 + 0.1 log 0.05 = 1.0986122887 - 0.0948244641 -
@@ -1354,16 +1399,16 @@ TEST_P(OpsTest, LabelSmoothedCrossEntropyLossesAndGradient) {
         auto dl = UploadInt(ops, labels);
         auto dw = Upload(ops, w);
         DevBuf<T, T> losses(ops, rows), grad(ops, rows * V);
-        ops.LabelSmoothedCrossEntropy(dx.get(), dl.get(), dw.get(), rows, V, eps_t, losses.get(),
+        ops.LabelSmoothedCrossEntropy(dx.get(), dl.get(), dw.get(), rows, V, V, eps_t, losses.get(),
                                       nullptr, T(scale));
         // A loss is a difference of O(|logit|) terms (smoothing weighs them by q, summing to 1).
         const Tol loss_tol = tol_.Times(70);
         ExpectClose(Download(ops, losses), wl, loss_tol, "losses (no gradient)");
-        ops.LabelSmoothedCrossEntropy(dx.get(), dl.get(), dw.get(), rows, V, eps_t, losses.get(),
+        ops.LabelSmoothedCrossEntropy(dx.get(), dl.get(), dw.get(), rows, V, V, eps_t, losses.get(),
                                       grad.get(), T(scale));
         ExpectClose(Download(ops, losses), wl, loss_tol, "losses");
         ExpectClose(Download(ops, grad), wdx, tol_, "dlogits");
-        ops.LabelSmoothedCrossEntropy(dx.get(), dl.get(), dw.get(), rows, V, eps_t, losses.get(),
+        ops.LabelSmoothedCrossEntropy(dx.get(), dl.get(), dw.get(), rows, V, V, eps_t, losses.get(),
                                       dx.get(), T(scale));  // dlogits aliasing logits
         ExpectClose(Download(ops, losses), wl, loss_tol, "losses (in place)");
         ExpectClose(Download(ops, dx), wdx, tol_, "dlogits in place");

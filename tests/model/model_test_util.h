@@ -9,8 +9,10 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config/config.pb.h"
@@ -118,13 +120,38 @@ struct ReferenceResult {
   std::vector<double> hidden;  // [B*S, d] encoder output
 };
 
+// A parameter tensor as a checkpoint holds it: its true shape and values, found by name (no
+// offsets, no padding).
+struct NamedTensor {
+  std::vector<int64_t> shape;
+  std::vector<double> values;
+};
+using NamedTensors = std::map<std::string, NamedTensor>;
+
+// The tensors of `layout` in the flat buffer `w`, by name.
+inline NamedTensors TensorsByName(const ParameterLayout& layout, const std::vector<double>& w) {
+  NamedTensors named;
+  for (const TensorSpec& t : layout.tensors()) {
+    named[t.name] = {t.shape,
+                     std::vector<double>(w.begin() + t.offset, w.begin() + t.offset + t.numel)};
+  }
+  return named;
+}
+
 // The model's options (config/config.proto) as their papers and tensor2tensor state them:
 // PRE_LN, sinusoidal positions, GELU's tanh form and ReLU, sqrt(d)-scaled embeddings, no output
 // bias; `label_smoothing` > 0 gives the smoothed token losses of a training Forward.
 class ReferenceModel {
  public:
+  // The parameters `w` in the layout of `m` (ParameterLayout::ForModel).
   ReferenceModel(const ModelConfig& m, const std::vector<double>& w, double label_smoothing = 0)
-      : m_(m), w_(w), layout_(ParameterLayout::ForModel(m)), smoothing_(label_smoothing) {}
+      : ReferenceModel(m, TensorsByName(ParameterLayout::ForModel(m), w), label_smoothing) {}
+  // The parameters by name (Hugging Face names, true shapes): the reference reads nothing else.
+  ReferenceModel(const ModelConfig& m, NamedTensors tensors, double label_smoothing = 0)
+      : m_(m),
+        tensors_(std::move(tensors)),
+        prefix_(m.objective() == ModelConfig::BERT ? "bert." : "lm."),
+        smoothing_(label_smoothing) {}
 
   // Runs the FFN dropout (model.ffn_dropout) as in training under `base`, from its definition
   // in kernels/philox.h: element i = (row, unit) of layer l's [B*S, F] activations is kept iff
@@ -135,7 +162,7 @@ class ReferenceModel {
   ReferenceResult Run(const Batch& batch) const {
     const bool bert = m_.objective() == ModelConfig::BERT;
     const int B = batch.batch_size, S = batch.seq_length, d = m_.d_model();
-    const std::string p = layout_.prefix();
+    const std::string p = prefix_;
     ReferenceResult r;
     r.hidden.assign(static_cast<size_t>(B) * S * d, 0.0);
     double mlm_sum = 0, mlm_w = 0, nsp_sum = 0, lm_sum = 0;
@@ -212,7 +239,7 @@ class ReferenceModel {
   }
 
  private:
-  const double* W(const std::string& name) const { return w_.data() + layout_.Get(name).offset; }
+  const double* W(const std::string& name) const { return tensors_.at(name).values.data(); }
 
   // The FFN dropout's factor for element i of layer l: 0 or 1 / (1 - rate) (1 without it).
   double FfnKeep(int l, int64_t i) const {
@@ -245,7 +272,7 @@ class ReferenceModel {
   double Position(int s, int j) const {
     const int d = m_.d_model();
     if (m_.position() != ModelConfig::SINUSOIDAL) {
-      return W(layout_.prefix() + "embeddings.position_embeddings.weight")[s * d + j];
+      return W(prefix_ + "embeddings.position_embeddings.weight")[s * d + j];
     }
     const int half = d / 2;
     if (j >= 2 * half) return 0.0;
@@ -297,9 +324,9 @@ class ReferenceModel {
 
   // The Linear named `prefix` + "weight"/"bias", its shape from the layout.
   std::vector<double> Dense(const std::vector<double>& x, const std::string& prefix) const {
-    const TensorSpec& t = layout_.Get(prefix + "weight");
-    return Affine(x, W(prefix + "weight"), W(prefix + "bias"), static_cast<int>(t.shape[0]),
-                  static_cast<int>(t.shape[1]));
+    const std::vector<int64_t>& shape = tensors_.at(prefix + "weight").shape;
+    return Affine(x, W(prefix + "weight"), W(prefix + "bias"), static_cast<int>(shape[0]),
+                  static_cast<int>(shape[1]));
   }
 
   std::vector<double> LayerNorm(const std::vector<double>& x, const std::string& prefix) const {
@@ -321,7 +348,7 @@ class ReferenceModel {
                                          const Batch& batch, int b, bool bert) const {
     const int S = static_cast<int>(x.size()), h = m_.num_heads();
     const int dp = m_.head_size() > 0 ? m_.head_size() : m_.d_model() / h;
-    const std::string lp = layout_.LayerPrefix(l);
+    const std::string lp = prefix_ + "encoder.layer." + std::to_string(l) + ".";
     const bool pre_ln = m_.norm() == ModelConfig::PRE_LN;
     std::vector<std::vector<double>> q(S), k(S), v(S), ctx(S, std::vector<double>(h * dp, 0.0));
     for (int s = 0; s < S; ++s) {
@@ -369,8 +396,8 @@ class ReferenceModel {
   }
 
   ModelConfig m_;
-  std::vector<double> w_;
-  ParameterLayout layout_;
+  NamedTensors tensors_;
+  std::string prefix_;
   double smoothing_;
   DropoutKey ffn_key_;
   bool ffn_dropout_ = false;

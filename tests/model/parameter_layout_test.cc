@@ -44,14 +44,14 @@ ModelConfig Bert(int L, int d, int h, int dp, int ff) {
 
 TEST(ParameterLayoutTest, BertBaseAndLargeExactCounts) {
   // Hugging Face BertForPreTraining: bert-base-uncased 110,106,428; bert-large 336,226,108.
-  EXPECT_EQ(ParameterLayout::ForModel(Bert(12, 768, 12, 0, 3072)).total(), 110106428);
-  EXPECT_EQ(ParameterLayout::ForModel(Bert(24, 1024, 16, 0, 4096)).total(), 336226108);
+  EXPECT_EQ(ParameterLayout::ForModel(Bert(12, 768, 12, 0, 3072)).num_parameters(), 110106428);
+  EXPECT_EQ(ParameterLayout::ForModel(Bert(24, 1024, 16, 0, 4096)).num_parameters(), 336226108);
 }
 
 TEST(ParameterLayoutTest, MatchesClosedFormForFixedHeadSizes) {
   for (int h : {1, 3, 8, 12, 32}) {
     for (int dp : {16, 32, 128, 200}) {
-      EXPECT_EQ(ParameterLayout::ForModel(Bert(2, 512, h, dp, 4096)).total(),
+      EXPECT_EQ(ParameterLayout::ForModel(Bert(2, 512, h, dp, 4096)).num_parameters(),
                 ClosedFormBert(2, 512, h, dp, 4096))
           << "h=" << h << " dp=" << dp;
     }
@@ -70,25 +70,28 @@ TEST(ParameterLayoutTest, CausalLmHasNoTokenTypesPoolerOrNsp) {
       6 * (3 * (d * hp + hp) + hp * d + d + 2 * d + d * ff + ff + ff * d + d + 2 * d) +
       V;  // output bias; decoder tied
   ParameterLayout layout = ParameterLayout::ForModel(m);
-  EXPECT_EQ(layout.total(), expected);
+  EXPECT_EQ(layout.num_parameters(), expected);
   EXPECT_EQ(layout.Find("lm.embeddings.token_type_embeddings.weight"), nullptr);
   m.set_tie_output_embedding(false);
-  EXPECT_EQ(ParameterLayout::ForModel(m).total(), expected + V * d);
+  EXPECT_EQ(ParameterLayout::ForModel(m).num_parameters(), expected + V * d);
 }
 
-TEST(ParameterLayoutTest, TensorsAreContiguousUniqueAndHfNamed) {
+TEST(ParameterLayoutTest, TensorsAreOrderedUniqueAndHfNamed) {
   ParameterLayout layout = ParameterLayout::ForModel(Bert(2, 64, 3, 20, 128));
-  int64_t offset = 0;
+  int64_t end = 0, count = 0;
   std::set<std::string> names;
   for (const TensorSpec& t : layout.tensors()) {
-    EXPECT_EQ(t.offset, offset) << t.name;
-    offset += t.numel;
+    EXPECT_EQ(t.offset, end) << t.name << ": the tensors must tile the buffer";
+    EXPECT_GE(t.reserved, t.numel) << t.name;
+    end = t.offset + t.reserved;
+    count += t.numel;
     EXPECT_TRUE(names.insert(t.name).second) << "duplicate " << t.name;
     bool is_norm_or_bias =
         t.name.find("LayerNorm") != std::string::npos || t.name.ends_with(".bias");
     EXPECT_EQ(t.weight_decay, !is_norm_or_bias) << t.name;
   }
-  EXPECT_EQ(offset, layout.total());
+  EXPECT_EQ(end, layout.total());
+  EXPECT_EQ(count, layout.num_parameters());
   const TensorSpec& q = layout.Get("bert.encoder.layer.1.attention.self.query.weight");
   EXPECT_EQ(q.shape, (std::vector<int64_t>{60, 64}));
   EXPECT_EQ(q.layer, 1);
@@ -97,6 +100,94 @@ TEST(ParameterLayoutTest, TensorsAreContiguousUniqueAndHfNamed) {
   EXPECT_NE(layout.Find("cls.predictions.bias"), nullptr);
   EXPECT_NE(layout.Find("cls.seq_relationship.weight"), nullptr);
   EXPECT_EQ(layout.Find("cls.predictions.decoder.weight"), nullptr);  // tied
+}
+
+// Configs of every shape the layout handles: BERT and LM, tied and untied, with and without the
+// output bias, pre-LN, sinusoidal positions, standard and fixed heads (I*d and I multiples of
+// 64 or not), vocabularies already a multiple of 128 and not, and a fine-tuning head.
+std::vector<std::pair<ModelConfig, TaskHead>> LayoutShapes() {
+  std::vector<std::pair<ModelConfig, TaskHead>> shapes;
+  shapes.push_back({Bert(2, 64, 3, 20, 128), {}});
+  shapes.push_back({Bert(12, 768, 12, 0, 3072), {}});
+  shapes.push_back({Bert(2, 512, 32, 128, 2048), {TaskHead::Kind::kSpan, 0}});
+  ModelConfig untied = Bert(2, 40, 5, 7, 72);
+  untied.set_tie_output_embedding(false);
+  untied.set_vocab_size(256);
+  shapes.push_back({untied, {TaskHead::Kind::kClassifier, 3}});
+  ModelConfig lm = Bert(3, 256, 16, 32, 1024);
+  lm.set_objective(ModelConfig::CAUSAL_LM);
+  lm.set_vocab_size(32001);
+  lm.set_norm(ModelConfig::PRE_LN);
+  lm.set_position(ModelConfig::SINUSOIDAL);
+  shapes.push_back({lm, {}});
+  lm.set_tie_output_embedding(false);
+  lm.set_output_bias(false);
+  lm.set_vocab_size(12);
+  shapes.push_back({lm, {}});
+  return shapes;
+}
+
+// Every tensor of every shape starts at a multiple of 64 elements, except the key and value
+// views of a fused QKV group, which sit right after the query (one [3I, d] weight, one [3I]
+// bias) and are aligned exactly when I*d (I) is a multiple of 64.
+TEST(ParameterLayoutTest, EveryTensorOffsetIsAlignedTo64Elements) {
+  for (const auto& [m, head] : LayoutShapes()) {
+    const ParameterLayout layout = ParameterLayout::ForModel(m, head);
+    const int64_t d = m.d_model(), I = static_cast<int64_t>(m.num_heads()) * HeadSize(m);
+    SCOPED_TRACE("d=" + std::to_string(d) + " I=" + std::to_string(I));
+    EXPECT_EQ(layout.total() % 64, 0);
+    int checked = 0;
+    for (const TensorSpec& t : layout.tensors()) {
+      const bool key = t.name.find("attention.self.key.") != std::string::npos;
+      const bool value = t.name.find("attention.self.value.") != std::string::npos;
+      if (!key && !value) {
+        EXPECT_EQ(t.offset % 64, 0) << t.name << " at " << t.offset;
+        ++checked;
+        continue;
+      }
+      const std::string query =
+          std::string(t.name).replace(t.name.find(key ? "key" : "value"), key ? 3 : 5, "query");
+      const TensorSpec& q = layout.Get(query);
+      EXPECT_EQ(t.offset, q.offset + (key ? 1 : 2) * q.numel) << t.name;
+      EXPECT_EQ(t.shape, q.shape) << t.name;
+      const int64_t part = t.shape.size() == 2 ? I * d : I;
+      EXPECT_EQ(t.offset % 64 == 0, part % 64 == 0) << t.name;
+    }
+    EXPECT_GT(checked, 10);
+  }
+}
+
+// The token table (and an untied decoder, and the output bias) reserve the vocabulary padded to
+// a multiple of 128 rows, after the true ones, and keep the true shape; every other tensor
+// reserves at most the alignment gap after it.
+TEST(ParameterLayoutTest, VocabularyTensorsReserveThePaddedRows) {
+  for (const auto& [m, head] : LayoutShapes()) {
+    const ParameterLayout layout = ParameterLayout::ForModel(m, head);
+    const int64_t V = m.vocab_size(), d = m.d_model();
+    const int64_t Vp = (V + 127) / 128 * 128;
+    EXPECT_EQ(PaddedVocabSize(m), Vp);
+    const std::string& p = layout.prefix();
+    int padded = 0;
+    for (const TensorSpec& t : layout.tensors()) {
+      const bool table = t.name == p + "embeddings.word_embeddings.weight" ||
+                         t.name == "cls.predictions.decoder.weight" || t.name == "lm.output.weight";
+      const bool bias = t.name == "cls.predictions.bias" || t.name == "lm.output.bias";
+      // The rows the tensor holds, then at most the alignment gap.
+      int64_t rows = t.numel;
+      if (table) {
+        EXPECT_EQ(t.shape, (std::vector<int64_t>{V, d})) << t.name;
+        rows = Vp * d;
+        ++padded;
+      } else if (bias) {
+        EXPECT_EQ(t.shape, (std::vector<int64_t>{V})) << t.name;
+        rows = Vp;
+        ++padded;
+      }
+      EXPECT_GE(t.reserved, rows) << t.name;
+      EXPECT_LT(t.reserved, rows + 64) << t.name;
+    }
+    EXPECT_EQ(padded, 1 + (m.tie_output_embedding() ? 0 : 1) + (HasOutputBias(m) ? 1 : 0));
+  }
 }
 
 // Fine-tuning heads come after the pre-training layout, which they leave unchanged (so a
@@ -114,12 +205,13 @@ TEST(ParameterLayoutTest, TaskHeadsAppendHfNamedTensors) {
     }
   }
   EXPECT_EQ(span.Get("qa_outputs.weight").shape, (std::vector<int64_t>{2, 64}));
+  EXPECT_EQ(span.Get("qa_outputs.weight").offset, base.total());
   EXPECT_EQ(span.Get("qa_outputs.bias").offset, base.total() + 128);
   EXPECT_TRUE(span.Get("qa_outputs.weight").weight_decay);
-  EXPECT_EQ(span.total(), base.total() + 2 * 64 + 2);
+  EXPECT_EQ(span.num_parameters(), base.num_parameters() + 2 * 64 + 2);
   EXPECT_EQ(cls.Get("classifier.weight").shape, (std::vector<int64_t>{3, 64}));
   EXPECT_FALSE(cls.Get("classifier.bias").weight_decay);
-  EXPECT_EQ(cls.total(), base.total() + 3 * 64 + 3);
+  EXPECT_EQ(cls.num_parameters(), base.num_parameters() + 3 * 64 + 3);
 
   ExperimentConfig e;
   *e.mutable_model() = m;
@@ -162,18 +254,18 @@ TEST(ParameterLayoutTest, PaperConfigsReproduceTableCounts) {
     std::string path = std::string(src) + "/configs/paper/" + r.file + ".textproto";
     absl::StatusOr<ExperimentConfig> c = LoadConfig(path);
     ASSERT_TRUE(c.ok()) << c.status();
-    int64_t n = ParameterLayout::ForModel(c->model()).total();
+    int64_t n = ParameterLayout::ForModel(c->model()).num_parameters();
     EXPECT_EQ(n, ClosedFormBert(r.L, r.d, r.h, r.dp, r.ff)) << r.file;
     EXPECT_EQ(std::lround(n / 1e6), r.millions) << r.file << ": " << n;
   }
   absl::StatusOr<ExperimentConfig> base =
       LoadConfig(std::string(src) + "/configs/paper/bert_base.textproto");
   ASSERT_TRUE(base.ok()) << base.status();
-  EXPECT_EQ(ParameterLayout::ForModel(base->model()).total(), 110106428);
+  EXPECT_EQ(ParameterLayout::ForModel(base->model()).num_parameters(), 110106428);
   absl::StatusOr<ExperimentConfig> large =
       LoadConfig(std::string(src) + "/configs/paper/bert_large.textproto");
   ASSERT_TRUE(large.ok()) << large.status();
-  EXPECT_EQ(ParameterLayout::ForModel(large->model()).total(), 336226108);
+  EXPECT_EQ(ParameterLayout::ForModel(large->model()).num_parameters(), 336226108);
 }
 
 TEST(FlopsTest, HandComputedTinyBertAndLm) {

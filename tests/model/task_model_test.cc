@@ -225,7 +225,9 @@ void CheckTaskGradients(const ModelConfig& m, const TaskHead& head) {
         (head.kind == TaskHead::Kind::kSpan && (t.name == "qa_outputs.bias" || t.name == last_ln));
     double worst = 0, worst_a = 0, worst_n = 0, largest = 0;
     for (int64_t i : idx) {
-      const double n = RiddersDerivative([&](double v) { return loss_at(i, v); }, w[i], 1e-2);
+      // Ridders' first step 3e-3: 1e-2 extrapolates to a 5e-6 error on the span head's
+      // token-type table for some parameter draws; 3e-3 gives < 1e-8 on every tensor.
+      const double n = RiddersDerivative([&](double v) { return loss_at(i, v); }, w[i], 3e-3);
       const double a = analytic[i];
       if (key_bias) {
         EXPECT_LT(std::fabs(a), 1e-12) << t.name;

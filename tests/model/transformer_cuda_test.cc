@@ -190,7 +190,8 @@ TEST(ModelCuda, AModelThatDoesNotFitIsAnError) {
   auto model = Model<float>::Create(m, cuda->get(), {2, 8, 0});
   ASSERT_FALSE(model.ok());
   const std::string msg(model.status().message());
-  EXPECT_NE(msg.find("cannot create the model (" + std::to_string(layout.total()) + " parameters"),
+  EXPECT_NE(msg.find("cannot create the model (" + std::to_string(layout.num_parameters()) +
+                     " parameters"),
             std::string::npos)
       << msg;
   EXPECT_NE(msg.find("cudaMalloc of "), std::string::npos) << msg;

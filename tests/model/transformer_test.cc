@@ -199,7 +199,7 @@ TEST(ModelOptions, DroppedTensorsAreNotInTheLayout) {
   // Default LM minus the position table [8, 8] and the output bias [13]; the LayerNorms are as
   // many (the embedding one became the final one).
   auto standard = MakeModel(TinyLm(2, 8, 2, 0, 12), &ops, 1);
-  EXPECT_EQ(standard->layout().total() - layout.total(), 8 * 8 + 13);
+  EXPECT_EQ(standard->layout().num_parameters() - layout.num_parameters(), 8 * 8 + 13);
 }
 
 // The timing signal against tensor2tensor's formula by hand: with all parameters zero, a
@@ -739,7 +739,8 @@ TEST(ModelCreate, AnAllocationThatFailsIsAnErrorNotAModel) {
   ASSERT_FALSE(model.ok());
   const std::string msg(model.status().message());
   EXPECT_EQ(model.status().code(), absl::StatusCode::kResourceExhausted) << msg;
-  EXPECT_NE(msg.find("cannot create the model (" + std::to_string(layout.total()) + " parameters"),
+  EXPECT_NE(msg.find("cannot create the model (" + std::to_string(layout.num_parameters()) +
+                     " parameters"),
             std::string::npos)
       << msg;
   EXPECT_NE(
@@ -885,8 +886,7 @@ TEST(AttentionDropout, KeptRedrawnAndFusedGiveTheSameGradients) {
     ops.CopyToDevice(p, v.data(), sizeof(double) * n);
     return p;
   };
-  AttentionParams<double> p{random(I * d), random(I), random(I * d), random(I),
-                            random(I * d), random(I), random(d * I), random(d)};
+  AttentionParams<double> p{random(3 * I * d), random(3 * I), random(d * I), random(d)};
   const double* x = random(N * d);
   const double* dout = random(N * d);
   const DropoutKey key{9, 4, 1, 0};
@@ -896,13 +896,7 @@ TEST(AttentionDropout, KeptRedrawnAndFusedGiveTheSameGradients) {
     FixedHeadAttention<double> attn(&ops, d, h, dp, B, S, keep == 1, fused);
     double* scratch = ops.Alloc(FixedHeadAttention<double>::ScratchElements(h, dp, B, S, fused));
     double* grads = ops.Alloc(4 * I * d + 3 * I + d);
-    AttentionGrads<double> g{grads,
-                             grads + I * d,
-                             grads + I * d + I,
-                             grads + 2 * I * d + I,
-                             grads + 2 * I * d + 2 * I,
-                             grads + 3 * I * d + 2 * I,
-                             grads + 3 * I * d + 3 * I,
+    AttentionGrads<double> g{grads, grads + 3 * I * d, grads + 3 * I * d + 3 * I,
                              grads + 4 * I * d + 3 * I};
     double* out = ops.Alloc(N * d);
     double* dx = ops.Alloc(N * d);

@@ -58,9 +58,14 @@ class CheckpointTest : public ::testing::Test {
     layout_ = std::make_unique<ParameterLayout>(ParameterLayout::ForModel(config_.model()));
     std::mt19937 rng(3);
     std::normal_distribution<float> normal;
+    // Random tensors; the layout's alignment gaps and padded vocabulary rows stay zero (they
+    // are not in the checkpoint).
     for (auto* buf : {&params_, &m_, &v_}) {
-      buf->resize(static_cast<size_t>(layout_->total()));
-      for (float& x : *buf) x = normal(rng);
+      buf->assign(static_cast<size_t>(layout_->total()), 0.0f);
+      for (const TensorSpec& t : layout_->tensors()) {
+        for (int64_t i = 0; i < t.numel; ++i)
+          (*buf)[static_cast<size_t>(t.offset + i)] = normal(rng);
+      }
     }
   }
   void TearDown() override { fs::remove_all(run_dir_); }

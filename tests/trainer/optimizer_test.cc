@@ -176,11 +176,20 @@ TEST_F(OptimizerTest, ClipsToTheGlobalNorm) {
   ASSERT_GT(norm, 1.0);
   EXPECT_NEAR(st.grad_norm, norm, 1e-12);
   EXPECT_NEAR(st.clip_factor, 1.0 / norm, 1e-12);
-  // The clipped gradient is 1/sqrt(n) everywhere; m = (1 - 0.9) * g' shows it directly.
+  // The clipped gradient is 1/sqrt(n) everywhere; m = (1 - 0.9) * g' shows it directly, on
+  // every tensor (the layout's padding is no parameter: its moments stay 0).
   std::vector<double> m = Get(opt.m(), n_);
-  for (int64_t i = 0; i < n_; ++i) {
-    ASSERT_NEAR(m[i], (1 - static_cast<double>(0.9f)) / std::sqrt(static_cast<double>(n_)), 1e-9);
+  int64_t updated = 0;
+  for (const TensorSpec& t : layout_.tensors()) {
+    for (int64_t i = t.offset; i < t.offset + t.reserved; ++i) {
+      const double want = i < t.offset + t.numel
+                              ? (1 - static_cast<double>(0.9f)) / std::sqrt(static_cast<double>(n_))
+                              : 0.0;
+      ASSERT_NEAR(m[i], want, 1e-9) << t.name;
+      ++updated;
+    }
   }
+  EXPECT_EQ(updated, n_);
   // Under the limit nothing is clipped.
   ops_.Fill(grads_, n_, 0.5 / static_cast<double>(n_));
   st = opt.Step(params_, grads_, 0.1).value();
@@ -353,7 +362,7 @@ int64_t RunShardedRank(const ParameterLayout& layout, const OptimizerConfig& o,
 TEST_F(OptimizerTest, ShardedOverThreeRanksEqualsTheWholeBuffer) {
   constexpr int kRanks = 3;
   std::vector<GradientTensor> tensors;
-  for (const TensorSpec& t : layout_.tensors()) tensors.push_back({t.offset, t.numel, t.layer});
+  for (const TensorSpec& t : layout_.tensors()) tensors.push_back({t.offset, t.reserved, t.layer});
   // Buckets of >= 11 elements: most are not a multiple of 3, so tails are exercised.
   auto buckets = GradientBuckets::Plan(tensors, 11 * sizeof(float));
   ASSERT_TRUE(buckets.ok()) << buckets.status();
