@@ -222,7 +222,8 @@ class FineTuneRun {
   ExperimentConfig config_;  // the run's: model, data.seq_length, train, finetune
   std::unique_ptr<WordPieceTokenizer> tokenizer_;
   std::vector<TaskFeature> train_;
-  int64_t train_examples_ = 0;
+  int64_t train_examples_ = 0;  // what the step count counts (long_text_windows: windows)
+  int64_t train_texts_ = 0;     // examples read from the training file
   std::vector<SquadDev> squad_dev_;
   std::vector<SentenceDev> sentence_dev_;
   std::unique_ptr<Ops<float>> backend_;  // MakeOps's
@@ -443,7 +444,7 @@ absl::Status FineTuneRun::LoadData() {
       HR_ASSIGN_OR_RETURN(std::vector<SquadExample> ex,
                           ReadSquadExamples(d, o_.train_file, /*is_training=*/true, &warnings));
       for (const std::string& w : warnings) Say(absl::StrCat("warning: ", w));
-      train_examples_ = static_cast<int64_t>(ex.size());
+      train_examples_ = train_texts_ = static_cast<int64_t>(ex.size());
       for (SquadFeature& sf : ConvertSquadExamples(
                ex, *tokenizer_, {f.max_seq_length(), f.doc_stride(), f.max_query_length()}, true)) {
         train_.push_back(std::move(sf.feature));
@@ -454,6 +455,7 @@ absl::Status FineTuneRun::LoadData() {
       train_ = std::move(w.features);
       // With long_text_windows every window is a training example.
       train_examples_ = static_cast<int64_t>(train_.size());
+      train_texts_ = static_cast<int64_t>(train_sentences.size());
     }
   }
   for (const std::string& path : o_.dev_files) {
@@ -612,7 +614,7 @@ absl::Status FineTuneRun::Train() {
   Say(absl::StrFormat(
       "fine-tuning %s: %d examples -> %d features; %d steps of %d (%g epochs, warm-up %d, lr %g); "
       "model L=%d d=%d h=%d head_size=%d, max_seq_length %d",
-      TaskName(f.task()), train_examples_, train_.size(), t.steps(), t.global_batch_size(),
+      TaskName(f.task()), train_texts_, train_.size(), t.steps(), t.global_batch_size(),
       f.num_train_epochs(), t.schedule().warmup_steps(), f.learning_rate(), mc.num_layers(),
       mc.d_model(), mc.num_heads(), HeadSize(mc), f.max_seq_length()));
   Clock::time_point log_start = Clock::now();
