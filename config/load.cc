@@ -342,6 +342,7 @@ void FillFineTuneDefaults(FineTuneConfig& f) {
   if (!f.has_log_every()) f.set_log_every(10);
   if (!f.has_checkpoint_every()) f.set_checkpoint_every(1000);
   if (!f.has_keep_checkpoints()) f.set_keep_checkpoints(1);
+  if (!f.has_long_text_windows()) f.set_long_text_windows(false);
 }
 
 absl::Status ValidateFineTune(const ExperimentConfig& c, const std::string& s) {
@@ -377,6 +378,20 @@ absl::Status ValidateFineTune(const ExperimentConfig& c, const std::string& s) {
                                   " leaves no room for the context: it must be "
                                   ">= finetune.max_query_length + 4 = ",
                                   f.max_query_length() + 4, " ([CLS], 2 x [SEP], 1 token)"));
+    }
+  }
+  if (f.long_text_windows()) {
+    if (f.task() != FineTuneConfig::CLASSIFY) {
+      return Invalid(s, "finetune.long_text_windows",
+                     "applies to --task=classify (single sentences) only; SQuAD always cuts its "
+                     "contexts into doc_stride windows, and MNLI pairs are truncated");
+    }
+    HR_RETURN_IF_ERROR(RequirePositive(s, "finetune.doc_stride", f.doc_stride()));
+    if (f.max_seq_length() < 3) {
+      return Invalid(s, "finetune.max_seq_length",
+                     absl::StrCat(f.max_seq_length(),
+                                  " leaves no room for a window: it must be >= 3 ([CLS], "
+                                  "[SEP], 1 token) with finetune.long_text_windows"));
     }
   }
   if (!(f.learning_rate() >= 0.0f)) {

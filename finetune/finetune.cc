@@ -18,7 +18,6 @@
 #include "base/splitmix.h"
 #include "base/status_macros.h"
 #include "comm/communicator.h"
-#include "comm/mpi_runtime.h"
 #include "config/load.h"
 #include "data/wordpiece_tokenizer.h"
 #include "finetune/sentence_data.h"
@@ -30,6 +29,7 @@
 #include "google/protobuf/text_format.h"
 #include "model/task_model.h"
 #include "nlohmann/json.hpp"
+#include "trainer/backend_status.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data_parallel.h"
 #include "trainer/hugging_face.h"
@@ -146,7 +146,29 @@ struct SentenceDev {
   std::string path;
   std::string metric;
   std::vector<TaskFeature> features;
+  // Per feature, its example (one feature per example unless finetune.long_text_windows).
+  std::vector<int32_t> example_of_feature;
+  std::vector<int32_t> labels;       // per example
+  std::vector<std::string> sources;  // per example: "FILE:LINE"
 };
+
+// The features of `examples` (finetune.long_text_windows: every window of each) and, per
+// feature, its example.
+absl::StatusOr<SentenceWindows> ClassificationFeatures(const std::vector<SentenceExample>& examples,
+                                                       const std::vector<std::string>& labels,
+                                                       const WordPieceTokenizer& tokenizer,
+                                                       const FineTuneConfig& f) {
+  if (f.long_text_windows()) {
+    return SentenceWindowFeatures(examples, labels, tokenizer, f.max_seq_length(), f.doc_stride());
+  }
+  SentenceWindows out;
+  HR_ASSIGN_OR_RETURN(out.features,
+                      SentenceFeatures(examples, labels, tokenizer, f.max_seq_length()));
+  for (size_t i = 0; i < out.features.size(); ++i) {
+    out.example_of_feature.push_back(static_cast<int32_t>(i));
+  }
+  return out;
+}
 
 class FineTuneRun {
  public:
@@ -200,10 +222,13 @@ class FineTuneRun {
   ExperimentConfig config_;  // the run's: model, data.seq_length, train, finetune
   std::unique_ptr<WordPieceTokenizer> tokenizer_;
   std::vector<TaskFeature> train_;
-  int64_t train_examples_ = 0;
+  int64_t train_examples_ = 0;  // what the step count counts (long_text_windows: windows)
+  int64_t train_texts_ = 0;     // examples read from the training file
   std::vector<SquadDev> squad_dev_;
   std::vector<SentenceDev> sentence_dev_;
-  std::unique_ptr<Ops<float>> ops_;
+  std::unique_ptr<Ops<float>> backend_;  // MakeOps's
+  std::unique_ptr<Ops<float>> wrapper_;  // FineTuneOptions::wrap_ops's, around backend_ (tests)
+  Ops<float>* ops_ = nullptr;            // what everything runs on: wrapper_ or backend_
   std::unique_ptr<TaskModel<float>> model_;
   std::unique_ptr<DataParallel> data_parallel_;
   std::unique_ptr<Optimizer<float>> optimizer_;
@@ -264,8 +289,16 @@ absl::Status FineTuneRun::BuildRunConfig(const ModelConfig& model, const std::st
 absl::Status FineTuneRun::ResumeOrInit(const Init* init) {
   std::unique_ptr<Checkpoint> resume;
   if (init == nullptr) {  // resuming: the checkpoint's config is the run's
-    HR_ASSIGN_OR_RETURN(std::string dir, LatestCheckpoint(o_.output_dir));
-    HR_ASSIGN_OR_RETURN(Checkpoint ck, LoadCheckpoint(dir));
+    // The newest intact checkpoint: damaged newer ones are skipped, each with a warning.
+    std::vector<std::string> warnings;
+    absl::StatusOr<Checkpoint> loaded =
+        LoadLatestIntactCheckpoint(o_.output_dir, /*expected=*/nullptr, &warnings);
+    if (lead_) {
+      for (const std::string& w : warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    }
+    HR_RETURN_IF_ERROR(loaded.status());
+    Checkpoint& ck = *loaded;
+    const std::string& dir = ck.dir;
     if (!ck.config.has_finetune() || ck.config.finetune().task() != o_.config.finetune().task()) {
       return absl::FailedPreconditionError(
           absl::StrCat(dir, " is not a ", TaskName(o_.config.finetune().task()),
@@ -306,6 +339,7 @@ absl::Status FineTuneRun::ResumeOrInit(const Init* init) {
   } else {
     m.InitParameters(config_.finetune().seed());
     params = m.GetParameters();
+    HR_RETURN_IF_ERROR(CheckBackend(*ops_, "initialising the parameters", 0));
     HR_ASSIGN_OR_RETURN(std::vector<std::string> absent,
                         CopyInitWeights(*init, m.layout(), params));
     std::vector<std::string> fresh;
@@ -329,21 +363,22 @@ absl::Status FineTuneRun::CreateModel() {
                      ranks_, " ranks of whole micro-batches of ", MicroBatch(),
                      " (finetune.micro_batch_size); change either or the number of ranks"));
   }
-  HR_ASSIGN_OR_RETURN(ops_, MakeOps(o_.device, {t.precision()}));
+  HR_ASSIGN_OR_RETURN(backend_, MakeOps(o_.device, {t.precision()}));
+  if (o_.wrap_ops) wrapper_ = o_.wrap_ops(backend_.get());
+  ops_ = wrapper_ != nullptr ? wrapper_.get() : backend_.get();
   HR_ASSIGN_OR_RETURN(model_,
-                      TaskModel<float>::Create(config_.model(), TaskHeadOf(config_), ops_.get(),
+                      TaskModel<float>::Create(config_.model(), TaskHeadOf(config_), ops_,
                                                std::max(MicroBatch(), f.eval_batch_size()),
                                                f.max_seq_length(), ModelOptionsFromConfig(t)));
   DataParallelOptions dpo;
   dpo.bucket_bytes = BucketBytesFromMb(t.comm_bucket_mb());
   dpo.zero_stage = t.zero_stage();
-  HR_ASSIGN_OR_RETURN(data_parallel_,
-                      DataParallel::Create(&comm_, ops_.get(), &model_->model(), dpo));
+  HR_ASSIGN_OR_RETURN(data_parallel_, DataParallel::Create(&comm_, ops_, &model_->model(), dpo));
   if (data_parallel_->active()) Say(data_parallel_->Describe(t.comm_bucket_mb()));
   // ZeRO-1 (train.zero_stage): the optimizer of the rank's shard only (trainer/data_parallel.h).
   optimizer_ = std::make_unique<Optimizer<float>>(*ops_, model_->model().layout(), t.optimizer(),
                                                   data_parallel_->optimizer_shard());
-  return absl::OkStatus();
+  return CheckBackend(*ops_, "setting up the model and optimizer", 0);
 }
 
 // Every rank computed the same start from the same files; rank 0's weights (and, resuming, its
@@ -376,6 +411,7 @@ absl::Status FineTuneRun::StartOnAllRanks(std::vector<float>& params, std::vecto
     v = data_parallel_->ShardOf(std::move(v));
     optimizer_->ImportState(m.data(), v.data(), step);
   }
+  HR_RETURN_IF_ERROR(CheckBackend(*ops_, "copying the start weights to the device", step));
   if (ranks_ > 1) HR_RETURN_IF_ERROR(CheckSameWeights(HostComm(), model.GetParameters()));
   result_.first_step = result_.last_step = step;
   return absl::OkStatus();
@@ -408,15 +444,18 @@ absl::Status FineTuneRun::LoadData() {
       HR_ASSIGN_OR_RETURN(std::vector<SquadExample> ex,
                           ReadSquadExamples(d, o_.train_file, /*is_training=*/true, &warnings));
       for (const std::string& w : warnings) Say(absl::StrCat("warning: ", w));
-      train_examples_ = static_cast<int64_t>(ex.size());
+      train_examples_ = train_texts_ = static_cast<int64_t>(ex.size());
       for (SquadFeature& sf : ConvertSquadExamples(
                ex, *tokenizer_, {f.max_seq_length(), f.doc_stride(), f.max_query_length()}, true)) {
         train_.push_back(std::move(sf.feature));
       }
     } else {
-      HR_ASSIGN_OR_RETURN(
-          train_, SentenceFeatures(train_sentences, labels, *tokenizer_, f.max_seq_length()));
+      HR_ASSIGN_OR_RETURN(SentenceWindows w,
+                          ClassificationFeatures(train_sentences, labels, *tokenizer_, f));
+      train_ = std::move(w.features);
+      // With long_text_windows every window is a training example.
       train_examples_ = static_cast<int64_t>(train_.size());
+      train_texts_ = static_cast<int64_t>(train_sentences.size());
     }
   }
   for (const std::string& path : o_.dev_files) {
@@ -430,9 +469,16 @@ absl::Status FineTuneRun::LoadData() {
       squad_dev_.push_back(std::move(dev));
     } else {
       HR_ASSIGN_OR_RETURN(std::vector<SentenceExample> ex, ReadSentenceTsv(path, format));
-      SentenceDev dev{path, AccuracyName(path, mnli, o_.dev_files.size()), {}};
-      HR_ASSIGN_OR_RETURN(dev.features,
-                          SentenceFeatures(ex, labels, *tokenizer_, f.max_seq_length()));
+      SentenceDev dev{path, AccuracyName(path, mnli, o_.dev_files.size()), {}, {}, {}, {}};
+      HR_ASSIGN_OR_RETURN(SentenceWindows w, ClassificationFeatures(ex, labels, *tokenizer_, f));
+      dev.features = std::move(w.features);
+      dev.example_of_feature = std::move(w.example_of_feature);
+      for (size_t i = 0; i < dev.features.size(); ++i) {  // every example has a feature
+        if (i == 0 || dev.example_of_feature[i] != dev.example_of_feature[i - 1]) {
+          dev.labels.push_back(dev.features[i].label);
+        }
+      }
+      for (const SentenceExample& e : ex) dev.sources.push_back(e.source);
       sentence_dev_.push_back(std::move(dev));
     }
   }
@@ -496,11 +542,14 @@ absl::StatusOr<double> FineTuneRun::TrainStep(int64_t step) {
     // The global micro-batch index: R ranks draw the dropout masks one rank would.
     const DropoutKey key{t.seed(), static_cast<uint64_t>((step * ranks_ + rank_) * k + j), 0, 0};
     HR_ASSIGN_OR_RETURN(TaskLoss l, model_->Forward(batch, /*training=*/true, key));
+    // The loss was read back from the device: a failed backend's would be 0, not the loss.
+    HR_RETURN_IF_ERROR(CheckBackend(*ops_, "reading the loss back", step + 1));
     model_->Backward(1.0f, j == k - 1 ? data_parallel_->hook() : Model<float>::BackwardHook());
     HR_RETURN_IF_ERROR(data_parallel_->hook_status());
     loss += l.loss / k;
   }
   HR_ASSIGN_OR_RETURN(DataParallelStepStats dp, data_parallel_->Finish(compute_start));
+  HR_RETURN_IF_ERROR(CheckBackend(*ops_, "reducing the gradients", step + 1));
   if (dp.reduced) {
     HR_RETURN_IF_ERROR(
         HostComm().AllReduce(&loss, &loss, 1, DataType::kFloat64, ReduceOp::kAverage));
@@ -512,6 +561,7 @@ absl::StatusOr<double> FineTuneRun::TrainStep(int64_t step) {
   HR_ASSIGN_OR_RETURN(const OptimizerStats st,
                       optimizer_->Step(m.params(), data_parallel_->optimizer_grads(),
                                        schedule_->LearningRate(step), 1.0 / k));
+  HR_RETURN_IF_ERROR(CheckBackend(*ops_, "the optimizer step", step + 1));
   if (!st.applied) {
     return absl::InternalError(absl::StrCat("step ", step + 1, ": the gradient norm is ",
                                             st.grad_norm, "; lower finetune.learning_rate"));
@@ -526,11 +576,15 @@ absl::StatusOr<double> FineTuneRun::TrainStep(int64_t step) {
 absl::Status FineTuneRun::SaveAt(int64_t step, double loss) {
   std::vector<float> mo, vo;
   optimizer_->ExportState(&mo, &vo);
+  // Moments or weights read back from a failed device are not the model: write nothing. Every
+  // rank checks its moments before the shards are gathered, rank 0 its weights.
+  HR_RETURN_IF_ERROR(CheckBackend(*ops_, "reading the moments back for the checkpoint", step));
   HR_ASSIGN_OR_RETURN(mo, data_parallel_->GatherShards(std::move(mo)));
   HR_ASSIGN_OR_RETURN(vo, data_parallel_->GatherShards(std::move(vo)));
   if (!lead_) return absl::OkStatus();
   Model<float>& m = model_->model();
   const std::vector<float> params = m.GetParameters();
+  HR_RETURN_IF_ERROR(CheckBackend(*ops_, "reading the weights back for the checkpoint", step));
   TrainerState st;
   st.step = step;
   st.seed = config_.train().seed();
@@ -560,7 +614,7 @@ absl::Status FineTuneRun::Train() {
   Say(absl::StrFormat(
       "fine-tuning %s: %d examples -> %d features; %d steps of %d (%g epochs, warm-up %d, lr %g); "
       "model L=%d d=%d h=%d head_size=%d, max_seq_length %d",
-      TaskName(f.task()), train_examples_, train_.size(), t.steps(), t.global_batch_size(),
+      TaskName(f.task()), train_texts_, train_.size(), t.steps(), t.global_batch_size(),
       f.num_train_epochs(), t.schedule().warmup_steps(), f.learning_rate(), mc.num_layers(),
       mc.d_model(), mc.num_heads(), HeadSize(mc), f.max_seq_length()));
   Clock::time_point log_start = Clock::now();
@@ -629,6 +683,7 @@ absl::Status FineTuneRun::EvaluateSquad(const SquadDev& dev) {
     }
     HR_RETURN_IF_ERROR(model_->Forward(MakeTaskBatch(rows, S), false, {}).status());
     model_->SpanLogits(&start, &end);
+    HR_RETURN_IF_ERROR(CheckBackend(*ops_, "evaluating", result_.last_step));
     for (size_t r = 0; r < rows.size(); ++r) {
       start_logits.emplace_back(start.begin() + r * S, start.begin() + (r + 1) * S);
       end_logits.emplace_back(end.begin() + r * S, end.begin() + (r + 1) * S);
@@ -646,23 +701,39 @@ absl::Status FineTuneRun::EvaluateSquad(const SquadDev& dev) {
   return absl::OkStatus();
 }
 
+// Accuracy over the dev file's examples: each example's prediction is the argmax of its
+// feature's logits (with long_text_windows, of the mean over its windows). The predictions go to
+// OUTPUT_DIR/<metric>_predictions.tsv (source line, label, prediction), for error analysis.
 absl::Status FineTuneRun::EvaluateSentences(const SentenceDev& dev) {
   const FineTuneConfig& f = config_.finetune();
-  int64_t correct = 0, count = 0;
+  std::vector<float> logits;
   for (size_t first = 0; first < dev.features.size(); first += f.eval_batch_size()) {
     std::vector<const TaskFeature*> rows;
     for (size_t i = first; i < std::min(dev.features.size(), first + f.eval_batch_size()); ++i) {
       rows.push_back(&dev.features[i]);
     }
-    HR_ASSIGN_OR_RETURN(TaskLoss l,
-                        model_->Forward(MakeTaskBatch(rows, PaddedLength(rows, f)), false, {}));
-    correct += l.correct;
-    count += l.count;
+    HR_RETURN_IF_ERROR(
+        model_->Forward(MakeTaskBatch(rows, PaddedLength(rows, f)), false, {}).status());
+    HR_RETURN_IF_ERROR(CheckBackend(*ops_, "evaluating", result_.last_step));
+    const std::vector<float> batch = model_->ClassLogits();
+    logits.insert(logits.end(), batch.begin(), batch.end());
   }
-  if (count == 0) {
+  if (dev.labels.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(dev.path, ": no examples to evaluate"));
   }
-  result_.metrics.emplace_back(dev.metric, static_cast<double>(correct) / count);
+  const std::vector<int32_t> predicted = MeanLogitPredictions(
+      logits, f.labels_size(), dev.example_of_feature, static_cast<int>(dev.labels.size()));
+  int64_t correct = 0;
+  std::string table = "source\tlabel\tprediction\n";
+  for (size_t e = 0; e < dev.labels.size(); ++e) {
+    correct += predicted[e] == dev.labels[e] ? 1 : 0;
+    absl::StrAppend(&table, dev.sources[e], "\t", f.labels(dev.labels[e]), "\t",
+                    predicted[e] >= 0 ? f.labels(predicted[e]) : std::string("-"), "\n");
+  }
+  HR_RETURN_IF_ERROR(WriteFileAtomically(
+      (fs::path(o_.output_dir) / absl::StrCat(dev.metric, "_predictions.tsv")).string(), table));
+  result_.metrics.emplace_back(
+      dev.metric, static_cast<double>(correct) / static_cast<double>(dev.labels.size()));
   return absl::OkStatus();
 }
 
@@ -714,22 +785,9 @@ absl::StatusOr<ExperimentConfig> LoadFineTuneConfig(const std::string& path,
 }
 
 absl::StatusOr<FineTuneResult> FineTune(const FineTuneOptions& options) {
-  Communicator* comm = options.comm;
-  std::unique_ptr<Communicator> owned;
-  if (comm == nullptr) {
-    absl::StatusOr<std::unique_ptr<Communicator>> c =
-        CreateDataParallelCommunicator(options.config.train(), options.device);
-    if (!c.ok()) {
-      if (LaunchedByMpi()) AbortJob(c.status());  // every rank gets here alike
-      return c.status();
-    }
-    owned = std::move(*c);
-    comm = owned.get();
-  }
-  absl::StatusOr<FineTuneResult> r = FineTuneRun(options, *comm).Run();
-  // One rank's error would leave the others blocked in the next collective: end the job.
-  if (!r.ok() && comm->size() > 1) comm->Abort(r.status());
-  return r;
+  return RunOnDataParallelRanks(
+      options.comm, options.config.train(), options.device,
+      [&](Communicator& comm) { return FineTuneRun(options, comm).Run(); });
 }
 
 }  // namespace headroom

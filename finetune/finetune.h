@@ -38,10 +38,19 @@
 // averaged over the ranks; rank 0 alone logs, checkpoints and evaluates. Any rank's error ends
 // the job (Communicator::Abort).
 //
-// Resuming: with `resume`, the newest checkpoint of OUTPUT_DIR is loaded (weights, Adam
+// Resuming: with `resume`, the newest intact checkpoint of OUTPUT_DIR is loaded (weights, Adam
 // moments, step; the data order is a function of the seed and the step) and training goes on
-// to the end, reproducing an uninterrupted run's losses exactly on the CPU. A directory that
-// holds checkpoints is refused without `resume`.
+// to the end, reproducing an uninterrupted run's losses exactly on the CPU. Newer checkpoints
+// that fail their manifest (size, CRC32C) or finiteness checks are skipped, each with a line
+// "warning: checkpoint DIR is damaged, skipped: <reason>" on stderr (trainer/checkpoint.h
+// LoadLatestIntactCheckpoint, as `headroom train --resume`). A directory that holds checkpoints
+// is refused without `resume`.
+//
+// A failed backend (Ops::status(): a CUDA error, a failed allocation) is checked where the host
+// waits for the device, as in `headroom train` (trainer/backend_status.h): the set-up, the loss
+// read, the gradient reduction, the optimizer step, the read-back of the moments and weights for
+// a checkpoint, and evaluation. It stops the run with one line "step N: <what>: the backend
+// failed: ...; training stopped, ...", and nothing computed after it is logged or saved.
 //
 // Example:
 //   FineTuneOptions o;
@@ -57,6 +66,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -89,6 +99,9 @@ struct FineTuneOptions {
   FILE* console = stdout;
   // Called after each step with (steps done, loss); for tests.
   std::function<void(int64_t, double)> on_step;
+  // Tests: wraps the backend (e.g. in a FailingOps, kernels/failing_ops.h); the run uses the
+  // returned Ops, which must outlive nothing but the run. Empty: the backend itself.
+  std::function<std::unique_ptr<Ops<float>>(Ops<float>* backend)> wrap_ops;
   // The ranks to train with (not owned); nullptr: created from train.comm (default "auto":
   // MPI under a launcher, NCCL for CUDA tensors under a launcher, else one rank).
   Communicator* comm = nullptr;

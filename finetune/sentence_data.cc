@@ -114,17 +114,45 @@ std::vector<std::string> DistinctLabels(const std::vector<SentenceExample>& exam
   return {labels.begin(), labels.end()};
 }
 
+namespace {
+
+// The index of `ex`'s label in `labels`; InvalidArgument naming the example's line otherwise.
+absl::StatusOr<int32_t> LabelIndex(const SentenceExample& ex,
+                                   const std::vector<std::string>& labels) {
+  auto it = std::find(labels.begin(), labels.end(), ex.label);
+  if (it == labels.end()) {
+    return Bad(ex.source, absl::StrCat("label '", ex.label, "' is not one of the task's labels (",
+                                       absl::StrJoin(labels, ", "), ")"));
+  }
+  return static_cast<int32_t>(it - labels.begin());
+}
+
+// [CLS] a [SEP] (b [SEP]) with `label`.
+TaskFeature MakeFeature(const WordPieceTokenizer& tokenizer, std::vector<int32_t>::const_iterator a,
+                        std::vector<int32_t>::const_iterator a_end, const std::vector<int32_t>* b,
+                        int32_t label) {
+  TaskFeature f;
+  f.input_ids.push_back(tokenizer.cls_id());
+  f.input_ids.insert(f.input_ids.end(), a, a_end);
+  f.input_ids.push_back(tokenizer.sep_id());
+  f.segment_b_start = static_cast<int32_t>(f.input_ids.size());
+  if (b != nullptr) {
+    f.input_ids.insert(f.input_ids.end(), b->begin(), b->end());
+    f.input_ids.push_back(tokenizer.sep_id());
+  }
+  f.label = label;
+  return f;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<TaskFeature>> SentenceFeatures(
     const std::vector<SentenceExample>& examples, const std::vector<std::string>& labels,
     const WordPieceTokenizer& tokenizer, int max_seq_length) {
   std::vector<TaskFeature> out;
   out.reserve(examples.size());
   for (const SentenceExample& ex : examples) {
-    auto it = std::find(labels.begin(), labels.end(), ex.label);
-    if (it == labels.end()) {
-      return Bad(ex.source, absl::StrCat("label '", ex.label, "' is not one of the task's labels (",
-                                         absl::StrJoin(labels, ", "), ")"));
-    }
+    HR_ASSIGN_OR_RETURN(const int32_t label, LabelIndex(ex, labels));
     std::vector<int32_t> a = tokenizer.Encode(ex.text_a), b;
     if (ex.has_b) {
       b = tokenizer.Encode(ex.text_b);
@@ -132,19 +160,58 @@ absl::StatusOr<std::vector<TaskFeature>> SentenceFeatures(
     } else if (static_cast<int>(a.size()) > max_seq_length - 2) {
       a.resize(static_cast<size_t>(max_seq_length - 2));
     }
-    TaskFeature f;
-    f.input_ids.push_back(tokenizer.cls_id());
-    f.input_ids.insert(f.input_ids.end(), a.begin(), a.end());
-    f.input_ids.push_back(tokenizer.sep_id());
-    f.segment_b_start = static_cast<int32_t>(f.input_ids.size());
-    if (ex.has_b) {
-      f.input_ids.insert(f.input_ids.end(), b.begin(), b.end());
-      f.input_ids.push_back(tokenizer.sep_id());
-    }
-    f.label = static_cast<int32_t>(it - labels.begin());
-    out.push_back(std::move(f));
+    out.push_back(MakeFeature(tokenizer, a.begin(), a.end(), ex.has_b ? &b : nullptr, label));
   }
   return out;
+}
+
+absl::StatusOr<SentenceWindows> SentenceWindowFeatures(const std::vector<SentenceExample>& examples,
+                                                       const std::vector<std::string>& labels,
+                                                       const WordPieceTokenizer& tokenizer,
+                                                       int max_seq_length, int doc_stride) {
+  SentenceWindows out;
+  for (size_t e = 0; e < examples.size(); ++e) {
+    const SentenceExample& ex = examples[e];
+    if (ex.has_b) {
+      return Bad(ex.source,
+                 "is a sentence pair; finetune.long_text_windows takes single sentences (a TSV "
+                 "with a `sentence` column)");
+    }
+    HR_ASSIGN_OR_RETURN(const int32_t label, LabelIndex(ex, labels));
+    const std::vector<int32_t> a = tokenizer.Encode(ex.text_a);
+    std::vector<TokenWindow> windows =
+        TokenWindows(static_cast<int>(a.size()), max_seq_length - 2, doc_stride);
+    if (windows.empty()) windows.push_back({0, 0});
+    for (const TokenWindow& w : windows) {
+      out.features.push_back(MakeFeature(tokenizer, a.begin() + w.start,
+                                         a.begin() + w.start + w.length, nullptr, label));
+      out.example_of_feature.push_back(static_cast<int32_t>(e));
+    }
+  }
+  return out;
+}
+
+std::vector<int32_t> MeanLogitPredictions(const std::vector<float>& logits, int num_labels,
+                                          const std::vector<int32_t>& example_of_feature,
+                                          int num_examples) {
+  const size_t L = static_cast<size_t>(num_labels);
+  std::vector<double> sums(static_cast<size_t>(num_examples) * L, 0.0);
+  std::vector<int64_t> counts(static_cast<size_t>(num_examples), 0);
+  for (size_t f = 0; f < example_of_feature.size(); ++f) {
+    const size_t e = static_cast<size_t>(example_of_feature[f]);
+    for (size_t l = 0; l < L; ++l) sums[e * L + l] += logits[f * L + l];
+    ++counts[e];
+  }
+  std::vector<int32_t> predictions(static_cast<size_t>(num_examples), -1);
+  for (size_t e = 0; e < predictions.size(); ++e) {
+    if (counts[e] == 0) continue;
+    size_t best = 0;  // the mean's argmax is the sum's: the count is positive
+    for (size_t l = 1; l < L; ++l) {
+      if (sums[e * L + l] > sums[e * L + best]) best = l;
+    }
+    predictions[e] = static_cast<int32_t>(best);
+  }
+  return predictions;
 }
 
 }  // namespace headroom

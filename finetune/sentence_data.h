@@ -16,6 +16,11 @@
 // tokens by popping the last token of the longer one (ties: B) until it fits, a single
 // sentence to max_seq_length - 2; then [CLS] A [SEP] (B [SEP]) (finetune/task_feature.h).
 //
+// Long texts (finetune.long_text_windows): SentenceWindowFeatures cuts each single sentence
+// into TokenWindows (finetune/task_feature.h) of max_seq_length - 2 tokens every doc_stride
+// tokens, one feature [CLS] window [SEP] per window with the text's label;
+// MeanLogitPredictions then predicts each text from the mean of its windows' logits.
+//
 // Errors are InvalidArgument naming the file and line: too few columns, a missing header column,
 // a label outside the task's labels.
 //
@@ -62,6 +67,24 @@ std::vector<std::string> DistinctLabels(const std::vector<SentenceExample>& exam
 [[nodiscard]] absl::StatusOr<std::vector<TaskFeature>> SentenceFeatures(
     const std::vector<SentenceExample>& examples, const std::vector<std::string>& labels,
     const WordPieceTokenizer& tokenizer, int max_seq_length);
+
+// The features of every window of every example (finetune.long_text_windows): the WordPiece
+// tokens of text_a cut into TokenWindows(n, max_seq_length - 2, doc_stride), each as
+// [CLS] window [SEP] with the example's label (an empty text gives one feature [CLS] [SEP]).
+struct SentenceWindows {
+  std::vector<TaskFeature> features;        // example by example, windows in order
+  std::vector<int32_t> example_of_feature;  // index into the examples, per feature
+};
+[[nodiscard]] absl::StatusOr<SentenceWindows> SentenceWindowFeatures(
+    const std::vector<SentenceExample>& examples, const std::vector<std::string>& labels,
+    const WordPieceTokenizer& tokenizer, int max_seq_length, int doc_stride);
+
+// Per example, the label index with the largest mean over the example's features of
+// `logits` ([features x num_labels], row-major); the first such label on ties, -1 for an
+// example without features. `example_of_feature` as SentenceWindows'.
+std::vector<int32_t> MeanLogitPredictions(const std::vector<float>& logits, int num_labels,
+                                          const std::vector<int32_t>& example_of_feature,
+                                          int num_examples);
 
 }  // namespace headroom
 

@@ -59,14 +59,9 @@ std::pair<int, int> ImproveAnswerSpan(const std::vector<int32_t>& doc, int start
   return {start, end};
 }
 
-struct DocSpan {
-  int start = 0;
-  int length = 0;
-};
-
 // _check_is_max_context: whether `span_index` is the window with the most context around
 // `position` (score min(left, right) + 0.01 * length, the first best on ties).
-bool IsMaxContext(const std::vector<DocSpan>& spans, int span_index, int position) {
+bool IsMaxContext(const std::vector<TokenWindow>& spans, int span_index, int position) {
   double best_score = -1;
   int best = -1;
   for (int i = 0; i < static_cast<int>(spans.size()); ++i) {
@@ -174,17 +169,12 @@ std::vector<SquadFeature> ConvertSquadExamples(const std::vector<SquadExample>& 
 
     // Windows of at most max_tokens_for_doc tokens, every doc_stride tokens.
     const int max_tokens_for_doc = options.max_seq_length - static_cast<int>(query.size()) - 3;
-    std::vector<DocSpan> spans;
-    for (int start = 0; start < num_doc;) {
-      const int length = std::min(num_doc - start, max_tokens_for_doc);
-      spans.push_back({start, length});
-      if (start + length == num_doc) break;
-      start += std::min(length, options.doc_stride);
-    }
+    const std::vector<TokenWindow> spans =
+        TokenWindows(num_doc, max_tokens_for_doc, options.doc_stride);
 
     const int doc_offset = static_cast<int>(query.size()) + 2;
     for (int span_index = 0; span_index < static_cast<int>(spans.size()); ++span_index) {
-      const DocSpan& span = spans[span_index];
+      const TokenWindow& span = spans[span_index];
       SquadFeature f;
       f.unique_id = unique_id++;
       f.example_index = static_cast<int>(example_index);

@@ -1,9 +1,22 @@
-// Padding TaskFeatures into a TaskBatch; see task_feature.h for the layout.
+// Token windows and padding TaskFeatures into a TaskBatch; see task_feature.h for the layout.
 #include "finetune/task_feature.h"
 
+#include <algorithm>
 #include <cassert>
 
 namespace headroom {
+
+std::vector<TokenWindow> TokenWindows(int num_tokens, int max_tokens, int stride) {
+  assert(max_tokens >= 1 && stride >= 1);
+  std::vector<TokenWindow> windows;
+  for (int start = 0; start < num_tokens;) {
+    const int length = std::min(num_tokens - start, max_tokens);
+    windows.push_back({start, length});
+    if (start + length == num_tokens) break;
+    start += std::min(length, stride);
+  }
+  return windows;
+}
 
 TaskBatch MakeTaskBatch(const std::vector<const TaskFeature*>& rows, int seq_length) {
   TaskBatch t;

@@ -35,6 +35,17 @@ struct TaskFeature {
   int32_t end_position = -1;
 };
 
+// A window of a token sequence: tokens [start, start + length).
+struct TokenWindow {
+  int start = 0;
+  int length = 0;
+};
+
+// run_squad.py's doc spans over `num_tokens` tokens: windows of at most `max_tokens` tokens
+// (>= 1) starting at 0 and then every min(length, stride) tokens (stride >= 1) until one reaches
+// the end. No window for 0 tokens. Example: 10 tokens, max 4, stride 3 -> [0,4) [3,7) [6,10).
+std::vector<TokenWindow> TokenWindows(int num_tokens, int max_tokens, int stride);
+
 // The rows, each padded with id 0 (mask 0, segment 0) to `seq_length` (>= every row's length),
 // with their targets: TaskBatch::labels from `label`, start/end positions from the SQuAD
 // targets (targets of -1 stay -1: no loss for that row's head).

@@ -87,6 +87,19 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateDataParallelCommunicator(
   return CreateCommunicator(o);
 }
 
+absl::StatusOr<Communicator*> DataParallelCommunicatorOrCreate(
+    Communicator* comm, const TrainConfig& train, DeviceKind device,
+    std::unique_ptr<Communicator>* owned) {
+  if (comm != nullptr) return comm;
+  absl::StatusOr<std::unique_ptr<Communicator>> c = CreateDataParallelCommunicator(train, device);
+  if (!c.ok()) {
+    if (LaunchedByMpi()) AbortJob(c.status());  // every rank gets here alike
+    return c.status();
+  }
+  *owned = std::move(*c);
+  return owned->get();
+}
+
 std::vector<std::vector<int>> BackwardHookTensors(const ParameterLayout& layout, int num_layers) {
   std::vector<std::vector<int>> groups(static_cast<size_t>(num_layers) + 2);
   const std::string embeddings = layout.prefix() + "embeddings.";

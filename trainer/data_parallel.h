@@ -101,6 +101,38 @@ namespace headroom {
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Communicator>> CreateDataParallelCommunicator(
     const TrainConfig& train, DeviceKind device);
 
+// `comm` when not null, else a communicator created by CreateDataParallelCommunicator(train,
+// device) and kept in `*owned`. When that creation fails under a launcher (mpirun, srun) the job
+// is ended on every rank with its message (AbortJob: every rank fails alike, but the launcher's
+// job must still end); otherwise the error is returned. For RunOnDataParallelRanks.
+[[nodiscard]] absl::StatusOr<Communicator*> DataParallelCommunicatorOrCreate(
+    Communicator* comm, const TrainConfig& train, DeviceKind device,
+    std::unique_ptr<Communicator>* owned);
+
+// Runs `run(Communicator&)` (returning absl::StatusOr<R>) on this process's data-parallel rank
+// and returns its result: the job body of `headroom train` and `headroom finetune`.
+//   - The ranks are `comm` (not owned) when not null, else the communicator train.comm chooses
+//     for `device` (DataParallelCommunicatorOrCreate), which lives for the call; failing to
+//     create it ends the job under a launcher, else is returned.
+//   - When `run` fails on one rank of several, the job is ended with that rank's error
+//     (Communicator::Abort: MPI_Abort, NCCL communicators aborted first; it does not return),
+//     since the other ranks would otherwise wait forever in their next collective: the first
+//     error is the one every rank's launcher reports. With one rank the error is returned.
+// Example:
+//   return RunOnDataParallelRanks(options.comm, options.config.train(), options.device,
+//                                 [&](Communicator& c) { return Trainer(options, c).Run(); });
+template <typename Run>
+auto RunOnDataParallelRanks(Communicator* comm, const TrainConfig& train, DeviceKind device,
+                            Run&& run) -> decltype(run(*comm)) {
+  std::unique_ptr<Communicator> owned;
+  absl::StatusOr<Communicator*> ranks =
+      DataParallelCommunicatorOrCreate(comm, train, device, &owned);
+  if (!ranks.ok()) return ranks.status();
+  auto result = run(**ranks);
+  if (!result.ok() && (*ranks)->size() > 1) (*ranks)->Abort(result.status());
+  return result;
+}
+
 // The tensors (indices into layout.tensors()) whose gradients are final when Model::Backward's
 // hook runs with `layer`, at [layer + 1]: [0] the embeddings (hook -1), [l + 1] layer l,
 // [num_layers + 1] the output heads (hook num_layers). For marking GradientBuckets ready.

@@ -13,12 +13,12 @@
 #include "base/clock.h"
 #include "base/status_macros.h"
 #include "comm/communicator.h"
-#include "comm/mpi_runtime.h"
 #include "data/sharded_loader.h"
 #include "google/protobuf/text_format.h"
 #include "model/batch.h"
 #include "model/parameter_layout.h"
 #include "model/transformer.h"
+#include "trainer/backend_status.h"
 #include "trainer/batch_slice.h"
 #include "trainer/checkpoint.h"
 #include "trainer/data_parallel.h"
@@ -36,10 +36,6 @@
 
 namespace headroom {
 namespace {
-
-// The end of every message of a backend failure (Trainer::CheckBackend).
-constexpr char kStoppedAfterBackendFailure[] =
-    "; training stopped, nothing computed after the failure was saved";
 
 // One optimizer step's outcome, for the log, the checkpoint and the result.
 struct StepResult {
@@ -92,10 +88,12 @@ class Trainer {
   absl::Status LogAttentionRank(int64_t at);
   absl::Status Save(double loss);
   // OK, or the backend's first failure (Ops::status(): a CUDA error, a failed allocation) as
-  // "step N: <what>: ...". Checked wherever the host has waited for the device (the loss read,
-  // the optimizer step, the gradient reduction, the checkpoint's copy), so that nothing
-  // computed after a failure is logged, applied or saved.
-  absl::Status CheckBackend(const char* what, int64_t step) const;
+  // "step N: <what>: ..." (trainer/backend_status.h). Checked wherever the host has waited for
+  // the device (the loss read, the optimizer step, the gradient reduction, the checkpoint's
+  // copy), so that nothing computed after a failure is logged, applied or saved.
+  absl::Status CheckBackend(const char* what, int64_t step) const {
+    return headroom::CheckBackend(*ops_, what, step);
+  }
 
   // Micro-batch size of `p` on each rank: train.micro_batch_size, or the rank's whole share.
   int MicroBatch(const SchedulePhase& p) const {
@@ -531,9 +529,7 @@ absl::StatusOr<double> Trainer::ForwardBackward(const FeatureBatch& local,
     HR_RETURN_IF_ERROR(data_parallel_->hook_status());
     absl::StatusOr<LossStats> stats = model_->ReadLossStatsOrError();
     if (!stats.ok()) {
-      return absl::Status(stats.status().code(),
-                          absl::StrCat("step ", step_ + 1, ": ", stats.status().message(),
-                                       kStoppedAfterBackendFailure));
+      return BackendFailureAtStep(stats.status(), step_ + 1);
     }
     loss += stats->loss / k;
     targets += bert_ ? stats->mlm_weight_sum : static_cast<double>(stats->lm_tokens);
@@ -704,36 +700,12 @@ absl::Status Trainer::Save(double loss) {
   return absl::OkStatus();
 }
 
-absl::Status Trainer::CheckBackend(const char* what, int64_t step) const {
-  const absl::Status s = ops_->status();
-  if (s.ok()) return s;
-  return absl::Status(
-      s.code(), absl::StrCat(step > 0 ? absl::StrCat("step ", step, ": ") : std::string(), what,
-                             ": the backend failed: ", s.message(), kStoppedAfterBackendFailure));
-}
-
 }  // namespace
 
 absl::StatusOr<TrainResult> Train(const TrainOptions& options) {
-  Communicator* comm = options.comm;
-  std::unique_ptr<Communicator> owned;
-  if (comm == nullptr) {
-    absl::StatusOr<std::unique_ptr<Communicator>> c =
-        CreateDataParallelCommunicator(options.config.train(), options.device);
-    if (!c.ok()) {
-      // Every rank gets here alike (same config, same build), but a launcher's job must still
-      // end on all of them.
-      if (LaunchedByMpi()) AbortJob(c.status());
-      return c.status();
-    }
-    owned = std::move(*c);
-    comm = owned.get();
-  }
-  absl::StatusOr<TrainResult> r = Trainer(options, *comm).Run();
-  // One rank's error (a corrupt shard it alone reads, a full disk on rank 0) would leave the
-  // others blocked in the next collective: end the job with this rank's message instead.
-  if (!r.ok() && comm->size() > 1) comm->Abort(r.status());
-  return r;
+  // One rank's error (a corrupt shard it alone reads, a full disk on rank 0) ends the job.
+  return RunOnDataParallelRanks(options.comm, options.config.train(), options.device,
+                                [&](Communicator& comm) { return Trainer(options, comm).Run(); });
 }
 
 }  // namespace headroom

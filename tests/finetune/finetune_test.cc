@@ -1,13 +1,17 @@
 // FineTune end to end on a tiny BERT checkpoint written here: a separable classification TSV is
 // learnt; MNLI's dev files report matched and mismatched accuracy; SQuAD writes official
 // predictions that are substrings of their contexts and scores them with the official metric;
-// a resumed run reproduces an uninterrupted run's losses bit for bit; initialising from
+// a resumed run reproduces an uninterrupted run's losses bit for bit, and falls back past a
+// damaged newest checkpoint with a warning; long texts read in windows
+// (finetune.long_text_windows) are classified by what lies beyond the first window, which
+// truncation cannot see; initialising from
 // Hugging Face-named safetensors (BertForPreTraining names, or a bare BertModel with
 // LayerNorm gamma/beta) gives the same first-step loss as the headroom checkpoint; bad setups
 // are one-line errors.
 #include "finetune/finetune.h"
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -183,6 +187,98 @@ TEST(FineTune, ResumedRunReproducesTheUninterruptedLosses) {
   ASSERT_EQ(c->losses.size(), 2u);
   for (int i = 0; i < 4; ++i) EXPECT_EQ(b->losses[i], a->losses[i]) << i;
   for (int i = 0; i < 2; ++i) EXPECT_EQ(c->losses[i], a->losses[4 + i]) << 4 + i;
+}
+
+// The newest checkpoint of the run is damaged (a byte of its weights flipped: its CRC32C no
+// longer matches the manifest): --resume warns, naming it, and continues from the one before,
+// reproducing the uninterrupted run's losses from there.
+TEST(FineTune, ResumeFallsBackPastADamagedNewestCheckpoint) {
+  const std::string dir = testing::MakeTempDir("finetune_resume_damaged");
+  const std::string ck = WriteTinyCheckpoint(dir);
+  Write(dir + "/train.tsv", ClassifyTsv(2));
+  const std::vector<std::string> sets = {
+      "finetune.max_seq_length=16", "finetune.train_batch_size=4", "finetune.num_train_epochs=3",
+      "finetune.checkpoint_every=2", "finetune.keep_checkpoints=5"};
+  FineTuneOptions whole = Options("classify", ck, dir + "/whole", sets);
+  whole.train_file = dir + "/train.tsv";
+  absl::StatusOr<FineTuneResult> a = FineTune(whole);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_EQ(a->losses.size(), 6u);
+
+  FineTuneOptions part = Options("classify", ck, dir + "/part", sets);
+  part.train_file = dir + "/train.tsv";
+  part.max_steps = 4;  // checkpoints after steps 2 and 4
+  ASSERT_TRUE(FineTune(part).ok());
+  const std::string newest = dir + "/part/checkpoints/step-00000004";
+  ASSERT_TRUE(fs::exists(newest + "/model.safetensors"));
+  {
+    std::fstream f(newest + "/model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-5, std::ios::end);
+    char c = 0;
+    f.get(c);
+    f.seekp(-5, std::ios::end);
+    f.put(static_cast<char>(c ^ 0x40));
+  }
+  part.resume = true;
+  part.max_steps = 0;
+  part.init_checkpoint = "";
+  ::testing::internal::CaptureStderr();
+  absl::StatusOr<FineTuneResult> c = FineTune(part);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_THAT(err, HasSubstr("warning: checkpoint " + newest + " is damaged, skipped: "));
+  EXPECT_THAT(err, HasSubstr("model.safetensors"));
+  EXPECT_EQ(c->first_step, 2);
+  EXPECT_EQ(c->last_step, 6);
+  ASSERT_EQ(c->losses.size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(c->losses[i], a->losses[2 + i]) << 2 + i;
+  // Step 4 was trained again and saved intact over the damaged one.
+  EXPECT_TRUE(LoadCheckpoint(newest).ok());
+}
+
+// "a a a a a a cat" is good, "a a a a a a dog" bad: the first window of 4 tokens is "a a a a"
+// for both. Truncated to it (run_classifier.py) the texts are indistinguishable (accuracy
+// 0.5); read in windows of 4 every 2 (the last, "a a cat" / "a a dog", tells them apart) and
+// predicted from the mean of the windows' logits, all are right.
+TEST(FineTune, LongTextWindowsSeeBeyondTheFirstWindow) {
+  const std::string dir = testing::MakeTempDir("finetune_windows");
+  const std::string ck = WriteTinyCheckpoint(dir);
+  std::string tsv = "sentence\tlabel\n";
+  for (int i = 0; i < 4; ++i) tsv += "a a a a a a cat\tgood\na a a a a a dog\tbad\n";
+  Write(dir + "/train.tsv", tsv);
+  Write(dir + "/dev.tsv", "sentence\tlabel\na a a a a a cat\tgood\na a a a a a dog\tbad\n");
+  const std::vector<std::string> common = {
+      "finetune.max_seq_length=6",   "finetune.doc_stride=2",        "finetune.train_batch_size=4",
+      "finetune.learning_rate=1e-3", "finetune.num_train_epochs=20", "finetune.dropout=0",
+      "finetune.log_every=1000"};
+  std::vector<std::string> sets = common;
+  sets.push_back("finetune.long_text_windows=true");
+  FineTuneOptions o = Options("classify", ck, dir + "/windows", sets);
+  o.train_file = dir + "/train.tsv";
+  o.dev_files = {dir + "/dev.tsv"};
+  absl::StatusOr<FineTuneResult> r = FineTune(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->total_steps, 120);  // 8 texts x 3 windows = 24 training examples: int(24 / 4 * 20)
+  ASSERT_EQ(r->metrics.size(), 1u);
+  EXPECT_EQ(r->metrics[0].second, 1.0);
+  // The per-text predictions, one row per dev line.
+  auto table = ReadFile(dir + "/windows/accuracy_predictions.tsv");
+  ASSERT_TRUE(table.ok());
+  EXPECT_EQ(*table, "source\tlabel\tprediction\n" + dir + "/dev.tsv:2\tgood\tgood\n" + dir +
+                        "/dev.tsv:3\tbad\tbad\n");
+
+  FineTuneOptions t = Options("classify", ck, dir + "/truncated", common);
+  t.train_file = dir + "/train.tsv";
+  t.dev_files = {dir + "/dev.tsv"};
+  r = FineTune(t);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->total_steps, 40);
+  EXPECT_EQ(r->metrics[0].second, 0.5);  // both texts read as "a a a a": one label for both
+
+  // Not for SQuAD or MNLI.
+  auto squad = LoadFineTuneConfig("", "squad", {"finetune.long_text_windows=true"});
+  ASSERT_FALSE(squad.ok());
+  EXPECT_THAT(squad.status().message(), HasSubstr("finetune.long_text_windows"));
 }
 
 // The checkpoint's tensors as a bare BertModel file: no "bert." prefix, LayerNorm gamma/beta,

@@ -1,10 +1,12 @@
 // MNLI and headed-TSV readers and run_classifier.py's features on small files in GLUE's
 // layouts written here: column selection, the last-column label, pair truncation worked by
-// hand, and one-line errors naming file and line.
+// hand, and one-line errors naming file and line; the long-text windows of
+// finetune.long_text_windows and the mean-of-logits prediction, worked by hand.
 #include "finetune/sentence_data.h"
 
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/file.h"
@@ -117,6 +119,59 @@ TEST(SentenceFeatures, PairsAndSingleSentencesAsRunClassifier) {
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().message(),
             "dev.tsv:9: label 'maybe' is not one of the task's labels (ham, spam)");
+}
+
+TEST(TokenWindows, RunSquadDocSpans) {
+  auto starts = [](const std::vector<TokenWindow>& w) {
+    std::vector<std::pair<int, int>> out;
+    for (const TokenWindow& x : w) out.emplace_back(x.start, x.length);
+    return out;
+  };
+  using P = std::pair<int, int>;
+  // 10 tokens, windows of 4 every 3: [0,4) [3,7) [6,10), which reaches the end.
+  EXPECT_THAT(starts(TokenWindows(10, 4, 3)), ElementsAre(P{0, 4}, P{3, 4}, P{6, 4}));
+  // A stride longer than the window advances by the window: no token is skipped.
+  EXPECT_THAT(starts(TokenWindows(9, 4, 128)), ElementsAre(P{0, 4}, P{4, 4}, P{8, 1}));
+  EXPECT_THAT(starts(TokenWindows(3, 4, 2)), ElementsAre(P{0, 3}));
+  EXPECT_TRUE(TokenWindows(0, 4, 2).empty());
+}
+
+TEST(SentenceWindowFeatures, EveryWindowOfEveryTextWithItsLabel) {
+  const WordPieceTokenizer tok = Vocab();
+  // max_seq_length 6: windows of 4 tokens; stride 2. "a b c d e x ." is 7 tokens (5..11, 13):
+  // [0,4) a b c d, [2,6) c d e x, [4,7) e x . (reaches the end).
+  std::vector<SentenceExample> ex = {{"a b c d e x .", "", false, "spam", "t:2"},
+                                     {"", "", false, "ham", "t:3"},
+                                     {"z", "", false, "ham", "t:4"}};
+  auto w = SentenceWindowFeatures(ex, {"ham", "spam"}, tok, 6, 2);
+  ASSERT_TRUE(w.ok()) << w.status();
+  ASSERT_EQ(w->features.size(), 5u);
+  EXPECT_THAT(w->features[0].input_ids, ElementsAre(2, 5, 6, 7, 8, 3));
+  EXPECT_THAT(w->features[1].input_ids, ElementsAre(2, 7, 8, 9, 10, 3));
+  EXPECT_THAT(w->features[2].input_ids, ElementsAre(2, 9, 10, 13, 3));
+  EXPECT_THAT(w->features[3].input_ids, ElementsAre(2, 3));  // an empty text: one feature
+  EXPECT_THAT(w->features[4].input_ids, ElementsAre(2, 12, 3));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(w->features[i].label, 1);
+  EXPECT_EQ(w->features[3].label, 0);
+  EXPECT_EQ(w->features[2].segment_b_start, 5);  // no segment B
+  EXPECT_THAT(w->example_of_feature, ElementsAre(0, 0, 0, 1, 2));
+
+  SentenceExample pair{"a", "b", true, "ham", "dev.tsv:7"};
+  auto bad = SentenceWindowFeatures({pair}, {"ham", "spam"}, tok, 6, 2);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            "dev.tsv:7: is a sentence pair; finetune.long_text_windows takes single sentences (a "
+            "TSV with a `sentence` column)");
+}
+
+TEST(MeanLogitPredictions, TheMeanOfTheWindowsLogitsNotTheirVote) {
+  // Example 0 has 3 windows: (0, 1), (0, 1), (5, 0). Two of three windows say label 1, but the
+  // mean is (5/3, 2/3): label 0. Example 1: one window (0.5, 2.0) -> 1. Example 2: a tie
+  // (1, 1) -> the first label. Example 3 has no window -> -1.
+  const std::vector<float> logits = {0, 1, 0, 1, 5, 0, 0.5f, 2.0f, 1, 1};
+  EXPECT_THAT(MeanLogitPredictions(logits, 2, {0, 0, 0, 1, 2}, 4), ElementsAre(0, 1, 0, -1));
+  // Three labels: windows (1, 2, 0) and (1, 0, 3): mean (1, 1, 1.5) -> label 2.
+  EXPECT_THAT(MeanLogitPredictions({1, 2, 0, 1, 0, 3}, 3, {0, 0}, 1), ElementsAre(2));
 }
 
 }  // namespace

@@ -9,15 +9,14 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "config/load.h"
 #include "gtest/gtest.h"
-#include "kernels/failing_ops.h"
 #include "tests/cuda_skip.h"
+#include "tests/trainer/backend_failure_util.h"
 #include "tests/trainer/lm_shards.h"
 #include "tests/trainer/tiny_lm_config.h"
 #include "trainer/checkpoint.h"
@@ -64,51 +63,22 @@ class BackendFailureTest : public ::testing::TestWithParam<DeviceKind> {
     o.train_files = root_ + "/data/train-*.tfrecord";
     o.device = GetParam();
     o.console = nullptr;
-    o.wrap_ops = [this, arm_after, n, op](Ops<float>* backend) {
-      auto failing = std::make_unique<FailingOps<float>>(backend);
-      failing_ = failing.get();
-      if (arm_after == 0) failing_->FailAt(n, op);
-      return std::unique_ptr<Ops<float>>(std::move(failing));
-    };
-    o.on_step = [this, arm_after, n, op](int64_t step, double) {
-      steps_done_ = step;
-      if (step == arm_after) failing_->FailAt(n, op);
-    };
+    o.wrap_ops = inject_.WrapOps(arm_after, n, op);
+    o.on_step = inject_.OnStep(arm_after, n, op);
     return Train(o);
   }
 
-  // The steps of root_/run's metrics.jsonl lines.
-  std::vector<int> LoggedSteps() const {
-    std::vector<int> steps;
-    std::ifstream in(root_ + "/run/metrics.jsonl");
-    for (std::string line; std::getline(in, line);) {
-      const size_t at = line.find("\"step\":");
-      if (at != std::string::npos) steps.push_back(std::stoi(line.substr(at + 7)));
-    }
-    return steps;
-  }
-
+  std::vector<int> LoggedSteps() const { return testing::LoggedSteps(root_ + "/run"); }
   std::vector<std::string> CheckpointNames() const {
-    std::vector<std::string> names;
-    for (const std::string& dir : ListCheckpoints(root_ + "/run")) {
-      names.push_back(fs::path(dir).filename().string());
-    }
-    return names;
+    return testing::CheckpointNames(root_ + "/run");
   }
-
   static void ExpectMessage(const absl::StatusOr<TrainResult>& r, const std::string& start,
                             const std::string& call) {
-    ASSERT_FALSE(r.ok());
-    const std::string msg(r.status().message());
-    EXPECT_EQ(msg.rfind(start, 0), 0u) << msg;
-    EXPECT_NE(msg.find(call), std::string::npos) << msg;
-    EXPECT_NE(msg.find("training stopped"), std::string::npos) << msg;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    testing::ExpectBackendFailure(r.status(), start, call);
   }
 
   std::string root_;
-  FailingOps<float>* failing_ = nullptr;
-  int64_t steps_done_ = 0;
+  testing::FailureInjection inject_;
 };
 
 // The read-back of step 4's loss fails (the first read-back after step 3, which saves
@@ -118,7 +88,7 @@ TEST_P(BackendFailureTest, AFailedLossReadBackStopsTheRun) {
   auto r = TrainFailing(/*arm_after=*/3, 1, "CopyToHost");
   ExpectMessage(r, "step 4: reading the loss back: the backend failed: ",
                 "FailingOps: CopyToHost (call 1 counted) failed, injected");
-  EXPECT_EQ(steps_done_, 3);
+  EXPECT_EQ(inject_.steps_done, 3);
   EXPECT_EQ(LoggedSteps(), (std::vector<int>{1, 2, 3}));
   EXPECT_EQ(CheckpointNames(), (std::vector<std::string>{"step-00000002"}));
 }
@@ -137,7 +107,7 @@ TEST_P(BackendFailureTest, AFailedOptimizerStepStopsTheRunBeforeTheLog) {
   auto r = TrainFailing(/*arm_after=*/1, 1, "AdamW");
   ExpectMessage(r, "step 2: the optimizer step: the backend failed: ",
                 "FailingOps: AdamW (call 1 counted) failed, injected");
-  EXPECT_EQ(steps_done_, 1);
+  EXPECT_EQ(inject_.steps_done, 1);
   EXPECT_EQ(LoggedSteps(), (std::vector<int>{1}));
   EXPECT_TRUE(CheckpointNames().empty());
 }
@@ -162,7 +132,7 @@ TEST_P(BackendFailureTest, AFailedAllocationAtSetUpIsAnErrorNotANullModel) {
   EXPECT_EQ(msg.rfind("cannot create the model (", 0), 0u) << msg;
   EXPECT_NE(msg.find("FailingOps: AllocBytes (call 3 counted) failed, injected"), std::string::npos)
       << msg;
-  EXPECT_EQ(steps_done_, 0);
+  EXPECT_EQ(inject_.steps_done, 0);
   EXPECT_FALSE(fs::exists(root_ + "/run/checkpoints"));
 }
 
