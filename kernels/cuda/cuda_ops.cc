@@ -567,36 +567,15 @@ void CudaOps::Dot(const float* a, const float* b, int64_t n, float* out) {
 
 // ---- Optimizers -------------------------------------------------------------------------------
 
-namespace {
-
-// The update's scalars in float; bias-correction factors in double first (as the CPU backend).
-cuda::AdamParams ToAdamParams(const OptimizerStep& s) {
-  cuda::AdamParams p;
-  p.lr = s.lr;
-  p.beta1 = s.beta1;
-  p.beta2 = s.beta2;
-  p.eps = s.eps;
-  p.weight_decay = s.weight_decay;
-  p.grad_scale = s.grad_scale;
-  if (s.bias_correction) {
-    const double t = static_cast<double>(s.step);
-    p.inv_bc1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(s.beta1), t)));
-    p.inv_bc2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(s.beta2), t)));
-  }
-  return p;
-}
-
-}  // namespace
-
 void CudaOps::AdamW(float* w, const float* g, float* m, float* v, int64_t n,
                     const OptimizerStep& s) {
-  cuda::LaunchAdamW(w, g, m, v, n, ToAdamParams(s), ctx());
+  cuda::LaunchAdamW(w, g, m, v, n, cuda::ToAdamParams(s), ctx());
   AfterOp("AdamW");
 }
 
 void CudaOps::Lamb(float* w, const float* g, float* m, float* v, int64_t n, const OptimizerStep& s,
                    float* scratch) {
-  cuda::LaunchLamb(w, g, m, v, n, ToAdamParams(s), scratch, norms_, partials_, ctx());
+  cuda::LaunchLamb(w, g, m, v, n, cuda::ToAdamParams(s), scratch, norms_, partials_, ctx());
   AfterOp("Lamb");
 }
 

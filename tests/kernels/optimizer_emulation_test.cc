@@ -35,22 +35,6 @@ using testing_util::RandomFloats;
 
 constexpr double kUnitRoundoff = 0x1p-24;
 
-cuda::AdamParams Params(const OptimizerStep& s) {
-  cuda::AdamParams p;
-  p.lr = s.lr;
-  p.beta1 = s.beta1;
-  p.beta2 = s.beta2;
-  p.eps = s.eps;
-  p.weight_decay = s.weight_decay;
-  p.grad_scale = s.grad_scale;
-  if (s.bias_correction) {
-    const double t = static_cast<double>(s.step);
-    p.inv_bc1 = static_cast<float>(1.0 / (1.0 - std::pow(double{s.beta1}, t)));
-    p.inv_bc2 = static_cast<float>(1.0 / (1.0 - std::pow(double{s.beta2}, t)));
-  }
-  return p;
-}
-
 std::vector<OptimizerStep> Steps() {
   OptimizerStep plain;
   plain.lr = 1e-3f;
@@ -85,7 +69,8 @@ TEST(OptimizerKernelEmulation, AdamWMatchesTwinBitForBit) {
         State got = start;
         testing_util::Launch1D(
             [&] {
-              k::adamw_kernel(got.w.data(), got.g.data(), got.m.data(), got.v.data(), n, Params(s));
+              k::adamw_kernel(got.w.data(), got.g.data(), got.m.data(), got.v.data(), n,
+                              cuda::ToAdamParams(s));
             },
             grid, k::kBlock);
         const std::string what = "n=" + std::to_string(n) + " grid=" + std::to_string(grid) +
@@ -109,7 +94,7 @@ TEST(OptimizerKernelEmulation, LambMatchesTwinWithinNormBand) {
       const State start = want;
       std::vector<float> want_u(n, NAN);
       ops.Lamb(want.w.data(), want.g.data(), want.m.data(), want.v.data(), n, s, want_u.data());
-      const cuda::AdamParams p = Params(s);
+      const cuda::AdamParams p = cuda::ToAdamParams(s);
       std::vector<float> norms(2, NAN), partials(1024, NAN);
       for (unsigned grid : testing_util::GridStrideGrids(n, k::kBlock)) {
         const std::string what = "n=" + std::to_string(n) + " grid=" + std::to_string(grid) +
