@@ -147,37 +147,7 @@ bool GemmRunner::Init(size_t workspace_bytes, const LaunchContext& ctx) {
   return true;
 }
 
-GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precision,
-                                      const LaunchContext& ctx) {
-  const bool batched = call.batch > 1;
-  const size_t ab_bytes = ElementBytes(call.ab_type), c_bytes = ElementBytes(call.c_type);
-  const uint32_t align_a = Alignment(call.A, call.lda, call.stride_a, call.batch, ab_bytes);
-  const uint32_t align_b = Alignment(call.B, call.ldb, call.stride_b, call.batch, ab_bytes);
-  const uint32_t align_c = Alignment(call.C, call.ldc, call.stride_c, call.batch, c_bytes);
-  const PlanKey key = {static_cast<int64_t>(precision), call.trans_a, call.trans_b, call.M, call.N,
-                       call.K, call.lda, call.ldb, call.ldc, batched ? call.stride_a : 0,
-                       batched ? call.stride_b : 0, batched ? call.stride_c : 0, call.batch,
-                       align_a, align_b, align_c,
-                       // The heuristic reads the bias pointer's alignment (cublasLt.h).
-                       EpilogueBias(call) ? Alignment(call.bias, 0, 0, 1, sizeof(float)) : 0,
-                       EpilogueSums(call) ? 1 : 0, static_cast<int64_t>(call.ab_type),
-                       static_cast<int64_t>(call.c_type)};
-  auto it = plans_.find(key);
-  if (it != plans_.end()) return it->second.get();
-
-  ErrorSink& err = *ctx.err;
-  auto plan = std::make_unique<Plan>();
-  // cuBLAS operand 1 = our B, operand 2 = our A (see the top of this file).
-  const cublasOperation_t op1 = call.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t op2 = call.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  if (!HR_CUDA_CHECK(err,
-                     cublasLtMatmulDescCreate(&plan->desc, ComputeType(precision), CUDA_R_32F)) ||
-      !HR_CUDA_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA,
-                                                         &op1, sizeof(op1))) ||
-      !HR_CUDA_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
-                                                         &op2, sizeof(op2)))) {
-    return nullptr;
-  }
+bool GemmRunner::SetEpilogue(const GemmCall& call, Plan* plan, ErrorSink& err) {
   // Epilogues. Bias: cuBLAS's D is our C^T (N x M column-major), so its per-row bias is our
   // per-column bias, length N. Bias gradient: BGRADB sums cuBLAS's second operand (our op(A))
   // over k, one value per column of D, i.e. per row of our C: length M.
@@ -197,21 +167,17 @@ GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precis
         !HR_CUDA_CHECK(err,
                        cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                       &epilogue_vector, sizeof(epilogue_vector)))) {
-      return nullptr;
+      return false;
     }
     plan->epilogue = true;
   }
-  const int rows1 = call.trans_b ? call.K : call.N, cols1 = call.trans_b ? call.N : call.K;
-  const int rows2 = call.trans_a ? call.M : call.K, cols2 = call.trans_a ? call.K : call.M;
-  if (!MakeLayout(&plan->a, call.ab_type, rows1, cols1, call.ldb, call.stride_b, call.batch, ctx) ||
-      !MakeLayout(&plan->b, call.ab_type, rows2, cols2, call.lda, call.stride_a, call.batch, ctx) ||
-      !MakeLayout(&plan->c, call.c_type, call.N, call.M, call.ldc, call.stride_c, call.batch,
-                  ctx)) {
-    return nullptr;
-  }
+  return true;
+}
 
+bool GemmRunner::ChooseAlgorithm(Plan* plan, uint32_t align_a, uint32_t align_b, uint32_t align_c,
+                                 ErrorSink& err) {
   cublasLtMatmulPreference_t pref = nullptr;
-  if (!HR_CUDA_CHECK(err, cublasLtMatmulPreferenceCreate(&pref))) return nullptr;
+  if (!HR_CUDA_CHECK(err, cublasLtMatmulPreferenceCreate(&pref))) return false;
   const uint64_t ws = workspace_bytes_;
   // Operand 1 of cuBLAS is our B: its alignment goes to the "A" preference, and vice versa.
   bool ok =
@@ -251,7 +217,51 @@ GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precis
     if (ok) query();
   }
   cublasLtMatmulPreferenceDestroy(pref);
-  if (!ok) return nullptr;
+  return ok;
+}
+
+GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precision,
+                                      const LaunchContext& ctx) {
+  const bool batched = call.batch > 1;
+  const size_t ab_bytes = ElementBytes(call.ab_type), c_bytes = ElementBytes(call.c_type);
+  const uint32_t align_a = Alignment(call.A, call.lda, call.stride_a, call.batch, ab_bytes);
+  const uint32_t align_b = Alignment(call.B, call.ldb, call.stride_b, call.batch, ab_bytes);
+  const uint32_t align_c = Alignment(call.C, call.ldc, call.stride_c, call.batch, c_bytes);
+  const PlanKey key = {static_cast<int64_t>(precision), call.trans_a, call.trans_b, call.M, call.N,
+                       call.K, call.lda, call.ldb, call.ldc, batched ? call.stride_a : 0,
+                       batched ? call.stride_b : 0, batched ? call.stride_c : 0, call.batch,
+                       align_a, align_b, align_c,
+                       // The heuristic reads the bias pointer's alignment (cublasLt.h).
+                       EpilogueBias(call) ? Alignment(call.bias, 0, 0, 1, sizeof(float)) : 0,
+                       EpilogueSums(call) ? 1 : 0, static_cast<int64_t>(call.ab_type),
+                       static_cast<int64_t>(call.c_type)};
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return it->second.get();
+
+  ErrorSink& err = *ctx.err;
+  auto plan = std::make_unique<Plan>();
+  // cuBLAS operand 1 = our B, operand 2 = our A (see the top of this file).
+  const cublasOperation_t op1 = call.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op2 = call.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  if (!HR_CUDA_CHECK(err,
+                     cublasLtMatmulDescCreate(&plan->desc, ComputeType(precision), CUDA_R_32F)) ||
+      !HR_CUDA_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                         &op1, sizeof(op1))) ||
+      !HR_CUDA_CHECK(err, cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                         &op2, sizeof(op2)))) {
+    return nullptr;
+  }
+  if (!SetEpilogue(call, plan.get(), err)) return nullptr;
+  const int rows1 = call.trans_b ? call.K : call.N, cols1 = call.trans_b ? call.N : call.K;
+  const int rows2 = call.trans_a ? call.M : call.K, cols2 = call.trans_a ? call.K : call.M;
+  if (!MakeLayout(&plan->a, call.ab_type, rows1, cols1, call.ldb, call.stride_b, call.batch, ctx) ||
+      !MakeLayout(&plan->b, call.ab_type, rows2, cols2, call.lda, call.stride_a, call.batch, ctx) ||
+      !MakeLayout(&plan->c, call.c_type, call.N, call.M, call.ldc, call.stride_c, call.batch,
+                  ctx)) {
+    return nullptr;
+  }
+
+  if (!ChooseAlgorithm(plan.get(), align_a, align_b, align_c, err)) return nullptr;
   Plan* raw = plan.get();
   plans_.emplace(key, std::move(plan));
   return raw;

@@ -106,6 +106,12 @@ class GemmRunner {
 
   // The cached plan for `call`, created on first use; nullptr after recording an error.
   Plan* GetPlan(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx);
+  // GetPlan's parts: the bias or bias-gradient epilogue on `plan`'s descriptor (false after
+  // recording an error), and the heuristic's algorithm for the operands' alignments in bytes
+  // (false after an error; no algorithm is not one: plan->use_lt stays false).
+  static bool SetEpilogue(const GemmCall& call, Plan* plan, ErrorSink& err);
+  bool ChooseAlgorithm(Plan* plan, uint32_t align_a, uint32_t align_b, uint32_t align_c,
+                       ErrorSink& err);
 
   cublasLtHandle_t lt_ = nullptr;
   cublasHandle_t blas_ = nullptr;
