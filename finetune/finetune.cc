@@ -38,6 +38,7 @@
 #include "trainer/rank_agreement.h"
 #include "trainer/safetensors.h"
 #include "trainer/schedule.h"
+#include "trainer/training_backend.h"
 
 namespace headroom {
 namespace {
@@ -226,9 +227,8 @@ class FineTuneRun {
   int64_t train_texts_ = 0;     // examples read from the training file
   std::vector<SquadDev> squad_dev_;
   std::vector<SentenceDev> sentence_dev_;
-  std::unique_ptr<Ops<float>> backend_;  // MakeOps's
-  std::unique_ptr<Ops<float>> wrapper_;  // FineTuneOptions::wrap_ops's, around backend_ (tests)
-  Ops<float>* ops_ = nullptr;            // what everything runs on: wrapper_ or backend_
+  std::unique_ptr<TrainingBackend> backend_;  // with FineTuneOptions::wrap_ops's wrapper (tests)
+  Ops<float>* ops_ = nullptr;  // the fp32 backend: optimizer, reduction, checks (backend_->ops())
   std::unique_ptr<TaskModel<float>> model_;
   std::unique_ptr<DataParallel> data_parallel_;
   std::unique_ptr<Optimizer<float>> optimizer_;
@@ -363,13 +363,12 @@ absl::Status FineTuneRun::CreateModel() {
                      ranks_, " ranks of whole micro-batches of ", MicroBatch(),
                      " (finetune.micro_batch_size); change either or the number of ranks"));
   }
-  HR_ASSIGN_OR_RETURN(backend_, MakeOps(o_.device, {t.precision()}));
-  if (o_.wrap_ops) wrapper_ = o_.wrap_ops(backend_.get());
-  ops_ = wrapper_ != nullptr ? wrapper_.get() : backend_.get();
-  HR_ASSIGN_OR_RETURN(model_,
-                      TaskModel<float>::Create(config_.model(), TaskHeadOf(config_), ops_,
-                                               std::max(MicroBatch(), f.eval_batch_size()),
-                                               f.max_seq_length(), ModelOptionsFromConfig(t)));
+  HR_ASSIGN_OR_RETURN(backend_, TrainingBackend::Create(o_.device, t, o_.wrap_ops));
+  ops_ = backend_->ops();
+  HR_ASSIGN_OR_RETURN(
+      model_, TaskModel<float>::Create(config_.model(), TaskHeadOf(config_), backend_->model_ops(),
+                                       std::max(MicroBatch(), f.eval_batch_size()),
+                                       f.max_seq_length(), ModelOptionsFromConfig(t)));
   DataParallelOptions dpo;
   dpo.bucket_bytes = BucketBytesFromMb(t.comm_bucket_mb());
   dpo.zero_stage = t.zero_stage();

@@ -60,6 +60,7 @@
 #include "trainer/data_parallel.h"
 #include "trainer/ignored_settings.h"
 #include "trainer/memory_budget.h"
+#include "trainer/training_backend.h"
 
 extern "C" {
 // OpenBLAS's own entry points (cblas.h of OpenBLAS), declared here so this file needs no BLAS
@@ -422,9 +423,11 @@ void PrintProfile(const ProfilingOps& profiler, int steps, double step_seconds) 
 
 // The benchmark on the ranks of `comm` (one without a launcher); rank 0 alone prints. The
 // status of a failure; false in *loss_ok when the loss check failed.
-absl::Status Bench(const BenchSetup& b, Communicator& comm, Ops<float>& ops, bool* loss_ok) {
-  ProfilingOps profiler(&ops);
-  Ops<float>* model_ops = b.profile ? static_cast<Ops<float>*>(&profiler) : &ops;
+absl::Status Bench(const BenchSetup& b, Communicator& comm, const TrainingBackend& backend,
+                   bool* loss_ok) {
+  Ops<float>& ops = *backend.ops();
+  ProfilingOps profiler(backend.model_ops());
+  Ops<float>* model_ops = b.profile ? &profiler : backend.model_ops();
   for (const std::string& line : IgnoredSettings(b.config, b.kind)) {
     std::printf("note: %s\n", line.c_str());
   }
@@ -453,11 +456,11 @@ absl::Status Bench(const BenchSetup& b, Communicator& comm, Ops<float>& ops, boo
 int RunBench(const CommandArgs& args) {
   absl::StatusOr<BenchSetup> b = ReadSetup(args);
   if (!b.ok()) return Fail("bench", std::string(b.status().message()));
-  absl::StatusOr<std::unique_ptr<Ops<float>>> ops =
-      MakeOps(b->kind, {b->config.train().precision()});
-  if (!ops.ok()) {
+  absl::StatusOr<std::unique_ptr<TrainingBackend>> backend =
+      TrainingBackend::Create(b->kind, b->config.train());
+  if (!backend.ok()) {
     return Fail("bench", absl::StrCat("--device=", absl::GetFlag(FLAGS_device), ": ",
-                                      ops.status().message()));
+                                      backend.status().message()));
   }
   // Data parallel under a launcher (train.comm, chosen as `headroom train` does): every rank
   // benchmarks; rank 0 alone prints.
@@ -467,7 +470,7 @@ int RunBench(const CommandArgs& args) {
   if ((*comm)->rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
   PrintMachine(b->kind);
   bool loss_ok = false;
-  const absl::Status s = Bench(*b, **comm, **ops, &loss_ok);
+  const absl::Status s = Bench(*b, **comm, **backend, &loss_ok);
   if (!s.ok() && (*comm)->size() > 1) (*comm)->Abort(s);
   if (!s.ok()) return Fail("bench", std::string(s.message()));
   if (!loss_ok) return Fail("bench", "the first step's loss is not near the uniform loss");

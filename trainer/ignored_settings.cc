@@ -11,15 +11,7 @@ std::vector<std::string> IgnoredSettings(const ExperimentConfig& config, DeviceK
                                          absl::string_view gemm_precision_env) {
   const TrainConfig& t = config.train();
   std::vector<std::string> lines;
-  if (device == DeviceKind::kCpu) {
-    if (t.precision() != "fp32") {
-      lines.push_back(absl::StrCat("train.precision=", t.precision(),
-                                   " is ignored on the CPU: it computes every product in fp32, so "
-                                   "this is an fp32 run (",
-                                   t.precision(), " applies with --device=cuda)"));
-    }
-    return lines;
-  }
+  if (device == DeviceKind::kCpu) return lines;  // the CPU applies every setting
   // CUDA: the matrix products' precision is the variable's when set, else train.precision.
   std::string products = t.precision();
   if (!gemm_precision_env.empty() && gemm_precision_env != t.precision()) {

@@ -1,10 +1,9 @@
 // The settings of a config that a backend does not apply as written, said once at the start of
-// a run instead of silently: the trainer prints each line (e.g. "note: train.precision=bf16 is
-// ignored on the CPU ...") before training.
+// a run instead of silently: the trainer prints each line (e.g. "note: train.precision=fp32 is
+// overridden for the matrix products by HEADROOM_CUDA_GEMM_PRECISION=bf16") before training.
 //
-//  - CPU, train.precision=bf16: the CPU backend computes every product in fp32, whatever the
-//    precision; the run is an fp32 run. (train.attention=fused is honoured on the CPU: it runs
-//    the fused kernels' CPU twin, kernels/cpu/attention.cc, in fp32.)
+//  - CPU: none. train.precision=bf16 runs the bf16 twin (trainer/training_backend.h) and
+//    train.attention=fused the fused kernels' CPU twin (kernels/cpu/attention.cc).
 //  - CUDA, HEADROOM_CUDA_GEMM_PRECISION set to another precision than train.precision: the
 //    variable wins for the matrix products (kernels/ops.h, OpsOptions).
 //  - CUDA, train.attention=fused with fp32 products: the fused attention kernels multiply in

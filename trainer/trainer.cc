@@ -30,6 +30,7 @@
 #include "trainer/optimizer.h"
 #include "trainer/rank_agreement.h"
 #include "trainer/schedule.h"
+#include "trainer/training_backend.h"
 #ifdef HEADROOM_HAVE_CUDA
 #include "kernels/cuda/cuda_ops.h"
 #endif
@@ -121,9 +122,8 @@ class Trainer {
   std::string train_files_, eval_files_;
   std::optional<LearningRateSchedule> schedule_;
   ModelLimits limits_;
-  std::unique_ptr<Ops<float>> backend_;  // MakeOps's
-  std::unique_ptr<Ops<float>> wrapper_;  // TrainOptions::wrap_ops's, around backend_ (tests)
-  Ops<float>* ops_ = nullptr;            // what everything runs on: wrapper_ or backend_
+  std::unique_ptr<TrainingBackend> backend_;  // with TrainOptions::wrap_ops's wrapper (tests)
+  Ops<float>* ops_ = nullptr;  // the fp32 backend: optimizer, reduction, checks (backend_->ops())
   std::unique_ptr<Model<float>> model_;
   std::unique_ptr<Optimizer<float>> optimizer_;
   std::unique_ptr<DataParallel> data_parallel_;
@@ -261,9 +261,8 @@ absl::Status Trainer::CheckPhases() {
 }
 
 absl::Status Trainer::SetUp() {
-  HR_ASSIGN_OR_RETURN(backend_, MakeOps(options_.device, {tc_.precision()}));
-  if (options_.wrap_ops) wrapper_ = options_.wrap_ops(backend_.get());
-  ops_ = wrapper_ != nullptr ? wrapper_.get() : backend_.get();
+  HR_ASSIGN_OR_RETURN(backend_, TrainingBackend::Create(options_.device, tc_, options_.wrap_ops));
+  ops_ = backend_->ops();
   if (console_) {
     for (const std::string& line : IgnoredSettings(config_, options_.device)) {
       std::fprintf(console_, "note: %s\n", line.c_str());
@@ -272,8 +271,8 @@ absl::Status Trainer::SetUp() {
   // Before the model allocates: a model that cannot fit stops here with both numbers.
   HR_RETURN_IF_ERROR(
       CheckTrainingMemory(config_, limits_, *ops_, comm_.local_size(), comm_.size()));
-  HR_ASSIGN_OR_RETURN(
-      model_, Model<float>::Create(config_.model(), ops_, limits_, ModelOptionsFromConfig(tc_)));
+  HR_ASSIGN_OR_RETURN(model_, Model<float>::Create(config_.model(), backend_->model_ops(), limits_,
+                                                   ModelOptionsFromConfig(tc_)));
   DataParallelOptions dpo;
   dpo.bucket_bytes = BucketBytesFromMb(tc_.comm_bucket_mb());
   dpo.zero_stage = tc_.zero_stage();
@@ -384,7 +383,7 @@ absl::Status Trainer::OpenMetrics() {
   // On the GPU, MFU is shown over a bf16 GEMM measured now (as headroom bench does), for all
   // ranks together, unless the caller gave the peak.
   if (mo.peak_flops <= 0) {
-    if (auto* cuda_ops = dynamic_cast<CudaOps*>(backend_.get())) {
+    if (auto* cuda_ops = dynamic_cast<CudaOps*>(backend_->backend())) {
       mo.peak_flops = cuda_ops->MeasureBf16GemmFlops() * ranks_;
     }
   }
