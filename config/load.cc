@@ -473,6 +473,7 @@ void FillDefaults(ExperimentConfig& c) {
   if (!sc.has_type()) sc.set_type(ScheduleConfig::LINEAR_WARMUP_LINEAR_DECAY);
   if (!t.has_seed()) t.set_seed(1234);
   if (!t.has_precision()) t.set_precision("fp32");
+  if (!t.has_fp32_residual()) t.set_fp32_residual(true);
   if (!t.has_log_every()) t.set_log_every(10);
   if (!t.has_eval_every()) t.set_eval_every(1000);
   if (!t.has_eval_batches()) t.set_eval_batches(20);

@@ -51,8 +51,8 @@
 namespace headroom {
 
 struct Bf16ActivationOptions {
-  // Keep the residual stream in fp32 (see the file comment). The stream's type is measured in
-  // bench/RESULTS.md ("bf16 twin"); train.precision=bf16 uses the choice recorded there.
+  // Keep the residual stream in fp32 (see the file comment): train.fp32_residual, whose default
+  // (true) is the one measured closer to float64 (bench/RESULTS.md, "bf16 twin").
   bool fp32_residual = true;
 };
 

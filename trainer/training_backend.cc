@@ -17,8 +17,9 @@ absl::StatusOr<std::unique_ptr<TrainingBackend>> TrainingBackend::Create(DeviceK
   b->ops_ = b->wrapper_ != nullptr ? b->wrapper_.get() : b->backend_.get();
   b->model_ops_ = b->ops_;
   if (train.precision() == "bf16" && device == DeviceKind::kCpu) {
-    HR_ASSIGN_OR_RETURN(std::unique_ptr<Bf16ActivationOps> twin,
-                        Bf16ActivationOps::Create(b->ops_));
+    HR_ASSIGN_OR_RETURN(
+        std::unique_ptr<Bf16ActivationOps> twin,
+        Bf16ActivationOps::Create(b->ops_, {.fp32_residual = train.fp32_residual()}));
     b->twin_ = std::move(twin);
     b->model_ops_ = b->twin_.get();
   }

@@ -65,6 +65,8 @@ TEST(LoadConfigTest, ValidConfigGetsDocumentedDefaults) {
   EXPECT_FALSE(c->model().scale_embeddings());
   EXPECT_TRUE(c->model().output_bias());
   EXPECT_EQ(c->train().label_smoothing(), 0.0f);
+  EXPECT_EQ(c->train().precision(), "fp32");
+  EXPECT_TRUE(c->train().fp32_residual());
 }
 
 TEST(LoadConfigTest, BatchIsGivenInSequencesOrInTokens) {

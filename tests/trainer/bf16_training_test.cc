@@ -2,7 +2,7 @@
 // the short CI version of issue 15's 300-step runs (bench/RESULTS.md, "bf16 twin"). A 2-layer
 // tiny causal LM trained 40 steps both ways from the same seed ends with held-out losses within
 // 1% of each other, and the bf16 run is not the fp32 run: its losses differ from the first
-// step on (the rounding is real).
+// step on (the rounding is real). The same holds with a bf16 residual stream.
 #include <unistd.h>
 
 #include <cmath>
@@ -46,13 +46,17 @@ class Bf16TrainingTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(root_); }
 
-  // The training losses of a run in `precision`; its held-out loss in *eval_loss.
-  std::vector<double> Run(const std::string& precision, double* eval_loss) {
-    auto c = ParseConfig(kConfig, "tiny_lm.textproto", {"train.precision=" + precision});
+  // The training losses of a run in `precision` (with `residual` as train.fp32_residual); its
+  // held-out loss in *eval_loss.
+  std::vector<double> Run(const std::string& precision, double* eval_loss,
+                          bool fp32_residual = true) {
+    const std::string residual = fp32_residual ? "true" : "false";
+    auto c = ParseConfig(kConfig, "tiny_lm.textproto",
+                         {"train.precision=" + precision, "train.fp32_residual=" + residual});
     EXPECT_TRUE(c.ok()) << c.status();
     TrainOptions o;
     o.config = *c;
-    o.run_dir = root_ + "/" + precision;
+    o.run_dir = root_ + "/" + precision + "-" + residual;
     o.train_files = root_ + "/data/train-*.tfrecord";
     o.console = nullptr;
     absl::StatusOr<TrainResult> r = Train(o);
@@ -79,6 +83,13 @@ TEST_F(Bf16TrainingTest, Bf16EndsWithinOnePercentOfFp32AndIsNotFp32) {
               bf16_eval, fp32.front(), bf16.front());
   EXPECT_NEAR(bf16_eval, fp32_eval, 0.01 * fp32_eval);
   EXPECT_NE(bf16_eval, fp32_eval);
+
+  // A bf16 residual stream (train.fp32_residual=false) rounds more: another run, as close.
+  double bf16_stream_eval = 0;
+  const std::vector<double> bf16_stream = Run("bf16", &bf16_stream_eval, false);
+  std::printf("held-out loss with a bf16 residual stream: %.6f\n", bf16_stream_eval);
+  EXPECT_NE(bf16_stream, bf16);
+  EXPECT_NEAR(bf16_stream_eval, fp32_eval, 0.01 * fp32_eval);
 }
 
 }  // namespace
