@@ -183,55 +183,77 @@ absl::StatusOr<double> ReachabilityLowerBound(const RankDemoProblem& p, int dp) 
   return min_p * tail / (n + tail);
 }
 
-absl::StatusOr<RankDemoRow> FitHead(const RankDemoProblem& p, int dp, int max_iterations,
-                                    uint64_t seed) {
-  if (dp < 1) return absl::InvalidArgumentError(absl::StrCat("head size ", dp, " < 1"));
-  const size_t half = static_cast<size_t>(dp) * p.d;
-  const size_t dim = 2 * half;
-  auto eval = [&](const std::vector<double>& w, std::vector<double>* g) {
-    return HeadLoss(p, dp, w.data(), w.data() + half, g ? g->data() : nullptr,
-                    g ? g->data() + half : nullptr, nullptr);
-  };
-  // N(0, 1) weights: with X's N(0, 1/d) entries the logits start at O(1).
-  Normal normal(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(dp));
-  std::vector<double> w(dim), g(dim), dir(dim), w_new(dim), g_new(dim);
-  for (double& v : w) v = normal.Next();
-  double f = eval(w, &g);
+namespace {
 
-  // L-BFGS history of (s, y, 1 / y.s), newest last.
-  constexpr size_t kMemory = 20;
-  std::deque<std::vector<double>> hs, hy;
-  std::deque<double> hrho;
+// L-BFGS's curvature history: the newest kMemory pairs (s, y) of steps and gradient changes.
+class LbfgsHistory {
+ public:
+  bool empty() const { return s_.empty(); }
+  void Clear() {
+    s_.clear();
+    y_.clear();
+    rho_.clear();
+  }
+  // Keeps (s, y) when y.s > 0, which keeps the inverse Hessian estimate positive definite.
+  void Add(std::vector<double> s, std::vector<double> y) {
+    const double sy = DotVec(s, y);
+    if (!(sy > 1e-300)) return;
+    s_.push_back(std::move(s));
+    y_.push_back(std::move(y));
+    rho_.push_back(1.0 / sy);
+    if (s_.size() > kMemory) {
+      s_.pop_front();
+      y_.pop_front();
+      rho_.pop_front();
+    }
+  }
+  // -H g by the two-loop recursion (-g itself while the history is empty).
+  std::vector<double> Direction(const std::vector<double>& g) const {
+    std::vector<double> dir = g;
+    std::vector<double> alpha(s_.size());
+    for (size_t m = s_.size(); m-- > 0;) {
+      alpha[m] = rho_[m] * DotVec(s_[m], dir);
+      for (size_t i = 0; i < dir.size(); ++i) dir[i] -= alpha[m] * y_[m][i];
+    }
+    const double gamma =
+        empty() ? 1.0 : DotVec(s_.back(), y_.back()) / DotVec(y_.back(), y_.back());
+    for (double& v : dir) v *= gamma;
+    for (size_t m = 0; m < s_.size(); ++m) {
+      const double beta = rho_[m] * DotVec(y_[m], dir);
+      for (size_t i = 0; i < dir.size(); ++i) dir[i] += (alpha[m] - beta) * s_[m][i];
+    }
+    for (double& v : dir) v = -v;
+    return dir;
+  }
+
+ private:
+  static constexpr size_t kMemory = 20;
+  std::deque<std::vector<double>> s_, y_;
+  std::deque<double> rho_;
+};
+
+// Minimises f from w (f(w) and its gradient g given) by L-BFGS with Armijo backtracking, for at
+// most max_iterations iterations; w, g and f end at the minimum found. Returns the iterations.
+template <typename Loss>
+int MinimiseLbfgs(const Loss& eval, int max_iterations, std::vector<double>& w,
+                  std::vector<double>& g, double& f) {
+  const size_t dim = w.size();
+  std::vector<double> w_new(dim), g_new(dim);
+  LbfgsHistory history;
   int it = 0;
   for (; it < max_iterations; ++it) {
     double gmax = 0;
     for (double v : g) gmax = std::max(gmax, std::fabs(v));
     if (gmax < 1e-14) break;
-    // Two-loop recursion: dir = -H g.
-    dir = g;
-    std::vector<double> alpha(hs.size());
-    for (size_t m = hs.size(); m-- > 0;) {
-      alpha[m] = hrho[m] * DotVec(hs[m], dir);
-      for (size_t i = 0; i < dim; ++i) dir[i] -= alpha[m] * hy[m][i];
-    }
-    const double gamma =
-        hs.empty() ? 1.0 : DotVec(hs.back(), hy.back()) / DotVec(hy.back(), hy.back());
-    for (double& v : dir) v *= gamma;
-    for (size_t m = 0; m < hs.size(); ++m) {
-      const double beta = hrho[m] * DotVec(hy[m], dir);
-      for (size_t i = 0; i < dim; ++i) dir[i] += (alpha[m] - beta) * hs[m][i];
-    }
-    for (double& v : dir) v = -v;
+    std::vector<double> dir = history.Direction(g);
     double slope = DotVec(g, dir);
     if (!(slope < 0)) {  // not a descent direction: restart from steepest descent
-      hs.clear();
-      hy.clear();
-      hrho.clear();
+      history.Clear();
       for (size_t i = 0; i < dim; ++i) dir[i] = -g[i];
       slope = DotVec(g, dir);
     }
     // Armijo backtracking from the quasi-Newton step (a unit-length step on the first one).
-    double t = hs.empty() ? std::min(1.0, 1.0 / std::sqrt(-slope)) : 1.0;
+    double t = history.empty() ? std::min(1.0, 1.0 / std::sqrt(-slope)) : 1.0;
     bool accepted = false;
     double f_new = 0;
     for (int bt = 0; bt < 60; ++bt) {
@@ -244,10 +266,8 @@ absl::StatusOr<RankDemoRow> FitHead(const RankDemoProblem& p, int dp, int max_it
       t *= 0.5;
     }
     if (!accepted) {
-      if (hs.empty()) break;  // even steepest descent cannot decrease f: converged numerically
-      hs.clear();
-      hy.clear();
-      hrho.clear();
+      if (history.empty()) break;  // even steepest descent cannot decrease f: converged
+      history.Clear();
       continue;
     }
     std::vector<double> s(dim), y(dim);
@@ -255,25 +275,33 @@ absl::StatusOr<RankDemoRow> FitHead(const RankDemoProblem& p, int dp, int max_it
       s[i] = w_new[i] - w[i];
       y[i] = g_new[i] - g[i];
     }
-    const double sy = DotVec(s, y);
-    if (sy > 1e-300) {  // keep H positive definite
-      hs.push_back(std::move(s));
-      hy.push_back(std::move(y));
-      hrho.push_back(1.0 / sy);
-      if (hs.size() > kMemory) {
-        hs.pop_front();
-        hy.pop_front();
-        hrho.pop_front();
-      }
-    }
+    history.Add(std::move(s), std::move(y));
     w.swap(w_new);
     g.swap(g_new);
     f = f_new;
   }
+  return it;
+}
+
+}  // namespace
+
+absl::StatusOr<RankDemoRow> FitHead(const RankDemoProblem& p, int dp, int max_iterations,
+                                    uint64_t seed) {
+  if (dp < 1) return absl::InvalidArgumentError(absl::StrCat("head size ", dp, " < 1"));
+  const size_t half = static_cast<size_t>(dp) * p.d;
+  auto eval = [&](const std::vector<double>& w, std::vector<double>* g) {
+    return HeadLoss(p, dp, w.data(), w.data() + half, g ? g->data() : nullptr,
+                    g ? g->data() + half : nullptr, nullptr);
+  };
+  // N(0, 1) weights: with X's N(0, 1/d) entries the logits start at O(1).
+  Normal normal(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(dp));
+  std::vector<double> w(2 * half), g(2 * half);
+  for (double& v : w) v = normal.Next();
+  double f = eval(w, &g);
 
   RankDemoRow row;
   row.head_size = dp;
-  row.iterations = it;
+  row.iterations = MinimiseLbfgs(eval, max_iterations, w, g, f);
   std::vector<double> probs;
   // Rounding can leave the KL sum a few ulps below zero once Phat == P; it is >= 0 exactly.
   row.kl = std::max(0.0, HeadLoss(p, dp, w.data(), w.data() + half, nullptr, nullptr, &probs));

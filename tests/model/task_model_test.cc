@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "tests/model/finite_difference_check.h"
 #include "tests/model/model_test_util.h"
 
 namespace headroom {
@@ -179,9 +180,7 @@ bool UsedBy(const TaskHead& head, const std::string& name) {
   return true;
 }
 
-// Finite differences as tests/model/transformer_test.cc's CheckGradients: Ridders' estimate
-// against the analytic gradient, max relative error below 1e-6 per tensor (every element of
-// tensors of at most 40 elements, else 24 random ones).
+// The check of tests/model/finite_difference_check.h through the task head.
 void CheckTaskGradients(const ModelConfig& m, const TaskHead& head) {
   CpuOps<double> ops(1);
   auto model = MakeTaskModel(m, head, &ops, 11);
@@ -200,51 +199,23 @@ void CheckTaskGradients(const ModelConfig& m, const TaskHead& head) {
     w[i] = saved;
     return model->Forward(batch, /*training=*/true, key).value().loss;
   };
-  std::mt19937 rng(17);
-  double overall = 0;
-  for (const TensorSpec& t : enc.layout().tensors()) {
-    std::vector<int64_t> idx;
-    if (t.numel <= 40) {
-      for (int64_t i = 0; i < t.numel; ++i) idx.push_back(t.offset + i);
-    } else {
-      std::uniform_int_distribution<int64_t> pick(0, t.numel - 1);
-      for (int i = 0; i < 24; ++i) idx.push_back(t.offset + pick(rng));
-    }
-    if (!UsedBy(head, t.name)) {
-      for (int64_t i : idx) EXPECT_EQ(analytic[i], 0.0) << t.name;
-      continue;
-    }
-    // Exactly zero by symmetry: adding a vector to every key shifts each query's scores by a
-    // constant, which softmax ignores; likewise, for the span head, a constant added to every
-    // start (end) logit of a row (its bias, and the last layer's LayerNorm bias, which moves
-    // every row of h_L by the same vector).
-    const std::string last_ln =
-        absl::StrCat("bert.encoder.layer.", m.num_layers() - 1, ".output.LayerNorm.bias");
-    const bool key_bias =
-        t.name.find("attention.self.key.bias") != std::string::npos ||
-        (head.kind == TaskHead::Kind::kSpan && (t.name == "qa_outputs.bias" || t.name == last_ln));
-    double worst = 0, worst_a = 0, worst_n = 0, largest = 0;
-    for (int64_t i : idx) {
-      // Ridders' first step 3e-3: 1e-2 extrapolates to a 5e-6 error on the span head's
-      // token-type table for some parameter draws; 3e-3 gives < 1e-8 on every tensor.
-      const double n = RiddersDerivative([&](double v) { return loss_at(i, v); }, w[i], 3e-3);
-      const double a = analytic[i];
-      if (key_bias) {
-        EXPECT_LT(std::fabs(a), 1e-12) << t.name;
-        EXPECT_LT(std::fabs(n), 1e-10) << t.name;
-        continue;
-      }
-      const double rel = std::fabs(a - n) / std::max(std::fabs(a) + std::fabs(n), 1e-6);
-      largest = std::max(largest, std::fabs(a));
-      if (rel > worst) worst = rel, worst_a = a, worst_n = n;
-    }
-    overall = std::max(overall, worst);
-    EXPECT_LT(worst, 1e-6) << t.name << ": analytic " << worst_a << " numeric " << worst_n;
-    if (!key_bias && t.name.find("position_embeddings") == std::string::npos) {
-      EXPECT_GT(largest, 1e-8) << t.name << " has an all-zero sampled gradient";
-    }
-  }
-  std::printf("max relative error over all tensors: %.3g\n", overall);
+  // Exactly zero by symmetry: the attention key biases, and for the span head a constant
+  // added to every start (end) logit of a row (its bias, and the last layer's LayerNorm bias,
+  // which moves every row of h_L by the same vector).
+  const std::string last_ln =
+      absl::StrCat("bert.encoder.layer.", m.num_layers() - 1, ".output.LayerNorm.bias");
+  testing::FiniteDifferenceOptions o;
+  // Ridders' first step 3e-3: 1e-2 extrapolates to a 5e-6 error on the span head's token-type
+  // table for some parameter draws; 3e-3 gives < 1e-8 on every tensor.
+  o.first_step = 3e-3;
+  o.kind = [&](const std::string& name) {
+    if (!UsedBy(head, name)) return testing::GradientKind::kUnused;
+    const bool vanishing =
+        name.find("attention.self.key.bias") != std::string::npos ||
+        (head.kind == TaskHead::Kind::kSpan && (name == "qa_outputs.bias" || name == last_ln));
+    return vanishing ? testing::GradientKind::kVanishing : testing::GradientKind::kChecked;
+  };
+  testing::CheckGradientsAgainstRidders(enc.layout(), analytic, w, loss_at, o);
 }
 
 TEST(TaskModelGradient, SpanHeadStandardHeads) {

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "model/init.h"
+#include "tests/model/finite_difference_check.h"
 #include "tests/model/model_test_util.h"
 
 namespace headroom {
@@ -264,21 +265,13 @@ TEST(ModelForward, ZeroWeightsGiveUniformPredictions) {
 
 // ---- Finite-difference gradient checks ---------------------------------------------------
 
-// Max relative error |a - n| / max(|a| + |n|, tiny) of analytic gradient `a` against the
-// Ridders estimate `n`, per tensor: every element of tensors with at most 40 elements, else 24
-// random ones. tiny = 1e-6 is the finite-difference noise floor: the loss (~3) is computed to
-// ~1e-15 in double, so no difference quotient with steps ~1e-3 resolves a gradient element
-// better than ~1e-12 absolute; elements below 1e-6 are thus held to |a - n| < 1e-12 instead.
-//
-// Attention key biases are the exception: adding a vector to every key shifts each query's
-// scores by one constant, which softmax ignores, so their gradient is exactly zero (masked or
-// not); for them the check is that both gradients vanish.
+// The check of tests/model/finite_difference_check.h on a tiny model with random weights.
 //
 // ReLU's kink: a model with ReLU FFNs is piecewise smooth, and a difference quotient whose
 // stencil moves some pre-activation across 0 is off by the slope jump. Its checks start
 // Ridders at h = 1e-4 instead of 1e-2, so the stencil crosses no kink (the pre-activations
 // move by ~h) and the smooth-function estimate holds; rounding noise grows as 1 / h, so the
-// floor `tiny` is 1e-4 there (elements below it are held to |a - n| < 1e-10).
+// floor `tiny` is 1e-4 there.
 void CheckGradients(const ModelConfig& m, AttentionPath path = AttentionPath::kAuto,
                     bool recompute = false, float label_smoothing = 0) {
   const bool training = true;  // dropout at the config's rates (0 unless a test sets it)
@@ -298,42 +291,10 @@ void CheckGradients(const ModelConfig& m, AttentionPath path = AttentionPath::kA
     w[i] = saved;
     return model->Forward(batch, training, key).value().loss;
   };
-  std::mt19937 rng(17);
-  const double h = m.activation() == ModelConfig::RELU ? 1e-4 : 1e-2;  // Ridders' first step
-  const double tiny = 1e-6 * (1e-2 / h);  // the noise floor grows as 1 / h
-  double overall = 0;
-  for (const TensorSpec& t : model->layout().tensors()) {
-    std::vector<int64_t> idx;
-    if (t.numel <= 40) {
-      for (int64_t i = 0; i < t.numel; ++i) idx.push_back(t.offset + i);
-    } else {
-      std::uniform_int_distribution<int64_t> pick(0, t.numel - 1);
-      for (int i = 0; i < 24; ++i) idx.push_back(t.offset + pick(rng));
-    }
-    const bool key_bias = t.name.find("attention.self.key.bias") != std::string::npos;
-    double worst = 0, worst_a = 0, worst_n = 0, largest = 0;
-    for (int64_t i : idx) {
-      const double x = w[i];
-      const double n = RiddersDerivative([&](double v) { return loss_at(i, v); }, x, h);
-      const double a = analytic[i];
-      if (key_bias) {
-        EXPECT_LT(std::fabs(a), 1e-12) << t.name;
-        EXPECT_LT(std::fabs(n), 1e-4 * tiny) << t.name;
-        continue;
-      }
-      const double rel = std::fabs(a - n) / std::max(std::fabs(a) + std::fabs(n), tiny);
-      largest = std::max(largest, std::fabs(a));
-      if (rel > worst) worst = rel, worst_a = a, worst_n = n;
-    }
-    overall = std::max(overall, worst);
-    EXPECT_LT(worst, 1e-6) << t.name << ": analytic " << worst_a << " numeric " << worst_n;
-    // Guard against a vacuous check: every tensor must get some gradient, except position
-    // embeddings beyond the sequence, which the sampled rows may all be.
-    if (!key_bias && t.name.find("position_embeddings") == std::string::npos) {
-      EXPECT_GT(largest, 1e-8) << t.name << " has an all-zero sampled gradient";
-    }
-  }
-  std::printf("max relative error over all tensors: %.3g\n", overall);
+  testing::FiniteDifferenceOptions o;
+  o.first_step = m.activation() == ModelConfig::RELU ? 1e-4 : 1e-2;
+  o.tiny = 1e-6 * (1e-2 / o.first_step);  // the noise floor grows as 1 / h
+  testing::CheckGradientsAgainstRidders(model->layout(), analytic, w, loss_at, o);
   model->SetParameters(w);
 }
 
