@@ -195,6 +195,10 @@ class FineTuneRun {
   absl::Status StartOnAllRanks(std::vector<float>& params, std::vector<float>& m,
                                std::vector<float>& v, int64_t step);
   absl::Status LoadData();
+  // LoadData's parts: the task's labels and training features; the dev sets; the step count.
+  absl::Status LoadTrainingData();
+  absl::Status LoadDevData();
+  absl::Status PlanSteps();
   absl::Status BuildRunConfig(const ModelConfig& model, const std::string& vocab);
   absl::Status Train();
   absl::StatusOr<double> TrainStep(int64_t step);
@@ -417,6 +421,12 @@ absl::Status FineTuneRun::StartOnAllRanks(std::vector<float>& params, std::vecto
 }
 
 absl::Status FineTuneRun::LoadData() {
+  HR_RETURN_IF_ERROR(LoadTrainingData());
+  HR_RETURN_IF_ERROR(LoadDevData());
+  return PlanSteps();
+}
+
+absl::Status FineTuneRun::LoadTrainingData() {
   FineTuneConfig& f = *config_.mutable_finetune();
   const bool squad = f.task() == FineTuneConfig::SQUAD;
   const bool mnli = f.task() == FineTuneConfig::MNLI;
@@ -457,6 +467,15 @@ absl::Status FineTuneRun::LoadData() {
       train_texts_ = static_cast<int64_t>(train_sentences.size());
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status FineTuneRun::LoadDevData() {
+  const FineTuneConfig& f = config_.finetune();
+  const bool squad = f.task() == FineTuneConfig::SQUAD;
+  const bool mnli = f.task() == FineTuneConfig::MNLI;
+  const SentenceFormat format = mnli ? SentenceFormat::kMnli : SentenceFormat::kClassify;
+  const std::vector<std::string> labels(f.labels().begin(), f.labels().end());
   for (const std::string& path : o_.dev_files) {
     if (squad) {
       SquadDev dev{path, {}, {}, {}};
@@ -481,7 +500,12 @@ absl::Status FineTuneRun::LoadData() {
       sentence_dev_.push_back(std::move(dev));
     }
   }
-  // Google's step count: int(examples / batch * epochs), with warm-up int(steps * proportion).
+  return absl::OkStatus();
+}
+
+// Google's step count: int(examples / batch * epochs), with warm-up int(steps * proportion).
+absl::Status FineTuneRun::PlanSteps() {
+  const FineTuneConfig& f = config_.finetune();
   TrainConfig& t = *config_.mutable_train();
   if (t.steps() == 0) {  // fresh runs; a resumed run keeps its checkpoint's schedule
     const int64_t steps = static_cast<int64_t>(static_cast<double>(train_examples_) /

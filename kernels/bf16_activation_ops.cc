@@ -58,7 +58,7 @@ void Bf16ActivationOps::RoundResidual(float* x, int64_t n) const {
 
 void Bf16ActivationOps::Scale(float* x, int64_t n, float alpha) {
   ForwardingOps<float>::Scale(x, n, alpha);
-  RoundToBf16InPlace(x, n);
+  RoundResidual(x, n);  // the model scales the embedding sum and its gradient, and loss gradients
 }
 
 void Bf16ActivationOps::Add(const float* a, const float* b, float* out, int64_t n) {
@@ -232,7 +232,7 @@ void Bf16ActivationOps::Dropout(const float* x, float* y, int64_t n, float rate,
 void Bf16ActivationOps::EmbeddingForward(const int32_t* ids, const float* table, int64_t n, int d,
                                          float* out, bool accumulate) {
   ForwardingOps<float>::EmbeddingForward(ids, table, n, d, out, accumulate);
-  RoundToBf16InPlace(out, n * d);
+  RoundResidual(out, n * d);
 }
 
 void Bf16ActivationOps::GatherRows(const float* src, const int32_t* idx, int64_t m, int d,

@@ -10,14 +10,17 @@
 //       bias (cuBLASLt's epilogue adds it in fp32);
 //     - every activation and activation gradient an op writes: Q/K/V and the attention context,
 //       scores and probabilities of the materialised path, LayerNorm, GELU, tanh and dropout
-//       outputs, embedding sums, gathered rows, the logits and their gradient (in place);
+//       outputs, gathered rows, the logits and their gradient (in place);
 //   fp32 (never rounded):
 //     - parameters, their gradients (LinearBackwardWeights, BiasBackward, LayerNorm's dgamma
 //       and dbeta, EmbeddingBackward accumulate in fp32), optimizer moments (AdamW, Lamb);
 //     - statistics: LayerNorm mean and rstd, attention's log-sum-exp and delta, losses, Dot;
 //     - the residual stream, when Bf16ActivationOptions::fp32_residual is set: the outputs of
-//       Add (the pre-LN residual adds and the gradient sums of the skip paths) and the `sum`
-//       and `dsum` of the post-LN residual LayerNorm.
+//       Add (the pre-LN residual adds and the gradient sums of the skip paths), the `sum` and
+//       `dsum` of the post-LN residual LayerNorm, and the embedding sum (EmbeddingForward and
+//       Scale: the pre-LN h_0, the post-LN embedding LayerNorm's input, which the fused bf16
+//       embedding kernel sums in fp32 before normalising); with a bf16 stream these round after
+//       every op, where the fused kernel rounds the three tables' sum once.
 //
 // Every op computes in fp32 on its (already bf16) inputs, as a CUDA kernel reading bf16 and
 // computing in registers does; rounding the op's outputs is the store. The CPU's fused

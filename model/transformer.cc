@@ -451,8 +451,6 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
       V_(model.vocab_size()),
       Vp_(static_cast<int>(PaddedVocabSize(model))),
       eps_(static_cast<T>(model.layer_norm_epsilon())) {
-  const int64_t B = limits.max_batch, N = B * limits.max_seq;
-  const int64_t P = B * limits.max_predictions;
   params_ = Allocate(layout_.total());
   grads_ = Allocate(layout_.total());
   for (int l = 0; l < model.num_layers(); ++l) {
@@ -460,6 +458,14 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
                                                         limits.max_batch, limits.max_seq, options));
   }
 
+  AllocateInputs();
+  AllocateActivations();
+}
+
+template <typename T>
+void Model<T>::AllocateInputs() {
+  const int64_t B = limits_.max_batch, N = B * limits_.max_seq;
+  const int64_t P = B * limits_.max_predictions;
   ids_ = AllocateInt(N);
   positions_ = AllocateInt(N);
   segments_ = AllocateInt(N);
@@ -472,13 +478,18 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
   ones_ = Allocate(std::max(N, B));  // filled with ones by Create, once every allocation worked
   scalars_ = Allocate(4);
 
-  if (model.position() == ModelConfig::SINUSOIDAL) {
-    const std::vector<double> signal = TimingSignal(model.max_positions(), d_);
+  if (config_.position() == ModelConfig::SINUSOIDAL) {
+    const std::vector<double> signal = TimingSignal(config_.max_positions(), d_);
     const std::vector<T> cast(signal.begin(), signal.end());
     timing_signal_ = Allocate(static_cast<int64_t>(cast.size()));
     ops_->CopyToDevice(timing_signal_, cast.data(), sizeof(T) * cast.size());
   }
+}
 
+template <typename T>
+void Model<T>::AllocateActivations() {
+  const int64_t B = limits_.max_batch, N = B * limits_.max_seq;
+  const int64_t P = B * limits_.max_predictions;
   int64_t kept = 0;
   // Post-LN: the embedding LayerNorm's input and statistics; pre-LN: the final LayerNorm's
   // output and statistics (its input is h_L).
@@ -487,8 +498,8 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
   (pre_ln_ ? final_mean_ : emb_mean_) = Allocate(N);
   (pre_ln_ ? final_rstd_ : emb_rstd_) = Allocate(N);
   kept += N * d_ + 2 * N;
-  for (int l = 0; l <= model.num_layers(); ++l) hidden_.push_back(Allocate(N * d_));
-  kept += (model.num_layers() + 1) * N * d_;
+  for (int l = 0; l <= config_.num_layers(); ++l) hidden_.push_back(Allocate(N * d_));
+  kept += (config_.num_layers() + 1) * N * d_;
   for (const auto& layer : layers_) kept += layer->KeptElements(N);
   const int64_t rows = bert_ ? P : N;
   logits_ = Allocate(rows * Vp_);
@@ -509,9 +520,10 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
   }
   // Workspace: a layer's scratch (also the heads' two [rows, d] buffers), the two [N, d]
   // gradient buffers Backward alternates between, and the NSP logit gradient.
-  const int64_t scratch = std::max(
-      EncoderLayer<T>::ScratchElements(model, limits.max_batch, limits.max_seq, fused_attention_),
-      AlignUp(std::max(P, B) * d_, kTensorAlignment) + std::max(P, B) * d_);
+  const int64_t scratch =
+      std::max(EncoderLayer<T>::ScratchElements(config_, limits_.max_batch, limits_.max_seq,
+                                                fused_attention_),
+               AlignUp(std::max(P, B) * d_, kTensorAlignment) + std::max(P, B) * d_);
   scratch_ = Allocate(scratch);
   dh_[0] = Allocate(N * d_);
   dh_[1] = Allocate(N * d_);

@@ -274,6 +274,11 @@ class Model {
   Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits,
         const ModelOptions& options, const TaskHead& head);
   T* Allocate(int64_t n);
+  // The constructor's parts: the batch's device buffers (ids, masks, labels, weights) and the
+  // fixed timing signal; then every activation and workspace buffer, counted in
+  // activation_elements_.
+  void AllocateInputs();
+  void AllocateActivations();
   int32_t* AllocateInt(int64_t n);
   const T* P(const std::string& name) const;
   T* G(const std::string& name);
