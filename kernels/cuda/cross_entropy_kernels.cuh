@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/storage.cuh"
 
 namespace headroom::cuda::cross_entropy_kernels {
 
@@ -21,36 +22,40 @@ struct Target {
   float on = 1.0f, off = 0.0f, entropy = 0.0f;
 };
 
-__global__ void cross_entropy_kernel(const float* logits, const int32_t* __restrict__ labels,
+// Templated on the logits' storage A (float, or __nv_bfloat16: read widened, the gradient stored
+// rounded to nearest even); losses, weights and every sum are fp32.
+template <typename A>
+__global__ void cross_entropy_kernel(const A* logits, const int32_t* __restrict__ labels,
                                      const float* __restrict__ weights, int V, int ld, Target t,
-                                     float* __restrict__ losses, float* dlogits, float grad_scale) {
+                                     float* __restrict__ losses, A* dlogits, float grad_scale) {
   __shared__ float shared[kWarpSize];
   __shared__ float label_logit;
   const int64_t row = blockIdx.x;
-  const float* x = logits + row * ld;
+  const A* x = logits + row * ld;
   const int32_t label = labels[row];
   if (dlogits != nullptr) {  // the padding columns V .. ld-1 are no class
-    for (int c = V + threadIdx.x; c < ld; c += blockDim.x) dlogits[row * ld + c] = 0.0f;
+    for (int c = V + threadIdx.x; c < ld; c += blockDim.x)
+      dlogits[row * ld + c] = FromFloat<A>(0.0f);
   }
   if (label < 0 || label >= V) {  // no target (>= V is invalid input: treated alike, no OOB read)
     if (threadIdx.x == 0) losses[row] = 0.0f;
     if (dlogits != nullptr) {
-      for (int c = threadIdx.x; c < V; c += blockDim.x) dlogits[row * ld + c] = 0.0f;
+      for (int c = threadIdx.x; c < V; c += blockDim.x) dlogits[row * ld + c] = FromFloat<A>(0.0f);
     }
     return;  // the whole block returns: no barrier is left waiting
   }
-  if (threadIdx.x == 0) label_logit = x[label];
+  if (threadIdx.x == 0) label_logit = ToFloat(x[label]);
   float mx = -INFINITY;
-  for (int c = threadIdx.x; c < V; c += blockDim.x) mx = fmaxf(mx, x[c]);
+  for (int c = threadIdx.x; c < V; c += blockDim.x) mx = fmaxf(mx, ToFloat(x[c]));
   mx = BlockMax(mx, shared);  // its barriers also publish label_logit
   float sum = 0.0f;
-  for (int c = threadIdx.x; c < V; c += blockDim.x) sum += expf(x[c] - mx);
+  for (int c = threadIdx.x; c < V; c += blockDim.x) sum += expf(ToFloat(x[c]) - mx);
   sum = BlockSum(sum, shared);
   if (t.off == 0.0f) {
     if (threadIdx.x == 0) losses[row] = (mx + logf(sum)) - label_logit;
   } else {
     float x_sum = 0.0f;
-    for (int c = threadIdx.x; c < V; c += blockDim.x) x_sum += x[c];
+    for (int c = threadIdx.x; c < V; c += blockDim.x) x_sum += ToFloat(x[c]);
     x_sum = BlockSum(x_sum, shared);
     if (threadIdx.x == 0) {
       losses[row] =
@@ -61,10 +66,10 @@ __global__ void cross_entropy_kernel(const float* logits, const int32_t* __restr
   const float coef = grad_scale * (weights != nullptr ? weights[row] : 1.0f);
   const float inv_sum = 1.0f / sum;
   const float off = coef * t.off, on = coef * t.on;
-  float* dx = dlogits + row * ld;
+  A* dx = dlogits + row * ld;
   for (int c = threadIdx.x; c < V; c += blockDim.x) {
-    const float p = coef * (expf(x[c] - mx) * inv_sum);
-    dx[c] = c == label ? p - on : p - off;
+    const float p = coef * (expf(ToFloat(x[c]) - mx) * inv_sum);
+    dx[c] = FromFloat<A>(c == label ? p - on : p - off);
   }
 }
 

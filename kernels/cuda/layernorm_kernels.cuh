@@ -2,7 +2,12 @@
 // fused residual add and dropout of the post-LN block) and the dx pass of backward (with the
 // fused dropout of dsub), and the input-from-output reconstruction; ElementDropout is Dropout's
 // mask one element at a time, and MakeElementDropout its host-side construction from the rate.
-// The parameter gradients are reduce_kernels.cuh's column sums. A header of its own so that
+// The parameter gradients are reduce_kernels.cuh's column sums. Beside them the packed kernels,
+// templated on the activation storage (float or __nv_bfloat16, kernels/cuda/storage.cuh): the
+// row held in registers as fp32 with 16-byte vector loads and stores, the residual + dropout +
+// LayerNorm forward with one Philox call per four elements, and LayerNorm backward in one pass
+// with deterministic per-block dgamma/dbeta partials; NormalizeRow is shared with the embedding
+// kernel (embedding_kernels.cuh). A header of its own so that
 // tests/kernels/layernorm_emulation_test.cc runs exactly this code on the CPU under
 // tests/kernels/cuda_emulation.h against the CPU twin (kernels/cpu/layernorm.cc and Ops'
 // Dropout + Add + LayerNorm composition); only layernorm.cu includes it otherwise.
@@ -10,8 +15,12 @@
 #define HEADROOM_KERNELS_CUDA_LAYERNORM_KERNELS_CUH_
 
 #include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/storage.cuh"
 #include "kernels/philox.h"
 
 namespace headroom::cuda::layernorm_kernels {
@@ -36,6 +45,23 @@ struct ElementDropout {
     // __fmul_rn: a product never contracted into an FMA with the add that follows (Dropout
     // rounds it on its own).
     return word >= threshold ? __fmul_rn(v, keep_scale) : 0.0f;
+  }
+
+  // The mask on kN consecutive elements first .. first + kN - 1 (first a multiple of 4): one
+  // Philox call per group of four, as Dropout.
+  template <int kN>
+  __device__ void ApplyGroups(float (&v)[kN], int64_t first) const {
+    static_assert(kN % 4 == 0, "whole Philox groups");
+    if (!active) return;
+#pragma unroll
+    for (int g = 0; g < kN / 4; ++g) {
+      const Philox4x32 w =
+          DropoutWords(seed, step, layer, site, (static_cast<uint64_t>(first) >> 2) + g);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        v[4 * g + j] = w.v[j] >= threshold ? __fmul_rn(v[4 * g + j], keep_scale) : 0.0f;
+      }
+    }
   }
 };
 
@@ -134,6 +160,248 @@ __global__ void layernorm_input_from_output_kernel(const float* __restrict__ y,
     const int64_t r = e / cols;
     const int c = static_cast<int>(e % cols);
     x[e] = (y[e] - beta[c]) / gamma[c] * (1.0f / rstd[r]) + mean[r];
+  }
+}
+
+// ---- Packed rows: 16-byte vector loads, activations stored as A (float or bf16) ----------------
+// The kernels below hold a row of `cols` elements (cols a multiple of Pack<A>::kSize, kN: 4
+// floats or 8 bf16; rows and parameters 16-byte aligned) in its warp's registers as fp32: lane l
+// holds packs l, l + 32, ..., l + 32 (kPacks - 1), i.e. columns PackColumn(k, l) .. + kN - 1;
+// packs past the row's end are left out. Activations are read and written as A with one vector
+// access per pack, all arithmetic and statistics are fp32, and a bf16 store rounds to nearest
+// even. The dropout masks are Dropout's, one Philox call per four elements.
+
+// kPacks for rows of `cols` elements in packs of `pack_size`: the smallest of 1, 2, 4, 8 that
+// holds the row; 0 when cols is no multiple of pack_size or the row is wider than 8 packs per
+// lane (2048 bf16, 1024 floats).
+inline int PacksPerLane(int cols, int pack_size) {
+  if (cols <= 0 || cols % pack_size != 0) return 0;
+  const int64_t packs = CeilDiv(CeilDiv(cols, pack_size), kWarpSize);
+  for (int k = 1; k <= 8; k *= 2) {
+    if (packs <= k) return k;
+  }
+  return 0;
+}
+
+// Host side: why rows of `cols` elements in packs of `pack_size` at these pointers do not fit the
+// packed kernels (PacksPerLane is 0, or a pointer is not 16-byte aligned); empty when they do.
+inline std::string PackedShapeError(int cols, int pack_size,
+                                    std::initializer_list<const void*> pointers) {
+  if (PacksPerLane(cols, pack_size) == 0) {
+    return "cols = " + std::to_string(cols) + " is no positive multiple of " +
+           std::to_string(pack_size) + " up to " + std::to_string(8 * kWarpSize * pack_size);
+  }
+  if (!Aligned16(pointers)) return "a row pointer is not 16-byte aligned";
+  return "";
+}
+
+// Calls f(std::integral_constant<int, kPacks>{}) for kPacks = packs (1, 2, 4 or 8); false for any
+// other value.
+template <typename F>
+bool WithPacksPerLane(int packs, F&& f) {
+  switch (packs) {
+    case 1:
+      f(std::integral_constant<int, 1>{});
+      return true;
+    case 2:
+      f(std::integral_constant<int, 2>{});
+      return true;
+    case 4:
+      f(std::integral_constant<int, 4>{});
+      return true;
+    case 8:
+      f(std::integral_constant<int, 8>{});
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The first column of lane `lane`'s k-th pack.
+template <typename A>
+__device__ __forceinline__ int PackColumn(int k, int lane) {
+  return (lane + k * kWarpSize) * Pack<A>::kSize;
+}
+
+// Normalises the fp32 row v (as held above) of row `row`: mean and rstd as
+// layernorm_forward_kernel (two passes in float over the lane's elements, then warp sums),
+// y = drop((v - mean) * rstd * gamma + beta) stored as A; `drop` is the embedding's output
+// dropout (inactive for a plain LayerNorm). Lane 0 writes mean[row] and rstd[row].
+template <typename A, int kPacks>
+__device__ __forceinline__ void NormalizeRow(const float (&v)[kPacks][Pack<A>::kSize], int64_t row,
+                                             int cols, int lane, const float* __restrict__ gamma,
+                                             const float* __restrict__ beta, float eps,
+                                             const ElementDropout& drop, A* __restrict__ y,
+                                             float* __restrict__ mean, float* __restrict__ rstd) {
+  constexpr int kN = Pack<A>::kSize;
+  float sum = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+    if (PackColumn<A>(k, lane) >= cols) break;
+#pragma unroll
+    for (int j = 0; j < kN; ++j) sum += v[k][j];
+  }
+  const float mu = WarpSum(sum) / cols;
+  float sq = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+    if (PackColumn<A>(k, lane) >= cols) break;
+#pragma unroll
+    for (int j = 0; j < kN; ++j) {
+      const float d = v[k][j] - mu;
+      sq += d * d;
+    }
+  }
+  const float rs = 1.0f / sqrtf(WarpSum(sq) / cols + eps);
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+    const int c = PackColumn<A>(k, lane);
+    if (c >= cols) break;
+    float g[kN], b[kN], out[kN];
+    LoadFloats(gamma + c, g);
+    LoadFloats(beta + c, b);
+#pragma unroll
+    for (int j = 0; j < kN; ++j) out[j] = (v[k][j] - mu) * rs * g[j] + b[j];
+    drop.ApplyGroups(out, row * cols + c);
+    StorePack(y + row * cols + c, PackFrom<A>(out));
+  }
+  if (lane == 0) {
+    mean[row] = mu;
+    rstd[row] = rs;
+  }
+}
+
+// One warp per row, as layernorm_forward_kernel: with `sub` null y = LayerNorm(x); otherwise
+// sum = x + dropout(sub) is computed in fp32, stored as A in sum_out, and that fp32 sum (not its
+// stored rounding) is normalised. x and sum_out may alias (each lane reads its packs before it
+// writes them).
+template <typename A, int kPacks>
+__global__ void __launch_bounds__(kBlock)
+    layernorm_forward_packed_kernel(const A* x, const A* __restrict__ sub, ElementDropout drop,
+                                    A* sum_out, const float* __restrict__ gamma,
+                                    const float* __restrict__ beta, int64_t rows, int cols,
+                                    float eps, A* __restrict__ y, float* __restrict__ mean,
+                                    float* __restrict__ rstd) {
+  constexpr int kN = Pack<A>::kSize;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarpSize;
+  const int lane = threadIdx.x % kWarpSize;
+  if (row >= rows) return;  // the whole warp leaves together: shuffles stay full-warp
+  const int64_t base = row * cols;
+  float v[kPacks][kN];
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+    const int c = PackColumn<A>(k, lane);
+    if (c >= cols) break;
+    Unpack(LoadPack(x + base + c), v[k]);
+    if (sub != nullptr) {
+      float s[kN];
+      Unpack(LoadPack(sub + base + c), s);
+      drop.ApplyGroups(s, base + c);
+#pragma unroll
+      for (int j = 0; j < kN; ++j) v[k][j] = v[k][j] + s[j];
+      StorePack(sum_out + base + c, PackFrom<A>(v[k]));
+    }
+  }
+  NormalizeRow<A, kPacks>(v, row, cols, lane, gamma, beta, eps, ElementDropout{}, y, mean, rstd);
+}
+
+// LayerNorm backward in one pass over dy and x. Warps stride over the rows (warp w of block b
+// takes rows b * kRowsPerBlock + w, then gridDim.x * kRowsPerBlock further, ...); per row the
+// lane keeps its dy and x packs in registers, forms the two row means of dy * gamma and
+// dy * gamma * xhat, writes dx = rstd (dy gamma - mean(dy gamma) - xhat mean(dy gamma xhat)) (and,
+// with dsub non-null, dsub = dropout(dx), from the fp32 dx) as A, and adds dy * xhat and dy to
+// its own columns' fp32 accumulators. The block then adds its warps' accumulators in warp order
+// and stores one partial row per block at part_dgamma / part_dbeta[blockIdx.x * cols + c];
+// reduce_kernels::column_sums_final_kernel adds those in block order into dgamma and dbeta. Every
+// order is fixed by the grid: deterministic. dx may alias dy (a lane reads a row's dy packs before
+// it writes them); x may alias neither.
+template <typename A, int kPacks>
+__global__ void __launch_bounds__(kBlock)
+    layernorm_backward_packed_kernel(const A* dy, const A* __restrict__ x,
+                                     const float* __restrict__ gamma,
+                                     const float* __restrict__ mean, const float* __restrict__ rstd,
+                                     int64_t rows, int cols, A* dx, ElementDropout drop,
+                                     A* __restrict__ dsub, float* __restrict__ part_dgamma,
+                                     float* __restrict__ part_dbeta) {
+  constexpr int kN = Pack<A>::kSize;
+  __shared__ float shared_dg[kRowsPerBlock][kWarpSize * kN];
+  __shared__ float shared_db[kRowsPerBlock][kWarpSize * kN];
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  float dg[kPacks][kN], db[kPacks][kN];
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+#pragma unroll
+    for (int j = 0; j < kN; ++j) dg[k][j] = db[k][j] = 0.0f;
+  }
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + warp; row < rows;
+       row += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
+    const int64_t base = row * cols;
+    const float mu = mean[row], rs = rstd[row];
+    Pack<A> dy_packs[kPacks], x_packs[kPacks];
+    float sum_g = 0.0f, sum_gx = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      const int c = PackColumn<A>(k, lane);
+      if (c >= cols) break;
+      dy_packs[k] = LoadPack(dy + base + c);
+      x_packs[k] = LoadPack(x + base + c);
+      float d[kN], xv[kN], g[kN];
+      Unpack(dy_packs[k], d);
+      Unpack(x_packs[k], xv);
+      LoadFloats(gamma + c, g);
+#pragma unroll
+      for (int j = 0; j < kN; ++j) {
+        const float gj = d[j] * g[j], xhat = (xv[j] - mu) * rs;
+        sum_g += gj;
+        sum_gx += gj * xhat;
+        dg[k][j] += d[j] * xhat;
+        db[k][j] += d[j];
+      }
+    }
+    const float mg = WarpSum(sum_g) / cols;
+    const float mgx = WarpSum(sum_gx) / cols;
+#pragma unroll
+    for (int k = 0; k < kPacks; ++k) {
+      const int c = PackColumn<A>(k, lane);
+      if (c >= cols) break;
+      float d[kN], xv[kN], g[kN], out[kN];
+      Unpack(dy_packs[k], d);
+      Unpack(x_packs[k], xv);
+      LoadFloats(gamma + c, g);
+#pragma unroll
+      for (int j = 0; j < kN; ++j) {
+        const float xhat = (xv[j] - mu) * rs;
+        out[j] = rs * (d[j] * g[j] - mg - xhat * mgx);
+      }
+      StorePack(dx + base + c, PackFrom<A>(out));
+      if (dsub != nullptr) {
+        drop.ApplyGroups(out, base + c);
+        StorePack(dsub + base + c, PackFrom<A>(out));
+      }
+    }
+  }
+  // The block's warps in warp order, one pack index at a time: thread t adds column
+  // k * 32 * kN + t of the 8 warps.
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+#pragma unroll
+    for (int j = 0; j < kN; ++j) {
+      shared_dg[warp][lane * kN + j] = dg[k][j];
+      shared_db[warp][lane * kN + j] = db[k][j];
+    }
+    __syncthreads();
+    for (int t = threadIdx.x; t < kWarpSize * kN; t += blockDim.x) {
+      const int c = k * kWarpSize * kN + t;
+      if (c >= cols) break;
+      float sg = 0.0f, sb = 0.0f;
+      for (int w = 0; w < kRowsPerBlock; ++w) {
+        sg += shared_dg[w][t];
+        sb += shared_db[w][t];
+      }
+      part_dgamma[static_cast<int64_t>(blockIdx.x) * cols + c] = sg;
+      part_dbeta[static_cast<int64_t>(blockIdx.x) * cols + c] = sb;
+    }
+    __syncthreads();
   }
 }
 
