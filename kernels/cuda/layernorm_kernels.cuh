@@ -305,16 +305,18 @@ __global__ void __launch_bounds__(kBlock)
   NormalizeRow<A, kPacks>(v, row, cols, lane, gamma, beta, eps, ElementDropout{}, y, mean, rstd);
 }
 
-// LayerNorm backward in one pass over dy and x. Warps stride over the rows (warp w of block b
-// takes rows b * kRowsPerBlock + w, then gridDim.x * kRowsPerBlock further, ...); per row the
-// lane keeps its dy and x packs in registers, forms the two row means of dy * gamma and
-// dy * gamma * xhat, writes dx = rstd (dy gamma - mean(dy gamma) - xhat mean(dy gamma xhat)) (and,
-// with dsub non-null, dsub = dropout(dx), from the fp32 dx) as A, and adds dy * xhat and dy to
-// its own columns' fp32 accumulators. The block then adds its warps' accumulators in warp order
-// and stores one partial row per block at part_dgamma / part_dbeta[blockIdx.x * cols + c];
+// LayerNorm backward in one pass over dy and x (from DRAM; the second read of a row hits L1).
+// Warps stride over the rows (warp w of block b takes rows b * kRowsPerBlock + w, then
+// gridDim.x * kRowsPerBlock further, ...). Per row the lane reads its dy and x packs, forms the
+// two row means of dy * gamma and dy * gamma * xhat, then reads the packs again (from L1: keeping
+// them in registers would cost the second block per SM; 126 registers at kPacks = 4 on sm_90),
+// writes dx = rstd (dy gamma - mean(dy gamma) - xhat mean(dy gamma xhat)) (and, with dsub
+// non-null, dsub = dropout(dx), from the fp32 dx) as A, and adds dy * xhat and dy to its own
+// columns' fp32 accumulators. The block then adds its warps' accumulators in warp order and
+// stores one partial row per block at part_dgamma / part_dbeta[blockIdx.x * cols + c];
 // reduce_kernels::column_sums_final_kernel adds those in block order into dgamma and dbeta. Every
-// order is fixed by the grid: deterministic. dx may alias dy (a lane reads a row's dy packs before
-// it writes them); x may alias neither.
+// order is fixed by the grid: deterministic. dx may alias dy (a lane reads each dy pack of the row
+// before it writes that pack's dx); x may alias neither.
 template <typename A, int kPacks>
 __global__ void __launch_bounds__(kBlock)
     layernorm_backward_packed_kernel(const A* dy, const A* __restrict__ x,
@@ -337,17 +339,14 @@ __global__ void __launch_bounds__(kBlock)
        row += static_cast<int64_t>(gridDim.x) * kRowsPerBlock) {
     const int64_t base = row * cols;
     const float mu = mean[row], rs = rstd[row];
-    Pack<A> dy_packs[kPacks], x_packs[kPacks];
     float sum_g = 0.0f, sum_gx = 0.0f;
 #pragma unroll
     for (int k = 0; k < kPacks; ++k) {
       const int c = PackColumn<A>(k, lane);
       if (c >= cols) break;
-      dy_packs[k] = LoadPack(dy + base + c);
-      x_packs[k] = LoadPack(x + base + c);
       float d[kN], xv[kN], g[kN];
-      Unpack(dy_packs[k], d);
-      Unpack(x_packs[k], xv);
+      Unpack(LoadPack(dy + base + c), d);
+      Unpack(LoadPack(x + base + c), xv);
       LoadFloats(gamma + c, g);
 #pragma unroll
       for (int j = 0; j < kN; ++j) {
@@ -365,8 +364,8 @@ __global__ void __launch_bounds__(kBlock)
       const int c = PackColumn<A>(k, lane);
       if (c >= cols) break;
       float d[kN], xv[kN], g[kN], out[kN];
-      Unpack(dy_packs[k], d);
-      Unpack(x_packs[k], xv);
+      Unpack(LoadPack(dy + base + c), d);  // again (from L1): fewer registers, more blocks
+      Unpack(LoadPack(x + base + c), xv);
       LoadFloats(gamma + c, g);
 #pragma unroll
       for (int j = 0; j < kN; ++j) {
