@@ -16,8 +16,8 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/embedding_kernels.cuh"
 #include "kernels/cuda/launch.h"
-#include "kernels/cuda/layernorm_kernels.cuh"
 #include "kernels/cuda/storage.cuh"
+#include "kernels/cuda/warp_rows.cuh"
 
 namespace headroom::cuda {
 using namespace embedding_kernels;  // NOLINT(build/namespaces): this file's own kernels
@@ -49,14 +49,12 @@ void LaunchEmbeddingLayerNormForward(const int32_t* ids, const float* word, floa
   if (rows <= 0 || cols <= 0) return;
   const int packs = PacksOrRecord("LaunchEmbeddingLayerNormForward", cols, Pack<A>::kSize,
                                   {word, pos_table, type_table, gamma, beta, sum, y}, ctx);
-  const layernorm_kernels::ElementDropout drop =
-      layernorm_kernels::MakeElementDropout(rate, seed, step, layer, site);
-  const auto blocks = static_cast<unsigned>(CeilDiv(rows, layernorm_kernels::kRowsPerBlock));
-  layernorm_kernels::WithPacksPerLane(packs, [&](auto p) {
-    embedding_layernorm_forward_kernel<A, decltype(p)::value>
-        <<<blocks, layernorm_kernels::kBlock, 0, ctx.stream>>>(
-            ids, word, word_scale, positions, pos_table, segments, type_table, rows, cols, gamma,
-            beta, eps, drop, sum, y, mean, rstd);
+  const ElementDropout drop = MakeElementDropout(rate, seed, step, layer, site);
+  const auto blocks = static_cast<unsigned>(CeilDiv(rows, kRowsPerRowBlock));
+  WithPacksPerLane(packs, [&](auto p) {
+    embedding_layernorm_forward_kernel<A, decltype(p)::value><<<blocks, kRowBlock, 0, ctx.stream>>>(
+        ids, word, word_scale, positions, pos_table, segments, type_table, rows, cols, gamma, beta,
+        eps, drop, sum, y, mean, rstd);
     HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
   });
 }

@@ -10,8 +10,8 @@
 #include <cstdint>
 
 #include "kernels/cuda/common.cuh"
-#include "kernels/cuda/layernorm_kernels.cuh"
 #include "kernels/cuda/storage.cuh"
+#include "kernels/cuda/warp_rows.cuh"
 
 namespace headroom::cuda::embedding_kernels {
 
@@ -64,7 +64,7 @@ __global__ void scatter_add_sorted_kernel(const float* __restrict__ src,
 }
 
 // The embedding sum, LayerNorm and dropout of the model's input in one pass, one warp per row
-// with layernorm_kernels' packed rows (16-byte loads of the fp32 tables, 16-byte stores of A):
+// with warp_rows.cuh's packed rows (16-byte loads of the fp32 tables, 16-byte stores of A):
 //   e = word[ids[r]] * word_scale + pos[positions[r]] (+ type[segments[r]], segments non-null),
 // in fp32, in that order (EmbeddingForward, Scale, then the accumulating EmbeddingForwards;
 // word_scale 1 multiplies exactly). With gamma non-null (post-LN) sum_out = e stored as A (the
@@ -72,16 +72,15 @@ __global__ void scatter_add_sorted_kernel(const float* __restrict__ src,
 // mean and rstd as LayerNormForward's; with gamma null (pre-LN) y = dropout(e). The dropout is
 // Dropout's mask over the [rows, cols] output (`drop`, inactive at rate 0).
 template <typename A, int kPacks>
-__global__ void __launch_bounds__(layernorm_kernels::kBlock) embedding_layernorm_forward_kernel(
+__global__ void __launch_bounds__(kRowBlock) embedding_layernorm_forward_kernel(
     const int32_t* __restrict__ ids, const float* __restrict__ word, float word_scale,
     const int32_t* __restrict__ positions, const float* __restrict__ pos_table,
     const int32_t* __restrict__ segments, const float* __restrict__ type_table, int64_t rows,
     int cols, const float* __restrict__ gamma, const float* __restrict__ beta, float eps,
-    layernorm_kernels::ElementDropout drop, A* __restrict__ sum_out, A* __restrict__ y,
-    float* __restrict__ mean, float* __restrict__ rstd) {
+    ElementDropout drop, A* __restrict__ sum_out, A* __restrict__ y, float* __restrict__ mean,
+    float* __restrict__ rstd) {
   constexpr int kN = Pack<A>::kSize;
-  const int64_t row =
-      static_cast<int64_t>(blockIdx.x) * layernorm_kernels::kRowsPerBlock + threadIdx.x / kWarpSize;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerRowBlock + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   if (row >= rows) return;  // the whole warp leaves together
   const float* word_row = word + static_cast<int64_t>(ids[row]) * cols;
@@ -91,7 +90,7 @@ __global__ void __launch_bounds__(layernorm_kernels::kBlock) embedding_layernorm
   float v[kPacks][kN];
 #pragma unroll
   for (int k = 0; k < kPacks; ++k) {
-    const int c = layernorm_kernels::PackColumn<A>(k, lane);
+    const int c = PackColumn<A>(k, lane);
     if (c >= cols) break;
     float w[kN], p[kN];
     LoadFloats(word_row + c, w);
@@ -116,8 +115,7 @@ __global__ void __launch_bounds__(layernorm_kernels::kBlock) embedding_layernorm
     }
   }
   if (gamma != nullptr) {
-    layernorm_kernels::NormalizeRow<A, kPacks>(v, row, cols, lane, gamma, beta, eps, drop, y, mean,
-                                               rstd);
+    NormalizeRow<A, kPacks>(v, row, cols, lane, gamma, beta, eps, drop, y, mean, rstd);
   }
 }
 

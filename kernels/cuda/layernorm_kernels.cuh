@@ -1,13 +1,12 @@
 // The device code of LayerNorm (kernels/cuda/layernorm.cu): one warp per row, forward (with the
 // fused residual add and dropout of the post-LN block) and the dx pass of backward (with the
-// fused dropout of dsub), and the input-from-output reconstruction; ElementDropout is Dropout's
-// mask one element at a time, and MakeElementDropout its host-side construction from the rate.
-// The parameter gradients are reduce_kernels.cuh's column sums. Beside them the packed kernels,
-// templated on the activation storage (float or __nv_bfloat16, kernels/cuda/storage.cuh): the
-// row held in registers as fp32 with 16-byte vector loads and stores, the residual + dropout +
-// LayerNorm forward with one Philox call per four elements, and LayerNorm backward in one pass
-// with deterministic per-block dgamma/dbeta partials; NormalizeRow is shared with the embedding
-// kernel (embedding_kernels.cuh). A header of its own so that
+// fused dropout of dsub), and the input-from-output reconstruction. The parameter gradients are
+// reduce_kernels.cuh's column sums. Beside them the packed kernels, templated on the activation
+// storage (float or __nv_bfloat16, kernels/cuda/storage.cuh): the row held in registers as fp32
+// with 16-byte vector loads and stores (warp_rows.cuh, shared with the embedding kernel), the
+// residual + dropout + LayerNorm forward with one Philox call per four elements, and LayerNorm
+// backward in one pass with deterministic per-block dgamma/dbeta partials. Dropout's mask
+// (ElementDropout, MakeElementDropout) is warp_rows.cuh's. A header of its own so that
 // tests/kernels/layernorm_emulation_test.cc runs exactly this code on the CPU under
 // tests/kernels/cuda_emulation.h against the CPU twin (kernels/cpu/layernorm.cc and Ops'
 // Dropout + Add + LayerNorm composition); only layernorm.cu includes it otherwise.
@@ -15,70 +14,23 @@
 #define HEADROOM_KERNELS_CUDA_LAYERNORM_KERNELS_CUH_
 
 #include <cstdint>
-#include <initializer_list>
-#include <string>
-#include <type_traits>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/storage.cuh"
-#include "kernels/philox.h"
+#include "kernels/cuda/warp_rows.cuh"
 
 namespace headroom::cuda::layernorm_kernels {
 
-constexpr int kBlock = 256;
-constexpr int kRowsPerBlock = kBlock / kWarpSize;
-
-// Dropout's mask applied to one element at a time (kernels/cuda/dropout.cu draws four at once;
-// here a lane's elements are 32 apart, so each has its own Philox call).
-struct ElementDropout {
-  bool active = false;  // rate > 0
-  uint32_t threshold = 0;
-  float keep_scale = 1;
-  uint64_t seed = 0, step = 0;
-  uint32_t layer = 0, site = 0;
-
-  __device__ float Apply(float v, int64_t i) const {
-    if (!active) return v;
-    const Philox4x32 w = DropoutWords(seed, step, layer, site, static_cast<uint64_t>(i) >> 2);
-    const int j = static_cast<int>(i & 3);
-    const uint32_t word = j == 0 ? w.v[0] : j == 1 ? w.v[1] : j == 2 ? w.v[2] : w.v[3];
-    // __fmul_rn: a product never contracted into an FMA with the add that follows (Dropout
-    // rounds it on its own).
-    return word >= threshold ? __fmul_rn(v, keep_scale) : 0.0f;
-  }
-
-  // The mask on kN consecutive elements first .. first + kN - 1 (first a multiple of 4): one
-  // Philox call per group of four, as Dropout.
-  template <int kN>
-  __device__ void ApplyGroups(float (&v)[kN], int64_t first) const {
-    static_assert(kN % 4 == 0, "whole Philox groups");
-    if (!active) return;
-#pragma unroll
-    for (int g = 0; g < kN / 4; ++g) {
-      const Philox4x32 w =
-          DropoutWords(seed, step, layer, site, (static_cast<uint64_t>(first) >> 2) + g);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        v[4 * g + j] = w.v[j] >= threshold ? __fmul_rn(v[4 * g + j], keep_scale) : 0.0f;
-      }
-    }
-  }
-};
-
-inline ElementDropout MakeElementDropout(float rate, uint64_t seed, uint64_t step, uint32_t layer,
-                                         uint32_t site) {
-  ElementDropout d;
-  d.active = rate > 0.0f;
-  d.threshold = DropoutThreshold(rate);
-  // rate >= 1 drops everything (Dropout fills zeros): a keep scale of 0 zeroes the rare word
-  // that still passes the threshold.
-  d.keep_scale = rate >= 1.0f ? 0.0f : static_cast<float>(1.0 / (1.0 - static_cast<double>(rate)));
-  d.seed = seed;
-  d.step = step;
-  d.layer = layer;
-  d.site = site;
-  return d;
-}
+constexpr int kBlock = kRowBlock;
+constexpr int kRowsPerBlock = kRowsPerRowBlock;
+// The shared row helpers (warp_rows.cuh), also by this family's name.
+using ::headroom::cuda::ElementDropout;
+using ::headroom::cuda::MakeElementDropout;
+using ::headroom::cuda::NormalizeRow;
+using ::headroom::cuda::PackColumn;
+using ::headroom::cuda::PackedShapeError;
+using ::headroom::cuda::PacksPerLane;
+using ::headroom::cuda::WithPacksPerLane;
 
 // With `sub` null: y = LayerNorm(x). Otherwise sum = x + dropout(sub) is written first and
 // normalised (each lane rereads only what it wrote). x and sum_out carry no __restrict__: the
@@ -160,114 +112,6 @@ __global__ void layernorm_input_from_output_kernel(const float* __restrict__ y,
     const int64_t r = e / cols;
     const int c = static_cast<int>(e % cols);
     x[e] = (y[e] - beta[c]) / gamma[c] * (1.0f / rstd[r]) + mean[r];
-  }
-}
-
-// ---- Packed rows: 16-byte vector loads, activations stored as A (float or bf16) ----------------
-// The kernels below hold a row of `cols` elements (cols a multiple of Pack<A>::kSize, kN: 4
-// floats or 8 bf16; rows and parameters 16-byte aligned) in its warp's registers as fp32: lane l
-// holds packs l, l + 32, ..., l + 32 (kPacks - 1), i.e. columns PackColumn(k, l) .. + kN - 1;
-// packs past the row's end are left out. Activations are read and written as A with one vector
-// access per pack, all arithmetic and statistics are fp32, and a bf16 store rounds to nearest
-// even. The dropout masks are Dropout's, one Philox call per four elements.
-
-// kPacks for rows of `cols` elements in packs of `pack_size`: the smallest of 1, 2, 4, 8 that
-// holds the row; 0 when cols is no multiple of pack_size or the row is wider than 8 packs per
-// lane (2048 bf16, 1024 floats).
-inline int PacksPerLane(int cols, int pack_size) {
-  if (cols <= 0 || cols % pack_size != 0) return 0;
-  const int64_t packs = CeilDiv(CeilDiv(cols, pack_size), kWarpSize);
-  for (int k = 1; k <= 8; k *= 2) {
-    if (packs <= k) return k;
-  }
-  return 0;
-}
-
-// Host side: why rows of `cols` elements in packs of `pack_size` at these pointers do not fit the
-// packed kernels (PacksPerLane is 0, or a pointer is not 16-byte aligned); empty when they do.
-inline std::string PackedShapeError(int cols, int pack_size,
-                                    std::initializer_list<const void*> pointers) {
-  if (PacksPerLane(cols, pack_size) == 0) {
-    return "cols = " + std::to_string(cols) + " is no positive multiple of " +
-           std::to_string(pack_size) + " up to " + std::to_string(8 * kWarpSize * pack_size);
-  }
-  if (!Aligned16(pointers)) return "a row pointer is not 16-byte aligned";
-  return "";
-}
-
-// Calls f(std::integral_constant<int, kPacks>{}) for kPacks = packs (1, 2, 4 or 8); false for any
-// other value.
-template <typename F>
-bool WithPacksPerLane(int packs, F&& f) {
-  switch (packs) {
-    case 1:
-      f(std::integral_constant<int, 1>{});
-      return true;
-    case 2:
-      f(std::integral_constant<int, 2>{});
-      return true;
-    case 4:
-      f(std::integral_constant<int, 4>{});
-      return true;
-    case 8:
-      f(std::integral_constant<int, 8>{});
-      return true;
-    default:
-      return false;
-  }
-}
-
-// The first column of lane `lane`'s k-th pack.
-template <typename A>
-__device__ __forceinline__ int PackColumn(int k, int lane) {
-  return (lane + k * kWarpSize) * Pack<A>::kSize;
-}
-
-// Normalises the fp32 row v (as held above) of row `row`: mean and rstd as
-// layernorm_forward_kernel (two passes in float over the lane's elements, then warp sums),
-// y = drop((v - mean) * rstd * gamma + beta) stored as A; `drop` is the embedding's output
-// dropout (inactive for a plain LayerNorm). Lane 0 writes mean[row] and rstd[row].
-template <typename A, int kPacks>
-__device__ __forceinline__ void NormalizeRow(const float (&v)[kPacks][Pack<A>::kSize], int64_t row,
-                                             int cols, int lane, const float* __restrict__ gamma,
-                                             const float* __restrict__ beta, float eps,
-                                             const ElementDropout& drop, A* __restrict__ y,
-                                             float* __restrict__ mean, float* __restrict__ rstd) {
-  constexpr int kN = Pack<A>::kSize;
-  float sum = 0.0f;
-#pragma unroll
-  for (int k = 0; k < kPacks; ++k) {
-    if (PackColumn<A>(k, lane) >= cols) break;
-#pragma unroll
-    for (int j = 0; j < kN; ++j) sum += v[k][j];
-  }
-  const float mu = WarpSum(sum) / cols;
-  float sq = 0.0f;
-#pragma unroll
-  for (int k = 0; k < kPacks; ++k) {
-    if (PackColumn<A>(k, lane) >= cols) break;
-#pragma unroll
-    for (int j = 0; j < kN; ++j) {
-      const float d = v[k][j] - mu;
-      sq += d * d;
-    }
-  }
-  const float rs = 1.0f / sqrtf(WarpSum(sq) / cols + eps);
-#pragma unroll
-  for (int k = 0; k < kPacks; ++k) {
-    const int c = PackColumn<A>(k, lane);
-    if (c >= cols) break;
-    float g[kN], b[kN], out[kN];
-    LoadFloats(gamma + c, g);
-    LoadFloats(beta + c, b);
-#pragma unroll
-    for (int j = 0; j < kN; ++j) out[j] = (v[k][j] - mu) * rs * g[j] + b[j];
-    drop.ApplyGroups(out, row * cols + c);
-    StorePack(y + row * cols + c, PackFrom<A>(out));
-  }
-  if (lane == 0) {
-    mean[row] = mu;
-    rstd[row] = rs;
   }
 }
 

@@ -132,12 +132,11 @@ const DropoutKey kEmbeddingKey{99, 4, 1000, 0};
 
 template <typename A>
 void CheckEmbeddingLayerNorm() {
-  namespace ln = cuda::layernorm_kernels;
   using testing_util::FromDevice;
   using testing_util::Stored;
   CpuOps<float> ops(1);
   for (const FusedCase& c : kFusedCases) {
-    if (!ln::PackedShapeError(c.d, cuda::Pack<A>::kSize, {}).empty()) continue;
+    if (!cuda::PackedShapeError(c.d, cuda::Pack<A>::kSize, {}).empty()) continue;
     const std::string what = "rows=" + std::to_string(c.rows) + " d=" + std::to_string(c.d) +
                              " post_ln=" + std::to_string(c.post_ln) +
                              " rate=" + std::to_string(c.rate);
@@ -172,10 +171,10 @@ void CheckEmbeddingLayerNorm() {
 
     std::vector<A> sum(n), y(n);
     std::vector<float> mean(c.rows, NAN), rstd(c.rows, NAN);
-    const ln::ElementDropout drop = ln::MakeElementDropout(
+    const cuda::ElementDropout drop = cuda::MakeElementDropout(
         c.rate, kEmbeddingKey.seed, kEmbeddingKey.step, kEmbeddingKey.layer, kEmbeddingKey.site);
-    const int packs = ln::PacksPerLane(c.d, cuda::Pack<A>::kSize);
-    ASSERT_TRUE(ln::WithPacksPerLane(packs, [&](auto p) {
+    const int packs = cuda::PacksPerLane(c.d, cuda::Pack<A>::kSize);
+    ASSERT_TRUE(cuda::WithPacksPerLane(packs, [&](auto p) {
       testing_util::Launch1D(
           [&] {
             k::embedding_layernorm_forward_kernel<A, decltype(p)::value>(
@@ -184,7 +183,7 @@ void CheckEmbeddingLayerNorm() {
                 c.post_ln ? gamma.data() : nullptr, beta.data(), kEps, drop, sum.data(), y.data(),
                 mean.data(), rstd.data());
           },
-          static_cast<unsigned>(cuda::CeilDiv(c.rows, ln::kRowsPerBlock)), ln::kBlock);
+          static_cast<unsigned>(cuda::CeilDiv(c.rows, cuda::kRowsPerRowBlock)), cuda::kRowBlock);
     })) << what;
     if (!c.post_ln) {
       ExpectBitEqual(FromDevice(y), Stored<A>(want_y), "pre-LN output " + what);
