@@ -1,7 +1,7 @@
 // The activation kernels' CUDA device code (kernels/cuda/activation_kernels.cuh) run on the CPU
 // under tests/kernels/cuda_emulation.h against the CPU twin, CpuOps<float>
 // (kernels/cpu/activation.cc), on ragged sizes, with the launcher's grid and with one block
-// (every thread strides), out of place and in place.
+// (every thread strides), per element and in 16-byte packs, out of place and in place.
 //
 // Tolerances. The emulation build has no FMA contraction (-ffp-contract=off, as the CPU
 // backend), so where the twin evaluates the same float formula in the same order with the same
@@ -38,25 +38,30 @@ using testing_util::Launch1D;
 using testing_util::RaggedSizes;
 using testing_util::RandomFloats;
 
-// A forward kernel f(x, y, n) and a backward kernel f(x, dy, dx, n), as device code.
-using ForwardKernel = void (*)(const float*, float*, int64_t);
-using BackwardKernel = void (*)(const float*, const float*, float*, int64_t);
+// A forward kernel f(x, y, n, packed) and a backward kernel f(x, dy, dx, n, packed), as device
+// code.
+using ForwardKernel = void (*)(const float*, float*, int64_t, bool);
+using BackwardKernel = void (*)(const float*, const float*, float*, int64_t, bool);
 
-// The kernel's output for every ragged size and grid, out of place and in place (y == x),
-// passed to check(n, x, y) (and, backward, check(n, x, dy, dx)).
+// The kernel's output for every ragged size and grid, per element and in 16-byte packs (the
+// vectors' data is 16-byte aligned), out of place and in place (y == x), passed to
+// check(n, x, y) (and, backward, check(n, x, dy, dx)).
 void ForEachForward(ForwardKernel kernel,
                     const std::function<void(const std::vector<float>&, const std::vector<float>&,
                                              const std::string&)>& check) {
   for (int64_t n : RaggedSizes()) {
     const std::vector<float> x = RandomFloats(n, -6, 6, static_cast<uint64_t>(n));
     for (unsigned grid : GridStrideGrids(n, k::kBlock)) {
-      const std::string what = "n=" + std::to_string(n) + " grid=" + std::to_string(grid);
-      std::vector<float> y(static_cast<size_t>(n), NAN);
-      Launch1D([&] { kernel(x.data(), y.data(), n); }, grid, k::kBlock);
-      check(x, y, what);
-      std::vector<float> in_place = x;
-      Launch1D([&] { kernel(in_place.data(), in_place.data(), n); }, grid, k::kBlock);
-      check(x, in_place, what + " in place");
+      for (bool packed : {false, true}) {
+        const std::string what = "n=" + std::to_string(n) + " grid=" + std::to_string(grid) +
+                                 " packed=" + std::to_string(packed);
+        std::vector<float> y(static_cast<size_t>(n), NAN);
+        Launch1D([&] { kernel(x.data(), y.data(), n, packed); }, grid, k::kBlock);
+        check(x, y, what);
+        std::vector<float> in_place = x;
+        Launch1D([&] { kernel(in_place.data(), in_place.data(), n, packed); }, grid, k::kBlock);
+        check(x, in_place, what + " in place");
+      }
     }
   }
 }
@@ -69,13 +74,17 @@ void ForEachBackward(
     const std::vector<float> x = RandomFloats(n, -6, 6, static_cast<uint64_t>(n));
     const std::vector<float> dy = RandomFloats(n, -2, 2, static_cast<uint64_t>(n) + 1);
     for (unsigned grid : GridStrideGrids(n, k::kBlock)) {
-      const std::string what = "n=" + std::to_string(n) + " grid=" + std::to_string(grid);
-      std::vector<float> dx(static_cast<size_t>(n), NAN);
-      Launch1D([&] { kernel(x.data(), dy.data(), dx.data(), n); }, grid, k::kBlock);
-      check(x, dy, dx, what);
-      std::vector<float> in_place = dy;
-      Launch1D([&] { kernel(x.data(), in_place.data(), in_place.data(), n); }, grid, k::kBlock);
-      check(x, dy, in_place, what + " in place");
+      for (bool packed : {false, true}) {
+        const std::string what = "n=" + std::to_string(n) + " grid=" + std::to_string(grid) +
+                                 " packed=" + std::to_string(packed);
+        std::vector<float> dx(static_cast<size_t>(n), NAN);
+        Launch1D([&] { kernel(x.data(), dy.data(), dx.data(), n, packed); }, grid, k::kBlock);
+        check(x, dy, dx, what);
+        std::vector<float> in_place = dy;
+        Launch1D([&] { kernel(x.data(), in_place.data(), in_place.data(), n, packed); }, grid,
+                 k::kBlock);
+        check(x, dy, in_place, what + " in place");
+      }
     }
   }
 }
@@ -161,13 +170,14 @@ TEST(ActivationKernelEmulation, TanhMatchesTwinBitForBit) {
 // within one bf16 ulp for the erf form (its float results differ by the few float ulps above,
 // far below a bf16 ulp, so the two roundings land on the same or adjacent bf16 values).
 
-using Bf16ForwardKernel = void (*)(const __nv_bfloat16*, __nv_bfloat16*, int64_t);
+using Bf16ForwardKernel = void (*)(const __nv_bfloat16*, __nv_bfloat16*, int64_t, bool);
 using Bf16BackwardKernel = void (*)(const __nv_bfloat16*, const __nv_bfloat16*, __nv_bfloat16*,
-                                    int64_t);
+                                    int64_t, bool);
 using TwinForward = std::function<void(const float*, float*, int64_t)>;
 using TwinBackward = std::function<void(const float*, const float*, float*, int64_t)>;
 
-// Both kernels on every ragged size and grid, out of place and in place (y over x, dx over dy).
+// Both kernels on every ragged size and grid, per element and in packs, out of place and in place
+// (y over x, dx over dy).
 void CheckBf16Instances(Bf16ForwardKernel forward, Bf16BackwardKernel backward,
                         const TwinForward& twin_forward, const TwinBackward& twin_backward,
                         bool bit_exact, const std::string& name) {
@@ -191,17 +201,20 @@ void CheckBf16Instances(Bf16ForwardKernel forward, Bf16BackwardKernel backward,
     const std::vector<__nv_bfloat16> x16 = testing_util::ToDeviceBf16(x);
     const std::vector<__nv_bfloat16> dy16 = testing_util::ToDeviceBf16(dy);
     for (unsigned grid : GridStrideGrids(n, k::kBlock)) {
-      for (bool in_place : {false, true}) {
-        const std::string what = name + " n=" + std::to_string(n) +
-                                 " grid=" + std::to_string(grid) +
-                                 " in_place=" + std::to_string(in_place);
+      for (int variant = 0; variant < 4; ++variant) {
+        const bool in_place = variant & 1, packed = variant & 2;
+        const std::string what =
+            name + " n=" + std::to_string(n) + " grid=" + std::to_string(grid) +
+            " in_place=" + std::to_string(in_place) + " packed=" + std::to_string(packed);
         std::vector<__nv_bfloat16> y16 = x16;
-        Launch1D([&] { forward(in_place ? y16.data() : x16.data(), y16.data(), n); }, grid,
+        Launch1D([&] { forward(in_place ? y16.data() : x16.data(), y16.data(), n, packed); }, grid,
                  k::kBlock);
         check(testing_util::FromDeviceBf16(y16), want_y, what);
         std::vector<__nv_bfloat16> dx16 = dy16;
         Launch1D(
-            [&] { backward(x16.data(), in_place ? dx16.data() : dy16.data(), dx16.data(), n); },
+            [&] {
+              backward(x16.data(), in_place ? dx16.data() : dy16.data(), dx16.data(), n, packed);
+            },
             grid, k::kBlock);
         check(testing_util::FromDeviceBf16(dx16), want_dx, what + " backward");
       }
