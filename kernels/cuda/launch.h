@@ -56,6 +56,8 @@ class DeviceScratch {
 inline constexpr int kDotMaxBlocks = 1024;
 // Floats in the fixed column-sum scratch (BiasBackward, LayerNorm parameter gradients).
 inline constexpr int64_t kColumnSumScratchFloats = int64_t{1} << 20;
+// The most partial rows (row chunks, blocks) the column sums add in their final pass.
+inline constexpr int kMaxColumnSumPartials = 1024;
 
 // ---- elementwise.cu -----------------------------------------------------------------------
 void LaunchFill(float* x, int64_t n, float value, const LaunchContext& ctx);
@@ -78,6 +80,10 @@ void LaunchDot(const float* a, const float* b, int64_t n, float* out, float* par
 void LaunchColumnSums(const float* dy, const float* x, const float* mean, const float* rstd,
                       int64_t rows, int cols, float* dsum, float* dxhat_sum, float* scratch,
                       const LaunchContext& ctx);
+// The final pass of the column sums: dsum[c] += sum_k part_sum[k * cols + c] and
+// dxhat_sum[c] += sum_k part_xhat[k * cols + c] over k < partials, in k order (deterministic).
+void LaunchColumnSumsOfPartials(const float* part_sum, const float* part_xhat, int partials,
+                                int cols, float* dsum, float* dxhat_sum, const LaunchContext& ctx);
 
 // ---- permute.cu ---------------------------------------------------------------------------
 void LaunchPermuteHeads(const float* x, float* y, int B, int S, int H, int D, bool inverse,

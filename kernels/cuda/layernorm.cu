@@ -23,8 +23,8 @@
 // residual forward normalises the fp32 sum and stores its bf16 rounding. Backward reads dy and x
 // once: dx (and dsub) per row, and dgamma / dbeta accumulated per lane over the rows a warp
 // strides through, added over the block's warps into one partial row per block, then over the
-// blocks in order by reduce_kernels' final column-sum kernel: deterministic, no second read of
-// dy.
+// blocks in order by reduce.cu's final column-sum kernel (LaunchColumnSumsOfPartials):
+// deterministic, no second read of dy.
 #include <algorithm>
 #include <initializer_list>
 #include <string>
@@ -32,7 +32,6 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/layernorm_kernels.cuh"
-#include "kernels/cuda/reduce_kernels.cuh"
 #include "kernels/cuda/storage.cuh"
 #include "kernels/philox.h"
 
@@ -58,7 +57,7 @@ void ForwardPacked(const char* launcher, const A* x, const A* sub, const Element
 }
 
 // The one-pass kernel into per-block partials of the scratch (as many blocks as the rows, the
-// scratch and reduce_kernels::kMaxChunks allow), then their sum in block order into dgamma and
+// scratch and kMaxColumnSumPartials allow), then their sum in block order into dgamma and
 // dbeta.
 template <typename A>
 void BackwardPacked(const char* launcher, const A* dy, const A* x, const float* gamma,
@@ -68,7 +67,7 @@ void BackwardPacked(const char* launcher, const A* dy, const A* x, const float* 
   const int packs = PacksOrRecord(launcher, cols, Pack<A>::kSize, {dy, x, gamma, dx, dsub}, ctx);
   int64_t blocks = CeilDiv(rows, kRowsPerBlock);
   blocks = std::min<int64_t>(blocks, kColumnSumScratchFloats / (2 * int64_t{cols}));
-  blocks = std::min<int64_t>(blocks, reduce_kernels::kMaxChunks);
+  blocks = std::min<int64_t>(blocks, kMaxColumnSumPartials);
   float* part_dgamma = colsum_scratch;
   float* part_dbeta = colsum_scratch + blocks * cols;
   const bool launched = WithPacksPerLane(packs, [&](auto p) {
@@ -77,11 +76,8 @@ void BackwardPacked(const char* launcher, const A* dy, const A* x, const float* 
             dy, x, gamma, mean, rstd, rows, cols, dx, drop, dsub, part_dgamma, part_dbeta);
   });
   if (!launched || !HR_CUDA_CHECK(*ctx.err, cudaGetLastError())) return;
-  constexpr int kFinalBlock = 256;
-  reduce_kernels::column_sums_final_kernel<true>
-      <<<static_cast<unsigned>(CeilDiv(cols, kFinalBlock)), kFinalBlock, 0, ctx.stream>>>(
-          part_dbeta, part_dgamma, static_cast<int>(blocks), cols, dbeta, dgamma);
-  HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+  LaunchColumnSumsOfPartials(part_dbeta, part_dgamma, static_cast<int>(blocks), cols, dbeta, dgamma,
+                             ctx);
 }
 
 }  // namespace

@@ -27,7 +27,7 @@ void ColumnSums(const A* dy, const A* x, const float* mean, const float* rstd, i
   int64_t chunks = CeilDiv(rows, kMinRowsPerChunk);
   const int64_t fit = kColumnSumScratchFloats / (static_cast<int64_t>(cols) * outputs);
   if (chunks > fit) chunks = fit;
-  if (chunks > kMaxChunks) chunks = kMaxChunks;
+  if (chunks > kMaxColumnSumPartials) chunks = kMaxColumnSumPartials;
   if (chunks < 1) chunks = 1;
   const int64_t rows_per_chunk = CeilDiv(rows, chunks);
   chunks = CeilDiv(rows, rows_per_chunk);  // no empty chunk
@@ -75,6 +75,16 @@ void LaunchColumnSums(const float* dy, const float* x, const float* mean, const 
     ColumnSums<false, float>(dy, nullptr, nullptr, nullptr, rows, cols, dsum, nullptr, scratch,
                              ctx);
   }
+}
+
+void LaunchColumnSumsOfPartials(const float* part_sum, const float* part_xhat, int partials,
+                                int cols, float* dsum, float* dxhat_sum, const LaunchContext& ctx) {
+  if (partials <= 0 || cols <= 0) return;
+  constexpr int kFinalBlock = 256;
+  column_sums_final_kernel<true>
+      <<<static_cast<unsigned>(CeilDiv(cols, kFinalBlock)), kFinalBlock, 0, ctx.stream>>>(
+          part_sum, part_xhat, partials, cols, dsum, dxhat_sum);
+  HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
 }
 
 void LaunchColumnSums(const __nv_bfloat16* dy, int64_t rows, int cols, float* dsum, float* scratch,

@@ -18,7 +18,6 @@ constexpr int kDotBlock = 256;
 constexpr int kColTile = 32;   // columns per block (one warp wide: coalesced row segments)
 constexpr int kRowLanes = 16;  // threads per column inside a block
 constexpr int kMinRowsPerChunk = 128;
-constexpr int kMaxChunks = 1024;
 
 __global__ void dot_partial_kernel(const float* a, const float* b, int64_t n,
                                    float* __restrict__ partials) {
