@@ -23,8 +23,9 @@ namespace headroom::cuda {
 constexpr int kRowBlock = 256;
 constexpr int kRowsPerRowBlock = kRowBlock / kWarpSize;
 
-// Dropout's mask applied to one element at a time (kernels/cuda/dropout.cu draws four at once;
-// here a lane's elements are 32 apart, so each has its own Philox call).
+// Dropout's mask applied to one element at a time (Apply: the scalar row kernels, whose lane's
+// elements are 32 apart, so each has its own Philox call) or to whole groups of four (ApplyGroups:
+// the packed kernels, one call per group, as kernels/cuda/dropout.cu).
 struct ElementDropout {
   bool active = false;  // rate > 0
   uint32_t threshold = 0;

@@ -117,14 +117,19 @@ void EmulatedColumnSums(const ColumnCase& c, const std::vector<A>& dy,
 const ColumnCase kColumnCases[] = {{1, 1, 128},    {5, 33, 128},  {37, 70, 10},
                                    {300, 40, 128}, {129, 1, 128}, {64, 300, 16}};
 
-TEST(ReduceKernelEmulation, BiasColumnSumsWithinSummationBoundOfTwin) {
+// The bias column sums of dy stored as A against BiasBackward on the same values. The
+// __nv_bfloat16 instance (the bias gradient of bf16 activations) reads bf16 dy widened exactly
+// and sums in fp32: the float band above.
+template <typename A>
+void CheckBiasColumnSums() {
   CpuOps<float> ops(1);
   for (const ColumnCase& c : kColumnCases) {
-    const std::vector<float> dy = RandomFloats(c.rows * c.cols, -1, 1, 5);
+    const std::vector<float> dy = testing_util::Stored<A>(RandomFloats(c.rows * c.cols, -1, 1, 5));
     const std::vector<float> start = RandomFloats(c.cols, -1, 1, 6);  // the outputs add
     std::vector<float> want = start, got = start, unused;
     ops.BiasBackward(dy.data(), c.rows, c.cols, want.data());
-    EmulatedColumnSums<false>(c, dy, nullptr, nullptr, nullptr, got, unused);
+    EmulatedColumnSums<false, A>(c, testing_util::ToDevice<A>(dy), nullptr, nullptr, nullptr, got,
+                                 unused);
     for (int col = 0; col < c.cols; ++col) {
       double sum_abs = std::fabs(start[col]);
       for (int64_t r = 0; r < c.rows; ++r) sum_abs += std::fabs(dy[r * c.cols + col]);
@@ -135,25 +140,12 @@ TEST(ReduceKernelEmulation, BiasColumnSumsWithinSummationBoundOfTwin) {
   }
 }
 
-// The bias gradient of bf16 activations: the kernel's __nv_bfloat16 instance reads bf16 dy
-// (widened exactly) and sums in fp32, so the twin on the same values has the float band above.
+TEST(ReduceKernelEmulation, BiasColumnSumsWithinSummationBoundOfTwin) {
+  CheckBiasColumnSums<float>();
+}
+
 TEST(ReduceKernelEmulation, BiasColumnSumsOfBf16DyWithinSummationBoundOfTwin) {
-  CpuOps<float> ops(1);
-  for (const ColumnCase& c : kColumnCases) {
-    const std::vector<float> dy = testing_util::RandomBf16Floats(c.rows * c.cols, -1, 1, 5);
-    const std::vector<float> start = RandomFloats(c.cols, -1, 1, 6);
-    std::vector<float> want = start, got = start, unused;
-    ops.BiasBackward(dy.data(), c.rows, c.cols, want.data());
-    const std::vector<__nv_bfloat16> dy16 = testing_util::ToDeviceBf16(dy);
-    EmulatedColumnSums<false, __nv_bfloat16>(c, dy16, nullptr, nullptr, nullptr, got, unused);
-    for (int col = 0; col < c.cols; ++col) {
-      double sum_abs = std::fabs(start[col]);
-      for (int64_t r = 0; r < c.rows; ++r) sum_abs += std::fabs(dy[r * c.cols + col]);
-      EXPECT_LE(std::fabs(double{got[col]} - want[col]), SumBound(c.rows + 1, sum_abs))
-          << "rows=" << c.rows << " cols=" << c.cols << " rows_per_chunk=" << c.rows_per_chunk
-          << " column " << col;
-    }
-  }
+  CheckBiasColumnSums<__nv_bfloat16>();
 }
 
 TEST(ReduceKernelEmulation, LayerNormParameterColumnSumsWithinSummationBoundOfTwin) {
