@@ -14,12 +14,14 @@
 // kernels/cpu/cross_entropy.cc; rows with label < 0 have loss 0 and zero gradient. Reductions
 // are fixed trees (deterministic); sums are fp32 (the CPU uses double: a relative difference of
 // ~1e-7 * log V). The bf16 instance reads bf16 logits and writes the bf16 gradient in place, the
-// losses staying fp32.
+// losses staying fp32. Rows are read (and the gradient written) in 16-byte packs where the
+// pointers are aligned and ld is a multiple of the pack (the model pads the vocabulary to 128).
 #include <cmath>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cross_entropy_kernels.cuh"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/storage.cuh"
 
 namespace headroom::cuda {
 using namespace cross_entropy_kernels;  // NOLINT(build/namespaces): this file's own kernels
@@ -42,8 +44,9 @@ void CrossEntropy(const A* logits, const int32_t* labels, const float* weights, 
     t.off = static_cast<float>(off);
     t.entropy = static_cast<float>(-on * std::log(on) - eps * std::log(off));
   }
+  const bool packed = ld % Pack<A>::kSize == 0 && Aligned16({logits, dlogits});
   cross_entropy_kernel<<<static_cast<unsigned>(rows), kBlock, 0, ctx.stream>>>(
-      logits, labels, weights, V, ld, t, losses, dlogits, grad_scale);
+      logits, labels, weights, V, ld, t, losses, dlogits, grad_scale, packed);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
 }
 

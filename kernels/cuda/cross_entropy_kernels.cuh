@@ -22,12 +22,33 @@ struct Target {
   float on = 1.0f, off = 0.0f, entropy = 0.0f;
 };
 
+// Calls f(c, x[c]) (x[c] widened to fp32) for every column c < V this thread owns: with
+// `packed` (x 16-byte aligned) the whole 16-byte packs p = threadIdx.x, + blockDim.x, ... (one
+// vector load each), then the last V % kN columns one at a time; otherwise the columns
+// threadIdx.x, + blockDim.x, ... Every loop over a row uses it, so a thread always owns the same
+// columns.
+template <typename A, typename F>
+__device__ __forceinline__ void ForEachOwnColumn(const A* x, int V, bool packed, F f) {
+  constexpr int kN = Pack<A>::kSize;
+  const int packs = packed ? V / kN : 0;
+  for (int p = threadIdx.x; p < packs; p += blockDim.x) {
+    float v[kN];
+    Unpack(LoadPack(x + p * kN), v);
+#pragma unroll
+    for (int j = 0; j < kN; ++j) f(p * kN + j, v[j]);
+  }
+  for (int c = packs * kN + threadIdx.x; c < V; c += blockDim.x) f(c, ToFloat(x[c]));
+}
+
 // Templated on the logits' storage A (float, or __nv_bfloat16: read widened, the gradient stored
-// rounded to nearest even); losses, weights and every sum are fp32.
+// rounded to nearest even); losses, weights and every sum are fp32. With `packed` (logits and
+// dlogits 16-byte aligned, ld a multiple of the pack: the launcher checks) rows are read and the
+// gradient written in 16-byte packs.
 template <typename A>
 __global__ void cross_entropy_kernel(const A* logits, const int32_t* __restrict__ labels,
                                      const float* __restrict__ weights, int V, int ld, Target t,
-                                     float* __restrict__ losses, A* dlogits, float grad_scale) {
+                                     float* __restrict__ losses, A* dlogits, float grad_scale,
+                                     bool packed) {
   __shared__ float shared[kWarpSize];
   __shared__ float label_logit;
   const int64_t row = blockIdx.x;
@@ -46,16 +67,16 @@ __global__ void cross_entropy_kernel(const A* logits, const int32_t* __restrict_
   }
   if (threadIdx.x == 0) label_logit = ToFloat(x[label]);
   float mx = -INFINITY;
-  for (int c = threadIdx.x; c < V; c += blockDim.x) mx = fmaxf(mx, ToFloat(x[c]));
+  ForEachOwnColumn(x, V, packed, [&](int, float v) { mx = fmaxf(mx, v); });
   mx = BlockMax(mx, shared);  // its barriers also publish label_logit
   float sum = 0.0f;
-  for (int c = threadIdx.x; c < V; c += blockDim.x) sum += expf(ToFloat(x[c]) - mx);
+  ForEachOwnColumn(x, V, packed, [&](int, float v) { sum += expf(v - mx); });
   sum = BlockSum(sum, shared);
   if (t.off == 0.0f) {
     if (threadIdx.x == 0) losses[row] = (mx + logf(sum)) - label_logit;
   } else {
     float x_sum = 0.0f;
-    for (int c = threadIdx.x; c < V; c += blockDim.x) x_sum += ToFloat(x[c]);
+    ForEachOwnColumn(x, V, packed, [&](int, float v) { x_sum += v; });
     x_sum = BlockSum(x_sum, shared);
     if (threadIdx.x == 0) {
       losses[row] =
@@ -66,10 +87,23 @@ __global__ void cross_entropy_kernel(const A* logits, const int32_t* __restrict_
   const float coef = grad_scale * (weights != nullptr ? weights[row] : 1.0f);
   const float inv_sum = 1.0f / sum;
   const float off = coef * t.off, on = coef * t.on;
+  const auto gradient = [&](int c, float v) {
+    const float p = coef * (expf(v - mx) * inv_sum);
+    return c == label ? p - on : p - off;
+  };
+  // Each thread writes only the columns it owns (read above): dlogits may overwrite logits.
   A* dx = dlogits + row * ld;
-  for (int c = threadIdx.x; c < V; c += blockDim.x) {
-    const float p = coef * (expf(ToFloat(x[c]) - mx) * inv_sum);
-    dx[c] = FromFloat<A>(c == label ? p - on : p - off);
+  constexpr int kN = Pack<A>::kSize;
+  const int packs = packed ? V / kN : 0;
+  for (int p = threadIdx.x; p < packs; p += blockDim.x) {
+    float v[kN];
+    Unpack(LoadPack(x + p * kN), v);
+#pragma unroll
+    for (int j = 0; j < kN; ++j) v[j] = gradient(p * kN + j, v[j]);
+    StorePack(dx + p * kN, PackFrom<A>(v));
+  }
+  for (int c = packs * kN + threadIdx.x; c < V; c += blockDim.x) {
+    dx[c] = FromFloat<A>(gradient(c, ToFloat(x[c])));
   }
 }
 

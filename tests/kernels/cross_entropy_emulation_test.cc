@@ -5,7 +5,8 @@
 // so threads stride), one-hot and smoothed targets, with and without weights, rows without a
 // target (label -1: loss 0, gradient exactly 0), loss only, and the gradient written over the
 // logits in place, and rows of a padded vocabulary (`ld` > V: the padding columns hold large
-// logits that must not count, and get a gradient of exactly 0). The target's on / off / entropy are
+// logits that must not count, and get a gradient of exactly 0); per column and in 16-byte packs
+// (where ld is a multiple of the pack). The target's on / off / entropy are
 // built as the launcher builds them (kernels/ops.h's definition, in double, rounded to float).
 //
 // Tolerances (u = 2^-24). The row maximum and the label's logit are the same floats on both
@@ -66,8 +67,9 @@ k::Target MakeTarget(float smoothing, int V) {
   return t;
 }
 
-void RunCase(const Case& c) {
-  SCOPED_TRACE(Describe(c));
+// One run of the kernel on case c, per column or (packed) in 16-byte packs.
+void RunCaseOnce(const Case& c, bool packed) {
+  SCOPED_TRACE(Describe(c) + " packed=" + std::to_string(packed));
   CpuOps<float> ops(1);
   const int ld = c.V + c.pad;
   const int64_t n = int64_t{c.rows} * ld;
@@ -99,7 +101,7 @@ void RunCase(const Case& c) {
     testing_util::Launch1D(
         [&] {
           k::cross_entropy_kernel(x, labels.data(), w, c.V, ld, t, loss.data(),
-                                  c.gradient ? dx16.data() : nullptr, grad_scale);
+                                  c.gradient ? dx16.data() : nullptr, grad_scale, packed);
         },
         static_cast<unsigned>(c.rows), k::kBlock);
     dx = testing_util::FromDeviceBf16(dx16);
@@ -110,7 +112,7 @@ void RunCase(const Case& c) {
     testing_util::Launch1D(
         [&] {
           k::cross_entropy_kernel(x, labels.data(), w, c.V, ld, t, loss.data(),
-                                  c.gradient ? dx.data() : nullptr, grad_scale);
+                                  c.gradient ? dx.data() : nullptr, grad_scale, packed);
         },
         static_cast<unsigned>(c.rows), k::kBlock);
   }
@@ -159,6 +161,13 @@ void RunCase(const Case& c) {
           << "dlogits[" << r << ", " << v << "]: got " << dx[i] << ", want " << want_dx[i];
     }
   }
+}
+
+// Per column, and in packs where rows start 16-byte aligned (ld a multiple of the pack).
+void RunCase(const Case& c) {
+  RunCaseOnce(c, false);
+  const int pack = c.bf16 ? 8 : 4;
+  if ((c.V + c.pad) % pack == 0) RunCaseOnce(c, true);
 }
 
 TEST(CrossEntropyKernelEmulation, OneHotWithinBandOfTwin) {
