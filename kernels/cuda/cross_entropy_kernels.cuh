@@ -22,22 +22,26 @@ struct Target {
   float on = 1.0f, off = 0.0f, entropy = 0.0f;
 };
 
-// Calls f(c, x[c]) (x[c] widened to fp32) for every column c < V this thread owns: with
-// `packed` (x 16-byte aligned) the whole 16-byte packs p = threadIdx.x, + blockDim.x, ... (one
-// vector load each), then the last V % kN columns one at a time; otherwise the columns
-// threadIdx.x, + blockDim.x, ... Every loop over a row uses it, so a thread always owns the same
-// columns.
+// Calls f(c, x[c]) (x[c] widened to fp32) for every column c < V this thread owns and, with
+// `out` non-null, stores its result as out[c]: with `packed` (x and out 16-byte aligned) the whole
+// 16-byte packs p = threadIdx.x, + blockDim.x, ... (one vector load, and store, each), then the
+// last V % kN columns one at a time; otherwise the columns threadIdx.x, + blockDim.x, ... Every
+// loop over a row uses it, so a thread always owns the same columns.
 template <typename A, typename F>
-__device__ __forceinline__ void ForEachOwnColumn(const A* x, int V, bool packed, F f) {
+__device__ __forceinline__ void ForEachOwnColumn(const A* x, A* out, int V, bool packed, F f) {
   constexpr int kN = Pack<A>::kSize;
   const int packs = packed ? V / kN : 0;
   for (int p = threadIdx.x; p < packs; p += blockDim.x) {
     float v[kN];
     Unpack(LoadPack(x + p * kN), v);
 #pragma unroll
-    for (int j = 0; j < kN; ++j) f(p * kN + j, v[j]);
+    for (int j = 0; j < kN; ++j) v[j] = f(p * kN + j, v[j]);
+    if (out != nullptr) StorePack(out + p * kN, PackFrom<A>(v));
   }
-  for (int c = packs * kN + threadIdx.x; c < V; c += blockDim.x) f(c, ToFloat(x[c]));
+  for (int c = packs * kN + threadIdx.x; c < V; c += blockDim.x) {
+    const float r = f(c, ToFloat(x[c]));
+    if (out != nullptr) out[c] = FromFloat<A>(r);
+  }
 }
 
 // Templated on the logits' storage A (float, or __nv_bfloat16: read widened, the gradient stored
@@ -67,16 +71,17 @@ __global__ void cross_entropy_kernel(const A* logits, const int32_t* __restrict_
   }
   if (threadIdx.x == 0) label_logit = ToFloat(x[label]);
   float mx = -INFINITY;
-  ForEachOwnColumn(x, V, packed, [&](int, float v) { mx = fmaxf(mx, v); });
+  A* const no_output = nullptr;
+  ForEachOwnColumn(x, no_output, V, packed, [&](int, float v) { return mx = fmaxf(mx, v); });
   mx = BlockMax(mx, shared);  // its barriers also publish label_logit
   float sum = 0.0f;
-  ForEachOwnColumn(x, V, packed, [&](int, float v) { sum += expf(v - mx); });
+  ForEachOwnColumn(x, no_output, V, packed, [&](int, float v) { return sum += expf(v - mx); });
   sum = BlockSum(sum, shared);
   if (t.off == 0.0f) {
     if (threadIdx.x == 0) losses[row] = (mx + logf(sum)) - label_logit;
   } else {
     float x_sum = 0.0f;
-    ForEachOwnColumn(x, V, packed, [&](int, float v) { x_sum += v; });
+    ForEachOwnColumn(x, no_output, V, packed, [&](int, float v) { return x_sum += v; });
     x_sum = BlockSum(x_sum, shared);
     if (threadIdx.x == 0) {
       losses[row] =
@@ -87,24 +92,11 @@ __global__ void cross_entropy_kernel(const A* logits, const int32_t* __restrict_
   const float coef = grad_scale * (weights != nullptr ? weights[row] : 1.0f);
   const float inv_sum = 1.0f / sum;
   const float off = coef * t.off, on = coef * t.on;
-  const auto gradient = [&](int c, float v) {
+  // Each thread writes only the columns it owns (read above): dlogits may overwrite logits.
+  ForEachOwnColumn(x, dlogits + row * ld, V, packed, [&](int c, float v) {
     const float p = coef * (expf(v - mx) * inv_sum);
     return c == label ? p - on : p - off;
-  };
-  // Each thread writes only the columns it owns (read above): dlogits may overwrite logits.
-  A* dx = dlogits + row * ld;
-  constexpr int kN = Pack<A>::kSize;
-  const int packs = packed ? V / kN : 0;
-  for (int p = threadIdx.x; p < packs; p += blockDim.x) {
-    float v[kN];
-    Unpack(LoadPack(x + p * kN), v);
-#pragma unroll
-    for (int j = 0; j < kN; ++j) v[j] = gradient(p * kN + j, v[j]);
-    StorePack(dx + p * kN, PackFrom<A>(v));
-  }
-  for (int c = packs * kN + threadIdx.x; c < V; c += blockDim.x) {
-    dx[c] = FromFloat<A>(gradient(c, ToFloat(x[c])));
-  }
+  });
 }
 
 }  // namespace headroom::cuda::cross_entropy_kernels
