@@ -47,7 +47,7 @@ void LaunchEmbeddingLayerNormForward(const int32_t* ids, const float* word, floa
                                      float* mean, float* rstd, const LaunchContext& ctx) {
   using A = __nv_bfloat16;
   if (rows <= 0 || cols <= 0) return;
-  const int packs = PacksOrRecord("LaunchEmbeddingLayerNormForward", cols, Pack<A>::kSize,
+  const int packs = PacksOrRecord("LaunchEmbeddingLayerNormForward", cols, Chunk<A>::kSize,
                                   {word, pos_table, type_table, gamma, beta, sum, y}, ctx);
   const ElementDropout drop = MakeElementDropout(rate, seed, step, layer, site);
   const auto blocks = static_cast<unsigned>(CeilDiv(rows, kRowsPerRowBlock));

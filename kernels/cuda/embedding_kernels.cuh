@@ -90,32 +90,32 @@ __global__ void __launch_bounds__(kRowBlock) embedding_layernorm_forward_kernel(
   float v[kPacks][kN];
 #pragma unroll
   for (int k = 0; k < kPacks; ++k) {
-    const int c = PackColumn<A>(k, lane);
+    const int c = ChunkColumn<kN>(k, lane);
     if (c >= cols) break;
     float w[kN], p[kN];
-    LoadFloats(word_row + c, w);
-    LoadFloats(pos_row + c, p);
+    LoadElements(word_row + c, w);
+    LoadElements(pos_row + c, p);
     // __fmul_rn: the scaled word rounds on its own (Scale), never fused with the add.
 #pragma unroll
     for (int j = 0; j < kN; ++j) v[k][j] = __fmul_rn(w[j], word_scale) + p[j];
     if (type_row != nullptr) {
       float t[kN];
-      LoadFloats(type_row + c, t);
+      LoadElements(type_row + c, t);
 #pragma unroll
       for (int j = 0; j < kN; ++j) v[k][j] = v[k][j] + t[j];
     }
     if (gamma != nullptr) {
-      StorePack(sum_out + row * cols + c, PackFrom<A>(v[k]));
+      StoreElements(sum_out + row * cols + c, v[k]);
     } else {
       float out[kN];
 #pragma unroll
       for (int j = 0; j < kN; ++j) out[j] = v[k][j];
       drop.ApplyGroups(out, row * cols + c);
-      StorePack(y + row * cols + c, PackFrom<A>(out));
+      StoreElements(y + row * cols + c, out);
     }
   }
   if (gamma != nullptr) {
-    NormalizeRow<A, kPacks>(v, row, cols, lane, gamma, beta, eps, drop, y, mean, rstd);
+    NormalizeRow<A, kN, kPacks>(v, row, cols, lane, gamma, beta, eps, drop, y, mean, rstd);
   }
 }
 

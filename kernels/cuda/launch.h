@@ -204,6 +204,19 @@ void LaunchResidualLayerNormBackward(const __nv_bfloat16* dy, const __nv_bfloat1
                                      uint64_t step, uint32_t layer, uint32_t site,
                                      __nv_bfloat16* dsum, __nv_bfloat16* dsub, float* dgamma,
                                      float* dbeta, float* colsum_scratch, const LaunchContext& ctx);
+// The same two with the residual stream in fp32 (train.fp32_residual, Bf16ActivationOps'
+// default): forward stores the sum in fp32 (x, sub and y bf16); backward reads fp32 dy and sum
+// and writes fp32 dsum (which may alias dy) and bf16 dsub.
+void LaunchResidualLayerNormForward(const __nv_bfloat16* x, const __nv_bfloat16* sub, float rate,
+                                    uint64_t seed, uint64_t step, uint32_t layer, uint32_t site,
+                                    const float* gamma, const float* beta, int64_t rows, int cols,
+                                    float eps, float* sum, __nv_bfloat16* y, float* mean,
+                                    float* rstd, const LaunchContext& ctx);
+void LaunchResidualLayerNormBackward(const float* dy, const float* sum, const float* gamma,
+                                     const float* mean, const float* rstd, int64_t rows, int cols,
+                                     float rate, uint64_t seed, uint64_t step, uint32_t layer,
+                                     uint32_t site, float* dsum, __nv_bfloat16* dsub, float* dgamma,
+                                     float* dbeta, float* colsum_scratch, const LaunchContext& ctx);
 // The packed kernels' shape check, shared by their launchers: kPacks (1, 2, 4 or 8) for rows of
 // `cols` in packs of `pack_size`, or 0 after recording in ctx.err why the shape or a pointer does
 // not fit.

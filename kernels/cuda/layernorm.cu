@@ -42,14 +42,14 @@ namespace {
 
 unsigned RowBlocks(int64_t rows) { return static_cast<unsigned>(CeilDiv(rows, kRowsPerBlock)); }
 
-template <typename A>
-void ForwardPacked(const char* launcher, const A* x, const A* sub, const ElementDropout& drop,
-                   A* sum, const float* gamma, const float* beta, int64_t rows, int cols, float eps,
-                   A* y, float* mean, float* rstd, const LaunchContext& ctx) {
+template <typename X, typename U, typename S, typename Y>
+void ForwardPacked(const char* launcher, const X* x, const U* sub, const ElementDropout& drop,
+                   S* sum, const float* gamma, const float* beta, int64_t rows, int cols, float eps,
+                   Y* y, float* mean, float* rstd, const LaunchContext& ctx) {
   const int packs =
-      PacksOrRecord(launcher, cols, Pack<A>::kSize, {x, sub, sum, gamma, beta, y}, ctx);
+      PacksOrRecord(launcher, cols, Chunk<X, U, S, Y>::kSize, {x, sub, sum, gamma, beta, y}, ctx);
   WithPacksPerLane(packs, [&](auto p) {
-    layernorm_forward_packed_kernel<A, decltype(p)::value>
+    layernorm_forward_packed_kernel<X, U, S, Y, decltype(p)::value>
         <<<RowBlocks(rows), kBlock, 0, ctx.stream>>>(x, sub, drop, sum, gamma, beta, rows, cols,
                                                      eps, y, mean, rstd);
     HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
@@ -59,19 +59,20 @@ void ForwardPacked(const char* launcher, const A* x, const A* sub, const Element
 // The one-pass kernel into per-block partials of the scratch (as many blocks as the rows, the
 // scratch and kMaxColumnSumPartials allow), then their sum in block order into dgamma and
 // dbeta.
-template <typename A>
-void BackwardPacked(const char* launcher, const A* dy, const A* x, const float* gamma,
-                    const float* mean, const float* rstd, int64_t rows, int cols, A* dx,
-                    const ElementDropout& drop, A* dsub, float* dgamma, float* dbeta,
+template <typename DY, typename X, typename DX, typename DS>
+void BackwardPacked(const char* launcher, const DY* dy, const X* x, const float* gamma,
+                    const float* mean, const float* rstd, int64_t rows, int cols, DX* dx,
+                    const ElementDropout& drop, DS* dsub, float* dgamma, float* dbeta,
                     float* colsum_scratch, const LaunchContext& ctx) {
-  const int packs = PacksOrRecord(launcher, cols, Pack<A>::kSize, {dy, x, gamma, dx, dsub}, ctx);
+  const int packs =
+      PacksOrRecord(launcher, cols, Chunk<DY, X, DX, DS>::kSize, {dy, x, gamma, dx, dsub}, ctx);
   int64_t blocks = CeilDiv(rows, kRowsPerBlock);
   blocks = std::min<int64_t>(blocks, kColumnSumScratchFloats / (2 * int64_t{cols}));
   blocks = std::min<int64_t>(blocks, kMaxColumnSumPartials);
   float* part_dgamma = colsum_scratch;
   float* part_dbeta = colsum_scratch + blocks * cols;
   const bool launched = WithPacksPerLane(packs, [&](auto p) {
-    layernorm_backward_packed_kernel<A, decltype(p)::value>
+    layernorm_backward_packed_kernel<DY, X, DX, DS, decltype(p)::value>
         <<<static_cast<unsigned>(blocks), kBlock, 0, ctx.stream>>>(
             dy, x, gamma, mean, rstd, rows, cols, dx, drop, dsub, part_dgamma, part_dbeta);
   });
@@ -153,8 +154,9 @@ void LaunchLayerNormForward(const __nv_bfloat16* x, const float* gamma, const fl
                             int64_t rows, int cols, float eps, __nv_bfloat16* y, float* mean,
                             float* rstd, const LaunchContext& ctx) {
   if (rows <= 0 || cols <= 0) return;
-  ForwardPacked<__nv_bfloat16>("LaunchLayerNormForward(bf16)", x, nullptr, ElementDropout{},
-                               nullptr, gamma, beta, rows, cols, eps, y, mean, rstd, ctx);
+  using B = __nv_bfloat16;
+  ForwardPacked<B, B, B, B>("LaunchLayerNormForward(bf16)", x, nullptr, ElementDropout{}, nullptr,
+                            gamma, beta, rows, cols, eps, y, mean, rstd, ctx);
 }
 
 void LaunchResidualLayerNormForward(const __nv_bfloat16* x, const __nv_bfloat16* sub, float rate,
@@ -163,9 +165,10 @@ void LaunchResidualLayerNormForward(const __nv_bfloat16* x, const __nv_bfloat16*
                                     float eps, __nv_bfloat16* sum, __nv_bfloat16* y, float* mean,
                                     float* rstd, const LaunchContext& ctx) {
   if (rows <= 0 || cols <= 0) return;
-  ForwardPacked<__nv_bfloat16>("LaunchResidualLayerNormForward(bf16)", x, sub,
-                               MakeElementDropout(rate, seed, step, layer, site), sum, gamma, beta,
-                               rows, cols, eps, y, mean, rstd, ctx);
+  ForwardPacked<__nv_bfloat16, __nv_bfloat16, __nv_bfloat16, __nv_bfloat16>(
+      "LaunchResidualLayerNormForward(bf16)", x, sub,
+      MakeElementDropout(rate, seed, step, layer, site), sum, gamma, beta, rows, cols, eps, y, mean,
+      rstd, ctx);
 }
 
 void LaunchLayerNormBackward(const __nv_bfloat16* dy, const __nv_bfloat16* x, const float* gamma,
@@ -173,9 +176,9 @@ void LaunchLayerNormBackward(const __nv_bfloat16* dy, const __nv_bfloat16* x, co
                              __nv_bfloat16* dx, float* dgamma, float* dbeta, float* colsum_scratch,
                              const LaunchContext& ctx) {
   if (rows <= 0 || cols <= 0) return;
-  BackwardPacked<__nv_bfloat16>("LaunchLayerNormBackward(bf16)", dy, x, gamma, mean, rstd, rows,
-                                cols, dx, ElementDropout{}, nullptr, dgamma, dbeta, colsum_scratch,
-                                ctx);
+  BackwardPacked<__nv_bfloat16, __nv_bfloat16, __nv_bfloat16, __nv_bfloat16>(
+      "LaunchLayerNormBackward(bf16)", dy, x, gamma, mean, rstd, rows, cols, dx, ElementDropout{},
+      nullptr, dgamma, dbeta, colsum_scratch, ctx);
 }
 
 void LaunchResidualLayerNormBackward(const __nv_bfloat16* dy, const __nv_bfloat16* sum,
@@ -186,9 +189,37 @@ void LaunchResidualLayerNormBackward(const __nv_bfloat16* dy, const __nv_bfloat1
                                      float* dbeta, float* colsum_scratch,
                                      const LaunchContext& ctx) {
   if (rows <= 0 || cols <= 0) return;
-  BackwardPacked<__nv_bfloat16>("LaunchResidualLayerNormBackward(bf16)", dy, sum, gamma, mean, rstd,
-                                rows, cols, dsum, MakeElementDropout(rate, seed, step, layer, site),
-                                rate > 0.0f ? dsub : nullptr, dgamma, dbeta, colsum_scratch, ctx);
+  BackwardPacked<__nv_bfloat16, __nv_bfloat16, __nv_bfloat16, __nv_bfloat16>(
+      "LaunchResidualLayerNormBackward(bf16)", dy, sum, gamma, mean, rstd, rows, cols, dsum,
+      MakeElementDropout(rate, seed, step, layer, site), rate > 0.0f ? dsub : nullptr, dgamma,
+      dbeta, colsum_scratch, ctx);
+}
+
+// The fp32 residual stream (train.fp32_residual): bf16 x, sub and y, the sum kept in fp32.
+void LaunchResidualLayerNormForward(const __nv_bfloat16* x, const __nv_bfloat16* sub, float rate,
+                                    uint64_t seed, uint64_t step, uint32_t layer, uint32_t site,
+                                    const float* gamma, const float* beta, int64_t rows, int cols,
+                                    float eps, float* sum, __nv_bfloat16* y, float* mean,
+                                    float* rstd, const LaunchContext& ctx) {
+  if (rows <= 0 || cols <= 0) return;
+  using B = __nv_bfloat16;
+  ForwardPacked<B, B, float, B>("LaunchResidualLayerNormForward(bf16, fp32 sum)", x, sub,
+                                MakeElementDropout(rate, seed, step, layer, site), sum, gamma, beta,
+                                rows, cols, eps, y, mean, rstd, ctx);
+}
+
+// Its backward: fp32 dy, sum and dsum (the residual stream's gradient), bf16 dsub.
+void LaunchResidualLayerNormBackward(const float* dy, const float* sum, const float* gamma,
+                                     const float* mean, const float* rstd, int64_t rows, int cols,
+                                     float rate, uint64_t seed, uint64_t step, uint32_t layer,
+                                     uint32_t site, float* dsum, __nv_bfloat16* dsub, float* dgamma,
+                                     float* dbeta, float* colsum_scratch,
+                                     const LaunchContext& ctx) {
+  if (rows <= 0 || cols <= 0) return;
+  BackwardPacked<float, float, float, __nv_bfloat16>(
+      "LaunchResidualLayerNormBackward(fp32 residual, bf16 dsub)", dy, sum, gamma, mean, rstd, rows,
+      cols, dsum, MakeElementDropout(rate, seed, step, layer, site), rate > 0.0f ? dsub : nullptr,
+      dgamma, dbeta, colsum_scratch, ctx);
 }
 
 }  // namespace headroom::cuda

@@ -24,10 +24,10 @@ namespace headroom::cuda::layernorm_kernels {
 constexpr int kBlock = kRowBlock;
 constexpr int kRowsPerBlock = kRowsPerRowBlock;
 // The shared row helpers (warp_rows.cuh), also by this family's name.
+using ::headroom::cuda::ChunkColumn;
 using ::headroom::cuda::ElementDropout;
 using ::headroom::cuda::MakeElementDropout;
 using ::headroom::cuda::NormalizeRow;
-using ::headroom::cuda::PackColumn;
 using ::headroom::cuda::PackedShapeError;
 using ::headroom::cuda::PacksPerLane;
 using ::headroom::cuda::WithPacksPerLane;
@@ -116,17 +116,18 @@ __global__ void layernorm_input_from_output_kernel(const float* __restrict__ y,
 }
 
 // One warp per row, as layernorm_forward_kernel: with `sub` null y = LayerNorm(x); otherwise
-// sum = x + dropout(sub) is computed in fp32, stored as A in sum_out, and that fp32 sum (not its
-// stored rounding) is normalised. x and sum_out may alias (each lane reads its packs before it
-// writes them).
-template <typename A, int kPacks>
+// sum = x + dropout(sub) is computed in fp32, stored as S in sum_out, and that fp32 sum (not its
+// stored rounding) is normalised. Each tensor has its storage type: X for x, U for sub, S for the
+// sum (fp32 for an fp32 residual stream), Y for y. x and sum_out may alias when X is S (each lane
+// reads its chunks before it writes them).
+template <typename X, typename U, typename S, typename Y, int kPacks>
 __global__ void __launch_bounds__(kBlock)
-    layernorm_forward_packed_kernel(const A* x, const A* __restrict__ sub, ElementDropout drop,
-                                    A* sum_out, const float* __restrict__ gamma,
+    layernorm_forward_packed_kernel(const X* x, const U* __restrict__ sub, ElementDropout drop,
+                                    S* sum_out, const float* __restrict__ gamma,
                                     const float* __restrict__ beta, int64_t rows, int cols,
-                                    float eps, A* __restrict__ y, float* __restrict__ mean,
+                                    float eps, Y* __restrict__ y, float* __restrict__ mean,
                                     float* __restrict__ rstd) {
-  constexpr int kN = Pack<A>::kSize;
+  constexpr int kN = Chunk<X, U, S, Y>::kSize;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   if (row >= rows) return;  // the whole warp leaves together: shuffles stay full-warp
@@ -134,19 +135,20 @@ __global__ void __launch_bounds__(kBlock)
   float v[kPacks][kN];
 #pragma unroll
   for (int k = 0; k < kPacks; ++k) {
-    const int c = PackColumn<A>(k, lane);
+    const int c = ChunkColumn<kN>(k, lane);
     if (c >= cols) break;
-    Unpack(LoadPack(x + base + c), v[k]);
+    LoadElements(x + base + c, v[k]);
     if (sub != nullptr) {
       float s[kN];
-      Unpack(LoadPack(sub + base + c), s);
+      LoadElements(sub + base + c, s);
       drop.ApplyGroups(s, base + c);
 #pragma unroll
       for (int j = 0; j < kN; ++j) v[k][j] = v[k][j] + s[j];
-      StorePack(sum_out + base + c, PackFrom<A>(v[k]));
+      StoreElements(sum_out + base + c, v[k]);
     }
   }
-  NormalizeRow<A, kPacks>(v, row, cols, lane, gamma, beta, eps, ElementDropout{}, y, mean, rstd);
+  NormalizeRow<Y, kN, kPacks>(v, row, cols, lane, gamma, beta, eps, ElementDropout{}, y, mean,
+                              rstd);
 }
 
 // LayerNorm backward in one pass over dy and x (from DRAM; the second read of a row hits L1).
@@ -155,21 +157,22 @@ __global__ void __launch_bounds__(kBlock)
 // two row means of dy * gamma and dy * gamma * xhat, then reads the packs again (from L1: keeping
 // them in registers would cost the second block per SM; 126 registers at kPacks = 4 on sm_90),
 // writes dx = rstd (dy gamma - mean(dy gamma) - xhat mean(dy gamma xhat)) (and, with dsub
-// non-null, dsub = dropout(dx), from the fp32 dx) as A, and adds dy * xhat and dy to its own
+// non-null, dsub = dropout(dx), from the fp32 dx), and adds dy * xhat and dy to its own
 // columns' fp32 accumulators. The block then adds its warps' accumulators in warp order and
 // stores one partial row per block at part_dgamma / part_dbeta[blockIdx.x * cols + c];
 // reduce_kernels::column_sums_final_kernel adds those in block order into dgamma and dbeta. Every
-// order is fixed by the grid: deterministic. dx may alias dy (a lane reads each dy pack of the row
-// before it writes that pack's dx); x may alias neither.
-template <typename A, int kPacks>
+// order is fixed by the grid: deterministic. Storage types: DY for dy, X for x, DX for dx (fp32
+// for an fp32 residual stream's gradient), DS for dsub. dx may alias dy when DX is DY (a lane
+// reads each dy chunk of the row before it writes that chunk's dx); x may alias neither.
+template <typename DY, typename X, typename DX, typename DS, int kPacks>
 __global__ void __launch_bounds__(kBlock)
-    layernorm_backward_packed_kernel(const A* dy, const A* __restrict__ x,
+    layernorm_backward_packed_kernel(const DY* dy, const X* __restrict__ x,
                                      const float* __restrict__ gamma,
                                      const float* __restrict__ mean, const float* __restrict__ rstd,
-                                     int64_t rows, int cols, A* dx, ElementDropout drop,
-                                     A* __restrict__ dsub, float* __restrict__ part_dgamma,
+                                     int64_t rows, int cols, DX* dx, ElementDropout drop,
+                                     DS* __restrict__ dsub, float* __restrict__ part_dgamma,
                                      float* __restrict__ part_dbeta) {
-  constexpr int kN = Pack<A>::kSize;
+  constexpr int kN = Chunk<DY, X, DX, DS>::kSize;
   __shared__ float shared_dg[kRowsPerBlock][kWarpSize * kN];
   __shared__ float shared_db[kRowsPerBlock][kWarpSize * kN];
   const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
@@ -186,12 +189,12 @@ __global__ void __launch_bounds__(kBlock)
     float sum_g = 0.0f, sum_gx = 0.0f;
 #pragma unroll
     for (int k = 0; k < kPacks; ++k) {
-      const int c = PackColumn<A>(k, lane);
+      const int c = ChunkColumn<kN>(k, lane);
       if (c >= cols) break;
       float d[kN], xv[kN], g[kN];
-      Unpack(LoadPack(dy + base + c), d);
-      Unpack(LoadPack(x + base + c), xv);
-      LoadFloats(gamma + c, g);
+      LoadElements(dy + base + c, d);
+      LoadElements(x + base + c, xv);
+      LoadElements(gamma + c, g);
 #pragma unroll
       for (int j = 0; j < kN; ++j) {
         const float gj = d[j] * g[j], xhat = (xv[j] - mu) * rs;
@@ -205,21 +208,21 @@ __global__ void __launch_bounds__(kBlock)
     const float mgx = WarpSum(sum_gx) / cols;
 #pragma unroll
     for (int k = 0; k < kPacks; ++k) {
-      const int c = PackColumn<A>(k, lane);
+      const int c = ChunkColumn<kN>(k, lane);
       if (c >= cols) break;
       float d[kN], xv[kN], g[kN], out[kN];
-      Unpack(LoadPack(dy + base + c), d);  // again (from L1): fewer registers, more blocks
-      Unpack(LoadPack(x + base + c), xv);
-      LoadFloats(gamma + c, g);
+      LoadElements(dy + base + c, d);  // again (from L1): fewer registers, more blocks
+      LoadElements(x + base + c, xv);
+      LoadElements(gamma + c, g);
 #pragma unroll
       for (int j = 0; j < kN; ++j) {
         const float xhat = (xv[j] - mu) * rs;
         out[j] = rs * (d[j] * g[j] - mg - xhat * mgx);
       }
-      StorePack(dx + base + c, PackFrom<A>(out));
+      StoreElements(dx + base + c, out);
       if (dsub != nullptr) {
         drop.ApplyGroups(out, base + c);
-        StorePack(dsub + base + c, PackFrom<A>(out));
+        StoreElements(dsub + base + c, out);
       }
     }
   }

@@ -8,8 +8,9 @@
 //  - Pack<A>: 16 bytes of A (4 floats or 8 bf16), moved with ONE vector load or store
 //    (LoadPack / StorePack: ld.global.v4 / st.global.v4 through int4). The address must be
 //    16-byte aligned (the launchers check it; a misaligned vector access faults on the GPU).
-//    LoadFloats / StoreFloats move kN fp32 values (kN a multiple of 4) as kN / 4 such packs,
-//    for fp32 parameters read beside a pack of activations.
+//    LoadElements / StoreElements move kN elements of any storage type as whole packs (a bf16
+//    chunk of 8 beside its fp32 parameters or an fp32 residual: two packs of 4 floats); Chunk
+//    is the chunk for a kernel over several storage types.
 //
 // tests/kernels/cuda_emulation.h provides int4, __nv_bfloat16, __float2bfloat16 and
 // __bfloat162float on the CPU, so the emulation runs this very file.
@@ -76,17 +77,48 @@ __device__ __forceinline__ Pack<A> PackFrom(const float (&in)[Pack<A>::kSize]) {
   return r;
 }
 
-// kN fp32 values at p (16-byte aligned, kN a multiple of 4) in kN / 4 vector loads.
-template <int kN>
-__device__ __forceinline__ void LoadFloats(const float* p, float (&out)[kN]) {
-  static_assert(kN % 4 == 0, "whole 16-byte packs");
+// kN elements of T (float or __nv_bfloat16) at p (16-byte aligned, kN a multiple of the pack),
+// widened to fp32, in kN / Pack<T>::kSize vector loads.
+template <int kN, typename T>
+__device__ __forceinline__ void LoadElements(const T* p, float (&out)[kN]) {
+  constexpr int kPer = Pack<T>::kSize;
+  static_assert(kN % kPer == 0, "whole 16-byte packs");
 #pragma unroll
-  for (int q = 0; q < kN / 4; ++q) {
-    const Pack<float> f = LoadPack(p + 4 * q);
+  for (int q = 0; q < kN / kPer; ++q) {
+    const Pack<T> pack = LoadPack(p + q * kPer);
 #pragma unroll
-    for (int j = 0; j < 4; ++j) out[4 * q + j] = f.v[j];
+    for (int j = 0; j < kPer; ++j) out[q * kPer + j] = ToFloat(pack.v[j]);
   }
 }
+
+// kN fp32 values stored as T at p (16-byte aligned), in kN / Pack<T>::kSize vector stores.
+template <int kN, typename T>
+__device__ __forceinline__ void StoreElements(T* p, const float (&in)[kN]) {
+  constexpr int kPer = Pack<T>::kSize;
+  static_assert(kN % kPer == 0, "whole 16-byte packs");
+#pragma unroll
+  for (int q = 0; q < kN / kPer; ++q) {
+    Pack<T> pack;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) pack.v[j] = FromFloat<T>(in[q * kPer + j]);
+    StorePack(p + q * kPer, pack);
+  }
+}
+
+// The elements a thread of a kernel over tensors of the storage types Ts moves at a time: one
+// 16-byte pack of the narrowest (8 when any is bf16, else 4), so every tensor's share is whole
+// packs.
+template <typename... Ts>
+struct Chunk;
+template <typename T>
+struct Chunk<T> {
+  static constexpr int kSize = Pack<T>::kSize;
+};
+template <typename T, typename... Ts>
+struct Chunk<T, Ts...> {
+  static constexpr int kSize =
+      Pack<T>::kSize > Chunk<Ts...>::kSize ? Pack<T>::kSize : Chunk<Ts...>::kSize;
+};
 
 // Host side: whether every non-null pointer is 16-byte aligned (the launchers' check before a
 // packed kernel).

@@ -76,18 +76,19 @@ inline ElementDropout MakeElementDropout(float rate, uint64_t seed, uint64_t ste
   return d;
 }
 
-// ---- Packed rows: 16-byte vector loads, activations stored as A (float or bf16) ----------------
+// ---- Packed rows: 16-byte vector loads, activations stored as float or bf16 -------------------
 // The packed kernels (layernorm_kernels.cuh, embedding_kernels.cuh) hold a row of `cols` elements
-// (cols a multiple of Pack<A>::kSize, kN: 4 floats or 8 bf16; rows and parameters 16-byte aligned)
-// in its warp's registers as fp32: lane l holds packs l, l + 32, ..., l + 32 (kPacks - 1), i.e.
-// columns PackColumn(k, l) .. + kN - 1; packs past the row's end are left out. Activations are read
-// and written as A with one vector access per pack, all arithmetic and statistics are fp32, and a
-// bf16 store rounds to nearest even. The dropout masks are Dropout's, one Philox call per four
-// elements.
+// in its warp's registers as fp32, in chunks of kN elements (storage.cuh's Chunk of the kernel's
+// storage types: 8 when a tensor is bf16, else 4; cols a multiple of kN; rows and parameters
+// 16-byte aligned): lane l holds chunks l, l + 32, ..., l + 32 (kPacks - 1), i.e. columns
+// ChunkColumn(k, l) .. + kN - 1; chunks past the row's end are left out. Each tensor is read and
+// written in its own storage type with whole 16-byte vector accesses (a bf16 chunk is one, an
+// fp32 one two), all arithmetic and statistics are fp32, and a bf16 store rounds to nearest
+// even. The dropout masks are Dropout's, one Philox call per four elements.
 
-// kPacks for rows of `cols` elements in packs of `pack_size`: the smallest of 1, 2, 4, 8 that
-// holds the row; 0 when cols is no multiple of pack_size or the row is wider than 8 packs per
-// lane (2048 bf16, 1024 floats).
+// kPacks for rows of `cols` elements in chunks of `pack_size`: the smallest of 1, 2, 4, 8 that
+// holds the row; 0 when cols is no multiple of pack_size or the row is wider than 8 chunks per
+// lane (2048 columns in chunks of 8, 1024 in chunks of 4).
 inline int PacksPerLane(int cols, int pack_size) {
   if (cols <= 0 || cols % pack_size != 0) return 0;
   const int64_t packs = CeilDiv(CeilDiv(cols, pack_size), kWarpSize);
@@ -131,27 +132,26 @@ bool WithPacksPerLane(int packs, F&& f) {
   }
 }
 
-// The first column of lane `lane`'s k-th pack.
-template <typename A>
-__device__ __forceinline__ int PackColumn(int k, int lane) {
-  return (lane + k * kWarpSize) * Pack<A>::kSize;
+// The first column of lane `lane`'s k-th chunk of kN.
+template <int kN>
+__device__ __forceinline__ int ChunkColumn(int k, int lane) {
+  return (lane + k * kWarpSize) * kN;
 }
 
 // Normalises the fp32 row v (as held above) of row `row`: mean and rstd as
 // layernorm_kernels::layernorm_forward_kernel (two passes in float over the lane's elements, then
-// warp sums), y = drop((v - mean) * rstd * gamma + beta) stored as A; `drop` is the embedding's
+// warp sums), y = drop((v - mean) * rstd * gamma + beta) stored as Y; `drop` is the embedding's
 // output dropout (inactive for a plain LayerNorm). Lane 0 writes mean[row] and rstd[row].
-template <typename A, int kPacks>
-__device__ __forceinline__ void NormalizeRow(const float (&v)[kPacks][Pack<A>::kSize], int64_t row,
-                                             int cols, int lane, const float* __restrict__ gamma,
+template <typename Y, int kN, int kPacks>
+__device__ __forceinline__ void NormalizeRow(const float (&v)[kPacks][kN], int64_t row, int cols,
+                                             int lane, const float* __restrict__ gamma,
                                              const float* __restrict__ beta, float eps,
-                                             const ElementDropout& drop, A* __restrict__ y,
+                                             const ElementDropout& drop, Y* __restrict__ y,
                                              float* __restrict__ mean, float* __restrict__ rstd) {
-  constexpr int kN = Pack<A>::kSize;
   float sum = 0.0f;
 #pragma unroll
   for (int k = 0; k < kPacks; ++k) {
-    if (PackColumn<A>(k, lane) >= cols) break;
+    if (ChunkColumn<kN>(k, lane) >= cols) break;
 #pragma unroll
     for (int j = 0; j < kN; ++j) sum += v[k][j];
   }
@@ -159,7 +159,7 @@ __device__ __forceinline__ void NormalizeRow(const float (&v)[kPacks][Pack<A>::k
   float sq = 0.0f;
 #pragma unroll
   for (int k = 0; k < kPacks; ++k) {
-    if (PackColumn<A>(k, lane) >= cols) break;
+    if (ChunkColumn<kN>(k, lane) >= cols) break;
 #pragma unroll
     for (int j = 0; j < kN; ++j) {
       const float d = v[k][j] - mu;
@@ -169,15 +169,15 @@ __device__ __forceinline__ void NormalizeRow(const float (&v)[kPacks][Pack<A>::k
   const float rs = 1.0f / sqrtf(WarpSum(sq) / cols + eps);
 #pragma unroll
   for (int k = 0; k < kPacks; ++k) {
-    const int c = PackColumn<A>(k, lane);
+    const int c = ChunkColumn<kN>(k, lane);
     if (c >= cols) break;
     float g[kN], b[kN], out[kN];
-    LoadFloats(gamma + c, g);
-    LoadFloats(beta + c, b);
+    LoadElements(gamma + c, g);
+    LoadElements(beta + c, b);
 #pragma unroll
     for (int j = 0; j < kN; ++j) out[j] = (v[k][j] - mu) * rs * g[j] + b[j];
     drop.ApplyGroups(out, row * cols + c);
-    StorePack(y + row * cols + c, PackFrom<A>(out));
+    StoreElements(y + row * cols + c, out);
   }
   if (lane == 0) {
     mean[row] = mu;

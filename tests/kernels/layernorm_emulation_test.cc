@@ -24,6 +24,7 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
@@ -224,44 +225,45 @@ TEST(LayerNormKernelEmulation, InputFromOutputMatchesTwinBitForBit) {
 }
 
 // ---- The packed kernels (16-byte vectors), float and bf16 instances ---------------------------
-// Rows of widths that are multiples of 8 (one pack per lane up to eight; 2048 is beyond the
-// float instance's eight packs per lane, so only bf16 runs it). The bf16 instance reads bf16
-// inputs (the twin the same values) and stores bf16 activations: the twin's float output rounded
+// Rows of widths that are multiples of 8 (one chunk per lane up to eight; 2048 is beyond the
+// float instance's eight chunks of 4 per lane, so only the instances with a bf16 tensor run it),
+// all float, all bf16, and the fp32 residual stream's mixes. A bf16 tensor is read as bf16
+// (the twin reads the same values), and a bf16 output is the twin's float output rounded
 // to bf16, within one bf16 ulp plus the float band of the float instance (the band matters only
 // near 0, where a bf16 ulp is small). mean, rstd, dgamma and dbeta are fp32 within their float
 // bands. The residual sum and the dropout masks are bit for bit.
 const Shape kPackedShapes[] = {{1, 8}, {9, 40}, {17, 256}, {3, 776}, {2, 1000}, {2, 2048}};
 
-template <typename A>
-bool PackedShapeFits(const Shape& s) {
-  return k::PackedShapeError(s.cols, cuda::Pack<A>::kSize, {}).empty();
-}
+// Whether rows of s.cols fit the packed kernels in chunks of kN.
+bool PackedShapeFits(const Shape& s, int kN) { return k::PackedShapeError(s.cols, kN, {}).empty(); }
 
 // Runs f(std::integral_constant<int, kPacks>) as the device code on `grid` blocks, with the
-// kPacks the launchers pick for cols.
-template <typename A, typename F>
-void LaunchPacked(int cols, unsigned grid, F&& f) {
-  const int packs = k::PacksPerLane(cols, cuda::Pack<A>::kSize);
+// kPacks the launchers pick for cols in chunks of kN.
+template <typename F>
+void LaunchPacked(int cols, int kN, unsigned grid, F&& f) {
+  const int packs = k::PacksPerLane(cols, kN);
   const bool launched = k::WithPacksPerLane(
       packs, [&](auto p) { testing_util::Launch1D([&] { f(p); }, grid, k::kBlock); });
   ASSERT_TRUE(launched) << "cols " << cols;
 }
 
-template <typename A>
+// Storage types X for x, U for sub, S for the sum, Y for y.
+template <typename X, typename U, typename S, typename Y>
 void CheckPackedForward() {
   using testing_util::FromDevice;
   using testing_util::Stored;
   using testing_util::ToDevice;
+  constexpr int kN = cuda::Chunk<X, U, S, Y>::kSize;
   CpuOps<float> ops(1);
   for (const Shape& s : kPackedShapes) {
-    if (!PackedShapeFits<A>(s)) continue;
+    if (!PackedShapeFits(s, kN)) continue;
     for (float rate : {-1.0f, 0.0f, 0.1f, 1.0f}) {  // -1: plain LayerNorm (no sub)
       SCOPED_TRACE(Describe(s, rate));
       const bool residual = rate >= 0;
       const int64_t n = s.rows * s.cols;
-      const std::vector<float> x = Stored<A>(RandomFloats(n, -2, 3, static_cast<uint64_t>(n)));
+      const std::vector<float> x = Stored<X>(RandomFloats(n, -2, 3, static_cast<uint64_t>(n)));
       const std::vector<float> sub =
-          Stored<A>(RandomFloats(n, -1, 1, static_cast<uint64_t>(n) + 1));
+          Stored<U>(RandomFloats(n, -1, 1, static_cast<uint64_t>(n) + 1));
       const std::vector<float> gamma = RandomFloats(s.cols, 0.5f, 1.5f, 2);
       const std::vector<float> beta = RandomFloats(s.cols, -0.5f, 0.5f, 3);
       std::vector<float> want_sum(n, NAN), want_y(n, NAN), want_mean(s.rows), want_rstd(s.rows);
@@ -276,11 +278,13 @@ void CheckPackedForward() {
       const k::ElementDropout drop =
           residual ? k::MakeElementDropout(rate, kKey.seed, kKey.step, kKey.layer, kKey.site)
                    : k::ElementDropout{};
-      const std::vector<A> x_d = ToDevice<A>(x), sub_d = ToDevice<A>(sub);
-      std::vector<A> sum_d(n), y_d(n);
+      const std::vector<X> x_d = ToDevice<X>(x);
+      const std::vector<U> sub_d = ToDevice<U>(sub);
+      std::vector<S> sum_d(n);
+      std::vector<Y> y_d(n);
       std::vector<float> mean(s.rows, NAN), rstd(s.rows, NAN);
-      LaunchPacked<A>(s.cols, RowBlocks(s.rows), [&](auto p) {
-        k::layernorm_forward_packed_kernel<A, decltype(p)::value>(
+      LaunchPacked(s.cols, kN, RowBlocks(s.rows), [&](auto p) {
+        k::layernorm_forward_packed_kernel<X, U, S, Y, decltype(p)::value>(
             x_d.data(), residual ? sub_d.data() : nullptr, drop, sum_d.data(), gamma.data(),
             beta.data(), s.rows, s.cols, kEps, y_d.data(), mean.data(), rstd.data());
       });
@@ -292,25 +296,37 @@ void CheckPackedForward() {
         ASSERT_LE(std::fabs(double{mean[r]} - want_mean[r]), b.mean[r]) << "mean of row " << r;
         ASSERT_LE(std::fabs(double{rstd[r]} - want_rstd[r]), b.rstd[r]) << "rstd " << r;
       }
-      testing_util::ExpectStoredWithin<A>(FromDevice(y_d), want_y, b.y, "y");
+      testing_util::ExpectStoredWithin<Y>(FromDevice(y_d), want_y, b.y, "y");
       if (!residual) continue;
-      ExpectBitEqual(FromDevice(sum_d), Stored<A>(want_sum), "residual sum (mask and add)");
-      std::vector<A> in_place = x_d, y2(n);  // sum may overwrite x (the residual stream)
-      LaunchPacked<A>(s.cols, RowBlocks(s.rows), [&](auto p) {
-        k::layernorm_forward_packed_kernel<A, decltype(p)::value>(
-            in_place.data(), sub_d.data(), drop, in_place.data(), gamma.data(), beta.data(), s.rows,
-            s.cols, kEps, y2.data(), mean.data(), rstd.data());
-      });
-      ExpectBitEqual(FromDevice(in_place), FromDevice(sum_d), "residual sum in place");
-      ExpectBitEqual(FromDevice(y2), FromDevice(y_d), "y with the sum in place");
+      ExpectBitEqual(FromDevice(sum_d), Stored<S>(want_sum), "residual sum (mask and add)");
+      if constexpr (std::is_same_v<X, S>) {
+        std::vector<S> in_place = x_d;  // sum may overwrite x (the residual stream)
+        std::vector<Y> y2(n);
+        LaunchPacked(s.cols, kN, RowBlocks(s.rows), [&](auto p) {
+          k::layernorm_forward_packed_kernel<X, U, S, Y, decltype(p)::value>(
+              in_place.data(), sub_d.data(), drop, in_place.data(), gamma.data(), beta.data(),
+              s.rows, s.cols, kEps, y2.data(), mean.data(), rstd.data());
+        });
+        ExpectBitEqual(FromDevice(in_place), FromDevice(sum_d), "residual sum in place");
+        ExpectBitEqual(FromDevice(y2), FromDevice(y_d), "y with the sum in place");
+      }
     }
   }
 }
 
-TEST(LayerNormKernelEmulation, PackedForwardFloatWithinBandOfTwin) { CheckPackedForward<float>(); }
+using Bf16 = __nv_bfloat16;
+
+TEST(LayerNormKernelEmulation, PackedForwardFloatWithinBandOfTwin) {
+  CheckPackedForward<float, float, float, float>();
+}
 
 TEST(LayerNormKernelEmulation, PackedForwardBf16WithinOneUlpOfTwin) {
-  CheckPackedForward<__nv_bfloat16>();
+  CheckPackedForward<Bf16, Bf16, Bf16, Bf16>();
+}
+
+// The fp32 residual stream: bf16 x, sub and y, the sum stored in fp32 (bit for bit the twin's).
+TEST(LayerNormKernelEmulation, PackedForwardBf16WithFp32SumWithinOneUlpOfTwin) {
+  CheckPackedForward<Bf16, Bf16, float, Bf16>();
 }
 
 // dgamma and dbeta against a float64 sum of the same terms: the device adds rows + 1 terms
@@ -338,19 +354,23 @@ void ExpectParameterGradientsWithinBand(
   }
 }
 
-template <typename A>
+// Storage types DY for dy, X for x, DX for dx (over dy in place when DX is DY), DS for dsub.
+template <typename DY, typename X, typename DX, typename DS>
 void CheckPackedBackward() {
   using testing_util::FromDevice;
   using testing_util::Stored;
   using testing_util::ToDevice;
+  constexpr int kN = cuda::Chunk<DY, X, DX, DS>::kSize;
+  constexpr bool kInPlace = std::is_same_v<DX, DY>;
   CpuOps<float> ops(1);
   for (const Shape& s : kPackedShapes) {
-    if (!PackedShapeFits<A>(s)) continue;
+    if (!PackedShapeFits(s, kN)) continue;
     for (float rate : {0.0f, 0.1f}) {
       SCOPED_TRACE(Describe(s, rate));
       const int64_t n = s.rows * s.cols;
-      const std::vector<float> x = Stored<A>(RandomFloats(n, -2, 3, static_cast<uint64_t>(n)));
-      const std::vector<float> dy = Stored<A>(RandomFloats(n, -1, 1, static_cast<uint64_t>(n) + 1));
+      const std::vector<float> x = Stored<X>(RandomFloats(n, -2, 3, static_cast<uint64_t>(n)));
+      const std::vector<float> dy =
+          Stored<DY>(RandomFloats(n, -1, 1, static_cast<uint64_t>(n) + 1));
       const std::vector<float> gamma = RandomFloats(s.cols, 0.5f, 1.5f, 2);
       const std::vector<float> mean = RandomFloats(s.rows, -0.3f, 0.3f, 3);
       const std::vector<float> rstd = RandomFloats(s.rows, 0.5f, 2, 4);
@@ -365,16 +385,23 @@ void CheckPackedBackward() {
       const k::ElementDropout drop =
           rate > 0 ? k::MakeElementDropout(rate, kKey.seed, kKey.step, kKey.layer, kKey.site)
                    : k::ElementDropout{};
-      const std::vector<A> x_d = ToDevice<A>(x);
-      for (unsigned grid : {RowBlocks(s.rows), 1u}) {      // the launcher's, and one striding block
-        std::vector<A> dx_d = ToDevice<A>(dy), dsub_d(n);  // dx overwrites dy in place
+      const std::vector<X> x_d = ToDevice<X>(x);
+      const std::vector<DY> dy_d = ToDevice<DY>(dy);
+      for (unsigned grid : {RowBlocks(s.rows), 1u}) {  // the launcher's, and one striding block
+        std::vector<DX> dx_d(n);
+        std::vector<DS> dsub_d(n);
+        const DY* dy_p = dy_d.data();
+        if constexpr (kInPlace) {  // dx overwrites dy, as the model does
+          dx_d = dy_d;
+          dy_p = dx_d.data();
+        }
         std::vector<float> parts(2 * grid * static_cast<size_t>(s.cols), NAN);
         float* part_dgamma = parts.data();
         float* part_dbeta = parts.data() + grid * static_cast<size_t>(s.cols);
-        LaunchPacked<A>(s.cols, grid, [&](auto p) {
-          k::layernorm_backward_packed_kernel<A, decltype(p)::value>(
-              dx_d.data(), x_d.data(), gamma.data(), mean.data(), rstd.data(), s.rows, s.cols,
-              dx_d.data(), drop, rate > 0 ? dsub_d.data() : nullptr, part_dgamma, part_dbeta);
+        LaunchPacked(s.cols, kN, grid, [&](auto p) {
+          k::layernorm_backward_packed_kernel<DY, X, DX, DS, decltype(p)::value>(
+              dy_p, x_d.data(), gamma.data(), mean.data(), rstd.data(), s.rows, s.cols, dx_d.data(),
+              drop, rate > 0 ? dsub_d.data() : nullptr, part_dgamma, part_dbeta);
         });
         std::vector<float> dgamma = start_dgamma, dbeta = start_dbeta;
         testing_util::Launch1D(
@@ -385,7 +412,7 @@ void CheckPackedBackward() {
             },
             static_cast<unsigned>(cuda::CeilDiv(s.cols, 256)), 256);
         const std::string what = "grid=" + std::to_string(grid);
-        testing_util::ExpectStoredWithin<A>(FromDevice(dx_d), want_dx, band, "dx " + what);
+        testing_util::ExpectStoredWithin<DX>(FromDevice(dx_d), want_dx, band, "dx " + what);
         ExpectParameterGradientsWithinBand(s, x, dy, mean, rstd, start_dgamma, start_dbeta, dgamma,
                                            dbeta);
         if (rate == 0.0f) continue;
@@ -397,18 +424,23 @@ void CheckPackedBackward() {
           dsub_band[i] = band[i] / (1 - rate) + 2 * kUnitRoundoff * std::fabs(want_dsub[i]);
           ASSERT_EQ(dsub[i] == 0.0f, want_dsub[i] == 0.0f) << "dsub mask at " << i << " " << what;
         }
-        testing_util::ExpectStoredWithin<A>(dsub, want_dsub, dsub_band, "dsub " + what);
+        testing_util::ExpectStoredWithin<DS>(dsub, want_dsub, dsub_band, "dsub " + what);
       }
     }
   }
 }
 
 TEST(LayerNormKernelEmulation, PackedBackwardFloatWithinBandOfTwin) {
-  CheckPackedBackward<float>();
+  CheckPackedBackward<float, float, float, float>();
 }
 
 TEST(LayerNormKernelEmulation, PackedBackwardBf16WithinOneUlpOfTwin) {
-  CheckPackedBackward<__nv_bfloat16>();
+  CheckPackedBackward<Bf16, Bf16, Bf16, Bf16>();
+}
+
+// The fp32 residual stream's backward: fp32 dy, sum and dsum, bf16 dsub.
+TEST(LayerNormKernelEmulation, PackedBackwardFp32ResidualBf16DsubWithinOneUlpOfTwin) {
+  CheckPackedBackward<float, float, float, Bf16>();
 }
 
 // Shapes the packed kernels do not take are refused with a reason, before any launch.
