@@ -20,11 +20,12 @@
 // The bf16 launchers run the packed kernels (layernorm_kernels.cuh): bf16 activations moved 8 at
 // a time in 16-byte vectors and held by the warp as fp32 (rows of up to 2048, cols a multiple of
 // 8), statistics fp32, dropout one Philox call per 4 elements (the same mask as Dropout's). The
-// residual forward normalises the fp32 sum and stores its bf16 rounding. Backward reads dy and x
-// once: dx (and dsub) per row, and dgamma / dbeta accumulated per lane over the rows a warp
-// strides through, added over the block's warps into one partial row per block, then over the
-// blocks in order by reduce.cu's final column-sum kernel (LaunchColumnSumsOfPartials):
-// deterministic, no second read of dy.
+// residual forward normalises the fp32 sum and stores it as bf16, or as fp32 when the residual
+// stream is fp32 (train.fp32_residual: then backward reads fp32 dy and sum, writes fp32 dsum and
+// bf16 dsub). Backward reads dy and x once from memory: dx (and dsub) per row, and dgamma /
+// dbeta accumulated per lane over the rows a warp strides through, added over the block's warps
+// into one partial row per block, then over the blocks in order by reduce.cu's final column-sum
+// kernel (LaunchColumnSumsOfPartials): deterministic, no second pass over dy.
 #include <algorithm>
 #include <initializer_list>
 #include <string>
