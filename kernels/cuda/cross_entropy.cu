@@ -13,19 +13,25 @@
 // reductions, so dlogits may overwrite logits. Same formulas as
 // kernels/cpu/cross_entropy.cc; rows with label < 0 have loss 0 and zero gradient. Reductions
 // are fixed trees (deterministic); sums are fp32 (the CPU uses double: a relative difference of
-// ~1e-7 * log V).
+// ~1e-7 * log V). The bf16 instance reads bf16 logits and writes the bf16 gradient in place, the
+// losses staying fp32. Rows are read (and the gradient written) in 16-byte packs where the
+// pointers are aligned and ld is a multiple of the pack (the model pads the vocabulary to 128).
 #include <cmath>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cross_entropy_kernels.cuh"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/storage.cuh"
 
 namespace headroom::cuda {
 using namespace cross_entropy_kernels;  // NOLINT(build/namespaces): this file's own kernels
 
-void LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
-                               int64_t rows, int V, int ld, float label_smoothing, float* losses,
-                               float* dlogits, float grad_scale, const LaunchContext& ctx) {
+namespace {
+
+template <typename A>
+void CrossEntropy(const A* logits, const int32_t* labels, const float* weights, int64_t rows, int V,
+                  int ld, float label_smoothing, float* losses, A* dlogits, float grad_scale,
+                  const LaunchContext& ctx) {
   if (rows <= 0) return;
   if (V <= 0) {
     LaunchFill(losses, rows, 0.0f, ctx);
@@ -38,9 +44,27 @@ void LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels, const
     t.off = static_cast<float>(off);
     t.entropy = static_cast<float>(-on * std::log(on) - eps * std::log(off));
   }
+  const bool packed = ld % Pack<A>::kSize == 0 && Aligned16({logits, dlogits});
   cross_entropy_kernel<<<static_cast<unsigned>(rows), kBlock, 0, ctx.stream>>>(
-      logits, labels, weights, V, ld, t, losses, dlogits, grad_scale);
+      logits, labels, weights, V, ld, t, losses, dlogits, grad_scale, packed);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+}
+
+}  // namespace
+
+void LaunchSoftmaxCrossEntropy(const float* logits, const int32_t* labels, const float* weights,
+                               int64_t rows, int V, int ld, float label_smoothing, float* losses,
+                               float* dlogits, float grad_scale, const LaunchContext& ctx) {
+  CrossEntropy(logits, labels, weights, rows, V, ld, label_smoothing, losses, dlogits, grad_scale,
+               ctx);
+}
+
+void LaunchSoftmaxCrossEntropy(const __nv_bfloat16* logits, const int32_t* labels,
+                               const float* weights, int64_t rows, int V, int ld,
+                               float label_smoothing, float* losses, __nv_bfloat16* dlogits,
+                               float grad_scale, const LaunchContext& ctx) {
+  CrossEntropy(logits, labels, weights, rows, V, ld, label_smoothing, losses, dlogits, grad_scale,
+               ctx);
 }
 
 }  // namespace headroom::cuda

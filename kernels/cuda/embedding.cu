@@ -8,11 +8,16 @@
 // src[i, c] for the run's i in order, and stores once. Per element this is exactly the CPU's
 // sequence of float additions, so the result is bit-identical to kernels/cpu/embedding.cc. The
 // sort's buffers come from a DeviceScratch that only grows (first step), never per call.
+//
+// The bf16 path's input block is one kernel (embedding_kernels.cuh): the fp32 table rows summed,
+// LayerNorm in fp32 and the embedding dropout, writing the bf16 sum and output.
 #include <cub/device/device_radix_sort.cuh>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/embedding_kernels.cuh"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/storage.cuh"
+#include "kernels/cuda/warp_rows.cuh"
 
 namespace headroom::cuda {
 using namespace embedding_kernels;  // NOLINT(build/namespaces): this file's own kernels
@@ -31,6 +36,27 @@ void LaunchEmbeddingForward(const int32_t* ids, const float* table, int64_t n, i
   embedding_forward_kernel<<<GridStrideBlocks(n * d, kBlock), kBlock, 0, ctx.stream>>>(
       ids, table, n, d, out, accumulate);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+}
+
+void LaunchEmbeddingLayerNormForward(const int32_t* ids, const float* word, float word_scale,
+                                     const int32_t* positions, const float* pos_table,
+                                     const int32_t* segments, const float* type_table, int64_t rows,
+                                     int cols, const float* gamma, const float* beta, float eps,
+                                     float rate, uint64_t seed, uint64_t step, uint32_t layer,
+                                     uint32_t site, __nv_bfloat16* sum, __nv_bfloat16* y,
+                                     float* mean, float* rstd, const LaunchContext& ctx) {
+  using A = __nv_bfloat16;
+  if (rows <= 0 || cols <= 0) return;
+  const int packs = PacksOrRecord("LaunchEmbeddingLayerNormForward", cols, Chunk<A>::kSize,
+                                  {word, pos_table, type_table, gamma, beta, sum, y}, ctx);
+  const ElementDropout drop = MakeElementDropout(rate, seed, step, layer, site);
+  const auto blocks = static_cast<unsigned>(CeilDiv(rows, kRowsPerRowBlock));
+  WithPacksPerLane(packs, [&](auto p) {
+    embedding_layernorm_forward_kernel<A, decltype(p)::value><<<blocks, kRowBlock, 0, ctx.stream>>>(
+        ids, word, word_scale, positions, pos_table, segments, type_table, rows, cols, gamma, beta,
+        eps, drop, sum, y, mean, rstd);
+    HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+  });
 }
 
 void LaunchScatterAddRows(const float* src, const int32_t* idx, int64_t m, int d, float* dst,

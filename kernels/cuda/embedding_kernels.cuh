@@ -1,5 +1,6 @@
 // The device code of the embedding ops (kernels/cuda/embedding.cu): the gather forward, the iota
-// of the scatter-add's sort, and the scatter-add over runs of equal sorted ids. A header of its
+// of the scatter-add's sort, the scatter-add over runs of equal sorted ids, and the fused
+// embedding sum + LayerNorm + dropout that writes bf16 (or float) activations. A header of its
 // own so that tests/kernels/embedding_emulation_test.cc runs exactly this code on the CPU under
 // tests/kernels/cuda_emulation.h against the CPU twin (kernels/cpu/embedding.cc); only
 // embedding.cu includes it otherwise.
@@ -9,6 +10,8 @@
 #include <cstdint>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/storage.cuh"
+#include "kernels/cuda/warp_rows.cuh"
 
 namespace headroom::cuda::embedding_kernels {
 
@@ -58,6 +61,62 @@ __global__ void scatter_add_sorted_kernel(const float* __restrict__ src,
 #pragma unroll 8
   for (int64_t j = k; j < lo; ++j) acc += src[static_cast<int64_t>(sorted_pos[j]) * d + c];
   *t = acc;
+}
+
+// The embedding sum, LayerNorm and dropout of the model's input in one pass, one warp per row
+// with warp_rows.cuh's packed rows (16-byte loads of the fp32 tables, 16-byte stores of A):
+//   e = word[ids[r]] * word_scale + pos[positions[r]] (+ type[segments[r]], segments non-null),
+// in fp32, in that order (EmbeddingForward, Scale, then the accumulating EmbeddingForwards;
+// word_scale 1 multiplies exactly). With gamma non-null (post-LN) sum_out = e stored as A (the
+// input LayerNorm backward reads) and y = dropout(LayerNorm(e)), normalising the fp32 e, with
+// mean and rstd as LayerNormForward's; with gamma null (pre-LN) y = dropout(e). The dropout is
+// Dropout's mask over the [rows, cols] output (`drop`, inactive at rate 0).
+template <typename A, int kPacks>
+__global__ void __launch_bounds__(kRowBlock) embedding_layernorm_forward_kernel(
+    const int32_t* __restrict__ ids, const float* __restrict__ word, float word_scale,
+    const int32_t* __restrict__ positions, const float* __restrict__ pos_table,
+    const int32_t* __restrict__ segments, const float* __restrict__ type_table, int64_t rows,
+    int cols, const float* __restrict__ gamma, const float* __restrict__ beta, float eps,
+    ElementDropout drop, A* __restrict__ sum_out, A* __restrict__ y, float* __restrict__ mean,
+    float* __restrict__ rstd) {
+  constexpr int kN = Pack<A>::kSize;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerRowBlock + threadIdx.x / kWarpSize;
+  const int lane = threadIdx.x % kWarpSize;
+  if (row >= rows) return;  // the whole warp leaves together
+  const float* word_row = word + static_cast<int64_t>(ids[row]) * cols;
+  const float* pos_row = pos_table + static_cast<int64_t>(positions[row]) * cols;
+  const float* type_row =
+      segments != nullptr ? type_table + static_cast<int64_t>(segments[row]) * cols : nullptr;
+  float v[kPacks][kN];
+#pragma unroll
+  for (int k = 0; k < kPacks; ++k) {
+    const int c = ChunkColumn<kN>(k, lane);
+    if (c >= cols) break;
+    float w[kN], p[kN];
+    LoadElements(word_row + c, w);
+    LoadElements(pos_row + c, p);
+    // __fmul_rn: the scaled word rounds on its own (Scale), never fused with the add.
+#pragma unroll
+    for (int j = 0; j < kN; ++j) v[k][j] = __fmul_rn(w[j], word_scale) + p[j];
+    if (type_row != nullptr) {
+      float t[kN];
+      LoadElements(type_row + c, t);
+#pragma unroll
+      for (int j = 0; j < kN; ++j) v[k][j] = v[k][j] + t[j];
+    }
+    if (gamma != nullptr) {
+      StoreElements(sum_out + row * cols + c, v[k]);
+    } else {
+      float out[kN];
+#pragma unroll
+      for (int j = 0; j < kN; ++j) out[j] = v[k][j];
+      drop.ApplyGroups(out, row * cols + c);
+      StoreElements(y + row * cols + c, out);
+    }
+  }
+  if (gamma != nullptr) {
+    NormalizeRow<A, kN, kPacks>(v, row, cols, lane, gamma, beta, eps, drop, y, mean, rstd);
+  }
 }
 
 }  // namespace headroom::cuda::embedding_kernels

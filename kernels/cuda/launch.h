@@ -13,10 +13,12 @@
 #ifndef HEADROOM_KERNELS_CUDA_LAUNCH_H_
 #define HEADROOM_KERNELS_CUDA_LAUNCH_H_
 
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 
 #include "kernels/cuda/adam_params.h"
 #include "kernels/cuda/cuda_check.h"
@@ -54,6 +56,8 @@ class DeviceScratch {
 inline constexpr int kDotMaxBlocks = 1024;
 // Floats in the fixed column-sum scratch (BiasBackward, LayerNorm parameter gradients).
 inline constexpr int64_t kColumnSumScratchFloats = int64_t{1} << 20;
+// The most partial rows (row chunks, blocks) the column sums add in their final pass.
+inline constexpr int kMaxColumnSumPartials = 1024;
 
 // ---- elementwise.cu -----------------------------------------------------------------------
 void LaunchFill(float* x, int64_t n, float value, const LaunchContext& ctx);
@@ -76,6 +80,10 @@ void LaunchDot(const float* a, const float* b, int64_t n, float* out, float* par
 void LaunchColumnSums(const float* dy, const float* x, const float* mean, const float* rstd,
                       int64_t rows, int cols, float* dsum, float* dxhat_sum, float* scratch,
                       const LaunchContext& ctx);
+// The final pass of the column sums: dsum[c] += sum_k part_sum[k * cols + c] and
+// dxhat_sum[c] += sum_k part_xhat[k * cols + c] over k < partials, in k order (deterministic).
+void LaunchColumnSumsOfPartials(const float* part_sum, const float* part_xhat, int partials,
+                                int cols, float* dsum, float* dxhat_sum, const LaunchContext& ctx);
 
 // ---- permute.cu ---------------------------------------------------------------------------
 void LaunchPermuteHeads(const float* x, float* y, int B, int S, int H, int D, bool inverse,
@@ -167,6 +175,103 @@ void LaunchAdamW(float* w, const float* g, float* m, float* v, int64_t n, const 
 // `u` holds n floats; `norms` 2 floats; `partials` kDotMaxBlocks floats.
 void LaunchLamb(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p,
                 float* u, float* norms, float* partials, const LaunchContext& ctx);
+
+// ---- bf16 activation storage (train.precision bf16) ----------------------------------------
+// The same ops over activations stored as __nv_bfloat16: read widened to fp32, computed in fp32,
+// stored rounded to nearest even. Parameters, their gradients, the optimizer moments, LayerNorm's
+// mean and rstd and the losses stay fp32. Not yet called by CudaOps (Ops<float>).
+//
+// LayerNorm (layernorm.cu, the packed kernels of layernorm_kernels.cuh): cols a multiple of 8 up
+// to 2048 and every pointer 16-byte aligned, else an error is recorded and nothing runs. The
+// residual forward normalises the fp32 sum x + dropout(sub) and stores its rounding in `sum`.
+// Backward is one pass over dy and x (dgamma, dbeta accumulate, deterministic, through
+// `colsum_scratch` of kColumnSumScratchFloats floats); dx may alias dy.
+void LaunchLayerNormForward(const __nv_bfloat16* x, const float* gamma, const float* beta,
+                            int64_t rows, int cols, float eps, __nv_bfloat16* y, float* mean,
+                            float* rstd, const LaunchContext& ctx);
+void LaunchResidualLayerNormForward(const __nv_bfloat16* x, const __nv_bfloat16* sub, float rate,
+                                    uint64_t seed, uint64_t step, uint32_t layer, uint32_t site,
+                                    const float* gamma, const float* beta, int64_t rows, int cols,
+                                    float eps, __nv_bfloat16* sum, __nv_bfloat16* y, float* mean,
+                                    float* rstd, const LaunchContext& ctx);
+void LaunchLayerNormBackward(const __nv_bfloat16* dy, const __nv_bfloat16* x, const float* gamma,
+                             const float* mean, const float* rstd, int64_t rows, int cols,
+                             __nv_bfloat16* dx, float* dgamma, float* dbeta, float* colsum_scratch,
+                             const LaunchContext& ctx);
+void LaunchResidualLayerNormBackward(const __nv_bfloat16* dy, const __nv_bfloat16* sum,
+                                     const float* gamma, const float* mean, const float* rstd,
+                                     int64_t rows, int cols, float rate, uint64_t seed,
+                                     uint64_t step, uint32_t layer, uint32_t site,
+                                     __nv_bfloat16* dsum, __nv_bfloat16* dsub, float* dgamma,
+                                     float* dbeta, float* colsum_scratch, const LaunchContext& ctx);
+// The same two with the residual stream in fp32 (train.fp32_residual, Bf16ActivationOps'
+// default): forward stores the sum in fp32 (x, sub and y bf16); backward reads fp32 dy and sum
+// and writes fp32 dsum (which may alias dy) and bf16 dsub.
+void LaunchResidualLayerNormForward(const __nv_bfloat16* x, const __nv_bfloat16* sub, float rate,
+                                    uint64_t seed, uint64_t step, uint32_t layer, uint32_t site,
+                                    const float* gamma, const float* beta, int64_t rows, int cols,
+                                    float eps, float* sum, __nv_bfloat16* y, float* mean,
+                                    float* rstd, const LaunchContext& ctx);
+void LaunchResidualLayerNormBackward(const float* dy, const float* sum, const float* gamma,
+                                     const float* mean, const float* rstd, int64_t rows, int cols,
+                                     float rate, uint64_t seed, uint64_t step, uint32_t layer,
+                                     uint32_t site, float* dsum, __nv_bfloat16* dsub, float* dgamma,
+                                     float* dbeta, float* colsum_scratch, const LaunchContext& ctx);
+// The packed kernels' shape check, shared by their launchers: kPacks (1, 2, 4 or 8) for rows of
+// `cols` in packs of `pack_size`, or 0 after recording in ctx.err why the shape or a pointer does
+// not fit.
+int PacksOrRecord(const char* launcher, int cols, int pack_size,
+                  std::initializer_list<const void*> pointers, const LaunchContext& ctx);
+
+// Activations (activation.cu), elementwise; in place allowed as the float launchers.
+void LaunchGeluForward(const __nv_bfloat16* x, __nv_bfloat16* y, int64_t n,
+                       const LaunchContext& ctx);
+void LaunchGeluBackward(const __nv_bfloat16* x, const __nv_bfloat16* dy, __nv_bfloat16* dx,
+                        int64_t n, const LaunchContext& ctx);
+void LaunchGeluTanhForward(const __nv_bfloat16* x, __nv_bfloat16* y, int64_t n,
+                           const LaunchContext& ctx);
+void LaunchGeluTanhBackward(const __nv_bfloat16* x, const __nv_bfloat16* dy, __nv_bfloat16* dx,
+                            int64_t n, const LaunchContext& ctx);
+void LaunchReluForward(const __nv_bfloat16* x, __nv_bfloat16* y, int64_t n,
+                       const LaunchContext& ctx);
+void LaunchReluBackward(const __nv_bfloat16* x, const __nv_bfloat16* dy, __nv_bfloat16* dx,
+                        int64_t n, const LaunchContext& ctx);
+void LaunchTanhForward(const __nv_bfloat16* x, __nv_bfloat16* y, int64_t n,
+                       const LaunchContext& ctx);
+void LaunchTanhBackward(const __nv_bfloat16* y, const __nv_bfloat16* dy, __nv_bfloat16* dx,
+                        int64_t n, const LaunchContext& ctx);
+
+// The model's input block (embedding.cu): sum = word[ids] * word_scale + pos[positions]
+// (+ type[segments] when segments is non-null), from fp32 tables; with gamma non-null `sum`
+// receives it and y = dropout(LayerNorm(sum)) with mean and rstd, with gamma null (pre-LN)
+// y = dropout(sum) (sum, mean, rstd unused). Dropout's mask under (seed, step, layer, site) over
+// the [rows, cols] output; rate 0 drops nothing. cols and pointers as the bf16 LayerNorm's.
+void LaunchEmbeddingLayerNormForward(const int32_t* ids, const float* word, float word_scale,
+                                     const int32_t* positions, const float* pos_table,
+                                     const int32_t* segments, const float* type_table, int64_t rows,
+                                     int cols, const float* gamma, const float* beta, float eps,
+                                     float rate, uint64_t seed, uint64_t step, uint32_t layer,
+                                     uint32_t site, __nv_bfloat16* sum, __nv_bfloat16* y,
+                                     float* mean, float* rstd, const LaunchContext& ctx);
+
+// Cross-entropy in place over bf16 logits (cross_entropy.cu): fp32 losses, the bf16 gradient.
+void LaunchSoftmaxCrossEntropy(const __nv_bfloat16* logits, const int32_t* labels,
+                               const float* weights, int64_t rows, int V, int ld,
+                               float label_smoothing, float* losses, __nv_bfloat16* dlogits,
+                               float grad_scale, const LaunchContext& ctx);
+
+// The optimizers updating the fp32 master weights and writing `mirror`, their bf16 copy (round to
+// nearest even), in the same pass (optimizer.cu); mirror null writes none.
+void LaunchAdamW(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p,
+                 __nv_bfloat16* mirror, const LaunchContext& ctx);
+void LaunchLamb(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p,
+                float* u, float* norms, float* partials, __nv_bfloat16* mirror,
+                const LaunchContext& ctx);
+
+// The bias gradient from bf16 dy (reduce.cu): dsum[c] += sum_r dy[r, c] in fp32, deterministic;
+// `scratch` as LaunchColumnSums'.
+void LaunchColumnSums(const __nv_bfloat16* dy, int64_t rows, int cols, float* dsum, float* scratch,
+                      const LaunchContext& ctx);
 
 }  // namespace headroom::cuda
 

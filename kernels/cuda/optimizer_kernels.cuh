@@ -10,6 +10,7 @@
 
 #include "kernels/cuda/adam_params.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/storage.cuh"
 
 namespace headroom::cuda::optimizer_kernels {
 
@@ -26,11 +27,15 @@ __device__ __forceinline__ float AdamDirection(float w, float g, float* m, float
   return (mi * p.inv_bc1) / (sqrtf(vi * p.inv_bc2) + p.eps) + p.weight_decay * w;
 }
 
+// With `mirror` non-null, also mirror[i] = the updated w[i] rounded to nearest even: the bf16
+// copy of the weights that the bf16 GEMMs read.
 __global__ void adamw_kernel(float* __restrict__ w, const float* __restrict__ g,
-                             float* __restrict__ m, float* __restrict__ v, int64_t n,
-                             AdamParams p) {
+                             float* __restrict__ m, float* __restrict__ v, int64_t n, AdamParams p,
+                             __nv_bfloat16* __restrict__ mirror) {
   for (int64_t i = GlobalThread(); i < n; i += GridThreads()) {
-    w[i] -= p.lr * AdamDirection(w[i], g[i], m + i, v + i, p);
+    const float updated = w[i] - p.lr * AdamDirection(w[i], g[i], m + i, v + i, p);
+    w[i] = updated;
+    if (mirror != nullptr) mirror[i] = __float2bfloat16(updated);
   }
 }
 
@@ -42,13 +47,19 @@ __global__ void lamb_direction_kernel(const float* __restrict__ w, const float* 
   }
 }
 
-// norms[0] = ||w||^2, norms[1] = ||u||^2 (computed before this kernel).
+// norms[0] = ||w||^2, norms[1] = ||u||^2 (computed before this kernel). With `mirror` non-null,
+// also mirror[i] = the updated w[i] rounded to nearest even.
 __global__ void lamb_apply_kernel(float* __restrict__ w, const float* __restrict__ u, int64_t n,
-                                  float lr, const float* __restrict__ norms) {
+                                  float lr, const float* __restrict__ norms,
+                                  __nv_bfloat16* __restrict__ mirror) {
   const float ws = norms[0], us = norms[1];
   const float ratio = (ws > 0.0f && us > 0.0f) ? sqrtf(ws) / sqrtf(us) : 1.0f;
   const float step = lr * ratio;
-  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) w[i] -= step * u[i];
+  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) {
+    const float updated = w[i] - step * u[i];
+    w[i] = updated;
+    if (mirror != nullptr) mirror[i] = __float2bfloat16(updated);
+  }
 }
 
 }  // namespace headroom::cuda::optimizer_kernels

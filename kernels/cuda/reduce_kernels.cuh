@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/storage.cuh"
 
 namespace headroom::cuda::reduce_kernels {
 
@@ -17,7 +18,6 @@ constexpr int kDotBlock = 256;
 constexpr int kColTile = 32;   // columns per block (one warp wide: coalesced row segments)
 constexpr int kRowLanes = 16;  // threads per column inside a block
 constexpr int kMinRowsPerChunk = 128;
-constexpr int kMaxChunks = 1024;
 
 __global__ void dot_partial_kernel(const float* a, const float* b, int64_t n,
                                    float* __restrict__ partials) {
@@ -40,9 +40,10 @@ __global__ void dot_final_kernel(const float* __restrict__ partials, int count,
 // Block (kColTile, kRowLanes); grid (column tiles, chunks). Chunk k covers rows
 // [k * rows_per_chunk, min(rows, (k + 1) * rows_per_chunk)). With `direct` (one chunk) the sums
 // are added to out_sum/out_xhat; otherwise they are stored at [chunk * cols + c] of the partial
-// buffers out_sum/out_xhat.
-template <bool kXhat>
-__global__ void column_sums_kernel(const float* __restrict__ dy, const float* __restrict__ x,
+// buffers out_sum/out_xhat. dy and x are stored as A (float, or __nv_bfloat16 read widened:
+// the bias gradient of bf16 activations); every sum is fp32.
+template <bool kXhat, typename A = float>
+__global__ void column_sums_kernel(const A* __restrict__ dy, const A* __restrict__ x,
                                    const float* __restrict__ mean, const float* __restrict__ rstd,
                                    int64_t rows, int cols, int64_t rows_per_chunk, bool direct,
                                    float* out_sum, float* out_xhat) {
@@ -54,9 +55,9 @@ __global__ void column_sums_kernel(const float* __restrict__ dy, const float* __
   float s = 0.0f, sx = 0.0f;
   if (c < cols) {
     for (int64_t r = r0 + threadIdx.y; r < r1; r += kRowLanes) {
-      const float g = dy[r * cols + c];
+      const float g = ToFloat(dy[r * cols + c]);
       s += g;
-      if constexpr (kXhat) sx += g * ((x[r * cols + c] - mean[r]) * rstd[r]);
+      if constexpr (kXhat) sx += g * ((ToFloat(x[r * cols + c]) - mean[r]) * rstd[r]);
     }
   }
   part_sum[threadIdx.y][threadIdx.x] = s;

@@ -15,10 +15,12 @@
 //   block's shared memory. Unlike the GPU's it starts zeroed and keeps the previous block's
 //   values;
 // - dynamic shared memory (HR_DYNAMIC_SHARED), 128-byte aligned and filled with NaN;
-// - float4, the math library (erff, expf, tanhf, logf, sqrtf, fmaxf: the host's libm, correctly
+// - float4, int4 (16-byte vector moves of any element type), the math library (erff, expf, tanhf,
+// logf, sqrtf, fmaxf: the host's libm, correctly
 //   rounded or within 1 ulp, where CUDA's are within 2 ulp), __fmul_rn (a plain product: the host
 //   build contracts nothing into an FMA);
-// - bf16 (round to nearest even, or kept in float with HR_EMULATE_EXACT_BF16 to test the logic
+// - bf16 (__float2bfloat16 rounds to nearest even, __bfloat162float widens exactly; or kept in
+// float with HR_EMULATE_EXACT_BF16 to test the logic
 //   without rounding), and the nvcuda::wmma fragment API at 16x16x16 with the documented meaning
 //   of each layout: matrix_a row_major (i, k) = p[i * ldm + k], col_major p[k * ldm + i];
 //   matrix_b row_major (k, n) = p[k * ldm + n], col_major p[n * ldm + k]; accumulators stored and
@@ -233,6 +235,13 @@ struct float4 {
   float x, y, z, w;
 };
 inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
+// CUDA's int4 (vector_types.h): four ints, 16-byte aligned. Kernels move 16 bytes of any element
+// type with one int4 load or store (kernels/cuda/storage.cuh's LoadPack / StorePack); the
+// emulation targets are built with -fno-strict-aliasing, as that reinterpretation needs on the
+// host.
+struct alignas(16) int4 {
+  int x, y, z, w;
+};
 
 #ifdef HR_EMULATE_EXACT_BF16
 struct __nv_bfloat16 {
@@ -259,6 +268,8 @@ inline float EmulatedFloat(__nv_bfloat16 b) {
 }
 #endif
 inline float EmulatedFloat(float f) { return f; }
+// Exact widening, as CUDA's __bfloat162float.
+inline float __bfloat162float(__nv_bfloat16 b) { return EmulatedFloat(b); }
 struct __nv_bfloat162 {
   __nv_bfloat16 x, y;
 };

@@ -12,7 +12,9 @@
 // LAMB's apply step uses the trust ratio sqrt(||w||^2) / sqrt(||u||^2) from the device's float Dot
 // (each norm within (n + 4) u of the twin's double sum, u = 2^-24, summation bound of the reduce
 // test), so the step lr * ratio is within (n + 10) u relative, and w - step * u_i within (n + 11) u
-// |step u_i| + 2 u |w| of the twin.
+// |step u_i| + 2 u |w| of the twin. The bf16 mirror of the weights (written in the same pass) is
+// the new w rounded to nearest even: bit for bit against RoundToBf16 of the device's w (AdamW: of
+// the twin's, the same bits), within one bf16 ulp of the twin's rounded w (LAMB).
 #include "tests/kernels/cuda_emulation.h"
 // The emulation header must come first: it defines what the device code expects of CUDA.
 #include <gtest/gtest.h>
@@ -66,18 +68,27 @@ TEST(OptimizerKernelEmulation, AdamWMatchesTwinBitForBit) {
       const State start = want;
       ops.AdamW(want.w.data(), want.g.data(), want.m.data(), want.v.data(), n, s);
       for (unsigned grid : testing_util::GridStrideGrids(n, k::kBlock)) {
-        State got = start;
-        testing_util::Launch1D(
-            [&] {
-              k::adamw_kernel(got.w.data(), got.g.data(), got.m.data(), got.v.data(), n,
-                              cuda::ToAdamParams(s));
-            },
-            grid, k::kBlock);
-        const std::string what = "n=" + std::to_string(n) + " grid=" + std::to_string(grid) +
-                                 " bias_correction=" + std::to_string(s.bias_correction);
-        ExpectBitEqual(got.w, want.w, "w " + what);
-        ExpectBitEqual(got.m, want.m, "m " + what);
-        ExpectBitEqual(got.v, want.v, "v " + what);
+        for (bool with_mirror : {false, true}) {
+          State got = start;
+          std::vector<__nv_bfloat16> mirror(n, __float2bfloat16(NAN));
+          testing_util::Launch1D(
+              [&] {
+                k::adamw_kernel(got.w.data(), got.g.data(), got.m.data(), got.v.data(), n,
+                                cuda::ToAdamParams(s), with_mirror ? mirror.data() : nullptr);
+              },
+              grid, k::kBlock);
+          const std::string what = "n=" + std::to_string(n) + " grid=" + std::to_string(grid) +
+                                   " bias_correction=" + std::to_string(s.bias_correction) +
+                                   " mirror=" + std::to_string(with_mirror);
+          ExpectBitEqual(got.w, want.w, "w " + what);
+          ExpectBitEqual(got.m, want.m, "m " + what);
+          ExpectBitEqual(got.v, want.v, "v " + what);
+          // The bf16 mirror is the twin's weights rounded to nearest even (w is bit-equal).
+          if (with_mirror) {
+            ExpectBitEqual(testing_util::FromDeviceBf16(mirror),
+                           testing_util::RoundedToBf16(want.w), "mirror " + what);
+          }
+        }
       }
     }
   }
@@ -126,9 +137,18 @@ TEST(OptimizerKernelEmulation, LambMatchesTwinWithinNormBand) {
                 1, 1024);
           }
         }
+        std::vector<__nv_bfloat16> mirror(n, __float2bfloat16(NAN));
         testing_util::Launch1D(
-            [&] { k::lamb_apply_kernel(got.w.data(), u.data(), n, p.lr, norms.data()); }, grid,
-            k::kBlock);
+            [&] {
+              k::lamb_apply_kernel(got.w.data(), u.data(), n, p.lr, norms.data(), mirror.data());
+            },
+            grid, k::kBlock);
+        // The bf16 mirror: the device's own new weights rounded to nearest even, bit for bit,
+        // so within one bf16 ulp of the twin's rounded weights (w is within its band of them).
+        ExpectBitEqual(testing_util::FromDeviceBf16(mirror), testing_util::RoundedToBf16(got.w),
+                       "mirror " + what);
+        testing_util::ExpectWithinBf16Ulp(testing_util::FromDeviceBf16(mirror),
+                                          testing_util::RoundedToBf16(want.w), "mirror " + what);
         double ws = 0, us = 0;
         for (int64_t i = 0; i < n; ++i) {
           ws += double{start.w[i]} * start.w[i];

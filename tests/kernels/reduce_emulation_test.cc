@@ -4,7 +4,8 @@
 // CpuOps<float>::Dot, the column sums against BiasBackward (dy only) and against
 // LayerNormBackward's dbeta and dgamma (with x, mean, rstd); one chunk (the kernel adds to the
 // outputs) and several (partials, then the final pass in chunk order), ragged row and column
-// counts (no multiple of the 32-column tile or the 16 row lanes; one row; one column).
+// counts (no multiple of the 32-column tile or the 16 row lanes; one row; one column); and the bias
+// sums of bf16 dy (the kernel's __nv_bfloat16 instance).
 //
 // Tolerance, from the standard bound for floating-point summation: a sum of m float terms, in
 // any order, is within (m - 1) u sum |terms| of the exact sum (u = 2^-24, each addition rounds
@@ -18,6 +19,7 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
@@ -79,24 +81,24 @@ struct ColumnCase {
 
 // Runs the column-sum kernels as LaunchColumnSums does for `rows_per_chunk`, adding to dsum and
 // (with x) dxhat.
-template <bool kXhat>
-void EmulatedColumnSums(const ColumnCase& c, const std::vector<float>& dy,
-                        const std::vector<float>* x, const std::vector<float>* mean,
-                        const std::vector<float>* rstd, std::vector<float>& dsum,
-                        std::vector<float>& dxhat) {
+template <bool kXhat, typename A = float>
+void EmulatedColumnSums(const ColumnCase& c, const std::vector<A>& dy,
+                        const std::vector<std::type_identity_t<A>>* x,
+                        const std::vector<float>* mean, const std::vector<float>* rstd,
+                        std::vector<float>& dsum, std::vector<float>& dxhat) {
   const int64_t chunks = cuda::CeilDiv(c.rows, c.rows_per_chunk);
   const bool direct = chunks == 1;
   std::vector<float> part_sum(static_cast<size_t>(chunks * c.cols), NAN);
   std::vector<float> part_xhat(static_cast<size_t>(chunks * c.cols), NAN);
   float* out_sum = direct ? dsum.data() : part_sum.data();
   float* out_xhat = direct ? dxhat.data() : part_xhat.data();
-  const float* xp = kXhat ? x->data() : nullptr;
+  const A* xp = kXhat ? x->data() : nullptr;
   const float* mp = kXhat ? mean->data() : nullptr;
   const float* rp = kXhat ? rstd->data() : nullptr;
   emulation::Launch(
       [&] {
-        k::column_sums_kernel<kXhat>(dy.data(), xp, mp, rp, c.rows, c.cols, c.rows_per_chunk,
-                                     direct, out_sum, out_xhat);
+        k::column_sums_kernel<kXhat, A>(dy.data(), xp, mp, rp, c.rows, c.cols, c.rows_per_chunk,
+                                        direct, out_sum, out_xhat);
       },
       emulation::Dim3{static_cast<unsigned>(cuda::CeilDiv(c.cols, k::kColTile)),
                       static_cast<unsigned>(chunks), 1},
@@ -115,14 +117,19 @@ void EmulatedColumnSums(const ColumnCase& c, const std::vector<float>& dy,
 const ColumnCase kColumnCases[] = {{1, 1, 128},    {5, 33, 128},  {37, 70, 10},
                                    {300, 40, 128}, {129, 1, 128}, {64, 300, 16}};
 
-TEST(ReduceKernelEmulation, BiasColumnSumsWithinSummationBoundOfTwin) {
+// The bias column sums of dy stored as A against BiasBackward on the same values. The
+// __nv_bfloat16 instance (the bias gradient of bf16 activations) reads bf16 dy widened exactly
+// and sums in fp32: the float band above.
+template <typename A>
+void CheckBiasColumnSums() {
   CpuOps<float> ops(1);
   for (const ColumnCase& c : kColumnCases) {
-    const std::vector<float> dy = RandomFloats(c.rows * c.cols, -1, 1, 5);
+    const std::vector<float> dy = testing_util::Stored<A>(RandomFloats(c.rows * c.cols, -1, 1, 5));
     const std::vector<float> start = RandomFloats(c.cols, -1, 1, 6);  // the outputs add
     std::vector<float> want = start, got = start, unused;
     ops.BiasBackward(dy.data(), c.rows, c.cols, want.data());
-    EmulatedColumnSums<false>(c, dy, nullptr, nullptr, nullptr, got, unused);
+    EmulatedColumnSums<false, A>(c, testing_util::ToDevice<A>(dy), nullptr, nullptr, nullptr, got,
+                                 unused);
     for (int col = 0; col < c.cols; ++col) {
       double sum_abs = std::fabs(start[col]);
       for (int64_t r = 0; r < c.rows; ++r) sum_abs += std::fabs(dy[r * c.cols + col]);
@@ -131,6 +138,14 @@ TEST(ReduceKernelEmulation, BiasColumnSumsWithinSummationBoundOfTwin) {
           << " column " << col;
     }
   }
+}
+
+TEST(ReduceKernelEmulation, BiasColumnSumsWithinSummationBoundOfTwin) {
+  CheckBiasColumnSums<float>();
+}
+
+TEST(ReduceKernelEmulation, BiasColumnSumsOfBf16DyWithinSummationBoundOfTwin) {
+  CheckBiasColumnSums<__nv_bfloat16>();
 }
 
 TEST(ReduceKernelEmulation, LayerNormParameterColumnSumsWithinSummationBoundOfTwin) {
