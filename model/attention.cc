@@ -3,10 +3,9 @@
 // Q, K and V come from one GEMM over the fused [3I, d] weight into [B*S, 3I]. The materialised
 // path's per-head products see each operand as a HeadMatrices view (the matrix of sequence b,
 // head j starts at p + b * seq + j * head, rows ld apart), so the same code runs on both head
-// accesses: kInPlace views q, k, v inside [B*S, 3I] and the context inside [B*S, I] (row
-// strides 3I and I, no permutes), kPermuted views copies split into heads [3, B, h, S, d_p] by
-// PermuteHeads (dense, one strided-batched GEMM per product). The 1/sqrt(d_p) scale is applied
-// inside the softmax (and its backward), not by a separate pass over the B*h*S*S scores.
+// layouts (attention.h): kSequenceMajor, one PermuteHeads of [B, S, 3h, d_p] into
+// [B, 3h, S, d_p]; kQkvMajor, two into [3, B, h, S, d_p]. The 1/sqrt(d_p) scale is applied inside
+// the softmax (and its backward), not by a separate pass over the B*h*S*S scores.
 #include "model/attention.h"
 
 #include <algorithm>
@@ -21,17 +20,16 @@ namespace {
 
 // Where the pieces of the scratch workspace start, for N*I = n_inner and B*h*S*S = n_probs,
 // each at a multiple of kTensorAlignment elements (model/parameter_layout.h). Materialised:
-// grads at 0 ([N, 3I] d/d of the projection when the heads are read in place; permuted, buf_a
-// [N, I] at 0 and buf_b [N, I] after it), then dprobs and dropped [B, h, S, S]; fused: dctx
-// [N, I] at 0, dq, dk, dv [3, N, I] (contiguous: the projection's backward reads them as one
-// tensor), delta [B, h, S]. ScratchElements covers the larger materialised layout (in place),
-// so the workspace does not depend on the backend.
+// buf_a [N, I] at 0, buf_b [N, I] (kQkvMajor only), dprobs and dropped [B, h, S, S], and the
+// projection's [N, 3I] (forward) or its gradient (backward) at 0 once buf_a is spent; fused:
+// dctx [N, I] at 0, dq, dk, dv [3, N, I] (contiguous: the projection's backward reads them as one
+// tensor), delta [B, h, S]. The same for both head layouts.
 struct Pieces {
   int64_t buf_b, dprobs, dropped;  // materialised
   int64_t dq, delta;               // fused
   Pieces(int64_t n_inner, int64_t n_probs)
       : buf_b(AlignUp(n_inner, kTensorAlignment)),
-        dprobs(std::max(AlignUp(3 * n_inner, kTensorAlignment), 2 * buf_b)),
+        dprobs(2 * buf_b),
         dropped(dprobs + AlignUp(n_probs, kTensorAlignment)),
         dq(buf_b),
         delta(dq + AlignUp(3 * n_inner, kTensorAlignment)) {}
@@ -39,15 +37,15 @@ struct Pieces {
 
 }  // namespace
 
-HeadAccess ResolveHeadAccess(HeadAccess access, DeviceKind device) {
-  if (access != HeadAccess::kAuto) return access;
-  return device == DeviceKind::kCpu ? HeadAccess::kInPlace : HeadAccess::kPermuted;
+HeadLayout ResolveHeadLayout(HeadLayout layout, DeviceKind device) {
+  if (layout != HeadLayout::kAuto) return layout;
+  return device == DeviceKind::kCpu ? HeadLayout::kSequenceMajor : HeadLayout::kQkvMajor;
 }
 
 template <typename T>
 FixedHeadAttention<T>::FixedHeadAttention(Ops<T>* ops, int d_model, int num_heads, int head_size,
                                           int max_batch, int max_seq, bool keep_dropped_probs,
-                                          bool fused, HeadAccess heads)
+                                          bool fused, HeadLayout heads)
     : ops_(ops),
       d_(d_model),
       h_(num_heads),
@@ -55,7 +53,8 @@ FixedHeadAttention<T>::FixedHeadAttention(Ops<T>* ops, int d_model, int num_head
       max_batch_(max_batch),
       max_seq_(max_seq),
       fused_(fused),
-      in_place_(!fused && ResolveHeadAccess(heads, ops->device()) == HeadAccess::kInPlace) {
+      sequence_major_(!fused &&
+                      ResolveHeadLayout(heads, ops->device()) == HeadLayout::kSequenceMajor) {
   const int64_t n_inner = static_cast<int64_t>(max_batch) * max_seq * h_ * dp_;
   const int64_t n_probs = static_cast<int64_t>(max_batch) * h_ * max_seq * max_seq;
   qkv_ = ops_->Alloc(3 * n_inner);
@@ -76,15 +75,15 @@ FixedHeadAttention<T>::~FixedHeadAttention() {
 template <typename T>
 int64_t FixedHeadAttention<T>::ScratchElements(int num_heads, int head_size, int max_batch,
                                                int max_seq, bool fused) {
-  // Backward is the larger user: materialised, the projection's gradient [N, 3I] (or, heads
-  // permuted, two [N, I] buffers, or the [3, N, I] stage of the projection) and two
-  // [B, h, S, S] buffers; fused, dctx [N, I], dq, dk, dv [3, N, I] and delta [B, h, S]. Each
+  // Backward is the larger user: materialised, two [N, I] buffers and two [B, h, S, S]
+  // buffers, or the [N, 3I] stage of the Q, K, V projection (forward and backward) when that is
+  // larger; fused, dctx [N, I], dq, dk, dv [3, N, I] and delta [B, h, S]. Each
   // piece starts at a multiple of kTensorAlignment elements (Pieces).
   const int64_t n_inner = static_cast<int64_t>(max_batch) * max_seq * num_heads * head_size;
   const int64_t n_probs = static_cast<int64_t>(max_batch) * num_heads * max_seq * max_seq;
   const Pieces at(n_inner, n_probs);
   if (fused) return at.delta + static_cast<int64_t>(max_batch) * num_heads * max_seq;
-  return at.dropped + n_probs;
+  return std::max(at.dropped + n_probs, 3 * n_inner);
 }
 
 template <typename T>
@@ -142,14 +141,17 @@ void FixedHeadAttention<T>::ProjectQkv(const AttentionParams<T>& p, const T* x, 
     ops_->PermuteHeads(scratch, qkv_, 1, N, 3, I, /*inverse=*/false);
     return;
   }
-  ops_->Linear(x, p.wqkv, p.bqkv, N, 3 * I, d_, qkv_);
-  if (in_place_) {  // the per-head products read [N, 3I] where it is
-    q_ = TokenMajor(qkv_, 3 * I);
-    k_ = TokenMajor(qkv_ + I, 3 * I);
-    v_ = TokenMajor(qkv_ + 2 * I, 3 * I);
+  if (sequence_major_) {  // [B, S, 3h, d_p] -> [B, 3h, S, d_p]
+    ops_->Linear(x, p.wqkv, p.bqkv, N, 3 * I, d_, scratch);
+    ops_->PermuteHeads(scratch, qkv_, B_, S_, 3 * h_, dp_, /*inverse=*/false);
+    const int64_t head = static_cast<int64_t>(S_) * dp_;
+    q_ = {qkv_, dp_, 3 * h_ * head, head};
+    k_ = {qkv_ + h_ * head, dp_, 3 * h_ * head, head};
+    v_ = {qkv_ + 2 * h_ * head, dp_, 3 * h_ * head, head};
     return;
   }
   // [N, 3I] -> [3, N, I] -> heads of the 3B sequences [3, B, h, S, d_p].
+  ops_->Linear(x, p.wqkv, p.bqkv, N, 3 * I, d_, qkv_);
   ops_->PermuteHeads(qkv_, scratch, 1, N, 3, I, /*inverse=*/false);
   ops_->PermuteHeads(scratch, qkv_, 3 * B_, S_, h_, dp_, /*inverse=*/false);
   q_ = Split(qh_, dp_);
@@ -228,9 +230,9 @@ void FixedHeadAttention<T>::Forward(const AttentionParams<T>& p, const T* x, int
     ops_->Dropout(probs_, dropped, n_probs, rate_, key_);
     attend.p = dropped;
   }
-  // Context per head: in place, straight into [N, I]; permuted, into scratch as heads, then
-  // merged back to [N, I].
-  if (in_place_) {
+  // Context per head: sequence-major, straight into [N, I]; qkv-major, into scratch as heads
+  // (one batched product), then merged back to [N, I].
+  if (sequence_major_) {
     HeadGemm(Trans::kNo, Trans::kNo, S, dp_, S, attend, v_, TokenMajor(ctx_, I));
   } else {
     HeadGemm(Trans::kNo, Trans::kNo, S, dp_, S, attend, v_, Split(scratch, dp_));
@@ -252,26 +254,19 @@ void FixedHeadAttention<T>::Backward(const AttentionParams<T>& p, const Attentio
   const Pieces at(n_inner, n_probs);
   T* dprobs = scratch + at.dprobs;    // [B, h, S, S]
   T* dropped = scratch + at.dropped;  // [B, h, S, S] (unless kept from Forward)
-  // Where d/d context, q, k, v go. In place: dqkv [N, 3I] at the scratch's start, d context in
-  // its q columns until dq replaces it. Permuted: d context split into heads in buf_b, dq parked
-  // in buf_a while q is read, dk and dv over k and v.
+  // d/d context [N, I] in buf_a, read in place (sequence-major) or split into heads in buf_b
+  // (qkv-major); dq parked in buf_a (heads, [B, h, S, d_p]) while q is read; dk and dv over k
+  // and v.
   T* buf_a = scratch;
   T* buf_b = scratch + at.buf_b;
-  const HeadMatrices dctx = in_place_ ? TokenMajor(scratch, 3 * I) : Split(buf_b, dp_);
-  const HeadMatrices dq = in_place_ ? dctx : Split(buf_a, dp_);
-  const HeadMatrices dk = in_place_ ? TokenMajor(scratch + I, 3 * I) : k_;
-  const HeadMatrices dv = in_place_ ? TokenMajor(scratch + 2 * I, 3 * I) : v_;
+  const HeadMatrices dctx = sequence_major_ ? TokenMajor(buf_a, I) : Split(buf_b, dp_);
 
   // Output projection: dWo += dout^T ctx, dbo += colsum(dout), dctx = dout Wo.
   ops_->LinearBackwardWeights(dout, ctx_, N, d_, I, g.wo, g.bo);
-  if (in_place_) {
-    ops_->Gemm(Trans::kNo, Trans::kNo, N, I, d_, T(1), dout, d_, p.wo, I, T(0), dctx.p, 3 * I);
-  } else {
-    ops_->Gemm(Trans::kNo, Trans::kNo, N, I, d_, T(1), dout, d_, p.wo, I, T(0), buf_a, I);
-    ops_->PermuteHeads(buf_a, buf_b, B, S, h_, dp_, /*inverse=*/false);
-  }
+  ops_->Gemm(Trans::kNo, Trans::kNo, N, I, d_, T(1), dout, d_, p.wo, I, T(0), buf_a, I);
+  if (!sequence_major_) ops_->PermuteHeads(buf_a, buf_b, B, S, h_, dp_, /*inverse=*/false);
 
-  // Through C = dropout(P) V: dP' = dC V^T, dV = dropout(P)^T dC (V is no longer needed).
+  // Through C = dropout(P) V: dP' = dC V^T, dV = dropout(P)^T dC (over V, no longer needed).
   HeadMatrices attend = Split(probs_, S);
   if (rate_ > 0 && dropped_ != nullptr) {
     attend.p = dropped_;
@@ -281,17 +276,24 @@ void FixedHeadAttention<T>::Backward(const AttentionParams<T>& p, const Attentio
   }
   const HeadMatrices ds = Split(dprobs, S);
   HeadGemm(Trans::kNo, Trans::kYes, S, S, dp_, dctx, v_, ds);
-  HeadGemm(Trans::kYes, Trans::kNo, S, dp_, S, attend, dctx, dv);
+  HeadGemm(Trans::kYes, Trans::kNo, S, dp_, S, attend, dctx, v_);
 
   // Dropout and softmax backward, in place: dprobs becomes d loss / d (Q K^T).
   if (rate_ > 0) ops_->Dropout(dprobs, dprobs, n_probs, rate_, key_);
   const T scale = T(1) / std::sqrt(static_cast<T>(dp_));
   ops_->SoftmaxBackward(probs_, dprobs, dprobs, static_cast<int64_t>(B) * h_ * S, S, scale);
 
-  // Scores S = Q K^T: dQ = dS K (in place over d context, which is spent), dK = dS^T Q.
-  HeadGemm(Trans::kNo, Trans::kNo, S, dp_, S, ds, k_, dq);
-  HeadGemm(Trans::kYes, Trans::kNo, S, dp_, S, ds, q_, dk);
-  if (in_place_) {
+  // Scores S = Q K^T: dQ = dS K (parked in buf_a, d context being spent, while Q is read), then
+  // dK = dS^T Q over K, and dQ over Q.
+  HeadGemm(Trans::kNo, Trans::kNo, S, dp_, S, ds, k_, Split(buf_a, dp_));
+  HeadGemm(Trans::kYes, Trans::kNo, S, dp_, S, ds, q_, k_);
+  if (sequence_major_) {
+    // dq, dk, dv [B, 3h, S, d_p] -> [N, 3I] in the scratch (buf_a is copied out first).
+    const int64_t heads = static_cast<int64_t>(h_) * S * dp_;
+    for (int b = 0; b < B; ++b) {
+      ops_->CopyDevice(qkv_ + b * 3 * heads, buf_a + b * heads, sizeof(T) * heads);
+    }
+    ops_->PermuteHeads(qkv_, scratch, B, S, 3 * h_, dp_, /*inverse=*/true);
     QkvBackward(p, g, x, scratch, dx);
     return;
   }

@@ -24,16 +24,21 @@
 // The constructor's `fused` picks one (the model asks Ops::PrefersFusedAttention: the GPU in
 // bf16 mode uses the fused path, the CPU the materialised one).
 //
-// The materialised path reaches the heads one of two ways (HeadAccess, below; the same
-// function, tests/model/transformer_test.cc compares them):
-//  - kInPlace (the CPU's): the per-head GEMMs read q, k, v where the projection wrote them,
-//    [B*S, 3I] with row stride 3I, and write the context straight into [B*S, I]; backward
-//    writes d/d q, k, v straight into a [B*S, 3I] workspace. No permutes; each product is one
-//    strided-batched GEMM per head (over the B sequences) or per sequence (over the h heads),
-//    whichever is fewer, which costs a CPU nothing (its batched GEMM is a loop of products).
-//  - kPermuted (every other backend's): PermuteHeads copies q, k, v into heads [3, B, h, S, d_p]
-//    and merges the context (and, in backward, d/d q, k, v) back, so that each product is ONE
-//    strided-batched GEMM over all B*h heads: the fewest kernel launches on a GPU.
+// The materialised path splits the heads out of the projection's [B*S, 3I] output (row
+// b*S + s holds q, k, v of token s, each h heads of d_p) in one of two layouts (HeadLayout,
+// below; the same function, tests/model/transformer_test.cc compares them):
+//  - kSequenceMajor (the CPU's): one PermuteHeads into [B, 3h, S, d_p] (per sequence the h
+//    heads of q, then of k, then of v); the context is written straight into [B*S, I], and
+//    backward reads d/d context there and merges d/d q, k, v back with one PermuteHeads. The
+//    heads are not evenly spaced across sequences, so each product is one strided-batched GEMM
+//    per head (over the B sequences) or per sequence (over the h heads), whichever is fewer:
+//    free on a CPU, whose batched GEMM is a loop of products anyway. (Reading q, k, v in place
+//    from [B*S, 3I] with row stride 3I instead, no permutes at all, measured 10-30% slower per
+//    product on the CPU than the dense [S, d_p] blocks, more than the permute saves.)
+//  - kQkvMajor (every other backend's): two PermuteHeads into [3, B, h, S, d_p], the context
+//    merged back by one more, backward's d/d context split and d/d q, k, v merged by two, so
+//    that each product is ONE strided-batched GEMM over all B*h heads: the fewest kernel
+//    launches on a GPU.
 // The fused path takes the projection's [B*S, 3I] output apart with one PermuteHeads into
 // [3, B*S, I] (q, k, v each token-major), and puts dq, dk, dv back together the same way. Every
 // path computes the weight and bias gradients and dx from one GEMM each over the fused [3I, d]
@@ -41,10 +46,9 @@
 //
 // Memory. Each FixedHeadAttention owns the activations its backward needs, allocated once for
 // (max_batch, max_seq) at construction, with N = B*S:
-//   q, k, v  3 * N * I elements, one buffer: the projection's [B*S, 3I] (materialised, heads
-//            in place), split into heads [3, B, h, S, d_p] (materialised, permuted; Backward
-//            overwrites them with the projection's gradient [B*S, 3I] once it no longer needs
-//            them) or token-major [3, B*S, I] (fused; likewise)
+//   q, k, v  3 * N * I elements, one buffer: split into heads [B, 3h, S, d_p] or
+//            [3, B, h, S, d_p] (materialised) or token-major [3, B*S, I] (fused); Backward
+//            overwrites them with their gradients once it no longer needs them
 //   probs    materialised only: softmax output before dropout [B, h, S, S], B * h * S * S
 //            elements (by default dropout is recomputed from its Philox key in backward instead
 //            of storing the mask; with keep_dropped_probs the dropped probabilities are kept
@@ -89,10 +93,10 @@ struct AttentionGrads {
   T* bo = nullptr;
 };
 
-// How the materialised path's per-head GEMMs reach q, k, v and the context (see above). kAuto:
-// kInPlace on the CPU, kPermuted on any other backend (ResolveHeadAccess).
-enum class HeadAccess { kAuto, kInPlace, kPermuted };
-HeadAccess ResolveHeadAccess(HeadAccess access, DeviceKind device);
+// Where the materialised path puts the heads of q, k, v (see above). kAuto: kSequenceMajor on
+// the CPU, kQkvMajor on any other backend (ResolveHeadLayout).
+enum class HeadLayout { kAuto, kSequenceMajor, kQkvMajor };
+HeadLayout ResolveHeadLayout(HeadLayout layout, DeviceKind device);
 
 template <typename T>
 class FixedHeadAttention {
@@ -103,16 +107,16 @@ class FixedHeadAttention {
   // a Philox draw costs nanoseconds per element, not on a GPU, where it is almost free and
   // memory is the constraint.
   // fused: take the fused path (see above); keep_dropped_probs and heads are then ignored.
-  // heads: how the materialised path reaches the heads (kAuto: as the backend prefers).
+  // heads: the materialised path's head layout (kAuto: as the backend prefers).
   FixedHeadAttention(Ops<T>* ops, int d_model, int num_heads, int head_size, int max_batch,
                      int max_seq, bool keep_dropped_probs = false, bool fused = false,
-                     HeadAccess heads = HeadAccess::kAuto);
+                     HeadLayout heads = HeadLayout::kAuto);
   ~FixedHeadAttention();
   FixedHeadAttention(const FixedHeadAttention&) = delete;
   FixedHeadAttention& operator=(const FixedHeadAttention&) = delete;
 
-  // Elements of the scratch workspace Forward and Backward need for (max_batch, max_seq), on
-  // either head access.
+  // Elements of the scratch workspace Forward and Backward need for (max_batch, max_seq), in
+  // either head layout.
   static int64_t ScratchElements(int num_heads, int head_size, int max_batch, int max_seq,
                                  bool fused);
   // Elements this object keeps for backward (see the file comment).
@@ -131,8 +135,8 @@ class FixedHeadAttention {
 
   int inner() const { return h_ * dp_; }
   bool fused() const { return fused_; }
-  // Whether the materialised path reads the heads in place (HeadAccess::kInPlace, resolved).
-  bool heads_in_place() const { return in_place_; }
+  // Whether the materialised path's heads are sequence-major (HeadLayout, resolved).
+  bool sequence_major_heads() const { return sequence_major_; }
 
  private:
   // The matrices of all B*h (sequence b, head j) pairs of one operand: the one of (b, j) starts
@@ -166,10 +170,10 @@ class FixedHeadAttention {
   int d_, h_, dp_;
   int max_batch_, max_seq_;
   bool fused_;
-  bool in_place_;  // materialised path, HeadAccess::kInPlace
+  bool sequence_major_;  // materialised path, HeadLayout::kSequenceMajor
   // Kept activations.
-  T* qkv_ = nullptr;              // [B*S, 3I] (heads in place), else [3, ...]: q, k, v below
-  T* qh_ = nullptr;               // [B, h, S, d_p] (permuted), [B*S, I] (fused); unused in place
+  T* qkv_ = nullptr;              // q, k, v: [B, 3h, S, d_p], [3, B, h, S, d_p] or [3, B*S, I]
+  T* qh_ = nullptr;               // [B, h, S, d_p] (kQkvMajor) or [B*S, I] (fused)
   T* kh_ = nullptr;               // likewise
   T* vh_ = nullptr;               // likewise
   T* probs_ = nullptr;            // [B, h, S, S] (materialised)

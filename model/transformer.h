@@ -53,7 +53,7 @@
 // whose extra logits are 0 and excluded from the loss, the gradient and the accuracy.
 // Dropout masks are never stored: Backward recomputes them from their Philox keys. Besides
 // these, one workspace of N*d + max(N*F, N*d, attention scratch: materialised
-// 3*N*I + 2*B*h*S*S, fused 4*N*I + B*h*S) elements is shared by all layers and the
+// max(2*N*I + 2*B*h*S*S, 3*N*I), fused 4*N*I + B*h*S) elements is shared by all layers and the
 // heads, and Backward uses two [N, d] gradient buffers. Each piece carved out of the workspace
 // starts at a multiple of kTensorAlignment (64) elements, which adds up to 63 elements per
 // piece to these counts. ActivationElements() returns the exact total (the

@@ -872,12 +872,13 @@ TEST(ModelInit, UniformUnitScalingFollowsTensor2tensor) {
 }
 
 // Keeping the dropped attention probabilities (the CPU's choice) and redrawing them from the
-// Philox key in backward (the GPU's) must give identical outputs and gradients, on either head
-// access of the materialised path; the two head accesses (heads read in place, the CPU's, and
-// permuted, the GPU's) and the fused path the same values up to rounding. Two shapes, so that
-// the in-place products loop over the sequences (h > B) and over the heads (h < B). The in-place
-// path is the one the model tests compare with the float64 reference and finite differences.
-TEST(AttentionDropout, KeptRedrawnPermutedInPlaceAndFusedGiveTheSameGradients) {
+// Philox key in backward (the GPU's) must give identical outputs and gradients, in either head
+// layout of the materialised path; the two head layouts (sequence-major, the CPU's, and
+// qkv-major, the GPU's) and the fused path the same values up to rounding. Two shapes, so that
+// the sequence-major products loop over the sequences (h > B) and over the heads (h < B). The
+// CPU's layout is the one the model tests compare with the float64 reference and finite
+// differences.
+TEST(AttentionDropout, KeptRedrawnBothHeadLayoutsAndFusedGiveTheSameGradients) {
   struct Shape {
     int h, B;
   };
@@ -900,18 +901,18 @@ TEST(AttentionDropout, KeptRedrawnPermutedInPlaceAndFusedGiveTheSameGradients) {
     const DropoutKey key{9, 4, 1, 0};
     struct Variant {
       bool keep, fused;
-      HeadAccess heads;
+      HeadLayout heads;
     };
-    const Variant variants[] = {{false, false, HeadAccess::kInPlace},
-                                {true, false, HeadAccess::kInPlace},
-                                {false, false, HeadAccess::kPermuted},
-                                {true, false, HeadAccess::kPermuted},
-                                {false, true, HeadAccess::kAuto}};
+    const Variant variants[] = {{false, false, HeadLayout::kSequenceMajor},
+                                {true, false, HeadLayout::kSequenceMajor},
+                                {false, false, HeadLayout::kQkvMajor},
+                                {true, false, HeadLayout::kQkvMajor},
+                                {false, true, HeadLayout::kAuto}};
     std::vector<double> results[5];
     for (int i = 0; i < 5; ++i) {
       const Variant& v = variants[i];
       FixedHeadAttention<double> attn(&ops, d, h, dp, B, S, v.keep, v.fused, v.heads);
-      EXPECT_EQ(attn.heads_in_place(), v.heads == HeadAccess::kInPlace);
+      EXPECT_EQ(attn.sequence_major_heads(), v.heads == HeadLayout::kSequenceMajor);
       double* scratch =
           ops.Alloc(FixedHeadAttention<double>::ScratchElements(h, dp, B, S, v.fused));
       double* grads = ops.Alloc(4 * I * d + 3 * I + d);
@@ -931,7 +932,7 @@ TEST(AttentionDropout, KeptRedrawnPermutedInPlaceAndFusedGiveTheSameGradients) {
     EXPECT_EQ(results[0], results[1]);
     EXPECT_EQ(results[2], results[3]);
     for (int i : {2, 4}) {
-      SCOPED_TRACE(i == 2 ? "permuted" : "fused");
+      SCOPED_TRACE(i == 2 ? "qkv-major" : "fused");
       ASSERT_EQ(results[i].size(), results[0].size());
       for (size_t j = 0; j < results[0].size(); ++j) {
         ASSERT_NEAR(results[i][j], results[0][j], 1e-12 * (1 + std::fabs(results[0][j]))) << j;
