@@ -33,7 +33,7 @@
 //    heads are not evenly spaced across sequences, so each product is one strided-batched GEMM
 //    per head (over the B sequences) or per sequence (over the h heads), whichever is fewer:
 //    free on a CPU, whose batched GEMM is a loop of products anyway. (Reading q, k, v in place
-//    from [B*S, 3I] with row stride 3I instead, no permutes at all, made each product 8-25%
+//    from [B*S, 3I] with row stride 3I instead, no permutes at all, made each product 7-35%
 //    slower on the CPU than on dense [S, d_p] blocks, which ate what the permutes cost:
 //    bench/RESULTS.md, 2026-12-06.)
 //  - kQkvMajor (every other backend's): two PermuteHeads into [3, B, h, S, d_p], the context
