@@ -17,22 +17,39 @@
 // the caller (the block in transformer.cc).
 //
 // Two paths compute the same function (tests/model check both against finite differences):
-//  - materialised: heads split with PermuteHeads, per-head strided-batched GEMMs, the [S, S]
-//    probabilities of every head written out by SoftmaxForward and kept for backward;
+//  - materialised: per-head strided-batched GEMMs, the [S, S] probabilities of every head
+//    written out by SoftmaxForward and kept for backward;
 //  - fused: Ops::AttentionForward / AttentionBackward (flash-attention style) on token-major
 //    q, k, v, keeping only one log-sum-exp per query.
-// Both take the projection's [B*S, 3I] output apart with one PermuteHeads into [3, B*S, I]
-// (q, k, v each token-major; the materialised path then splits the heads of all three with one
-// more), and backward puts dq, dk, dv back together the same way, so that the weight and bias
-// gradients and dx come from one GEMM each over the fused [3I, d] weight.
 // The constructor's `fused` picks one (the model asks Ops::PrefersFusedAttention: the GPU in
 // bf16 mode uses the fused path, the CPU the materialised one).
 //
+// The materialised path splits the heads out of the projection's [B*S, 3I] output (row
+// b*S + s holds q, k, v of token s, each h heads of d_p) in one of two layouts (HeadLayout,
+// below; the same function, tests/model/transformer_test.cc compares them):
+//  - kSequenceMajor (the CPU's): one PermuteHeads into [B, 3h, S, d_p] (per sequence the h
+//    heads of q, then of k, then of v); the context is written straight into [B*S, I], and
+//    backward reads d/d context there and merges d/d q, k, v back with one PermuteHeads. The
+//    heads are not evenly spaced across sequences, so each product is one strided-batched GEMM
+//    per head (over the B sequences) or per sequence (over the h heads), whichever is fewer:
+//    free on a CPU, whose batched GEMM is a loop of products anyway. (Reading q, k, v in place
+//    from [B*S, 3I] with row stride 3I instead, no permutes at all, made each product 7-35%
+//    slower on the CPU than on dense [S, d_p] blocks, which ate what the permutes cost:
+//    bench/RESULTS.md, 2026-12-06.)
+//  - kQkvMajor (every other backend's): two PermuteHeads into [3, B, h, S, d_p], the context
+//    merged back by one more, backward's d/d context split and d/d q, k, v merged by two, so
+//    that each product is ONE strided-batched GEMM over all B*h heads: the fewest kernel
+//    launches on a GPU.
+// The fused path takes the projection's [B*S, 3I] output apart with one PermuteHeads into
+// [3, B*S, I] (q, k, v each token-major), and puts dq, dk, dv back together the same way. Every
+// path computes the weight and bias gradients and dx from one GEMM each over the fused [3I, d]
+// weight.
+//
 // Memory. Each FixedHeadAttention owns the activations its backward needs, allocated once for
 // (max_batch, max_seq) at construction, with N = B*S:
-//   q, k, v  3 * N * I elements, one buffer [3, ...]: each split into heads [B, h, S, d_p]
-//            (materialised) or token-major [B*S, I] (fused); Backward overwrites them with
-//            the projection's gradient [B*S, 3I] once it no longer needs them
+//   q, k, v  3 * N * I elements, one buffer: split into heads [B, 3h, S, d_p] or
+//            [3, B, h, S, d_p] (materialised) or token-major [3, B*S, I] (fused); Backward
+//            overwrites them with their gradients once it no longer needs them
 //   probs    materialised only: softmax output before dropout [B, h, S, S], B * h * S * S
 //            elements (by default dropout is recomputed from its Philox key in backward instead
 //            of storing the mask; with keep_dropped_probs the dropped probabilities are kept
@@ -77,6 +94,11 @@ struct AttentionGrads {
   T* bo = nullptr;
 };
 
+// Where the materialised path puts the heads of q, k, v (see above). kAuto: kSequenceMajor on
+// the CPU, kQkvMajor on any other backend (ResolveHeadLayout).
+enum class HeadLayout { kAuto, kSequenceMajor, kQkvMajor };
+HeadLayout ResolveHeadLayout(HeadLayout layout, DeviceKind device);
+
 template <typename T>
 class FixedHeadAttention {
  public:
@@ -85,14 +107,17 @@ class FixedHeadAttention {
   // (another B*h*S*S elements) so Backward does not redraw the mask; worth it on the CPU, where
   // a Philox draw costs nanoseconds per element, not on a GPU, where it is almost free and
   // memory is the constraint.
-  // fused: take the fused path (see above); keep_dropped_probs is then ignored.
+  // fused: take the fused path (see above); keep_dropped_probs and heads are then ignored.
+  // heads: the materialised path's head layout (kAuto: as the backend prefers).
   FixedHeadAttention(Ops<T>* ops, int d_model, int num_heads, int head_size, int max_batch,
-                     int max_seq, bool keep_dropped_probs = false, bool fused = false);
+                     int max_seq, bool keep_dropped_probs = false, bool fused = false,
+                     HeadLayout heads = HeadLayout::kAuto);
   ~FixedHeadAttention();
   FixedHeadAttention(const FixedHeadAttention&) = delete;
   FixedHeadAttention& operator=(const FixedHeadAttention&) = delete;
 
-  // Elements of the scratch workspace Forward and Backward need for (max_batch, max_seq).
+  // Elements of the scratch workspace Forward and Backward need for (max_batch, max_seq), in
+  // either head layout.
   static int64_t ScratchElements(int num_heads, int head_size, int max_batch, int max_seq,
                                  bool fused);
   // Elements this object keeps for backward (see the file comment).
@@ -111,16 +136,34 @@ class FixedHeadAttention {
 
   int inner() const { return h_ * dp_; }
   bool fused() const { return fused_; }
+  // Whether the materialised path's heads are sequence-major (HeadLayout, resolved).
+  bool sequence_major_heads() const { return sequence_major_; }
 
  private:
+  // The matrices of all B*h (sequence b, head j) pairs of one operand: the one of (b, j) starts
+  // at p + b * seq + j * head, its rows ld elements apart.
+  struct HeadMatrices {
+    T* p;
+    int ld;
+    int64_t seq, head;
+  };
+  // Heads as columns of a token-major [B*S, ld] tensor (head j: columns j*d_p .. j*d_p+d_p-1).
+  HeadMatrices TokenMajor(T* p, int ld) const;
+  // Heads split out, [B, h, S, cols] dense.
+  HeadMatrices Split(T* p, int cols) const;
+  // c = op(a) op(b) for each of the B*h pairs (M x N x K each, as Ops::Gemm): one
+  // strided-batched GEMM when every operand's heads are evenly spaced across sequences, else
+  // one per head or per sequence, whichever is fewer.
+  void HeadGemm(Trans ta, Trans tb, int M, int N, int K, const HeadMatrices& a,
+                const HeadMatrices& b, const HeadMatrices& c);
   void ForwardFused(const AttentionParams<T>& p, const int32_t* segments, T* out);
   void BackwardFused(const AttentionParams<T>& p, const AttentionGrads<T>& g, const T* x,
                      const T* dout, T* dx, T* scratch);
-  // q, k, v (qh_, kh_, vh_ in qkv_) from the one projection x Wqkv^T + bqkv [N, 3I].
-  // scratch: 3 * N * I elements.
+  // q, k, v (in qkv_: the views q_, k_, v_, and qh_, kh_, vh_) from the one projection
+  // x Wqkv^T + bqkv [N, 3I]. scratch: 3 * N * I elements.
   void ProjectQkv(const AttentionParams<T>& p, const T* x, T* scratch);
-  // From d/d q, k, v as dqkv [3, N, I] (not aliasing qkv_): dWqkv += dqkv^T x,
-  // dbqkv += colsum(dqkv) and dx += dqkv Wqkv, with dqkv assembled as [N, 3I] in qkv_.
+  // From d/d q, k, v as dqkv [N, 3I]: dWqkv += dqkv^T x, dbqkv += colsum(dqkv) and
+  // dx += dqkv Wqkv.
   void QkvBackward(const AttentionParams<T>& p, const AttentionGrads<T>& g, const T* x,
                    const T* dqkv, T* dx);
 
@@ -128,15 +171,17 @@ class FixedHeadAttention {
   int d_, h_, dp_;
   int max_batch_, max_seq_;
   bool fused_;
+  bool sequence_major_;  // materialised path, HeadLayout::kSequenceMajor
   // Kept activations.
-  T* qkv_ = nullptr;      // [3, ...]: q, k, v below, in one buffer
-  T* qh_ = nullptr;       // [B, h, S, d_p] (fused: [B*S, I])
-  T* kh_ = nullptr;       // [B, h, S, d_p] (fused: [B*S, I])
-  T* vh_ = nullptr;       // [B, h, S, d_p] (fused: [B*S, I])
-  T* probs_ = nullptr;    // [B, h, S, S] (materialised)
-  T* lse_ = nullptr;      // [B, h, S] (fused)
-  T* dropped_ = nullptr;  // [B, h, S, S] probs after dropout, when keep_dropped_probs
-  T* ctx_ = nullptr;      // [B*S, I]
+  T* qkv_ = nullptr;              // q, k, v: [B, 3h, S, d_p], [3, B, h, S, d_p] or [3, B*S, I]
+  T* qh_ = nullptr;               // [B, h, S, d_p] (kQkvMajor) or [B*S, I] (fused)
+  T* kh_ = nullptr;               // likewise
+  T* vh_ = nullptr;               // likewise
+  T* probs_ = nullptr;            // [B, h, S, S] (materialised)
+  T* lse_ = nullptr;              // [B, h, S] (fused)
+  T* dropped_ = nullptr;          // [B, h, S, S] probs after dropout, when keep_dropped_probs
+  T* ctx_ = nullptr;              // [B*S, I]
+  HeadMatrices q_{}, k_{}, v_{};  // the materialised path's views of q, k, v in qkv_
   // Shape, mask and dropout of the last Forward, replayed by Backward.
   int B_ = 0, S_ = 0;
   const int32_t* segments_ = nullptr;

@@ -791,9 +791,6 @@ TEST(ModelInit, BertInitialisationIsSeededAndTruncated) {
 namespace headroom {
 namespace {
 
-// Keeping the dropped attention probabilities (the CPU's choice) and redrawing them from the
-// Philox key in backward (the GPU's) must give identical outputs and gradients; the fused path
-// (variant 2) the same values up to rounding.
 // tensor2tensor's uniform_unit_scaling (variance_scaling_initializer, fan_avg, uniform, gain 1):
 // each matrix [out, in] inside +-L = sqrt(6 / (in + out)) with variance L^2 / 3, embedding
 // tables N(0, 1/d) (untruncated: some beyond 2 sigma), biases 0 and gains 1.
@@ -835,45 +832,73 @@ TEST(ModelInit, UniformUnitScalingFollowsTensor2tensor) {
   EXPECT_EQ(tables, 2);    // word and position embeddings
 }
 
-TEST(AttentionDropout, KeptRedrawnAndFusedGiveTheSameGradients) {
-  CpuOps<double> ops(1);
-  const int d = 8, h = 3, dp = 5, B = 2, S = 6, I = h * dp, N = B * S;
-  std::mt19937_64 rng(3);
-  std::normal_distribution<double> normal(0.0, 0.5);
-  auto random = [&](int64_t n) {
-    std::vector<double> v(n);
-    for (double& e : v) e = normal(rng);
-    double* p = ops.Alloc(n);
-    ops.CopyToDevice(p, v.data(), sizeof(double) * n);
-    return p;
+// Keeping the dropped attention probabilities (the CPU's choice) and redrawing them from the
+// Philox key in backward (the GPU's) must give identical outputs and gradients, in either head
+// layout of the materialised path; the two head layouts (sequence-major, the CPU's, and
+// qkv-major, the GPU's) and the fused path the same values up to rounding. Two shapes, so that
+// the sequence-major products loop over the sequences (h > B) and over the heads (h < B). The
+// CPU's layout is the one the model tests compare with the float64 reference and finite
+// differences.
+TEST(AttentionDropout, KeptRedrawnBothHeadLayoutsAndFusedGiveTheSameGradients) {
+  struct Shape {
+    int h, B;
   };
-  AttentionParams<double> p{random(3 * I * d), random(3 * I), random(d * I), random(d)};
-  const double* x = random(N * d);
-  const double* dout = random(N * d);
-  const DropoutKey key{9, 4, 1, 0};
-  std::vector<double> results[3];
-  for (int keep = 0; keep < 3; ++keep) {
-    const bool fused = keep == 2;
-    FixedHeadAttention<double> attn(&ops, d, h, dp, B, S, keep == 1, fused);
-    double* scratch = ops.Alloc(FixedHeadAttention<double>::ScratchElements(h, dp, B, S, fused));
-    double* grads = ops.Alloc(4 * I * d + 3 * I + d);
-    AttentionGrads<double> g{grads, grads + 3 * I * d, grads + 3 * I * d + 3 * I,
-                             grads + 4 * I * d + 3 * I};
-    double* out = ops.Alloc(N * d);
-    double* dx = ops.Alloc(N * d);
-    attn.Forward(p, x, B, S, nullptr, /*causal=*/true, 0.4f, key, out, scratch);
-    attn.Backward(p, g, x, dout, dx, scratch);
-    std::vector<double>& r = results[keep];
-    r.resize(N * d * 2 + 4 * I * d + 3 * I + d);
-    ops.CopyToHost(r.data(), out, sizeof(double) * N * d);
-    ops.CopyToHost(r.data() + N * d, dx, sizeof(double) * N * d);
-    ops.CopyToHost(r.data() + 2 * N * d, grads, sizeof(double) * (4 * I * d + 3 * I + d));
-    for (double* q : {scratch, grads, out, dx}) ops.Free(q);
-  }
-  EXPECT_EQ(results[0], results[1]);
-  ASSERT_EQ(results[2].size(), results[0].size());
-  for (size_t i = 0; i < results[0].size(); ++i) {
-    ASSERT_NEAR(results[2][i], results[0][i], 1e-12 * (1 + std::fabs(results[0][i]))) << i;
+  for (const Shape shape : {Shape{3, 2}, Shape{2, 3}}) {
+    CpuOps<double> ops(1);
+    const int d = 8, h = shape.h, dp = 5, B = shape.B, S = 6, I = h * dp, N = B * S;
+    SCOPED_TRACE(absl::StrCat("h ", h, " B ", B));
+    std::mt19937_64 rng(3);
+    std::normal_distribution<double> normal(0.0, 0.5);
+    auto random = [&](int64_t n) {
+      std::vector<double> v(n);
+      for (double& e : v) e = normal(rng);
+      double* p = ops.Alloc(n);
+      ops.CopyToDevice(p, v.data(), sizeof(double) * n);
+      return p;
+    };
+    AttentionParams<double> p{random(3 * I * d), random(3 * I), random(d * I), random(d)};
+    const double* x = random(N * d);
+    const double* dout = random(N * d);
+    const DropoutKey key{9, 4, 1, 0};
+    struct Variant {
+      bool keep, fused;
+      HeadLayout heads;
+    };
+    const Variant variants[] = {{false, false, HeadLayout::kSequenceMajor},
+                                {true, false, HeadLayout::kSequenceMajor},
+                                {false, false, HeadLayout::kQkvMajor},
+                                {true, false, HeadLayout::kQkvMajor},
+                                {false, true, HeadLayout::kAuto}};
+    std::vector<double> results[5];
+    for (int i = 0; i < 5; ++i) {
+      const Variant& v = variants[i];
+      FixedHeadAttention<double> attn(&ops, d, h, dp, B, S, v.keep, v.fused, v.heads);
+      EXPECT_EQ(attn.sequence_major_heads(), v.heads == HeadLayout::kSequenceMajor);
+      double* scratch =
+          ops.Alloc(FixedHeadAttention<double>::ScratchElements(h, dp, B, S, v.fused));
+      double* grads = ops.Alloc(4 * I * d + 3 * I + d);
+      AttentionGrads<double> g{grads, grads + 3 * I * d, grads + 3 * I * d + 3 * I,
+                               grads + 4 * I * d + 3 * I};
+      double* out = ops.Alloc(N * d);
+      double* dx = ops.Alloc(N * d);
+      attn.Forward(p, x, B, S, nullptr, /*causal=*/true, 0.4f, key, out, scratch);
+      attn.Backward(p, g, x, dout, dx, scratch);
+      std::vector<double>& r = results[i];
+      r.resize(N * d * 2 + 4 * I * d + 3 * I + d);
+      ops.CopyToHost(r.data(), out, sizeof(double) * N * d);
+      ops.CopyToHost(r.data() + N * d, dx, sizeof(double) * N * d);
+      ops.CopyToHost(r.data() + 2 * N * d, grads, sizeof(double) * (4 * I * d + 3 * I + d));
+      for (double* q : {scratch, grads, out, dx}) ops.Free(q);
+    }
+    EXPECT_EQ(results[0], results[1]);
+    EXPECT_EQ(results[2], results[3]);
+    for (int i : {2, 4}) {
+      SCOPED_TRACE(i == 2 ? "qkv-major" : "fused");
+      ASSERT_EQ(results[i].size(), results[0].size());
+      for (size_t j = 0; j < results[0].size(); ++j) {
+        ASSERT_NEAR(results[i][j], results[0][j], 1e-12 * (1 + std::fabs(results[0][j]))) << j;
+      }
+    }
   }
 }
 
