@@ -64,7 +64,7 @@ def run(cmd, log, timeout, env=None, deadline=None):
     if deadline is not None:
         timeout = min(timeout, int(deadline - time.time()))
         if timeout < 30:
-            print(f"[gpu-compare] not run (under 30 s left): {log}", flush=True)
+            print(f"[gpu-compare] not run (under 30 s left): {os.path.basename(log)[:-4]}", flush=True)
             return NOT_RUN
     t0 = time.time()
     try:
