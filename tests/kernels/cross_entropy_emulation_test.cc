@@ -67,6 +67,60 @@ k::Target MakeTarget(float smoothing, int V) {
   return t;
 }
 
+// The kernel's losses and gradient (loss, dx) against the twin's (want_loss, want_dx) on case
+// c's inputs, row by row, within the float error bounds derived here (plus the bf16 storage's
+// rounding of the gradient).
+void CheckRows(const Case& c, const k::Target& t, const std::vector<float>& logits,
+               const std::vector<int32_t>& labels, const float* weights, float grad_scale,
+               const std::vector<float>& loss, const std::vector<float>& want_loss,
+               const std::vector<float>& dx, const std::vector<float>& want_dx) {
+  const int ld = c.V + c.pad;
+  for (int r = 0; r < c.rows; ++r) {
+    const float* xr = logits.data() + int64_t{r} * ld;
+    for (int v = c.V; v < ld && c.gradient; ++v) {
+      ASSERT_EQ(dx[int64_t{r} * ld + v], 0.0f) << "padding column " << v << " of row " << r;
+      ASSERT_EQ(want_dx[int64_t{r} * ld + v], 0.0f) << "the twin's padding column " << v;
+    }
+    const int label = labels[r];
+    if (label < 0) {
+      ASSERT_EQ(loss[r], 0.0f) << "row " << r << " has no target";
+      for (int v = 0; v < c.V && c.gradient; ++v) ASSERT_EQ(dx[int64_t{r} * ld + v], 0.0f);
+      continue;
+    }
+    double mx = xr[0], x_abs = 0;
+    for (int v = 0; v < c.V; ++v) {
+      mx = std::max(mx, double{xr[v]});
+      x_abs += std::fabs(xr[v]);
+    }
+    double sum = 0;
+    for (int v = 0; v < c.V; ++v) sum += std::exp(xr[v] - mx);
+    const double log_sum = std::log(sum), x_label = xr[label];
+    double loss_bound =
+        (c.V + 6) * kUnitRoundoff +
+        4 * kUnitRoundoff * (std::fabs(mx) + std::fabs(log_sum) + std::fabs(x_label));
+    if (t.off != 0.0f) {
+      loss_bound += t.off * (c.V + 1) * kUnitRoundoff * x_abs +
+                    4 * kUnitRoundoff * (t.on * std::fabs(x_label) + t.off * x_abs + t.entropy);
+    }
+    ASSERT_LE(std::fabs(double{loss[r]} - want_loss[r]), loss_bound)
+        << "loss of row " << r << ": got " << loss[r] << ", want " << want_loss[r];
+    if (!c.gradient) continue;
+    const double coef = grad_scale * (weights != nullptr ? weights[r] : 1.0);
+    for (int v = 0; v < c.V; ++v) {
+      const int64_t i = int64_t{r} * ld + v;
+      const double p = coef * std::exp(xr[v] - mx) / sum;
+      // bf16: each side rounds its float gradient to bf16 (half an ulp each).
+      const double rounding =
+          c.bf16 ? std::max(testing_util::Bf16Ulp(dx[i]), testing_util::Bf16Ulp(want_dx[i])) : 0;
+      const double bound = (c.V + 12) * kUnitRoundoff * std::fabs(p) +
+                           2 * kUnitRoundoff * (std::fabs(want_dx[i]) + coef * (t.on + t.off)) +
+                           rounding;
+      ASSERT_LE(std::fabs(double{dx[i]} - want_dx[i]), bound)
+          << "dlogits[" << r << ", " << v << "]: got " << dx[i] << ", want " << want_dx[i];
+    }
+  }
+}
+
 // One run of the kernel on case c, per column or (packed) in 16-byte packs.
 void RunCaseOnce(const Case& c, bool packed) {
   SCOPED_TRACE(Describe(c) + " packed=" + std::to_string(packed));
@@ -117,50 +171,8 @@ void RunCaseOnce(const Case& c, bool packed) {
         static_cast<unsigned>(c.rows), k::kBlock);
   }
 
-  for (int r = 0; r < c.rows; ++r) {
-    const float* xr = logits.data() + int64_t{r} * ld;
-    for (int v = c.V; v < ld && c.gradient; ++v) {
-      ASSERT_EQ(dx[int64_t{r} * ld + v], 0.0f) << "padding column " << v << " of row " << r;
-      ASSERT_EQ(want_dx[int64_t{r} * ld + v], 0.0f) << "the twin's padding column " << v;
-    }
-    const int label = labels[r];
-    if (label < 0) {
-      ASSERT_EQ(loss[r], 0.0f) << "row " << r << " has no target";
-      for (int v = 0; v < c.V && c.gradient; ++v) ASSERT_EQ(dx[int64_t{r} * ld + v], 0.0f);
-      continue;
-    }
-    double mx = xr[0], x_abs = 0;
-    for (int v = 0; v < c.V; ++v) {
-      mx = std::max(mx, double{xr[v]});
-      x_abs += std::fabs(xr[v]);
-    }
-    double sum = 0;
-    for (int v = 0; v < c.V; ++v) sum += std::exp(xr[v] - mx);
-    const double log_sum = std::log(sum), x_label = xr[label];
-    double loss_bound =
-        (c.V + 6) * kUnitRoundoff +
-        4 * kUnitRoundoff * (std::fabs(mx) + std::fabs(log_sum) + std::fabs(x_label));
-    if (t.off != 0.0f) {
-      loss_bound += t.off * (c.V + 1) * kUnitRoundoff * x_abs +
-                    4 * kUnitRoundoff * (t.on * std::fabs(x_label) + t.off * x_abs + t.entropy);
-    }
-    ASSERT_LE(std::fabs(double{loss[r]} - want_loss[r]), loss_bound)
-        << "loss of row " << r << ": got " << loss[r] << ", want " << want_loss[r];
-    if (!c.gradient) continue;
-    const double coef = grad_scale * (c.weighted ? weights[r] : 1.0);
-    for (int v = 0; v < c.V; ++v) {
-      const int64_t i = int64_t{r} * ld + v;
-      const double p = coef * std::exp(xr[v] - mx) / sum;
-      // bf16: each side rounds its float gradient to bf16 (half an ulp each).
-      const double rounding =
-          c.bf16 ? std::max(testing_util::Bf16Ulp(dx[i]), testing_util::Bf16Ulp(want_dx[i])) : 0;
-      const double bound = (c.V + 12) * kUnitRoundoff * std::fabs(p) +
-                           2 * kUnitRoundoff * (std::fabs(want_dx[i]) + coef * (t.on + t.off)) +
-                           rounding;
-      ASSERT_LE(std::fabs(double{dx[i]} - want_dx[i]), bound)
-          << "dlogits[" << r << ", " << v << "]: got " << dx[i] << ", want " << want_dx[i];
-    }
-  }
+  CheckRows(c, t, logits, labels, c.weighted ? weights.data() : nullptr, grad_scale, loss,
+            want_loss, dx, want_dx);
 }
 
 // As the launcher runs it: in packs where rows start 16-byte aligned (ld a multiple of the pack),
