@@ -105,8 +105,8 @@ class CudaOps final : public Ops<float> {
   // (recorded apart: status() is not affected).
   double MeasureBf16GemmFlops(int n = 8192, int reps = 5);
   int64_t PeakAllocatedBytes() const override { return peak_allocated_; }
-  // Times an upload waited for the staging ring's previous lap (staging.h).
-  int staging_lap_waits() const { return staging_.lap_waits(); }
+  // Staging-ring slices reused after waiting for their own transfer (staging.h).
+  int staging_slice_reuses() const { return staging_.slice_reuses(); }
 
   void* AllocBytes(size_t bytes) override;
   void Free(void* p) override;
