@@ -64,6 +64,102 @@ class BertDataTest : public ::testing::Test {
   std::unique_ptr<WordPieceTokenizer> tok_;
 };
 
+// One instance's features as Google's create_pretraining_data.py writes them.
+struct Instance {
+  std::vector<int64_t> ids, mask, seg, pos, lm_ids, nsp;
+  std::vector<float> weights;
+};
+
+// Prediction and NSP counts summed over instances, for the Google statistics.
+struct MaskCounts {
+  int64_t maskable = 0, masked = 0, as_mask = 0, as_original = 0, as_random = 0;
+  int64_t random_next = 0;
+};
+
+// The shapes, the zero padding and the [CLS] A [SEP] B [SEP] structure with A and B non-empty.
+// The structure is checked on the tokens before masking (a random replacement may draw any
+// vocabulary id, [SEP] too, as in Google's script). Sets the real length and the [SEP]s.
+void CheckStructure(const Instance& in, size_t* len, std::vector<size_t>* seps) {
+  ASSERT_EQ(in.ids.size(), 128u);
+  ASSERT_EQ(in.mask.size(), 128u);
+  ASSERT_EQ(in.seg.size(), 128u);
+  ASSERT_EQ(in.pos.size(), 20u);
+  ASSERT_EQ(in.lm_ids.size(), 20u);
+  ASSERT_EQ(in.weights.size(), 20u);
+  ASSERT_EQ(in.nsp.size(), 1u);
+  ASSERT_TRUE(in.nsp[0] == 0 || in.nsp[0] == 1);
+  size_t n = 0;
+  while (n < 128 && in.mask[n] == 1) ++n;
+  for (size_t i = n; i < 128; ++i) {
+    ASSERT_EQ(in.mask[i], 0);
+    ASSERT_EQ(in.ids[i], 0);
+    ASSERT_EQ(in.seg[i], 0);
+  }
+  ASSERT_GE(n, 5u);
+  std::vector<int64_t> original(in.ids.begin(), in.ids.begin() + n);
+  for (size_t k = 0; k < 20; ++k) {
+    if (in.weights[k] != 0.0f && in.pos[k] >= 0 && in.pos[k] < static_cast<int64_t>(n)) {
+      original[in.pos[k]] = in.lm_ids[k];
+    }
+  }
+  ASSERT_EQ(original[0], 101);
+  ASSERT_EQ(original[n - 1], 102);
+  seps->clear();
+  for (size_t i = 0; i < n; ++i) {
+    ASSERT_GE(in.ids[i], 0);
+    ASSERT_LT(in.ids[i], 30522);
+    if (original[i] == 102) seps->push_back(i);
+    if (i > 0) {
+      ASSERT_NE(original[i], 101);
+    }
+  }
+  ASSERT_EQ(seps->size(), 2u);
+  ASSERT_GE((*seps)[0], 2u);
+  ASSERT_GE((*seps)[1], (*seps)[0] + 2);
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(in.seg[i], i <= (*seps)[0] ? 0 : 1);
+  *len = n;
+}
+
+// Predictions: increasing positions inside the sequence, never [CLS]/[SEP], weights 1s then
+// 0s, about 15% of the tokens; counted into *c by how the token is shown.
+void CheckPredictions(const Instance& in, size_t len, size_t first_sep, MaskCounts* c) {
+  const int64_t expected_predictions =
+      std::min<int64_t>(20, std::max<int64_t>(1, std::llround(len * 0.15)));
+  int64_t predictions = 0;
+  for (size_t k = 0; k < 20; ++k) {
+    if (in.weights[k] == 0.0f) {
+      ASSERT_EQ(in.pos[k], 0);
+      ASSERT_EQ(in.lm_ids[k], 0);
+      continue;
+    }
+    ASSERT_EQ(in.weights[k], 1.0f);
+    ASSERT_EQ(k, static_cast<size_t>(predictions)) << "weights must be 1s then 0s";
+    ++predictions;
+    ASSERT_GT(in.pos[k], 0);
+    ASSERT_LT(in.pos[k], static_cast<int64_t>(len) - 1);
+    ASSERT_NE(static_cast<size_t>(in.pos[k]), first_sep);
+    if (k > 0) {
+      ASSERT_GT(in.pos[k], in.pos[k - 1]);
+    }
+    ASSERT_GE(in.lm_ids[k], 0);
+    ASSERT_LT(in.lm_ids[k], 30522);
+    ASSERT_NE(in.lm_ids[k], 101);
+    ASSERT_NE(in.lm_ids[k], 102);
+    const int64_t shown = in.ids[in.pos[k]];
+    if (shown == 103) {
+      ++c->as_mask;
+    } else if (shown == in.lm_ids[k]) {
+      ++c->as_original;
+    } else {
+      ++c->as_random;
+    }
+  }
+  // Python's round differs from llround only at exact halves; allow that one.
+  ASSERT_LE(std::abs(predictions - expected_predictions), 1);
+  c->masked += predictions;
+  c->maskable += static_cast<int64_t>(len) - 3;
+}
+
 TEST_F(BertDataTest, ShardsAreWellFormedWithGoogleStatistics) {
   BertDataOptions o;  // Google's defaults: 128, 20, 0.15, 0.1
   o.dupe_factor = 2;
@@ -79,102 +175,36 @@ TEST_F(BertDataTest, ShardsAreWellFormedWithGoogleStatistics) {
   ASSERT_EQ(static_cast<int64_t>(examples.size()), stats->instances);
   ASSERT_GT(examples.size(), 2000u);
 
-  int64_t maskable = 0, masked = 0, as_mask = 0, as_original = 0, as_random = 0, random_next = 0;
+  MaskCounts c;
   for (size_t n = 0; n < examples.size(); ++n) {
     SCOPED_TRACE(n);
     const tf::Example& e = examples[n];
-    std::vector<int64_t> ids = Ints(e, "input_ids"), mask = Ints(e, "input_mask"),
-                         seg = Ints(e, "segment_ids"), pos = Ints(e, "masked_lm_positions"),
-                         lm_ids = Ints(e, "masked_lm_ids"), nsp = Ints(e, "next_sentence_labels");
     auto weights = GetFloatFeature(e, "masked_lm_weights", {"test", 0, 0});
     ASSERT_TRUE(weights.ok());
-    ASSERT_EQ(ids.size(), 128u);
-    ASSERT_EQ(mask.size(), 128u);
-    ASSERT_EQ(seg.size(), 128u);
-    ASSERT_EQ(pos.size(), 20u);
-    ASSERT_EQ(lm_ids.size(), 20u);
-    ASSERT_EQ(weights->size(), 20u);
-    ASSERT_EQ(nsp.size(), 1u);
-    ASSERT_TRUE(nsp[0] == 0 || nsp[0] == 1);
-    random_next += nsp[0];
-    // [CLS] A [SEP] B [SEP], then zero padding; A and B non-empty. The structure is checked on
-    // the tokens before masking (a random replacement may draw any vocabulary id, [SEP] too, as
-    // in Google's script).
+    const Instance in{Ints(e, "input_ids"),
+                      Ints(e, "input_mask"),
+                      Ints(e, "segment_ids"),
+                      Ints(e, "masked_lm_positions"),
+                      Ints(e, "masked_lm_ids"),
+                      Ints(e, "next_sentence_labels"),
+                      std::vector<float>(weights->begin(), weights->end())};
     size_t len = 0;
-    while (len < 128 && mask[len] == 1) ++len;
-    for (size_t i = len; i < 128; ++i) {
-      ASSERT_EQ(mask[i], 0);
-      ASSERT_EQ(ids[i], 0);
-      ASSERT_EQ(seg[i], 0);
-    }
-    ASSERT_GE(len, 5u);
-    std::vector<int64_t> original(ids.begin(), ids.begin() + len);
-    for (size_t k = 0; k < 20; ++k) {
-      if ((*weights)[k] != 0.0f && pos[k] >= 0 && pos[k] < static_cast<int64_t>(len)) {
-        original[pos[k]] = lm_ids[k];
-      }
-    }
-    ASSERT_EQ(original[0], 101);
-    ASSERT_EQ(original[len - 1], 102);
     std::vector<size_t> seps;
-    for (size_t i = 0; i < len; ++i) {
-      ASSERT_GE(ids[i], 0);
-      ASSERT_LT(ids[i], 30522);
-      if (original[i] == 102) seps.push_back(i);
-      if (i > 0) {
-        ASSERT_NE(original[i], 101);
-      }
-    }
-    ASSERT_EQ(seps.size(), 2u);
-    ASSERT_GE(seps[0], 2u);
-    ASSERT_GE(seps[1], seps[0] + 2);
-    for (size_t i = 0; i < len; ++i) ASSERT_EQ(seg[i], i <= seps[0] ? 0 : 1);
-    // Predictions: increasing positions inside the sequence, never [CLS]/[SEP].
-    const int64_t expected_predictions =
-        std::min<int64_t>(20, std::max<int64_t>(1, std::llround(len * 0.15)));
-    int64_t predictions = 0;
-    for (size_t k = 0; k < 20; ++k) {
-      if ((*weights)[k] == 0.0f) {
-        ASSERT_EQ(pos[k], 0);
-        ASSERT_EQ(lm_ids[k], 0);
-        continue;
-      }
-      ASSERT_EQ((*weights)[k], 1.0f);
-      ASSERT_EQ(k, static_cast<size_t>(predictions)) << "weights must be 1s then 0s";
-      ++predictions;
-      ASSERT_GT(pos[k], 0);
-      ASSERT_LT(pos[k], static_cast<int64_t>(len) - 1);
-      ASSERT_NE(static_cast<size_t>(pos[k]), seps[0]);
-      if (k > 0) {
-        ASSERT_GT(pos[k], pos[k - 1]);
-      }
-      ASSERT_GE(lm_ids[k], 0);
-      ASSERT_LT(lm_ids[k], 30522);
-      ASSERT_NE(lm_ids[k], 101);
-      ASSERT_NE(lm_ids[k], 102);
-      int64_t shown = ids[pos[k]];
-      if (shown == 103) {
-        ++as_mask;
-      } else if (shown == lm_ids[k]) {
-        ++as_original;
-      } else {
-        ++as_random;
-      }
-    }
-    // Python's round differs from llround only at exact halves; allow that one.
-    ASSERT_LE(std::abs(predictions - expected_predictions), 1);
-    masked += predictions;
-    maskable += static_cast<int64_t>(len) - 3;
+    CheckStructure(in, &len, &seps);
+    ASSERT_FALSE(HasFatalFailure());
+    c.random_next += in.nsp[0];
+    CheckPredictions(in, len, seps[0], &c);
+    ASSERT_FALSE(HasFatalFailure());
   }
   const double n = static_cast<double>(examples.size());
-  const double m = static_cast<double>(masked);
-  EXPECT_NEAR(static_cast<double>(masked) / maskable, 0.15, 0.01);
-  EXPECT_NEAR(as_mask / m, 0.80, 0.02);
-  EXPECT_NEAR(as_original / m, 0.10, 0.015);  // plus the rare random draw of the same token
-  EXPECT_NEAR(as_random / m, 0.10, 0.015);
+  const double m = static_cast<double>(c.masked);
+  EXPECT_NEAR(static_cast<double>(c.masked) / c.maskable, 0.15, 0.01);
+  EXPECT_NEAR(c.as_mask / m, 0.80, 0.02);
+  EXPECT_NEAR(c.as_original / m, 0.10, 0.015);  // plus the rare random draw of the same token
+  EXPECT_NEAR(c.as_random / m, 0.10, 0.015);
   // 50% by coin, plus the pairs forced random because only one sentence accumulated.
-  EXPECT_GT(random_next / n, 0.45);
-  EXPECT_LT(random_next / n, 0.60);
+  EXPECT_GT(c.random_next / n, 0.45);
+  EXPECT_LT(c.random_next / n, 0.60);
 }
 
 TEST_F(BertDataTest, SameSeedGivesIdenticalShards) {
