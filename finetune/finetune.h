@@ -74,6 +74,7 @@
 #include "absl/status/statusor.h"
 #include "config/config.pb.h"
 #include "kernels/ops.h"
+#include "trainer/training_backend.h"
 
 namespace headroom {
 
@@ -101,7 +102,7 @@ struct FineTuneOptions {
   std::function<void(int64_t, double)> on_step;
   // Tests: wraps the backend (e.g. in a FailingOps, kernels/failing_ops.h); the run uses the
   // returned Ops, which must outlive nothing but the run. Empty: the backend itself.
-  std::function<std::unique_ptr<Ops<float>>(Ops<float>* backend)> wrap_ops;
+  WrapOps wrap_ops;  // trainer/training_backend.h
   // The ranks to train with (not owned); nullptr: created from train.comm (default "auto":
   // MPI under a launcher, NCCL for CUDA tensors under a launcher, else one rank).
   Communicator* comm = nullptr;

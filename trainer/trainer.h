@@ -90,6 +90,7 @@
 #include "config/config.pb.h"
 #include "kernels/ops.h"
 #include "trainer/evaluation.h"
+#include "trainer/training_backend.h"
 
 namespace headroom {
 
@@ -116,7 +117,7 @@ struct TrainOptions {
   Communicator* comm = nullptr;
   // Tests only: wraps the backend Train() creates, e.g. in a FailingOps (kernels/failing_ops.h)
   // that fails a chosen call; the wrapper forwards to `backend`, which outlives it.
-  std::function<std::unique_ptr<Ops<float>>(Ops<float>* backend)> wrap_ops;
+  WrapOps wrap_ops;  // trainer/training_backend.h
 };
 
 struct TrainResult {

@@ -39,8 +39,6 @@ class TrainingBackend {
   Ops<float>* model_ops() const { return model_ops_; }
   // The backend MakeOps made, unwrapped (e.g. for CUDA-only queries).
   Ops<float>* backend() const { return backend_.get(); }
-  // Whether model_ops() is the bf16 twin.
-  bool bf16_twin() const { return twin_ != nullptr; }
 
  private:
   TrainingBackend() = default;
