@@ -249,9 +249,9 @@ absl::StatusOr<CommHandle> NcclCommunicator::AllReduceAsync(const void* send, vo
   HR_RETURN_IF_ERROR(ValidateReduce("AllReduce", type, op));
   HR_RETURN_IF_ERROR(CheckUsable());
   HR_RETURN_IF_ERROR(OrderAfterCaller());
-  return FinishLaunch(
-      ncclAllReduce(send, recv, count, NcclDataType(type), NcclReduceOp(op), comm_, stream_),
-      "AllReduce", "ncclAllReduce", __LINE__);
+  return FinishLaunch(ncclAllReduce(send, recv, count, NcclDataType(type), NcclReduceOp(op, size()),
+                                    comm_, stream_),
+                      "AllReduce", "ncclAllReduce", __LINE__);
 }
 
 absl::StatusOr<CommHandle> NcclCommunicator::BroadcastAsync(void* buffer, size_t count,
@@ -278,9 +278,9 @@ absl::StatusOr<CommHandle> NcclCommunicator::ReduceScatterAsync(const void* send
   HR_RETURN_IF_ERROR(ValidateReduce("ReduceScatter", type, op));
   HR_RETURN_IF_ERROR(CheckUsable());
   HR_RETURN_IF_ERROR(OrderAfterCaller());
-  return FinishLaunch(
-      ncclReduceScatter(send, recv, count, NcclDataType(type), NcclReduceOp(op), comm_, stream_),
-      "ReduceScatter", "ncclReduceScatter", __LINE__);
+  return FinishLaunch(ncclReduceScatter(send, recv, count, NcclDataType(type),
+                                        NcclReduceOp(op, size()), comm_, stream_),
+                      "ReduceScatter", "ncclReduceScatter", __LINE__);
 }
 
 absl::StatusOr<CommHandle> NcclCommunicator::BarrierAsync() {

@@ -23,13 +23,18 @@ inline ncclDataType_t NcclDataType(DataType type) {
   return ncclFloat32;
 }
 
-// kSum -> ncclSum, kAverage -> ncclAvg (the sum divided by the rank count, as ReduceOp says).
-inline ncclRedOp_t NcclReduceOp(ReduceOp op) {
+// kSum -> ncclSum, kAverage -> ncclAvg (the sum divided by the rank count, as ReduceOp says),
+// except that a one-rank average is ncclSum: the average of one contribution is itself, exactly,
+// and NCCL before 2.29.7 leaves the last elements of a one-rank ncclAvg unwritten (NVIDIA/nccl
+// issue 1950: its one-rank kernel splits count / blocks rounding down). The H100 machine's NCCL
+// 2.28.3 did so in tests/comm/nccl_communicator_test.cc on 2026-12-06, at 4097 and 2^22 + 3
+// elements.
+inline ncclRedOp_t NcclReduceOp(ReduceOp op, int ranks) {
   switch (op) {
     case ReduceOp::kSum:
       return ncclSum;
     case ReduceOp::kAverage:
-      return ncclAvg;
+      return ranks == 1 ? ncclSum : ncclAvg;
   }
   return ncclSum;
 }
