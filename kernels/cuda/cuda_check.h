@@ -53,11 +53,20 @@ inline bool IsSuccess(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS; }
 std::string ErrorText(cudaError_t e);
 std::string ErrorText(cublasStatus_t s);
 
+// A failed runtime call also leaves its error as the thread's "last error", which the next
+// HR_CUDA_CHECK(err, cudaGetLastError()) after an unrelated, good launch would report again: on
+// the H100 (2026-12-06) a test's deliberate out-of-memory failed the next test's first kernel,
+// in a new CudaOps. Reading the last error clears it once the failure is recorded. A sticky error
+// (a fault inside a kernel) is not cleared by this: every later call keeps failing, as it should.
+inline void ClearLastError(cudaError_t) { (void)cudaGetLastError(); }
+inline void ClearLastError(cublasStatus_t) {}
+
 template <typename Result>
 inline bool CheckResult(Result result, const char* call, const char* file, int line,
                         ErrorSink& sink) {
   if (IsSuccess(result)) return true;
   sink.Record(call, ErrorText(result), file, line);
+  ClearLastError(result);
   return false;
 }
 

@@ -197,6 +197,7 @@ void* CudaOps::AllocBytes(size_t bytes) {
     // Recorded with the size, so that the message says how much did not fit.
     const std::string call = absl::StrCat("cudaMalloc of ", rounded, " bytes");
     err_.Record(call.c_str(), cuda::ErrorText(e), __FILE__, __LINE__);
+    cuda::ClearLastError(e);
     return nullptr;
   }
   HR_CUDA_CHECK(err_, cudaMemsetAsync(p, 0, rounded, stream_));

@@ -104,7 +104,11 @@ Vec RefMatmul(bool ta, bool tb, int M, int N, int K, const Vec& A, const Vec& B)
 // The bands, for uniform [-1, 1] operands at K = 768 (relative Frobenius error; computed by
 // rounding the operands in double, round-to-nearest / truncated): fp32 ~1e-7 (sums only), TF32
 // (10-bit mantissa) 2.6e-4 / 6.9e-4, bf16 (7-bit mantissa) 2.1e-3 / 5.5e-3. Each bound sits a
-// factor >= 1.7 from the nearest expected value of its own and of the neighbouring mode.
+// factor >= 1.7 from the nearest expected value of its own and of the neighbouring mode. The bf16
+// mode's lower bound is TF32's: CUBLAS_COMPUTE_32F_FAST_16BF allows cuBLAS to convert fp32
+// operands to bf16 but does not oblige it, and on the H100 (cuBLAS 13.1, 2026-12-06) it served
+// these shapes with TF32 kernels (2.6e-4, TF32's figure). What the bound still catches is a mode
+// served by the fp32 path (1e-7); bf16 operands proper are the bf16 step's (issue 15).
 TEST_F(CudaOpsTest, GemmPrecisionModesMeetTheirTolerances) {
   const int M = 192, N = 320, K = 768;
   for (int ta = 0; ta < 2; ++ta) {
@@ -120,7 +124,7 @@ TEST_F(CudaOpsTest, GemmPrecisionModesMeetTheirTolerances) {
       };
       for (const Band& band : {Band{CudaOps::GemmPrecision::kFp32, 0, 1e-5},
                                Band{CudaOps::GemmPrecision::kTf32, 3e-5, 1.2e-3},
-                               Band{CudaOps::GemmPrecision::kBf16, 1.2e-3, 1e-2}}) {
+                               Band{CudaOps::GemmPrecision::kBf16, 3e-5, 1e-2}}) {
         const CudaOps::GemmPrecision precision = band.precision;
         ops_->set_gemm_precision(precision);
         ops_->Gemm(ta ? Trans::kYes : Trans::kNo, tb ? Trans::kYes : Trans::kNo, M, N, K, 1.0f,
@@ -403,6 +407,16 @@ TEST(CudaErrorPathTest, FailuresAreRecordedWithTheCallAndLocation) {
   EXPECT_NE(msg.find("cudaMalloc of 1152921504606846976 bytes failed"), std::string::npos) << msg;
   EXPECT_NE(msg.find("cudaErrorMemoryAllocation"), std::string::npos) << msg;
   EXPECT_NE(msg.find("cuda_ops.cc:"), std::string::npos) << msg;
+  // The failure is this CudaOps's alone. A failed cudaMalloc also sets the thread's last CUDA
+  // error; left there, the next good launch anywhere (checked with cudaGetLastError) reported
+  // it: on the H100 it failed the test after this one (cuda_check.h's ClearLastError).
+  absl::StatusOr<std::unique_ptr<CudaOps>> next = CudaOps::Create();
+  ASSERT_TRUE(next.ok()) << next.status();
+  float* x = (*next)->Alloc(1000);
+  (*next)->Scale(x, 1000, 2.0f);  // a kernel launch, checked with cudaGetLastError()
+  (*next)->Synchronize();
+  EXPECT_TRUE((*next)->status().ok()) << (*next)->status();
+  (*next)->Free(x);
 }
 
 // Small uploads are asynchronous through the pinned ring (staging.h): the host buffer is reused
