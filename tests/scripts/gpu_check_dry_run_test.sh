@@ -23,7 +23,7 @@ chmod +x "$tmp/torch-python" "$tmp/bare-python"
 
 # run NAME BUDGET PYTHON: a dry run into $tmp/NAME, its stdout in $tmp/NAME.txt; echoes the status.
 run() {
-  OUT=$tmp/$1 GPU_CHECK_DRY_RUN=1 GPU_CHECK_BUDGET=$2 GPU_CHECK_PYTHON=$3 GPU_CHECK_SKIP='' \
+  OUT=$tmp/$1 GPU_CHECK_LOGS=$tmp/$1-logs GPU_CHECK_DRY_RUN=1 GPU_CHECK_BUDGET=$2 GPU_CHECK_PYTHON=$3 GPU_CHECK_SKIP='' \
     GPU_CHECK_TRAIN='' GPU_CHECK_TRAIN_CMD='' "$src/scripts/gpu-check" >"$tmp/$1.txt" 2>&1
   echo $?
 }
@@ -64,6 +64,14 @@ grep -q "would run: $tmp/torch-python bench/gpu_compare.py .*--runs compile" "$t
   fail "compile is not gpu_compare.py --runs compile"
 grep -q '^| compile | PASS |' "$tmp/roomy/summary.md" || fail "summary.md lacks the compile row"
 echo "ok   bench (eager) and compile through bench/gpu_compare.py; summary.md has every row"
+
+# The device tool brings back 8 files of $OUT at most: two, and the tarball holds every log.
+[ "$(find "$tmp/roomy" -type f | wc -l)" -le 8 ] || fail "more than 8 files in OUT: $(ls "$tmp/roomy")"
+logs=$(tar tzf "$tmp/roomy/gpu-check-logs.tgz") || fail "no gpu-check-logs.tgz in OUT"
+for f in summary.md tests.log profile.log memcheck.log bench.log; do
+  grep -qx "./$f" <<<"$logs" || fail "gpu-check-logs.tgz lacks $f: $logs"
+done
+echo "ok   OUT holds summary.md and gpu-check-logs.tgz (every stage's log), under the tool's 8 files"
 
 rc=$(run tight 420 "$tmp/torch-python")
 [ "$rc" = 0 ] || { cat "$tmp/tight.txt"; fail "the 420-s dry run exited $rc"; }
