@@ -274,94 +274,95 @@ TEST_F(CudaOpsTest, ParameterGradientsAreDeterministicAtTrainingShapes) {
   }
 }
 
-TEST_F(CudaOpsTest, TrainingSizedShapesMatchCpu) {
-  // Attention softmax at S = 512 with padding and causal masks, forward and backward.
-  {
-    const int B = 2, H = 3, S = 512;
-    const int64_t n = int64_t{B} * H * S * S;
-    const Vec s = Quantize<float>(Random(rng_, n, -8, 8));
-    const Vec dp = Quantize<float>(Random(rng_, n));
-    IVec valid(int64_t{B} * S, 1);
-    for (int k = 400; k < S; ++k) valid[S + k] = 0;  // batch 1 padded after 400
-    for (bool causal : {false, true}) {
-      auto gs = Upload<float>(*ops_, s), gdp = Upload<float>(*ops_, dp);
-      auto cs = Upload<float>(cpu_, s), cdp = Upload<float>(cpu_, dp);
-      auto gv = UploadInt<float>(*ops_, valid);
-      auto cv = UploadInt<float>(cpu_, valid);
-      ops_->SoftmaxForward(gs.get(), gs.get(), B, H, S, S, 0.125f, gv.get(), causal);
-      cpu_.SoftmaxForward(cs.get(), cs.get(), B, H, S, S, 0.125f, cv.get(), causal);
-      ExpectClose(Download<float>(*ops_, gs), Download<float>(cpu_, cs), {1e-6, 1e-5},
-                  causal ? "softmax causal" : "softmax");
-      ops_->SoftmaxBackward(gs.get(), gdp.get(), gdp.get(), int64_t{B} * H * S, S, 0.125f);
-      cpu_.SoftmaxBackward(cs.get(), cdp.get(), cdp.get(), int64_t{B} * H * S, S, 0.125f);
-      ExpectClose(Download<float>(*ops_, gdp), Download<float>(cpu_, cdp), {1e-6, 1e-4},
-                  "softmax backward");
-    }
+// Attention softmax at S = 512 with padding and causal masks, forward and backward.
+TEST_F(CudaOpsTest, TrainingSizedSoftmaxMatchesCpu) {
+  const int B = 2, H = 3, S = 512;
+  const int64_t n = int64_t{B} * H * S * S;
+  const Vec s = Quantize<float>(Random(rng_, n, -8, 8));
+  const Vec dp = Quantize<float>(Random(rng_, n));
+  IVec valid(int64_t{B} * S, 1);
+  for (int k = 400; k < S; ++k) valid[S + k] = 0;  // batch 1 padded after 400
+  for (bool causal : {false, true}) {
+    auto gs = Upload<float>(*ops_, s), gdp = Upload<float>(*ops_, dp);
+    auto cs = Upload<float>(cpu_, s), cdp = Upload<float>(cpu_, dp);
+    auto gv = UploadInt<float>(*ops_, valid);
+    auto cv = UploadInt<float>(cpu_, valid);
+    ops_->SoftmaxForward(gs.get(), gs.get(), B, H, S, S, 0.125f, gv.get(), causal);
+    cpu_.SoftmaxForward(cs.get(), cs.get(), B, H, S, S, 0.125f, cv.get(), causal);
+    ExpectClose(Download<float>(*ops_, gs), Download<float>(cpu_, cs), {1e-6, 1e-5},
+                causal ? "softmax causal" : "softmax");
+    ops_->SoftmaxBackward(gs.get(), gdp.get(), gdp.get(), int64_t{B} * H * S, S, 0.125f);
+    cpu_.SoftmaxBackward(cs.get(), cdp.get(), cdp.get(), int64_t{B} * H * S, S, 0.125f);
+    ExpectClose(Download<float>(*ops_, gdp), Download<float>(cpu_, cdp), {1e-6, 1e-4},
+                "softmax backward");
   }
-  // Cross-entropy over a 32000-word vocabulary, some rows ignored, weights.
-  {
-    const int64_t rows = 64;
-    const int V = 32000;
-    const Vec x = Quantize<float>(Random(rng_, rows * V, -10, 10));
-    IVec labels = RandomInts(rng_, rows, 0, V - 1);
-    for (int64_t r = 0; r < rows; r += 5) labels[r] = -1;
-    const Vec w = Quantize<float>(Random(rng_, rows, 0, 1));
-    auto gx = Upload<float>(*ops_, x), gw = Upload<float>(*ops_, w);
-    auto cx = Upload<float>(cpu_, x), cw = Upload<float>(cpu_, w);
-    auto gl = UploadInt<float>(*ops_, labels);
-    auto cl = UploadInt<float>(cpu_, labels);
-    FBuf gloss(*ops_, rows);
-    DevBuf<float, float> closs(cpu_, rows);
-    ops_->SoftmaxCrossEntropy(gx.get(), gl.get(), gw.get(), rows, V, gloss.get(), gx.get(), 0.5f);
-    cpu_.SoftmaxCrossEntropy(cx.get(), cl.get(), cw.get(), rows, V, closs.get(), cx.get(), 0.5f);
-    ExpectClose(Download<float>(*ops_, gloss), Download<float>(cpu_, closs), {2e-4, 1e-5},
-                "cross-entropy losses");
-    ExpectClose(Download<float>(*ops_, gx), Download<float>(cpu_, cx), {1e-8, 1e-4},
-                "cross-entropy dlogits");
-    // Label smoothing 0.1 (tensor2tensor's transformer_base) against the CPU twin: the smoothed
-    // loss adds a sum over all 32000 logits (fp32 tree on the GPU, double on the CPU).
-    auto gx2 = Upload<float>(*ops_, x);
-    auto cx2 = Upload<float>(cpu_, x);
-    ops_->LabelSmoothedCrossEntropy(gx2.get(), gl.get(), gw.get(), rows, V, V, 0.1f, gloss.get(),
-                                    gx2.get(), 0.5f);
-    cpu_.LabelSmoothedCrossEntropy(cx2.get(), cl.get(), cw.get(), rows, V, V, 0.1f, closs.get(),
-                                   cx2.get(), 0.5f);
-    ExpectClose(Download<float>(*ops_, gloss), Download<float>(cpu_, closs), {2e-4, 1e-5},
-                "smoothed cross-entropy losses");
-    ExpectClose(Download<float>(*ops_, gx2), Download<float>(cpu_, cx2), {1e-8, 1e-4},
-                "smoothed cross-entropy dlogits");
-  }
-  // LayerNorm forward at d = 1024 with a large mean.
-  {
-    const int64_t rows = 512;
-    const int cols = 1024;
-    const Vec x = Quantize<float>(Random(rng_, rows * cols, 90, 110));
-    const Vec g = Quantize<float>(Random(rng_, cols, 0.5, 1.5)),
-              b = Quantize<float>(Random(rng_, cols));
-    auto gx = Upload<float>(*ops_, x), gg = Upload<float>(*ops_, g), gb = Upload<float>(*ops_, b);
-    auto cx = Upload<float>(cpu_, x), cg = Upload<float>(cpu_, g), cb = Upload<float>(cpu_, b);
-    FBuf gy(*ops_, rows * cols), gm(*ops_, rows), gr(*ops_, rows);
-    DevBuf<float, float> cy(cpu_, rows * cols), cm(cpu_, rows), cr(cpu_, rows);
-    ops_->LayerNormForward(gx.get(), gg.get(), gb.get(), rows, cols, 1e-5f, gy.get(), gm.get(),
-                           gr.get());
-    cpu_.LayerNormForward(cx.get(), cg.get(), cb.get(), rows, cols, 1e-5f, cy.get(), cm.get(),
-                          cr.get());
-    ExpectClose(Download<float>(*ops_, gy), Download<float>(cpu_, cy), {1e-4, 1e-4}, "LN y d=1024");
-    ExpectClose(Download<float>(*ops_, gr), Download<float>(cpu_, cr), {0, 1e-4}, "LN rstd d=1024");
-  }
-  // Dot over 16M elements (the grad norm of a BERT-base-sized slice).
-  {
-    const int64_t n = int64_t{1} << 24;
-    const Vec a = Quantize<float>(Random(rng_, n));
-    auto ga = Upload<float>(*ops_, a);
-    auto ca = Upload<float>(cpu_, a);
-    FBuf gout(*ops_, 1);
-    DevBuf<float, float> cout(cpu_, 1);
-    ops_->Dot(ga.get(), ga.get(), n, gout.get());
-    cpu_.Dot(ca.get(), ca.get(), n, cout.get());
-    const double want = Download<float>(cpu_, cout)[0];
-    EXPECT_NEAR(Download<float>(*ops_, gout)[0], want, 1e-5 * want) << "sum of squares, n = 2^24";
-  }
+}
+
+// Cross-entropy over a 32000-word vocabulary, some rows ignored, weights.
+TEST_F(CudaOpsTest, TrainingSizedCrossEntropyMatchesCpu) {
+  const int64_t rows = 64;
+  const int V = 32000;
+  const Vec x = Quantize<float>(Random(rng_, rows * V, -10, 10));
+  IVec labels = RandomInts(rng_, rows, 0, V - 1);
+  for (int64_t r = 0; r < rows; r += 5) labels[r] = -1;
+  const Vec w = Quantize<float>(Random(rng_, rows, 0, 1));
+  auto gx = Upload<float>(*ops_, x), gw = Upload<float>(*ops_, w);
+  auto cx = Upload<float>(cpu_, x), cw = Upload<float>(cpu_, w);
+  auto gl = UploadInt<float>(*ops_, labels);
+  auto cl = UploadInt<float>(cpu_, labels);
+  FBuf gloss(*ops_, rows);
+  DevBuf<float, float> closs(cpu_, rows);
+  ops_->SoftmaxCrossEntropy(gx.get(), gl.get(), gw.get(), rows, V, gloss.get(), gx.get(), 0.5f);
+  cpu_.SoftmaxCrossEntropy(cx.get(), cl.get(), cw.get(), rows, V, closs.get(), cx.get(), 0.5f);
+  ExpectClose(Download<float>(*ops_, gloss), Download<float>(cpu_, closs), {2e-4, 1e-5},
+              "cross-entropy losses");
+  ExpectClose(Download<float>(*ops_, gx), Download<float>(cpu_, cx), {1e-8, 1e-4},
+              "cross-entropy dlogits");
+  // Label smoothing 0.1 (tensor2tensor's transformer_base) against the CPU twin: the smoothed
+  // loss adds a sum over all 32000 logits (fp32 tree on the GPU, double on the CPU).
+  auto gx2 = Upload<float>(*ops_, x);
+  auto cx2 = Upload<float>(cpu_, x);
+  ops_->LabelSmoothedCrossEntropy(gx2.get(), gl.get(), gw.get(), rows, V, V, 0.1f, gloss.get(),
+                                  gx2.get(), 0.5f);
+  cpu_.LabelSmoothedCrossEntropy(cx2.get(), cl.get(), cw.get(), rows, V, V, 0.1f, closs.get(),
+                                 cx2.get(), 0.5f);
+  ExpectClose(Download<float>(*ops_, gloss), Download<float>(cpu_, closs), {2e-4, 1e-5},
+              "smoothed cross-entropy losses");
+  ExpectClose(Download<float>(*ops_, gx2), Download<float>(cpu_, cx2), {1e-8, 1e-4},
+              "smoothed cross-entropy dlogits");
+}
+
+// LayerNorm forward at d = 1024 with a large mean.
+TEST_F(CudaOpsTest, TrainingSizedLayerNormMatchesCpu) {
+  const int64_t rows = 512;
+  const int cols = 1024;
+  const Vec x = Quantize<float>(Random(rng_, rows * cols, 90, 110));
+  const Vec g = Quantize<float>(Random(rng_, cols, 0.5, 1.5)),
+            b = Quantize<float>(Random(rng_, cols));
+  auto gx = Upload<float>(*ops_, x), gg = Upload<float>(*ops_, g), gb = Upload<float>(*ops_, b);
+  auto cx = Upload<float>(cpu_, x), cg = Upload<float>(cpu_, g), cb = Upload<float>(cpu_, b);
+  FBuf gy(*ops_, rows * cols), gm(*ops_, rows), gr(*ops_, rows);
+  DevBuf<float, float> cy(cpu_, rows * cols), cm(cpu_, rows), cr(cpu_, rows);
+  ops_->LayerNormForward(gx.get(), gg.get(), gb.get(), rows, cols, 1e-5f, gy.get(), gm.get(),
+                         gr.get());
+  cpu_.LayerNormForward(cx.get(), cg.get(), cb.get(), rows, cols, 1e-5f, cy.get(), cm.get(),
+                        cr.get());
+  ExpectClose(Download<float>(*ops_, gy), Download<float>(cpu_, cy), {1e-4, 1e-4}, "LN y d=1024");
+  ExpectClose(Download<float>(*ops_, gr), Download<float>(cpu_, cr), {0, 1e-4}, "LN rstd d=1024");
+}
+
+// Dot over 16M elements (the grad norm of a BERT-base-sized slice).
+TEST_F(CudaOpsTest, DotOverSixteenMillionElementsMatchesCpu) {
+  const int64_t n = int64_t{1} << 24;
+  const Vec a = Quantize<float>(Random(rng_, n));
+  auto ga = Upload<float>(*ops_, a);
+  auto ca = Upload<float>(cpu_, a);
+  FBuf gout(*ops_, 1);
+  DevBuf<float, float> cout(cpu_, 1);
+  ops_->Dot(ga.get(), ga.get(), n, gout.get());
+  cpu_.Dot(ca.get(), ca.get(), n, cout.get());
+  const double want = Download<float>(cpu_, cout)[0];
+  EXPECT_NEAR(Download<float>(*ops_, gout)[0], want, 1e-5 * want) << "sum of squares, n = 2^24";
 }
 
 TEST_F(CudaOpsTest, ZeroSizesDoNothingAndEmptyGemmScalesC) {

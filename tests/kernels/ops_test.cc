@@ -955,101 +955,130 @@ TEST(FusedAttentionReference, BackwardMatchesFiniteDifferences) {
   ExpectClose(NumericGradient([&](const Vec& x) { return loss(q, k, x); }, v), dv, kFdTol, "dv");
 }
 
-TEST_P(OpsTest, FusedAttentionForwardAndBackward) {
-  // The CUDA kernel multiplies bf16-rounded operands (8 bits of mantissa) with fp32
-  // accumulation: errors of a few parts in a thousand of the largest value.
-  const bool bf16 = GetParam() == "cuda_float";
-  Run([&](auto& ops) {
-    using T = Elem<decltype(ops)>;
-    enum Mask { kNone, kPadding, kPacked };
-    struct Case {
-      int B, S, H, D;
-      Mask mask;
-      bool causal;
-      float rate;
-    };
-    // Head sizes the CUDA kernel has; sequence lengths below, at and across its 64-row tiles;
-    // packed rows of sentences (testing_util::PackedSegments) whose boundaries cross tiles.
-    for (const Case& c :
-         {Case{1, 1, 1, 16, kNone, false, 0}, Case{2, 7, 3, 16, kPadding, false, 0},
-          Case{2, 37, 2, 32, kNone, true, 0.2f}, Case{3, 64, 1, 64, kPadding, true, 0},
-          Case{1, 129, 2, 64, kPadding, false, 0.1f}, Case{2, 70, 2, 128, kNone, true, 0.3f},
-          Case{1, 80, 2, 256, kPadding, true, 0.1f}, Case{3, 150, 2, 32, kPacked, true, 0.1f},
-          Case{2, 90, 1, 64, kPacked, false, 0}}) {
-      SCOPED_TRACE("B=" + std::to_string(c.B) + " S=" + std::to_string(c.S) +
-                   " H=" + std::to_string(c.H) + " D=" + std::to_string(c.D) +
-                   " mask=" + std::to_string(c.mask) + " causal=" + std::to_string(c.causal) +
-                   " rate=" + std::to_string(c.rate));
-      const int64_t n = int64_t{c.B} * c.S * c.H * c.D, rows = int64_t{c.B} * c.H * c.S;
-      // Padding: sequence 0 loses its second key, the last sequence is fully padded (its
-      // queries get no keys: output 0, lse +inf), others every third key.
-      IVec valid(int64_t{c.B} * c.S, 1);
-      if (c.mask == kPadding) {
-        if (c.S > 1) valid[1] = 0;
-        for (int b = 1; b < c.B; ++b) {
-          for (int s = 0; s < c.S; ++s) valid[b * c.S + s] = b == c.B - 1 ? 0 : (s % 3 != 2);
-        }
-      } else if (c.mask == kPacked) {
-        valid = testing_util::PackedSegments(c.B, c.S);
-      }
-      const bool masked = c.mask != kNone;
-      const DropoutKey key{77, 3, 2, 0};
-      const RefAttention ref{
-          c.B,      c.S,    c.H, c.D, 1 / std::sqrt(double(c.D)), masked ? &valid : nullptr,
-          c.causal, c.rate, key};
-      const Vec q = Quantize<T>(Random(rng_, n, -2, 2)), k = Quantize<T>(Random(rng_, n, -2, 2));
-      const Vec v = Quantize<T>(Random(rng_, n)), dout = Quantize<T>(Random(rng_, n));
-      Vec want_out, want_lse, want_dq, want_dk, want_dv;
-      ref.Forward(q, k, v, &want_out, &want_lse);
-      ref.Backward(q, k, v, dout, &want_dq, &want_dk, &want_dv);
+enum class AttentionMask { kNone, kPadding, kPacked };
+struct AttentionCase {
+  int B, S, H, D;
+  AttentionMask mask;
+  bool causal;
+  float rate;
+};
 
-      auto dq_in = Upload(ops, q), dk_in = Upload(ops, k), dv_in = Upload(ops, v);
-      auto ddout = Upload(ops, dout);
-      auto dvalid = UploadInt(ops, valid);
-      DevBuf<T, T> out(ops, n), lse(ops, rows), gq(ops, n), gk(ops, n), gv(ops, n),
-          delta(ops, rows);
-      const int32_t* kv = masked ? dvalid.get() : nullptr;
-      ops.AttentionForward(dq_in.get(), dk_in.get(), dv_in.get(), c.B, c.S, c.H, c.D, T(ref.scale),
-                           kv, c.causal, c.rate, key, out.get(), lse.get());
-      ops.AttentionBackward(dq_in.get(), dk_in.get(), dv_in.get(), out.get(), ddout.get(),
-                            lse.get(), c.B, c.S, c.H, c.D, T(ref.scale), kv, c.causal, c.rate, key,
-                            gq.get(), gk.get(), gv.get(), delta.get());
-      auto largest = [](const Vec& x) {
-        double m = 0;
-        for (double e : x) m = std::max(m, std::fabs(e));
-        return m;
-      };
-      // `terms` is the size of what an output sums before cancellation, where it cancels.
-      auto tol_for = [&](const Vec& want, double terms = 0) {
-        if (!bf16) return tol_.Times(10);
-        return Tol{1e-2 * std::max(largest(want), terms), 1e-2};
-      };
-      // dq and dk sum P (dP - D) k (or q) over keys, dP = dout . v, D = dout . out: with bf16
-      // operands each term errs relative to |dP| and |D|, not to their difference, which cancels
-      // (to 0 exactly with one key: the H100 gave 6e-4 against 0 at S = 1 on 2026-12-06). The
-      // bound on |dP| and |D|: the largest row sum of |dout| times max |v|, scaled up by dropout.
-      double dout_row = 0;
-      for (int64_t r = 0; r < n / c.D; ++r) {
-        double sum = 0;
-        for (int d = 0; d < c.D; ++d) sum += std::fabs(dout[r * c.D + d]);
-        dout_row = std::max(dout_row, sum);
-      }
-      const double dp = ref.scale * dout_row * largest(v) / (1.0 - c.rate);
-      const Vec got_lse = Download(ops, lse);
-      Vec finite_got, finite_want;
-      for (int64_t i = 0; i < rows; ++i) {
-        if (std::isinf(want_lse[i])) {
-          EXPECT_TRUE(std::isinf(got_lse[i]) && got_lse[i] > 0) << "lse " << i << " " << got_lse[i];
-        } else {
-          finite_got.push_back(got_lse[i]);
-          finite_want.push_back(want_lse[i]);
-        }
-      }
-      ExpectClose(finite_got, finite_want, bf16 ? Tol{1e-2, 1e-2} : tol_.Times(10), "lse");
-      ExpectClose(Download(ops, out), want_out, tol_for(want_out), "out");
-      ExpectClose(Download(ops, gq), want_dq, tol_for(want_dq, dp * largest(k)), "dq");
-      ExpectClose(Download(ops, gk), want_dk, tol_for(want_dk, dp * largest(q)), "dk");
-      ExpectClose(Download(ops, gv), want_dv, tol_for(want_dv), "dv");
+std::string CaseName(const AttentionCase& c) {
+  return "B=" + std::to_string(c.B) + " S=" + std::to_string(c.S) + " H=" + std::to_string(c.H) +
+         " D=" + std::to_string(c.D) + " mask=" + std::to_string(static_cast<int>(c.mask)) +
+         " causal=" + std::to_string(c.causal) + " rate=" + std::to_string(c.rate);
+}
+
+// The case's key mask. Padding: sequence 0 loses its second key, the last sequence is fully
+// padded (its queries get no keys: output 0, lse +inf), others every third key. Packed: rows of
+// sentences (testing_util::PackedSegments).
+IVec AttentionValid(const AttentionCase& c) {
+  IVec valid(int64_t{c.B} * c.S, 1);
+  if (c.mask == AttentionMask::kPadding) {
+    if (c.S > 1) valid[1] = 0;
+    for (int b = 1; b < c.B; ++b) {
+      for (int s = 0; s < c.S; ++s) valid[b * c.S + s] = b == c.B - 1 ? 0 : (s % 3 != 2);
+    }
+  } else if (c.mask == AttentionMask::kPacked) {
+    valid = testing_util::PackedSegments(c.B, c.S);
+  }
+  return valid;
+}
+
+double LargestAbs(const Vec& x) {
+  double m = 0;
+  for (double e : x) m = std::max(m, std::fabs(e));
+  return m;
+}
+
+// dq and dk sum P (dP - D) k (or q) over keys, dP = dout . v, D = dout . out: with bf16 operands
+// each term errs relative to |dP| and |D|, not to their difference, which cancels (to 0 exactly
+// with one key: the H100 gave 6e-4 against 0 at S = 1 on 2026-12-06). This bounds |dP| and |D|:
+// the largest row sum of |dout| times max |v|, scaled up by dropout.
+double DpBound(const AttentionCase& c, double scale, const Vec& dout, const Vec& v) {
+  double dout_row = 0;
+  for (size_t r = 0; r < dout.size() / c.D; ++r) {
+    double sum = 0;
+    for (int d = 0; d < c.D; ++d) sum += std::fabs(dout[r * c.D + d]);
+    dout_row = std::max(dout_row, sum);
+  }
+  return scale * dout_row * LargestAbs(v) / (1.0 - c.rate);
+}
+
+// lse: +inf exactly where the reference's is (queries with no key), close elsewhere.
+void ExpectLseClose(const Vec& got_lse, const Vec& want_lse, const Tol& tol) {
+  Vec finite_got, finite_want;
+  for (size_t i = 0; i < want_lse.size(); ++i) {
+    if (std::isinf(want_lse[i])) {
+      EXPECT_TRUE(std::isinf(got_lse[i]) && got_lse[i] > 0) << "lse " << i << " " << got_lse[i];
+    } else {
+      finite_got.push_back(got_lse[i]);
+      finite_want.push_back(want_lse[i]);
+    }
+  }
+  ExpectClose(finite_got, finite_want, tol, "lse");
+}
+
+// One case of the fused attention forward and backward against RefAttention. With `bf16` (the
+// CUDA kernel, which multiplies bf16-rounded operands with fp32 accumulation) errors are a few
+// parts in a thousand of the largest value; otherwise `tol` x 10.
+template <typename T>
+void CheckFusedAttention(Ops<T>& ops, const AttentionCase& c, std::mt19937_64& rng, bool bf16,
+                         const Tol& tol) {
+  SCOPED_TRACE(CaseName(c));
+  const int64_t n = int64_t{c.B} * c.S * c.H * c.D, rows = int64_t{c.B} * c.H * c.S;
+  const IVec valid = AttentionValid(c);
+  const bool masked = c.mask != AttentionMask::kNone;
+  const DropoutKey key{77, 3, 2, 0};
+  const RefAttention ref{
+      c.B,      c.S,    c.H, c.D, 1 / std::sqrt(double(c.D)), masked ? &valid : nullptr,
+      c.causal, c.rate, key};
+  const Vec q = Quantize<T>(Random(rng, n, -2, 2)), k = Quantize<T>(Random(rng, n, -2, 2));
+  const Vec v = Quantize<T>(Random(rng, n)), dout = Quantize<T>(Random(rng, n));
+  Vec want_out, want_lse, want_dq, want_dk, want_dv;
+  ref.Forward(q, k, v, &want_out, &want_lse);
+  ref.Backward(q, k, v, dout, &want_dq, &want_dk, &want_dv);
+
+  auto dq_in = Upload(ops, q), dk_in = Upload(ops, k), dv_in = Upload(ops, v);
+  auto ddout = Upload(ops, dout);
+  auto dvalid = UploadInt(ops, valid);
+  DevBuf<T, T> out(ops, n), lse(ops, rows), gq(ops, n), gk(ops, n), gv(ops, n), delta(ops, rows);
+  const int32_t* kv = masked ? dvalid.get() : nullptr;
+  ops.AttentionForward(dq_in.get(), dk_in.get(), dv_in.get(), c.B, c.S, c.H, c.D, T(ref.scale), kv,
+                       c.causal, c.rate, key, out.get(), lse.get());
+  ops.AttentionBackward(dq_in.get(), dk_in.get(), dv_in.get(), out.get(), ddout.get(), lse.get(),
+                        c.B, c.S, c.H, c.D, T(ref.scale), kv, c.causal, c.rate, key, gq.get(),
+                        gk.get(), gv.get(), delta.get());
+  // `terms`: the size of what an output sums before it cancels, where it does.
+  auto tol_for = [&](const Vec& want, double terms = 0) {
+    if (!bf16) return tol.Times(10);
+    return Tol{1e-2 * std::max(LargestAbs(want), terms), 1e-2};
+  };
+  const double dp = DpBound(c, ref.scale, dout, v);
+  ExpectLseClose(Download(ops, lse), want_lse, bf16 ? Tol{1e-2, 1e-2} : tol.Times(10));
+  ExpectClose(Download(ops, out), want_out, tol_for(want_out), "out");
+  ExpectClose(Download(ops, gq), want_dq, tol_for(want_dq, dp * LargestAbs(k)), "dq");
+  ExpectClose(Download(ops, gk), want_dk, tol_for(want_dk, dp * LargestAbs(q)), "dk");
+  ExpectClose(Download(ops, gv), want_dv, tol_for(want_dv), "dv");
+}
+
+TEST_P(OpsTest, FusedAttentionForwardAndBackward) {
+  const bool bf16 = GetParam() == "cuda_float";
+  using M = AttentionMask;
+  Run([&](auto& ops) {
+    // Head sizes the CUDA kernel has; sequence lengths below, at and across its 64-row tiles;
+    // packed rows of sentences whose boundaries cross tiles.
+    for (const AttentionCase& c :
+         std::initializer_list<AttentionCase>{{1, 1, 1, 16, M::kNone, false, 0},
+                                              {2, 7, 3, 16, M::kPadding, false, 0},
+                                              {2, 37, 2, 32, M::kNone, true, 0.2f},
+                                              {3, 64, 1, 64, M::kPadding, true, 0},
+                                              {1, 129, 2, 64, M::kPadding, false, 0.1f},
+                                              {2, 70, 2, 128, M::kNone, true, 0.3f},
+                                              {1, 80, 2, 256, M::kPadding, true, 0.1f},
+                                              {3, 150, 2, 32, M::kPacked, true, 0.1f},
+                                              {2, 90, 1, 64, M::kPacked, false, 0}}) {
+      CheckFusedAttention(ops, c, rng_, bf16, tol_);
     }
   });
 }
