@@ -106,6 +106,61 @@ Outputs RunKernels(AttentionArgs a, const std::vector<float>& q, const std::vect
   return o;
 }
 
+// Attention across sentences is exactly 0: new keys and values for every token outside row 0's
+// sentence 4 leave that sentence's outputs, lse and gradients bitwise unchanged.
+template <int D>
+void ExpectOtherSentencesIgnored(const Case& c, const AttentionArgs& a,
+                                 const std::vector<int32_t>& segments, const Outputs& got,
+                                 const std::vector<float>& q, std::vector<float> k,
+                                 std::vector<float> v, const std::vector<float>& dout,
+                                 std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> wide(-2, 2), unit(-1, 1);
+  for (int64_t t = 0; t < int64_t{c.B} * c.S; ++t) {
+    if (t < c.S && segments[t] == 4) continue;
+    for (int64_t j = 0; j < int64_t{c.H} * D; ++j) {
+      k[t * c.H * D + j] = static_cast<float>(wide(rng));
+      v[t * c.H * D + j] = static_cast<float>(unit(rng));
+    }
+  }
+  const Outputs other = RunKernels<D>(a, q, k, v, dout);
+  int checked = 0;
+  for (int s = 0; s < c.S; ++s) {
+    if (segments[s] != 4) continue;
+    ++checked;
+    for (int h = 0; h < c.H; ++h) {
+      ASSERT_EQ(other.lse[int64_t{h} * c.S + s], got.lse[int64_t{h} * c.S + s]) << s;
+      for (int j = 0; j < D; ++j) {
+        const int64_t i = (int64_t{s} * c.H + h) * D + j;
+        ASSERT_EQ(other.out[i], got.out[i]) << "out, token " << s;
+        ASSERT_EQ(other.dq[i], got.dq[i]) << "dq, token " << s;
+        ASSERT_EQ(other.dk[i], got.dk[i]) << "dk, token " << s;
+        ASSERT_EQ(other.dv[i], got.dv[i]) << "dv, token " << s;
+      }
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+
+// The kernels' argument block for case c (segments: null when unmasked).
+AttentionArgs MakeArgs(const Case& c, double scale, const int32_t* segments,
+                       const DropoutKey& key) {
+  AttentionArgs a;
+  a.B = c.B;
+  a.S = c.S;
+  a.H = c.H;
+  a.scale = static_cast<float>(scale);
+  a.segments = segments;
+  a.causal = c.causal;
+  a.dropout = c.rate > 0;
+  a.threshold = DropoutThreshold(c.rate);
+  a.keep_scale = c.rate >= 1 ? 0.0f : static_cast<float>(1.0 / (1.0 - c.rate));
+  a.seed = key.seed;
+  a.step = key.step;
+  a.layer = key.layer;
+  a.site = key.site;
+  return a;
+}
+
 template <int D>
 void RunCase(const Case& c) {
   SCOPED_TRACE("B=" + std::to_string(c.B) + " S=" + std::to_string(c.S) + " H=" +
@@ -140,54 +195,14 @@ void RunCase(const Case& c) {
   ref.Forward(widen(q), widen(k), widen(v), &want_out, &want_lse);
   ref.Backward(widen(q), widen(k), widen(v), widen(dout), &want_dq, &want_dk, &want_dv);
 
-  AttentionArgs a;
-  a.B = c.B;
-  a.S = c.S;
-  a.H = c.H;
-  a.scale = static_cast<float>(ref.scale);
-  a.segments = masked ? segments.data() : nullptr;
-  a.causal = c.causal;
-  a.dropout = c.rate > 0;
-  a.threshold = DropoutThreshold(c.rate);
-  a.keep_scale = c.rate >= 1 ? 0.0f : static_cast<float>(1.0 / (1.0 - c.rate));
-  a.seed = key.seed;
-  a.step = key.step;
-  a.layer = key.layer;
-  a.site = key.site;
+  const AttentionArgs a = MakeArgs(c, ref.scale, masked ? segments.data() : nullptr, key);
   const Outputs got = RunKernels<D>(a, q, k, v, dout);
   ExpectNear(got.out, want_out, "out");
   ExpectNear(got.lse, want_lse, "lse");
   ExpectNear(got.dq, want_dq, "dq");
   ExpectNear(got.dk, want_dk, "dk");
   ExpectNear(got.dv, want_dv, "dv");
-  if (c.mask != kPacked) return;
-
-  // Attention across sentences is exactly 0: new keys and values for every token outside row
-  // 0's sentence 4 leave that sentence's outputs, lse and gradients bitwise unchanged.
-  for (int64_t t = 0; t < int64_t{c.B} * c.S; ++t) {
-    if (t < c.S && segments[t] == 4) continue;
-    for (int64_t j = 0; j < int64_t{c.H} * D; ++j) {
-      k[t * c.H * D + j] = static_cast<float>(wide(rng));
-      v[t * c.H * D + j] = static_cast<float>(unit(rng));
-    }
-  }
-  const Outputs other = RunKernels<D>(a, q, k, v, dout);
-  int checked = 0;
-  for (int s = 0; s < c.S; ++s) {
-    if (segments[s] != 4) continue;
-    ++checked;
-    for (int h = 0; h < c.H; ++h) {
-      ASSERT_EQ(other.lse[int64_t{h} * c.S + s], got.lse[int64_t{h} * c.S + s]) << s;
-      for (int j = 0; j < D; ++j) {
-        const int64_t i = (int64_t{s} * c.H + h) * D + j;
-        ASSERT_EQ(other.out[i], got.out[i]) << "out, token " << s;
-        ASSERT_EQ(other.dq[i], got.dq[i]) << "dq, token " << s;
-        ASSERT_EQ(other.dk[i], got.dk[i]) << "dk, token " << s;
-        ASSERT_EQ(other.dv[i], got.dv[i]) << "dv, token " << s;
-      }
-    }
-  }
-  EXPECT_GT(checked, 0);
+  if (c.mask == kPacked) ExpectOtherSentencesIgnored<D>(c, a, segments, got, q, k, v, dout, rng);
 }
 
 // Every head size the kernels have; sequences below, at and across the 64-row tiles; padding
