@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "comm/single_process_communicator.h"
 #include "comm/mpi_communicator.h"
+#include "comm/single_process_communicator.h"
 #include "config/load.h"
 #include "data/example_io.h"
 #include "data/record_writer.h"

@@ -69,17 +69,18 @@ class MetricsLoggerTest : public ::testing::Test {
   std::string dir_;
 };
 
-TEST_F(MetricsLoggerTest, WritesJsonLinesEventsAndTheConsoleLine) {
-  FILE* console = std::tmpfile();
-  ASSERT_NE(console, nullptr);
+// Logs train step 10, eval step 10 and train step 20 (loss NaN) into dir_, the console lines
+// into `console` (may be null); returns the event file's path.
+std::string LogTwoStepsAndAnEval(const std::string& dir, FILE* console) {
   MetricsOptions o;
-  o.run_dir = dir_;
+  o.run_dir = dir;
   o.total_steps = 100;
   o.flops_per_token = 6e6;
   o.peak_flops = 1.2e11;
   o.console = console;
   auto log = MetricsLogger::Open(o);
-  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_TRUE(log.ok()) << log.status();
+  if (!log.ok()) return "";
   TrainRecord r;
   r.step = 10;
   r.loss = 2.5;
@@ -90,15 +91,21 @@ TEST_F(MetricsLoggerTest, WritesJsonLinesEventsAndTheConsoleLine) {
   r.steps = 10;
   r.memory_bytes = int64_t{3} << 29;  // 1.5 GiB
   r.extra = {{"mlm_loss", 0.0}};
-  ASSERT_TRUE((*log)->LogTrain(r).ok());
-  ASSERT_TRUE((*log)->LogEval(10, {{"loss", 2.25}, {"perplexity", 9.4877}}).ok());
+  EXPECT_TRUE((*log)->LogTrain(r).ok());
+  EXPECT_TRUE((*log)->LogEval(10, {{"loss", 2.25}, {"perplexity", 9.4877}}).ok());
   r.step = 20;
   r.loss = std::nan("");
-  ASSERT_TRUE((*log)->LogTrain(r).ok());
+  EXPECT_TRUE((*log)->LogTrain(r).ok());
   const std::string event_file = (*log)->event_file();
   log->reset();  // closes and fsyncs
+  return event_file;
+}
 
-  // Console: 1000 tokens / 0.5 s = 2,000 tok/s; MFU = 6e6 * 2000 / 1.2e11 = 10%;
+TEST_F(MetricsLoggerTest, ConsoleLineHasStepLossRateTokensMfuMemoryAndEta) {
+  FILE* console = std::tmpfile();
+  ASSERT_NE(console, nullptr);
+  LogTwoStepsAndAnEval(dir_, console);
+  // 1000 tokens / 0.5 s = 2,000 tok/s; MFU = 6e6 * 2000 / 1.2e11 = 10%;
   // ETA = (100 - 10) steps * 0.05 s = 4.5 s -> "4s" or "5s" by rounding: llround(4.5) = 5.
   std::rewind(console);
   char buf[512];
@@ -109,8 +116,10 @@ TEST_F(MetricsLoggerTest, WritesJsonLinesEventsAndTheConsoleLine) {
   ASSERT_NE(std::fgets(buf, sizeof(buf), console), nullptr);
   EXPECT_EQ(std::string(buf), "eval step 10 | loss 2.2500 | perplexity 9.4877\n");
   std::fclose(console);
+}
 
-  // JSON lines.
+TEST_F(MetricsLoggerTest, JsonLinesHoldEveryRecord) {
+  LogTwoStepsAndAnEval(dir_, nullptr);
   std::ifstream in(dir_ + "/metrics.jsonl");
   std::vector<nlohmann::json> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
@@ -126,8 +135,11 @@ TEST_F(MetricsLoggerTest, WritesJsonLinesEventsAndTheConsoleLine) {
   EXPECT_EQ(lines[1]["split"], "eval");
   EXPECT_DOUBLE_EQ(lines[1]["perplexity"].get<double>(), 9.4877);
   EXPECT_TRUE(lines[2]["loss"].is_null());  // NaN is not JSON
+}
 
-  // Event file: TFRecords of Events, the version first.
+// The event file: TFRecords of Events, the version first.
+TEST_F(MetricsLoggerTest, EventFileIsTensorBoardEvents) {
+  const std::string event_file = LogTwoStepsAndAnEval(dir_, nullptr);
   EXPECT_EQ(fs::path(event_file).parent_path(), fs::path(dir_) / "tb");
   EXPECT_EQ(fs::path(event_file).filename().string().rfind("events.out.tfevents.", 0), 0u);
   auto reader = RecordReader::Open(event_file);

@@ -3,8 +3,6 @@
 // packed LM rows train as one sentence per row, loss for loss, on both attention paths; the
 // learning rate logged at steps W/2, W and 4W is tensor2tensor's
 // 0.1 * min(1, t/W) / sqrt(max(t, W)).
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -23,6 +21,7 @@
 #include "data/record_writer.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/trainer/killed_run.h"
 #include "tests/trainer/lm_shards.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluation.h"
@@ -122,20 +121,9 @@ TEST_F(RecipesTest, BertPhasesSwitchShardsAndResumeAcrossTheBoundaryBitwise) {
   // Killed after steps 3 (the last checkpoint is step 2, in phase 1) and 5 (checkpoint 4, in
   // phase 2), each then resumed to the end.
   for (int kill_after : {3, 5}) {
-    const std::string run = "resumed" + std::to_string(kill_after);
-    pid_t child = ::fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-      TrainOptions o = Options(config, run);
-      o.on_step = [kill_after](int64_t step, double) {
-        if (step == kill_after) ::kill(::getpid(), SIGKILL);
-      };
-      (void)Train(o);
-      ::_exit(3);  // not reached
-    }
-    int status = 0;
-    ASSERT_EQ(::waitpid(child, &status, 0), child);
-    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+    testing::TrainKilledAfterStep(Options(config, "resumed" + std::to_string(kill_after)),
+                                  kill_after);
+    if (HasFatalFailure()) return;
   }
   auto straight = Train(Options(config, "straight"));
   ASSERT_TRUE(straight.ok()) << straight.status();

@@ -6,8 +6,6 @@
 // evaluation reports loss and perplexity.
 #include "trainer/trainer.h"
 
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -18,6 +16,7 @@
 #include "base/file.h"
 #include "config/load.h"
 #include "gtest/gtest.h"
+#include "tests/trainer/killed_run.h"
 #include "tests/trainer/lm_shards.h"
 #include "tests/trainer/tiny_lm_config.h"
 #include "trainer/checkpoint.h"
@@ -72,19 +71,8 @@ class TrainerTest : public ::testing::Test {
 TEST_F(TrainerTest, AResumeAfterSigkillReproducesTheUninterruptedRunBitwise) {
   // The interrupted run: a child process trains and is SIGKILLed right after step 5 (the last
   // checkpoint is step 4), before it can save anything else.
-  pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    TrainOptions o = Options("resumed");
-    o.on_step = [](int64_t step, double) {
-      if (step == 5) ::kill(::getpid(), SIGKILL);
-    };
-    (void)Train(o);
-    ::_exit(3);  // not reached
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  testing::TrainKilledAfterStep(Options("resumed"), 5);
+  if (HasFatalFailure()) return;
   ASSERT_EQ(fs::path(*LatestCheckpoint(root_ + "/resumed")).filename(), "step-00000004");
 
   auto straight = Train(Options("straight"));
