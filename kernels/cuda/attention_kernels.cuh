@@ -16,6 +16,7 @@
 #endif
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/philox.h"
 
@@ -55,22 +56,31 @@ struct Shape {
   static constexpr size_t kOwnFloatBytes = size_t{Rows} * kLdF * sizeof(float);
   static constexpr size_t kWarpScoresBytes = size_t{kFrag} * kLdS * sizeof(float) * kWarps;
   static constexpr size_t kWarpProbsBytes = size_t{kFrag} * kLdP * sizeof(bf16) * kWarps;
+  // The dQ and dK/dV accumulators need no rescaling inside the loop, so they stay in registers
+  // (WarpAccumulators: 8 registers a thread per 16 columns) up to these head sizes, and in shared
+  // memory above them, where they would spill. Out of shared memory they save each tile's load
+  // and store of them and let two blocks share an H100 SM where one did: dK/dV at d_p = 64 (123
+  // -> 89 KiB) and dQ at d_p = 128 (144 -> 111 KiB). ptxas (sm_90): 138 and 168 registers, no
+  // spills (12 bytes in dQ at d_p = 16).
+  static constexpr bool kDqInRegisters = D <= 128;
+  static constexpr bool kDkvInRegisters = D <= 64;
   // Forward: Q (own), K and V (loop), O (own, fp32), scores, probabilities, the loop keys'
   // segments.
   static constexpr size_t kForwardBytes = kOwnHalfBytes + 2 * kLoopHalfBytes + kOwnFloatBytes +
                                           kWarpScoresBytes + kWarpProbsBytes +
                                           size_t{Cols} * sizeof(int32_t);
-  // dQ: Q and dO (own), K and V (loop), dQ (own, fp32), scores, dP, dS, the loop keys'
-  // segments.
-  static constexpr size_t kDqBytes = 2 * kOwnHalfBytes + 2 * kLoopHalfBytes + kOwnFloatBytes +
-                                     2 * kWarpScoresBytes + kWarpProbsBytes +
-                                     size_t{Cols} * sizeof(int32_t);
-  // dK/dV: K and V (own), Q and dO (loop), dK and dV (own, fp32), S^T, dP^T, P^T, dS^T, the
+  // dQ: Q and dO (own), K and V (loop), dQ (own, fp32, unless in registers), scores, dP, dS,
+  // the loop keys' segments.
+  static constexpr size_t kDqBytes = 2 * kOwnHalfBytes + 2 * kLoopHalfBytes +
+                                     (kDqInRegisters ? 0 : kOwnFloatBytes) + 2 * kWarpScoresBytes +
+                                     kWarpProbsBytes + size_t{Cols} * sizeof(int32_t);
+  // dK/dV: K and V (own), Q and dO (loop), dK and dV (own, fp32, unless in registers), S^T,
+  // dP^T, P^T, dS^T, the
   // loop tile's lse, delta and query segments, the own keys' segments.
   static constexpr size_t kDkvBytes =
-      2 * kOwnHalfBytes + 2 * kLoopHalfBytes + 2 * kOwnFloatBytes + 2 * kWarpScoresBytes +
-      2 * kWarpProbsBytes + 2 * size_t{Cols} * sizeof(float) + size_t{Cols} * sizeof(int32_t) +
-      size_t{Rows} * sizeof(int32_t);
+      2 * kOwnHalfBytes + 2 * kLoopHalfBytes + (kDkvInRegisters ? 0 : 2 * kOwnFloatBytes) +
+      2 * kWarpScoresBytes + 2 * kWarpProbsBytes + 2 * size_t{Cols} * sizeof(float) +
+      size_t{Cols} * sizeof(int32_t) + size_t{Rows} * sizeof(int32_t);
   static_assert(Rows % kFrag == 0 && Cols % 32 == 0 && D % kFrag == 0, "tile shape");
 };
 
@@ -220,6 +230,60 @@ __device__ void WarpAccumulate(const bf16* A, int lda, const bf16* B, int ldb, f
   }
 }
 
+// A warp's [16, N] fp32 accumulator held in registers across a kernel's loop: N / 16 WMMA
+// accumulator fragments. Add() is WarpAccumulate without the round trip through shared memory
+// (the same products in the same order, so the same values). WriteRows() stages W columns at a
+// time through the warp's own fp32 scratch ([16, ld], ld >= W) and writes the rows below `rows`
+// to row(r)[0, N) in global memory, lanes across the columns (coalesced).
+template <int N>
+struct WarpAccumulators {
+  fragment<accumulator, kFrag, kFrag, kFrag, float> f[N / kFrag];
+
+  __device__ void Zero() {
+#pragma unroll
+    for (int n = 0; n < N / kFrag; ++n) nvcuda::wmma::fill_fragment(f[n], 0.0f);
+  }
+
+  // += A [16, K] (bf16 row-major, lda) x B [K, N] (bf16 row-major, ldb).
+  template <int K>
+  __device__ void Add(const bf16* A, int lda, const bf16* B, int ldb) {
+    fragment<matrix_a, kFrag, kFrag, kFrag, bf16, row_major> fa;
+    fragment<matrix_b, kFrag, kFrag, kFrag, bf16, row_major> fb;
+#pragma unroll
+    for (int n = 0; n < N / kFrag; ++n) {
+#pragma unroll
+      for (int kk = 0; kk < K / kFrag; ++kk) {
+        nvcuda::wmma::load_matrix_sync(fa, A + kk * kFrag, lda);
+        nvcuda::wmma::load_matrix_sync(fb, B + kk * kFrag * ldb + n * kFrag, ldb);
+        nvcuda::wmma::mma_sync(f[n], fa, fb, f[n]);
+      }
+    }
+  }
+
+  template <int W, typename RowPointer>
+  __device__ void WriteRows(float* scratch, int ld, int rows, RowPointer row) const {
+    static_assert(N % W == 0 && W % kFrag == 0, "chunk width");
+    const int lane = threadIdx.x % kWarpSize;
+#pragma unroll
+    for (int c = 0; c < N / W; ++c) {
+#pragma unroll
+      for (int n = 0; n < W / kFrag; ++n) {
+        nvcuda::wmma::store_matrix_sync(scratch + n * kFrag, f[c * (W / kFrag) + n], ld,
+                                        mem_row_major);
+      }
+      __syncwarp();
+      for (int rr = 0; rr < kFrag && rr < rows; ++rr) {
+        float* dst = row(rr) + c * W;
+        for (int j = lane; j < W; j += kWarpSize) dst[j] = scratch[rr * ld + j];
+      }
+      __syncwarp();
+    }
+  }
+};
+
+// Stands in for WarpAccumulators where the accumulators live in shared memory.
+struct NoAccumulators {};
+
 // Carves the dynamic shared memory in order; every size is a multiple of 128 bytes.
 class SharedCarver {
  public:
@@ -354,7 +418,7 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_dq_kernel(const Attent
   bf16* dos = carve.Take<bf16>(Sh::kOwnHalfBytes);
   bf16* ks = carve.Take<bf16>(Sh::kLoopHalfBytes);
   bf16* vs = carve.Take<bf16>(Sh::kLoopHalfBytes);
-  float* dqs = carve.Take<float>(Sh::kOwnFloatBytes);
+  float* dqs = Sh::kDqInRegisters ? nullptr : carve.Take<float>(Sh::kOwnFloatBytes);
   float* ss = carve.Take<float>(Sh::kWarpScoresBytes);
   float* dps = carve.Take<float>(Sh::kWarpScoresBytes);
   bf16* dss = carve.Take<bf16>(Sh::kWarpProbsBytes);
@@ -367,14 +431,19 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_dq_kernel(const Attent
   float* sw = ss + warp * kFrag * Sh::kLdS;
   float* dpw = dps + warp * kFrag * Sh::kLdS;
   bf16* dsw = dss + warp * kFrag * Sh::kLdP;
-  float* dqw = dqs + warp * kFrag * Sh::kLdF;
+  float* dqw = Sh::kDqInRegisters ? nullptr : dqs + warp * kFrag * Sh::kLdF;
+  std::conditional_t<Sh::kDqInRegisters, WarpAccumulators<D>, NoAccumulators> dq;
   const int64_t stat = static_cast<int64_t>(bh) * a.S + qg;
   const float lse = qg < a.S ? a.lse[stat] : INFINITY;
   const float delta = qg < a.S ? a.delta[stat] : 0.0f;
 
   LoadTile<D, kRows, kThreads>(a.q, a, b, h, q0, qs);
   LoadTile<D, kRows, kThreads>(a.dout, a, b, h, q0, dos);
-  for (int i = threadIdx.x; i < kRows * Sh::kLdF; i += kThreads) dqs[i] = 0.0f;
+  if constexpr (Sh::kDqInRegisters) {
+    dq.Zero();
+  } else {
+    for (int i = threadIdx.x; i < kRows * Sh::kLdF; i += kThreads) dqs[i] = 0.0f;
+  }
 
   const int key_tiles = (a.S + kCols - 1) / kCols;
   const int tiles = a.causal ? min(key_tiles, (q0 + kRows - 1) / kCols + 1) : key_tiles;
@@ -402,14 +471,23 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_dq_kernel(const Attent
       dsw[r * Sh::kLdP + col] = __float2bfloat16(ds);
     }
     __syncwarp();
-    WarpAccumulate<D, kCols>(dsw, Sh::kLdP, ks, Sh::kLdH, dqw, Sh::kLdF);
+    if constexpr (Sh::kDqInRegisters) {
+      dq.template Add<kCols>(dsw, Sh::kLdP, ks, Sh::kLdH);
+    } else {
+      WarpAccumulate<D, kCols>(dsw, Sh::kLdP, ks, Sh::kLdH, dqw, Sh::kLdF);
+    }
     __syncwarp();
   }
-  for (int rr = 0; rr < kFrag; ++rr) {  // coalesced, as the forward's output
-    const int q = q0 + warp * kFrag + rr;
-    if (q >= a.S) break;
-    float* dst = a.dq + a.Row(b, h, q, D);
-    for (int j = lane; j < D; j += kWarpSize) dst[j] = dqw[rr * Sh::kLdF + j];
+  // The warp's rows, coalesced as the forward's output; staged through its score scratch.
+  const int wq0 = q0 + warp * kFrag;
+  auto dq_row = [&](int rr) { return a.dq + a.Row(b, h, wq0 + rr, D); };
+  if constexpr (Sh::kDqInRegisters) {
+    dq.template WriteRows<(D < kCols ? D : kCols)>(sw, Sh::kLdS, a.S - wq0, dq_row);
+  } else {
+    for (int rr = 0; rr < kFrag && wq0 + rr < a.S; ++rr) {
+      float* dst = dq_row(rr);
+      for (int j = lane; j < D; j += kWarpSize) dst[j] = dqw[rr * Sh::kLdF + j];
+    }
   }
 }
 
@@ -422,8 +500,8 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_dkv_kernel(const Atten
   bf16* vs = carve.Take<bf16>(Sh::kOwnHalfBytes);
   bf16* qs = carve.Take<bf16>(Sh::kLoopHalfBytes);
   bf16* dos = carve.Take<bf16>(Sh::kLoopHalfBytes);
-  float* dks = carve.Take<float>(Sh::kOwnFloatBytes);
-  float* dvs = carve.Take<float>(Sh::kOwnFloatBytes);
+  float* dks = Sh::kDkvInRegisters ? nullptr : carve.Take<float>(Sh::kOwnFloatBytes);
+  float* dvs = Sh::kDkvInRegisters ? nullptr : carve.Take<float>(Sh::kOwnFloatBytes);
   float* sts = carve.Take<float>(Sh::kWarpScoresBytes);   // S^T per warp [16 keys, kCols queries]
   float* dpts = carve.Take<float>(Sh::kWarpScoresBytes);  // dP^T
   bf16* pts = carve.Take<bf16>(Sh::kWarpProbsBytes);      // dropout(P)^T
@@ -444,9 +522,15 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_dkv_kernel(const Atten
   LoadTile<D, kRows, kThreads>(a.k, a, b, h, j0, ks);
   LoadTile<D, kRows, kThreads>(a.v, a, b, h, j0, vs);
   LoadSegments<kRows, kThreads>(a, b, j0, kseg);  // visible after the loop's first barrier
-  for (int i = threadIdx.x; i < kRows * Sh::kLdF; i += kThreads) {
-    dks[i] = 0.0f;
-    dvs[i] = 0.0f;
+  std::conditional_t<Sh::kDkvInRegisters, WarpAccumulators<D>, NoAccumulators> dk, dv;
+  if constexpr (Sh::kDkvInRegisters) {
+    dk.Zero();
+    dv.Zero();
+  } else {
+    for (int i = threadIdx.x; i < kRows * Sh::kLdF; i += kThreads) {
+      dks[i] = 0.0f;
+      dvs[i] = 0.0f;
+    }
   }
   const int query_tiles = (a.S + kCols - 1) / kCols;
   // Causal: queries before the block's first key see none of its keys.
@@ -492,20 +576,33 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_dkv_kernel(const Atten
       }
     }
     __syncwarp();
-    WarpAccumulate<D, kCols>(ptw, Sh::kLdP, dos, Sh::kLdH, dvs + warp * kFrag * Sh::kLdF, Sh::kLdF);
-    WarpAccumulate<D, kCols>(dstw, Sh::kLdP, qs, Sh::kLdH, dks + warp * kFrag * Sh::kLdF, Sh::kLdF);
+    if constexpr (Sh::kDkvInRegisters) {
+      dv.template Add<kCols>(ptw, Sh::kLdP, dos, Sh::kLdH);
+      dk.template Add<kCols>(dstw, Sh::kLdP, qs, Sh::kLdH);
+    } else {
+      WarpAccumulate<D, kCols>(ptw, Sh::kLdP, dos, Sh::kLdH, dvs + warp * kFrag * Sh::kLdF,
+                               Sh::kLdF);
+      WarpAccumulate<D, kCols>(dstw, Sh::kLdP, qs, Sh::kLdH, dks + warp * kFrag * Sh::kLdF,
+                               Sh::kLdF);
+    }
     __syncwarp();
   }
-  // Each warp writes its own 16 keys, a row at a time with the lanes across the columns.
-  for (int rr = 0; rr < kFrag; ++rr) {
-    const int kg = kw0 + rr;
-    if (kg >= a.S) break;
-    const int64_t row = a.Row(b, h, kg, D);
-    const float* dkr = dks + (warp * kFrag + rr) * Sh::kLdF;
-    const float* dvr = dvs + (warp * kFrag + rr) * Sh::kLdF;
-    for (int j = lane; j < D; j += kWarpSize) {
-      a.dk[row + j] = dkr[j];
-      a.dv[row + j] = dvr[j];
+  // Each warp writes its own 16 keys, a row at a time with the lanes across the columns; from
+  // registers, staged through its S^T scratch.
+  auto dk_row = [&](int rr) { return a.dk + a.Row(b, h, kw0 + rr, D); };
+  auto dv_row = [&](int rr) { return a.dv + a.Row(b, h, kw0 + rr, D); };
+  if constexpr (Sh::kDkvInRegisters) {
+    dk.template WriteRows<(D < kCols ? D : kCols)>(stw, Sh::kLdS, a.S - kw0, dk_row);
+    dv.template WriteRows<(D < kCols ? D : kCols)>(stw, Sh::kLdS, a.S - kw0, dv_row);
+  } else {
+    for (int rr = 0; rr < kFrag && kw0 + rr < a.S; ++rr) {
+      const float* dkr = dks + (warp * kFrag + rr) * Sh::kLdF;
+      const float* dvr = dvs + (warp * kFrag + rr) * Sh::kLdF;
+      float *dk_dst = dk_row(rr), *dv_dst = dv_row(rr);
+      for (int j = lane; j < D; j += kWarpSize) {
+        dk_dst[j] = dkr[j];
+        dv_dst[j] = dvr[j];
+      }
     }
   }
 }
