@@ -60,6 +60,19 @@ dim3 Grid(const AttentionArgs& a) {
 // The H100's (sm_90) opt-in limit of dynamic shared memory per block.
 constexpr size_t kMaxSharedBytes = 227 * 1024;
 
+// How many blocks of `bytes` of dynamic shared memory an H100 SM holds: 228 KiB an SM, 1 KiB of
+// it reserved per block (the CUDA C++ Programming Guide's table for compute capability 9.0).
+constexpr int BlocksPerSm(size_t bytes) { return static_cast<int>(228 * 1024 / (bytes + 1024)); }
+
+// The backward's occupancy at the paper's head sizes, as attention_kernels.cuh's Shape promises
+// it (a kernel that grew past it would halve its warps an SM without a word): two 4-warp blocks
+// an SM for d_p = 64 and 128.
+static_assert(BlocksPerSm(Shapes<64>::Dkv::kDkvBytes) >= 2 &&
+                  BlocksPerSm(Shapes<64>::Dq::kDqBytes) >= 2 &&
+                  BlocksPerSm(Shapes<128>::Dkv::kDkvBytes) >= 2 &&
+                  BlocksPerSm(Shapes<128>::Dq::kDqBytes) >= 2,
+              "attention backward: fewer than two blocks an SM at head size 64 or 128");
+
 template <int D>
 void Forward(const AttentionArgs& a, const LaunchContext& ctx) {
   using Sh = typename Shapes<D>::Forward;

@@ -57,13 +57,14 @@ struct Shape {
   static constexpr size_t kWarpScoresBytes = size_t{kFrag} * kLdS * sizeof(float) * kWarps;
   static constexpr size_t kWarpProbsBytes = size_t{kFrag} * kLdP * sizeof(bf16) * kWarps;
   // The dQ and dK/dV accumulators need no rescaling inside the loop, so they stay in registers
-  // (WarpAccumulators: 8 registers a thread per 16 columns) up to these head sizes, and in shared
-  // memory above them, where they would spill. Out of shared memory they save each tile's load
-  // and store of them and let two blocks share an H100 SM where one did: dK/dV at d_p = 64 (123
-  // -> 89 KiB) and dQ at d_p = 128 (144 -> 111 KiB). ptxas (sm_90): 138 and 168 registers, no
-  // spills (12 bytes in dQ at d_p = 16).
+  // (WarpAccumulators: 8 registers a thread per 16 columns) up to D = 128, and in shared memory
+  // above, where they would spill. Out of shared memory they save each tile's load and store of
+  // them and let two blocks share an H100 SM where one did: dK/dV at d_p = 64 (123 -> 89 KiB)
+  // and 128 (with 32-query tiles, Shapes below: 187 -> 80 KiB), dQ at 128 (144 -> 111 KiB).
+  // ptxas (sm_90): at most 168 registers, no spills (12 bytes in dQ at d_p = 16). attention.cu
+  // asserts the two blocks.
   static constexpr bool kDqInRegisters = D <= 128;
-  static constexpr bool kDkvInRegisters = D <= 64;
+  static constexpr bool kDkvInRegisters = D <= 128;
   // Forward: Q (own), K and V (loop), O (own, fp32), scores, probabilities, the loop keys'
   // segments.
   static constexpr size_t kForwardBytes = kOwnHalfBytes + 2 * kLoopHalfBytes + kOwnFloatBytes +
@@ -85,12 +86,14 @@ struct Shape {
 };
 
 // The shapes the launchers use: 64 x 64 tiles up to D = 128; at D = 256 smaller loop tiles
-// (dQ) and blocks (dK/dV) so shared memory stays under the H100's 227 KiB.
+// (dQ) and blocks (dK/dV) so shared memory stays under the H100's 227 KiB. dK/dV at D = 128
+// loops over 32-query tiles: 80 KiB, two blocks an SM (64-query tiles: 121 KiB, one). Its
+// accumulators add the same 16-query slices in the same order either way.
 template <int D>
 struct Shapes {
   using Forward = Shape<D, 64, 64>;
   using Dq = Shape<D, 64, (D > 128 ? 32 : 64)>;
-  using Dkv = Shape<D, (D > 128 ? 32 : 64), (D > 128 ? 32 : 64)>;
+  using Dkv = Shape<D, (D > 128 ? 32 : 64), (D >= 128 ? 32 : 64)>;
 };
 
 // Everything a kernel needs to know about one call.
