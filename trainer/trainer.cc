@@ -469,10 +469,14 @@ absl::Status Trainer::EnterPhase() {
                                phase.max_predictions_per_seq, phase.global_batch_size, tc_.seed(),
                                /*shuffle=*/true, rank_, ranks_));
   HR_RETURN_IF_ERROR(OpenEvaluation(phase));
-  if (!loader_position_.empty()) {
+  // A resumed run's position belongs to the phase its checkpoint was written in. A phase that
+  // starts at this very step reads its shards from the start: the checkpoint then came from a
+  // run that had no such phase yet (a finished run extended by one, as BERT's phase 2 is added
+  // once phase 1 is done), and its position is the previous phase's data.
+  if (!loader_position_.empty() && phase.begin < step_) {
     HR_RETURN_IF_ERROR(source_->Restore(loader_position_));
-    loader_position_.clear();
   }
+  loader_position_.clear();
   phase_index_ = pi;
   return absl::OkStatus();
 }

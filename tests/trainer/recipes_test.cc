@@ -163,6 +163,55 @@ TEST_F(RecipesTest, BertPhasesSwitchShardsAndResumeAcrossTheBoundaryBitwise) {
   EXPECT_NEAR(e->loss, eval_loss[6], 1e-6 * eval_loss[6]);
 }
 
+// A finished run extended by a new phase (BERT's phase 2 added once phase 1 has run alone): the
+// checkpoint at the boundary holds phase 1's data position, which is not phase 2's; phase 2
+// reads its own shards from the start, so the extended run is the run planned with both phases,
+// loss for loss. (Both phases have 12 records: a restored position would fit, silently.)
+TEST_F(RecipesTest, ARunExtendedByANewPhaseTrainsAsTheRunPlannedWithIt) {
+  for (int seq : {8, 16}) {
+    WriteBertRecords(root_ + "/data/seq" + std::to_string(seq), "train", 12, seq, seq == 8 ? 2 : 3,
+                     seq);
+  }
+  auto config = [&](bool two_phases) {
+    return absl::StrReplaceAll(absl::StrCat(R"cfg(
+          model {
+            objective: BERT vocab_size: 20 max_positions: 16 type_vocab_size: 2 num_layers: 1
+            d_model: 8 num_heads: 2 ffn_size: 16
+          }
+          data { seq_length: 8 max_predictions_per_seq: 2 }
+          train {
+            global_batch_size: 4
+            optimizer { type: ADAMW bias_correction: true }
+            schedule { type: LINEAR_WARMUP_LINEAR_DECAY learning_rate: 0.01 }
+            phases {
+              steps: 3 seq_length: 8 max_predictions_per_seq: 2 warmup_steps: 1
+              train_files: "DATA/seq8/train-*"
+            })cfg",
+                                            two_phases ? R"cfg(
+            phases {
+              steps: 3 seq_length: 16 max_predictions_per_seq: 3 warmup_steps: 1
+              train_files: "DATA/seq16/train-*"
+            })cfg"
+                                                       : "",
+                                            " checkpoint_every: 3 keep_checkpoints: 10 }"),
+                               {{"DATA", root_ + "/data"}});
+  };
+  auto phase1 = Train(Options(config(false), "extended"));
+  ASSERT_TRUE(phase1.ok()) << phase1.status();
+  TrainOptions o = Options(config(true), "extended");
+  o.resume = true;
+  auto extended = Train(o);
+  ASSERT_TRUE(extended.ok()) << extended.status();
+  auto planned = Train(Options(config(true), "planned"));
+  ASSERT_TRUE(planned.ok()) << planned.status();
+  ASSERT_EQ(planned->losses.size(), 6u);
+  EXPECT_EQ(extended->first_step, 3);
+  ASSERT_EQ(extended->losses.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(extended->losses[i], planned->losses[3 + i]) << "step " << 4 + i;  // bitwise
+  }
+}
+
 TEST_F(RecipesTest, APhaseReadingShardsOfAnotherLengthFailsBeforeTheFirstStep) {
   WriteBertRecords(root_ + "/data/seq8", "train", 8, 8, 2, 1);
   // Phase 2 (16 tokens) names the 8-token shards too.
