@@ -65,6 +65,15 @@ void WriteBertRecords(const std::string& dir, const std::string& name, int n, in
   ASSERT_TRUE((*w)->Close().ok());
 }
 
+// The model and data blocks of the recipes' tiny BERT.
+constexpr char kTinyBert[] = R"cfg(
+  model {
+    objective: BERT vocab_size: 20 max_positions: 16 type_vocab_size: 2 num_layers: 1
+    d_model: 8 num_heads: 2 ffn_size: 16
+  }
+  data { seq_length: 8 max_predictions_per_seq: 2 }
+)cfg";
+
 class RecipesTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -84,6 +93,29 @@ class RecipesTest : public ::testing::Test {
     return o;
   }
 
+  // BERT's recipe in miniature: phase 1, 3 steps at 8 tokens (2 predictions), then (with
+  // `two_phases`) phase 2, 3 steps at 16 (3 predictions) with a re-warm-up, each on its own
+  // shards under root_/data/seqN (and, with `eval`, its own eval shards); `train_extra` closes the
+  // train block.
+  std::string BertRecipe(bool two_phases, bool eval, const std::string& train_extra) const {
+    auto phase = [eval](int seq, int predictions) {
+      const std::string dir = "DATA/seq" + std::to_string(seq);
+      return absl::StrCat("phases { steps: 3 seq_length: ", seq,
+                          " max_predictions_per_seq: ", predictions,
+                          " warmup_steps: 1 train_files: \"", dir, "/train-*\"",
+                          eval ? absl::StrCat(" eval_files: \"", dir, "/valid-*\"") : "", " }\n");
+    };
+    return absl::StrReplaceAll(
+        absl::StrCat(kTinyBert, R"cfg(
+      train {
+        global_batch_size: 4
+        optimizer { type: ADAMW bias_correction: true }
+        schedule { type: LINEAR_WARMUP_LINEAR_DECAY learning_rate: 0.01 }
+      )cfg",
+                     phase(8, 2), two_phases ? phase(16, 3) : "", train_extra, " }"),
+        {{"DATA", root_ + "/data"}});
+  }
+
   std::string root_;
 };
 
@@ -97,27 +129,9 @@ TEST_F(RecipesTest, BertPhasesSwitchShardsAndResumeAcrossTheBoundaryBitwise) {
     WriteBertRecords(dir, "train", 12, seq, seq == 8 ? 2 : 3, seq);
     WriteBertRecords(dir, "valid", 4, seq, seq == 8 ? 2 : 3, seq + 1);
   }
-  const std::string config = absl::StrReplaceAll(R"cfg(
-    model {
-      objective: BERT vocab_size: 20 max_positions: 16 type_vocab_size: 2 num_layers: 1
-      d_model: 8 num_heads: 2 ffn_size: 16
-    }
-    data { seq_length: 8 max_predictions_per_seq: 2 }
-    train {
-      global_batch_size: 4
-      optimizer { type: ADAMW bias_correction: true }
-      schedule { type: LINEAR_WARMUP_LINEAR_DECAY learning_rate: 0.01 }
-      phases {
-        steps: 3 seq_length: 8 max_predictions_per_seq: 2 warmup_steps: 1
-        train_files: "DATA/seq8/train-*" eval_files: "DATA/seq8/valid-*"
-      }
-      phases {
-        steps: 3 seq_length: 16 max_predictions_per_seq: 3 warmup_steps: 1
-        train_files: "DATA/seq16/train-*" eval_files: "DATA/seq16/valid-*"
-      }
-      log_every: 1 eval_every: 3 eval_batches: 1 checkpoint_every: 1 keep_checkpoints: 10
-    })cfg",
-                                                 {{"DATA", root_ + "/data"}});
+  const std::string config = BertRecipe(
+      /*two_phases=*/true, /*eval=*/true,
+      "log_every: 1 eval_every: 3 eval_batches: 1 checkpoint_every: 1 keep_checkpoints: 10");
   // Killed after steps 3 (the last checkpoint is step 2, in phase 1) and 5 (checkpoint 4, in
   // phase 2), each then resumed to the end.
   for (int kill_after : {3, 5}) {
@@ -173,28 +187,7 @@ TEST_F(RecipesTest, ARunExtendedByANewPhaseTrainsAsTheRunPlannedWithIt) {
                      seq);
   }
   auto config = [&](bool two_phases) {
-    return absl::StrReplaceAll(absl::StrCat(R"cfg(
-          model {
-            objective: BERT vocab_size: 20 max_positions: 16 type_vocab_size: 2 num_layers: 1
-            d_model: 8 num_heads: 2 ffn_size: 16
-          }
-          data { seq_length: 8 max_predictions_per_seq: 2 }
-          train {
-            global_batch_size: 4
-            optimizer { type: ADAMW bias_correction: true }
-            schedule { type: LINEAR_WARMUP_LINEAR_DECAY learning_rate: 0.01 }
-            phases {
-              steps: 3 seq_length: 8 max_predictions_per_seq: 2 warmup_steps: 1
-              train_files: "DATA/seq8/train-*"
-            })cfg",
-                                            two_phases ? R"cfg(
-            phases {
-              steps: 3 seq_length: 16 max_predictions_per_seq: 3 warmup_steps: 1
-              train_files: "DATA/seq16/train-*"
-            })cfg"
-                                                       : "",
-                                            " checkpoint_every: 3 keep_checkpoints: 10 }"),
-                               {{"DATA", root_ + "/data"}});
+    return BertRecipe(two_phases, /*eval=*/false, "checkpoint_every: 3 keep_checkpoints: 10");
   };
   auto phase1 = Train(Options(config(false), "extended"));
   ASSERT_TRUE(phase1.ok()) << phase1.status();
@@ -215,18 +208,13 @@ TEST_F(RecipesTest, ARunExtendedByANewPhaseTrainsAsTheRunPlannedWithIt) {
 TEST_F(RecipesTest, APhaseReadingShardsOfAnotherLengthFailsBeforeTheFirstStep) {
   WriteBertRecords(root_ + "/data/seq8", "train", 8, 8, 2, 1);
   // Phase 2 (16 tokens) names the 8-token shards too.
-  const std::string config = absl::StrReplaceAll(R"cfg(
-    model {
-      objective: BERT vocab_size: 20 max_positions: 16 type_vocab_size: 2 num_layers: 1
-      d_model: 8 num_heads: 2 ffn_size: 16
-    }
-    data { seq_length: 8 max_predictions_per_seq: 2 }
+  const std::string config = absl::StrReplaceAll(absl::StrCat(kTinyBert, R"cfg(
     train {
       global_batch_size: 4
       phases { steps: 2 seq_length: 8 max_predictions_per_seq: 2 train_files: "DATA/seq8/*" }
       phases { steps: 2 seq_length: 16 max_predictions_per_seq: 3 train_files: "DATA/seq*/*" }
       checkpoint_every: 0
-    })cfg",
+    })cfg"),
                                                  {{"DATA", root_ + "/data"}});
   int steps = 0;
   TrainOptions o = Options(config, "run");
