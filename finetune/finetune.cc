@@ -45,6 +45,24 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The finetune.* settings of `given` (this command's) that differ from `saved` (the checkpoint's,
+// which a resumed run keeps), each as "finetune.FIELD=GIVEN (checkpoint: SAVED)"; the two the run
+// fills in itself (labels, vocab_file) aside.
+std::vector<std::string> ChangedSettings(const FineTuneConfig& given, const FineTuneConfig& saved) {
+  const google::protobuf::Descriptor* d = FineTuneConfig::descriptor();
+  std::vector<std::string> changed;
+  for (int i = 0; i < d->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* f = d->field(i);
+    if (f->is_repeated() || f->name() == "vocab_file") continue;  // labels: from the data
+    std::string a, b;
+    google::protobuf::TextFormat::PrintFieldValueToString(given, f, -1, &a);
+    google::protobuf::TextFormat::PrintFieldValueToString(saved, f, -1, &b);
+    if (a != b)
+      changed.push_back(absl::StrCat("finetune.", f->name(), "=", a, " (checkpoint: ", b, ")"));
+  }
+  return changed;
+}
+
 // The order of epoch `epoch` over n features: Fisher-Yates driven by SplitMix(seed, epoch)
 // (base/splitmix.h: the same order on every platform).
 std::vector<int64_t> EpochOrder(int64_t n, uint64_t seed, int64_t epoch) {
@@ -307,6 +325,12 @@ absl::Status FineTuneRun::ResumeOrInit(const Init* init) {
       return absl::FailedPreconditionError(
           absl::StrCat(dir, " is not a ", TaskName(o_.config.finetune().task()),
                        " fine-tuning checkpoint; choose another --output_dir"));
+    }
+    const std::vector<std::string> changed =
+        ChangedSettings(o_.config.finetune(), ck.config.finetune());
+    if (lead_ && !changed.empty()) {
+      std::fprintf(stderr, "warning: %s resumes with its checkpoint's settings; ignored: %s\n",
+                   o_.output_dir.c_str(), absl::StrJoin(changed, ", ").c_str());
     }
     config_ = ck.config;
     resume = std::make_unique<Checkpoint>(std::move(ck));

@@ -10,6 +10,7 @@
 // are one-line errors.
 #include "finetune/finetune.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -181,12 +182,42 @@ TEST(FineTune, ResumedRunReproducesTheUninterruptedLosses) {
   part.resume = true;
   part.max_steps = 0;
   part.init_checkpoint = "";  // not needed when resuming
+  ::testing::internal::CaptureStderr();
   absl::StatusOr<FineTuneResult> c = FineTune(part);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "") << "the same settings: no warning";
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->first_step, 4);
   ASSERT_EQ(c->losses.size(), 2u);
   for (int i = 0; i < 4; ++i) EXPECT_EQ(b->losses[i], a->losses[i]) << i;
   for (int i = 0; i < 2; ++i) EXPECT_EQ(c->losses[i], a->losses[4 + i]) << 4 + i;
+}
+
+// A resumed run keeps its checkpoint's settings (its schedule was planned from them); settings
+// given now that differ are named in one warning, not dropped silently.
+TEST(FineTune, ResumeNamesTheSettingsItIgnores) {
+  const std::string dir = testing::MakeTempDir("finetune_resume_settings");
+  const std::string ck = WriteTinyCheckpoint(dir);
+  Write(dir + "/train.tsv", ClassifyTsv(2));
+  std::vector<std::string> sets = {"finetune.max_seq_length=16", "finetune.train_batch_size=4",
+                                   "finetune.num_train_epochs=3"};
+  FineTuneOptions part = Options("classify", ck, dir + "/out", sets);
+  part.train_file = dir + "/train.tsv";
+  part.max_steps = 2;
+  ASSERT_TRUE(FineTune(part).ok());
+  sets[2] = "finetune.num_train_epochs=5";
+  sets.push_back("finetune.log_every=7");
+  FineTuneOptions more = Options("classify", "", dir + "/out", sets);
+  more.train_file = dir + "/train.tsv";
+  more.resume = true;
+  ::testing::internal::CaptureStderr();
+  absl::StatusOr<FineTuneResult> r = FineTune(more);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(err, HasSubstr("resumes with its checkpoint's settings; ignored: "));
+  EXPECT_THAT(err, HasSubstr("finetune.num_train_epochs=5 (checkpoint: 3)"));
+  EXPECT_THAT(err, HasSubstr("finetune.log_every=7 (checkpoint: 10)"));
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_EQ(r->last_step, 6) << "int(8 / 4 * 3): the checkpoint's 3 epochs";
 }
 
 // The newest checkpoint of the run is damaged (a byte of its weights flipped: its CRC32C no
