@@ -437,9 +437,11 @@ int64_t WriteIndexedCorpus(const std::string& dir, int64_t scale = 1) {
   return u;
 }
 
-// A copy of the shards of `dir` without their indexes.
+// A copy of the shards of `dir` without their indexes, in a fresh `dir`-scan (TestDir's names
+// end in the process id, which a later run can reuse: an old copy failed CI once).
 std::string CopyWithoutIndexes(const std::string& dir) {
   const std::string copy = dir + "-scan";
+  fs::remove_all(copy);
   fs::create_directories(copy);
   for (const auto& e : fs::directory_iterator(dir)) {
     if (e.path().extension() != ".index") fs::copy_file(e.path(), copy / e.path().filename());
