@@ -218,7 +218,13 @@ TEST(AttentionKernelEmulation, HeadSize64) {
   RunCase<64>({1, 129, 1, kPadding, false, 0.1f});
   RunCase<64>({1, 3, 2, kNone, true, 1.0f});
 }
-TEST(AttentionKernelEmulation, HeadSize128) { RunCase<128>({1, 70, 1, kNone, true, 0.3f}); }
+// Head size 128: dK/dV loops over 32-query tiles, so padding, non-causal rows and packed
+// sentences cross those too.
+TEST(AttentionKernelEmulation, HeadSize128) {
+  RunCase<128>({1, 70, 1, kNone, true, 0.3f});
+  RunCase<128>({3, 100, 1, kPadding, false, 0.1f});
+  RunCase<128>({1, 130, 1, kPacked, true, 0});
+}
 // Packed rows of sentences (tensor2tensor's packed LM): causal within each sentence, nothing
 // across, through tiles that hold parts of several sentences.
 TEST(AttentionKernelEmulation, PackedSegments) {
