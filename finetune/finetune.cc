@@ -63,6 +63,12 @@ std::vector<std::string> ChangedSettings(const FineTuneConfig& given, const Fine
   return changed;
 }
 
+// A dev file without examples, found before training rather than after it.
+absl::Status NoDevExamples(const std::string& path) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(path, ": no examples to evaluate; give --dev_file a file with examples"));
+}
+
 // The order of epoch `epoch` over n features: Fisher-Yates driven by SplitMix(seed, epoch)
 // (base/splitmix.h: the same order on every platform).
 std::vector<int64_t> EpochOrder(int64_t n, uint64_t seed, int64_t epoch) {
@@ -505,12 +511,14 @@ absl::Status FineTuneRun::LoadDevData() {
       SquadDev dev{path, {}, {}, {}};
       HR_ASSIGN_OR_RETURN(dev.dataset, ReadSquadDataset(path));
       HR_ASSIGN_OR_RETURN(dev.examples, ReadSquadExamples(dev.dataset, path, false, nullptr));
+      if (dev.examples.empty()) return NoDevExamples(path);
       dev.features =
           ConvertSquadExamples(dev.examples, *tokenizer_,
                                {f.max_seq_length(), f.doc_stride(), f.max_query_length()}, false);
       squad_dev_.push_back(std::move(dev));
     } else {
       HR_ASSIGN_OR_RETURN(std::vector<SentenceExample> ex, ReadSentenceTsv(path, format));
+      if (ex.empty()) return NoDevExamples(path);
       SentenceDev dev{path, AccuracyName(path, mnli, o_.dev_files.size()), {}, {}, {}, {}};
       HR_ASSIGN_OR_RETURN(SentenceWindows w, ClassificationFeatures(ex, labels, *tokenizer_, f));
       dev.features = std::move(w.features);
@@ -764,9 +772,6 @@ absl::Status FineTuneRun::EvaluateSentences(const SentenceDev& dev) {
     HR_RETURN_IF_ERROR(CheckBackend(*ops_, "evaluating", result_.last_step));
     const std::vector<float> batch = model_->ClassLogits();
     logits.insert(logits.end(), batch.begin(), batch.end());
-  }
-  if (dev.labels.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(dev.path, ": no examples to evaluate"));
   }
   const std::vector<int32_t> predicted = MeanLogitPredictions(
       logits, f.labels_size(), dev.example_of_feature, static_cast<int>(dev.labels.size()));

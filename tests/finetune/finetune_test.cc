@@ -271,6 +271,26 @@ TEST(FineTune, ResumeFallsBackPastADamagedNewestCheckpoint) {
 // for both. Truncated to it (run_classifier.py) the texts are indistinguishable (accuracy
 // 0.5); read in windows of 4 every 2 (the last, "a a cat" / "a a dog", tells them apart) and
 // predicted from the mean of the windows' logits, all are right.
+// A dev file with a header and no rows is refused before the first step, naming the file, not
+// after a whole fine-tuning.
+TEST(FineTune, ADevFileWithoutExamplesIsRefusedBeforeTraining) {
+  const std::string dir = testing::MakeTempDir("finetune_empty_dev");
+  const std::string ck = WriteTinyCheckpoint(dir);
+  Write(dir + "/train.tsv", ClassifyTsv(2));
+  Write(dir + "/dev.tsv", "sentence\tlabel\n");
+  FineTuneOptions o = Options("classify", ck, dir + "/out",
+                              {"finetune.max_seq_length=16", "finetune.train_batch_size=4"});
+  o.train_file = dir + "/train.tsv";
+  o.dev_files = {dir + "/dev.tsv"};
+  int steps = 0;
+  o.on_step = [&steps](int64_t, double) { ++steps; };
+  absl::StatusOr<FineTuneResult> r = FineTune(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            dir + "/dev.tsv: no examples to evaluate; give --dev_file a file with examples");
+  EXPECT_EQ(steps, 0);
+}
+
 TEST(FineTune, LongTextWindowsSeeBeyondTheFirstWindow) {
   const std::string dir = testing::MakeTempDir("finetune_windows");
   const std::string ck = WriteTinyCheckpoint(dir);
