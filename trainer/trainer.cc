@@ -267,6 +267,17 @@ absl::Status Trainer::SetUp() {
     for (const std::string& line : IgnoredSettings(config_, options_.device)) {
       std::fprintf(console_, "note: %s\n", line.c_str());
     }
+    // Evaluation asked for, without the data to evaluate on: said, not skipped silently.
+    const std::vector<SchedulePhase>& phases = schedule_->phases();
+    for (size_t i = 0; i < phases.size() && tc_.eval_every() > 0; ++i) {
+      if (!EvalFiles(phases[i]).empty()) continue;
+      std::fprintf(console_,
+                   "note: train.eval_every=%lld, but %s has no evaluation data (--eval_data, "
+                   "data.eval_files%s): it trains without evaluation\n",
+                   static_cast<long long>(tc_.eval_every()),
+                   phases.size() > 1 ? absl::StrCat("train.phases[", i, "]").c_str() : "the run",
+                   phases.size() > 1 ? " or the phase's eval_files" : "");
+    }
   }
   // Before the model allocates: a model that cannot fit stops here with both numbers.
   HR_RETURN_IF_ERROR(

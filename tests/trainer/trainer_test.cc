@@ -116,6 +116,30 @@ TEST_F(TrainerTest, TheLossFallsAndEvaluationReportsPerplexity) {
   EXPECT_TRUE(fs::exists(root_ + "/run/metrics.jsonl"));
 }
 
+// train.eval_every with no evaluation data: the run says so in one line at the start, and says
+// nothing when there is data.
+TEST_F(TrainerTest, EvaluationAskedForWithoutDataIsSaid) {
+  for (bool with_data : {false, true}) {
+    TrainOptions o = Options(with_data ? "with" : "without",
+                             {"train.steps=2", "train.eval_every=1", "train.checkpoint_every=0"});
+    if (!with_data) o.eval_files = "";
+    std::FILE* console = std::tmpfile();
+    ASSERT_NE(console, nullptr);
+    o.console = console;
+    ASSERT_TRUE(Train(o).ok());
+    std::rewind(console);
+    std::string text;
+    for (int c = std::fgetc(console); c != EOF; c = std::fgetc(console))
+      text += static_cast<char>(c);
+    std::fclose(console);
+    const std::string note =
+        "note: train.eval_every=1, but the run has no evaluation data (--eval_data, "
+        "data.eval_files): it trains without evaluation\n";
+    EXPECT_EQ(text.find(note) != std::string::npos, !with_data) << text;
+    EXPECT_EQ(text.find("eval step 1") != std::string::npos, with_data) << text;
+  }
+}
+
 TEST_F(TrainerTest, ARunDirectoryWithCheckpointsIsNotOverwritten) {
   ASSERT_TRUE(Train(Options("run", {"train.steps=2"})).ok());
   auto again = Train(Options("run", {"train.steps=2"}));
