@@ -328,6 +328,11 @@ absl::Status Trainer::RestoreOrInitialise() {
 absl::Status Trainer::LoadOrInitialiseOnLead(std::vector<float>* params, std::vector<float>* m,
                                              std::vector<float>* v, bool* resumed) {
   if (ListCheckpoints(options_.run_dir).empty()) {
+    // --resume on a run not yet started (a requeued job's first attempt) starts it, and says so.
+    if (options_.resume && console_) {
+      std::fprintf(console_, "note: --resume: no checkpoint in %s yet; starting from step 0\n",
+                   options_.run_dir.c_str());
+    }
     model_->InitParameters(tc_.seed());
     model_->CopyParametersToHost(params->data());
     return CheckBackend("initialising the parameters", 0);

@@ -140,6 +140,25 @@ TEST_F(TrainerTest, EvaluationAskedForWithoutDataIsSaid) {
   }
 }
 
+// --resume on a run directory without checkpoints (a requeued job's first attempt) starts the
+// run from step 0 and says so.
+TEST_F(TrainerTest, ResumeWithNothingToResumeStartsAndSaysSo) {
+  TrainOptions o = Options("fresh", {"train.steps=2", "train.checkpoint_every=0"});
+  o.resume = true;
+  std::FILE* console = std::tmpfile();
+  ASSERT_NE(console, nullptr);
+  o.console = console;
+  auto r = Train(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->first_step, 0);
+  std::rewind(console);
+  char line[512];
+  ASSERT_NE(std::fgets(line, sizeof(line), console), nullptr);
+  std::fclose(console);
+  EXPECT_EQ(std::string(line),
+            "note: --resume: no checkpoint in " + o.run_dir + " yet; starting from step 0\n");
+}
+
 TEST_F(TrainerTest, ARunDirectoryWithCheckpointsIsNotOverwritten) {
   ASSERT_TRUE(Train(Options("run", {"train.steps=2"})).ok());
   auto again = Train(Options("run", {"train.steps=2"}));
