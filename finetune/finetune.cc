@@ -286,6 +286,10 @@ absl::Status FineTuneRun::Prepare() {
                      "run or choose another --output_dir"));
   }
   if (!has_checkpoints) {
+    if (o_.resume) {  // a requeued job's first attempt
+      Say(absl::StrCat("--resume: no checkpoint in ", o_.output_dir,
+                       " yet; starting from --init_checkpoint"));
+    }
     HR_ASSIGN_OR_RETURN(Init loaded, LoadInit(o_.init_checkpoint));
     init = std::make_unique<Init>(std::move(loaded));
   }

@@ -271,6 +271,30 @@ TEST(FineTune, ResumeFallsBackPastADamagedNewestCheckpoint) {
 // for both. Truncated to it (run_classifier.py) the texts are indistinguishable (accuracy
 // 0.5); read in windows of 4 every 2 (the last, "a a cat" / "a a dog", tells them apart) and
 // predicted from the mean of the windows' logits, all are right.
+// --resume on an output directory without checkpoints (a requeued job's first attempt) starts
+// from --init_checkpoint and says so.
+TEST(FineTune, ResumeWithNothingToResumeStartsAndSaysSo) {
+  const std::string dir = testing::MakeTempDir("finetune_resume_fresh");
+  const std::string ck = WriteTinyCheckpoint(dir);
+  Write(dir + "/train.tsv", ClassifyTsv(2));
+  FineTuneOptions o = Options("classify", ck, dir + "/out",
+                              {"finetune.max_seq_length=16", "finetune.train_batch_size=4"});
+  o.train_file = dir + "/train.tsv";
+  o.resume = true;
+  std::FILE* console = std::tmpfile();
+  ASSERT_NE(console, nullptr);
+  o.console = console;
+  absl::StatusOr<FineTuneResult> r = FineTune(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->first_step, 0);
+  std::rewind(console);
+  char line[512];
+  ASSERT_NE(std::fgets(line, sizeof(line), console), nullptr);
+  std::fclose(console);
+  EXPECT_EQ(std::string(line),
+            "--resume: no checkpoint in " + dir + "/out yet; starting from --init_checkpoint\n");
+}
+
 // A dev file with a header and no rows is refused before the first step, naming the file, not
 // after a whole fine-tuning.
 TEST(FineTune, ADevFileWithoutExamplesIsRefusedBeforeTraining) {
