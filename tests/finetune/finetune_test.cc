@@ -22,6 +22,7 @@
 #include "finetune/squad_metric.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/console_capture.h"
 #include "tests/data/text_test_util.h"
 #include "tests/finetune/finetune_test_util.h"
 #include "trainer/checkpoint.h"
@@ -281,17 +282,13 @@ TEST(FineTune, ResumeWithNothingToResumeStartsAndSaysSo) {
                               {"finetune.max_seq_length=16", "finetune.train_batch_size=4"});
   o.train_file = dir + "/train.tsv";
   o.resume = true;
-  std::FILE* console = std::tmpfile();
-  ASSERT_NE(console, nullptr);
-  o.console = console;
+  testing::ConsoleCapture console;
+  ASSERT_NE(console.file(), nullptr);
+  o.console = console.file();
   absl::StatusOr<FineTuneResult> r = FineTune(o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->first_step, 0);
-  std::rewind(console);
-  char line[512];
-  ASSERT_NE(std::fgets(line, sizeof(line), console), nullptr);
-  std::fclose(console);
-  EXPECT_EQ(std::string(line),
+  EXPECT_EQ(console.FirstLine(),
             "--resume: no checkpoint in " + dir + "/out yet; starting from --init_checkpoint\n");
 }
 

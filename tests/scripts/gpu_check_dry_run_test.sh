@@ -10,12 +10,8 @@
 # usage: gpu_check_dry_run_test.sh SOURCE_DIR
 set -uo pipefail
 src=$1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() {
-  echo "FAIL: $*"
-  exit 1
-}
+# shellcheck source=tests/scripts/lib.sh
+source "$(dirname "$0")/lib.sh"  # $tmp, fail
 # Stand-ins for the python that has torch, and for one that has not.
 printf '#!/bin/sh\necho "2.11.0 True"\n' >"$tmp/torch-python"
 printf '#!/bin/sh\necho "ModuleNotFoundError: No module named torch" >&2\nexit 1\n' >"$tmp/bare-python"

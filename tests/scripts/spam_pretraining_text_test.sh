@@ -5,12 +5,8 @@
 # usage: spam_pretraining_text_test.sh SOURCE_DIR
 set -uo pipefail
 src=$1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() {
-  echo "FAIL: $*"
-  exit 1
-}
+# shellcheck source=tests/scripts/lib.sh
+source "$(dirname "$0")/lib.sh"  # $tmp, fail
 {
   printf 'label\tsentence\n'
   printf 'spam\tSubject: WIN NOW | Click here! You won. Claim it?\n'

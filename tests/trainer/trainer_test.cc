@@ -16,6 +16,7 @@
 #include "base/file.h"
 #include "config/load.h"
 #include "gtest/gtest.h"
+#include "tests/console_capture.h"
 #include "tests/trainer/killed_run.h"
 #include "tests/trainer/lm_shards.h"
 #include "tests/trainer/tiny_lm_config.h"
@@ -123,15 +124,11 @@ TEST_F(TrainerTest, EvaluationAskedForWithoutDataIsSaid) {
     TrainOptions o = Options(with_data ? "with" : "without",
                              {"train.steps=2", "train.eval_every=1", "train.checkpoint_every=0"});
     if (!with_data) o.eval_files = "";
-    std::FILE* console = std::tmpfile();
-    ASSERT_NE(console, nullptr);
-    o.console = console;
+    testing::ConsoleCapture console;
+    ASSERT_NE(console.file(), nullptr);
+    o.console = console.file();
     ASSERT_TRUE(Train(o).ok());
-    std::rewind(console);
-    std::string text;
-    for (int c = std::fgetc(console); c != EOF; c = std::fgetc(console))
-      text += static_cast<char>(c);
-    std::fclose(console);
+    const std::string text = console.Text();
     const std::string note =
         "note: train.eval_every=1, but the run has no evaluation data (--eval_data, "
         "data.eval_files): it trains without evaluation\n";
@@ -145,17 +142,13 @@ TEST_F(TrainerTest, EvaluationAskedForWithoutDataIsSaid) {
 TEST_F(TrainerTest, ResumeWithNothingToResumeStartsAndSaysSo) {
   TrainOptions o = Options("fresh", {"train.steps=2", "train.checkpoint_every=0"});
   o.resume = true;
-  std::FILE* console = std::tmpfile();
-  ASSERT_NE(console, nullptr);
-  o.console = console;
+  testing::ConsoleCapture console;
+  ASSERT_NE(console.file(), nullptr);
+  o.console = console.file();
   auto r = Train(o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->first_step, 0);
-  std::rewind(console);
-  char line[512];
-  ASSERT_NE(std::fgets(line, sizeof(line), console), nullptr);
-  std::fclose(console);
-  EXPECT_EQ(std::string(line),
+  EXPECT_EQ(console.FirstLine(),
             "note: --resume: no checkpoint in " + o.run_dir + " yet; starting from step 0\n");
 }
 
