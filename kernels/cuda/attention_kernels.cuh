@@ -213,22 +213,30 @@ __device__ void WarpRowsTimesRows(const bf16* A, int lda, const bf16* B, int ldb
   }
 }
 
+// One warp: acc [16, 16] += A [16, K] (bf16 row-major, lda) x B [K, 16] (bf16 row-major, ldb),
+// in K / 16 products in order.
+template <int K>
+__device__ void MultiplyAdd(fragment<accumulator, kFrag, kFrag, kFrag, float>& acc, const bf16* A,
+                            int lda, const bf16* B, int ldb) {
+  fragment<matrix_a, kFrag, kFrag, kFrag, bf16, row_major> fa;
+  fragment<matrix_b, kFrag, kFrag, kFrag, bf16, row_major> fb;
+#pragma unroll
+  for (int kk = 0; kk < K / kFrag; ++kk) {
+    nvcuda::wmma::load_matrix_sync(fa, A + kk * kFrag, lda);
+    nvcuda::wmma::load_matrix_sync(fb, B + kk * kFrag * ldb, ldb);
+    nvcuda::wmma::mma_sync(acc, fa, fb, acc);
+  }
+}
+
 // One warp: C [16, N] (fp32, ldc) += A [16, K] (bf16 row-major, lda) x B [K, N] (bf16
 // row-major, ldb).
 template <int N, int K>
 __device__ void WarpAccumulate(const bf16* A, int lda, const bf16* B, int ldb, float* C, int ldc) {
-  fragment<matrix_a, kFrag, kFrag, kFrag, bf16, row_major> fa;
-  fragment<matrix_b, kFrag, kFrag, kFrag, bf16, row_major> fb;
   fragment<accumulator, kFrag, kFrag, kFrag, float> acc;
 #pragma unroll
   for (int n = 0; n < N / kFrag; ++n) {
     nvcuda::wmma::load_matrix_sync(acc, C + n * kFrag, ldc, mem_row_major);
-#pragma unroll
-    for (int kk = 0; kk < K / kFrag; ++kk) {
-      nvcuda::wmma::load_matrix_sync(fa, A + kk * kFrag, lda);
-      nvcuda::wmma::load_matrix_sync(fb, B + kk * kFrag * ldb + n * kFrag, ldb);
-      nvcuda::wmma::mma_sync(acc, fa, fb, acc);
-    }
+    MultiplyAdd<K>(acc, A, lda, B + n * kFrag, ldb);
     nvcuda::wmma::store_matrix_sync(C + n * kFrag, acc, ldc, mem_row_major);
   }
 }
@@ -250,17 +258,8 @@ struct WarpAccumulators {
   // += A [16, K] (bf16 row-major, lda) x B [K, N] (bf16 row-major, ldb).
   template <int K>
   __device__ void Add(const bf16* A, int lda, const bf16* B, int ldb) {
-    fragment<matrix_a, kFrag, kFrag, kFrag, bf16, row_major> fa;
-    fragment<matrix_b, kFrag, kFrag, kFrag, bf16, row_major> fb;
 #pragma unroll
-    for (int n = 0; n < N / kFrag; ++n) {
-#pragma unroll
-      for (int kk = 0; kk < K / kFrag; ++kk) {
-        nvcuda::wmma::load_matrix_sync(fa, A + kk * kFrag, lda);
-        nvcuda::wmma::load_matrix_sync(fb, B + kk * kFrag * ldb + n * kFrag, ldb);
-        nvcuda::wmma::mma_sync(f[n], fa, fb, f[n]);
-      }
-    }
+    for (int n = 0; n < N / kFrag; ++n) MultiplyAdd<K>(f[n], A, lda, B + n * kFrag, ldb);
   }
 
   template <int W, typename RowPointer>
