@@ -57,8 +57,9 @@ std::vector<std::string> ChangedSettings(const FineTuneConfig& given, const Fine
     std::string a, b;
     google::protobuf::TextFormat::PrintFieldValueToString(given, f, -1, &a);
     google::protobuf::TextFormat::PrintFieldValueToString(saved, f, -1, &b);
-    if (a != b)
+    if (a != b) {
       changed.push_back(absl::StrCat("finetune.", f->name(), "=", a, " (checkpoint: ", b, ")"));
+    }
   }
   return changed;
 }

@@ -192,12 +192,9 @@ void* CudaOps::AllocBytes(size_t bytes) {
   // A unique, 256-byte aligned pointer even for 0 bytes (as the CPU backend).
   const size_t rounded = bytes == 0 ? 256 : (bytes + 255) / 256 * 256;
   void* p = nullptr;
-  const cudaError_t e = cudaMalloc(&p, rounded);
-  if (e != cudaSuccess) {
-    // Recorded with the size, so that the message says how much did not fit.
-    const std::string call = absl::StrCat("cudaMalloc of ", rounded, " bytes");
-    err_.Record(call.c_str(), cuda::ErrorText(e), __FILE__, __LINE__);
-    cuda::ClearLastError(e);
+  // Checked with the size as the call's text, so that the message says how much did not fit.
+  const std::string call = absl::StrCat("cudaMalloc of ", rounded, " bytes");
+  if (!cuda::CheckResult(cudaMalloc(&p, rounded), call.c_str(), __FILE__, __LINE__, err_)) {
     return nullptr;
   }
   HR_CUDA_CHECK(err_, cudaMemsetAsync(p, 0, rounded, stream_));
