@@ -20,9 +20,12 @@
 // the dK/dV block 32 keys, to stay within shared memory).
 //
 // Operands are converted to bf16 when a tile is loaded into shared memory (q, k, v, dout stay
-// fp32 in global memory, as the rest of the model); accumulators (O, dQ, dK, dV) live in shared
-// memory in fp32 and are loaded into WMMA accumulator fragments for each product, which lets a
-// row be rescaled by its lane without knowing the fragments' register layout. The dropout mask
+// fp32 in global memory, as the rest of the model). Up to D = 128 the accumulators stay in
+// registers across the loop: the forward's S, P and O on mma.sync fragments (kernels/cuda/
+// mma.cuh, whose documented layout lets the online softmax rescale O by row and turn S into
+// P's A operand in place), dQ, dK and dV on WMMA fragments (they need no rescaling). At
+// D = 256 they live in shared memory in fp32, loaded into WMMA fragments for each product. The
+// dropout mask
 // is Dropout's (kernels/philox.h) by element index ((b * H + h) * S + q) * S + k; the lanes
 // walk consecutive keys so that one Philox call serves four elements.
 //

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/cuda/mma.cuh"
 #include "kernels/philox.h"
 
 // Declares the block's dynamic shared memory (128-byte aligned) under `name`.
@@ -65,11 +66,19 @@ struct Shape {
   // asserts the two blocks.
   static constexpr bool kDqInRegisters = D <= 128;
   static constexpr bool kDkvInRegisters = D <= 128;
-  // Forward: Q (own), K and V (loop), O (own, fp32), scores, probabilities, the loop keys'
-  // segments.
-  static constexpr size_t kForwardBytes = kOwnHalfBytes + 2 * kLoopHalfBytes + kOwnFloatBytes +
-                                          kWarpScoresBytes + kWarpProbsBytes +
-                                          size_t{Cols} * sizeof(int32_t);
+  // The forward keeps its scores, probabilities and output accumulator in registers (mma.sync,
+  // kernels/cuda/mma.cuh, whose fragment layout says which row each register holds, so the online
+  // softmax rescales the output by row in place) up to D = 128: a thread then holds D / 2 output
+  // floats, kCols / 2 scores and D / 4 registers of Q. Above, they live in shared memory.
+  // ptxas (sm_90): 224 registers at D = 128, 160-176 below, no spills; at D = 128 that is two
+  // blocks an SM (by registers; shared memory, 110 -> 52 KiB, had also allowed two), with no
+  // round trip of O, S and P through shared memory per key tile.
+  static constexpr bool kForwardInRegisters = D <= 128;
+  // Forward: Q (own), K and V (loop), the loop keys' segments; in shared memory (D > 128) also
+  // O (own, fp32), the scores and the probabilities.
+  static constexpr size_t kForwardBytes =
+      kOwnHalfBytes + 2 * kLoopHalfBytes + size_t{Cols} * sizeof(int32_t) +
+      (kForwardInRegisters ? 0 : kOwnFloatBytes + kWarpScoresBytes + kWarpProbsBytes);
   // dQ: Q and dO (own), K and V (loop), dQ (own, fp32, unless in registers), scores, dP, dS,
   // the loop keys' segments.
   static constexpr size_t kDqBytes = 2 * kOwnHalfBytes + 2 * kLoopHalfBytes +
@@ -301,8 +310,191 @@ class SharedCarver {
   unsigned char* p_;
 };
 
+// The forward's per-lane state for D <= 128: the lane holds rows g and g + 8 of its warp's 16
+// queries (MmaLane), with each row's running max m, and the running sum l of the row's
+// probabilities over this lane's columns (the four lanes of a group add theirs at the end).
+struct ForwardRows {
+  int qg[2];        // global query index of each row
+  int32_t qseg[2];  // its Segment()
+  float m[2] = {-INFINITY, -INFINITY};
+  float l[2] = {0.0f, 0.0f};
+  DropoutCursor cursor[2];
+
+  __device__ ForwardRows(const AttentionArgs& a, int b, int row0, const MmaLane& ln) {
+    for (int i = 0; i < 2; ++i) {
+      qg[i] = row0 + ln.g + 8 * i;
+      qseg[i] = a.Segment(b, qg[i]);
+    }
+  }
+};
+
+// One warp: s = Q K^T for the tile's kCols keys, Q as D / 16 A fragments, K [kCols, D] (bf16,
+// row stride ld) as B = K^T, whose column g of n8 tile j is key 8 j + g. Element e of s[j] is
+// (row g + 8 (e / 2), key 8 j + 2t + e % 2).
+template <int kCols, int D>
+__device__ __forceinline__ void ScoresInRegisters(const Bf16x2 (&qf)[D / 16][4], const bf16* ks,
+                                                  int ld, const MmaLane& ln,
+                                                  float (&s)[kCols / 8][4]) {
+#pragma unroll
+  for (int j = 0; j < kCols / 8; ++j) {
+    s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+    const bf16* krow = ks + (8 * j + ln.g) * ld + 2 * ln.t;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const Bf16x2 kb[2] = {LoadPair(krow + kk * 16), LoadPair(krow + kk * 16 + 8)};
+      MmaBf16(s[j], qf[kk], kb);
+    }
+  }
+}
+
+// The online softmax step of one key tile (keys k0 ..), in place: scores masked and scaled,
+// the rows' running max moved to m', O rescaled by exp(m - m') by row, and s replaced by the
+// probabilities exp(S - m') with dropout applied (l sums them before dropout, as the
+// materialised path's softmax).
+template <int kCols, int kOutTiles>
+__device__ __forceinline__ void SoftmaxInRegisters(const AttentionArgs& a, int bh, int k0,
+                                                   const int32_t* kseg, const MmaLane& ln,
+                                                   ForwardRows& rows, float (&s)[kCols / 8][4],
+                                                   float (&o)[kOutTiles][4]) {
+  float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int j = 0; j < kCols / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int i = e / 2, c = 8 * j + 2 * ln.t + e % 2;
+      const bool masked = a.Masked(kseg[c], rows.qseg[i], rows.qg[i], k0 + c);
+      s[j][e] = masked ? -INFINITY : a.scale * s[j][e];
+      tile_max[i] = fmaxf(tile_max[i], s[j][e]);
+    }
+  }
+  float alpha[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    tile_max[i] = fmaxf(tile_max[i], __shfl_xor_sync(0xffffffffu, tile_max[i], 1));
+    tile_max[i] = fmaxf(tile_max[i], __shfl_xor_sync(0xffffffffu, tile_max[i], 2));
+    const float m_new = fmaxf(rows.m[i], tile_max[i]);
+    alpha[i] = rows.m[i] == m_new ? 1.0f : expf(rows.m[i] - m_new);  // m = -inf, m' finite: 0
+    rows.m[i] = m_new;
+    rows.l[i] *= alpha[i];
+  }
+#pragma unroll
+  for (int n = 0; n < kOutTiles; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[n][e] *= alpha[e / 2];
+  }
+#pragma unroll
+  for (int j = 0; j < kCols / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int i = e / 2, c = 8 * j + 2 * ln.t + e % 2;
+      float p = s[j][e] == -INFINITY ? 0.0f : expf(s[j][e] - rows.m[i]);
+      rows.l[i] += p;
+      if (a.dropout && p != 0.0f) {
+        p = rows.cursor[i].Keep(a, a.ProbIndex(bh, rows.qg[i], k0 + c)) ? p * a.keep_scale : 0.0f;
+      }
+      s[j][e] = p;
+    }
+  }
+}
+
+// One warp: o += P V over the tile's kCols keys, 16 at a time. Probability tiles 2kk and
+// 2kk + 1, rounded to bf16 pair by pair, are the A fragment (kernels/cuda/mma.cuh); B = V [16
+// keys, 8 dims] from vs (bf16 [kCols, D], row stride ld), whose column g is dimension 8n + g.
+template <int kCols, int D>
+__device__ __forceinline__ void AccumulateInRegisters(const float (&p)[kCols / 8][4],
+                                                      const bf16* vs, int ld, const MmaLane& ln,
+                                                      float (&o)[D / 8][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kCols / 16; ++kk) {
+    const Bf16x2 pa[4] = {RoundPair(p[2 * kk][0], p[2 * kk][1]),
+                          RoundPair(p[2 * kk][2], p[2 * kk][3]),
+                          RoundPair(p[2 * kk + 1][0], p[2 * kk + 1][1]),
+                          RoundPair(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+    const bf16* vrow = vs + (kk * 16 + 2 * ln.t) * ld + ln.g;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      const bf16* v = vrow + 8 * n;
+      const Bf16x2 vb[2] = {__halves2bfloat162(v[0], v[ld]),
+                            __halves2bfloat162(v[8 * ld], v[9 * ld])};
+      MmaBf16(o[n], pa, vb);
+    }
+  }
+}
+
+// The forward for D <= 128 (Shape::kForwardInRegisters), flash-attention 2's loop: warp w owns
+// queries q0 + 16 w .. + 15, whose Q fragments, softmax state (ForwardRows) and output
+// accumulator O stay in registers across the key tiles; per tile of kCols keys, S = Q K^T
+// (ScoresInRegisters), the online softmax (SoftmaxInRegisters) and O += dropout(P) V
+// (AccumulateInRegisters). Lane (g, t) then writes columns 8n + 2t, 8n + 2t + 1 of its rows.
 template <typename Sh>
-__global__ void __launch_bounds__(Sh::kThreads) attention_forward_kernel(const AttentionArgs a) {
+__device__ __forceinline__ void ForwardWithRegisterAccumulators(const AttentionArgs& a) {
+  constexpr int D = Sh::kD, kRows = Sh::kRows, kCols = Sh::kCols, kThreads = Sh::kThreads;
+  constexpr int kLd = Sh::kLdH, kOutTiles = D / 8;
+  HR_DYNAMIC_SHARED(smem);
+  SharedCarver carve(smem);
+  bf16* qs = carve.Take<bf16>(Sh::kOwnHalfBytes);
+  bf16* ks = carve.Take<bf16>(Sh::kLoopHalfBytes);
+  bf16* vs = carve.Take<bf16>(Sh::kLoopHalfBytes);
+  int32_t* kseg = carve.Take<int32_t>(kCols * sizeof(int32_t));
+
+  const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, q0 = blockIdx.y * kRows;
+  const int warp = threadIdx.x / kWarpSize;
+  const MmaLane ln = ThisMmaLane();
+  ForwardRows rows(a, b, q0 + warp * kFrag, ln);
+
+  LoadTile<D, kRows, kThreads>(a.q, a, b, h, q0, qs);
+  __syncthreads();
+  Bf16x2 qf[D / 16][4];  // the warp's Q [16, D] as A fragments, one per 16 dimensions
+  const bf16* qw = qs + warp * kFrag * kLd;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      qf[kk][i] = LoadPair(qw + (ln.g + 8 * (i % 2)) * kLd + kk * 16 + 2 * ln.t + 8 * (i / 2));
+    }
+  }
+  float o[kOutTiles][4];
+#pragma unroll
+  for (int n = 0; n < kOutTiles; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+
+  const int key_tiles = (a.S + kCols - 1) / kCols;
+  // Causal: the block's last query is q0 + kRows - 1; later key tiles are fully masked.
+  const int tiles = a.causal ? min(key_tiles, (q0 + kRows - 1) / kCols + 1) : key_tiles;
+  for (int kt = 0; kt < tiles; ++kt) {
+    __syncthreads();  // the previous tile's K and V are no longer read
+    LoadTile<D, kCols, kThreads>(a.k, a, b, h, kt * kCols, ks);
+    LoadTile<D, kCols, kThreads>(a.v, a, b, h, kt * kCols, vs);
+    LoadSegments<kCols, kThreads>(a, b, kt * kCols, kseg);
+    __syncthreads();
+    float s[kCols / 8][4];
+    ScoresInRegisters<kCols, D>(qf, ks, kLd, ln, s);
+    SoftmaxInRegisters<kCols, kOutTiles>(a, bh, kt * kCols, kseg, ln, rows, s, o);
+    AccumulateInRegisters<kCols, D>(s, vs, kLd, ln, o);
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    float l = rows.l[i] + __shfl_xor_sync(0xffffffffu, rows.l[i], 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    if (rows.qg[i] >= a.S) continue;
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    float* dst = a.o + a.Row(b, h, rows.qg[i], D) + 2 * ln.t;
+#pragma unroll
+    for (int n = 0; n < kOutTiles; ++n) {
+      dst[8 * n] = o[n][2 * i] * inv;
+      dst[8 * n + 1] = o[n][2 * i + 1] * inv;
+    }
+    if (ln.t == 0) {
+      a.lse_out[static_cast<int64_t>(bh) * a.S + rows.qg[i]] =
+          l > 0.0f ? rows.m[i] + logf(l) : INFINITY;
+    }
+  }
+}
+
+// The forward for D > 128: as above, with the scores, probabilities and output accumulator in
+// shared memory (WMMA), the row's softmax state with a pair of lanes.
+template <typename Sh>
+__device__ __forceinline__ void ForwardWithSharedAccumulators(const AttentionArgs& a) {
   constexpr int D = Sh::kD, kRows = Sh::kRows, kCols = Sh::kCols, kThreads = Sh::kThreads;
   constexpr int kLaneCols = kCols / 2;  // each lane of a pair takes half of a row's columns
   HR_DYNAMIC_SHARED(smem);
@@ -391,6 +583,16 @@ __global__ void __launch_bounds__(Sh::kThreads) attention_forward_kernel(const A
     if (lane == 0) {
       a.lse_out[static_cast<int64_t>(bh) * a.S + q] = l_r > 0.0f ? m_r + logf(l_r) : INFINITY;
     }
+  }
+}
+
+// Attention forward: out and lse of kRows queries of one (batch, head) per block.
+template <typename Sh>
+__global__ void __launch_bounds__(Sh::kThreads) attention_forward_kernel(const AttentionArgs a) {
+  if constexpr (Sh::kForwardInRegisters) {
+    ForwardWithRegisterAccumulators<Sh>(a);
+  } else {
+    ForwardWithSharedAccumulators<Sh>(a);
   }
 }
 

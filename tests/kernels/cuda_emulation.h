@@ -25,20 +25,24 @@
 //   of each layout: matrix_a row_major (i, k) = p[i * ldm + k], col_major p[k * ldm + i];
 //   matrix_b row_major (k, n) = p[k * ldm + n], col_major p[n * ldm + k]; accumulators stored and
 //   loaded with mem_row_major. Each fragment access checks WMMA's rules (32-byte aligned pointer,
-//   ldm a multiple of 16 bytes) and stays inside the block's shared memory.
+//   ldm a multiple of 16 bytes) and stays inside the block's shared memory;
+// - PTX's mma.sync m16n8k16 with bf16 operands (kernels/cuda/mma.cuh's MmaBf16), with the
+//   PTX ISA's register fragment layout: each lane holds only its own elements, as on the GPU.
 // kernels/cuda/common.cuh (warp and block reductions, grid-stride indices, grid sizing) is the
 // real file, compiled against this emulation.
 //
 // What it cannot show: anything about real GPU timing, memory ordering beyond the barriers,
 // nvcc's FMA contraction (a * b + c may round once on the GPU, twice here, as on the CPU twin:
 // the tests that compare bit for bit leave that difference to the cuda_float op tests
-// (tests/kernels/ops_test.cc) on a GPU), CUDA's own libm errors, or a misreading of WMMA's layouts
-// shared by this file and the kernels. The GPU tests (scripts/gpu-check) remain the judge; this
-// catches indexing, masking, tiling, reduction-order and synchronisation mistakes on every CI run.
+// (tests/kernels/ops_test.cc) on a GPU), CUDA's own libm errors, or a misreading of WMMA's or
+// mma.sync's layouts shared by this file and the kernels. The GPU tests (scripts/gpu-check) remain
+// the judge; this catches indexing, masking, tiling, reduction-order and synchronisation mistakes
+// on every CI run.
 #ifndef HEADROOM_TESTS_KERNELS_CUDA_EMULATION_H_
 #define HEADROOM_TESTS_KERNELS_CUDA_EMULATION_H_
 
 #include <algorithm>
+#include <array>
 #include <barrier>
 #include <cmath>
 #include <condition_variable>
@@ -76,6 +80,10 @@ inline size_t shared_bytes = 0;
 inline std::barrier<>* block_barrier = nullptr;
 inline std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
 inline std::vector<float> shuffle_slots;  // one per thread of the block
+// Two per thread of the block: the A (8 values) and B (4) fragments a lane passes to mma.sync,
+// alternately in each (mma_parity), so one warp barrier a product suffices.
+inline std::vector<std::array<std::array<float, 12>, 2>> mma_slots;
+inline thread_local unsigned mma_parity = 0;
 
 // The emulated GPU's threads: made when a block first needs them and kept for the process
 // (parked on a condition variable between launches), so that a launch creates no threads.
@@ -178,6 +186,7 @@ inline void Launch(const std::function<void()>& kernel, Dim3 grid, Dim3 block, s
       warp_barriers.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads - w * 32)));
     }
     shuffle_slots.assign(threads, 0.0f);
+    mma_slots.assign(threads, {});
     ++next;
   };
   std::barrier between_blocks(threads, switch_block);
@@ -190,6 +199,7 @@ inline void Launch(const std::function<void()>& kernel, Dim3 grid, Dim3 block, s
       if (b >= blocks) return;
       block_index = {static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b / grid.x % grid.y),
                      static_cast<unsigned>(b / (uint64_t{grid.x} * grid.y))};
+      mma_parity = 0;
       kernel();
       warp_barriers[t / 32]->arrive_and_drop();
       block_barrier->arrive_and_drop();
@@ -276,6 +286,56 @@ struct __nv_bfloat162 {
 inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) {
   return {__float2bfloat16(a), __float2bfloat16(b)};
 }
+inline __nv_bfloat162 __halves2bfloat162(__nv_bfloat16 a, __nv_bfloat16 b) { return {a, b}; }
+
+namespace headroom::emulation {
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (kernels/cuda/mma.cuh), collective over
+// the warp: each lane posts its A and B pairs, then computes its four elements of D from the
+// whole A and B, which it rebuilds from every lane's pairs by the PTX ISA's fragment layout
+// (lane = 4 g + t: A pairs (g, 2t), (g+8, 2t), (g, 2t+8), (g+8, 2t+8); B pairs (2t, g),
+// (2t+8, g); D (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1)). Sums in fp32, k in order. A lane
+// posts into the slot set of its call's parity; it posts into that set again two calls later,
+// after the next call's barrier, which every lane reaches only once it has read this call's set.
+inline void MmaM16N8K16Bf16(float (&d)[4], const __nv_bfloat162 (&a)[4],
+                            const __nv_bfloat162 (&b)[2]) {
+  const unsigned thread = LinearThread(), warp0 = thread / 32 * 32;
+  const unsigned parity = mma_parity;
+  mma_parity ^= 1;
+  std::array<float, 12>& mine = mma_slots[thread][parity];
+  for (int i = 0; i < 4; ++i) {
+    mine[2 * i] = EmulatedFloat(a[i].x);
+    mine[2 * i + 1] = EmulatedFloat(a[i].y);
+  }
+  for (int i = 0; i < 2; ++i) {
+    mine[8 + 2 * i] = EmulatedFloat(b[i].x);
+    mine[8 + 2 * i + 1] = EmulatedFloat(b[i].y);
+  }
+  __syncwarp();
+  float A[16][16], B[16][8];
+  for (unsigned lane = 0; lane < 32; ++lane) {
+    const std::array<float, 12>& f = mma_slots[warp0 + lane][parity];
+    const unsigned g = lane / 4, t = lane % 4;
+    for (unsigned i = 0; i < 4; ++i) {
+      const unsigned row = g + 8 * (i % 2), col = 2 * t + 8 * (i / 2);
+      A[row][col] = f[2 * i];
+      A[row][col + 1] = f[2 * i + 1];
+    }
+    for (unsigned i = 0; i < 2; ++i) {
+      B[2 * t + 8 * i][g] = f[8 + 2 * i];
+      B[2 * t + 8 * i + 1][g] = f[8 + 2 * i + 1];
+    }
+  }
+  const unsigned g = (thread % 32) / 4, t = thread % 4;
+  for (unsigned i = 0; i < 4; ++i) {
+    const unsigned row = g + 8 * (i / 2), col = 2 * t + i % 2;
+    float s = d[i];
+    for (int k = 0; k < 16; ++k) s += A[row][k] * B[k][col];
+    d[i] = s;
+  }
+}
+
+}  // namespace headroom::emulation
 
 namespace nvcuda::wmma {
 
