@@ -2,10 +2,10 @@
 // kernels/cpu/attention.cc, the device code kernels/cuda/attention_kernels.cuh.
 //
 // Flash-attention-2 structure (Dao 2023) for sequences of any length and head sizes 16, 32, 64,
-// 128 and 256, with the products on bf16 WMMA fragments (16x16x16, fp32 accumulation) and
-// every softmax statistic in fp32. A block owns a tile of rows (64, or 32 for dK/dV at D = 256),
-// 16 per warp, so the softmax state, the probabilities and the accumulators of a row are
-// private to one warp and only the shared operand tiles need block barriers:
+// 128 and 256, with the products on bf16 tensor cores (fp32 accumulation) and every softmax
+// statistic in fp32. A block owns a tile of rows (64, or 32 for dK/dV at D = 256), 16 per warp,
+// so the softmax state, the probabilities and the accumulators of a row are private to one warp
+// and only the shared operand tiles need block barriers:
 //
 //   forward   block = (b, h, 64 queries); loops over 64-key tiles: S = Q K^T, online softmax
 //             (running max m and sum l per row), O = O * exp(m_old - m_new) + dropout(P) V.
@@ -16,18 +16,25 @@
 //   dQ        block = (b, h, 64 queries); loops over key tiles: dQ += dS K, recomputing S, dP.
 // dQ has its own pass instead of atomics so that the result is deterministic, as every other op
 // of this backend. delta = rowsum(dO * O) is a small kernel of its own. The tile sizes per head
-// size are attention_kernels::Shapes (at D = 256 the loop tiles of dQ and dK/dV are 32 rows and
-// the dK/dV block 32 keys, to stay within shared memory).
+// size are attention_kernels::Shapes.
 //
 // Operands are converted to bf16 when a tile is loaded into shared memory (q, k, v, dout stay
-// fp32 in global memory, as the rest of the model). Up to D = 128 the accumulators stay in
-// registers across the loop: the forward's S, P and O on mma.sync fragments (kernels/cuda/
-// mma.cuh, whose documented layout lets the online softmax rescale O by row and turn S into
-// P's A operand in place), dQ, dK and dV on WMMA fragments (they need no rescaling). At
-// D = 256 they live in shared memory in fp32, loaded into WMMA fragments for each product. The
-// dropout mask
-// is Dropout's (kernels/philox.h) by element index ((b * H + h) * S + q) * S + k; the lanes
-// walk consecutive keys so that one Philox call serves four elements.
+// fp32 in global memory, as the rest of the model). Up to D = 128 (attention_mma.cuh) every
+// product is an mma.sync (kernels/cuda/mma.cuh), whose documented fragment layout keeps a
+// tile's S, P, dP and dS and the accumulators O, dQ, dK, dV in registers across the loop: the
+// online softmax rescales O by row in place, and a product's fp32 result, rounded pair by pair,
+// is the next product's A operand. At D = 256 those would spill; there (attention_wmma.cuh) they
+// pass through shared memory and the products run on WMMA fragments. ptxas (sm_90, nvcc 13.0),
+// registers per thread, no spills anywhere:
+//            d_p   16   32   64   128   256
+//   forward       164  162  127   168    72
+//   dQ            153  166  164   238    72
+//   dK/dV         164  166  178   242    72
+// With 4-warp blocks, blocks an SM by registers at d_p 64 / 128: forward 4 / 3, dQ 3 / 2,
+// dK/dV 2 / 2; shared memory allows more (at 128: forward 51, dQ 70, dK/dV 53 KiB). The dropout
+// mask is Dropout's (kernels/philox.h) by element index ((b * H + h) * S + q) * S + k; each
+// warp draws its tile's mask with one Philox call per four consecutive indices into bits in
+// shared memory, which the lanes then read in fragment order.
 //
 // Other head sizes record an error (the model then keeps the materialised path:
 // Ops::PrefersFusedAttention). Tiles load as float4 when q, k, v and dout are 16-byte aligned,
@@ -67,9 +74,9 @@ constexpr size_t kMaxSharedBytes = 227 * 1024;
 // it reserved per block (the CUDA C++ Programming Guide's table for compute capability 9.0).
 constexpr int BlocksPerSm(size_t bytes) { return static_cast<int>(228 * 1024 / (bytes + 1024)); }
 
-// The backward's occupancy at the paper's head sizes, as attention_kernels.cuh's Shape promises
-// it (a kernel that grew past it would halve its warps an SM without a word): two 4-warp blocks
-// an SM for d_p = 64 and 128.
+// The backward's occupancy at the paper's head sizes, as the register counts above allow it (a
+// kernel whose shared memory grew past it would halve its warps an SM without a word): two
+// 4-warp blocks an SM for d_p = 64 and 128.
 static_assert(BlocksPerSm(Shapes<64>::Dkv::kDkvBytes) >= 2 &&
                   BlocksPerSm(Shapes<64>::Dq::kDqBytes) >= 2 &&
                   BlocksPerSm(Shapes<128>::Dkv::kDkvBytes) >= 2 &&

@@ -9,7 +9,7 @@
 // - __syncthreads and __syncwarp (std::barrier per block and per warp). A thread that returns
 //   from the kernel leaves its barriers (arrive_and_drop), as an exited GPU thread no longer
 //   counts at a block barrier;
-// - __shfl_sync / __shfl_xor_sync of floats within a warp;
+// - __shfl_sync / __shfl_xor_sync of floats and __ballot_sync within a warp (full warps);
 // - static __shared__ arrays: `__shared__` becomes `static`, one object per kernel (template
 //   instance) that every thread of a block sees; blocks run one at a time, so that is the
 //   block's shared memory. Unlike the GPU's it starts zeroed and keeps the previous block's
@@ -28,6 +28,8 @@
 //   ldm a multiple of 16 bytes) and stays inside the block's shared memory;
 // - PTX's mma.sync m16n8k16 with bf16 operands (kernels/cuda/mma.cuh's MmaBf16), with the
 //   PTX ISA's register fragment layout: each lane holds only its own elements, as on the GPU.
+//   Products are summed in IEEE fp32 in k order, which tensor cores (WMMA's too) do not promise:
+//   GPU results differ in the last bits, so the GPU tests compare within tolerances.
 // kernels/cuda/common.cuh (warp and block reductions, grid-stride indices, grid sizing) is the
 // real file, compiled against this emulation.
 //
@@ -236,6 +238,18 @@ inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
   return __shfl_sync(mask, v,
                      static_cast<int>((headroom::emulation::LinearThread() % 32) ^
                                       static_cast<unsigned>(lane_mask)));
+}
+// Bit l of the result is lane l's predicate (every lane of the warp takes part).
+inline unsigned __ballot_sync(unsigned, bool predicate) {
+  const unsigned t = headroom::emulation::LinearThread(), warp0 = t / 32 * 32;
+  headroom::emulation::shuffle_slots[t] = predicate ? 1.0f : 0.0f;
+  __syncwarp();
+  unsigned word = 0;
+  for (unsigned lane = 0; lane < 32; ++lane) {
+    if (headroom::emulation::shuffle_slots[warp0 + lane] != 0.0f) word |= 1u << lane;
+  }
+  __syncwarp();
+  return word;
 }
 inline float __fmul_rn(float a, float b) { return a * b; }
 using std::max;
