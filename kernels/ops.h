@@ -66,8 +66,14 @@ struct OptimizerStep {
   float grad_scale = 1;          // gradients are multiplied by this first (clipping, averaging)
 };
 
+// Ops<T> (= Ops<T, T>) is the op set below. Ops<T, A> with A != T (kernels/mixed_ops.h) adds,
+// for a model whose activations are stored as A (bf16), overloads of the activation ops taking
+// A-typed buffers.
+template <typename T, typename A = T>
+class Ops;
+
 template <typename T>
-class Ops {
+class Ops<T, T> {
  public:
   virtual ~Ops() = default;
   virtual DeviceKind device() const = 0;
