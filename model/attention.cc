@@ -1,4 +1,4 @@
-// Fixed head size attention forward and backward over Ops<T>; see attention.h.
+// Fixed head size attention forward and backward over Ops<T, A>; see attention.h.
 //
 // Q, K and V come from one GEMM over the fused [3I, d] weight into [B*S, 3I]. The materialised
 // path's per-head products see each operand as a HeadMatrices view (the matrix of sequence b,
@@ -12,27 +12,35 @@
 #include <cassert>
 #include <cmath>
 
+#include "base/bf16.h"
+#include "kernels/mixed_ops.h"
 #include "model/parameter_layout.h"
 
 namespace headroom {
 
 namespace {
 
-// Where the pieces of the scratch workspace start, for N*I = n_inner and B*h*S*S = n_probs,
-// each at a multiple of kTensorAlignment elements (model/parameter_layout.h). Materialised:
-// buf_a [N, I] at 0, buf_b [N, I] (kQkvMajor only), dprobs and dropped [B, h, S, S], and the
-// projection's [N, 3I] (forward) or its gradient (backward) at 0 once buf_a is spent; fused:
-// dctx [N, I] at 0, dq, dk, dv [3, N, I] (contiguous: the projection's backward reads them as one
-// tensor), delta [B, h, S]. The same for both head layouts.
+// Where the pieces of the scratch workspace start, in bytes, for N*I = n_inner and
+// B*h*S*S = n_probs elements of A (a bytes each) and a T alignment of t bytes: each piece at a
+// multiple of kTensorAlignment T elements (model/parameter_layout.h). Materialised: buf_a
+// [N, I] at 0, buf_b [N, I] (kQkvMajor only), dprobs and dropped [B, h, S, S], and the
+// projection's [N, 3I] (forward) or its gradient (backward) at 0 once buf_a is spent; fused: dctx
+// [N, I] at 0, dq, dk, dv [3, N, I] (contiguous: the projection's backward reads them as one
+// tensor), delta [B, h, S] (T). The same for both head layouts; with A = T the offsets are
+// today's element offsets times sizeof(T).
 struct Pieces {
   int64_t buf_b, dprobs, dropped;  // materialised
   int64_t dq, delta;               // fused
-  Pieces(int64_t n_inner, int64_t n_probs)
-      : buf_b(AlignUp(n_inner, kTensorAlignment)),
+  Pieces(int64_t n_inner, int64_t n_probs, int64_t a, int64_t t)
+      : buf_b(AlignBytes(n_inner * a, t)),
         dprobs(2 * buf_b),
-        dropped(dprobs + AlignUp(n_probs, kTensorAlignment)),
+        dropped(dprobs + AlignBytes(n_probs * a, t)),
         dq(buf_b),
-        delta(dq + AlignUp(3 * n_inner, kTensorAlignment)) {}
+        delta(dq + AlignBytes(3 * n_inner * a, t)) {}
+  static int64_t AlignBytes(int64_t bytes, int64_t t) {
+    const int64_t unit = kTensorAlignment * t;
+    return (bytes + unit - 1) / unit * unit;
+  }
 };
 
 }  // namespace
@@ -42,10 +50,10 @@ HeadLayout ResolveHeadLayout(HeadLayout layout, DeviceKind device) {
   return device == DeviceKind::kCpu ? HeadLayout::kSequenceMajor : HeadLayout::kQkvMajor;
 }
 
-template <typename T>
-FixedHeadAttention<T>::FixedHeadAttention(Ops<T>* ops, int d_model, int num_heads, int head_size,
-                                          int max_batch, int max_seq, bool keep_dropped_probs,
-                                          bool fused, HeadLayout heads)
+template <typename T, typename A>
+FixedHeadAttention<T, A>::FixedHeadAttention(Ops<T, A>* ops, int d_model, int num_heads,
+                                             int head_size, int max_batch, int max_seq,
+                                             bool keep_dropped_probs, bool fused, HeadLayout heads)
     : ops_(ops),
       d_(d_model),
       h_(num_heads),
@@ -57,23 +65,31 @@ FixedHeadAttention<T>::FixedHeadAttention(Ops<T>* ops, int d_model, int num_head
                       ResolveHeadLayout(heads, ops->device()) == HeadLayout::kSequenceMajor) {
   const int64_t n_inner = static_cast<int64_t>(max_batch) * max_seq * h_ * dp_;
   const int64_t n_probs = static_cast<int64_t>(max_batch) * h_ * max_seq * max_seq;
-  qkv_ = ops_->Alloc(3 * n_inner);
-  ctx_ = ops_->Alloc(n_inner);
+  qkv_ = AllocActivations(3 * n_inner);
+  ctx_ = AllocActivations(n_inner);
   if (fused_) {
     lse_ = ops_->Alloc(static_cast<int64_t>(max_batch) * h_ * max_seq);
     return;
   }
-  probs_ = ops_->Alloc(n_probs);
-  if (keep_dropped_probs) dropped_ = ops_->Alloc(n_probs);
+  probs_ = AllocActivations(n_probs);
+  if (keep_dropped_probs) dropped_ = AllocActivations(n_probs);
 }
 
-template <typename T>
-FixedHeadAttention<T>::~FixedHeadAttention() {
-  for (T* p : {qkv_, ctx_, probs_, dropped_, lse_}) ops_->Free(p);
+template <typename T, typename A>
+A* FixedHeadAttention<T, A>::AllocActivations(int64_t n) {
+  return static_cast<A*>(ops_->AllocBytes(sizeof(A) * static_cast<size_t>(n)));
 }
 
-template <typename T>
-int64_t FixedHeadAttention<T>::ScratchElements(int num_heads, int head_size, int max_batch,
+template <typename T, typename A>
+FixedHeadAttention<T, A>::~FixedHeadAttention() {
+  for (void* p : {static_cast<void*>(qkv_), static_cast<void*>(ctx_), static_cast<void*>(probs_),
+                  static_cast<void*>(dropped_), static_cast<void*>(lse_)}) {
+    ops_->Free(p);
+  }
+}
+
+template <typename T, typename A>
+int64_t FixedHeadAttention<T, A>::ScratchBytes(int num_heads, int head_size, int max_batch,
                                                int max_seq, bool fused) {
   // Backward is the larger user: materialised, two [N, I] buffers and two [B, h, S, S]
   // buffers, or the [N, 3I] stage of the Q, K, V projection (forward and backward) when that is
@@ -81,33 +97,38 @@ int64_t FixedHeadAttention<T>::ScratchElements(int num_heads, int head_size, int
   // piece starts at a multiple of kTensorAlignment elements (Pieces).
   const int64_t n_inner = static_cast<int64_t>(max_batch) * max_seq * num_heads * head_size;
   const int64_t n_probs = static_cast<int64_t>(max_batch) * num_heads * max_seq * max_seq;
-  const Pieces at(n_inner, n_probs);
-  if (fused) return at.delta + static_cast<int64_t>(max_batch) * num_heads * max_seq;
-  return std::max(at.dropped + n_probs, 3 * n_inner);
+  const int64_t a = sizeof(A), t = sizeof(T);
+  const Pieces at(n_inner, n_probs, a, t);
+  if (fused) return at.delta + static_cast<int64_t>(max_batch) * num_heads * max_seq * t;
+  return std::max(at.dropped + n_probs * a, 3 * n_inner * a);
 }
 
-template <typename T>
-int64_t FixedHeadAttention<T>::KeptElements() const {
+template <typename T, typename A>
+int64_t FixedHeadAttention<T, A>::KeptBytes() const {
   const int64_t n_inner = static_cast<int64_t>(max_batch_) * max_seq_ * h_ * dp_;
   const int64_t n_probs = static_cast<int64_t>(max_batch_) * h_ * max_seq_ * max_seq_;
-  if (fused_) return 4 * n_inner + static_cast<int64_t>(max_batch_) * h_ * max_seq_;
-  return 4 * n_inner + (dropped_ != nullptr ? 2 : 1) * n_probs;
+  const int64_t a = sizeof(A), t = sizeof(T);
+  if (fused_) return 4 * n_inner * a + static_cast<int64_t>(max_batch_) * h_ * max_seq_ * t;
+  return (4 * n_inner + (dropped_ != nullptr ? 2 : 1) * n_probs) * a;
 }
 
-template <typename T>
-typename FixedHeadAttention<T>::HeadMatrices FixedHeadAttention<T>::TokenMajor(T* p, int ld) const {
+template <typename T, typename A>
+typename FixedHeadAttention<T, A>::HeadMatrices FixedHeadAttention<T, A>::TokenMajor(A* p,
+                                                                                     int ld) const {
   return {p, ld, static_cast<int64_t>(S_) * ld, dp_};
 }
 
-template <typename T>
-typename FixedHeadAttention<T>::HeadMatrices FixedHeadAttention<T>::Split(T* p, int cols) const {
+template <typename T, typename A>
+typename FixedHeadAttention<T, A>::HeadMatrices FixedHeadAttention<T, A>::Split(A* p,
+                                                                                int cols) const {
   const int64_t head = static_cast<int64_t>(S_) * cols;
   return {p, cols, h_ * head, head};
 }
 
-template <typename T>
-void FixedHeadAttention<T>::HeadGemm(Trans ta, Trans tb, int M, int N, int K, const HeadMatrices& a,
-                                     const HeadMatrices& b, const HeadMatrices& c) {
+template <typename T, typename A>
+void FixedHeadAttention<T, A>::HeadGemm(Trans ta, Trans tb, int M, int N, int K,
+                                        const HeadMatrices& a, const HeadMatrices& b,
+                                        const HeadMatrices& c) {
   // Every operand's sequences h heads apart (split heads): one batch over all B*h.
   if (a.seq == h_ * a.head && b.seq == h_ * b.head && c.seq == h_ * c.head) {
     ops_->GemmStridedBatched(ta, tb, M, N, K, T(1), a.p, a.ld, a.head, b.p, b.ld, b.head, T(0), c.p,
@@ -129,8 +150,8 @@ void FixedHeadAttention<T>::HeadGemm(Trans ta, Trans tb, int M, int N, int K, co
   }
 }
 
-template <typename T>
-void FixedHeadAttention<T>::ProjectQkv(const AttentionParams<T>& p, const T* x, T* scratch) {
+template <typename T, typename A>
+void FixedHeadAttention<T, A>::ProjectQkv(const AttentionParams<T, A>& p, const A* x, A* scratch) {
   const int N = B_ * S_, I = h_ * dp_;
   const int64_t n_inner = static_cast<int64_t>(N) * I;
   qh_ = qkv_;
@@ -159,17 +180,18 @@ void FixedHeadAttention<T>::ProjectQkv(const AttentionParams<T>& p, const T* x, 
   v_ = Split(vh_, dp_);
 }
 
-template <typename T>
-void FixedHeadAttention<T>::QkvBackward(const AttentionParams<T>& p, const AttentionGrads<T>& g,
-                                        const T* x, const T* dqkv, T* dx) {
+template <typename T, typename A>
+void FixedHeadAttention<T, A>::QkvBackward(const AttentionParams<T, A>& p,
+                                           const AttentionGrads<T>& g, const A* x, const A* dqkv,
+                                           T* dx) {
   const int N = B_ * S_, I = h_ * dp_;
   ops_->LinearBackwardWeights(dqkv, x, N, 3 * I, d_, g.wqkv, g.bqkv);
   ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, 3 * I, T(1), dqkv, 3 * I, p.wqkv, d_, T(1), dx, d_);
 }
 
-template <typename T>
-void FixedHeadAttention<T>::ForwardFused(const AttentionParams<T>& p, const int32_t* segments,
-                                         T* out) {
+template <typename T, typename A>
+void FixedHeadAttention<T, A>::ForwardFused(const AttentionParams<T, A>& p, const int32_t* segments,
+                                            A* out) {
   const int N = B_ * S_, I = h_ * dp_;
   const T scale = T(1) / std::sqrt(static_cast<T>(dp_));
   ops_->AttentionForward(qh_, kh_, vh_, B_, S_, h_, dp_, scale, segments, causal_, rate_, key_,
@@ -177,17 +199,18 @@ void FixedHeadAttention<T>::ForwardFused(const AttentionParams<T>& p, const int3
   ops_->Linear(ctx_, p.wo, p.bo, N, d_, I, out);
 }
 
-template <typename T>
-void FixedHeadAttention<T>::BackwardFused(const AttentionParams<T>& p, const AttentionGrads<T>& g,
-                                          const T* x, const T* dout, T* dx, T* scratch) {
+template <typename T, typename A>
+void FixedHeadAttention<T, A>::BackwardFused(const AttentionParams<T, A>& p,
+                                             const AttentionGrads<T>& g, const A* x, const A* dout,
+                                             T* dx, unsigned char* scratch) {
   const int N = B_ * S_, I = h_ * dp_;
   const int64_t n_inner = static_cast<int64_t>(N) * I;
-  const Pieces at(n_inner, 0);
-  T* dctx = scratch;
-  T* dq = scratch + at.dq;
-  T* dk = dq + n_inner;
-  T* dv = dk + n_inner;
-  T* delta = scratch + at.delta;  // [B, h, S]
+  const Pieces at(n_inner, 0, sizeof(A), sizeof(T));
+  A* dctx = reinterpret_cast<A*>(scratch);
+  A* dq = reinterpret_cast<A*>(scratch + at.dq);
+  A* dk = dq + n_inner;
+  A* dv = dk + n_inner;
+  T* delta = reinterpret_cast<T*>(scratch + at.delta);  // [B, h, S]
   ops_->LinearBackwardWeights(dout, ctx_, N, d_, I, g.wo, g.bo);
   ops_->Gemm(Trans::kNo, Trans::kNo, N, I, d_, T(1), dout, d_, p.wo, I, T(0), dctx, I);
   const T scale = T(1) / std::sqrt(static_cast<T>(dp_));
@@ -198,10 +221,12 @@ void FixedHeadAttention<T>::BackwardFused(const AttentionParams<T>& p, const Att
   QkvBackward(p, g, x, qkv_, dx);
 }
 
-template <typename T>
-void FixedHeadAttention<T>::Forward(const AttentionParams<T>& p, const T* x, int B, int S,
-                                    const int32_t* segments, bool causal, float dropout_rate,
-                                    const DropoutKey& key, T* out, T* scratch) {
+template <typename T, typename A>
+void FixedHeadAttention<T, A>::Forward(const AttentionParams<T, A>& p, const A* x, int B, int S,
+                                       const int32_t* segments, bool causal, float dropout_rate,
+                                       const DropoutKey& key, A* out, void* scratch_bytes) {
+  unsigned char* bytes = static_cast<unsigned char*>(scratch_bytes);
+  A* scratch = reinterpret_cast<A*>(bytes);
   assert(B <= max_batch_ && S <= max_seq_);
   B_ = B;
   S_ = S;
@@ -216,8 +241,8 @@ void FixedHeadAttention<T>::Forward(const AttentionParams<T>& p, const T* x, int
   }
   const int N = B * S, I = h_ * dp_;
   const int64_t n_probs = static_cast<int64_t>(B) * h_ * S * S;
-  const Pieces at(static_cast<int64_t>(N) * I, n_probs);
-  T* dropped = dropped_ != nullptr ? dropped_ : scratch + at.dropped;
+  const Pieces at(static_cast<int64_t>(N) * I, n_probs, sizeof(A), sizeof(T));
+  A* dropped = dropped_ != nullptr ? dropped_ : reinterpret_cast<A*>(bytes + at.dropped);
 
   // Scores Q K^T per head, written straight into probs and normalised in place.
   const HeadMatrices probs = Split(probs_, S);
@@ -241,24 +266,26 @@ void FixedHeadAttention<T>::Forward(const AttentionParams<T>& p, const T* x, int
   ops_->Linear(ctx_, p.wo, p.bo, N, d_, I, out);
 }
 
-template <typename T>
-void FixedHeadAttention<T>::Backward(const AttentionParams<T>& p, const AttentionGrads<T>& g,
-                                     const T* x, const T* dout, T* dx, T* scratch) {
+template <typename T, typename A>
+void FixedHeadAttention<T, A>::Backward(const AttentionParams<T, A>& p, const AttentionGrads<T>& g,
+                                        const A* x, const A* dout, T* dx, void* scratch_bytes) {
+  unsigned char* bytes = static_cast<unsigned char*>(scratch_bytes);
   if (fused_) {
-    BackwardFused(p, g, x, dout, dx, scratch);
+    BackwardFused(p, g, x, dout, dx, bytes);
     return;
   }
+  A* scratch = reinterpret_cast<A*>(bytes);
   const int B = B_, S = S_, N = B * S, I = h_ * dp_;
   const int64_t n_inner = static_cast<int64_t>(N) * I;
   const int64_t n_probs = static_cast<int64_t>(B) * h_ * S * S;
-  const Pieces at(n_inner, n_probs);
-  T* dprobs = scratch + at.dprobs;    // [B, h, S, S]
-  T* dropped = scratch + at.dropped;  // [B, h, S, S] (unless kept from Forward)
+  const Pieces at(n_inner, n_probs, sizeof(A), sizeof(T));
+  A* dprobs = reinterpret_cast<A*>(bytes + at.dprobs);    // [B, h, S, S]
+  A* dropped = reinterpret_cast<A*>(bytes + at.dropped);  // [B, h, S, S] (unless kept)
   // d/d context [N, I] in buf_a, read in place (sequence-major) or split into heads in buf_b
   // (qkv-major); dq parked in buf_a (heads, [B, h, S, d_p]) while q is read; dk and dv over k
   // and v.
-  T* buf_a = scratch;
-  T* buf_b = scratch + at.buf_b;
+  A* buf_a = scratch;
+  A* buf_b = reinterpret_cast<A*>(bytes + at.buf_b);
   const HeadMatrices dctx = sequence_major_ ? TokenMajor(buf_a, I) : Split(buf_b, dp_);
 
   // Output projection: dWo += dout^T ctx, dbo += colsum(dout), dctx = dout Wo.
@@ -291,7 +318,7 @@ void FixedHeadAttention<T>::Backward(const AttentionParams<T>& p, const Attentio
     // dq, dk, dv [B, 3h, S, d_p] -> [N, 3I] in the scratch (buf_a is copied out first).
     const int64_t heads = static_cast<int64_t>(h_) * S * dp_;
     for (int b = 0; b < B; ++b) {
-      ops_->CopyDevice(qkv_ + b * 3 * heads, buf_a + b * heads, sizeof(T) * heads);
+      ops_->CopyDevice(qkv_ + b * 3 * heads, buf_a + b * heads, sizeof(A) * heads);
     }
     ops_->PermuteHeads(qkv_, scratch, B, S, 3 * h_, dp_, /*inverse=*/true);
     QkvBackward(p, g, x, scratch, dx);
@@ -299,7 +326,7 @@ void FixedHeadAttention<T>::Backward(const AttentionParams<T>& p, const Attentio
   }
   // Heads of dq, dk, dv merged into [3, N, I] (the scratch is free), then into [N, 3I] over the
   // kept q, k, v (no longer needed).
-  ops_->CopyDevice(qh_, buf_a, sizeof(T) * static_cast<size_t>(n_inner));
+  ops_->CopyDevice(qh_, buf_a, sizeof(A) * static_cast<size_t>(n_inner));
   ops_->PermuteHeads(qkv_, scratch, 3 * B, S, h_, dp_, /*inverse=*/true);
   ops_->PermuteHeads(scratch, qkv_, 1, N, 3, I, /*inverse=*/true);
   QkvBackward(p, g, x, qkv_, dx);
@@ -307,5 +334,6 @@ void FixedHeadAttention<T>::Backward(const AttentionParams<T>& p, const Attentio
 
 template class FixedHeadAttention<float>;
 template class FixedHeadAttention<double>;
+template class FixedHeadAttention<float, Bf16>;
 
 }  // namespace headroom

@@ -1,5 +1,8 @@
 // Fixed head size multi-head self-attention (Bhojanapalli et al. 2020), written once against
-// Ops<T> (kernels/ops.h).
+// Ops<T, A> (kernels/ops.h; kernels/mixed_ops.h): T is the parameters', gradients' and
+// statistics' type, A the activations' (A = T, or bf16 with T = float: then q, k, v, the
+// probabilities, the context, the input x and the output are bf16, the weights are read from the
+// model's bf16 mirror, and dx, the residual stream's gradient, stays T).
 //
 // For x [B*S, d] (row b*S + s is token s of sequence b), with h heads of size d_p and
 // I = h * d_p:
@@ -69,6 +72,7 @@
 #define HEADROOM_MODEL_ATTENTION_H_
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/ops.h"
 
@@ -76,12 +80,13 @@ namespace headroom {
 
 // Device pointers to one layer's attention parameters (views into the flat parameter buffer,
 // shapes as model/parameter_layout.h: weights [out, in]). Q, K and V are one weight: rows
-// [0, I) are Wq, [I, 2I) Wk and [2I, 3I) Wv, and likewise the bias.
-template <typename T>
+// [0, I) are Wq, [I, 2I) Wk and [2I, 3I) Wv, and likewise the bias. The weights are read as A
+// (the model's mirror of the parameters when A is not T), the biases as T.
+template <typename T, typename A = T>
 struct AttentionParams {
-  const T* wqkv = nullptr;  // [3I, d]
+  const A* wqkv = nullptr;  // [3I, d]
   const T* bqkv = nullptr;  // [3I]
-  const T* wo = nullptr;    // [d, I]
+  const A* wo = nullptr;    // [d, I]
   const T* bo = nullptr;    // [d]
 };
 
@@ -99,7 +104,7 @@ struct AttentionGrads {
 enum class HeadLayout { kAuto, kSequenceMajor, kQkvMajor };
 HeadLayout ResolveHeadLayout(HeadLayout layout, DeviceKind device);
 
-template <typename T>
+template <typename T, typename A = T>
 class FixedHeadAttention {
  public:
   // `ops` must outlive this object. Allocates the kept activations for up to max_batch
@@ -109,30 +114,37 @@ class FixedHeadAttention {
   // memory is the constraint.
   // fused: take the fused path (see above); keep_dropped_probs and heads are then ignored.
   // heads: the materialised path's head layout (kAuto: as the backend prefers).
-  FixedHeadAttention(Ops<T>* ops, int d_model, int num_heads, int head_size, int max_batch,
+  FixedHeadAttention(Ops<T, A>* ops, int d_model, int num_heads, int head_size, int max_batch,
                      int max_seq, bool keep_dropped_probs = false, bool fused = false,
                      HeadLayout heads = HeadLayout::kAuto);
   ~FixedHeadAttention();
   FixedHeadAttention(const FixedHeadAttention&) = delete;
   FixedHeadAttention& operator=(const FixedHeadAttention&) = delete;
 
-  // Elements of the scratch workspace Forward and Backward need for (max_batch, max_seq), in
-  // either head layout.
+  // Bytes of the scratch workspace Forward and Backward need for (max_batch, max_seq), in either
+  // head layout: A pieces and (fused) the T log-sum-exp deltas, each starting at a multiple of
+  // kTensorAlignment T elements. ScratchElements: the same in T elements (rounded up).
+  static int64_t ScratchBytes(int num_heads, int head_size, int max_batch, int max_seq, bool fused);
   static int64_t ScratchElements(int num_heads, int head_size, int max_batch, int max_seq,
-                                 bool fused);
-  // Elements this object keeps for backward (see the file comment).
-  int64_t KeptElements() const;
+                                 bool fused) {
+    return (ScratchBytes(num_heads, head_size, max_batch, max_seq, fused) + sizeof(T) - 1) /
+           sizeof(T);
+  }
+  // Bytes this object keeps for backward (see the file comment); KeptElements in T elements
+  // (exact when A is T).
+  int64_t KeptBytes() const;
+  int64_t KeptElements() const { return KeptBytes() / static_cast<int64_t>(sizeof(T)); }
 
   // out [B*S, d] (overwritten) = attention of x [B*S, d]. segments [B*S]: the segment id of
   // each token (0 = padding; BERT passes input_mask), or nullptr (one segment, no padding).
   // dropout_rate 0 turns attention dropout off; `key` names the dropout site.
-  void Forward(const AttentionParams<T>& p, const T* x, int B, int S, const int32_t* segments,
-               bool causal, float dropout_rate, const DropoutKey& key, T* out, T* scratch);
+  void Forward(const AttentionParams<T, A>& p, const A* x, int B, int S, const int32_t* segments,
+               bool causal, float dropout_rate, const DropoutKey& key, A* out, void* scratch);
 
   // Given dout = d loss / d out [B*S, d] for the last Forward (same x), accumulates parameter
   // gradients into `g` and adds d loss / d x into dx [B*S, d] (dx += ...). dout is not modified.
-  void Backward(const AttentionParams<T>& p, const AttentionGrads<T>& g, const T* x, const T* dout,
-                T* dx, T* scratch);
+  void Backward(const AttentionParams<T, A>& p, const AttentionGrads<T>& g, const A* x,
+                const A* dout, T* dx, void* scratch);
 
   int inner() const { return h_ * dp_; }
   bool fused() const { return fused_; }
@@ -143,44 +155,45 @@ class FixedHeadAttention {
   // The matrices of all B*h (sequence b, head j) pairs of one operand: the one of (b, j) starts
   // at p + b * seq + j * head, its rows ld elements apart.
   struct HeadMatrices {
-    T* p;
+    A* p;
     int ld;
     int64_t seq, head;
   };
   // Heads as columns of a token-major [B*S, ld] tensor (head j: columns j*d_p .. j*d_p+d_p-1).
-  HeadMatrices TokenMajor(T* p, int ld) const;
+  HeadMatrices TokenMajor(A* p, int ld) const;
   // Heads split out, [B, h, S, cols] dense.
-  HeadMatrices Split(T* p, int cols) const;
+  HeadMatrices Split(A* p, int cols) const;
   // c = op(a) op(b) for each of the B*h pairs (M x N x K each, as Ops::Gemm): one
   // strided-batched GEMM when every operand's heads are evenly spaced across sequences, else
   // one per head or per sequence, whichever is fewer.
   void HeadGemm(Trans ta, Trans tb, int M, int N, int K, const HeadMatrices& a,
                 const HeadMatrices& b, const HeadMatrices& c);
-  void ForwardFused(const AttentionParams<T>& p, const int32_t* segments, T* out);
-  void BackwardFused(const AttentionParams<T>& p, const AttentionGrads<T>& g, const T* x,
-                     const T* dout, T* dx, T* scratch);
+  void ForwardFused(const AttentionParams<T, A>& p, const int32_t* segments, A* out);
+  void BackwardFused(const AttentionParams<T, A>& p, const AttentionGrads<T>& g, const A* x,
+                     const A* dout, T* dx, unsigned char* scratch);
   // q, k, v (in qkv_: the views q_, k_, v_, and qh_, kh_, vh_) from the one projection
   // x Wqkv^T + bqkv [N, 3I]. scratch: 3 * N * I elements.
-  void ProjectQkv(const AttentionParams<T>& p, const T* x, T* scratch);
+  void ProjectQkv(const AttentionParams<T, A>& p, const A* x, A* scratch);
   // From d/d q, k, v as dqkv [N, 3I]: dWqkv += dqkv^T x, dbqkv += colsum(dqkv) and
   // dx += dqkv Wqkv.
-  void QkvBackward(const AttentionParams<T>& p, const AttentionGrads<T>& g, const T* x,
-                   const T* dqkv, T* dx);
+  void QkvBackward(const AttentionParams<T, A>& p, const AttentionGrads<T>& g, const A* x,
+                   const A* dqkv, T* dx);
+  A* AllocActivations(int64_t n);
 
-  Ops<T>* ops_;
+  Ops<T, A>* ops_;
   int d_, h_, dp_;
   int max_batch_, max_seq_;
   bool fused_;
   bool sequence_major_;  // materialised path, HeadLayout::kSequenceMajor
   // Kept activations.
-  T* qkv_ = nullptr;              // q, k, v: [B, 3h, S, d_p], [3, B, h, S, d_p] or [3, B*S, I]
-  T* qh_ = nullptr;               // [B, h, S, d_p] (kQkvMajor) or [B*S, I] (fused)
-  T* kh_ = nullptr;               // likewise
-  T* vh_ = nullptr;               // likewise
-  T* probs_ = nullptr;            // [B, h, S, S] (materialised)
+  A* qkv_ = nullptr;              // q, k, v: [B, 3h, S, d_p], [3, B, h, S, d_p] or [3, B*S, I]
+  A* qh_ = nullptr;               // [B, h, S, d_p] (kQkvMajor) or [B*S, I] (fused)
+  A* kh_ = nullptr;               // likewise
+  A* vh_ = nullptr;               // likewise
+  A* probs_ = nullptr;            // [B, h, S, S] (materialised)
   T* lse_ = nullptr;              // [B, h, S] (fused)
-  T* dropped_ = nullptr;          // [B, h, S, S] probs after dropout, when keep_dropped_probs
-  T* ctx_ = nullptr;              // [B*S, I]
+  A* dropped_ = nullptr;          // [B, h, S, S] probs after dropout, when keep_dropped_probs
+  A* ctx_ = nullptr;              // [B*S, I]
   HeadMatrices q_{}, k_{}, v_{};  // the materialised path's views of q, k, v in qkv_
   // Shape, mask and dropout of the last Forward, replayed by Backward.
   int B_ = 0, S_ = 0;
