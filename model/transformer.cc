@@ -10,10 +10,14 @@
 #include <cassert>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/bf16.h"
 #include "config/load.h"
+#include "kernels/mixed_ops.h"
 #include "model/init.h"
 
 namespace headroom {
@@ -30,14 +34,37 @@ Activation ActivationOf(const ModelConfig& m) {
   }
 }
 
+// A layer's input or output h_l: a LayerNorm output stored as A (post-LN), or the residual
+// stream, T (pre-LN). Only the one of the model's norm is set.
+template <typename T, typename A>
+struct Hidden {
+  A* a = nullptr;  // post-LN
+  T* t = nullptr;  // pre-LN
+};
+
+// Bytes rounded up to a multiple of kTensorAlignment elements of T: where the pieces of a
+// workspace that holds both types start.
+template <typename T>
+int64_t AlignBytes(int64_t bytes) {
+  constexpr int64_t kUnit = kTensorAlignment * static_cast<int64_t>(sizeof(T));
+  return (bytes + kUnit - 1) / kUnit * kUnit;
+}
+
 // One block: attention sublayer then FFN sublayer, post-LN (BERT) or pre-LN (tensor2tensor; see
 // transformer.h). Owns the attention and the block's kept activations (see transformer.h);
-// parameters and gradients are views into the model's flat buffers.
-template <typename T>
+// parameters and gradients are views into the model's flat buffers, the GEMM weights into its
+// A mirror of the parameters (`weights`, the parameters themselves when A is T).
+//
+// Types (A = T, or bf16 with T = float): the sublayers' inputs and outputs, q, k, v, the FFN's
+// activations and the LayerNorm outputs are A; the residual stream (post-LN: the sums before
+// each LayerNorm; pre-LN: h_l and h1), its gradient, the LayerNorm statistics and every
+// parameter gradient are T.
+template <typename T, typename A>
 class EncoderLayer {
  public:
-  EncoderLayer(Ops<T>* ops, const ModelConfig& m, int index, const ParameterLayout& layout,
-               T* params, T* grads, int max_batch, int max_seq, const ModelOptions& options)
+  EncoderLayer(Ops<T, A>* ops, const ModelConfig& m, int index, const ParameterLayout& layout,
+               T* params, const A* weights, T* grads, int max_batch, int max_seq,
+               const ModelOptions& options)
       : ops_(ops),
         index_(index),
         d_(m.d_model()),
@@ -51,133 +78,186 @@ class EncoderLayer {
               /*keep_dropped_probs=*/ops->device() == DeviceKind::kCpu && m.attention_dropout() > 0,
               options.attention == AttentionPath::kFused) {
     const std::string lp = layout.LayerPrefix(index);
-    auto view = [&](const std::string& name, T** p, T** g) {
-      const TensorSpec& t = layout.Get(lp + name);
-      *p = params + t.offset;
-      *g = grads + t.offset;
-    };
+    auto offset = [&](const std::string& name) { return layout.Get(lp + name).offset; };
     // Q, K and V are one [3I, d] weight and [3I] bias starting at the query's (the key and
     // value tensors are views into it, parameter_layout.h).
-    const char* names[4] = {"attention.self.query.weight", "attention.self.query.bias",
-                            "attention.output.dense.weight", "attention.output.dense.bias"};
-    T* p[4];
-    T* g[4];
-    for (int i = 0; i < 4; ++i) view(names[i], &p[i], &g[i]);
-    ap_ = {p[0], p[1], p[2], p[3]};
-    ag_ = {g[0], g[1], g[2], g[3]};
+    const int64_t qkv_w = offset("attention.self.query.weight");
+    const int64_t qkv_b = offset("attention.self.query.bias");
+    const int64_t out_w = offset("attention.output.dense.weight");
+    const int64_t out_b = offset("attention.output.dense.bias");
+    ap_ = {weights + qkv_w, params + qkv_b, weights + out_w, params + out_b};
+    ag_ = {grads + qkv_w, grads + qkv_b, grads + out_w, grads + out_b};
+    auto view = [&](const std::string& name, T** p, T** g) {
+      *p = params + offset(name);
+      *g = grads + offset(name);
+    };
     // LN1 belongs to the attention sublayer, LN2 to the FFN (parameter_layout.h names them).
     const std::string ln1 = pre_ln_ ? "attention.LayerNorm." : "attention.output.LayerNorm.";
     const std::string ln2 = pre_ln_ ? "intermediate.LayerNorm." : "output.LayerNorm.";
     view(ln1 + "weight", &ln1_g_, &d_ln1_g_);
     view(ln1 + "bias", &ln1_b_, &d_ln1_b_);
-    view("intermediate.dense.weight", &w1_, &dw1_);
-    view("intermediate.dense.bias", &b1_, &db1_);
-    view("output.dense.weight", &w2_, &dw2_);
-    view("output.dense.bias", &b2_, &db2_);
     view(ln2 + "weight", &ln2_g_, &d_ln2_g_);
     view(ln2 + "bias", &ln2_b_, &d_ln2_b_);
-
-    const int64_t n = static_cast<int64_t>(max_batch) * max_seq;
-    // Post-LN keeps the LayerNorm inputs (unless recomputed from the outputs); pre-LN keeps the
-    // LayerNorm outputs, the sublayers' inputs (its LayerNorm inputs are the residual stream,
-    // kept anyway).
-    if (pre_ln_ || !ln_from_output_) ln1_kept_ = ops_->Alloc(n * d_);
-    mean1_ = ops_->Alloc(n);
-    rstd1_ = ops_->Alloc(n);
-    h1_ = ops_->Alloc(n * d_);
-    u_ = ops_->Alloc(n * f_);
-    if (!recompute_gelu_) g_ = ops_->Alloc(n * f_);
-    if (pre_ln_ || !ln_from_output_) ln2_kept_ = ops_->Alloc(n * d_);
-    mean2_ = ops_->Alloc(n);
-    rstd2_ = ops_->Alloc(n);
+    view("intermediate.dense.bias", &b1_, &db1_);
+    view("output.dense.bias", &b2_, &db2_);
+    const int64_t w1 = offset("intermediate.dense.weight"), w2 = offset("output.dense.weight");
+    w1_ = weights + w1;
+    w2_ = weights + w2;
+    dw1_ = grads + w1;
+    dw2_ = grads + w2;
+    AllocateKept(static_cast<int64_t>(max_batch) * max_seq);
   }
   ~EncoderLayer() {
-    for (T* p : {ln1_kept_, mean1_, rstd1_, h1_, u_, g_, ln2_kept_, mean2_, rstd2_}) ops_->Free(p);
+    for (void* p : allocations_) ops_->Free(p);
   }
 
-  // Kept elements, including the attention's (the layer input and output belong to the model).
-  int64_t KeptElements(int64_t n) const {
-    const int ln_kept = pre_ln_ || !ln_from_output_ ? 2 : 0;
-    return attn_.KeptElements() + n * ((1 + ln_kept) * d_ + (recompute_gelu_ ? 1 : 2) * f_ + 4);
+  // Kept bytes, including the attention's (the layer input and output belong to the model).
+  int64_t KeptBytes(int64_t n) const {
+    const int64_t a = sizeof(A), t = sizeof(T);
+    // Post-LN: h1 (A) and, unless recomputed, the two sums (T); pre-LN: h1 (T) and the two
+    // LayerNorm outputs (A).
+    const int64_t norm =
+        pre_ln_ ? n * d_ * (t + 2 * a) : n * d_ * (a + (ln_from_output_ ? 0 : 2 * t));
+    return attn_.KeptBytes() + norm + n * f_ * (recompute_gelu_ ? 1 : 2) * a + 4 * n * t;
   }
 
-  // The workspace: the sublayer output [N, d], then `rest`, which holds the attention's
-  // scratch, the FFN's [N, F] activations or gradients, and (layernorm_from_output) a LayerNorm
-  // input [N, d] passing through.
-  static int64_t ScratchElements(const ModelConfig& m, int max_batch, int max_seq, bool fused) {
+  // The workspace: the sublayer output [N, d] (A), then `rest`, which holds the attention's
+  // scratch, the FFN's [N, F] activations or gradients (A), and (layernorm_from_output) a
+  // LayerNorm input [N, d] (T) passing through.
+  static int64_t ScratchBytes(const ModelConfig& m, int max_batch, int max_seq, bool fused) {
     const int64_t n = static_cast<int64_t>(max_batch) * max_seq;
-    const int64_t attention = FixedHeadAttention<T>::ScratchElements(m.num_heads(), HeadSize(m),
+    const int64_t attention = FixedHeadAttention<T, A>::ScratchBytes(m.num_heads(), HeadSize(m),
                                                                      max_batch, max_seq, fused);
-    return AlignUp(n * m.d_model(), kTensorAlignment) +
-           std::max({n * m.ffn_size(), attention, n * m.d_model()});
+    const int64_t a = sizeof(A), t = sizeof(T);
+    return AlignBytes<T>(n * m.d_model() * a) +
+           std::max({n * m.ffn_size() * a, attention, n * m.d_model() * t});
   }
 
   // The input of this layer's attention in the last Forward, [B*S, d]: the layer input x
   // (post-LN) or LN1(x) (pre-LN).
-  const T* AttentionInput(const T* x) const { return pre_ln_ ? ln1_kept_ : x; }
+  const A* AttentionInput(const Hidden<T, A>& x) const { return pre_ln_ ? ln1_out_ : x.a; }
 
-  // out [N, d] = block(x). scratch: ScratchElements. The dropout rates (0 in evaluation):
+  // out [N, d] = block(x). scratch: ScratchBytes. The dropout rates (0 in evaluation):
   // attention probabilities, sublayer outputs, and the FFN's activations.
-  void Forward(const T* x, int B, int S, const int32_t* key_segments, bool causal, float attn_rate,
-               float hidden_rate, float ffn_rate, const DropoutKey& base, T* out, T* scratch) {
+  void Forward(const Hidden<T, A>& x, int B, int S, const int32_t* key_segments, bool causal,
+               float attn_rate, float hidden_rate, float ffn_rate, const DropoutKey& base,
+               const Hidden<T, A>& out, void* scratch) {
     hidden_rate_ = hidden_rate;
     ffn_rate_ = ffn_rate;
     base_ = base;
     B_ = B;
     S_ = S;
+    const Workspace w = Carve(scratch);
     if (pre_ln_) {
-      ForwardPreLn(x, key_segments, causal, attn_rate, out, scratch);
+      ForwardPreLn(x.t, key_segments, causal, attn_rate, out.t, w);
       return;
     }
     const int N = B * S;
-    const int64_t nd = static_cast<int64_t>(N) * d_;
-    T* sub = scratch;  // [N, d] sublayer output
-    T* rest = scratch + AlignUp(nd, kTensorAlignment);
-    attn_.Forward(ap_, x, B, S, key_segments, causal, attn_rate, Key(0), sub, rest);
+    attn_.Forward(ap_, x.a, B, S, key_segments, causal, attn_rate, Key(0), w.sub, w.rest);
     // With layernorm_from_output the LayerNorm inputs only pass through the workspace.
-    ops_->ResidualLayerNormForward(x, sub, hidden_rate, Key(1), ln1_g_, ln1_b_, N, d_, eps_,
-                                   ln_from_output_ ? rest : ln1_kept_, h1_, mean1_, rstd1_);
-    Ffn(h1_, sub, rest);
-    ops_->ResidualLayerNormForward(h1_, sub, hidden_rate, Key(2), ln2_g_, ln2_b_, N, d_, eps_,
-                                   ln_from_output_ ? rest : ln2_kept_, out, mean2_, rstd2_);
+    ops_->ResidualLayerNormForward(x.a, w.sub, hidden_rate, Key(1), ln1_g_, ln1_b_, N, d_, eps_,
+                                   ln_from_output_ ? w.rest_t : sum1_, h1_, mean1_, rstd1_);
+    Ffn(h1_, w);
+    ops_->ResidualLayerNormForward(h1_, w.sub, hidden_rate, Key(2), ln2_g_, ln2_b_, N, d_, eps_,
+                                   ln_from_output_ ? w.rest_t : sum2_, out.a, mean2_, rstd2_);
   }
 
   // dout: d loss / d out [N, d], destroyed. dx [N, d] is overwritten with d loss / d x. x and
   // out are the last Forward's input and output, unchanged.
-  void Backward(const T* x, const T* out, T* dout, T* dx, T* scratch) {
+  void Backward(const Hidden<T, A>& x, const Hidden<T, A>& out, T* dout, T* dx, void* scratch) {
+    const Workspace w = Carve(scratch);
     if (pre_ln_) {
-      BackwardPreLn(x, dout, dx, scratch);
+      BackwardPreLn(x.t, dout, dx, w);
       return;
     }
     const int N = B_ * S_;
     const int64_t nd = static_cast<int64_t>(N) * d_;
-    T* dsub = scratch;  // [N, d]
-    T* rest = scratch + AlignUp(nd, kTensorAlignment);
     T* db = dout;  // becomes d/d b_pre, then d/d h1, then d/d a_pre in place
 
-    const T* b_pre = ln2_kept_;
+    const T* b_pre = sum2_;
     if (ln_from_output_) {  // the workspace is free until dg
-      ops_->LayerNormInputFromOutput(out, ln2_g_, ln2_b_, mean2_, rstd2_, N, d_, rest);
-      b_pre = rest;
+      ops_->LayerNormInputFromOutput(out.a, ln2_g_, ln2_b_, mean2_, rstd2_, N, d_, w.rest_t);
+      b_pre = w.rest_t;
     }
     ops_->ResidualLayerNormBackward(dout, b_pre, ln2_g_, mean2_, rstd2_, N, d_, hidden_rate_,
-                                    Key(2), db, dsub, d_ln2_g_, d_ln2_b_);
+                                    Key(2), db, w.dsub, d_ln2_g_, d_ln2_b_);
     // d/d h1 = skip path (db) + the FFN's input gradient.
-    FfnBackward(hidden_rate_ > 0 ? dsub : db, h1_, db, /*beta=*/T(1), rest);
+    FfnBackward(SublayerGradient(db, w.dsub, nd), h1_, db, /*beta=*/T(1), w);
 
-    const T* a_pre = ln1_kept_;
+    const T* a_pre = sum1_;
     if (ln_from_output_) {  // dg is consumed: the workspace is free until attention's backward
-      ops_->LayerNormInputFromOutput(h1_, ln1_g_, ln1_b_, mean1_, rstd1_, N, d_, rest);
-      a_pre = rest;
+      ops_->LayerNormInputFromOutput(h1_, ln1_g_, ln1_b_, mean1_, rstd1_, N, d_, w.rest_t);
+      a_pre = w.rest_t;
     }
     ops_->ResidualLayerNormBackward(db, a_pre, ln1_g_, mean1_, rstd1_, N, d_, hidden_rate_, Key(1),
-                                    db, dsub, d_ln1_g_, d_ln1_b_);
-    const T* dattn = hidden_rate_ > 0 ? dsub : db;
+                                    db, w.dsub, d_ln1_g_, d_ln1_b_);
+    const A* dattn = SublayerGradient(db, w.dsub, nd);
     ops_->CopyDevice(dx, db, sizeof(T) * static_cast<size_t>(nd));  // skip path
-    attn_.Backward(ap_, ag_, x, dattn, dx, rest);
+    attn_.Backward(ap_, ag_, x.a, dattn, dx, w.rest);
   }
 
  private:
+  // The workspace's pieces: the sublayer output or its gradient [N, d] (A) at the start, then
+  // `rest`, seen as bytes (the attention's scratch), as A or as T.
+  struct Workspace {
+    A* sub;
+    A* dsub;  // the same buffer, in backward
+    void* rest;
+    A* rest_a;
+    T* rest_t;
+  };
+  Workspace Carve(void* scratch) const {
+    unsigned char* bytes = static_cast<unsigned char*>(scratch);
+    const int64_t nd = static_cast<int64_t>(B_) * S_ * d_;
+    unsigned char* rest = bytes + AlignBytes<T>(nd * static_cast<int64_t>(sizeof(A)));
+    A* sub = reinterpret_cast<A*>(bytes);
+    return {sub, sub, rest, reinterpret_cast<A*>(rest), reinterpret_cast<T*>(rest)};
+  }
+
+  // The gradient a post-LN sublayer receives: the dropout's (dsub, written by
+  // ResidualLayerNormBackward when the rate is > 0) or the residual one's, db. With A != T the
+  // latter is converted into dsub (a rate-0 Dropout), since the sublayer reads A.
+  const A* SublayerGradient(const T* db, A* dsub, int64_t nd) {
+    if (hidden_rate_ > 0) return dsub;
+    if constexpr (std::is_same_v<T, A>) {
+      return db;
+    } else {
+      ops_->Dropout(db, dsub, nd, 0.0f, Key(0));
+      return dsub;
+    }
+  }
+
+  void AllocateKept(int64_t n) {
+    auto alloc_a = [&](int64_t count) {
+      A* p = static_cast<A*>(ops_->AllocBytes(sizeof(A) * static_cast<size_t>(count)));
+      allocations_.push_back(p);
+      return p;
+    };
+    auto alloc_t = [&](int64_t count) {
+      T* p = ops_->Alloc(count);
+      allocations_.push_back(p);
+      return p;
+    };
+    // Post-LN keeps the LayerNorm inputs (unless recomputed from the outputs); pre-LN keeps the
+    // LayerNorm outputs, the sublayers' inputs (its LayerNorm inputs are the residual stream,
+    // kept anyway).
+    if (pre_ln_) {
+      ln1_out_ = alloc_a(n * d_);
+      h1_res_ = alloc_t(n * d_);
+      ln2_out_ = alloc_a(n * d_);
+    } else {
+      if (!ln_from_output_) sum1_ = alloc_t(n * d_);
+      h1_ = alloc_a(n * d_);
+      if (!ln_from_output_) sum2_ = alloc_t(n * d_);
+    }
+    mean1_ = alloc_t(n);
+    rstd1_ = alloc_t(n);
+    mean2_ = alloc_t(n);
+    rstd2_ = alloc_t(n);
+    u_ = alloc_a(n * f_);
+    if (!recompute_gelu_) g_ = alloc_a(n * f_);
+  }
+
   DropoutKey Key(uint32_t site) const {
     DropoutKey k = base_;
     k.layer = static_cast<uint32_t>(index_);
@@ -185,31 +265,33 @@ class EncoderLayer {
     return k;
   }
 
-  // sub [N, d] = W2 dropout(act(W1 in + b1)) + b2, keeping u (and the dropped activation
-  // unless recomputed). rest: the workspace after sub.
-  void Ffn(const T* in, T* sub, T* rest) {
+  // w.sub [N, d] = W2 dropout(act(W1 in + b1)) + b2, keeping u (and the dropped activation
+  // unless recomputed).
+  void Ffn(const A* in, const Workspace& w) {
     const int N = B_ * S_;
     ops_->Linear(in, w1_, b1_, N, f_, d_, u_);
-    T* g = recompute_gelu_ ? rest : g_;  // the workspace is free once attention is done
+    A* g = recompute_gelu_ ? w.rest_a : g_;  // the workspace is free once attention is done
     ActivationWithDropout(g);
-    ops_->Linear(g, w2_, b2_, N, d_, f_, sub);
+    ops_->Linear(g, w2_, b2_, N, d_, f_, w.sub);
   }
 
   // g [N, F] = dropout(act(u)), the FFN dropout's mask drawn at site 3.
-  void ActivationWithDropout(T* g) {
+  void ActivationWithDropout(A* g) {
     const int64_t n = static_cast<int64_t>(B_) * S_ * f_;
     ops_->ActivationForward(act_, u_, g, n);
     if (ffn_rate_ > 0) ops_->Dropout(g, g, n, ffn_rate_, Key(3));
   }
 
   // The FFN's backward for d loss / d sub = df, its input `in`: accumulates W1, b1, W2, b2
-  // gradients and writes din = beta * din + d loss / d in. rest: [N, F] of workspace.
-  void FfnBackward(const T* df, const T* in, T* din, T beta, T* rest) {
+  // gradients and writes din = beta * din + d loss / d in (din: the residual stream's gradient,
+  // T, post-LN; the LayerNorm output's, A, pre-LN). w.rest: [N, F] of workspace.
+  template <typename D>
+  void FfnBackward(const A* df, const A* in, D* din, T beta, const Workspace& w) {
     const int N = B_ * S_;
     // FFN output dense: y = g W2^T + b2. With recompute_gelu, g is recomputed into the
     // workspace that then receives dg.
-    T* dg = rest;  // [N, F]
-    const T* g = g_;
+    A* dg = w.rest_a;  // [N, F]
+    const A* g = g_;
     if (recompute_gelu_) {
       ActivationWithDropout(dg);
       g = dg;
@@ -226,63 +308,73 @@ class EncoderLayer {
 
   // Pre-LN: h1 = x + dropout(Attn(LN1(x))), out = h1 + dropout(FFN(LN2(h1))).
   void ForwardPreLn(const T* x, const int32_t* key_segments, bool causal, float attn_rate, T* out,
-                    T* scratch) {
+                    const Workspace& w) {
     const int N = B_ * S_;
     const int64_t nd = static_cast<int64_t>(N) * d_;
-    T* sub = scratch;  // [N, d] sublayer output
-    T* rest = scratch + AlignUp(nd, kTensorAlignment);
-    ops_->LayerNormForward(x, ln1_g_, ln1_b_, N, d_, eps_, ln1_kept_, mean1_, rstd1_);
-    attn_.Forward(ap_, ln1_kept_, B_, S_, key_segments, causal, attn_rate, Key(0), sub, rest);
-    ops_->Dropout(sub, sub, nd, hidden_rate_, Key(1));
-    ops_->Add(x, sub, h1_, nd);
-    ops_->LayerNormForward(h1_, ln2_g_, ln2_b_, N, d_, eps_, ln2_kept_, mean2_, rstd2_);
-    Ffn(ln2_kept_, sub, rest);
-    ops_->Dropout(sub, sub, nd, hidden_rate_, Key(2));
-    ops_->Add(h1_, sub, out, nd);
+    ops_->LayerNormForward(x, ln1_g_, ln1_b_, N, d_, eps_, ln1_out_, mean1_, rstd1_);
+    attn_.Forward(ap_, ln1_out_, B_, S_, key_segments, causal, attn_rate, Key(0), w.sub, w.rest);
+    ops_->Dropout(w.sub, w.sub, nd, hidden_rate_, Key(1));
+    ops_->Add(x, w.sub, h1_res_, nd);
+    ops_->LayerNormForward(h1_res_, ln2_g_, ln2_b_, N, d_, eps_, ln2_out_, mean2_, rstd2_);
+    Ffn(ln2_out_, w);
+    ops_->Dropout(w.sub, w.sub, nd, hidden_rate_, Key(2));
+    ops_->Add(h1_res_, w.sub, out, nd);
   }
 
   // Pre-LN backward: dout (d/d out) becomes d/d h1 in place, then a scratch for d/d LN1(x).
-  void BackwardPreLn(const T* x, T* dout, T* dx, T* scratch) {
+  void BackwardPreLn(const T* x, T* dout, T* dx, const Workspace& w) {
     const int N = B_ * S_;
     const int64_t nd = static_cast<int64_t>(N) * d_;
-    T* dsub = scratch;  // [N, d]
-    T* rest = scratch + AlignUp(nd, kTensorAlignment);
+    A* dsub = w.dsub;
     // FFN sublayer: out = h1 + dropout(f). d/d LN2 output lands in dsub (df is consumed first).
-    const T* df = dout;
-    if (hidden_rate_ > 0) {
+    const A* df;
+    if constexpr (std::is_same_v<T, A>) {
+      df = dout;
+      if (hidden_rate_ > 0) {
+        ops_->Dropout(dout, dsub, nd, hidden_rate_, Key(2));
+        df = dsub;
+      }
+    } else {  // the sublayer reads A: rate 0 converts
       ops_->Dropout(dout, dsub, nd, hidden_rate_, Key(2));
       df = dsub;
     }
-    FfnBackward(df, ln2_kept_, dsub, /*beta=*/T(0), rest);
-    ops_->LayerNormBackward(dsub, h1_, ln2_g_, mean2_, rstd2_, N, d_, dsub, d_ln2_g_, d_ln2_b_);
+    FfnBackward(df, ln2_out_, dsub, /*beta=*/T(0), w);
+    ops_->LayerNormBackward(dsub, h1_res_, ln2_g_, mean2_, rstd2_, N, d_, dsub, d_ln2_g_, d_ln2_b_);
     ops_->Add(dout, dsub, dout, nd);  // d/d h1: skip path + through LN2
     // Attention sublayer: h1 = x + dropout(attn). dx starts as the skip path.
     ops_->CopyDevice(dx, dout, sizeof(T) * static_cast<size_t>(nd));
     ops_->Dropout(dout, dsub, nd, hidden_rate_, Key(1));  // rate 0 copies
     ops_->Fill(dout, nd, T(0));                           // receives d/d LN1(x)
-    attn_.Backward(ap_, ag_, ln1_kept_, dsub, dout, rest);
+    attn_.Backward(ap_, ag_, ln1_out_, dsub, dout, w.rest);
     ops_->LayerNormBackward(dout, x, ln1_g_, mean1_, rstd1_, N, d_, dout, d_ln1_g_, d_ln1_b_);
     ops_->Add(dx, dout, dx, nd);
   }
 
-  Ops<T>* ops_;
+  Ops<T, A>* ops_;
   int index_, d_, f_;
   bool pre_ln_;
   Activation act_;
   bool recompute_gelu_;
   bool ln_from_output_;  // post-LN LayerNorm inputs recomputed in backward, not kept
   T eps_;
-  FixedHeadAttention<T> attn_;
-  AttentionParams<T> ap_;
+  FixedHeadAttention<T, A> attn_;
+  AttentionParams<T, A> ap_;
   AttentionGrads<T> ag_;
-  T *ln1_g_, *ln1_b_, *w1_, *b1_, *w2_, *b2_, *ln2_g_, *ln2_b_;
+  const A *w1_, *w2_;
+  T *ln1_g_, *ln1_b_, *b1_, *b2_, *ln2_g_, *ln2_b_;
   T *d_ln1_g_, *d_ln1_b_, *dw1_, *db1_, *dw2_, *db2_, *d_ln2_g_, *d_ln2_b_;
-  T *mean1_, *rstd1_, *h1_, *u_, *mean2_, *rstd2_;
-  // Post-LN: the LayerNorm inputs (x + attention, h1 + FFN), unless ln_from_output_. Pre-LN:
-  // the LayerNorm outputs LN1(x), LN2(h1), the sublayers' inputs.
-  T* ln1_kept_ = nullptr;
-  T* ln2_kept_ = nullptr;
-  T* g_ = nullptr;  // activation output, unless recompute_gelu_
+  std::vector<void*> allocations_;
+  T *mean1_ = nullptr, *rstd1_ = nullptr, *mean2_ = nullptr, *rstd2_ = nullptr;
+  A* u_ = nullptr;
+  A* g_ = nullptr;  // activation output, unless recompute_gelu_
+  // Post-LN: the LayerNorm inputs x + attention and h1 + FFN (unless ln_from_output_), and h1.
+  T* sum1_ = nullptr;
+  A* h1_ = nullptr;
+  T* sum2_ = nullptr;
+  // Pre-LN: the LayerNorm outputs LN1(x), LN2(h1) (the sublayers' inputs) and h1.
+  A* ln1_out_ = nullptr;
+  T* h1_res_ = nullptr;
+  A* ln2_out_ = nullptr;
   int B_ = 0, S_ = 0;
   float hidden_rate_ = 0, ffn_rate_ = 0;
   DropoutKey base_;
@@ -454,8 +546,9 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
   params_ = Allocate(layout_.total());
   grads_ = Allocate(layout_.total());
   for (int l = 0; l < model.num_layers(); ++l) {
-    layers_.push_back(std::make_unique<EncoderLayer<T>>(ops, model, l, layout_, params_, grads_,
-                                                        limits.max_batch, limits.max_seq, options));
+    layers_.push_back(std::make_unique<EncoderLayer<T, T>>(
+        ops, model, l, layout_, params_,
+        /*weights=*/params_, grads_, limits.max_batch, limits.max_seq, options));
   }
 
   AllocateInputs();
@@ -500,7 +593,7 @@ void Model<T>::AllocateActivations() {
   kept += N * d_ + 2 * N;
   for (int l = 0; l <= config_.num_layers(); ++l) hidden_.push_back(Allocate(N * d_));
   kept += (config_.num_layers() + 1) * N * d_;
-  for (const auto& layer : layers_) kept += layer->KeptElements(N);
+  for (const auto& layer : layers_) kept += layer->KeptBytes(N) / static_cast<int64_t>(sizeof(T));
   const int64_t rows = bert_ ? P : N;
   logits_ = Allocate(rows * Vp_);
   losses_ = Allocate(rows);
@@ -521,8 +614,9 @@ void Model<T>::AllocateActivations() {
   // Workspace: a layer's scratch (also the heads' two [rows, d] buffers), the two [N, d]
   // gradient buffers Backward alternates between, and the NSP logit gradient.
   const int64_t scratch =
-      std::max(EncoderLayer<T>::ScratchElements(config_, limits_.max_batch, limits_.max_seq,
-                                                fused_attention_),
+      std::max(EncoderLayer<T, T>::ScratchBytes(config_, limits_.max_batch, limits_.max_seq,
+                                                fused_attention_) /
+                   static_cast<int64_t>(sizeof(T)),
                AlignUp(std::max(P, B) * d_, kTensorAlignment) + std::max(P, B) * d_);
   scratch_ = Allocate(scratch);
   dh_[0] = Allocate(N * d_);
@@ -668,8 +762,9 @@ absl::Status Model<T>::EnqueueEncoder(const Batch& batch, bool training, const D
 
   EmbeddingsForward();
   for (size_t l = 0; l < layers_.size(); ++l) {
-    layers_[l]->Forward(hidden_[l], B, S, attention_segments_, /*causal=*/!bert_, attention_rate_,
-                        hidden_rate_, ffn_rate_, base, hidden_[l + 1], scratch_);
+    layers_[l]->Forward({hidden_[l], hidden_[l]}, B, S, attention_segments_, /*causal=*/!bert_,
+                        attention_rate_, hidden_rate_, ffn_rate_, base,
+                        {hidden_[l + 1], hidden_[l + 1]}, scratch_);
   }
 
   if (pre_ln_) {
@@ -705,7 +800,8 @@ absl::Status Model<T>::Enqueue(const Batch& batch, bool training, const DropoutK
 
 template <typename T>
 const T* Model<T>::attention_input(int l) const {
-  return layers_.at(static_cast<size_t>(l))->AttentionInput(hidden_.at(static_cast<size_t>(l)));
+  T* x = hidden_.at(static_cast<size_t>(l));
+  return layers_.at(static_cast<size_t>(l))->AttentionInput({x, x});
 }
 
 template <typename T>
@@ -921,7 +1017,8 @@ void Model<T>::BackwardThroughEncoder(T* dh, const BackwardHook& hook) {
   if (hook) hook(static_cast<int>(layers_.size()));
   for (int l = static_cast<int>(layers_.size()) - 1; l >= 0; --l) {
     T* dx = dh == dh_[0] ? dh_[1] : dh_[0];
-    layers_[l]->Backward(hidden_[l], hidden_[l + 1], dh, dx, scratch_);
+    layers_[l]->Backward({hidden_[l], hidden_[l]}, {hidden_[l + 1], hidden_[l + 1]}, dh, dx,
+                         scratch_);
     dh = dx;
     if (hook) hook(l);
   }
@@ -1036,5 +1133,8 @@ void Model<T>::SetParameters(const std::vector<T>& values) {
 
 template class Model<float>;
 template class Model<double>;
+// The bf16-activation layer, compiled against Ops<float, Bf16> (kernels/mixed_ops.h) so that its
+// typing is checked; Model<float, Bf16> will own it.
+template class EncoderLayer<float, Bf16>;
 
 }  // namespace headroom

@@ -153,7 +153,7 @@ struct LossStats {
   int64_t lm_correct = -1;  // argmax == target; -1 unless count_correct was asked
 };
 
-template <typename T>
+template <typename T, typename A>
 class EncoderLayer;  // transformer.cc
 
 template <typename T>
@@ -323,7 +323,7 @@ class Model {
 
   T* params_ = nullptr;
   T* grads_ = nullptr;
-  std::vector<std::unique_ptr<EncoderLayer<T>>> layers_;
+  std::vector<std::unique_ptr<EncoderLayer<T, T>>> layers_;
 
   // Inputs of the current batch (device).
   int32_t* ids_ = nullptr;        // [N] input token ids (causal LM: shift_right(targets))
