@@ -34,14 +34,6 @@ Activation ActivationOf(const ModelConfig& m) {
   }
 }
 
-// A layer's input or output h_l: a LayerNorm output stored as A (post-LN), or the residual
-// stream, T (pre-LN). Only the one of the model's norm is set.
-template <typename T, typename A>
-struct Hidden {
-  A* a = nullptr;  // post-LN
-  T* t = nullptr;  // pre-LN
-};
-
 // Bytes rounded up to a multiple of kTensorAlignment elements of T: where the pieces of a
 // workspace that holds both types start.
 template <typename T>
@@ -135,13 +127,13 @@ class EncoderLayer {
 
   // The input of this layer's attention in the last Forward, [B*S, d]: the layer input x
   // (post-LN) or LN1(x) (pre-LN).
-  const A* AttentionInput(const Hidden<T, A>& x) const { return pre_ln_ ? ln1_out_ : x.a; }
+  const A* AttentionInput(const HiddenState<T, A>& x) const { return pre_ln_ ? ln1_out_ : x.a; }
 
   // out [N, d] = block(x). scratch: ScratchBytes. The dropout rates (0 in evaluation):
   // attention probabilities, sublayer outputs, and the FFN's activations.
-  void Forward(const Hidden<T, A>& x, int B, int S, const int32_t* key_segments, bool causal,
+  void Forward(const HiddenState<T, A>& x, int B, int S, const int32_t* key_segments, bool causal,
                float attn_rate, float hidden_rate, float ffn_rate, const DropoutKey& base,
-               const Hidden<T, A>& out, void* scratch) {
+               const HiddenState<T, A>& out, void* scratch) {
     hidden_rate_ = hidden_rate;
     ffn_rate_ = ffn_rate;
     base_ = base;
@@ -164,7 +156,8 @@ class EncoderLayer {
 
   // dout: d loss / d out [N, d], destroyed. dx [N, d] is overwritten with d loss / d x. x and
   // out are the last Forward's input and output, unchanged.
-  void Backward(const Hidden<T, A>& x, const Hidden<T, A>& out, T* dout, T* dx, void* scratch) {
+  void Backward(const HiddenState<T, A>& x, const HiddenState<T, A>& out, T* dout, T* dx,
+                void* scratch) {
     const Workspace w = Carve(scratch);
     if (pre_ln_) {
       BackwardPreLn(x.t, dout, dx, w);
@@ -441,12 +434,22 @@ std::vector<double> TimingSignal(int positions, int d) {
   return signal;
 }
 
+// A stored value as a number: bf16 widened (exactly) to float.
+template <typename V>
+double Widen(V v) {
+  if constexpr (std::is_same_v<V, Bf16>) {
+    return static_cast<float>(v);
+  } else {
+    return static_cast<double>(v);
+  }
+}
+
 // Index of the largest of n values (the first on ties, as tf.argmax).
-template <typename T>
-int ArgMax(const T* v, int n) {
+template <typename V>
+int ArgMax(const V* v, int n) {
   int best = 0;
   for (int i = 1; i < n; ++i) {
-    if (v[i] > v[best]) best = i;
+    if (Widen(v[i]) > Widen(v[best])) best = i;
   }
   return best;
 }
@@ -471,11 +474,12 @@ ModelOptions ModelOptionsFromConfig(const TrainConfig& train) {
   return o;
 }
 
-template <typename T>
-absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& model, Ops<T>* ops,
-                                                           const ModelLimits& limits,
-                                                           const ModelOptions& options,
-                                                           const TaskHead& head) {
+template <typename T, typename A>
+absl::StatusOr<std::unique_ptr<Model<T, A>>> Model<T, A>::Create(const ModelConfig& model,
+                                                                 Ops<T, A>* ops,
+                                                                 const ModelLimits& limits,
+                                                                 const ModelOptions& options,
+                                                                 const TaskHead& head) {
   ExperimentConfig e;
   *e.mutable_model() = model;
   FillDefaults(e);  // the documented defaults of unset optional fields
@@ -496,15 +500,14 @@ absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& mo
                      (options.attention == AttentionPath::kAuto &&
                       ops->PrefersFusedAttention(HeadSize(e.model())));
   resolved.attention = fused ? AttentionPath::kFused : AttentionPath::kMaterialized;
-  std::unique_ptr<Model<T>> m(new Model<T>(e.model(), ops, l, resolved, head));
+  std::unique_ptr<Model<T, A>> m(new Model<T, A>(e.model(), ops, l, resolved, head));
   // An allocation that failed left a null buffer: refuse the model before anything touches it.
   if (absl::Status ops_status = ops->status(); !ops_status.ok()) {
     return absl::Status(
         ops_status.code(),
         absl::StrCat("cannot create the model (", m->layout().num_parameters(), " parameters, ",
-                     m->ActivationElements(), " activation and workspace elements of ", sizeof(T),
-                     " bytes for ", l.max_batch, " x ", l.max_seq,
-                     " tokens): ", ops_status.message(),
+                     m->ActivationBytes(), " bytes of activations and workspace for ", l.max_batch,
+                     " x ", l.max_seq, " tokens): ", ops_status.message(),
                      "; lower the micro-batch size or the model size, or free memory"));
   }
   m->ops_->Fill(m->ones_,
@@ -513,23 +516,25 @@ absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& mo
   return m;
 }
 
-template <typename T>
-T* Model<T>::Allocate(int64_t n) {
-  T* p = ops_->Alloc(std::max<int64_t>(n, 1));
+template <typename T, typename A>
+template <typename U>
+U* Model<T, A>::Allocate(int64_t n) {
+  U* p =
+      static_cast<U*>(ops_->AllocBytes(sizeof(U) * static_cast<size_t>(std::max<int64_t>(n, 1))));
   allocations_.push_back(p);
   return p;
 }
 
-template <typename T>
-int32_t* Model<T>::AllocateInt(int64_t n) {
+template <typename T, typename A>
+int32_t* Model<T, A>::AllocateInt(int64_t n) {
   int32_t* p = ops_->AllocInt(std::max<int64_t>(n, 1));
   allocations_.push_back(p);
   return p;
 }
 
-template <typename T>
-Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits,
-                const ModelOptions& options, const TaskHead& head)
+template <typename T, typename A>
+Model<T, A>::Model(const ModelConfig& model, Ops<T, A>* ops, const ModelLimits& limits,
+                   const ModelOptions& options, const TaskHead& head)
     : config_(model),
       ops_(ops),
       limits_(limits),
@@ -545,18 +550,23 @@ Model<T>::Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits
       eps_(static_cast<T>(model.layer_norm_epsilon())) {
   params_ = Allocate(layout_.total());
   grads_ = Allocate(layout_.total());
+  if constexpr (std::is_same_v<T, A>) {
+    mirror_ = params_;
+  } else {
+    mirror_ = Allocate<A>(layout_.total());
+  }
   for (int l = 0; l < model.num_layers(); ++l) {
-    layers_.push_back(std::make_unique<EncoderLayer<T, T>>(
-        ops, model, l, layout_, params_,
-        /*weights=*/params_, grads_, limits.max_batch, limits.max_seq, options));
+    layers_.push_back(std::make_unique<EncoderLayer<T, A>>(ops, model, l, layout_, params_, mirror_,
+                                                           grads_, limits.max_batch, limits.max_seq,
+                                                           options));
   }
 
   AllocateInputs();
   AllocateActivations();
 }
 
-template <typename T>
-void Model<T>::AllocateInputs() {
+template <typename T, typename A>
+void Model<T, A>::AllocateInputs() {
   const int64_t B = limits_.max_batch, N = B * limits_.max_seq;
   const int64_t P = B * limits_.max_predictions;
   ids_ = AllocateInt(N);
@@ -579,83 +589,119 @@ void Model<T>::AllocateInputs() {
   }
 }
 
-template <typename T>
-void Model<T>::AllocateActivations() {
+template <typename T, typename A>
+void Model<T, A>::AllocateActivations() {
   const int64_t B = limits_.max_batch, N = B * limits_.max_seq;
   const int64_t P = B * limits_.max_predictions;
-  int64_t kept = 0;
-  // Post-LN: the embedding LayerNorm's input and statistics; pre-LN: the final LayerNorm's
-  // output and statistics (its input is h_L).
-  T* ln_rows = Allocate(N * d_);
-  (pre_ln_ ? final_out_ : emb_sum_) = ln_rows;
-  (pre_ln_ ? final_mean_ : emb_mean_) = Allocate(N);
-  (pre_ln_ ? final_rstd_ : emb_rstd_) = Allocate(N);
-  kept += N * d_ + 2 * N;
-  for (int l = 0; l <= config_.num_layers(); ++l) hidden_.push_back(Allocate(N * d_));
-  kept += (config_.num_layers() + 1) * N * d_;
-  for (const auto& layer : layers_) kept += layer->KeptBytes(N) / static_cast<int64_t>(sizeof(T));
+  const int64_t a = sizeof(A), t = sizeof(T);
+  int64_t kept = 0;  // bytes
+  // Post-LN: the embedding LayerNorm's input (T, the residual stream) and statistics; pre-LN:
+  // the final LayerNorm's output (A) and statistics (its input is h_L).
+  if (pre_ln_) {
+    final_out_ = Allocate<A>(N * d_);
+    final_mean_ = Allocate(N);
+    final_rstd_ = Allocate(N);
+  } else {
+    emb_sum_ = Allocate(N * d_);
+    emb_mean_ = Allocate(N);
+    emb_rstd_ = Allocate(N);
+  }
+  kept += N * d_ * (pre_ln_ ? a : t) + 2 * N * t;
+  // h_0 .. h_L: LayerNorm outputs (A) post-LN, the residual stream (T) pre-LN.
+  for (int l = 0; l <= config_.num_layers(); ++l) {
+    HiddenState<T, A> h;
+    if (pre_ln_) {
+      h.t = Allocate(N * d_);
+    } else {
+      h.a = Allocate<A>(N * d_);
+    }
+    if constexpr (std::is_same_v<T, A>) h.a = h.t = (pre_ln_ ? h.t : h.a);
+    hidden_.push_back(h);
+  }
+  kept += (config_.num_layers() + 1) * N * d_ * (pre_ln_ ? t : a);
+  for (const auto& layer : layers_) kept += layer->KeptBytes(N);
   const int64_t rows = bert_ ? P : N;
-  logits_ = Allocate(rows * Vp_);
+  logits_ = Allocate<A>(rows * Vp_);
   losses_ = Allocate(rows);
-  kept += rows * Vp_ + rows;
+  kept += rows * Vp_ * a + rows * t;
   if (bert_) {
-    mlm_in_ = Allocate(P * d_);
-    mlm_pre_ = Allocate(P * d_);
-    mlm_act_ = Allocate(P * d_);
+    mlm_in_ = Allocate<A>(P * d_);
+    mlm_pre_ = Allocate<A>(P * d_);
+    mlm_act_ = Allocate<A>(P * d_);
     mlm_mean_ = Allocate(P);
     mlm_rstd_ = Allocate(P);
-    mlm_out_ = Allocate(P * d_);
-    cls_ = Allocate(B * d_);
-    pooled_ = Allocate(B * d_);
-    nsp_logits_ = Allocate(2 * B);
+    mlm_out_ = Allocate<A>(P * d_);
+    cls_ = Allocate<A>(B * d_);
+    pooled_ = Allocate<A>(B * d_);
+    nsp_logits_ = Allocate<A>(2 * B);
     nsp_losses_ = Allocate(B);
-    kept += 4 * P * d_ + 2 * P + 2 * B * d_ + 3 * B;
+    kept += (4 * P * d_ + 2 * B * d_ + 2 * B) * a + (2 * P + B) * t;
   }
   // Workspace: a layer's scratch (also the heads' two [rows, d] buffers), the two [N, d]
-  // gradient buffers Backward alternates between, and the NSP logit gradient.
+  // gradient buffers Backward alternates between (T), and the NSP logit gradient (A). Counted
+  // in whole T elements, as allocated.
+  const int64_t heads = HeadScratchOffset() + std::max(P, B) * d_ * a;
   const int64_t scratch =
-      std::max(EncoderLayer<T, T>::ScratchBytes(config_, limits_.max_batch, limits_.max_seq,
-                                                fused_attention_) /
-                   static_cast<int64_t>(sizeof(T)),
-               AlignUp(std::max(P, B) * d_, kTensorAlignment) + std::max(P, B) * d_);
+      (std::max(EncoderLayer<T, A>::ScratchBytes(config_, limits_.max_batch, limits_.max_seq,
+                                                 fused_attention_),
+                heads) +
+       t - 1) /
+      t;
   scratch_ = Allocate(scratch);
   dh_[0] = Allocate(N * d_);
   dh_[1] = Allocate(N * d_);
-  if (bert_) nsp_dlogits_ = Allocate(2 * B);
-  activation_elements_ = kept + scratch + 2 * N * d_ + (bert_ ? 2 * B : 0);
+  if (bert_) nsp_dlogits_ = Allocate<A>(2 * B);
+  activation_bytes_ = kept + scratch * t + 2 * N * d_ * t + (bert_ ? 2 * B * a : 0);
 }
 
-template <typename T>
-Model<T>::~Model() {
+template <typename T, typename A>
+int64_t Model<T, A>::HeadScratchOffset() const {
+  const int64_t rows = std::max(limits_.max_batch * limits_.max_predictions, limits_.max_batch);
+  return AlignBytes<T>(rows * d_ * static_cast<int64_t>(sizeof(A)));
+}
+
+template <typename T, typename A>
+A* Model<T, A>::HeadScratch(int which) const {
+  unsigned char* bytes = static_cast<unsigned char*>(scratch_);
+  return reinterpret_cast<A*>(bytes + (which == 0 ? 0 : HeadScratchOffset()));
+}
+
+template <typename T, typename A>
+Model<T, A>::~Model() {
   layers_.clear();
   for (void* p : allocations_) ops_->Free(p);
 }
 
-template <typename T>
-const T* Model<T>::P(const std::string& name) const {
+template <typename T, typename A>
+const T* Model<T, A>::P(const std::string& name) const {
   return params_ + layout_.Get(name).offset;
 }
 
-template <typename T>
-T* Model<T>::G(const std::string& name) {
+template <typename T, typename A>
+T* Model<T, A>::G(const std::string& name) {
   return grads_ + layout_.Get(name).offset;
 }
 
-template <typename T>
-absl::StatusOr<LossStats> Model<T>::Forward(const Batch& batch, bool training,
-                                            const DropoutKey& base, bool count_correct) {
+template <typename T, typename A>
+const A* Model<T, A>::W(const std::string& name) const {
+  return mirror_ + layout_.Get(name).offset;
+}
+
+template <typename T, typename A>
+absl::StatusOr<LossStats> Model<T, A>::Forward(const Batch& batch, bool training,
+                                               const DropoutKey& base, bool count_correct) {
   absl::Status s = Enqueue(batch, training, base, count_correct);
   if (!s.ok()) return s;
   return ReadLossStatsOrError();
 }
 
-template <typename T>
-absl::Status Model<T>::ForwardAsync(const Batch& batch, bool training, const DropoutKey& base) {
+template <typename T, typename A>
+absl::Status Model<T, A>::ForwardAsync(const Batch& batch, bool training, const DropoutKey& base) {
   return Enqueue(batch, training, base, /*count_correct=*/false);
 }
 
-template <typename T>
-LossStats Model<T>::ReadLossStats() {
+template <typename T, typename A>
+LossStats Model<T, A>::ReadLossStats() {
   absl::StatusOr<LossStats> stats = ReadLossStatsOrError();
   if (stats.ok()) return *stats;
   // The device failed: losses that read as NaN fail every finiteness check downstream.
@@ -666,16 +712,16 @@ LossStats Model<T>::ReadLossStats() {
   return failed;
 }
 
-template <typename T>
-absl::StatusOr<LossStats> Model<T>::ReadLossStatsOrError() {
+template <typename T, typename A>
+absl::StatusOr<LossStats> Model<T, A>::ReadLossStatsOrError() {
   assert(stats_pending_ && "ReadLossStats needs a preceding Forward or ForwardAsync");
   stats_pending_ = false;
   LossStats stats = pending_;
   T host_scalars[2] = {T(0), T(0)};
   if (bert_) {
     const int B = B_;
-    std::vector<T> nsp_logits(2 * B);
-    ops_->CopyToHost(nsp_logits.data(), nsp_logits_, sizeof(T) * 2 * B);
+    std::vector<A> nsp_logits(2 * B);
+    ops_->CopyToHost(nsp_logits.data(), nsp_logits_, sizeof(A) * 2 * B);
     ops_->CopyToHost(host_scalars, scalars_, sizeof(T) * 2);
     for (int b = 0; b < B; ++b) {
       if (ArgMax(nsp_logits.data() + 2 * b, 2) == nsp_labels_host_[b]) ++stats.nsp_correct;
@@ -700,8 +746,9 @@ absl::StatusOr<LossStats> Model<T>::ReadLossStatsOrError() {
   return stats;
 }
 
-template <typename T>
-absl::Status Model<T>::ForwardEncoder(const Batch& batch, bool training, const DropoutKey& base) {
+template <typename T, typename A>
+absl::Status Model<T, A>::ForwardEncoder(const Batch& batch, bool training,
+                                         const DropoutKey& base) {
   stats_pending_ = false;
   encoder_backward_ready_ = false;
   if (!bert_) {
@@ -716,9 +763,9 @@ absl::Status Model<T>::ForwardEncoder(const Batch& batch, bool training, const D
   return absl::OkStatus();
 }
 
-template <typename T>
-absl::Status Model<T>::EnqueueEncoder(const Batch& batch, bool training, const DropoutKey& base,
-                                      int M) {
+template <typename T, typename A>
+absl::Status Model<T, A>::EnqueueEncoder(const Batch& batch, bool training, const DropoutKey& base,
+                                         int M) {
   const int B = batch.batch_size, S = batch.seq_length;
   if (B > limits_.max_batch || S > limits_.max_seq || M > limits_.max_predictions) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -762,13 +809,13 @@ absl::Status Model<T>::EnqueueEncoder(const Batch& batch, bool training, const D
 
   EmbeddingsForward();
   for (size_t l = 0; l < layers_.size(); ++l) {
-    layers_[l]->Forward({hidden_[l], hidden_[l]}, B, S, attention_segments_, /*causal=*/!bert_,
-                        attention_rate_, hidden_rate_, ffn_rate_, base,
-                        {hidden_[l + 1], hidden_[l + 1]}, scratch_);
+    layers_[l]->Forward(Hidden(static_cast<int>(l)), B, S, attention_segments_,
+                        /*causal=*/!bert_, attention_rate_, hidden_rate_, ffn_rate_, base,
+                        Hidden(static_cast<int>(l) + 1), scratch_);
   }
 
   if (pre_ln_) {
-    ops_->LayerNormForward(hidden_.back(), P(layout_.prefix() + "encoder.LayerNorm.weight"),
+    ops_->LayerNormForward(hidden_.back().t, P(layout_.prefix() + "encoder.LayerNorm.weight"),
                            P(layout_.prefix() + "encoder.LayerNorm.bias"), N, d_, eps_, final_out_,
                            final_mean_, final_rstd_);
   }
@@ -776,9 +823,9 @@ absl::Status Model<T>::EnqueueEncoder(const Batch& batch, bool training, const D
   return absl::OkStatus();
 }
 
-template <typename T>
-absl::Status Model<T>::Enqueue(const Batch& batch, bool training, const DropoutKey& base,
-                               bool count_correct) {
+template <typename T, typename A>
+absl::Status Model<T, A>::Enqueue(const Batch& batch, bool training, const DropoutKey& base,
+                                  bool count_correct) {
   stats_pending_ = false;
   encoder_backward_ready_ = false;
   absl::Status valid = ValidateBatch(config_, batch);
@@ -798,37 +845,36 @@ absl::Status Model<T>::Enqueue(const Batch& batch, bool training, const DropoutK
   return absl::OkStatus();
 }
 
-template <typename T>
-const T* Model<T>::attention_input(int l) const {
-  T* x = hidden_.at(static_cast<size_t>(l));
-  return layers_.at(static_cast<size_t>(l))->AttentionInput({x, x});
+template <typename T, typename A>
+const A* Model<T, A>::attention_input(int l) const {
+  return layers_.at(static_cast<size_t>(l))->AttentionInput(Hidden(l));
 }
 
-template <typename T>
-const T* Model<T>::OutputBias() const {
+template <typename T, typename A>
+const T* Model<T, A>::OutputBias() const {
   if (!HasOutputBias(config_)) return nullptr;
   return P(bert_ ? "cls.predictions.bias" : "lm.output.bias");
 }
 
-template <typename T>
-T* Model<T>::OutputBiasGrad() {
+template <typename T, typename A>
+T* Model<T, A>::OutputBiasGrad() {
   if (!HasOutputBias(config_)) return nullptr;
   return G(bert_ ? "cls.predictions.bias" : "lm.output.bias");
 }
 
-template <typename T>
-const T* Model<T>::PositionTable() const {
+template <typename T, typename A>
+const T* Model<T, A>::PositionTable() const {
   return timing_signal_ != nullptr ? timing_signal_
                                    : P(layout_.prefix() + "embeddings.position_embeddings.weight");
 }
 
-template <typename T>
-void Model<T>::EmbeddingsForward() {
+template <typename T, typename A>
+void Model<T, A>::EmbeddingsForward() {
   const int N = B_ * S_;
   const int64_t nd = static_cast<int64_t>(N) * d_;
   const std::string& p = layout_.prefix();
   // Post-LN sums into the LayerNorm's input; pre-LN straight into h_0.
-  T* sum = pre_ln_ ? hidden_[0] : emb_sum_;
+  T* sum = pre_ln_ ? hidden_[0].t : emb_sum_;
   ops_->EmbeddingForward(ids_, P(p + "embeddings.word_embeddings.weight"), N, d_, sum, false);
   if (config_.scale_embeddings()) ops_->Scale(sum, nd, static_cast<T>(std::sqrt(d_)));
   ops_->EmbeddingForward(positions_, PositionTable(), N, d_, sum, true);
@@ -838,19 +884,23 @@ void Model<T>::EmbeddingsForward() {
   }
   if (!pre_ln_) {
     ops_->LayerNormForward(emb_sum_, P(p + "embeddings.LayerNorm.weight"),
-                           P(p + "embeddings.LayerNorm.bias"), N, d_, eps_, hidden_[0], emb_mean_,
+                           P(p + "embeddings.LayerNorm.bias"), N, d_, eps_, hidden_[0].a, emb_mean_,
                            emb_rstd_);
   }
   if (hidden_rate_ > 0) {
     DropoutKey k = base_key_;
     k.layer = kEmbeddingDropoutLayer;
     k.site = 0;
-    ops_->Dropout(hidden_[0], hidden_[0], nd, hidden_rate_, k);
+    if (pre_ln_) {
+      ops_->Dropout(hidden_[0].t, hidden_[0].t, nd, hidden_rate_, k);
+    } else {
+      ops_->Dropout(hidden_[0].a, hidden_[0].a, nd, hidden_rate_, k);
+    }
   }
 }
 
-template <typename T>
-void Model<T>::EmbeddingsBackward(T* dh) {
+template <typename T, typename A>
+void Model<T, A>::EmbeddingsBackward(T* dh) {
   const int N = B_ * S_;
   const int64_t nd = static_cast<int64_t>(N) * d_;
   const std::string& p = layout_.prefix();
@@ -877,13 +927,13 @@ void Model<T>::EmbeddingsBackward(T* dh) {
   ops_->EmbeddingBackward(ids_, dh, N, d_, G(p + "embeddings.word_embeddings.weight"));
 }
 
-template <typename T>
-void Model<T>::ForwardBertHeads(const Batch& batch, bool training, bool count_correct,
-                                LossStats& stats) {
+template <typename T, typename A>
+void Model<T, A>::ForwardBertHeads(const Batch& batch, bool training, bool count_correct,
+                                   LossStats& stats) {
   const int B = B_, S = S_, M = M_, Pn = B * M;
-  const T* h = encoder_output();
-  const T* decoder = config_.tie_output_embedding() ? P("bert.embeddings.word_embeddings.weight")
-                                                    : P("cls.predictions.decoder.weight");
+  const A* h = encoder_output();
+  const A* decoder = config_.tie_output_embedding() ? W("bert.embeddings.word_embeddings.weight")
+                                                    : W("cls.predictions.decoder.weight");
 
   // Stage the head inputs: flat rows of the masked positions, labels (-1 on padding slots, so
   // they contribute nothing), weights, [CLS] rows and NSP labels.
@@ -909,7 +959,7 @@ void Model<T>::ForwardBertHeads(const Batch& batch, bool training, bool count_co
     ops_->CopyToDevice(labels_, labels.data(), sizeof(int32_t) * Pn);
     ops_->CopyToDevice(weights_, weights.data(), sizeof(T) * Pn);
     ops_->GatherRows(h, gather_rows_, Pn, d_, mlm_in_);
-    ops_->Linear(mlm_in_, P("cls.predictions.transform.dense.weight"),
+    ops_->Linear(mlm_in_, W("cls.predictions.transform.dense.weight"),
                  P("cls.predictions.transform.dense.bias"), Pn, d_, d_, mlm_pre_);
     ops_->ActivationForward(act_, mlm_pre_, mlm_act_, static_cast<int64_t>(Pn) * d_);
     ops_->LayerNormForward(mlm_act_, P("cls.predictions.transform.LayerNorm.weight"),
@@ -918,8 +968,8 @@ void Model<T>::ForwardBertHeads(const Batch& batch, bool training, bool count_co
     // Logits over the padded vocabulary [Pn, Vp]; only the first V columns are classes.
     ops_->Linear(mlm_out_, decoder, OutputBias(), Pn, Vp_, d_, logits_);
     if (count_correct) {
-      std::vector<T> host_logits(static_cast<size_t>(Pn) * Vp_);
-      ops_->CopyToHost(host_logits.data(), logits_, sizeof(T) * host_logits.size());
+      std::vector<A> host_logits(static_cast<size_t>(Pn) * Vp_);
+      ops_->CopyToHost(host_logits.data(), logits_, sizeof(A) * host_logits.size());
       stats.mlm_correct = 0;
       for (int i = 0; i < Pn; ++i) {
         if (labels[i] >= 0 &&
@@ -941,10 +991,10 @@ void Model<T>::ForwardBertHeads(const Batch& batch, bool training, bool count_co
   ops_->CopyToDevice(cls_rows_, cls.data(), sizeof(int32_t) * B);
   ops_->CopyToDevice(nsp_labels_, batch.next_sentence_labels.data(), sizeof(int32_t) * B);
   ops_->GatherRows(h, cls_rows_, B, d_, cls_);
-  ops_->Linear(cls_, P("bert.pooler.dense.weight"), P("bert.pooler.dense.bias"), B, d_, d_,
+  ops_->Linear(cls_, W("bert.pooler.dense.weight"), P("bert.pooler.dense.bias"), B, d_, d_,
                pooled_);
   ops_->TanhForward(pooled_, pooled_, static_cast<int64_t>(B) * d_);
-  ops_->Linear(pooled_, P("cls.seq_relationship.weight"), P("cls.seq_relationship.bias"), B, 2, d_,
+  ops_->Linear(pooled_, W("cls.seq_relationship.weight"), P("cls.seq_relationship.bias"), B, 2, d_,
                nsp_logits_);
   ops_->SoftmaxCrossEntropy(nsp_logits_, nsp_labels_, nullptr, B, 2, nsp_losses_,
                             training ? nsp_dlogits_ : nullptr, static_cast<T>(1.0 / B));
@@ -953,12 +1003,12 @@ void Model<T>::ForwardBertHeads(const Batch& batch, bool training, bool count_co
   nsp_labels_host_ = batch.next_sentence_labels;
 }
 
-template <typename T>
-void Model<T>::ForwardLmHead(const Batch& batch, bool training, bool count_correct,
-                             LossStats& stats) {
+template <typename T, typename A>
+void Model<T, A>::ForwardLmHead(const Batch& batch, bool training, bool count_correct,
+                                LossStats& stats) {
   const int N = B_ * S_;
-  const T* decoder = config_.tie_output_embedding() ? P("lm.embeddings.word_embeddings.weight")
-                                                    : P("lm.output.weight");
+  const A* decoder = config_.tie_output_embedding() ? W("lm.embeddings.word_embeddings.weight")
+                                                    : W("lm.output.weight");
   std::vector<int32_t> labels(N);
   for (int i = 0; i < N; ++i) {
     labels[i] = batch.targets[i] != 0 ? batch.targets[i] : -1;
@@ -968,8 +1018,8 @@ void Model<T>::ForwardLmHead(const Batch& batch, bool training, bool count_corre
   // Logits over the padded vocabulary [N, Vp]; only the first V columns are classes.
   ops_->Linear(encoder_output(), decoder, OutputBias(), N, Vp_, d_, logits_);
   if (count_correct) {
-    std::vector<T> host_logits(static_cast<size_t>(N) * Vp_);
-    ops_->CopyToHost(host_logits.data(), logits_, sizeof(T) * host_logits.size());
+    std::vector<A> host_logits(static_cast<size_t>(N) * Vp_);
+    ops_->CopyToHost(host_logits.data(), logits_, sizeof(A) * host_logits.size());
     stats.lm_correct = 0;
     for (int i = 0; i < N; ++i) {
       if (labels[i] >= 0 &&
@@ -984,8 +1034,8 @@ void Model<T>::ForwardLmHead(const Batch& batch, bool training, bool count_corre
   ops_->Dot(losses_, ones_, N, scalars_);  // read back by ReadLossStats
 }
 
-template <typename T>
-void Model<T>::Backward(T loss_scale, const BackwardHook& hook) {
+template <typename T, typename A>
+void Model<T, A>::Backward(T loss_scale, const BackwardHook& hook) {
   assert(backward_ready_ && "Backward needs a preceding Forward with training = true");
   backward_ready_ = false;
   T* dh = dh_[0];
@@ -997,28 +1047,27 @@ void Model<T>::Backward(T loss_scale, const BackwardHook& hook) {
   BackwardThroughEncoder(dh, hook);
 }
 
-template <typename T>
-void Model<T>::BackwardEncoder(const BackwardHook& hook) {
+template <typename T, typename A>
+void Model<T, A>::BackwardEncoder(const BackwardHook& hook) {
   assert(encoder_backward_ready_ &&
          "BackwardEncoder needs a preceding ForwardEncoder with training = true");
   encoder_backward_ready_ = false;
   BackwardThroughEncoder(dh_[0], hook);
 }
 
-template <typename T>
-void Model<T>::BackwardThroughEncoder(T* dh, const BackwardHook& hook) {
+template <typename T, typename A>
+void Model<T, A>::BackwardThroughEncoder(T* dh, const BackwardHook& hook) {
   const int B = B_, S = S_, N = B * S;
   if (pre_ln_) {  // the final LayerNorm: d/d h_L in place
     const std::string& p = layout_.prefix();
-    ops_->LayerNormBackward(dh, hidden_.back(), P(p + "encoder.LayerNorm.weight"), final_mean_,
+    ops_->LayerNormBackward(dh, hidden_.back().t, P(p + "encoder.LayerNorm.weight"), final_mean_,
                             final_rstd_, N, d_, dh, G(p + "encoder.LayerNorm.weight"),
                             G(p + "encoder.LayerNorm.bias"));
   }
   if (hook) hook(static_cast<int>(layers_.size()));
   for (int l = static_cast<int>(layers_.size()) - 1; l >= 0; --l) {
     T* dx = dh == dh_[0] ? dh_[1] : dh_[0];
-    layers_[l]->Backward({hidden_[l], hidden_[l]}, {hidden_[l + 1], hidden_[l + 1]}, dh, dx,
-                         scratch_);
+    layers_[l]->Backward(Hidden(l), Hidden(l + 1), dh, dx, scratch_);
     dh = dx;
     if (hook) hook(l);
   }
@@ -1026,20 +1075,20 @@ void Model<T>::BackwardThroughEncoder(T* dh, const BackwardHook& hook) {
   if (hook) hook(-1);
 }
 
-template <typename T>
-void Model<T>::BackwardBertHeads(T loss_scale, T* dhidden) {
+template <typename T, typename A>
+void Model<T, A>::BackwardBertHeads(T loss_scale, T* dhidden) {
   const int B = B_, Pn = B_ * M_, N = B_ * S_;
   ops_->Fill(dhidden, static_cast<int64_t>(N) * d_, T(0));
-  T* s1 = scratch_;
-  T* s2 = scratch_ + AlignUp(static_cast<int64_t>(std::max(Pn, B)) * d_, kTensorAlignment);
+  A* s1 = HeadScratch(0);
+  A* s2 = HeadScratch(1);
   const bool tied = config_.tie_output_embedding();
-  const T* decoder =
-      tied ? P("bert.embeddings.word_embeddings.weight") : P("cls.predictions.decoder.weight");
+  const A* decoder =
+      tied ? W("bert.embeddings.word_embeddings.weight") : W("cls.predictions.decoder.weight");
   T* ddecoder =
       tied ? G("bert.embeddings.word_embeddings.weight") : G("cls.predictions.decoder.weight");
 
   if (Pn > 0) {
-    T* dlogits = logits_;  // the cross-entropy left the gradient here
+    A* dlogits = logits_;  // the cross-entropy left the gradient here
     // The padded columns' gradient is 0, so the padded decoder rows and bias stay 0.
     if (loss_scale != T(1)) ops_->Scale(dlogits, static_cast<int64_t>(Pn) * Vp_, loss_scale);
     ops_->LinearBackwardWeights(dlogits, mlm_out_, Pn, Vp_, d_, ddecoder, OutputBiasGrad());
@@ -1053,88 +1102,92 @@ void Model<T>::BackwardBertHeads(T loss_scale, T* dhidden) {
                                 G("cls.predictions.transform.dense.weight"),
                                 G("cls.predictions.transform.dense.bias"));
     ops_->Gemm(Trans::kNo, Trans::kNo, Pn, d_, d_, T(1), s1, d_,
-               P("cls.predictions.transform.dense.weight"), d_, T(0), s2, d_);
+               W("cls.predictions.transform.dense.weight"), d_, T(0), s2, d_);
     ops_->ScatterAddRows(s2, gather_rows_, Pn, d_, dhidden);
   }
 
-  T* dnsp = nsp_dlogits_;
+  A* dnsp = nsp_dlogits_;
   if (loss_scale != T(1)) ops_->Scale(dnsp, 2 * B, loss_scale);
   ops_->LinearBackwardWeights(dnsp, pooled_, B, 2, d_, G("cls.seq_relationship.weight"),
                               G("cls.seq_relationship.bias"));
-  ops_->Gemm(Trans::kNo, Trans::kNo, B, d_, 2, T(1), dnsp, 2, P("cls.seq_relationship.weight"), d_,
+  ops_->Gemm(Trans::kNo, Trans::kNo, B, d_, 2, T(1), dnsp, 2, W("cls.seq_relationship.weight"), d_,
              T(0), s1, d_);
   ops_->TanhBackward(pooled_, s1, s1, static_cast<int64_t>(B) * d_);
   ops_->LinearBackwardWeights(s1, cls_, B, d_, d_, G("bert.pooler.dense.weight"),
                               G("bert.pooler.dense.bias"));
-  ops_->Gemm(Trans::kNo, Trans::kNo, B, d_, d_, T(1), s1, d_, P("bert.pooler.dense.weight"), d_,
+  ops_->Gemm(Trans::kNo, Trans::kNo, B, d_, d_, T(1), s1, d_, W("bert.pooler.dense.weight"), d_,
              T(0), s2, d_);
   ops_->ScatterAddRows(s2, cls_rows_, B, d_, dhidden);
 }
 
-template <typename T>
-void Model<T>::BackwardLmHead(T loss_scale, T* dhidden) {
+template <typename T, typename A>
+void Model<T, A>::BackwardLmHead(T loss_scale, T* dhidden) {
   const int N = B_ * S_;
   const bool tied = config_.tie_output_embedding();
-  const T* decoder = tied ? P("lm.embeddings.word_embeddings.weight") : P("lm.output.weight");
+  const A* decoder = tied ? W("lm.embeddings.word_embeddings.weight") : W("lm.output.weight");
   T* ddecoder = tied ? G("lm.embeddings.word_embeddings.weight") : G("lm.output.weight");
-  T* dlogits = logits_;
+  A* dlogits = logits_;
   if (loss_scale != T(1)) ops_->Scale(dlogits, static_cast<int64_t>(N) * Vp_, loss_scale);
   ops_->LinearBackwardWeights(dlogits, encoder_output(), N, Vp_, d_, ddecoder, OutputBiasGrad());
   ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, Vp_, T(1), dlogits, Vp_, decoder, d_, T(0), dhidden,
              d_);
 }
 
-template <typename T>
-void Model<T>::ZeroGrads() {
+template <typename T, typename A>
+void Model<T, A>::ZeroGrads() {
   ops_->Fill(grads_, layout_.total(), T(0));
 }
 
-template <typename T>
-void Model<T>::InitParameters(uint64_t seed) {
+template <typename T, typename A>
+void Model<T, A>::InitParameters(uint64_t seed) {
   std::vector<double> w = InitialParameters(layout_, config_, seed);
   std::vector<T> cast(w.begin(), w.end());
   CopyParametersToDevice(cast.data());
 }
 
-template <typename T>
-void Model<T>::CopyParametersToHost(T* dst) const {
+template <typename T, typename A>
+void Model<T, A>::CopyParametersToHost(T* dst) const {
   ops_->CopyToHost(dst, params_, sizeof(T) * static_cast<size_t>(layout_.total()));
 }
 
-template <typename T>
-void Model<T>::CopyParametersToDevice(const T* src) {
+template <typename T, typename A>
+void Model<T, A>::CopyParametersToDevice(const T* src) {
   ops_->CopyToDevice(params_, src, sizeof(T) * static_cast<size_t>(layout_.total()));
+  ParametersUpdated();
 }
 
-template <typename T>
-void Model<T>::CopyGradientsToHost(T* dst) const {
+template <typename T, typename A>
+void Model<T, A>::ParametersUpdated() {
+  if constexpr (!std::is_same_v<T, A>) ops_->Convert(params_, mirror_, layout_.total());
+}
+
+template <typename T, typename A>
+void Model<T, A>::CopyGradientsToHost(T* dst) const {
   ops_->CopyToHost(dst, grads_, sizeof(T) * static_cast<size_t>(layout_.total()));
 }
 
-template <typename T>
-std::vector<T> Model<T>::GetParameters() const {
+template <typename T, typename A>
+std::vector<T> Model<T, A>::GetParameters() const {
   std::vector<T> v(static_cast<size_t>(layout_.total()));
   CopyParametersToHost(v.data());
   return v;
 }
 
-template <typename T>
-std::vector<T> Model<T>::GetGradients() const {
+template <typename T, typename A>
+std::vector<T> Model<T, A>::GetGradients() const {
   std::vector<T> v(static_cast<size_t>(layout_.total()));
   CopyGradientsToHost(v.data());
   return v;
 }
 
-template <typename T>
-void Model<T>::SetParameters(const std::vector<T>& values) {
+template <typename T, typename A>
+void Model<T, A>::SetParameters(const std::vector<T>& values) {
   assert(static_cast<int64_t>(values.size()) == layout_.total());
   CopyParametersToDevice(values.data());
 }
 
 template class Model<float>;
 template class Model<double>;
-// The bf16-activation layer, compiled against Ops<float, Bf16> (kernels/mixed_ops.h) so that its
-// typing is checked; Model<float, Bf16> will own it.
-template class EncoderLayer<float, Bf16>;
+template class Model<float, Bf16>;
 
 }  // namespace headroom

@@ -78,6 +78,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -156,7 +157,23 @@ struct LossStats {
 template <typename T, typename A>
 class EncoderLayer;  // transformer.cc
 
-template <typename T>
+// A layer's input or output h_l: a LayerNorm output stored as A (post-LN) or the residual
+// stream, T (pre-LN). Only the one of the model's norm is set (both, the same buffer, when A is
+// T).
+template <typename T, typename A>
+struct HiddenState {
+  A* a = nullptr;  // post-LN
+  T* t = nullptr;  // pre-LN
+};
+
+// Model<T, A>: T is the parameters', gradients' and statistics' type, A the activations' (A = T,
+// or bf16 with T = float: `train.precision: "bf16"`, on Ops<float, Bf16>, kernels/mixed_ops.h).
+// With A != T the model keeps an A copy of the parameters, the mirror its GEMMs read the weights
+// from, refreshed by ParametersUpdated(); activations are A except the residual stream (post-LN
+// the LayerNorm inputs, pre-LN h_l), its gradient, the LayerNorm statistics and the losses,
+// which stay T. The element counts of the file comment are then bytes at sizeof(A) or
+// sizeof(T) accordingly (ActivationBytes()).
+template <typename T, typename A = T>
 class Model {
  public:
   // Validates `model` (as config/load.h would) and `limits`, lays out and allocates parameters
@@ -167,8 +184,8 @@ class Model {
   // computation is model/task_model.h's, over ForwardEncoder / BackwardEncoder.
   // When an allocation fails (Ops::status()), that error is returned with the model's size and
   // what lowers it.
-  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Model<T>>> Create(
-      const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits,
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Model<T, A>>> Create(
+      const ModelConfig& model, Ops<T, A>* ops, const ModelLimits& limits,
       const ModelOptions& options = {}, const TaskHead& head = {});
   ~Model();
   Model(const Model&) = delete;
@@ -234,8 +251,13 @@ class Model {
   void ZeroGrads();
   // BERT initialisation (model/init.h) computed on the host and copied to the device.
   void InitParameters(uint64_t seed);
+  // Refreshes the weight mirror from params() (Ops::Convert, rounding to nearest even): after
+  // anything that writes params() other than this class's own setters (the optimizer step, a
+  // ZeRO-1 parameter gather). Nothing to do when A is T.
+  void ParametersUpdated();
 
-  // Host <-> device copies of the whole flat buffers (layout().total() elements each).
+  // Host <-> device copies of the whole flat buffers (layout().total() elements each). The
+  // setters refresh the weight mirror.
   void CopyParametersToHost(T* dst) const;
   void CopyParametersToDevice(const T* src);
   void CopyGradientsToHost(T* dst) const;
@@ -252,36 +274,46 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ModelLimits& limits() const { return limits_; }
 
+  // The GEMMs' copy of the parameters, the weight mirror: params() itself when A is T.
+  const A* mirror() const { return mirror_; }
+
   // The encoder output z of the last Forward (h_L, or LN_f(h_L) for PRE_LN), [B*S, d] on the
   // device (for tests and probing).
-  const T* hidden() const { return encoder_output(); }
+  const A* hidden() const { return encoder_output(); }
   // h_l of the last Forward, the input of layer l (0 <= l <= num_layers; hidden(num_layers) is
-  // h_L), [B*S, d] on the device.
-  const T* hidden(int l) const { return hidden_.at(static_cast<size_t>(l)); }
+  // h_L), [B*S, d] on the device; where A is T (its type differs by norm otherwise).
+  const T* hidden(int l) const requires std::is_same_v<T, A> {
+    return hidden_.at(static_cast<size_t>(l)).t;
+  }
   // What layer l's attention projected in the last Forward (0 <= l < num_layers), [B*S, d] on
   // the device: h_l (POST_LN) or LN1(h_l) (PRE_LN). Used by analysis/attention_rank.h to
   // recompute each head's attention logits from the parameters (additive probing hook, nothing
   // else reads it).
-  const T* attention_input(int l) const;
-  // Elements allocated for kept activations plus scratch (see the file comment), excluding
-  // parameters and gradients.
-  int64_t ActivationElements() const { return activation_elements_; }
+  const A* attention_input(int l) const;
+  // Bytes allocated for kept activations plus scratch (see the file comment), excluding
+  // parameters, gradients and the weight mirror; ActivationElements in T elements (exact when A
+  // is T).
+  int64_t ActivationBytes() const { return activation_bytes_; }
+  int64_t ActivationElements() const { return activation_bytes_ / static_cast<int64_t>(sizeof(T)); }
   // Whether the layers take the fused attention path (ModelOptions, resolved).
   bool fused_attention() const { return fused_attention_; }
 
  private:
   // `options` resolved: attention is kFused or kMaterialized.
-  Model(const ModelConfig& model, Ops<T>* ops, const ModelLimits& limits,
+  Model(const ModelConfig& model, Ops<T, A>* ops, const ModelLimits& limits,
         const ModelOptions& options, const TaskHead& head);
-  T* Allocate(int64_t n);
+  template <typename U = T>
+  U* Allocate(int64_t n);
   // The constructor's parts: the batch's device buffers (ids, masks, labels, weights) and the
   // fixed timing signal; then every activation and workspace buffer, counted in
   // activation_elements_.
   void AllocateInputs();
   void AllocateActivations();
   int32_t* AllocateInt(int64_t n);
+  // A parameter (T), its gradient, and a GEMM weight (from the mirror, A).
   const T* P(const std::string& name) const;
   T* G(const std::string& name);
+  const A* W(const std::string& name) const;
   // Forward's work: everything but reading the losses back.
   absl::Status Enqueue(const Batch& batch, bool training, const DropoutKey& base,
                        bool count_correct);
@@ -289,6 +321,12 @@ class Model {
   absl::Status EnqueueEncoder(const Batch& batch, bool training, const DropoutKey& base, int M);
   // Backward from dh = d loss / d h_L (destroyed) through the layers and embeddings.
   void BackwardThroughEncoder(T* dh, const BackwardHook& hook);
+  // The layers' view of h_l.
+  HiddenState<T, A> Hidden(int l) const { return hidden_.at(static_cast<size_t>(l)); }
+  // The heads' two [max(P, B), d] buffers in the workspace (which = 0, 1); the second starts
+  // HeadScratchOffset() bytes in.
+  A* HeadScratch(int which) const;
+  int64_t HeadScratchOffset() const;
   void ForwardBertHeads(const Batch& batch, bool training, bool count_correct, LossStats& stats);
   void ForwardLmHead(const Batch& batch, bool training, bool count_correct, LossStats& stats);
   void BackwardBertHeads(T loss_scale, T* dhidden);
@@ -297,7 +335,7 @@ class Model {
   // dh = d loss / d h_0 (destroyed).
   void EmbeddingsForward();
   void EmbeddingsBackward(T* dh);
-  const T* encoder_output() const { return pre_ln_ ? final_out_ : hidden_.back(); }
+  const A* encoder_output() const { return pre_ln_ ? final_out_ : hidden_.back().a; }
   // The position table: the learned parameter or the fixed timing signal.
   const T* PositionTable() const;
   // The output bias and its gradient, nullptr without one (model.output_bias false).
@@ -307,7 +345,7 @@ class Model {
   T Smoothing(bool training) const { return training ? static_cast<T>(label_smoothing_) : T(0); }
 
   ModelConfig config_;
-  Ops<T>* ops_;
+  Ops<T, A>* ops_;
   ModelLimits limits_;
   ParameterLayout layout_;
   bool bert_;
@@ -319,11 +357,12 @@ class Model {
   int Vp_;  // the vocabulary padded to a multiple of kVocabAlignment (parameter_layout.h)
   T eps_;
   std::vector<void*> allocations_;
-  int64_t activation_elements_ = 0;
+  int64_t activation_bytes_ = 0;
 
   T* params_ = nullptr;
   T* grads_ = nullptr;
-  std::vector<std::unique_ptr<EncoderLayer<T, T>>> layers_;
+  A* mirror_ = nullptr;  // the GEMMs' copy of params_ (params_ itself when A is T)
+  std::vector<std::unique_ptr<EncoderLayer<T, A>>> layers_;
 
   // Inputs of the current batch (device).
   int32_t* ids_ = nullptr;        // [N] input token ids (causal LM: shift_right(targets))
@@ -345,25 +384,25 @@ class Model {
   T* emb_sum_ = nullptr;  // [N, d] embedding LayerNorm input (POST_LN)
   T* emb_mean_ = nullptr;
   T* emb_rstd_ = nullptr;
-  T* final_out_ = nullptr;  // [N, d] final LayerNorm output (PRE_LN)
+  A* final_out_ = nullptr;  // [N, d] final LayerNorm output (PRE_LN)
   T* final_mean_ = nullptr;
   T* final_rstd_ = nullptr;
-  std::vector<T*> hidden_;  // L + 1 buffers [N, d]: h_0 .. h_L
-  T* logits_ = nullptr;     // [P, V] (BERT) or [N, V] (LM); gradient in place after training
-  T* losses_ = nullptr;     // [max(P, N)] per-row cross-entropy
+  std::vector<HiddenState<T, A>> hidden_;  // L + 1 buffers [N, d]: h_0 .. h_L
+  A* logits_ = nullptr;  // [P, V] (BERT) or [N, V] (LM); gradient in place after training
+  T* losses_ = nullptr;  // [max(P, N)] per-row cross-entropy
   // BERT heads.
-  T* mlm_in_ = nullptr;            // [P, d] gathered rows
-  T* mlm_pre_ = nullptr;           // [P, d] transform before GELU
-  T* mlm_act_ = nullptr;           // [P, d] GELU output
+  A* mlm_in_ = nullptr;            // [P, d] gathered rows
+  A* mlm_pre_ = nullptr;           // [P, d] transform before GELU
+  A* mlm_act_ = nullptr;           // [P, d] GELU output
   T* mlm_mean_ = nullptr;          // [P]
   T* mlm_rstd_ = nullptr;          // [P]
-  T* mlm_out_ = nullptr;           // [P, d] transform LayerNorm output
-  T* cls_ = nullptr;               // [B, d]
-  T* pooled_ = nullptr;            // [B, d]
-  T* nsp_logits_ = nullptr;        // [B, 2], gradient in place after training
+  A* mlm_out_ = nullptr;           // [P, d] transform LayerNorm output
+  A* cls_ = nullptr;               // [B, d]
+  A* pooled_ = nullptr;            // [B, d]
+  A* nsp_logits_ = nullptr;        // [B, 2], gradient in place after training
   T* nsp_losses_ = nullptr;        // [B]
-  T* nsp_dlogits_ = nullptr;       // [B, 2] gradient of the NSP logits (logits kept for accuracy)
-  T* scratch_ = nullptr;           // layer and head workspace (see the file comment)
+  A* nsp_dlogits_ = nullptr;       // [B, 2] gradient of the NSP logits (logits kept for accuracy)
+  void* scratch_ = nullptr;        // layer and head workspace (see the file comment), bytes
   T* dh_[2] = {nullptr, nullptr};  // [N, d] gradient buffers Backward alternates between
 
   // The last Forward.
