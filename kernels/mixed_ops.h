@@ -18,7 +18,7 @@
 // Which buffer is which type is the model's decision (model/transformer.h lists it); these
 // signatures are the combinations it uses.
 //
-// Backends: CpuBf16Ops (kernels/cpu/cpu_bf16_ops.h; widens, runs the CPU op, rounds) and, to
+// Backends: CpuBf16Ops (kernels/cpu_bf16_ops.h; widens, runs the CPU op, rounds) and, to
 // come, the CUDA backend calling the bf16 launchers of kernels/cuda/launch.h.
 #ifndef HEADROOM_KERNELS_MIXED_OPS_H_
 #define HEADROOM_KERNELS_MIXED_OPS_H_

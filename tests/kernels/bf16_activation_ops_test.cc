@@ -10,35 +10,18 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
-#include <random>
 #include <vector>
 
 #include "base/bf16.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "tests/kernels/bf16_test_util.h"
 
 namespace headroom {
 namespace {
 
-// Values with bits below bf16's mantissa, so rounding changes almost every one.
-std::vector<float> Values(int64_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, scale);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = normal(rng);
-  return v;
-}
-
-std::vector<float> Rounded(std::vector<float> v) {
-  for (float& x : v) x = RoundToBf16(x);
-  return v;
-}
-
-bool AllBf16(const std::vector<float>& v) {
-  for (float x : v) {
-    if (RoundToBf16(x) != x) return false;
-  }
-  return true;
-}
+using testing_util::AllBf16;
+using testing_util::Rounded;
+using testing_util::Values;
 
 class Bf16ActivationOpsTest : public ::testing::Test {
  protected:
@@ -175,15 +158,8 @@ TEST_F(Bf16ActivationOpsTest, ScatterAddRoundsOnlyTheRowsItWrites) {
   }
 }
 
-// A stand-in for a GPU backend: the twin rounds host memory, so it refuses one.
-class DeviceOps : public ForwardingOps<float> {
- public:
-  using ForwardingOps<float>::ForwardingOps;
-  DeviceKind device() const override { return DeviceKind::kCuda; }
-};
-
 TEST_F(Bf16ActivationOpsTest, RefusesABackendThatIsNotTheCpu) {
-  DeviceOps gpu(&cpu_);
+  testing_util::NotCpuOps gpu(&cpu_);
   absl::StatusOr<std::unique_ptr<Bf16ActivationOps>> twin = Bf16ActivationOps::Create(&gpu);
   ASSERT_FALSE(twin.ok());
   EXPECT_EQ(twin.status().code(), absl::StatusCode::kInvalidArgument);
