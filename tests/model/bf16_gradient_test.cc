@@ -18,21 +18,15 @@
 #include "kernels/cpu/cpu_ops.h"
 #include "model/batch.h"
 #include "model/transformer.h"
+#include "tests/model/model_test_util.h"
 
 namespace headroom {
 namespace {
 
+using testing::MiniModel;
+
 constexpr int kBatch = 2;
 constexpr int kSeq = 128;
-
-ModelConfig MiniModel(const std::string& name, const std::vector<std::string>& overrides = {}) {
-  const char* src = std::getenv("HEADROOM_SOURCE_DIR");
-  const std::string path =
-      std::string(src != nullptr ? src : ".") + "/configs/mini/" + name + ".textproto";
-  absl::StatusOr<ExperimentConfig> c = LoadConfig(path, overrides);
-  EXPECT_TRUE(c.ok()) << c.status() << " (run through ctest, which sets HEADROOM_SOURCE_DIR)";
-  return c.ok() ? c->model() : ModelConfig();
-}
 
 // The gradients of one training Forward + Backward on `ops` with the weights `w`.
 template <typename T>

@@ -23,22 +23,16 @@
 #include "kernels/cpu_bf16_ops.h"
 #include "model/batch.h"
 #include "model/transformer.h"
+#include "tests/model/model_test_util.h"
 
 namespace headroom {
 namespace {
 
+using testing::MiniModel;
+
 constexpr int kBatch = 2;
 constexpr int kSeq = 64;
 constexpr int kPredictions = 10;
-
-ModelConfig MiniModel(const std::string& name, const std::vector<std::string>& overrides = {}) {
-  const char* src = std::getenv("HEADROOM_SOURCE_DIR");
-  const std::string path =
-      std::string(src != nullptr ? src : ".") + "/configs/mini/" + name + ".textproto";
-  absl::StatusOr<ExperimentConfig> c = LoadConfig(path, overrides);
-  EXPECT_TRUE(c.ok()) << c.status() << " (run through ctest, which sets HEADROOM_SOURCE_DIR)";
-  return c.ok() ? c->model() : ModelConfig();
-}
 
 // What one model computed on the two batches: a training step of two micro-batches, then an
 // evaluation Forward that counts correct predictions.

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <random>
@@ -17,6 +18,7 @@
 
 #include "config/config.pb.h"
 #include "config/load.h"
+#include "gtest/gtest.h"
 #include "kernels/ops.h"
 #include "kernels/philox.h"
 #include "model/batch.h"
@@ -24,6 +26,18 @@
 
 namespace headroom {
 namespace testing {
+
+// The model of configs/mini/<name>.textproto with `overrides` ("field=value", as --set);
+// tests run through ctest, which sets HEADROOM_SOURCE_DIR to the checkout.
+inline ModelConfig MiniModel(const std::string& name,
+                             const std::vector<std::string>& overrides = {}) {
+  const char* src = std::getenv("HEADROOM_SOURCE_DIR");
+  const std::string path =
+      std::string(src != nullptr ? src : ".") + "/configs/mini/" + name + ".textproto";
+  absl::StatusOr<ExperimentConfig> c = LoadConfig(path, overrides);
+  EXPECT_TRUE(c.ok()) << c.status() << " (run through ctest, which sets HEADROOM_SOURCE_DIR)";
+  return c.ok() ? c->model() : ModelConfig();
+}
 
 // A tiny BERT: vocab 17, 8 positions, type vocab 2. head_size 0 means d/h.
 inline ModelConfig TinyBert(int layers, int d, int heads, int head_size, int ffn,
