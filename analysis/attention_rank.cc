@@ -58,7 +58,7 @@ absl::StatusOr<LogitsStats> AnalyzeLogits(const double* a, int S, bool causal, d
 
 template <typename T>
 absl::StatusOr<std::vector<HeadRankStats>> AttentionRankDiagnostics(
-    Model<T>* model, Ops<T>* ops, const Batch& probe, const AttentionRankOptions& options) {
+    TrainableModel<T>* model, const Batch& probe, const AttentionRankOptions& options) {
   const ModelConfig& m = model->config();
   const bool bert = m.objective() == ModelConfig::BERT;
   HR_RETURN_IF_ERROR(model->Forward(probe, /*training=*/false, DropoutKey{}).status());
@@ -78,11 +78,10 @@ absl::StatusOr<std::vector<HeadRankStats>> AttentionRankDiagnostics(
   };
 
   std::vector<HeadRankStats> out;
-  std::vector<T> h_dev(static_cast<size_t>(rows) * d);
   std::vector<double> x, q, k, logits;
   for (int l = 0; l < m.num_layers(); ++l) {
-    ops->CopyToHost(h_dev.data(), model->attention_input(l), h_dev.size() * sizeof(T));
-    x.assign(h_dev.begin(), h_dev.end());
+    const std::vector<T> h = model->AttentionInputToHost(l);  // [B*S, d]; the first `rows`
+    x.assign(h.begin(), h.begin() + static_cast<int64_t>(rows) * d);
     const std::string lp = layout.LayerPrefix(l);
     Project(x, tensor(lp + "attention.self.query.weight"), tensor(lp + "attention.self.query.bias"),
             rows, d, I, q);
@@ -172,8 +171,8 @@ std::string FormatAttentionRankTable(const std::vector<HeadRankStats>& stats) {
 }
 
 template absl::StatusOr<std::vector<HeadRankStats>> AttentionRankDiagnostics<float>(
-    Model<float>*, Ops<float>*, const Batch&, const AttentionRankOptions&);
+    TrainableModel<float>*, const Batch&, const AttentionRankOptions&);
 template absl::StatusOr<std::vector<HeadRankStats>> AttentionRankDiagnostics<double>(
-    Model<double>*, Ops<double>*, const Batch&, const AttentionRankOptions&);
+    TrainableModel<double>*, const Batch&, const AttentionRankOptions&);
 
 }  // namespace headroom

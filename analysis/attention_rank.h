@@ -23,7 +23,7 @@
 //
 // For the trainer (every K steps, on a probe batch fixed at the start of the run):
 //   HR_ASSIGN_OR_RETURN(std::vector<HeadRankStats> st,
-//                       AttentionRankDiagnostics(model.get(), ops, probe_batch));
+//                       AttentionRankDiagnostics(model.get(), probe_batch));
 //   HR_RETURN_IF_ERROR(logger->LogEval(step, AttentionRankMetrics(st)));   // "eval/attention/..."
 // AttentionRankDiagnostics runs a Forward (training = false) on the probe batch, so it must not
 // sit between a training Forward and its Backward.
@@ -78,7 +78,7 @@ struct HeadRankStats {
 // (layer-major, then head). Errors: the batch's validation error from Forward, or SVD failure.
 template <typename T>
 [[nodiscard]] absl::StatusOr<std::vector<HeadRankStats>> AttentionRankDiagnostics(
-    Model<T>* model, Ops<T>* ops, const Batch& probe, const AttentionRankOptions& options = {});
+    TrainableModel<T>* model, const Batch& probe, const AttentionRankOptions& options = {});
 
 // The stats as (name, value) pairs for trainer/metrics.h, per head
 //   "attention/l<L>/h<H>/rank" (rank_max), ".../stable_rank", ".../entropy"
@@ -93,9 +93,9 @@ std::vector<std::pair<std::string, double>> AttentionRankMetrics(
 std::string FormatAttentionRankTable(const std::vector<HeadRankStats>& stats);
 
 extern template absl::StatusOr<std::vector<HeadRankStats>> AttentionRankDiagnostics<float>(
-    Model<float>*, Ops<float>*, const Batch&, const AttentionRankOptions&);
+    TrainableModel<float>*, const Batch&, const AttentionRankOptions&);
 extern template absl::StatusOr<std::vector<HeadRankStats>> AttentionRankDiagnostics<double>(
-    Model<double>*, Ops<double>*, const Batch&, const AttentionRankOptions&);
+    TrainableModel<double>*, const Batch&, const AttentionRankOptions&);
 
 }  // namespace headroom
 

@@ -846,6 +846,15 @@ absl::Status Model<T, A>::Enqueue(const Batch& batch, bool training, const Dropo
 }
 
 template <typename T, typename A>
+std::vector<T> Model<T, A>::AttentionInputToHost(int l) const {
+  std::vector<A> stored(static_cast<size_t>(B_) * S_ * d_);
+  ops_->CopyToHost(stored.data(), attention_input(l), sizeof(A) * stored.size());
+  std::vector<T> out(stored.size());
+  for (size_t i = 0; i < stored.size(); ++i) out[i] = static_cast<T>(Widen(stored[i]));
+  return out;
+}
+
+template <typename T, typename A>
 const A* Model<T, A>::attention_input(int l) const {
   return layers_.at(static_cast<size_t>(l))->AttentionInput(Hidden(l));
 }

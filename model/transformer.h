@@ -166,6 +166,48 @@ struct HiddenState {
   T* t = nullptr;  // pre-LN
 };
 
+// The model as training, evaluation and the tools use it, whatever its activations' storage
+// type: Model<T, A> for every A implements it (see Model for each function's contract). The
+// trainer holds a TrainableModel<float> and so trains Model<float> and Model<float, Bf16>
+// (train.precision bf16) alike.
+template <typename T>
+class TrainableModel {
+ public:
+  using BackwardHook = std::function<void(int layer)>;
+  virtual ~TrainableModel() = default;
+
+  [[nodiscard]] virtual absl::StatusOr<LossStats> Forward(const Batch& batch, bool training,
+                                                          const DropoutKey& base,
+                                                          bool count_correct = false) = 0;
+  [[nodiscard]] virtual absl::Status ForwardAsync(const Batch& batch, bool training,
+                                                  const DropoutKey& base) = 0;
+  [[nodiscard]] virtual absl::StatusOr<LossStats> ReadLossStatsOrError() = 0;
+  virtual LossStats ReadLossStats() = 0;
+  virtual void Backward(T loss_scale = T(1), const BackwardHook& hook = nullptr) = 0;
+
+  virtual void ZeroGrads() = 0;
+  virtual void InitParameters(uint64_t seed) = 0;
+  virtual void ParametersUpdated() = 0;
+  virtual void CopyParametersToHost(T* dst) const = 0;
+  virtual void CopyParametersToDevice(const T* src) = 0;
+  virtual std::vector<T> GetParameters() const = 0;
+  virtual std::vector<T> GetGradients() const = 0;
+  virtual void SetParameters(const std::vector<T>& values) = 0;
+  virtual T* params() = 0;
+  virtual T* grads() = 0;
+  virtual const T* params() const = 0;
+  virtual const T* grads() const = 0;
+
+  virtual const ParameterLayout& layout() const = 0;
+  virtual const ModelConfig& config() const = 0;
+  virtual const ModelLimits& limits() const = 0;
+  virtual int64_t ActivationBytes() const = 0;
+  virtual bool fused_attention() const = 0;
+  // What layer l's attention projected in the last Forward (Model::attention_input), copied to
+  // the host and widened to T: [B*S, d] of the last Forward's batch.
+  virtual std::vector<T> AttentionInputToHost(int l) const = 0;
+};
+
 // Model<T, A>: T is the parameters', gradients' and statistics' type, A the activations' (A = T,
 // or bf16 with T = float: `train.precision: "bf16"`, on Ops<float, Bf16>, kernels/mixed_ops.h).
 // With A != T the model keeps an A copy of the parameters, the mirror its GEMMs read the weights
@@ -174,7 +216,7 @@ struct HiddenState {
 // which stay T. The element counts of the file comment are then bytes at sizeof(A) or
 // sizeof(T) accordingly (ActivationBytes()).
 template <typename T, typename A = T>
-class Model {
+class Model final : public TrainableModel<T> {
  public:
   // Validates `model` (as config/load.h would) and `limits`, lays out and allocates parameters
   // (zero until InitParameters or CopyParametersToDevice), gradients (zero) and every
@@ -200,7 +242,7 @@ class Model {
   // counted. A backend failure is returned as the error (see ReadLossStatsOrError).
   [[nodiscard]] absl::StatusOr<LossStats> Forward(const Batch& batch, bool training,
                                                   const DropoutKey& base,
-                                                  bool count_correct = false);
+                                                  bool count_correct = false) override;
 
   // Forward without waiting for the device: the batch is validated and staged and the work
   // enqueued, but the losses stay on the device until ReadLossStats, so a caller can enqueue
@@ -208,14 +250,14 @@ class Model {
   // synchronisation per step instead of one per Forward). Forward == ForwardAsync followed by
   // ReadLossStats (count_correct needs the synchronous Forward).
   [[nodiscard]] absl::Status ForwardAsync(const Batch& batch, bool training,
-                                          const DropoutKey& base);
+                                          const DropoutKey& base) override;
   // The LossStats of the last Forward / ForwardAsync (waits for its work). Once per Forward.
   // The backend's error (Ops::status()) when any op since it was created failed: the losses
   // read back would not be trustworthy (a failed copy leaves zeros, which look like a loss).
-  [[nodiscard]] absl::StatusOr<LossStats> ReadLossStatsOrError();
+  [[nodiscard]] absl::StatusOr<LossStats> ReadLossStatsOrError() override;
   // The same without the status, for callers that check Ops::status() themselves: on a backend
   // error every loss is NaN, so that a finiteness check stops the run rather than training on.
-  LossStats ReadLossStats();
+  LossStats ReadLossStats() override;
 
   // Called by Backward as groups of parameter gradients become final, so that a caller can
   // start reducing them while the rest of backward runs (comm/gradient_buckets.h): with
@@ -223,13 +265,13 @@ class Model {
   // embedding; a tied decoder's gradient goes into the token embedding, which is final only at
   // the end), then layer = L-1 .. 0 after each transformer layer, then layer = -1 after the
   // embeddings. On a device backend the kernels are enqueued, not finished, when it runs.
-  using BackwardHook = std::function<void(int layer)>;
+  using BackwardHook = typename TrainableModel<T>::BackwardHook;
 
   // Adds loss_scale * d loss / d params of the last training Forward into grads(). loss_scale
   // is for averaging micro-batches (1 / accumulation steps) or loss scaling. Must follow a
   // Forward with training = true; may be called once per Forward. `hook`, when set, is called
   // as described at BackwardHook; it does not change what is computed.
-  void Backward(T loss_scale = T(1), const BackwardHook& hook = nullptr);
+  void Backward(T loss_scale = T(1), const BackwardHook& hook = nullptr) override;
 
   // ---- The encoder alone, for fine-tuning heads (model/task_model.h) ----------------------
   // Runs the embeddings and the layers of a BERT model on `batch`'s input_ids, input_mask and
@@ -248,31 +290,31 @@ class Model {
   void BackwardEncoder(const BackwardHook& hook = nullptr);
 
   // Sets every gradient to zero.
-  void ZeroGrads();
+  void ZeroGrads() override;
   // BERT initialisation (model/init.h) computed on the host and copied to the device.
-  void InitParameters(uint64_t seed);
+  void InitParameters(uint64_t seed) override;
   // Refreshes the weight mirror from params() (Ops::Convert, rounding to nearest even): after
   // anything that writes params() other than this class's own setters (the optimizer step, a
   // ZeRO-1 parameter gather). Nothing to do when A is T.
-  void ParametersUpdated();
+  void ParametersUpdated() override;
 
   // Host <-> device copies of the whole flat buffers (layout().total() elements each). The
   // setters refresh the weight mirror.
-  void CopyParametersToHost(T* dst) const;
-  void CopyParametersToDevice(const T* src);
+  void CopyParametersToHost(T* dst) const override;
+  void CopyParametersToDevice(const T* src) override;
   void CopyGradientsToHost(T* dst) const;
-  std::vector<T> GetParameters() const;
-  std::vector<T> GetGradients() const;
-  void SetParameters(const std::vector<T>& values);
+  std::vector<T> GetParameters() const override;
+  std::vector<T> GetGradients() const override;
+  void SetParameters(const std::vector<T>& values) override;
 
   // Device pointers to the flat buffers (layout().total() elements; owned by the model).
-  T* params() { return params_; }
-  T* grads() { return grads_; }
-  const T* params() const { return params_; }
-  const T* grads() const { return grads_; }
-  const ParameterLayout& layout() const { return layout_; }
-  const ModelConfig& config() const { return config_; }
-  const ModelLimits& limits() const { return limits_; }
+  T* params() override { return params_; }
+  T* grads() override { return grads_; }
+  const T* params() const override { return params_; }
+  const T* grads() const override { return grads_; }
+  const ParameterLayout& layout() const override { return layout_; }
+  const ModelConfig& config() const override { return config_; }
+  const ModelLimits& limits() const override { return limits_; }
 
   // The GEMMs' copy of the parameters, the weight mirror: params() itself when A is T.
   const A* mirror() const { return mirror_; }
@@ -293,10 +335,11 @@ class Model {
   // Bytes allocated for kept activations plus scratch (see the file comment), excluding
   // parameters, gradients and the weight mirror; ActivationElements in T elements (exact when A
   // is T).
-  int64_t ActivationBytes() const { return activation_bytes_; }
+  int64_t ActivationBytes() const override { return activation_bytes_; }
   int64_t ActivationElements() const { return activation_bytes_ / static_cast<int64_t>(sizeof(T)); }
   // Whether the layers take the fused attention path (ModelOptions, resolved).
-  bool fused_attention() const { return fused_attention_; }
+  bool fused_attention() const override { return fused_attention_; }
+  std::vector<T> AttentionInputToHost(int l) const override;
 
  private:
   // `options` resolved: attention is kFused or kMaterialized.

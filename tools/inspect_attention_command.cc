@@ -91,7 +91,7 @@ absl::Status Inspect(const CommandArgs& args) {
   AttentionRankOptions o;
   o.rank_rtol = absl::GetFlag(FLAGS_rank_rtol);
   HR_ASSIGN_OR_RETURN(std::vector<HeadRankStats> stats,
-                      AttentionRankDiagnostics(model.get(), ops.get(), probe, o));
+                      AttentionRankDiagnostics(model.get(), probe, o));
   const int dp = m.head_size() > 0 ? m.head_size() : m.d_model() / m.num_heads();
   std::printf("model %s: %d layers, d=%d, %d heads of d_p=%d (%s), S=%d\n", source.c_str(),
               m.num_layers(), m.d_model(), m.num_heads(), dp,

@@ -118,7 +118,8 @@ int64_t BucketBytesFromMb(double mb) {
 }
 
 absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Create(
-    Communicator* comm, Ops<float>* ops, Model<float>* model, const DataParallelOptions& options) {
+    Communicator* comm, Ops<float>* ops, TrainableModel<float>* model,
+    const DataParallelOptions& options) {
   if (comm->device_buffers() && ops->device() == DeviceKind::kCpu) {
     return absl::InvalidArgumentError(
         absl::StrCat("train.comm=", comm->backend_name(),

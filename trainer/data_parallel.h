@@ -20,7 +20,7 @@
 //   model->ZeroGrads();
 //   for (int j = 0; j < k; ++j) {
 //     ...forward...
-//     model->Backward(1.0f, j == k - 1 ? dp->hook() : Model<float>::BackwardHook());
+//     model->Backward(1.0f, j == k - 1 ? dp->hook() : TrainableModel<float>::BackwardHook());
 //     HR_RETURN_IF_ERROR(dp->hook_status());
 //   }
 //   HR_ASSIGN_OR_RETURN(DataParallelStepStats s, dp->Finish(compute_start));
@@ -164,7 +164,7 @@ class DataParallel {
   // zero_stage other than 0 or 1. With ZeRO-1 the optimizer is created afterwards, from
   // optimizer_shard().
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<DataParallel>> Create(
-      Communicator* comm, Ops<float>* ops, Model<float>* model,
+      Communicator* comm, Ops<float>* ops, TrainableModel<float>* model,
       const DataParallelOptions& options = {});
 
   ~DataParallel();
@@ -185,7 +185,7 @@ class DataParallel {
 
   // The hook for the Backward whose gradients complete the step (the last micro-batch's);
   // empty with one rank. Errors are kept for hook_status().
-  const Model<float>::BackwardHook& hook() const { return hook_; }
+  const TrainableModel<float>::BackwardHook& hook() const { return hook_; }
   // The first error of the hook in this step (a bucket launch), else OK.
   const absl::Status& hook_status() const { return hook_status_; }
 
@@ -241,13 +241,13 @@ class DataParallel {
   Communicator* comm_ = nullptr;
   Communicator* host_comm_ = nullptr;
   Ops<float>* ops_ = nullptr;
-  Model<float>* model_ = nullptr;
+  TrainableModel<float>* model_ = nullptr;
   bool staging_ = false;
   std::vector<float> staged_;  // host copy of the gradients when staging
   float* reduce_buffer_ = nullptr;
   std::unique_ptr<GradientBuckets> buckets_;
   std::vector<std::vector<int>> hook_tensors_;  // Backward hook layer + 1 -> tensor indices
-  Model<float>::BackwardHook hook_;
+  TrainableModel<float>::BackwardHook hook_;
   absl::Status hook_status_;
   // ZeRO-1.
   bool sharded_ = false;

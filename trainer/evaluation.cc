@@ -105,8 +105,9 @@ std::vector<std::pair<std::string, double>> EvalResult::Values() const {
   return {{"loss", loss}, {"perplexity", perplexity}, {"accuracy", accuracy}};
 }
 
-absl::StatusOr<EvalResult> RunEval(Model<float>& model, BatchSource& source, int64_t batches,
-                                   int batch_size, int seq, int max_pred, Communicator* comm) {
+absl::StatusOr<EvalResult> RunEval(TrainableModel<float>& model, BatchSource& source,
+                                   int64_t batches, int batch_size, int seq, int max_pred,
+                                   Communicator* comm) {
   const bool bert = model.config().objective() == ModelConfig::BERT;
   const int ranks = comm != nullptr ? comm->size() : 1;
   const int rows = batch_size / ranks;

@@ -53,7 +53,7 @@ struct EvalResult {
 // `comm`; nullptr: one rank) of `source` from its current position (fewer when the source holds
 // fewer whole batches); each rank evaluates its share of every batch and the sums are added over
 // ranks, so every rank gets the same result.
-[[nodiscard]] absl::StatusOr<EvalResult> RunEval(Model<float>& model, BatchSource& source,
+[[nodiscard]] absl::StatusOr<EvalResult> RunEval(TrainableModel<float>& model, BatchSource& source,
                                                  int64_t batches, int batch_size, int seq,
                                                  int max_pred, Communicator* comm = nullptr);
 

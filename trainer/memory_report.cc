@@ -19,14 +19,15 @@ std::string Bytes(int64_t b) {
 
 }  // namespace
 
-MemoryPerRank MeasureMemoryPerRank(const Model<float>& model, const Optimizer<float>& optimizer,
+MemoryPerRank MeasureMemoryPerRank(const TrainableModel<float>& model,
+                                   const Optimizer<float>& optimizer,
                                    const DataParallel& data_parallel) {
   MemoryPerRank m;
   const int64_t flat = model.layout().total() * static_cast<int64_t>(sizeof(float));
   m.parameters = flat;
   m.gradients = flat + data_parallel.allocated_bytes();
   m.optimizer = optimizer.allocated_bytes();
-  m.activations = model.ActivationElements() * static_cast<int64_t>(sizeof(float));
+  m.activations = model.ActivationBytes();
   return m;
 }
 

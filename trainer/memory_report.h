@@ -43,7 +43,8 @@ struct MemoryPerRank {
 };
 
 // This rank's buffers, from the objects that own them.
-MemoryPerRank MeasureMemoryPerRank(const Model<float>& model, const Optimizer<float>& optimizer,
+MemoryPerRank MeasureMemoryPerRank(const TrainableModel<float>& model,
+                                   const Optimizer<float>& optimizer,
                                    const DataParallel& data_parallel);
 
 struct MemoryPrediction {

@@ -124,7 +124,7 @@ class Trainer {
   ModelLimits limits_;
   std::unique_ptr<TrainingBackend> backend_;  // with TrainOptions::wrap_ops's wrapper (tests)
   Ops<float>* ops_ = nullptr;  // the fp32 backend: optimizer, reduction, checks (backend_->ops())
-  std::unique_ptr<Model<float>> model_;
+  std::unique_ptr<TrainableModel<float>> model_;
   std::unique_ptr<Optimizer<float>> optimizer_;
   std::unique_ptr<DataParallel> data_parallel_;
   std::string config_text_;
@@ -282,8 +282,8 @@ absl::Status Trainer::SetUp() {
   // Before the model allocates: a model that cannot fit stops here with both numbers.
   HR_RETURN_IF_ERROR(
       CheckTrainingMemory(config_, limits_, *ops_, comm_.local_size(), comm_.size()));
-  HR_ASSIGN_OR_RETURN(model_, Model<float>::Create(config_.model(), backend_->model_ops(), limits_,
-                                                   ModelOptionsFromConfig(tc_)));
+  HR_ASSIGN_OR_RETURN(model_,
+                      backend_->CreateModel(config_.model(), limits_, ModelOptionsFromConfig(tc_)));
   DataParallelOptions dpo;
   dpo.bucket_bytes = BucketBytesFromMb(tc_.comm_bucket_mb());
   dpo.zero_stage = tc_.zero_stage();
@@ -544,7 +544,8 @@ absl::StatusOr<double> Trainer::ForwardBackward(const FeatureBatch& local,
     if (!s.ok()) {
       return absl::Status(s.code(), absl::StrCat("step ", step_ + 1, ": ", s.message()));
     }
-    model_->Backward(1.0f, j == k - 1 ? data_parallel_->hook() : Model<float>::BackwardHook());
+    model_->Backward(1.0f,
+                     j == k - 1 ? data_parallel_->hook() : TrainableModel<float>::BackwardHook());
     HR_RETURN_IF_ERROR(data_parallel_->hook_status());
     absl::StatusOr<LossStats> stats = model_->ReadLossStatsOrError();
     if (!stats.ok()) {
@@ -580,6 +581,7 @@ absl::Status Trainer::ApplyUpdate(int k, StepResult* r) {
     // ZeRO-1: every rank's updated shard to every rank (all agree on applying: the loss and the
     // grad norm are global).
     if (r->stats.applied) HR_RETURN_IF_ERROR(data_parallel_->GatherParameters());
+    model_->ParametersUpdated();  // the bf16 model's weight mirror (a no-op in fp32)
   }
   if (!r->stats.applied && !tc_.skip_nonfinite_steps()) {
     return absl::InternalError(absl::StrCat("step ", step_ + 1, ": the gradient norm is ",
@@ -685,7 +687,7 @@ absl::Status Trainer::Evaluate() {
 
 absl::Status Trainer::LogAttentionRank(int64_t at) {
   HR_ASSIGN_OR_RETURN(std::vector<HeadRankStats> st,
-                      AttentionRankDiagnostics(model_.get(), ops_, probe_));
+                      AttentionRankDiagnostics(model_.get(), probe_));
   HR_RETURN_IF_ERROR(CheckBackend("the attention rank diagnostics", at));
   return metrics_->LogEval(at, AttentionRankMetrics(st, tc_.attention_rank_per_head()));
 }

@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "base/status_macros.h"
-#include "kernels/bf16_activation_ops.h"
+#include "kernels/cpu_bf16_ops.h"
 
 namespace headroom {
 
@@ -17,13 +17,25 @@ absl::StatusOr<std::unique_ptr<TrainingBackend>> TrainingBackend::Create(DeviceK
   b->ops_ = b->wrapper_ != nullptr ? b->wrapper_.get() : b->backend_.get();
   b->model_ops_ = b->ops_;
   if (train.precision() == "bf16" && device == DeviceKind::kCpu) {
-    HR_ASSIGN_OR_RETURN(
-        std::unique_ptr<Bf16ActivationOps> twin,
-        Bf16ActivationOps::Create(b->ops_, {.fp32_residual = train.fp32_residual()}));
-    b->twin_ = std::move(twin);
-    b->model_ops_ = b->twin_.get();
+    HR_ASSIGN_OR_RETURN(std::unique_ptr<CpuBf16Ops> bf16,
+                        CpuBf16Ops::Create(b->ops_, {.fp32_residual = train.fp32_residual()}));
+    b->bf16_ = std::move(bf16);
+    b->model_ops_ = b->bf16_.get();
   }
   return b;
+}
+
+absl::StatusOr<std::unique_ptr<TrainableModel<float>>> TrainingBackend::CreateModel(
+    const ModelConfig& model, const ModelLimits& limits, const ModelOptions& options) const {
+  using Bf16Model = Model<float, Bf16>;
+  if (bf16_ != nullptr) {
+    HR_ASSIGN_OR_RETURN(std::unique_ptr<Bf16Model> m,
+                        Bf16Model::Create(model, bf16_.get(), limits, options));
+    return std::unique_ptr<TrainableModel<float>>(std::move(m));
+  }
+  HR_ASSIGN_OR_RETURN(std::unique_ptr<Model<float>> m,
+                      Model<float>::Create(model, model_ops_, limits, options));
+  return std::unique_ptr<TrainableModel<float>>(std::move(m));
 }
 
 }  // namespace headroom

@@ -4,14 +4,19 @@
 //  - ops(): the backend itself (MakeOps), seen through the test wrapper when one is given. The
 //    optimizer, the gradient reduction and every check run on it: fp32 master weights,
 //    gradients and moments.
-//  - model_ops(): what the model runs on. With train.precision=bf16 on the CPU, ops() seen
-//    through Bf16ActivationOps (kernels/bf16_activation_ops.h): the CPU twin of bf16 activation
-//    storage. Otherwise ops() itself (on CUDA, precision=bf16 multiplies in bf16 with fp32
-//    storage, MakeOps's matmul_precision).
+//  - model_ops(): what an fp32-storage model (Model<float>) runs on. With train.precision=bf16
+//    on the CPU, ops() seen through the bf16 twin's rounding (CpuBf16Ops, whose float ops are
+//    Bf16ActivationOps's, kernels/bf16_activation_ops.h). Otherwise ops() itself (on CUDA,
+//    precision=bf16 multiplies in bf16 with fp32 storage, MakeOps's matmul_precision).
+//  - bf16_ops(): with train.precision=bf16 on the CPU, the same CpuBf16Ops as Ops<float, Bf16>,
+//    for a model that stores its activations in bf16 (Model<float, Bf16>); null otherwise.
+//  - CreateModel: the model `headroom train` trains: Model<float, Bf16> on bf16_ops() where
+//    there is one, Model<float> on model_ops() otherwise. Both compute the same bits; the first
+//    holds its activations in about half the memory.
 //
 // Example:
 //   HR_ASSIGN_OR_RETURN(backend_, TrainingBackend::Create(DeviceKind::kCpu, config.train()));
-//   model = Model<float>::Create(config.model(), backend_->model_ops(), limits).value();
+//   model = backend_->CreateModel(config.model(), limits, options).value();
 //   Optimizer<float> optimizer(*backend_->ops(), model->layout(), ...);
 #ifndef HEADROOM_TRAINER_TRAINING_BACKEND_H_
 #define HEADROOM_TRAINER_TRAINING_BACKEND_H_
@@ -20,8 +25,11 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "base/bf16.h"
 #include "config/config.pb.h"
+#include "kernels/mixed_ops.h"
 #include "kernels/ops.h"
+#include "model/transformer.h"
 
 namespace headroom {
 
@@ -37,17 +45,21 @@ class TrainingBackend {
 
   Ops<float>* ops() const { return ops_; }
   Ops<float>* model_ops() const { return model_ops_; }
+  Ops<float, Bf16>* bf16_ops() const { return bf16_.get(); }
+  // The model on bf16_ops() or model_ops() (see above); Model::Create's errors.
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<TrainableModel<float>>> CreateModel(
+      const ModelConfig& model, const ModelLimits& limits, const ModelOptions& options) const;
   // The backend MakeOps made, unwrapped (e.g. for CUDA-only queries).
   Ops<float>* backend() const { return backend_.get(); }
 
  private:
   TrainingBackend() = default;
 
-  std::unique_ptr<Ops<float>> backend_;  // MakeOps's
-  std::unique_ptr<Ops<float>> wrapper_;  // the test wrapper, around backend_
-  std::unique_ptr<Ops<float>> twin_;     // Bf16ActivationOps around ops_, or null
-  Ops<float>* ops_ = nullptr;            // wrapper_ or backend_
-  Ops<float>* model_ops_ = nullptr;      // twin_ or ops_
+  std::unique_ptr<Ops<float>> backend_;     // MakeOps's
+  std::unique_ptr<Ops<float>> wrapper_;     // the test wrapper, around backend_
+  std::unique_ptr<Ops<float, Bf16>> bf16_;  // CpuBf16Ops around ops_, or null
+  Ops<float>* ops_ = nullptr;               // wrapper_ or backend_
+  Ops<float>* model_ops_ = nullptr;         // bf16_ or ops_
 };
 
 }  // namespace headroom

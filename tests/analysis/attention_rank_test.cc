@@ -109,7 +109,7 @@ TEST(AttentionRankDiagnosticsTest, MatchesLogitsComputedFromTheEquations) {
   auto model = Model<double>::Create(m, &ops, {2, 8, 0}).value();
   model->SetParameters(w);
   const Batch batch = RandomBatch(m, 2, 8, 0, 9);
-  const std::vector<HeadRankStats> got = AttentionRankDiagnostics(model.get(), &ops, batch).value();
+  const std::vector<HeadRankStats> got = AttentionRankDiagnostics(model.get(), batch).value();
   ASSERT_EQ(got.size(), 2u);
   const int d = 8, dp = 3, S = 8;
   auto W = [&](const std::string& n) {
@@ -169,8 +169,7 @@ void CheckRanks(const ModelConfig& m, int max_allowed, int min_expected) {
   for (double rtol : {1e-6, 0.0}) {
     AttentionRankOptions o;
     o.rank_rtol = rtol;
-    const std::vector<HeadRankStats> st =
-        AttentionRankDiagnostics(model.get(), &ops, batch, o).value();
+    const std::vector<HeadRankStats> st = AttentionRankDiagnostics(model.get(), batch, o).value();
     ASSERT_EQ(st.size(), static_cast<size_t>(m.num_layers() * m.num_heads()));
     int overall = 0;
     for (const HeadRankStats& s : st) {
