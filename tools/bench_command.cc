@@ -214,7 +214,7 @@ void PrintMachine(DeviceKind kind) {
   std::printf("blas_warning=old_core_%s_set_OPENBLAS_CORETYPE=%s\n", core.c_str(), fix);
 }
 
-void PrintConfig(const BenchSetup& b, const Model<float>& model) {
+void PrintConfig(const BenchSetup& b, const TrainableModel<float>& model) {
   const ModelConfig& m = b.config.model();
   std::printf(
       "config=%s objective=%s layers=%d d=%d heads=%d head_size=%d ffn=%d vocab=%d seq=%d "
@@ -223,7 +223,8 @@ void PrintConfig(const BenchSetup& b, const Model<float>& model) {
       b.config.name().c_str(), ModelConfig::Objective_Name(m.objective()).c_str(), m.num_layers(),
       m.d_model(), m.num_heads(), HeadSize(m), m.ffn_size(), m.vocab_size(), b.seq, b.batch,
       b.masked, static_cast<long long>(model.layout().num_parameters()),
-      model.ActivationElements() * 4.0 / (1 << 20), TrainingFlopsPerToken(m, b.seq, b.masked) / 1e9,
+      static_cast<double>(model.ActivationBytes()) / (1 << 20),
+      TrainingFlopsPerToken(m, b.seq, b.masked) / 1e9,
       model.fused_attention() ? "fused" : "materialized", b.config.train().recompute_gelu() ? 1 : 0,
       b.optimizer ? 1 : 0);
   std::fflush(stdout);
@@ -239,8 +240,9 @@ struct StepTimes {
 
 // Runs the warm-up and timed steps: ZeroGrads, Forward, Backward (reducing the gradient over
 // the ranks), and with --optimizer an AdamW update.
-absl::StatusOr<StepTimes> RunSteps(const BenchSetup& b, Ops<float>& ops, Model<float>& model,
-                                   DataParallel& dp, ProfilingOps& profiler) {
+absl::StatusOr<StepTimes> RunSteps(const BenchSetup& b, Ops<float>& ops,
+                                   TrainableModel<float>& model, DataParallel& dp,
+                                   ProfilingOps& profiler) {
   const int64_t n_params = model.layout().total();
   // Adam moments for --optimizer (fp32, as the trainer's).
   float* adam_m = b.optimizer ? ops.Alloc(n_params) : nullptr;
@@ -277,6 +279,7 @@ absl::StatusOr<StepTimes> RunSteps(const BenchSetup& b, Ops<float>& ops, Model<f
       step.weight_decay = 0.01f;
       step.step = i + 1;
       ops.AdamW(model.params(), model.grads(), adam_m, adam_v, n_params, step);
+      model.ParametersUpdated();
       ops.Synchronize();
     }
     if (i == 0) t.first_loss = stats.loss;
@@ -434,9 +437,17 @@ absl::Status Bench(const BenchSetup& b, Communicator& comm, const TrainingBacken
   // Before the model allocates: a model that cannot fit stops here with both numbers.
   HR_RETURN_IF_ERROR(CheckTrainingMemory(b.config, {b.batch, b.seq, b.masked}, ops,
                                          comm.local_size(), comm.size()));
-  HR_ASSIGN_OR_RETURN(std::unique_ptr<Model<float>> model,
-                      Model<float>::Create(b.config.model(), model_ops, {b.batch, b.seq, b.masked},
-                                           ModelOptionsFromConfig(b.config.train())));
+  // The model `headroom train` would train (bf16 activation storage where the backend has it);
+  // --profile times every op through a wrapper of the fp32-storage op set, which computes the
+  // same numbers.
+  const ModelLimits limits{b.batch, b.seq, b.masked};
+  const ModelOptions options = ModelOptionsFromConfig(b.config.train());
+  std::unique_ptr<TrainableModel<float>> model;
+  if (b.profile) {
+    HR_ASSIGN_OR_RETURN(model, Model<float>::Create(b.config.model(), model_ops, limits, options));
+  } else {
+    HR_ASSIGN_OR_RETURN(model, backend.CreateModel(b.config.model(), limits, options));
+  }
   model->InitParameters(b.config.train().seed());
   PrintConfig(b, *model);
   // Data parallel: the gradient buckets and Backward's hook marking them, as in the trainer.
