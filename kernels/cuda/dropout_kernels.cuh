@@ -9,15 +9,18 @@
 #include <cstdint>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/storage.cuh"
 #include "kernels/philox.h"
 
 namespace headroom::cuda::dropout_kernels {
 
 constexpr int kBlock = 256;
 
-__global__ void dropout_kernel(const float* x, float* y, int64_t n, uint32_t threshold,
-                               float keep_scale, uint64_t seed, uint64_t step, uint32_t layer,
-                               uint32_t site) {
+// y = x * keep / (1 - rate) over n elements, from X storage to Y storage (float or bf16: the
+// value widened, scaled in fp32, rounded to Y once; float to float is a lone multiply).
+template <typename X, typename Y>
+__global__ void dropout_kernel(const X* x, Y* y, int64_t n, uint32_t threshold, float keep_scale,
+                               uint64_t seed, uint64_t step, uint32_t layer, uint32_t site) {
   const int64_t groups = (n + 3) / 4;
   for (int64_t g = GlobalThread(); g < groups; g += GridThreads()) {
     const Philox4x32 words = DropoutWords(seed, step, layer, site, static_cast<uint64_t>(g));
@@ -25,7 +28,7 @@ __global__ void dropout_kernel(const float* x, float* y, int64_t n, uint32_t thr
 #pragma unroll
     for (int j = 0; j < 4; ++j) {  // unrolled: words.v[j] stays in registers
       const int64_t i = i0 + j;
-      if (i < n) y[i] = words.v[j] >= threshold ? x[i] * keep_scale : 0.0f;
+      if (i < n) y[i] = FromFloat<Y>(words.v[j] >= threshold ? ToFloat(x[i]) * keep_scale : 0.0f);
     }
   }
 }

@@ -1,4 +1,5 @@
-// Elementwise ops (Fill, Scale, Add, Axpy), the bias add, and the GEMM's C = beta * C.
+// Elementwise ops (Fill, Scale, Add, Axpy), the bias add, the GEMM's C = beta * C, and the
+// storage conversions of bf16 activations (Scale and Add of bf16, Convert).
 //
 // All are memory-bound grid-stride loops: a grid capped at kMaxGridStrideBlocks blocks of 256
 // threads, each thread striding by the grid size, so any n (int64) is covered by one launch and
@@ -18,16 +19,51 @@ void LaunchFill(float* x, int64_t n, float value, const LaunchContext& ctx) {
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
 }
 
-void LaunchScale(float* x, int64_t n, float alpha, const LaunchContext& ctx) {
+namespace {
+
+template <typename A>
+void Scale(A* x, int64_t n, float alpha, const LaunchContext& ctx) {
   if (n <= 0) return;
-  scale_kernel<<<GridStrideBlocks(n, kBlock), kBlock, 0, ctx.stream>>>(x, n, alpha);
+  scale_kernel<A><<<GridStrideBlocks(n, kBlock), kBlock, 0, ctx.stream>>>(x, n, alpha);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
 }
 
-void LaunchAdd(const float* a, const float* b, float* out, int64_t n, const LaunchContext& ctx) {
+template <typename X, typename Y, typename Z>
+void Add(const X* a, const Y* b, Z* out, int64_t n, const LaunchContext& ctx) {
   if (n <= 0) return;
-  add_kernel<<<GridStrideBlocks(n, kBlock), kBlock, 0, ctx.stream>>>(a, b, out, n);
+  add_kernel<X, Y, Z><<<GridStrideBlocks(n, kBlock), kBlock, 0, ctx.stream>>>(a, b, out, n);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+}
+
+template <typename X, typename Y>
+void Convert(const X* x, Y* y, int64_t n, const LaunchContext& ctx) {
+  if (n <= 0) return;
+  convert_kernel<X, Y><<<GridStrideBlocks(n, kBlock), kBlock, 0, ctx.stream>>>(x, y, n);
+  HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+}
+
+}  // namespace
+
+void LaunchScale(float* x, int64_t n, float alpha, const LaunchContext& ctx) {
+  Scale(x, n, alpha, ctx);
+}
+void LaunchScale(__nv_bfloat16* x, int64_t n, float alpha, const LaunchContext& ctx) {
+  Scale(x, n, alpha, ctx);
+}
+
+void LaunchAdd(const float* a, const float* b, float* out, int64_t n, const LaunchContext& ctx) {
+  Add(a, b, out, n, ctx);
+}
+void LaunchAdd(const float* a, const __nv_bfloat16* b, float* out, int64_t n,
+               const LaunchContext& ctx) {
+  Add(a, b, out, n, ctx);
+}
+
+void LaunchConvert(const float* x, __nv_bfloat16* y, int64_t n, const LaunchContext& ctx) {
+  Convert(x, y, n, ctx);
+}
+void LaunchConvert(const __nv_bfloat16* x, float* y, int64_t n, const LaunchContext& ctx) {
+  Convert(x, y, n, ctx);
 }
 
 void LaunchAxpy(float alpha, const float* x, float* y, int64_t n, const LaunchContext& ctx) {

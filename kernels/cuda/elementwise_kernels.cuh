@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/storage.cuh"
 
 namespace headroom::cuda::elementwise_kernels {
 
@@ -18,13 +19,27 @@ __global__ void fill_kernel(float* __restrict__ x, int64_t n, float value) {
   for (int64_t i = GlobalThread(); i < n; i += GridThreads()) x[i] = value;
 }
 
-__global__ void scale_kernel(float* __restrict__ x, int64_t n, float alpha) {
-  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) x[i] *= alpha;
+// Storage types A, X, Y, Z: float or __nv_bfloat16 (storage.cuh); each value is widened, the
+// arithmetic is fp32, and the result is rounded once to its storage (all float: as before).
+template <typename A>
+__global__ void scale_kernel(A* __restrict__ x, int64_t n, float alpha) {
+  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) {
+    x[i] = FromFloat<A>(ToFloat(x[i]) * alpha);
+  }
 }
 
 // No __restrict__: out may alias a or b.
-__global__ void add_kernel(const float* a, const float* b, float* out, int64_t n) {
-  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) out[i] = a[i] + b[i];
+template <typename X, typename Y, typename Z>
+__global__ void add_kernel(const X* a, const Y* b, Z* out, int64_t n) {
+  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) {
+    out[i] = FromFloat<Z>(ToFloat(a[i]) + ToFloat(b[i]));
+  }
+}
+
+// y = x in Y's storage: rounded to nearest even (float to bf16) or widened (bf16 to float).
+template <typename X, typename Y>
+__global__ void convert_kernel(const X* __restrict__ x, Y* __restrict__ y, int64_t n) {
+  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) y[i] = FromFloat<Y>(ToFloat(x[i]));
 }
 
 __global__ void axpy_kernel(float alpha, const float* __restrict__ x, float* __restrict__ y,

@@ -28,14 +28,25 @@ constexpr size_t kAlign = 256;
 
 size_t AlignUp(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
+template <typename Table, typename Out>
+void EmbeddingForward(const int32_t* ids, const Table* table, int64_t n, int d, Out* out,
+                      bool accumulate, const LaunchContext& ctx) {
+  if (n <= 0 || d <= 0) return;
+  embedding_forward_kernel<Table, Out><<<GridStrideBlocks(n * d, kBlock), kBlock, 0, ctx.stream>>>(
+      ids, table, n, d, out, accumulate);
+  HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+}
+
 }  // namespace
 
 void LaunchEmbeddingForward(const int32_t* ids, const float* table, int64_t n, int d, float* out,
                             bool accumulate, const LaunchContext& ctx) {
-  if (n <= 0 || d <= 0) return;
-  embedding_forward_kernel<<<GridStrideBlocks(n * d, kBlock), kBlock, 0, ctx.stream>>>(
-      ids, table, n, d, out, accumulate);
-  HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+  EmbeddingForward(ids, table, n, d, out, accumulate, ctx);
+}
+
+void LaunchGatherRows(const __nv_bfloat16* src, const int32_t* idx, int64_t m, int d,
+                      __nv_bfloat16* dst, const LaunchContext& ctx) {
+  EmbeddingForward(idx, src, m, d, dst, /*accumulate=*/false, ctx);
 }
 
 void LaunchEmbeddingLayerNormForward(const int32_t* ids, const float* word, float word_scale,
@@ -59,8 +70,11 @@ void LaunchEmbeddingLayerNormForward(const int32_t* ids, const float* word, floa
   });
 }
 
-void LaunchScatterAddRows(const float* src, const int32_t* idx, int64_t m, int d, float* dst,
-                          DeviceScratch& scratch, const LaunchContext& ctx) {
+namespace {
+
+template <typename Src>
+void ScatterAddRows(const Src* src, const int32_t* idx, int64_t m, int d, float* dst,
+                    DeviceScratch& scratch, const LaunchContext& ctx) {
   if (m <= 0 || d <= 0) return;
   if (m > INT32_MAX) {
     ctx.err->Record("LaunchScatterAddRows", "more than 2^31 - 1 rows", __FILE__, __LINE__);
@@ -90,9 +104,20 @@ void LaunchScatterAddRows(const float* src, const int32_t* idx, int64_t m, int d
     return;
   }
   const dim3 grid(static_cast<unsigned>(m), static_cast<unsigned>(CeilDiv(d, kScatterBlock)));
-  scatter_add_sorted_kernel<<<grid, kScatterBlock, 0, ctx.stream>>>(src, sorted_idx, sorted_pos, m,
-                                                                    d, dst);
+  scatter_add_sorted_kernel<Src>
+      <<<grid, kScatterBlock, 0, ctx.stream>>>(src, sorted_idx, sorted_pos, m, d, dst);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+}
+
+}  // namespace
+
+void LaunchScatterAddRows(const float* src, const int32_t* idx, int64_t m, int d, float* dst,
+                          DeviceScratch& scratch, const LaunchContext& ctx) {
+  ScatterAddRows(src, idx, m, d, dst, scratch, ctx);
+}
+void LaunchScatterAddRows(const __nv_bfloat16* src, const int32_t* idx, int64_t m, int d,
+                          float* dst, DeviceScratch& scratch, const LaunchContext& ctx) {
+  ScatterAddRows(src, idx, m, d, dst, scratch, ctx);
 }
 
 }  // namespace headroom::cuda

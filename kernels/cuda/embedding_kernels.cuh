@@ -17,14 +17,17 @@ namespace headroom::cuda::embedding_kernels {
 
 constexpr int kBlock = 256;
 constexpr int kScatterBlock = 128;  // columns per block of the scatter kernel
+// out[i, :] (+)= table[ids[i], :]: the embedding lookup (fp32) and GatherRows (of A rows into
+// A), the sum in fp32 rounded once to Out.
+template <typename Table, typename Out>
 __global__ void embedding_forward_kernel(const int32_t* __restrict__ ids,
-                                         const float* __restrict__ table, int64_t n, int d,
-                                         float* __restrict__ out, bool accumulate) {
+                                         const Table* __restrict__ table, int64_t n, int d,
+                                         Out* __restrict__ out, bool accumulate) {
   const int64_t total = n * d;
   for (int64_t e = GlobalThread(); e < total; e += GridThreads()) {
     const int64_t i = e / d, c = e % d;
-    const float v = table[static_cast<int64_t>(ids[i]) * d + c];
-    out[e] = accumulate ? out[e] + v : v;
+    const float v = ToFloat(table[static_cast<int64_t>(ids[i]) * d + c]);
+    out[e] = FromFloat<Out>(accumulate ? ToFloat(out[e]) + v : v);
   }
 }
 
@@ -38,7 +41,8 @@ __global__ void iota_kernel(int32_t* __restrict__ x, int64_t n) {
 // and its loads (independent of each other) can be in flight together: a run of thousands of
 // rows (the token-type table's two ids, the position table's S) is not a chain of dependent
 // memory round trips. The additions stay in the same order.
-__global__ void scatter_add_sorted_kernel(const float* __restrict__ src,
+template <typename Src>
+__global__ void scatter_add_sorted_kernel(const Src* __restrict__ src,
                                           const int32_t* __restrict__ sorted_idx,
                                           const int32_t* __restrict__ sorted_pos, int64_t m, int d,
                                           float* __restrict__ dst) {
@@ -59,7 +63,9 @@ __global__ void scatter_add_sorted_kernel(const float* __restrict__ src,
   float* t = dst + static_cast<int64_t>(id) * d + c;
   float acc = *t;
 #pragma unroll 8
-  for (int64_t j = k; j < lo; ++j) acc += src[static_cast<int64_t>(sorted_pos[j]) * d + c];
+  for (int64_t j = k; j < lo; ++j) {
+    acc += ToFloat(src[static_cast<int64_t>(sorted_pos[j]) * d + c]);
+  }
   *t = acc;
 }
 

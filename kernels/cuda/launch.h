@@ -260,6 +260,30 @@ void LaunchSoftmaxCrossEntropy(const __nv_bfloat16* logits, const int32_t* label
                                float label_smoothing, float* losses, __nv_bfloat16* dlogits,
                                float grad_scale, const LaunchContext& ctx);
 
+// Storage conversion and elementwise ops of bf16 activations (elementwise.cu), as the float
+// ones: Convert rounds to nearest even or widens; Scale in place; Add of the fp32 residual stream
+// and a bf16 sublayer output into fp32 (out may alias a).
+void LaunchConvert(const float* x, __nv_bfloat16* y, int64_t n, const LaunchContext& ctx);
+void LaunchConvert(const __nv_bfloat16* x, float* y, int64_t n, const LaunchContext& ctx);
+void LaunchScale(__nv_bfloat16* x, int64_t n, float alpha, const LaunchContext& ctx);
+void LaunchAdd(const float* a, const __nv_bfloat16* b, float* out, int64_t n,
+               const LaunchContext& ctx);
+// Dropout into bf16 (dropout.cu), the float launcher's mask and scale: from bf16 (y may alias
+// x) or from fp32 (rate 0 converts).
+void LaunchDropout(const __nv_bfloat16* x, __nv_bfloat16* y, int64_t n, float rate, uint64_t seed,
+                   uint64_t step, uint32_t layer, uint32_t site, const LaunchContext& ctx);
+void LaunchDropout(const float* x, __nv_bfloat16* y, int64_t n, float rate, uint64_t seed,
+                   uint64_t step, uint32_t layer, uint32_t site, const LaunchContext& ctx);
+// Head split and merge of bf16 activations (permute.cu).
+void LaunchPermuteHeads(const __nv_bfloat16* x, __nv_bfloat16* y, int B, int S, int H, int D,
+                        bool inverse, const LaunchContext& ctx);
+// GatherRows of bf16 rows, and ScatterAddRows of bf16 rows into an fp32 gradient (embedding.cu;
+// the same deterministic order as the float launcher).
+void LaunchGatherRows(const __nv_bfloat16* src, const int32_t* idx, int64_t m, int d,
+                      __nv_bfloat16* dst, const LaunchContext& ctx);
+void LaunchScatterAddRows(const __nv_bfloat16* src, const int32_t* idx, int64_t m, int d,
+                          float* dst, DeviceScratch& scratch, const LaunchContext& ctx);
+
 // The optimizers updating the fp32 master weights and writing `mirror`, their bf16 copy (round to
 // nearest even), in the same pass (optimizer.cu); mirror null writes none.
 void LaunchAdamW(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p,

@@ -11,13 +11,27 @@
 namespace headroom::cuda {
 using namespace permute_kernels;  // NOLINT(build/namespaces): this file's own kernels
 
-void LaunchPermuteHeads(const float* x, float* y, int B, int S, int H, int D, bool inverse,
-                        const LaunchContext& ctx) {
+namespace {
+
+template <typename A>
+void PermuteHeads(const A* x, A* y, int B, int S, int H, int D, bool inverse,
+                  const LaunchContext& ctx) {
   if (B <= 0 || S <= 0 || H <= 0 || D <= 0) return;
   const int64_t total = static_cast<int64_t>(B) * S * H * D;
-  permute_heads_kernel<<<GridStrideBlocks(total, kBlock), kBlock, 0, ctx.stream>>>(x, y, B, S, H, D,
-                                                                                   inverse);
+  permute_heads_kernel<A>
+      <<<GridStrideBlocks(total, kBlock), kBlock, 0, ctx.stream>>>(x, y, B, S, H, D, inverse);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+}
+
+}  // namespace
+
+void LaunchPermuteHeads(const float* x, float* y, int B, int S, int H, int D, bool inverse,
+                        const LaunchContext& ctx) {
+  PermuteHeads(x, y, B, S, H, D, inverse, ctx);
+}
+void LaunchPermuteHeads(const __nv_bfloat16* x, __nv_bfloat16* y, int B, int S, int H, int D,
+                        bool inverse, const LaunchContext& ctx) {
+  PermuteHeads(x, y, B, S, H, D, inverse, ctx);
 }
 
 }  // namespace headroom::cuda

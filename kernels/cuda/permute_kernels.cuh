@@ -14,8 +14,10 @@ namespace headroom::cuda::permute_kernels {
 
 constexpr int kBlock = 256;
 
-__global__ void permute_heads_kernel(const float* __restrict__ x, float* __restrict__ y, int B,
-                                     int S, int H, int D, bool inverse) {
+// A copy: any element type (float, __nv_bfloat16).
+template <typename A>
+__global__ void permute_heads_kernel(const A* __restrict__ x, A* __restrict__ y, int B, int S,
+                                     int H, int D, bool inverse) {
   const int64_t total = static_cast<int64_t>(B) * S * H * D;
   for (int64_t i = GlobalThread(); i < total; i += GridThreads()) {
     const int64_t d = i % D;
