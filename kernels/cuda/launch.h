@@ -274,6 +274,14 @@ void LaunchDropout(const __nv_bfloat16* x, __nv_bfloat16* y, int64_t n, float ra
                    uint64_t step, uint32_t layer, uint32_t site, const LaunchContext& ctx);
 void LaunchDropout(const float* x, __nv_bfloat16* y, int64_t n, float rate, uint64_t seed,
                    uint64_t step, uint32_t layer, uint32_t site, const LaunchContext& ctx);
+// The attention softmax of bf16 scores (softmax.cu), statistics in fp32; in place as the float
+// launchers.
+void LaunchSoftmaxForward(const __nv_bfloat16* scores, __nv_bfloat16* probs, int B, int H, int Sq,
+                          int Sk, float scale, const int32_t* segments, bool causal,
+                          const LaunchContext& ctx);
+void LaunchSoftmaxBackward(const __nv_bfloat16* probs, const __nv_bfloat16* dprobs,
+                           __nv_bfloat16* dscores, int64_t rows, int Sk, float scale,
+                           const LaunchContext& ctx);
 // Head split and merge of bf16 activations (permute.cu).
 void LaunchPermuteHeads(const __nv_bfloat16* x, __nv_bfloat16* y, int B, int S, int H, int D,
                         bool inverse, const LaunchContext& ctx);

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/storage.cuh"
 
 namespace headroom::cuda::softmax_kernels {
 
@@ -16,9 +17,12 @@ constexpr int kBlock = 256;
 constexpr int kRowsPerBlock = kBlock / kWarpSize;
 
 // No __restrict__ on scores/probs: they may alias.
-__global__ void softmax_forward_kernel(const float* scores, float* probs, int64_t rows, int H,
-                                       int Sq, int Sk, float scale,
-                                       const int32_t* __restrict__ segments, bool causal) {
+// Storage A: float or __nv_bfloat16 (storage.cuh): scores widened, every statistic fp32, each
+// probability rounded once to A; probs may alias scores (each lane rewrites what it read).
+template <typename A>
+__global__ void softmax_forward_kernel(const A* scores, A* probs, int64_t rows, int H, int Sq,
+                                       int Sk, float scale, const int32_t* __restrict__ segments,
+                                       bool causal) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   if (row >= rows) return;  // whole warp
@@ -31,43 +35,47 @@ __global__ void softmax_forward_kernel(const float* scores, float* probs, int64_
     return seg != nullptr && (seg[k] == 0 || (own != 0 && seg[k] != own));
   };
   const int end = causal ? (q + 1 < Sk ? q + 1 : Sk) : Sk;  // keys >= end are causally masked
-  const float* s = scores + row * Sk;
-  float* p = probs + row * Sk;
+  const A* s = scores + row * Sk;
+  A* p = probs + row * Sk;
 
   float mx = -INFINITY;
   for (int k = lane; k < end; k += kWarpSize) {
     if (hidden(k)) continue;
-    mx = fmaxf(mx, scale * s[k]);
+    mx = fmaxf(mx, scale * ToFloat(s[k]));
   }
   mx = WarpMax(mx);
   if (mx == -INFINITY) {  // every key masked
-    for (int k = lane; k < Sk; k += kWarpSize) p[k] = 0.0f;
+    for (int k = lane; k < Sk; k += kWarpSize) p[k] = FromFloat<A>(0.0f);
     return;
   }
   float sum = 0.0f;
   for (int k = lane; k < end; k += kWarpSize) {
     if (hidden(k)) continue;
-    sum += expf(scale * s[k] - mx);
+    sum += expf(scale * ToFloat(s[k]) - mx);
   }
   const float inv = 1.0f / WarpSum(sum);
   for (int k = lane; k < Sk; k += kWarpSize) {
     const bool masked = k >= end || hidden(k);
-    p[k] = masked ? 0.0f : expf(scale * s[k] - mx) * inv;
+    p[k] = FromFloat<A>(masked ? 0.0f : expf(scale * ToFloat(s[k]) - mx) * inv);
   }
 }
 
-__global__ void softmax_backward_kernel(const float* __restrict__ probs, const float* dprobs,
-                                        float* dscores, int64_t rows, int Sk, float scale) {
+// dscores may alias dprobs.
+template <typename A>
+__global__ void softmax_backward_kernel(const A* __restrict__ probs, const A* dprobs, A* dscores,
+                                        int64_t rows, int Sk, float scale) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   if (row >= rows) return;
-  const float* p = probs + row * Sk;
-  const float* dp = dprobs + row * Sk;
-  float* ds = dscores + row * Sk;
+  const A* p = probs + row * Sk;
+  const A* dp = dprobs + row * Sk;
+  A* ds = dscores + row * Sk;
   float dot = 0.0f;
-  for (int k = lane; k < Sk; k += kWarpSize) dot += p[k] * dp[k];
+  for (int k = lane; k < Sk; k += kWarpSize) dot += ToFloat(p[k]) * ToFloat(dp[k]);
   dot = WarpSum(dot);
-  for (int k = lane; k < Sk; k += kWarpSize) ds[k] = scale * p[k] * (dp[k] - dot);
+  for (int k = lane; k < Sk; k += kWarpSize) {
+    ds[k] = FromFloat<A>(scale * ToFloat(p[k]) * (ToFloat(dp[k]) - dot));
+  }
 }
 
 }  // namespace headroom::cuda::softmax_kernels

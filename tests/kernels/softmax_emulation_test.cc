@@ -67,6 +67,25 @@ unsigned RowBlocks(int64_t rows) {
   return static_cast<unsigned>(cuda::CeilDiv(rows, k::kRowsPerBlock));
 }
 
+// The backward's band (the file comment) for each element of ds = scale p (dp - dot).
+std::vector<double> BackwardBand(const std::vector<float>& p, const std::vector<float>& dp,
+                                 int64_t rows, int Sk, float scale) {
+  std::vector<double> band(p.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    double dot = 0, dot_abs = 0;
+    for (int64_t j = r * Sk; j < (r + 1) * Sk; ++j) {
+      dot += double{p[j]} * dp[j];
+      dot_abs += std::fabs(double{p[j]} * dp[j]);
+    }
+    for (int64_t j = r * Sk; j < (r + 1) * Sk; ++j) {
+      band[j] = std::fabs(double{scale} * p[j]) *
+                ((Sk + 1) * kUnitRoundoff * dot_abs +
+                 3 * kUnitRoundoff * (std::fabs(dp[j]) + std::fabs(dot)));
+    }
+  }
+  return band;
+}
+
 void RunCase(const Case& c) {
   SCOPED_TRACE(Describe(c));
   CpuOps<float> ops(1);
@@ -109,19 +128,10 @@ void RunCase(const Case& c) {
         k::softmax_backward_kernel(want.data(), dprobs.data(), got_ds.data(), rows, c.Sk, scale);
       },
       RowBlocks(rows), k::kBlock);
-  for (int64_t r = 0; r < rows; ++r) {
-    double dot = 0, dot_abs = 0;
-    for (int64_t j = r * c.Sk; j < (r + 1) * c.Sk; ++j) {
-      dot += double{want[j]} * dprobs[j];
-      dot_abs += std::fabs(double{want[j]} * dprobs[j]);
-    }
-    for (int64_t j = r * c.Sk; j < (r + 1) * c.Sk; ++j) {
-      const double sp = std::fabs(double{scale} * want[j]);
-      const double bound = sp * ((c.Sk + 1) * kUnitRoundoff * dot_abs +
-                                 3 * kUnitRoundoff * (std::fabs(dprobs[j]) + std::fabs(dot)));
-      ASSERT_LE(std::fabs(double{got_ds[j]} - want_ds[j]), bound)
-          << "dscores " << j << ": got " << got_ds[j] << ", want " << want_ds[j];
-    }
+  const std::vector<double> bound = BackwardBand(want, dprobs, rows, c.Sk, scale);
+  for (int64_t j = 0; j < n; ++j) {
+    ASSERT_LE(std::fabs(double{got_ds[j]} - want_ds[j]), bound[j])
+        << "dscores " << j << ": got " << got_ds[j] << ", want " << want_ds[j];
   }
   std::vector<float> ds_in_place = dprobs;  // dscores may alias dprobs
   testing_util::Launch1D(
@@ -131,6 +141,50 @@ void RunCase(const Case& c) {
       },
       RowBlocks(rows), k::kBlock);
   testing_util::ExpectBitEqual(ds_in_place, got_ds, "backward in place");
+}
+
+// The bf16 instances (scores, probabilities and gradients stored in bf16, statistics fp32): the
+// twin is CpuOps<float> on the widened bf16 inputs; each output within one bf16 ulp (the store's
+// rounding on either side) plus the float band above (zero where masked: exact zeros).
+void RunBf16Case(const Case& c) {
+  SCOPED_TRACE("bf16 " + Describe(c));
+  CpuOps<float> ops(1);
+  const int64_t rows = int64_t{c.B} * c.H * c.Sq, n = rows * c.Sk;
+  const std::vector<int32_t> seg = Segments(c);
+  const int32_t* segments = c.mask == kNone ? nullptr : seg.data();
+  const float scale = 0.37f;
+  const std::vector<float> scores = testing_util::RandomBf16Floats(n, -8, 8, 11);
+  std::vector<float> want(n);
+  ops.SoftmaxForward(scores.data(), want.data(), c.B, c.H, c.Sq, c.Sk, scale, segments, c.causal);
+  std::vector<__nv_bfloat16> probs = testing_util::ToDeviceBf16(scores);  // in place
+  testing_util::Launch1D(
+      [&] {
+        k::softmax_forward_kernel(probs.data(), probs.data(), rows, c.H, c.Sq, c.Sk, scale,
+                                  segments, c.causal);
+      },
+      RowBlocks(rows), k::kBlock);
+  std::vector<double> band(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) band[i] = (c.Sk + 10) * kUnitRoundoff * want[i];
+  testing_util::ExpectWithinBf16Ulp(testing_util::FromDeviceBf16(probs), want, "probabilities",
+                                    band);
+
+  // Backward from the bf16 probabilities the forward stored (both sides read the same p).
+  const std::vector<float> p = testing_util::FromDeviceBf16(probs);
+  const std::vector<float> dprobs = testing_util::RandomBf16Floats(n, -1, 1, 12);
+  std::vector<float> want_ds(n);
+  ops.SoftmaxBackward(p.data(), dprobs.data(), want_ds.data(), rows, c.Sk, scale);
+  std::vector<__nv_bfloat16> ds = testing_util::ToDeviceBf16(dprobs);  // in place
+  testing_util::Launch1D(
+      [&] { k::softmax_backward_kernel(probs.data(), ds.data(), ds.data(), rows, c.Sk, scale); },
+      RowBlocks(rows), k::kBlock);
+  testing_util::ExpectWithinBf16Ulp(testing_util::FromDeviceBf16(ds), want_ds, "dscores",
+                                    BackwardBand(p, dprobs, rows, c.Sk, scale));
+}
+
+TEST(SoftmaxKernelEmulation, Bf16StorageWithinOneBf16UlpOfTwin) {
+  RunBf16Case({2, 3, 5, 5, kPadding, false});
+  RunBf16Case({1, 2, 33, 33, kPacked, true});
+  RunBf16Case({2, 1, 7, 70, kNone, false});
 }
 
 TEST(SoftmaxKernelEmulation, ForwardAndBackwardWithinBandOfTwin) {
