@@ -217,6 +217,19 @@ void LaunchResidualLayerNormBackward(const float* dy, const float* sum, const fl
                                      float rate, uint64_t seed, uint64_t step, uint32_t layer,
                                      uint32_t site, float* dsum, __nv_bfloat16* dsub, float* dgamma,
                                      float* dbeta, float* colsum_scratch, const LaunchContext& ctx);
+// Pre-LN with bf16 activations: the LayerNorm of the fp32 residual stream into bf16 y, and its
+// backward from bf16 dy into bf16 dx (dgamma, dbeta accumulate; scratch as above); and the
+// post-LN LayerNorm input recomputed into fp32 from the bf16 output.
+void LaunchLayerNormForward(const float* x, const float* gamma, const float* beta, int64_t rows,
+                            int cols, float eps, __nv_bfloat16* y, float* mean, float* rstd,
+                            const LaunchContext& ctx);
+void LaunchLayerNormBackward(const __nv_bfloat16* dy, const float* x, const float* gamma,
+                             const float* mean, const float* rstd, int64_t rows, int cols,
+                             __nv_bfloat16* dx, float* dgamma, float* dbeta, float* colsum_scratch,
+                             const LaunchContext& ctx);
+void LaunchLayerNormInputFromOutput(const __nv_bfloat16* y, const float* gamma, const float* beta,
+                                    const float* mean, const float* rstd, int64_t rows, int cols,
+                                    float* x, const LaunchContext& ctx);
 // The packed kernels' shape check, shared by their launchers: kPacks (1, 2, 4 or 8) for rows of
 // `cols` in packs of `pack_size`, or 0 after recording in ctx.err why the shape or a pointer does
 // not fit.

@@ -140,16 +140,55 @@ void LaunchResidualLayerNormBackward(const float* dy, const float* sum, const fl
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
 }
 
-void LaunchLayerNormInputFromOutput(const float* y, const float* gamma, const float* beta,
-                                    const float* mean, const float* rstd, int64_t rows, int cols,
-                                    float* x, const LaunchContext& ctx) {
+namespace {
+
+template <typename Y>
+void InputFromOutput(const Y* y, const float* gamma, const float* beta, const float* mean,
+                     const float* rstd, int64_t rows, int cols, float* x,
+                     const LaunchContext& ctx) {
   if (rows <= 0 || cols <= 0) return;
-  layernorm_input_from_output_kernel<<<GridStrideBlocks(rows * cols, kBlock), kBlock, 0,
-                                       ctx.stream>>>(y, gamma, beta, mean, rstd, rows, cols, x);
+  layernorm_input_from_output_kernel<Y>
+      <<<GridStrideBlocks(rows * cols, kBlock), kBlock, 0, ctx.stream>>>(y, gamma, beta, mean, rstd,
+                                                                         rows, cols, x);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
 }
 
+}  // namespace
+
+void LaunchLayerNormInputFromOutput(const float* y, const float* gamma, const float* beta,
+                                    const float* mean, const float* rstd, int64_t rows, int cols,
+                                    float* x, const LaunchContext& ctx) {
+  InputFromOutput(y, gamma, beta, mean, rstd, rows, cols, x, ctx);
+}
+
 // ---- bf16 activations (packed kernels) -------------------------------------------------------
+
+// The fp32 residual stream's LayerNorm (pre-LN) into bf16, its backward with bf16 dy and dx, and
+// the post-LN LayerNorm input recomputed into fp32 from the bf16 output.
+void LaunchLayerNormForward(const float* x, const float* gamma, const float* beta, int64_t rows,
+                            int cols, float eps, __nv_bfloat16* y, float* mean, float* rstd,
+                            const LaunchContext& ctx) {
+  if (rows <= 0 || cols <= 0) return;
+  ForwardPacked<float, float, float, __nv_bfloat16>("LaunchLayerNormForward(fp32 -> bf16)", x,
+                                                    nullptr, ElementDropout{}, nullptr, gamma, beta,
+                                                    rows, cols, eps, y, mean, rstd, ctx);
+}
+
+void LaunchLayerNormBackward(const __nv_bfloat16* dy, const float* x, const float* gamma,
+                             const float* mean, const float* rstd, int64_t rows, int cols,
+                             __nv_bfloat16* dx, float* dgamma, float* dbeta, float* colsum_scratch,
+                             const LaunchContext& ctx) {
+  if (rows <= 0 || cols <= 0) return;
+  BackwardPacked<__nv_bfloat16, float, __nv_bfloat16, __nv_bfloat16>(
+      "LaunchLayerNormBackward(bf16 dy, fp32 x)", dy, x, gamma, mean, rstd, rows, cols, dx,
+      ElementDropout{}, nullptr, dgamma, dbeta, colsum_scratch, ctx);
+}
+
+void LaunchLayerNormInputFromOutput(const __nv_bfloat16* y, const float* gamma, const float* beta,
+                                    const float* mean, const float* rstd, int64_t rows, int cols,
+                                    float* x, const LaunchContext& ctx) {
+  InputFromOutput(y, gamma, beta, mean, rstd, rows, cols, x, ctx);
+}
 
 void LaunchLayerNormForward(const __nv_bfloat16* x, const float* gamma, const float* beta,
                             int64_t rows, int cols, float eps, __nv_bfloat16* y, float* mean,

@@ -100,8 +100,10 @@ __global__ void layernorm_backward_dx_kernel(const float* dy, const float* __res
   }
 }
 
-// One thread per element (rows of any width): x = (y - beta) / gamma / rstd + mean.
-__global__ void layernorm_input_from_output_kernel(const float* __restrict__ y,
+// One thread per element (rows of any width): x = (y - beta) / gamma / rstd + mean, from y stored
+// as Y (float or bf16) into fp32 x.
+template <typename Y>
+__global__ void layernorm_input_from_output_kernel(const Y* __restrict__ y,
                                                    const float* __restrict__ gamma,
                                                    const float* __restrict__ beta,
                                                    const float* __restrict__ mean,
@@ -111,7 +113,7 @@ __global__ void layernorm_input_from_output_kernel(const float* __restrict__ y,
   for (int64_t e = GlobalThread(); e < total; e += GridThreads()) {
     const int64_t r = e / cols;
     const int c = static_cast<int>(e % cols);
-    x[e] = (y[e] - beta[c]) / gamma[c] * (1.0f / rstd[r]) + mean[r];
+    x[e] = (ToFloat(y[e]) - beta[c]) / gamma[c] * (1.0f / rstd[r]) + mean[r];
   }
 }
 

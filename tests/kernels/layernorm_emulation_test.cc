@@ -203,7 +203,9 @@ TEST(LayerNormKernelEmulation, InputFromOutputMatchesTwinBitForBit) {
   CpuOps<float> ops(1);
   for (const Shape& s : kShapes) {
     const int64_t n = s.rows * s.cols;
-    const std::vector<float> y = RandomFloats(n, -2, 2, static_cast<uint64_t>(n));
+    // y as stored in bf16 (the bf16 instance reads those values; the float one reads them too).
+    const std::vector<float> y = testing_util::RandomBf16Floats(n, -2, 2, static_cast<uint64_t>(n));
+    const std::vector<__nv_bfloat16> y_bf16 = testing_util::ToDeviceBf16(y);
     const std::vector<float> gamma = RandomFloats(s.cols, 0.5f, 1.5f, 2);
     const std::vector<float> beta = RandomFloats(s.cols, -0.5f, 0.5f, 3);
     const std::vector<float> mean = RandomFloats(s.rows, -0.3f, 0.3f, 4);
@@ -212,14 +214,18 @@ TEST(LayerNormKernelEmulation, InputFromOutputMatchesTwinBitForBit) {
     ops.LayerNormInputFromOutput(y.data(), gamma.data(), beta.data(), mean.data(), rstd.data(),
                                  s.rows, s.cols, want.data());
     for (unsigned grid : testing_util::GridStrideGrids(n, k::kBlock)) {
-      std::vector<float> got(n, NAN);
+      std::vector<float> got(n, NAN), got_bf16(n, NAN);
       testing_util::Launch1D(
           [&] {
             k::layernorm_input_from_output_kernel(y.data(), gamma.data(), beta.data(), mean.data(),
                                                   rstd.data(), s.rows, s.cols, got.data());
+            k::layernorm_input_from_output_kernel(y_bf16.data(), gamma.data(), beta.data(),
+                                                  mean.data(), rstd.data(), s.rows, s.cols,
+                                                  got_bf16.data());
           },
           grid, k::kBlock);
       ExpectBitEqual(got, want, Describe(s, 0) + " grid=" + std::to_string(grid));
+      ExpectBitEqual(got_bf16, want, Describe(s, 0) + " bf16 y, grid=" + std::to_string(grid));
     }
   }
 }
@@ -327,6 +333,11 @@ TEST(LayerNormKernelEmulation, PackedForwardBf16WithinOneUlpOfTwin) {
 // The fp32 residual stream: bf16 x, sub and y, the sum stored in fp32 (bit for bit the twin's).
 TEST(LayerNormKernelEmulation, PackedForwardBf16WithFp32SumWithinOneUlpOfTwin) {
   CheckPackedForward<Bf16, Bf16, float, Bf16>();
+}
+
+// Pre-LN with bf16 activations: the LayerNorm of the fp32 residual stream, stored as bf16.
+TEST(LayerNormKernelEmulation, PackedForwardFp32InputBf16OutputWithinOneUlpOfTwin) {
+  CheckPackedForward<float, float, float, Bf16>();
 }
 
 // dgamma and dbeta against a float64 sum of the same terms: the device adds rows + 1 terms
@@ -441,6 +452,11 @@ TEST(LayerNormKernelEmulation, PackedBackwardBf16WithinOneUlpOfTwin) {
 // The fp32 residual stream's backward: fp32 dy, sum and dsum, bf16 dsub.
 TEST(LayerNormKernelEmulation, PackedBackwardFp32ResidualBf16DsubWithinOneUlpOfTwin) {
   CheckPackedBackward<float, float, float, Bf16>();
+}
+
+// Pre-LN's backward with bf16 activations: bf16 dy and dx, the fp32 residual stream as x.
+TEST(LayerNormKernelEmulation, PackedBackwardBf16GradientOfFp32InputWithinOneUlpOfTwin) {
+  CheckPackedBackward<Bf16, float, Bf16, Bf16>();
 }
 
 // Shapes the packed kernels do not take are refused with a reason, before any launch.
