@@ -30,6 +30,9 @@
 //   forward       164  162  127   168    72
 //   dQ            153  166  164   238    72
 //   dK/dV         164  166  178   242    72
+// The bf16-storage instances (q, k, v, out, dout, dq, dk, dv stored as bf16: the launchers with
+// __nv_bfloat16 tensors) are within 10 registers of these, no spills except 16 bytes in dK/dV at
+// d_p 64 (ptxas holds it to 168 registers).
 // With 4-warp blocks, blocks an SM by registers at d_p 64 / 128: forward 4 / 3, dQ 3 / 2,
 // dK/dV 2 / 2; shared memory allows more (at 128: forward 51, dQ 70, dK/dV 53 KiB). The dropout
 // mask is Dropout's (kernels/philox.h) by element index ((b * H + h) * S + q) * S + k; each
@@ -62,7 +65,7 @@ bool AllowSharedMemory(Kernel kernel, size_t bytes, const LaunchContext& ctx) {
 
 // One block per (batch, head) and kRows rows of the kernel's shape.
 template <typename Sh>
-dim3 Grid(const AttentionArgs& a) {
+dim3 Grid(const AttentionShape& a) {
   return dim3(static_cast<unsigned>(static_cast<int64_t>(a.B) * a.H),
               static_cast<unsigned>(CeilDiv(a.S, Sh::kRows)));
 }
@@ -83,36 +86,36 @@ static_assert(BlocksPerSm(Shapes<64>::Dkv::kDkvBytes) >= 2 &&
                   BlocksPerSm(Shapes<128>::Dq::kDqBytes) >= 2,
               "attention backward: fewer than two blocks an SM at head size 64 or 128");
 
-template <int D>
-void Forward(const AttentionArgs& a, const LaunchContext& ctx) {
+template <int D, typename A>
+void Forward(const AttentionTensors<A>& a, const LaunchContext& ctx) {
   using Sh = typename Shapes<D>::Forward;
   static_assert(Sh::kForwardBytes <= kMaxSharedBytes, "forward tiles exceed shared memory");
-  if (!AllowSharedMemory(attention_forward_kernel<Sh>, Sh::kForwardBytes, ctx)) return;
-  attention_forward_kernel<Sh><<<Grid<Sh>(a), Sh::kThreads, Sh::kForwardBytes, ctx.stream>>>(a);
+  if (!AllowSharedMemory(attention_forward_kernel<Sh, A>, Sh::kForwardBytes, ctx)) return;
+  attention_forward_kernel<Sh, A><<<Grid<Sh>(a), Sh::kThreads, Sh::kForwardBytes, ctx.stream>>>(a);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
 }
 
-template <int D>
-void Backward(const AttentionArgs& a, const LaunchContext& ctx) {
+template <int D, typename A>
+void Backward(const AttentionTensors<A>& a, const LaunchContext& ctx) {
   using Dq = typename Shapes<D>::Dq;
   using Dkv = typename Shapes<D>::Dkv;
   static_assert(Dq::kDqBytes <= kMaxSharedBytes, "dQ tiles exceed shared memory");
   static_assert(Dkv::kDkvBytes <= kMaxSharedBytes, "dK/dV tiles exceed shared memory");
-  if (!AllowSharedMemory(attention_dq_kernel<Dq>, Dq::kDqBytes, ctx) ||
-      !AllowSharedMemory(attention_dkv_kernel<Dkv>, Dkv::kDkvBytes, ctx)) {
+  if (!AllowSharedMemory(attention_dq_kernel<Dq, A>, Dq::kDqBytes, ctx) ||
+      !AllowSharedMemory(attention_dkv_kernel<Dkv, A>, Dkv::kDkvBytes, ctx)) {
     return;
   }
-  attention_dkv_kernel<Dkv><<<Grid<Dkv>(a), Dkv::kThreads, Dkv::kDkvBytes, ctx.stream>>>(a);
+  attention_dkv_kernel<Dkv, A><<<Grid<Dkv>(a), Dkv::kThreads, Dkv::kDkvBytes, ctx.stream>>>(a);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
-  attention_dq_kernel<Dq><<<Grid<Dq>(a), Dq::kThreads, Dq::kDqBytes, ctx.stream>>>(a);
+  attention_dq_kernel<Dq, A><<<Grid<Dq>(a), Dq::kThreads, Dq::kDqBytes, ctx.stream>>>(a);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
 }
 
 // Fills the fields shared by forward and backward; false (recorded) for an unsupported call.
-bool MakeArgs(const float* q, const float* k, const float* v, int B, int S, int H, int D,
-              float scale, const int32_t* segments, bool causal, float rate, uint64_t seed,
-              uint64_t step, uint32_t layer, uint32_t site, const LaunchContext& ctx,
-              AttentionArgs* a) {
+template <typename A>
+bool MakeArgs(const A* q, const A* k, const A* v, int B, int S, int H, int D, float scale,
+              const int32_t* segments, bool causal, float rate, uint64_t seed, uint64_t step,
+              uint32_t layer, uint32_t site, const LaunchContext& ctx, AttentionTensors<A>* a) {
   if (static_cast<int64_t>(B) * H > 0x7FFFFFFF || CeilDiv(S, 32) > 65535) {
     ctx.err->Record("fused attention",
                     "B * H must be below 2^31 and S at most 65535 * 32 (grid limits)", __FILE__,
@@ -125,7 +128,7 @@ bool MakeArgs(const float* q, const float* k, const float* v, int B, int S, int 
                     __FILE__, __LINE__);
     return false;
   }
-  for (const float* p : {q, k, v}) {
+  for (const A* p : {q, k, v}) {
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) a->aligned = false;
   }
   a->q = q;
@@ -149,19 +152,13 @@ bool MakeArgs(const float* q, const float* k, const float* v, int B, int S, int 
   return true;
 }
 
-}  // namespace
-
-bool FusedAttentionSupports(int head_size) {
-  return head_size == 16 || head_size == 32 || head_size == 64 || head_size == 128 ||
-         head_size == 256;
-}
-
-void LaunchAttentionForward(const float* q, const float* k, const float* v, int B, int S, int H,
-                            int D, float scale, const int32_t* segments, bool causal, float rate,
-                            uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* out,
-                            float* lse, const LaunchContext& ctx) {
+template <typename A>
+void AttentionForward(const A* q, const A* k, const A* v, int B, int S, int H, int D, float scale,
+                      const int32_t* segments, bool causal, float rate, uint64_t seed,
+                      uint64_t step, uint32_t layer, uint32_t site, A* out, float* lse,
+                      const LaunchContext& ctx) {
   if (B <= 0 || S <= 0 || H <= 0) return;
-  AttentionArgs a;
+  AttentionTensors<A> a;
   if (!MakeArgs(q, k, v, B, S, H, D, scale, segments, causal, rate, seed, step, layer, site, ctx,
                 &a)) {
     return;
@@ -187,13 +184,14 @@ void LaunchAttentionForward(const float* q, const float* k, const float* v, int 
   }
 }
 
-void LaunchAttentionBackward(const float* q, const float* k, const float* v, const float* out,
-                             const float* dout, const float* lse, int B, int S, int H, int D,
-                             float scale, const int32_t* segments, bool causal, float rate,
-                             uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* dq,
-                             float* dk, float* dv, float* delta, const LaunchContext& ctx) {
+template <typename A>
+void AttentionBackward(const A* q, const A* k, const A* v, const A* out, const A* dout,
+                       const float* lse, int B, int S, int H, int D, float scale,
+                       const int32_t* segments, bool causal, float rate, uint64_t seed,
+                       uint64_t step, uint32_t layer, uint32_t site, A* dq, A* dk, A* dv,
+                       float* delta, const LaunchContext& ctx) {
   if (B <= 0 || S <= 0 || H <= 0) return;
-  AttentionArgs a;
+  AttentionTensors<A> a;
   if (!MakeArgs(q, k, v, B, S, H, D, scale, segments, causal, rate, seed, step, layer, site, ctx,
                 &a)) {
     return;
@@ -207,8 +205,8 @@ void LaunchAttentionBackward(const float* q, const float* k, const float* v, con
   a.dk = dk;
   a.dv = dv;
   const int64_t rows = static_cast<int64_t>(B) * S * H;
-  attention_delta_kernel<<<GridStrideBlocks(rows * kWarpSize, 256), 256, 0, ctx.stream>>>(a, D,
-                                                                                          delta);
+  attention_delta_kernel<A>
+      <<<GridStrideBlocks(rows * kWarpSize, 256), 256, 0, ctx.stream>>>(a, D, delta);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
   switch (D) {
     case 16:
@@ -227,6 +225,47 @@ void LaunchAttentionBackward(const float* q, const float* k, const float* v, con
       Backward<256>(a, ctx);
       break;
   }
+}
+
+}  // namespace
+
+bool FusedAttentionSupports(int head_size) {
+  return head_size == 16 || head_size == 32 || head_size == 64 || head_size == 128 ||
+         head_size == 256;
+}
+
+void LaunchAttentionForward(const float* q, const float* k, const float* v, int B, int S, int H,
+                            int D, float scale, const int32_t* segments, bool causal, float rate,
+                            uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* out,
+                            float* lse, const LaunchContext& ctx) {
+  AttentionForward(q, k, v, B, S, H, D, scale, segments, causal, rate, seed, step, layer, site, out,
+                   lse, ctx);
+}
+void LaunchAttentionForward(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                            int B, int S, int H, int D, float scale, const int32_t* segments,
+                            bool causal, float rate, uint64_t seed, uint64_t step, uint32_t layer,
+                            uint32_t site, __nv_bfloat16* out, float* lse,
+                            const LaunchContext& ctx) {
+  AttentionForward(q, k, v, B, S, H, D, scale, segments, causal, rate, seed, step, layer, site, out,
+                   lse, ctx);
+}
+
+void LaunchAttentionBackward(const float* q, const float* k, const float* v, const float* out,
+                             const float* dout, const float* lse, int B, int S, int H, int D,
+                             float scale, const int32_t* segments, bool causal, float rate,
+                             uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* dq,
+                             float* dk, float* dv, float* delta, const LaunchContext& ctx) {
+  AttentionBackward(q, k, v, out, dout, lse, B, S, H, D, scale, segments, causal, rate, seed, step,
+                    layer, site, dq, dk, dv, delta, ctx);
+}
+void LaunchAttentionBackward(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                             const __nv_bfloat16* out, const __nv_bfloat16* dout, const float* lse,
+                             int B, int S, int H, int D, float scale, const int32_t* segments,
+                             bool causal, float rate, uint64_t seed, uint64_t step, uint32_t layer,
+                             uint32_t site, __nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv,
+                             float* delta, const LaunchContext& ctx) {
+  AttentionBackward(q, k, v, out, dout, lse, B, S, H, D, scale, segments, causal, rate, seed, step,
+                    layer, site, dq, dk, dv, delta, ctx);
 }
 
 }  // namespace headroom::cuda

@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/storage.cuh"
 #include "kernels/philox.h"
 
 // Declares the block's dynamic shared memory (128-byte aligned) under `name`.
@@ -90,20 +91,8 @@ struct Shapes {
   using Dkv = Shape<D, (D > 128 ? 32 : 64), (D >= 128 ? 32 : 64)>;
 };
 
-// Everything a kernel needs to know about one call.
-struct AttentionArgs {
-  const float* q = nullptr;
-  const float* k = nullptr;
-  const float* v = nullptr;
-  const float* out = nullptr;  // forward output (backward input)
-  const float* dout = nullptr;
-  const float* lse = nullptr;    // [B, H, S] (backward input)
-  const float* delta = nullptr;  // [B, H, S] (backward input)
-  float* o = nullptr;            // forward output
-  float* lse_out = nullptr;
-  float* dq = nullptr;
-  float* dk = nullptr;
-  float* dv = nullptr;
+// What a kernel needs to know about one call besides its tensors: shapes, mask, dropout.
+struct AttentionShape {
   int B = 0, S = 0, H = 0;
   float scale = 1;
   // The segment mask of kernels/ops.h ([B, S]; nullptr: one segment, no padding).
@@ -114,7 +103,7 @@ struct AttentionArgs {
   float keep_scale = 1;
   uint64_t seed = 0, step = 0;
   uint32_t layer = 0, site = 0;
-  bool aligned = true;  // q, k, v, dout 16-byte aligned: tiles load as float4
+  bool aligned = true;  // q, k, v, dout 16-byte aligned: tiles load 16 bytes at a time
 
   // The segment of token s of sequence b: 0 for padding and past the end, 1 for every token
   // without `segments`. Kernels stage the keys' in shared memory per tile, and each query's
@@ -139,10 +128,29 @@ struct AttentionArgs {
   }
 };
 
+// The tensors of one call, stored as A (float, or __nv_bfloat16 for bf16 activations: read as
+// they are, the outputs rounded once to A); the log-sum-exp and delta statistics are fp32.
+template <typename A>
+struct AttentionTensors : AttentionShape {
+  const A* q = nullptr;
+  const A* k = nullptr;
+  const A* v = nullptr;
+  const A* out = nullptr;  // forward output (backward input)
+  const A* dout = nullptr;
+  const float* lse = nullptr;    // [B, H, S] (backward input)
+  const float* delta = nullptr;  // [B, H, S] (backward input)
+  A* o = nullptr;                // forward output
+  float* lse_out = nullptr;
+  A* dq = nullptr;
+  A* dk = nullptr;
+  A* dv = nullptr;
+};
+using AttentionArgs = AttentionTensors<float>;
+
 // The dropout mask along a run of consecutive element indices: one Philox call per group of 4.
 class DropoutCursor {
  public:
-  __device__ bool Keep(const AttentionArgs& a, uint64_t i) {
+  __device__ bool Keep(const AttentionShape& a, uint64_t i) {
     if ((i >> 2) != group_) {
       group_ = i >> 2;
       words_ = DropoutWords(a.seed, a.step, a.layer, a.site, group_);
@@ -160,11 +168,11 @@ class DropoutCursor {
   Philox4x32 words_{};
 };
 
-// Rows row0 .. row0 + kRows - 1 of head (b, h) of a token-major fp32 tensor into a bf16
-// [kRows, D] tile (row stride D + 8); rows at or past S are zero. All kThreads threads of the
-// block take part.
+// Rows row0 .. row0 + kRows - 1 of head (b, h) of a token-major tensor (fp32, rounded to bf16
+// here, or bf16, copied) into a bf16 [kRows, D] tile (row stride D + 8); rows at or past S are
+// zero. All kThreads threads of the block take part.
 template <int D, int kRows, int kThreads>
-__device__ void LoadTile(const float* src, const AttentionArgs& a, int b, int h, int row0,
+__device__ void LoadTile(const float* src, const AttentionShape& a, int b, int h, int row0,
                          bf16* dst) {
   constexpr int kVec = D / 4;
   for (int i = threadIdx.x; i < kRows * kVec; i += kThreads) {
@@ -179,18 +187,39 @@ __device__ void LoadTile(const float* src, const AttentionArgs& a, int b, int h,
     d[1] = __floats2bfloat162_rn(x.z, x.w);
   }
 }
+template <int D, int kRows, int kThreads>
+__device__ void LoadTile(const bf16* src, const AttentionShape& a, int b, int h, int row0,
+                         bf16* dst) {
+  constexpr int kPack = Pack<bf16>::kSize;  // 16 bytes: 8 bf16
+  constexpr int kVec = D / kPack;
+  for (int i = threadIdx.x; i < kRows * kVec; i += kThreads) {
+    const int r = i / kVec, c = (i % kVec) * kPack, s = row0 + r;
+    Pack<bf16> x;
+    if (s < a.S) {
+      const bf16* p = src + a.Row(b, h, s, D) + c;
+      if (a.aligned) {
+        x = LoadPack(p);
+      } else {
+        for (int j = 0; j < kPack; ++j) x.v[j] = p[j];
+      }
+    } else {
+      for (int j = 0; j < kPack; ++j) x.v[j] = __float2bfloat16(0.0f);
+    }
+    StorePack(dst + r * (D + 8) + c, x);  // rows of D + 8 bf16: 16-byte aligned
+  }
+}
 
 // Segment() of tokens s0 .. s0 + kTokens - 1 of sequence b into `segs`; all kThreads threads.
 template <int kTokens, int kThreads>
-__device__ void LoadSegments(const AttentionArgs& a, int b, int s0, int32_t* segs) {
+__device__ void LoadSegments(const AttentionShape& a, int b, int s0, int32_t* segs) {
   for (int i = threadIdx.x; i < kTokens; i += kThreads) segs[i] = a.Segment(b, s0 + i);
 }
 
 // The loop tile of dK/dV: queries i0 .. i0 + kCols - 1 of head (b, h) of sequence b (bh =
 // b * H + h): q and dout as bf16 tiles, and each query's lse, delta and Segment() (past S:
 // +inf, 0 and 0). All kThreads threads.
-template <int D, int kCols, int kThreads>
-__device__ void LoadQueryTile(const AttentionArgs& a, int bh, int b, int h, int i0, bf16* qs,
+template <int D, int kCols, int kThreads, typename A>
+__device__ void LoadQueryTile(const AttentionTensors<A>& a, int bh, int b, int h, int i0, bf16* qs,
                               bf16* dos, float* lse, float* delta, int32_t* segs) {
   LoadTile<D, kCols, kThreads>(a.q, a, b, h, i0, qs);
   LoadTile<D, kCols, kThreads>(a.dout, a, b, h, i0, dos);
@@ -228,43 +257,45 @@ namespace headroom::cuda::attention_kernels {
 // The kernels: block (b * H + h, tile) of kRows rows of one (batch, head); each picks its
 // shape's implementation.
 // Forward: out and lse of kRows queries.
-template <typename Sh>
-__global__ void __launch_bounds__(Sh::kThreads) attention_forward_kernel(const AttentionArgs a) {
+template <typename Sh, typename A = float>
+__global__ void __launch_bounds__(Sh::kThreads)
+    attention_forward_kernel(const AttentionTensors<A> a) {
   if constexpr (Sh::kInRegisters) {
-    ForwardInRegisters<Sh>(a);
+    ForwardInRegisters<Sh, A>(a);
   } else {
-    ForwardInShared<Sh>(a);
+    ForwardInShared<Sh, A>(a);
   }
 }
 
 // dQ of kRows queries.
-template <typename Sh>
-__global__ void __launch_bounds__(Sh::kThreads) attention_dq_kernel(const AttentionArgs a) {
+template <typename Sh, typename A = float>
+__global__ void __launch_bounds__(Sh::kThreads) attention_dq_kernel(const AttentionTensors<A> a) {
   if constexpr (Sh::kInRegisters) {
-    DqInRegisters<Sh>(a);
+    DqInRegisters<Sh, A>(a);
   } else {
-    DqInShared<Sh>(a);
+    DqInShared<Sh, A>(a);
   }
 }
 
 // dK and dV of kRows keys.
-template <typename Sh>
-__global__ void __launch_bounds__(Sh::kThreads) attention_dkv_kernel(const AttentionArgs a) {
+template <typename Sh, typename A = float>
+__global__ void __launch_bounds__(Sh::kThreads) attention_dkv_kernel(const AttentionTensors<A> a) {
   if constexpr (Sh::kInRegisters) {
-    DkvInRegisters<Sh>(a);
+    DkvInRegisters<Sh, A>(a);
   } else {
-    DkvInShared<Sh>(a);
+    DkvInShared<Sh, A>(a);
   }
 }
 
 // delta[(b * H + h) * S + s] = sum_j dout * out over one token's head slice; one warp each.
-__global__ void attention_delta_kernel(const AttentionArgs a, int D, float* delta) {
+template <typename A = float>
+__global__ void attention_delta_kernel(const AttentionTensors<A> a, int D, float* delta) {
   const int64_t rows = static_cast<int64_t>(a.B) * a.S * a.H;
   const int64_t warps = GridThreads() / kWarpSize;
   for (int64_t t = GlobalThread() / kWarpSize; t < rows; t += warps) {  // t = (b * S + s) * H + h
     float acc = 0.0f;
     for (int j = threadIdx.x % kWarpSize; j < D; j += kWarpSize)
-      acc += a.dout[t * D + j] * a.out[t * D + j];
+      acc += ToFloat(a.dout[t * D + j]) * ToFloat(a.out[t * D + j]);
     acc = WarpSum(acc);
     if (threadIdx.x % kWarpSize == 0) {
       const int64_t h = t % a.H, bs = t / a.H, b = bs / a.S, s = bs % a.S;

@@ -23,7 +23,7 @@ struct LaneRows {
   int index[2];
   int32_t segment[2];
 
-  __device__ LaneRows(const AttentionArgs& a, int b, int row0, const MmaLane& ln) {
+  __device__ LaneRows(const AttentionShape& a, int b, int row0, const MmaLane& ln) {
     for (int i = 0; i < 2; ++i) {
       index[i] = row0 + ln.g + 8 * i;
       segment[i] = a.Segment(b, index[i]);
@@ -80,17 +80,18 @@ __device__ __forceinline__ void AccumulateInRegisters(const float (&p)[kCols / 8
 }
 
 // o[n][2i], o[n][2i + 1] * factor[i] to columns 8 n + 2t, 8 n + 2t + 1 of row i's output
-// `dst[i]` (the row's start; nullptr: the row is past the sequence, nothing written).
-template <int D>
+// `dst[i]` (the row's start, stored as A; nullptr: the row is past the sequence, nothing
+// written).
+template <int D, typename A>
 __device__ __forceinline__ void StoreRows(const float (&o)[D / 8][4], const MmaLane& ln,
-                                          float* const (&dst)[2], const float (&factor)[2]) {
+                                          A* const (&dst)[2], const float (&factor)[2]) {
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     if (dst[i] == nullptr) continue;
 #pragma unroll
     for (int n = 0; n < D / 8; ++n) {
-      dst[i][8 * n + 2 * ln.t] = o[n][2 * i] * factor[i];
-      dst[i][8 * n + 2 * ln.t + 1] = o[n][2 * i + 1] * factor[i];
+      dst[i][8 * n + 2 * ln.t] = FromFloat<A>(o[n][2 * i] * factor[i]);
+      dst[i][8 * n + 2 * ln.t + 1] = FromFloat<A>(o[n][2 * i + 1] * factor[i]);
     }
   }
 }
@@ -114,7 +115,7 @@ struct DropoutBits {
   }
   // Rows are queries q0 .., columns keys k0 .. (forward, dQ): indices run along a row, so a lane
   // draws whole words (32 keys of one query).
-  __device__ void FillByRows(const AttentionArgs& a, int bh, int q0, int k0) const {
+  __device__ void FillByRows(const AttentionShape& a, int bh, int q0, int k0) const {
     for (int w = threadIdx.x % kWarpSize; w < kFrag * kWords; w += kWarpSize) {
       const int q = q0 + w / kWords, c0 = k0 + (w % kWords) * 32;
       DropoutCursor cursor;
@@ -128,7 +129,7 @@ struct DropoutBits {
   }
   // Rows are keys k0 .., columns queries q0 .. (dK/dV): indices run down a column, so lane c
   // walks the 16 keys of query column c and a ballot gathers each row's word.
-  __device__ void FillByColumns(const AttentionArgs& a, int bh, int k0, int q0) const {
+  __device__ void FillByColumns(const AttentionShape& a, int bh, int k0, int q0) const {
     const int lane = threadIdx.x % kWarpSize;
     for (int w = 0; w < kWords; ++w) {
       const int q = q0 + 32 * w + lane;
@@ -148,7 +149,7 @@ struct DropoutBits {
 // and s replaced by exp(S - m') with dropout applied; l (this lane's columns only) sums them
 // before dropout, as the materialised path's softmax.
 template <int kCols, int D>
-__device__ __forceinline__ void SoftmaxStep(const AttentionArgs& a, int k0, const int32_t* kseg,
+__device__ __forceinline__ void SoftmaxStep(const AttentionShape& a, int k0, const int32_t* kseg,
                                             const MmaLane& ln, const LaneRows& rows,
                                             const DropoutBits<kCols>& keep, float (&m)[2],
                                             float (&l)[2], float (&s)[kCols / 8][4],
@@ -196,8 +197,8 @@ __device__ __forceinline__ void SoftmaxStep(const AttentionArgs& a, int k0, cons
 // (running max m, running sum l) and output accumulator O stay in registers across the key
 // tiles; per tile, S = Q K^T, the online softmax step, O += dropout(P) V. Then O / l and
 // lse = m + log l (+inf for a row with every key masked).
-template <typename Sh>
-__device__ __forceinline__ void ForwardInRegisters(const AttentionArgs& a) {
+template <typename Sh, typename A>
+__device__ __forceinline__ void ForwardInRegisters(const AttentionTensors<A>& a) {
   constexpr int D = Sh::kD, kRows = Sh::kRows, kCols = Sh::kCols, kThreads = Sh::kThreads;
   constexpr int kLd = Sh::kLdH;
   HR_DYNAMIC_SHARED(smem);
@@ -235,7 +236,7 @@ __device__ __forceinline__ void ForwardInRegisters(const AttentionArgs& a) {
     AccumulateInRegisters<kCols, D>(s, vs, kLd, ln, o);
   }
 
-  float* dst[2];
+  A* dst[2];
   float inv[2];
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
@@ -249,13 +250,13 @@ __device__ __forceinline__ void ForwardInRegisters(const AttentionArgs& a) {
           l[i] > 0.0f ? m[i] + logf(l[i]) : INFINITY;
     }
   }
-  StoreRows<D>(o, ln, dst, inv);
+  StoreRows<D, A>(o, ln, dst, inv);
 }
 
 // dQ: warp w owns queries q0 + 16 w .. + 15 and loops over key tiles: S = Q K^T and
 // dP = dO V^T, dS = scale P (dropout(dP) - delta) with P = exp(scale S - lse), dQ += dS K.
-template <typename Sh>
-__device__ __forceinline__ void DqInRegisters(const AttentionArgs& a) {
+template <typename Sh, typename A>
+__device__ __forceinline__ void DqInRegisters(const AttentionTensors<A>& a) {
   constexpr int D = Sh::kD, kRows = Sh::kRows, kCols = Sh::kCols, kThreads = Sh::kThreads;
   constexpr int kLd = Sh::kLdH;
   HR_DYNAMIC_SHARED(smem);
@@ -313,19 +314,19 @@ __device__ __forceinline__ void DqInRegisters(const AttentionArgs& a) {
     }
     AccumulateInRegisters<kCols, D>(s, ks, kLd, ln, dq);
   }
-  float* dst[2];
+  A* dst[2];
   const float one[2] = {1.0f, 1.0f};
   for (int i = 0; i < 2; ++i) {
     dst[i] = rows.index[i] < a.S ? a.dq + a.Row(b, h, rows.index[i], D) : nullptr;
   }
-  StoreRows<D>(dq, ln, dst, one);
+  StoreRows<D, A>(dq, ln, dst, one);
 }
 
 // dK, dV: warp w owns keys j0 + 16 w .. + 15 and loops over query tiles: S^T = K Q^T and
 // dP^T = V dO^T, P^T = exp(scale S^T - lse), dV += dropout(P)^T dO,
 // dS^T = scale P^T (dropout(dP)^T - delta), dK += dS^T Q.
-template <typename Sh>
-__device__ __forceinline__ void DkvInRegisters(const AttentionArgs& a) {
+template <typename Sh, typename A>
+__device__ __forceinline__ void DkvInRegisters(const AttentionTensors<A>& a) {
   constexpr int D = Sh::kD, kRows = Sh::kRows, kCols = Sh::kCols, kThreads = Sh::kThreads;
   constexpr int kLd = Sh::kLdH;
   HR_DYNAMIC_SHARED(smem);
@@ -381,16 +382,16 @@ __device__ __forceinline__ void DkvInRegisters(const AttentionArgs& a) {
     AccumulateInRegisters<kCols, D>(pt, dos, kLd, ln, dv);
     AccumulateInRegisters<kCols, D>(dst, qs, kLd, ln, dk);
   }
-  float* dk_rows[2];
-  float* dv_rows[2];
+  A* dk_rows[2];
+  A* dv_rows[2];
   const float one[2] = {1.0f, 1.0f};
   for (int i = 0; i < 2; ++i) {
     const bool in = keys.index[i] < a.S;
     dk_rows[i] = in ? a.dk + a.Row(b, h, keys.index[i], D) : nullptr;
     dv_rows[i] = in ? a.dv + a.Row(b, h, keys.index[i], D) : nullptr;
   }
-  StoreRows<D>(dk, ln, dk_rows, one);
-  StoreRows<D>(dv, ln, dv_rows, one);
+  StoreRows<D, A>(dk, ln, dk_rows, one);
+  StoreRows<D, A>(dv, ln, dv_rows, one);
 }
 
 }  // namespace headroom::cuda::attention_kernels

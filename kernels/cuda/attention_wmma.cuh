@@ -73,8 +73,8 @@ __device__ void WarpAccumulate(const bf16* A, int lda, const bf16* B, int ldb, f
 
 // Forward (attention_mma.cuh's loop) with O, the scores and the probabilities in shared memory:
 // the row's softmax state with a pair of lanes, O rescaled there and the products on WMMA.
-template <typename Sh>
-__device__ __forceinline__ void ForwardInShared(const AttentionArgs& a) {
+template <typename Sh, typename A>
+__device__ __forceinline__ void ForwardInShared(const AttentionTensors<A>& a) {
   constexpr int D = Sh::kD, kRows = Sh::kRows, kCols = Sh::kCols, kThreads = Sh::kThreads;
   constexpr int kLaneCols = kCols / 2;  // each lane of a pair takes half of a row's columns
   HR_DYNAMIC_SHARED(smem);
@@ -158,8 +158,8 @@ __device__ __forceinline__ void ForwardInShared(const AttentionArgs& a) {
     if (q >= a.S) continue;
     const float inv = l_r > 0.0f ? 1.0f / l_r : 0.0f;
     const float* orow = ow + rr * Sh::kLdF;
-    float* dst = a.o + a.Row(b, h, q, D);
-    for (int j = lane; j < D; j += kWarpSize) dst[j] = orow[j] * inv;
+    A* dst = a.o + a.Row(b, h, q, D);
+    for (int j = lane; j < D; j += kWarpSize) dst[j] = FromFloat<A>(orow[j] * inv);
     if (lane == 0) {
       a.lse_out[static_cast<int64_t>(bh) * a.S + q] = l_r > 0.0f ? m_r + logf(l_r) : INFINITY;
     }
@@ -167,8 +167,8 @@ __device__ __forceinline__ void ForwardInShared(const AttentionArgs& a) {
 }
 
 // dQ (attention_mma.cuh's loop) with dQ, the scores, dP and dS in shared memory.
-template <typename Sh>
-__device__ __forceinline__ void DqInShared(const AttentionArgs& a) {
+template <typename Sh, typename A>
+__device__ __forceinline__ void DqInShared(const AttentionTensors<A>& a) {
   constexpr int D = Sh::kD, kRows = Sh::kRows, kCols = Sh::kCols, kThreads = Sh::kThreads;
   constexpr int kLaneCols = kCols / 2;
   HR_DYNAMIC_SHARED(smem);
@@ -231,14 +231,14 @@ __device__ __forceinline__ void DqInShared(const AttentionArgs& a) {
   // The warp's rows, coalesced as the forward's output.
   const int wq0 = q0 + warp * kFrag;
   for (int rr = 0; rr < kFrag && wq0 + rr < a.S; ++rr) {
-    float* dst = a.dq + a.Row(b, h, wq0 + rr, D);
-    for (int j = lane; j < D; j += kWarpSize) dst[j] = dqw[rr * Sh::kLdF + j];
+    A* dst = a.dq + a.Row(b, h, wq0 + rr, D);
+    for (int j = lane; j < D; j += kWarpSize) dst[j] = FromFloat<A>(dqw[rr * Sh::kLdF + j]);
   }
 }
 
 // dK, dV (attention_mma.cuh's loop) with dK, dV, S^T, dP^T, P^T and dS^T in shared memory.
-template <typename Sh>
-__device__ __forceinline__ void DkvInShared(const AttentionArgs& a) {
+template <typename Sh, typename A>
+__device__ __forceinline__ void DkvInShared(const AttentionTensors<A>& a) {
   constexpr int D = Sh::kD, kRows = Sh::kRows, kCols = Sh::kCols, kThreads = Sh::kThreads;
   HR_DYNAMIC_SHARED(smem);
   SharedCarver carve(smem);
@@ -316,11 +316,11 @@ __device__ __forceinline__ void DkvInShared(const AttentionArgs& a) {
   for (int rr = 0; rr < kFrag && kw0 + rr < a.S; ++rr) {
     const float* dkr = dks + (warp * kFrag + rr) * Sh::kLdF;
     const float* dvr = dvs + (warp * kFrag + rr) * Sh::kLdF;
-    float* dk_dst = a.dk + a.Row(b, h, kw0 + rr, D);
-    float* dv_dst = a.dv + a.Row(b, h, kw0 + rr, D);
+    A* dk_dst = a.dk + a.Row(b, h, kw0 + rr, D);
+    A* dv_dst = a.dv + a.Row(b, h, kw0 + rr, D);
     for (int j = lane; j < D; j += kWarpSize) {
-      dk_dst[j] = dkr[j];
-      dv_dst[j] = dvr[j];
+      dk_dst[j] = FromFloat<A>(dkr[j]);
+      dv_dst[j] = FromFloat<A>(dvr[j]);
     }
   }
 }

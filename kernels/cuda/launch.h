@@ -295,6 +295,21 @@ void LaunchSoftmaxForward(const __nv_bfloat16* scores, __nv_bfloat16* probs, int
 void LaunchSoftmaxBackward(const __nv_bfloat16* probs, const __nv_bfloat16* dprobs,
                            __nv_bfloat16* dscores, int64_t rows, int Sk, float scale,
                            const LaunchContext& ctx);
+// The fused attention over bf16 q, k, v (and out, dout), writing bf16 out (dq, dk, dv), the
+// statistics fp32 (attention.cu): the float launchers' contract; the tiles are loaded as they are
+// (the float launchers round them to bf16 on loading), so on bf16 inputs the forward's out is the
+// float launcher's rounded to bf16.
+void LaunchAttentionForward(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                            int B, int S, int H, int D, float scale, const int32_t* segments,
+                            bool causal, float rate, uint64_t seed, uint64_t step, uint32_t layer,
+                            uint32_t site, __nv_bfloat16* out, float* lse,
+                            const LaunchContext& ctx);
+void LaunchAttentionBackward(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
+                             const __nv_bfloat16* out, const __nv_bfloat16* dout, const float* lse,
+                             int B, int S, int H, int D, float scale, const int32_t* segments,
+                             bool causal, float rate, uint64_t seed, uint64_t step, uint32_t layer,
+                             uint32_t site, __nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv,
+                             float* delta, const LaunchContext& ctx);
 // Head split and merge of bf16 activations (permute.cu).
 void LaunchPermuteHeads(const __nv_bfloat16* x, __nv_bfloat16* y, int B, int S, int H, int D,
                         bool inverse, const LaunchContext& ctx);

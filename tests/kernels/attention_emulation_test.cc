@@ -17,6 +17,7 @@
 
 #include "kernels/cuda/attention_kernels.cuh"
 #include "tests/kernels/attention_reference.h"
+#include "tests/kernels/emulation_test_util.h"
 
 namespace headroom {
 namespace {
@@ -67,43 +68,90 @@ struct Outputs {
   std::vector<float> out, lse, dq, dk, dv;
 };
 
-// Runs the four kernels of `D` on q, k, v, dout under `a` (its pointers to them are set here).
-template <int D>
-Outputs RunKernels(AttentionArgs a, const std::vector<float>& q, const std::vector<float>& k,
-                   const std::vector<float>& v, const std::vector<float>& dout) {
+// Runs the four kernels of `D` on q, k, v, dout under `shape`, with the tensors stored as A
+// (float; or bf16, for which the inputs must already be bf16 values): the outputs widened.
+template <int D, typename A = float>
+Outputs RunKernels(const AttentionArgs& shape, const std::vector<float>& q,
+                   const std::vector<float>& k, const std::vector<float>& v,
+                   const std::vector<float>& dout) {
+  using testing_util::FromDevice;
+  using testing_util::ToDevice;
+  cuda::attention_kernels::AttentionTensors<A> a;
+  static_cast<cuda::attention_kernels::AttentionShape&>(a) = shape;
   const int64_t n = static_cast<int64_t>(q.size()), rows = int64_t{a.B} * a.H * a.S;
   // Outputs start as NaN: every element the kernels should write must be written.
-  Outputs o{std::vector<float>(n, NAN), std::vector<float>(rows, NAN), std::vector<float>(n, NAN),
-            std::vector<float>(n, NAN), std::vector<float>(n, NAN)};
+  const std::vector<float> nan_n(n, NAN);
+  std::vector<A> out = ToDevice<A>(nan_n), dq = out, dk = out, dv = out;
+  Outputs o{{}, std::vector<float>(rows, NAN), {}, {}, {}};
   std::vector<float> delta(rows);
-  a.q = q.data();
-  a.k = k.data();
-  a.v = v.data();
-  a.o = o.out.data();
+  const std::vector<A> q_d = ToDevice<A>(q), k_d = ToDevice<A>(k), v_d = ToDevice<A>(v),
+                       dout_d = ToDevice<A>(dout);
+  a.q = q_d.data();
+  a.k = k_d.data();
+  a.v = v_d.data();
+  a.o = out.data();
   a.lse_out = o.lse.data();
   using Forward = typename Shapes<D>::Forward;
   using Dq = typename Shapes<D>::Dq;
   using Dkv = typename Shapes<D>::Dkv;
+  namespace ak = cuda::attention_kernels;
   const unsigned grid_x = static_cast<unsigned>(a.B * a.H);
   auto grid_y = [&](int block_rows) {
     return static_cast<unsigned>((a.S + block_rows - 1) / block_rows);
   };
-  emulation::Launch([&] { cuda::attention_kernels::attention_forward_kernel<Forward>(a); }, grid_x,
+  emulation::Launch([&] { ak::attention_forward_kernel<Forward, A>(a); }, grid_x,
                     grid_y(Forward::kRows), Forward::kThreads, Forward::kForwardBytes);
-  a.out = o.out.data();
-  a.dout = dout.data();
+  a.out = out.data();
+  a.dout = dout_d.data();
   a.lse = o.lse.data();
   a.delta = delta.data();
-  a.dq = o.dq.data();
-  a.dk = o.dk.data();
-  a.dv = o.dv.data();
-  emulation::Launch([&] { cuda::attention_kernels::attention_delta_kernel(a, D, delta.data()); },
+  a.dq = dq.data();
+  a.dk = dk.data();
+  a.dv = dv.data();
+  emulation::Launch([&] { ak::attention_delta_kernel<A>(a, D, delta.data()); },
                     static_cast<unsigned>((rows * 32 + 255) / 256), 1, 256, 0);
-  emulation::Launch([&] { cuda::attention_kernels::attention_dkv_kernel<Dkv>(a); }, grid_x,
-                    grid_y(Dkv::kRows), Dkv::kThreads, Dkv::kDkvBytes);
-  emulation::Launch([&] { cuda::attention_kernels::attention_dq_kernel<Dq>(a); }, grid_x,
-                    grid_y(Dq::kRows), Dq::kThreads, Dq::kDqBytes);
+  emulation::Launch([&] { ak::attention_dkv_kernel<Dkv, A>(a); }, grid_x, grid_y(Dkv::kRows),
+                    Dkv::kThreads, Dkv::kDkvBytes);
+  emulation::Launch([&] { ak::attention_dq_kernel<Dq, A>(a); }, grid_x, grid_y(Dq::kRows),
+                    Dq::kThreads, Dq::kDqBytes);
+  o.out = FromDevice(out);
+  o.dq = FromDevice(dq);
+  o.dk = FromDevice(dk);
+  o.dv = FromDevice(dv);
   return o;
+}
+
+// What storing x as bf16 keeps: x rounded (nearest even, base/bf16.h: independent of the
+// emulation's rounding), or x itself where the emulation keeps bf16 exact.
+std::vector<float> AsStored(const std::vector<float>& x) {
+#ifdef HR_EMULATE_EXACT_BF16
+  return x;
+#else
+  return testing_util::RoundedToBf16(x);
+#endif
+}
+
+// The kernels with bf16 storage (q, k, v, dout read as bf16; out, dq, dk, dv stored as bf16).
+// The float-storage kernels round their inputs to bf16 when loading a tile, so on the same bf16
+// inputs both compute the same fp32 forward: the stored out must be the float kernels' out as
+// stored, bit for bit, and lse (fp32 in both) equal. The backward reads the stored out for
+// delta = rowsum(dout * out), so its gradients differ from the float kernels' by that rounding:
+// they are held to the reference at the float kernels' tolerance.
+template <int D>
+void ExpectBf16StorageMatches(const AttentionArgs& a, const std::vector<float>& q,
+                              const std::vector<float>& k, const std::vector<float>& v,
+                              const std::vector<float>& dout, const std::vector<double>& want_dq,
+                              const std::vector<double>& want_dk,
+                              const std::vector<double>& want_dv) {
+  const std::vector<float> q16 = AsStored(q), k16 = AsStored(k), v16 = AsStored(v),
+                           dout16 = AsStored(dout);
+  const Outputs wide = RunKernels<D>(a, q16, k16, v16, dout16);
+  const Outputs stored = RunKernels<D, __nv_bfloat16>(a, q16, k16, v16, dout16);
+  testing_util::ExpectBitEqual(stored.out, AsStored(wide.out), "bf16-storage out");
+  testing_util::ExpectBitEqual(stored.lse, wide.lse, "bf16-storage lse");
+  ExpectNear(stored.dq, want_dq, "bf16-storage dq");
+  ExpectNear(stored.dk, want_dk, "bf16-storage dk");
+  ExpectNear(stored.dv, want_dv, "bf16-storage dv");
 }
 
 // Attention across sentences is exactly 0: new keys and values for every token outside row 0's
@@ -202,6 +250,7 @@ void RunCase(const Case& c) {
   ExpectNear(got.dq, want_dq, "dq");
   ExpectNear(got.dk, want_dk, "dk");
   ExpectNear(got.dv, want_dv, "dv");
+  ExpectBf16StorageMatches<D>(a, q, k, v, dout, want_dq, want_dk, want_dv);
   if (c.mask == kPacked) ExpectOtherSentencesIgnored<D>(c, a, segments, got, q, k, v, dout, rng);
 }
 
