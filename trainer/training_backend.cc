@@ -1,6 +1,8 @@
 // TrainingBackend (see training_backend.h).
 #include "trainer/training_backend.h"
 
+#include <cstdlib>
+#include <string>
 #include <utility>
 
 #include "base/status_macros.h"
@@ -22,15 +24,20 @@ absl::StatusOr<std::unique_ptr<TrainingBackend>> TrainingBackend::Create(DeviceK
     b->bf16_ = std::move(bf16);
     b->model_ops_ = b->bf16_.get();
   }
+  const char* cuda_bf16 = std::getenv("HEADROOM_CUDA_BF16_ACTIVATIONS");
+  if (train.precision() == "bf16" && device == DeviceKind::kCuda && b->wrapper_ == nullptr &&
+      cuda_bf16 != nullptr && std::string(cuda_bf16) == "1") {
+    b->cuda_bf16_ = dynamic_cast<Ops<float, Bf16>*>(b->backend_.get());
+  }
   return b;
 }
 
 absl::StatusOr<std::unique_ptr<TrainableModel<float>>> TrainingBackend::CreateModel(
     const ModelConfig& model, const ModelLimits& limits, const ModelOptions& options) const {
   using Bf16Model = Model<float, Bf16>;
-  if (bf16_ != nullptr) {
+  if (bf16_ops() != nullptr) {
     HR_ASSIGN_OR_RETURN(std::unique_ptr<Bf16Model> m,
-                        Bf16Model::Create(model, bf16_.get(), limits, options));
+                        Bf16Model::Create(model, bf16_ops(), limits, options));
     return std::unique_ptr<TrainableModel<float>>(std::move(m));
   }
   HR_ASSIGN_OR_RETURN(std::unique_ptr<Model<float>> m,

@@ -9,7 +9,11 @@
 //    Bf16ActivationOps's, kernels/bf16_activation_ops.h). Otherwise ops() itself (on CUDA,
 //    precision=bf16 multiplies in bf16 with fp32 storage, MakeOps's matmul_precision).
 //  - bf16_ops(): with train.precision=bf16 on the CPU, the same CpuBf16Ops as Ops<float, Bf16>,
-//    for a model that stores its activations in bf16 (Model<float, Bf16>); null otherwise.
+//    for a model that stores its activations in bf16 (Model<float, Bf16>). On CUDA the backend
+//    itself (CudaOps implements Ops<float, Bf16>) when HEADROOM_CUDA_BF16_ACTIVATIONS=1 is set
+//    and no test wrapper is given: that path has not run on a GPU yet
+//    (model_transformer_cuda_test's *Bf16Storage* tests check it against the CPU's), so it is asked
+//    for, not the default. Null otherwise.
 //  - CreateModel: the model `headroom train` trains: Model<float, Bf16> on bf16_ops() where
 //    there is one, Model<float> on model_ops() otherwise. Both compute the same bits; the first
 //    holds its activations in about half the memory.
@@ -45,7 +49,7 @@ class TrainingBackend {
 
   Ops<float>* ops() const { return ops_; }
   Ops<float>* model_ops() const { return model_ops_; }
-  Ops<float, Bf16>* bf16_ops() const { return bf16_.get(); }
+  Ops<float, Bf16>* bf16_ops() const { return bf16_ != nullptr ? bf16_.get() : cuda_bf16_; }
   // The model on bf16_ops() or model_ops() (see above); Model::Create's errors.
   [[nodiscard]] absl::StatusOr<std::unique_ptr<TrainableModel<float>>> CreateModel(
       const ModelConfig& model, const ModelLimits& limits, const ModelOptions& options) const;
@@ -58,6 +62,7 @@ class TrainingBackend {
   std::unique_ptr<Ops<float>> backend_;     // MakeOps's
   std::unique_ptr<Ops<float>> wrapper_;     // the test wrapper, around backend_
   std::unique_ptr<Ops<float, Bf16>> bf16_;  // CpuBf16Ops around ops_, or null
+  Ops<float, Bf16>* cuda_bf16_ = nullptr;   // backend_ itself (CUDA, when asked for), or null
   Ops<float>* ops_ = nullptr;               // wrapper_ or backend_
   Ops<float>* model_ops_ = nullptr;         // bf16_ or ops_
 };

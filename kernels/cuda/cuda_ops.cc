@@ -336,25 +336,9 @@ void CudaOps::GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, float 
                                  const float* A, int lda, int64_t stride_a, const float* B, int ldb,
                                  int64_t stride_b, float beta, float* C, int ldc, int64_t stride_c,
                                  int batch) {
-  cuda::GemmCall call;
-  call.trans_a = ta == Trans::kYes;
-  call.trans_b = tb == Trans::kYes;
-  call.M = M;
-  call.N = N;
-  call.K = K;
-  call.alpha = alpha;
-  call.A = A;
-  call.lda = lda;
-  call.stride_a = stride_a;
-  call.B = B;
-  call.ldb = ldb;
-  call.stride_b = stride_b;
-  call.beta = beta;
-  call.C = C;
-  call.ldc = ldc;
-  call.stride_c = stride_c;
-  call.batch = batch;
-  gemm_->Run(call, gemm_precision_, ctx());
+  gemm_->Run(cuda::StridedBatchedCall(ta == Trans::kYes, tb == Trans::kYes, M, N, K, alpha, A, lda,
+                                      stride_a, B, ldb, stride_b, beta, C, ldc, stride_c, batch),
+             gemm_precision_, ctx());
   AfterOp("Gemm");
 }
 

@@ -45,11 +45,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "base/bf16.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/launch.h"
 #include "kernels/cuda/staging.h"
+#include "kernels/mixed_ops.h"
 #include "kernels/ops.h"
 
 namespace headroom {
@@ -73,7 +75,7 @@ struct CudaOpsOptions {
 // bf16 -> kBf16). InvalidArgument otherwise, naming the accepted values.
 [[nodiscard]] absl::StatusOr<cuda::GemmPrecision> ParseGemmPrecision(absl::string_view name);
 
-class CudaOps final : public Ops<float> {
+class CudaOps final : public Ops<float, Bf16> {
  public:
   using GemmPrecision = cuda::GemmPrecision;
 
@@ -197,7 +199,79 @@ class CudaOps final : public Ops<float> {
   void Lamb(float* w, const float* g, float* m, float* v, int64_t n, const OptimizerStep& s,
             float* scratch) override;
 
+  // ---- bf16 activations (Ops<float, Bf16>, kernels/mixed_ops.h; cuda_bf16_ops.cc) -------------
+  // The bf16 launchers of kernels/cuda/launch.h; GEMMs read bf16 operands with fp32 accumulation
+  // (CUBLAS_COMPUTE_32F) and write bf16 or fp32. Unlike CpuBf16Ops' default, a T output is never
+  // rounded (the residual stream's gradient stays fp32: CpuBf16Ops with kFp32 stores is its twin).
+  // Not yet run on a GPU.
+  using Base::ActivationBackward;
+  using Base::ActivationForward;
+  using A = Bf16;
+
+  void Convert(const float* src, A* dst, int64_t n) override;
+  void Convert(const A* src, float* dst, int64_t n) override;
+  void Scale(A* x, int64_t n, float alpha) override;
+  void Add(const float* a, const A* b, float* out, int64_t n) override;
+  void Gemm(Trans ta, Trans tb, int M, int N, int K, float alpha, const A* a, int lda, const A* b,
+            int ldb, float beta, A* c, int ldc) override;
+  void Gemm(Trans ta, Trans tb, int M, int N, int K, float alpha, const A* a, int lda, const A* b,
+            int ldb, float beta, float* c, int ldc) override;
+  void GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, float alpha, const A* a, int lda,
+                          int64_t stride_a, const A* b, int ldb, int64_t stride_b, float beta, A* c,
+                          int ldc, int64_t stride_c, int batch) override;
+  void Linear(const A* x, const A* w, const float* bias, int rows, int out, int in, A* y) override;
+  void LinearBackwardWeights(const A* dy, const A* x, int rows, int out, int in, float* dw,
+                             float* dbias) override;
+  void PermuteHeads(const A* x, A* y, int B, int S, int H, int D, bool inverse) override;
+  void LayerNormForward(const A* x, const float* gamma, const float* beta, int64_t rows, int cols,
+                        float eps, A* y, float* mean, float* rstd) override;
+  void LayerNormForward(const float* x, const float* gamma, const float* beta, int64_t rows,
+                        int cols, float eps, A* y, float* mean, float* rstd) override;
+  void LayerNormBackward(const A* dy, const A* x, const float* gamma, const float* mean,
+                         const float* rstd, int64_t rows, int cols, A* dx, float* dgamma,
+                         float* dbeta) override;
+  void LayerNormBackward(const A* dy, const float* x, const float* gamma, const float* mean,
+                         const float* rstd, int64_t rows, int cols, A* dx, float* dgamma,
+                         float* dbeta) override;
+  void LayerNormInputFromOutput(const A* y, const float* gamma, const float* beta,
+                                const float* mean, const float* rstd, int64_t rows, int cols,
+                                float* x) override;
+  void ResidualLayerNormForward(const A* x, const A* sub, float rate, const DropoutKey& key,
+                                const float* gamma, const float* beta, int64_t rows, int cols,
+                                float eps, float* sum, A* y, float* mean, float* rstd) override;
+  void ResidualLayerNormBackward(const float* dy, const float* sum, const float* gamma,
+                                 const float* mean, const float* rstd, int64_t rows, int cols,
+                                 float rate, const DropoutKey& key, float* dsum, A* dsub,
+                                 float* dgamma, float* dbeta) override;
+  void ActivationForward(Activation act, const A* x, A* y, int64_t n) override;
+  void ActivationBackward(Activation act, const A* x, const A* dy, A* dx, int64_t n) override;
+  void TanhForward(const A* x, A* y, int64_t n) override;
+  void TanhBackward(const A* y, const A* dy, A* dx, int64_t n) override;
+  void SoftmaxForward(const A* scores, A* probs, int B, int H, int Sq, int Sk, float scale,
+                      const int32_t* segments, bool causal) override;
+  void SoftmaxBackward(const A* probs, const A* dprobs, A* dscores, int64_t rows, int Sk,
+                       float scale) override;
+  void AttentionForward(const A* q, const A* k, const A* v, int B, int S, int H, int D, float scale,
+                        const int32_t* segments, bool causal, float dropout_rate,
+                        const DropoutKey& key, A* out, float* lse) override;
+  void AttentionBackward(const A* q, const A* k, const A* v, const A* out, const A* dout,
+                         const float* lse, int B, int S, int H, int D, float scale,
+                         const int32_t* segments, bool causal, float dropout_rate,
+                         const DropoutKey& key, A* dq, A* dk, A* dv, float* delta) override;
+  void Dropout(const A* x, A* y, int64_t n, float rate, const DropoutKey& key) override;
+  void Dropout(const float* x, A* y, int64_t n, float rate, const DropoutKey& key) override;
+  void GatherRows(const A* src, const int32_t* idx, int64_t m, int d, A* dst) override;
+  void ScatterAddRows(const A* src, const int32_t* idx, int64_t m, int d, float* dst) override;
+  void SoftmaxCrossEntropy(const A* logits, const int32_t* labels, const float* weights,
+                           int64_t rows, int V, float* losses, A* dlogits,
+                           float grad_scale) override;
+  void LabelSmoothedCrossEntropy(const A* logits, const int32_t* labels, const float* weights,
+                                 int64_t rows, int V, int ld, float label_smoothing, float* losses,
+                                 A* dlogits, float grad_scale) override;
+
  private:
+  // A bf16-operand GEMM (fp32 accumulation) into C of c_type.
+  void RunBf16Gemm(cuda::GemmCall call, const char* op);
   explicit CudaOps(const CudaOpsOptions& options);
   // Creates the stream, the GEMM runner and the fixed buffers.
   absl::Status Init();

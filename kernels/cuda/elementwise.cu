@@ -72,11 +72,24 @@ void LaunchAxpy(float alpha, const float* x, float* y, int64_t n, const LaunchCo
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
 }
 
-void LaunchAddBias(float* x, const float* bias, int64_t rows, int cols, const LaunchContext& ctx) {
+namespace {
+
+template <typename A>
+void AddBias(A* x, const float* bias, int64_t rows, int cols, const LaunchContext& ctx) {
   if (rows <= 0 || cols <= 0) return;
   const int64_t n = rows * cols;
-  add_bias_kernel<<<GridStrideBlocks(n, kBlock), kBlock, 0, ctx.stream>>>(x, bias, n, cols);
+  add_bias_kernel<A><<<GridStrideBlocks(n, kBlock), kBlock, 0, ctx.stream>>>(x, bias, n, cols);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+}
+
+}  // namespace
+
+void LaunchAddBias(float* x, const float* bias, int64_t rows, int cols, const LaunchContext& ctx) {
+  AddBias(x, bias, rows, cols, ctx);
+}
+void LaunchAddBias(__nv_bfloat16* x, const float* bias, int64_t rows, int cols,
+                   const LaunchContext& ctx) {
+  AddBias(x, bias, rows, cols, ctx);
 }
 
 void LaunchScaleMatrices(float* C, int rows, int cols, int ldc, int64_t stride_c, int batch,

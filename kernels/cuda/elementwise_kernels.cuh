@@ -47,9 +47,12 @@ __global__ void axpy_kernel(float alpha, const float* __restrict__ x, float* __r
   for (int64_t i = GlobalThread(); i < n; i += GridThreads()) y[i] += alpha * x[i];
 }
 
-__global__ void add_bias_kernel(float* __restrict__ x, const float* __restrict__ bias, int64_t n,
+template <typename A>
+__global__ void add_bias_kernel(A* __restrict__ x, const float* __restrict__ bias, int64_t n,
                                 int cols) {
-  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) x[i] += bias[i % cols];
+  for (int64_t i = GlobalThread(); i < n; i += GridThreads()) {
+    x[i] = FromFloat<A>(ToFloat(x[i]) + bias[i % cols]);
+  }
 }
 
 // Grid: (column blocks, rows, batch) with rows and batch folded into grid.y by striding.

@@ -96,6 +96,31 @@ bool EpilogueSums(const GemmCall& call) {
 
 }  // namespace
 
+GemmCall StridedBatchedCall(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                            const void* A, int lda, int64_t stride_a, const void* B, int ldb,
+                            int64_t stride_b, float beta, void* C, int ldc, int64_t stride_c,
+                            int batch) {
+  GemmCall call;
+  call.trans_a = trans_a;
+  call.trans_b = trans_b;
+  call.M = M;
+  call.N = N;
+  call.K = K;
+  call.alpha = alpha;
+  call.A = A;
+  call.lda = lda;
+  call.stride_a = stride_a;
+  call.B = B;
+  call.ldb = ldb;
+  call.stride_b = stride_b;
+  call.beta = beta;
+  call.C = C;
+  call.ldc = ldc;
+  call.stride_c = stride_c;
+  call.batch = batch;
+  return call;
+}
+
 size_t ElementBytes(cudaDataType_t type) {
   switch (type) {
     case CUDA_R_32F:

@@ -67,6 +67,13 @@ struct GemmCall {
   cudaDataType_t c_type = CUDA_R_32F;
 };
 
+// The call of a (strided-batched) product as Ops::GemmStridedBatched states it: C_i = alpha *
+// op(A_i) op(B_i) + beta * C_i, fp32 elements (the caller sets ab_type and c_type otherwise).
+GemmCall StridedBatchedCall(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
+                            const void* A, int lda, int64_t stride_a, const void* B, int ldb,
+                            int64_t stride_b, float beta, void* C, int ldc, int64_t stride_c,
+                            int batch);
+
 // Bytes per element of `type` (4 for CUDA_R_32F, 2 for CUDA_R_16BF and CUDA_R_16F, 8 for
 // CUDA_R_64F; 0 for a type GemmRunner does not take).
 size_t ElementBytes(cudaDataType_t type);

@@ -279,6 +279,8 @@ void LaunchSoftmaxCrossEntropy(const __nv_bfloat16* logits, const int32_t* label
 void LaunchConvert(const float* x, __nv_bfloat16* y, int64_t n, const LaunchContext& ctx);
 void LaunchConvert(const __nv_bfloat16* x, float* y, int64_t n, const LaunchContext& ctx);
 void LaunchScale(__nv_bfloat16* x, int64_t n, float alpha, const LaunchContext& ctx);
+void LaunchAddBias(__nv_bfloat16* x, const float* bias, int64_t rows, int cols,
+                   const LaunchContext& ctx);
 void LaunchAdd(const float* a, const __nv_bfloat16* b, float* out, int64_t n,
                const LaunchContext& ctx);
 // Dropout into bf16 (dropout.cu), the float launcher's mask and scale: from bf16 (y may alias

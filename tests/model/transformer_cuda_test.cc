@@ -8,8 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "base/bf16.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu_bf16_ops.h"
+#include "kernels/mixed_ops.h"
 #include "kernels/ops.h"
 #include "model/transformer.h"
 #include "tests/cuda_skip.h"
@@ -23,14 +26,16 @@ struct StepResult {
   std::vector<float> grads;
 };
 
-StepResult TrainStep(Ops<float>* ops, const ModelConfig& m, const std::vector<float>& params,
+// One training Forward and Backward of Model<float, A> on `ops` (A: the activations' storage).
+template <typename A>
+StepResult TrainStep(Ops<float, A>* ops, const ModelConfig& m, const std::vector<float>& params,
                      const Batch& batch, const DropoutKey& key,
                      AttentionPath path = AttentionPath::kAuto, float label_smoothing = 0) {
   ModelOptions options;
   options.attention = path;
   options.label_smoothing = label_smoothing;
   auto model =
-      Model<float>::Create(m, ops, {batch.batch_size, batch.seq_length, 8}, options).value();
+      Model<float, A>::Create(m, ops, {batch.batch_size, batch.seq_length, 8}, options).value();
   // The CPU twin always takes the materialised path (kAuto); the CUDA side as asked.
   if (path == AttentionPath::kFused) {
     EXPECT_TRUE(model->fused_attention());
@@ -72,24 +77,9 @@ void ExpectSameOnBothBackends(const ModelConfig& m) {
   }
 }
 
-// Issue 7's whole-model criterion: for every parameter tensor, the norm-wise relative error of
-// the CUDA gradient against the CPU twin, ||g_cuda - g_cpu|| / ||g_cpu||, is below `limit`, with
-// the CUDA GEMMs in `precision` (fp32: exact fp32 products; bf16: bf16 inputs, fp32 sums).
-void ExpectNormwiseGradientError(const ModelConfig& m, const char* precision, double limit,
-                                 AttentionPath cuda_path = AttentionPath::kAuto, int seq = 32) {
-  HR_SKIP_WITHOUT_CUDA();
-  setenv("HEADROOM_CUDA_GEMM_PRECISION", precision, 1);
-  auto cuda = MakeOps(DeviceKind::kCuda);
-  unsetenv("HEADROOM_CUDA_GEMM_PRECISION");
-  ASSERT_TRUE(cuda.ok()) << cuda.status();
-  CpuOps<float> cpu;
-  const ParameterLayout layout = ParameterLayout::ForModel(m);
-  const std::vector<double> w64 = testing::RandomParameters(layout, 0.05, 5);
-  const std::vector<float> w(w64.begin(), w64.end());
-  const Batch batch = RandomBatch(m, 4, seq, 8, 11);
-  const DropoutKey key{91, 3, 0, 0};
-  const StepResult a = TrainStep(&cpu, m, w, batch, key);
-  const StepResult b = TrainStep(cuda->get(), m, w, batch, key, cuda_path);
+// For every parameter tensor, ||g_b - g_a|| / ||g_a|| < limit, and the losses within limit.
+void ExpectNormwiseClose(const ParameterLayout& layout, const StepResult& a, const StepResult& b,
+                         double limit, const std::string& what) {
   EXPECT_LE(std::fabs(a.stats.loss - b.stats.loss), limit * std::fabs(a.stats.loss));
   double worst = 0;
   std::string worst_name;
@@ -112,11 +102,68 @@ void ExpectNormwiseGradientError(const ModelConfig& m, const char* precision, do
       continue;
     }
     const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-    EXPECT_LT(rel, limit) << t.name << " (" << precision << ")";
+    EXPECT_LT(rel, limit) << t.name << " (" << what << ")";
     if (rel > worst) worst = rel, worst_name = t.name;
   }
-  std::printf("[ %s ] worst norm-wise relative gradient error %.3g (%s)\n", precision, worst,
+  std::printf("[ %s ] worst norm-wise relative gradient error %.3g (%s)\n", what.c_str(), worst,
               worst_name.c_str());
+}
+
+// Issue 7's whole-model criterion: for every parameter tensor, the norm-wise relative error of
+// the CUDA gradient against the CPU twin, ||g_cuda - g_cpu|| / ||g_cpu||, is below `limit`, with
+// the CUDA GEMMs in `precision` (fp32: exact fp32 products; bf16: bf16 inputs, fp32 sums).
+void ExpectNormwiseGradientError(const ModelConfig& m, const char* precision, double limit,
+                                 AttentionPath cuda_path = AttentionPath::kAuto, int seq = 32) {
+  HR_SKIP_WITHOUT_CUDA();
+  setenv("HEADROOM_CUDA_GEMM_PRECISION", precision, 1);
+  auto cuda = MakeOps(DeviceKind::kCuda);
+  unsetenv("HEADROOM_CUDA_GEMM_PRECISION");
+  ASSERT_TRUE(cuda.ok()) << cuda.status();
+  CpuOps<float> cpu;
+  const ParameterLayout layout = ParameterLayout::ForModel(m);
+  const std::vector<double> w64 = testing::RandomParameters(layout, 0.05, 5);
+  const std::vector<float> w(w64.begin(), w64.end());
+  const Batch batch = RandomBatch(m, 4, seq, 8, 11);
+  const DropoutKey key{91, 3, 0, 0};
+  const StepResult a = TrainStep(&cpu, m, w, batch, key);
+  const StepResult b = TrainStep(cuda->get(), m, w, batch, key, cuda_path);
+  ExpectNormwiseClose(layout, a, b, limit, precision);
+}
+
+// Model<float, Bf16> (activations stored in bf16, CudaOps' Ops<float, Bf16> half) against the
+// same model on the CPU (CpuBf16Ops with fp32 residual-gradient stores, as the GPU keeps them):
+// the same roundings up to summation order and the tensor cores', so within 2%.
+void ExpectBf16StorageMatchesCpu(const ModelConfig& m, AttentionPath path, int seq) {
+  HR_SKIP_WITHOUT_CUDA();
+  auto cuda_ops = MakeOps(DeviceKind::kCuda);
+  ASSERT_TRUE(cuda_ops.ok()) << cuda_ops.status();
+  auto* cuda = dynamic_cast<Ops<float, Bf16>*>(cuda_ops->get());
+  ASSERT_NE(cuda, nullptr) << "the CUDA backend has no bf16-activation half";
+  CpuOps<float> cpu;
+  auto cpu_bf16 = CpuBf16Ops::Create(&cpu, {}, ResidualGradientStores::kFp32).value();
+  const ParameterLayout layout = ParameterLayout::ForModel(m);
+  const std::vector<double> w64 = testing::RandomParameters(layout, 0.05, 5);
+  const std::vector<float> w(w64.begin(), w64.end());
+  const Batch batch = RandomBatch(m, 4, seq, 8, 11);
+  const DropoutKey key{91, 3, 0, 0};
+  const StepResult a = TrainStep<Bf16>(cpu_bf16.get(), m, w, batch, key, path);
+  const StepResult b = TrainStep<Bf16>(cuda, m, w, batch, key, path);
+  ExpectNormwiseClose(layout, a, b, 2e-2, "bf16 storage");
+}
+
+TEST(ModelCuda, BertBf16StorageMatchesCpuBf16Storage) {
+  ModelConfig m = testing::TinyBert(2, 64, 4, 32, 128, 0.1f);
+  m.set_vocab_size(1000);
+  m.set_max_positions(96);
+  ExpectBf16StorageMatchesCpu(m, AttentionPath::kFused, /*seq=*/80);
+  ExpectBf16StorageMatchesCpu(m, AttentionPath::kMaterialized, /*seq=*/40);
+}
+
+TEST(ModelCuda, CausalLmBf16StorageMatchesCpuBf16Storage) {
+  ModelConfig m = testing::TinyLm(2, 64, 8, 16, 128, 0.1f);
+  m.set_vocab_size(1000);
+  m.set_max_positions(64);
+  ExpectBf16StorageMatchesCpu(m, AttentionPath::kFused, /*seq=*/48);
 }
 
 TEST(ModelCuda, BertGradientsFp32WithinOneInHundredThousand) {
