@@ -18,8 +18,9 @@
 // Which buffer is which type is the model's decision (model/transformer.h lists it); these
 // signatures are the combinations it uses.
 //
-// Backends: CpuBf16Ops (kernels/cpu_bf16_ops.h; widens, runs the CPU op, rounds) and, to
-// come, the CUDA backend calling the bf16 launchers of kernels/cuda/launch.h.
+// Backends: CpuBf16Ops (kernels/cpu_bf16_ops.h; widens, runs the CPU op, rounds) and CudaOps
+// (kernels/cuda/cuda_bf16_ops.cc; the bf16 launchers of kernels/cuda/launch.h, not yet run on a
+// GPU).
 #ifndef HEADROOM_KERNELS_MIXED_OPS_H_
 #define HEADROOM_KERNELS_MIXED_OPS_H_
 

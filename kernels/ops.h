@@ -2,7 +2,8 @@
 //
 // `Ops<T>` is implemented once per backend: `CpuOps<float>` and `CpuOps<double>`
 // (kernels/cpu/, OpenBLAS for matrix products; double for finite-difference gradient checks) and
-// `CudaOps` = Ops<float> (kernels/cuda/, cuBLASLt and own kernels). The model
+// `CudaOps`, an Ops<float> (kernels/cuda/, cuBLASLt and own kernels; also an Ops<float, Bf16>,
+// kernels/mixed_ops.h, for bf16 activations). The model
 // (model/transformer.h) is written once against this interface. An `Ops` object is the
 // execution context: it owns the stream (CUDA) or thread pool (CPU) and library handles, and
 // every op is enqueued on it in call order; results are visible to later ops on the same object.

@@ -438,8 +438,8 @@ absl::Status Bench(const BenchSetup& b, Communicator& comm, const TrainingBacken
   HR_RETURN_IF_ERROR(CheckTrainingMemory(b.config, {b.batch, b.seq, b.masked}, ops,
                                          comm.local_size(), comm.size()));
   // The model `headroom train` would train (bf16 activation storage where the backend has it);
-  // --profile times every op through a wrapper of the fp32-storage op set, which computes the
-  // same numbers.
+  // --profile times every op through a wrapper of the fp32-storage op set (the same numbers on
+  // the CPU, the fp32-storage step on CUDA).
   const ModelLimits limits{b.batch, b.seq, b.masked};
   const ModelOptions options = ModelOptionsFromConfig(b.config.train());
   std::unique_ptr<TrainableModel<float>> model;

@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "kernels/cpu_bf16_ops.h"
 
@@ -35,6 +36,14 @@ absl::StatusOr<std::unique_ptr<TrainingBackend>> TrainingBackend::Create(DeviceK
 absl::StatusOr<std::unique_ptr<TrainableModel<float>>> TrainingBackend::CreateModel(
     const ModelConfig& model, const ModelLimits& limits, const ModelOptions& options) const {
   using Bf16Model = Model<float, Bf16>;
+  // The CUDA bf16 LayerNorm kernels take rows of whole 16-byte packs, at most 2048 wide
+  // (kernels/cuda/launch.h): refused here, before a step fails on the device.
+  if (cuda_bf16_ != nullptr && (model.d_model() % 8 != 0 || model.d_model() > 2048)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model.d_model: ", model.d_model(),
+        " is not a multiple of 8 up to 2048, which bf16 activations on CUDA need "
+        "(HEADROOM_CUDA_BF16_ACTIVATIONS=1); unset it to train with fp32 activations"));
+  }
   if (bf16_ops() != nullptr) {
     HR_ASSIGN_OR_RETURN(std::unique_ptr<Bf16Model> m,
                         Bf16Model::Create(model, bf16_ops(), limits, options));

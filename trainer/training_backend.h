@@ -15,8 +15,9 @@
 //    (model_transformer_cuda_test's *Bf16Storage* tests check it against the CPU's), so it is asked
 //    for, not the default. Null otherwise.
 //  - CreateModel: the model `headroom train` trains: Model<float, Bf16> on bf16_ops() where
-//    there is one, Model<float> on model_ops() otherwise. Both compute the same bits; the first
-//    holds its activations in about half the memory.
+//    there is one, Model<float> on model_ops() otherwise. On the CPU both compute the same bits
+//    (the second on the twin's rounding); the first holds its activations in about half the
+//    memory. On CUDA the fp32-storage model rounds no activation (only the GEMMs' inputs).
 //
 // Example:
 //   HR_ASSIGN_OR_RETURN(backend_, TrainingBackend::Create(DeviceKind::kCpu, config.train()));

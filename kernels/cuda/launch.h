@@ -179,7 +179,8 @@ void LaunchLamb(float* w, const float* g, float* m, float* v, int64_t n, const A
 // ---- bf16 activation storage (train.precision bf16) ----------------------------------------
 // The same ops over activations stored as __nv_bfloat16: read widened to fp32, computed in fp32,
 // stored rounded to nearest even. Parameters, their gradients, the optimizer moments, LayerNorm's
-// mean and rstd and the losses stay fp32. Not yet called by CudaOps (Ops<float>).
+// mean and rstd and the losses stay fp32. CudaOps' Ops<float, Bf16> half (cuda_bf16_ops.cc) calls
+// them; none has run on a GPU yet.
 //
 // LayerNorm (layernorm.cu, the packed kernels of layernorm_kernels.cuh): cols a multiple of 8 up
 // to 2048 and every pointer 16-byte aligned, else an error is recorded and nothing runs. The

@@ -29,15 +29,11 @@ struct StepResult {
 // One training Forward and Backward of Model<float, A> on `ops` (A: the activations' storage).
 template <typename A>
 StepResult TrainStep(Ops<float, A>* ops, const ModelConfig& m, const std::vector<float>& params,
-                     const Batch& batch, const DropoutKey& key,
-                     AttentionPath path = AttentionPath::kAuto, float label_smoothing = 0) {
-  ModelOptions options;
-  options.attention = path;
-  options.label_smoothing = label_smoothing;
+                     const Batch& batch, const DropoutKey& key, const ModelOptions& options) {
   auto model =
       Model<float, A>::Create(m, ops, {batch.batch_size, batch.seq_length, 8}, options).value();
   // The CPU twin always takes the materialised path (kAuto); the CUDA side as asked.
-  if (path == AttentionPath::kFused) {
+  if (options.attention == AttentionPath::kFused) {
     EXPECT_TRUE(model->fused_attention());
   }
   model->SetParameters(params);
@@ -47,6 +43,16 @@ StepResult TrainStep(Ops<float, A>* ops, const ModelConfig& m, const std::vector
   model->Backward();
   r.grads = model->GetGradients();
   return r;
+}
+
+template <typename A>
+StepResult TrainStep(Ops<float, A>* ops, const ModelConfig& m, const std::vector<float>& params,
+                     const Batch& batch, const DropoutKey& key,
+                     AttentionPath path = AttentionPath::kAuto, float label_smoothing = 0) {
+  ModelOptions options;
+  options.attention = path;
+  options.label_smoothing = label_smoothing;
+  return TrainStep(ops, m, params, batch, key, options);
 }
 
 void ExpectSameOnBothBackends(const ModelConfig& m) {
@@ -133,7 +139,7 @@ void ExpectNormwiseGradientError(const ModelConfig& m, const char* precision, do
 // Model<float, Bf16> (activations stored in bf16, CudaOps' Ops<float, Bf16> half) against the
 // same model on the CPU (CpuBf16Ops with fp32 residual-gradient stores, as the GPU keeps them):
 // the same roundings up to summation order and the tensor cores', so within 2%.
-void ExpectBf16StorageMatchesCpu(const ModelConfig& m, AttentionPath path, int seq) {
+void ExpectBf16StorageMatchesCpu(const ModelConfig& m, const ModelOptions& options, int seq) {
   HR_SKIP_WITHOUT_CUDA();
   auto cuda_ops = MakeOps(DeviceKind::kCuda);
   ASSERT_TRUE(cuda_ops.ok()) << cuda_ops.status();
@@ -146,8 +152,8 @@ void ExpectBf16StorageMatchesCpu(const ModelConfig& m, AttentionPath path, int s
   const std::vector<float> w(w64.begin(), w64.end());
   const Batch batch = RandomBatch(m, 4, seq, 8, 11);
   const DropoutKey key{91, 3, 0, 0};
-  const StepResult a = TrainStep<Bf16>(cpu_bf16.get(), m, w, batch, key, path);
-  const StepResult b = TrainStep<Bf16>(cuda, m, w, batch, key, path);
+  const StepResult a = TrainStep<Bf16>(cpu_bf16.get(), m, w, batch, key, options);
+  const StepResult b = TrainStep<Bf16>(cuda, m, w, batch, key, options);
   ExpectNormwiseClose(layout, a, b, 2e-2, "bf16 storage");
 }
 
@@ -155,15 +161,35 @@ TEST(ModelCuda, BertBf16StorageMatchesCpuBf16Storage) {
   ModelConfig m = testing::TinyBert(2, 64, 4, 32, 128, 0.1f);
   m.set_vocab_size(1000);
   m.set_max_positions(96);
-  ExpectBf16StorageMatchesCpu(m, AttentionPath::kFused, /*seq=*/80);
-  ExpectBf16StorageMatchesCpu(m, AttentionPath::kMaterialized, /*seq=*/40);
+  ExpectBf16StorageMatchesCpu(m, {.attention = AttentionPath::kFused}, /*seq=*/80);
+  ExpectBf16StorageMatchesCpu(m, {.attention = AttentionPath::kMaterialized}, /*seq=*/40);
+}
+
+// tensor2tensor's pre-LN: the fp32 residual stream's LayerNorms into bf16 and back, the final
+// LayerNorm, label smoothing; and post-LN's recomputing options with GELU's tanh form.
+TEST(ModelCuda, PreLnAndRecomputingBf16StorageMatchesCpuBf16Storage) {
+  ModelConfig lm = testing::TinyLm(2, 64, 8, 16, 128, 0.1f);
+  lm.set_vocab_size(1000);
+  lm.set_max_positions(64);
+  lm.set_norm(ModelConfig::PRE_LN);
+  lm.set_activation(ModelConfig::RELU);
+  ExpectBf16StorageMatchesCpu(lm, {.attention = AttentionPath::kFused, .label_smoothing = 0.1f},
+                              /*seq=*/48);
+  ModelConfig bert = testing::TinyBert(2, 64, 4, 32, 128, 0.1f);
+  bert.set_vocab_size(1000);
+  bert.set_max_positions(96);
+  bert.set_activation(ModelConfig::GELU_TANH);
+  ExpectBf16StorageMatchesCpu(
+      bert,
+      {.attention = AttentionPath::kFused, .recompute_gelu = true, .layernorm_from_output = true},
+      /*seq=*/64);
 }
 
 TEST(ModelCuda, CausalLmBf16StorageMatchesCpuBf16Storage) {
   ModelConfig m = testing::TinyLm(2, 64, 8, 16, 128, 0.1f);
   m.set_vocab_size(1000);
   m.set_max_positions(64);
-  ExpectBf16StorageMatchesCpu(m, AttentionPath::kFused, /*seq=*/48);
+  ExpectBf16StorageMatchesCpu(m, {.attention = AttentionPath::kFused}, /*seq=*/48);
 }
 
 TEST(ModelCuda, BertGradientsFp32WithinOneInHundredThousand) {
