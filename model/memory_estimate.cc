@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "base/bf16.h"
 #include "base/host_memory.h"
 #include "config/load.h"
 #include "model/attention.h"
@@ -17,12 +18,13 @@ constexpr int64_t kElementBytes = 4;  // float and int32
 
 struct Shape {
   int64_t B, S, N, P, d, F, V, h, dp, L;
-  bool bert;
+  bool bert, pre_ln;
 };
 
 Shape ShapeOf(const ModelConfig& m, const ModelLimits& limits) {
   Shape s;
   s.bert = m.objective() == ModelConfig::BERT;
+  s.pre_ln = m.norm() == ModelConfig::PRE_LN;
   s.B = limits.max_batch;
   s.S = limits.max_seq;
   s.N = s.B * s.S;
@@ -69,7 +71,62 @@ int64_t OtherElements(const Shape& s) {
          s.P + std::max(s.N, s.B) + 4;
 }
 
+// Model<float, A>'s activation bytes, counted the way Model::AllocateActivations, EncoderLayer
+// and FixedHeadAttention type their buffers (A: activations; float: the residual stream,
+// statistics, losses and the gradient buffers; model/transformer.h): kept for Backward, and the
+// shared scratch (in whole floats, as allocated). Model::ActivationBytes() is kept + scratch +
+// GradientBufferBytes.
+struct TypedBytes {
+  int64_t kept = 0, scratch = 0;
+};
+
+template <typename A>
+TypedBytes TypedActivationBytes(const Shape& s, const ModelOptions& o, bool fused,
+                                bool keep_dropped) {
+  const int64_t a = sizeof(A), t = sizeof(float);
+  const int64_t n_inner = s.N * s.h * s.dp, n_probs = s.B * s.h * s.S * s.S;
+  const int64_t attention = fused ? 4 * n_inner * a + s.B * s.h * s.S * t
+                                  : (4 * n_inner + (keep_dropped ? 2 : 1) * n_probs) * a;
+  const int64_t norm =
+      s.pre_ln ? s.N * s.d * (t + 2 * a) : s.N * s.d * (a + (o.layernorm_from_output ? 0 : 2 * t));
+  const int64_t layer = attention + norm + s.N * s.F * (o.recompute_gelu ? 1 : 2) * a + 4 * s.N * t;
+  const int64_t rows = s.bert ? s.P : s.N;
+  TypedBytes b;
+  b.kept = s.N * s.d * (s.pre_ln ? a : t) + 2 * s.N * t +
+           (s.L + 1) * s.N * s.d * (s.pre_ln ? t : a) + s.L * layer + rows * s.V * a + rows * t;
+  if (s.bert) b.kept += (4 * s.P * s.d + 2 * s.B * s.d + 2 * s.B) * a + (2 * s.P + s.B) * t;
+  auto align = [&](int64_t bytes) {
+    const int64_t unit = kTensorAlignment * t;
+    return (bytes + unit - 1) / unit * unit;
+  };
+  const int64_t attention_scratch = FixedHeadAttention<float, A>::ScratchBytes(
+      static_cast<int>(s.h), static_cast<int>(s.dp), static_cast<int>(s.B), static_cast<int>(s.S),
+      fused);
+  const int64_t layer_scratch =
+      align(s.N * s.d * a) + std::max({s.N * s.F * a, attention_scratch, s.N * s.d * t});
+  const int64_t head_rows = std::max(s.P, s.B);
+  const int64_t heads = align(head_rows * s.d * a) + head_rows * s.d * a;
+  b.scratch = (std::max(layer_scratch, heads) + t - 1) / t * t;
+  return b;
+}
+
+// Backward's two [N, d] gradient buffers (float) and NSP's logit gradient (A).
+int64_t GradientBufferBytes(const Shape& s, int64_t a) {
+  return 2 * s.N * s.d * static_cast<int64_t>(sizeof(float)) + (s.bert ? 2 * s.B * a : 0);
+}
+
 }  // namespace
+
+int64_t ActivationBytes(const ModelConfig& model, const ModelLimits& limits,
+                        const ModelOptions& options, bool fused_attention, bool keep_dropped_probs,
+                        bool bf16_activations) {
+  const Shape s = ShapeOf(model, limits);
+  const bool keep_dropped = keep_dropped_probs && !fused_attention;
+  const TypedBytes b = bf16_activations
+                           ? TypedActivationBytes<Bf16>(s, options, fused_attention, keep_dropped)
+                           : TypedActivationBytes<float>(s, options, fused_attention, keep_dropped);
+  return b.kept + b.scratch + GradientBufferBytes(s, bf16_activations ? 2 : 4);
+}
 
 std::string MemoryEstimate::ToString() const {
   return absl::StrCat("parameters ", FormatGiB(parameters), ", gradients ", FormatGiB(gradients),
@@ -88,7 +145,7 @@ int64_t ActivationElements(const ModelConfig& model, const ModelLimits& limits,
 
 MemoryEstimate EstimateTrainingMemory(const ModelConfig& model, const ModelLimits& limits,
                                       const ModelOptions& options, const Ops<float>& ops,
-                                      const OptimizerConfig& optimizer) {
+                                      const OptimizerConfig& optimizer, bool bf16_activations) {
   ExperimentConfig e;
   *e.mutable_model() = model;
   FillDefaults(e);  // as Model::Create does
@@ -109,6 +166,16 @@ MemoryEstimate EstimateTrainingMemory(const ModelConfig& model, const ModelLimit
   need.optimizer =
       (2 * layout.total() + 1 + (optimizer.type() == OptimizerConfig::LAMB ? largest : 0)) *
       kElementBytes;
+  if (bf16_activations) {
+    // As Model<float, Bf16> types them, and the bf16 weight mirror beside the parameters; the
+    // batch's ids and scalars (OtherElements less the gradient buffers) as in fp32.
+    const TypedBytes b = TypedActivationBytes<Bf16>(s, options, fused, keep_dropped);
+    need.parameters += layout.total() * static_cast<int64_t>(sizeof(Bf16));
+    need.activations = b.kept;
+    need.workspace = b.scratch + GradientBufferBytes(s, sizeof(Bf16)) +
+                     OtherElements(s) * kElementBytes - GradientBufferBytes(s, kElementBytes);
+    return need;
+  }
   need.activations = KeptElements(s, options, fused, keep_dropped) * kElementBytes;
   need.workspace = (ScratchElements(s, fused) + OtherElements(s)) * kElementBytes;
   return need;

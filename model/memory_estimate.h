@@ -44,12 +44,20 @@ int64_t ActivationElements(const ModelConfig& model, const ModelLimits& limits,
                            const ModelOptions& options, bool fused_attention,
                            bool keep_dropped_probs);
 
-// The whole estimate for a Model<float> on `ops` (which resolves kAuto and says whether the
-// dropped probabilities are kept) and an Optimizer<float> of `optimizer`'s type: two moments,
-// plus LAMB's scratch of the largest tensor. `model` need not have its defaults filled in.
+// Bytes of activations and workspace a Model<float, A> keeps (its ActivationBytes()), A bf16 with
+// `bf16_activations`, else float (then ActivationElements * 4).
+int64_t ActivationBytes(const ModelConfig& model, const ModelLimits& limits,
+                        const ModelOptions& options, bool fused_attention, bool keep_dropped_probs,
+                        bool bf16_activations);
+
+// The whole estimate for a Model<float> (Model<float, Bf16> with `bf16_activations`: its typed
+// buffers and the bf16 weight mirror) on `ops` (which resolves kAuto and says whether the dropped
+// probabilities are kept) and an Optimizer<float> of `optimizer`'s type: two moments, plus LAMB's
+// scratch of the largest tensor. `model` need not have its defaults filled in.
 MemoryEstimate EstimateTrainingMemory(const ModelConfig& model, const ModelLimits& limits,
                                       const ModelOptions& options, const Ops<float>& ops,
-                                      const OptimizerConfig& optimizer);
+                                      const OptimizerConfig& optimizer,
+                                      bool bf16_activations = false);
 
 }  // namespace headroom
 

@@ -202,6 +202,8 @@ class TrainableModel {
   virtual const ModelConfig& config() const = 0;
   virtual const ModelLimits& limits() const = 0;
   virtual int64_t ActivationBytes() const = 0;
+  // Bytes of the bf16 weight mirror (0 when the activations are T: the GEMMs read params()).
+  virtual int64_t MirrorBytes() const = 0;
   virtual bool fused_attention() const = 0;
   // What layer l's attention projected in the last Forward (Model::attention_input), copied to
   // the host and widened to T: [B*S, d] of the last Forward's batch.
@@ -336,6 +338,9 @@ class Model final : public TrainableModel<T> {
   // parameters, gradients and the weight mirror; ActivationElements in T elements (exact when A
   // is T).
   int64_t ActivationBytes() const override { return activation_bytes_; }
+  int64_t MirrorBytes() const override {
+    return std::is_same_v<T, A> ? 0 : layout_.total() * static_cast<int64_t>(sizeof(A));
+  }
   int64_t ActivationElements() const { return activation_bytes_ / static_cast<int64_t>(sizeof(T)); }
   // Whether the layers take the fused attention path (ModelOptions, resolved).
   bool fused_attention() const override { return fused_attention_; }

@@ -9,6 +9,7 @@
 #include "base/host_memory.h"
 #include "base/status_macros.h"
 #include "trainer/memory_report.h"
+#include "trainer/training_backend.h"
 
 namespace headroom {
 
@@ -25,9 +26,9 @@ absl::StatusOr<AvailableMemory> AvailableMemoryFor(DeviceKind device) {
 RunMemory EstimateRunMemory(const ExperimentConfig& config, const ModelLimits& limits,
                             const Ops<float>& ops, int data_parallel_ranks) {
   RunMemory need;
-  need.model =
-      EstimateTrainingMemory(config.model(), limits, ModelOptionsFromConfig(config.train()), ops,
-                             config.train().optimizer());
+  need.model = EstimateTrainingMemory(
+      config.model(), limits, ModelOptionsFromConfig(config.train()), ops,
+      config.train().optimizer(), UsesBf16Activations(config.train(), ops.device()));
   if (config.train().zero_stage() == 1 && data_parallel_ranks > 1) {
     // ZeRO-1: the largest shard (the last rank's, which holds the buckets' tails) of the
     // optimizer state, and the shard gradient beside the full one (trainer/memory_report.h).

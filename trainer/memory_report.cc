@@ -3,10 +3,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/bf16.h"
 #include "base/status_macros.h"
 #include "config/load.h"
 #include "model/memory_estimate.h"
 #include "model/parameter_layout.h"
+#include "trainer/training_backend.h"
 #include "trainer/zero_shard.h"
 
 namespace headroom {
@@ -24,7 +26,7 @@ MemoryPerRank MeasureMemoryPerRank(const TrainableModel<float>& model,
                                    const DataParallel& data_parallel) {
   MemoryPerRank m;
   const int64_t flat = model.layout().total() * static_cast<int64_t>(sizeof(float));
-  m.parameters = flat;
+  m.parameters = flat + model.MirrorBytes();
   m.gradients = flat + data_parallel.allocated_bytes();
   m.optimizer = optimizer.allocated_bytes();
   m.activations = model.ActivationBytes();
@@ -45,6 +47,9 @@ absl::StatusOr<MemoryPerRank> PredictMemoryPerRank(const ExperimentConfig& confi
   MemoryPerRank m;
   const int64_t flat = layout.total() * static_cast<int64_t>(sizeof(float));
   m.parameters = flat;
+  if (UsesBf16Activations(config.train(), p.device)) {  // the bf16 weight mirror
+    m.parameters += layout.total() * static_cast<int64_t>(sizeof(Bf16));
+  }
   m.gradients = flat;
   std::vector<ShardRange> ranges;
   if (p.zero_stage == 1 && p.ranks > 1) {
@@ -65,17 +70,18 @@ absl::StatusOr<MemoryPerRank> PredictMemoryPerRank(const ExperimentConfig& confi
     limits.max_batch = p.micro_batch;
     limits.max_seq = shape.seq;
     limits.max_predictions = shape.masked;
-    // "auto" attention as the backend resolves it (Ops::PrefersFusedAttention): on the GPU the
-    // fused kernels in bf16, the materialised products in fp32; on the CPU materialised, with
-    // the dropped probabilities kept when there is attention dropout.
+    // "auto" attention as the backend resolves it (Ops::PrefersFusedAttention): in bf16 the
+    // fused kernels (the GPU's, and the CPU's bf16 twin, which follows the GPU), in fp32 the
+    // materialised products, on the CPU with the dropped probabilities kept when there is
+    // attention dropout. Activations in bf16 storage where the run trains that model.
     const bool gpu = p.device == DeviceKind::kCuda;
     const ModelOptions options = ModelOptionsFromConfig(config.train());
     const bool fused = options.attention == AttentionPath::kAuto
-                           ? gpu && config.train().precision() == "bf16"
+                           ? config.train().precision() == "bf16"
                            : options.attention == AttentionPath::kFused;
     const bool keep_dropped = !gpu && !fused && config.model().attention_dropout() > 0;
-    m.activations = ActivationElements(config.model(), limits, options, fused, keep_dropped) *
-                    static_cast<int64_t>(sizeof(float));
+    const bool bf16 = UsesBf16Activations(config.train(), p.device);
+    m.activations = ActivationBytes(config.model(), limits, options, fused, keep_dropped, bf16);
   }
   return m;
 }

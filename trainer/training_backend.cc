@@ -11,6 +11,13 @@
 
 namespace headroom {
 
+bool UsesBf16Activations(const TrainConfig& train, DeviceKind device) {
+  if (train.precision() != "bf16") return false;
+  if (device == DeviceKind::kCpu) return true;
+  const char* cuda_bf16 = std::getenv("HEADROOM_CUDA_BF16_ACTIVATIONS");
+  return cuda_bf16 != nullptr && std::string(cuda_bf16) == "1";
+}
+
 absl::StatusOr<std::unique_ptr<TrainingBackend>> TrainingBackend::Create(DeviceKind device,
                                                                          const TrainConfig& train,
                                                                          const WrapOps& wrap_ops) {
@@ -25,9 +32,7 @@ absl::StatusOr<std::unique_ptr<TrainingBackend>> TrainingBackend::Create(DeviceK
     b->bf16_ = std::move(bf16);
     b->model_ops_ = b->bf16_.get();
   }
-  const char* cuda_bf16 = std::getenv("HEADROOM_CUDA_BF16_ACTIVATIONS");
-  if (train.precision() == "bf16" && device == DeviceKind::kCuda && b->wrapper_ == nullptr &&
-      cuda_bf16 != nullptr && std::string(cuda_bf16) == "1") {
+  if (device == DeviceKind::kCuda && b->wrapper_ == nullptr && UsesBf16Activations(train, device)) {
     b->cuda_bf16_ = dynamic_cast<Ops<float, Bf16>*>(b->backend_.get());
   }
   return b;

@@ -38,6 +38,11 @@
 
 namespace headroom {
 
+// Whether `train` on `device` trains with bf16 activation storage (Model<float, Bf16>): on the
+// CPU whenever train.precision is "bf16"; on CUDA when HEADROOM_CUDA_BF16_ACTIVATIONS=1 too
+// (see bf16_ops() below). The memory estimates count the model that way.
+bool UsesBf16Activations(const TrainConfig& train, DeviceKind device);
+
 // Tests only: wraps a backend (e.g. in a FailingOps, kernels/failing_ops.h); the wrapper
 // forwards to `backend`, which outlives it.
 using WrapOps = std::function<std::unique_ptr<Ops<float>>(Ops<float>* backend)>;

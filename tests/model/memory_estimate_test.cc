@@ -8,8 +8,10 @@
 #include <memory>
 #include <string>
 
+#include "base/bf16.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu_bf16_ops.h"
 #include "model/transformer.h"
 #include "tests/model/model_test_util.h"
 
@@ -44,6 +46,42 @@ TEST(MemoryEstimateTest, ActivationElementsEqualTheModelsOwnAccounting) {
     }
   }
   EXPECT_EQ(cases, 48);
+}
+
+// The same for Model<float, Bf16> (bf16 activation storage on CpuBf16Ops): ActivationBytes with
+// bf16_activations against the model's typed accounting, post-LN and pre-LN (whose hidden states
+// and LayerNorm outputs swap types), both attention paths, every recompute option.
+TEST(MemoryEstimateTest, Bf16ActivationBytesEqualTheTypedModelsOwnAccounting) {
+  CpuOps<float> cpu(1);
+  auto ops = CpuBf16Ops::Create(&cpu).value();
+  ModelConfig pre_ln = testing::TinyLm(2, 8, 2, 6, 12);
+  pre_ln.set_norm(ModelConfig::PRE_LN);
+  int cases = 0;
+  for (const ModelConfig& m :
+       {testing::TinyBert(2, 8, 2, 0, 12), testing::TinyBert(3, 8, 3, 5, 12, 0.1f), pre_ln,
+        testing::TinyLm(1, 8, 4, 0, 20, 0.2f)}) {
+    for (AttentionPath path : {AttentionPath::kFused, AttentionPath::kMaterialized}) {
+      for (int recompute = 0; recompute < 4; ++recompute) {
+        ModelOptions o;
+        o.attention = path;
+        o.recompute_gelu = recompute & 1;
+        o.layernorm_from_output = recompute & 2;
+        if (o.layernorm_from_output && m.norm() == ModelConfig::PRE_LN) continue;
+        const ModelLimits limits{3, 7, 2};
+        SCOPED_TRACE(::testing::Message()
+                     << (m.objective() == ModelConfig::BERT ? "BERT" : "LM") << " pre-LN "
+                     << (m.norm() == ModelConfig::PRE_LN) << " path " << static_cast<int>(path)
+                     << " recompute " << recompute);
+        auto model = Model<float, Bf16>::Create(m, ops.get(), limits, o);
+        ASSERT_TRUE(model.ok()) << model.status();
+        EXPECT_EQ(ActivationBytes(m, limits, o, (*model)->fused_attention(),
+                                  m.attention_dropout() > 0, /*bf16_activations=*/true),
+                  (*model)->ActivationBytes());
+        ++cases;
+      }
+    }
+  }
+  EXPECT_EQ(cases, 28);
 }
 
 }  // namespace

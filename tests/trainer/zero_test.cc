@@ -168,6 +168,21 @@ TEST_P(ZeroTest, ZeroOneEqualsStageZeroWithBf16Activations) {
   EXPECT_LT(testing::RelativeDifference(testing::CheckpointWeights(Dir("bf16_zero1"), 20),
                                         testing::CheckpointWeights(Dir("bf16_stage0"), 20)),
             1e-3);
+  // The memory the run reports (the bf16 model's typed buffers and its weight mirror) is what
+  // `headroom params` predicts for it.
+  auto predicted = PredictMemoryPerRank(
+      Options("bf16_zero1", world(), 1, {"train.precision=bf16"}).config,
+      {.ranks = world()->size(), .zero_stage = 1, .micro_batch = 2, .device = DeviceKind::kCpu});
+  ASSERT_TRUE(predicted.ok()) << predicted.status();
+  EXPECT_EQ(testing::LastMetric(Dir("bf16_zero1"), "train", "memory_activations_bytes"),
+            predicted->activations);
+  EXPECT_EQ(testing::LastMetric(Dir("bf16_zero1"), "train", "memory_parameters_bytes"),
+            predicted->parameters);
+  auto fp32 = PredictMemoryPerRank(
+      Options("bf16_zero1", world(), 1).config,
+      {.ranks = world()->size(), .zero_stage = 1, .micro_batch = 2, .device = DeviceKind::kCpu});
+  ASSERT_TRUE(fp32.ok()) << fp32.status();
+  EXPECT_LT(predicted->activations, fp32->activations);
 }
 
 TEST_P(ZeroTest, AZeroOneCheckpointResumesOnOtherRanksAndStages) {
