@@ -32,15 +32,11 @@ struct Pieces {
   int64_t buf_b, dprobs, dropped;  // materialised
   int64_t dq, delta;               // fused
   Pieces(int64_t n_inner, int64_t n_probs, int64_t a, int64_t t)
-      : buf_b(AlignBytes(n_inner * a, t)),
+      : buf_b(AlignTensorBytes(n_inner * a, t)),
         dprobs(2 * buf_b),
-        dropped(dprobs + AlignBytes(n_probs * a, t)),
+        dropped(dprobs + AlignTensorBytes(n_probs * a, t)),
         dq(buf_b),
-        delta(dq + AlignBytes(3 * n_inner * a, t)) {}
-  static int64_t AlignBytes(int64_t bytes, int64_t t) {
-    const int64_t unit = kTensorAlignment * t;
-    return (bytes + unit - 1) / unit * unit;
-  }
+        delta(dq + AlignTensorBytes(3 * n_inner * a, t)) {}
 };
 
 }  // namespace

@@ -95,17 +95,13 @@ TypedBytes TypedActivationBytes(const Shape& s, const ModelOptions& o, bool fuse
   b.kept = s.N * s.d * (s.pre_ln ? a : t) + 2 * s.N * t +
            (s.L + 1) * s.N * s.d * (s.pre_ln ? t : a) + s.L * layer + rows * s.V * a + rows * t;
   if (s.bert) b.kept += (4 * s.P * s.d + 2 * s.B * s.d + 2 * s.B) * a + (2 * s.P + s.B) * t;
-  auto align = [&](int64_t bytes) {
-    const int64_t unit = kTensorAlignment * t;
-    return (bytes + unit - 1) / unit * unit;
-  };
   const int64_t attention_scratch = FixedHeadAttention<float, A>::ScratchBytes(
       static_cast<int>(s.h), static_cast<int>(s.dp), static_cast<int>(s.B), static_cast<int>(s.S),
       fused);
-  const int64_t layer_scratch =
-      align(s.N * s.d * a) + std::max({s.N * s.F * a, attention_scratch, s.N * s.d * t});
+  const int64_t layer_scratch = AlignTensorBytes(s.N * s.d * a, t) +
+                                std::max({s.N * s.F * a, attention_scratch, s.N * s.d * t});
   const int64_t head_rows = std::max(s.P, s.B);
-  const int64_t heads = align(head_rows * s.d * a) + head_rows * s.d * a;
+  const int64_t heads = AlignTensorBytes(head_rows * s.d * a, t) + head_rows * s.d * a;
   b.scratch = (std::max(layer_scratch, heads) + t - 1) / t * t;
   return b;
 }

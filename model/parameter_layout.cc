@@ -75,8 +75,7 @@ ParameterLayout ParameterLayout::ForExperiment(const ExperimentConfig& config) {
 void ParameterLayout::AddLayer(const ModelConfig& m, int i) {
   const int64_t d = m.d_model(), ff = m.ffn_size();
   const int64_t inner = static_cast<int64_t>(m.num_heads()) * HeadSize(m);
-  constexpr ParamInit kN = ParamInit::kMatrix, kZ = ParamInit::kZeros,
-                      kO = ParamInit::kOnes;
+  constexpr ParamInit kN = ParamInit::kMatrix, kZ = ParamInit::kZeros, kO = ParamInit::kOnes;
   const bool pre_ln = m.norm() == ModelConfig::PRE_LN;
   const std::string lp = LayerPrefix(i);
   if (pre_ln) {
@@ -117,8 +116,8 @@ ParameterLayout ParameterLayout::ForModel(const ModelConfig& m, const TaskHead& 
   L.prefix_ = bert ? "bert." : "lm.";
   const int64_t d = m.d_model(), V = m.vocab_size(), P = m.max_positions();
   const int64_t Vp = PaddedVocabSize(m);
-  constexpr ParamInit kN = ParamInit::kMatrix, kE = ParamInit::kEmbedding,
-                      kZ = ParamInit::kZeros, kO = ParamInit::kOnes;
+  constexpr ParamInit kN = ParamInit::kMatrix, kE = ParamInit::kEmbedding, kZ = ParamInit::kZeros,
+                      kO = ParamInit::kOnes;
   const std::string& p = L.prefix_;
 
   const bool pre_ln = m.norm() == ModelConfig::PRE_LN;

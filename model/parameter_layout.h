@@ -61,8 +61,8 @@ namespace headroom {
 enum class ParamInit {
   kMatrix,     // a weight matrix [out, in] (model.initializer: model/init.h)
   kEmbedding,  // an embedding table [rows, d] (word, position, token type; an untied output)
-  kZeros,            // biases
-  kOnes,             // LayerNorm gains
+  kZeros,      // biases
+  kOnes,       // LayerNorm gains
 };
 
 // Every tensor offset is a multiple of this many elements (see the file comment).
@@ -73,6 +73,13 @@ inline constexpr int64_t kVocabAlignment = 128;
 // n rounded up to a multiple of `alignment`.
 inline int64_t AlignUp(int64_t n, int64_t alignment) {
   return (n + alignment - 1) / alignment * alignment;
+}
+
+// `bytes` rounded up to a multiple of kTensorAlignment elements of `element_bytes` each: where a
+// piece of a workspace holding several element types starts (the model's bf16 activations beside
+// fp32 statistics), as aligned as a tensor of that element type.
+inline int64_t AlignTensorBytes(int64_t bytes, int64_t element_bytes) {
+  return AlignUp(bytes, kTensorAlignment * element_bytes);
 }
 
 // model.vocab_size rounded up to a multiple of kVocabAlignment: the rows of the token table

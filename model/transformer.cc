@@ -34,14 +34,6 @@ Activation ActivationOf(const ModelConfig& m) {
   }
 }
 
-// Bytes rounded up to a multiple of kTensorAlignment elements of T: where the pieces of a
-// workspace that holds both types start.
-template <typename T>
-int64_t AlignBytes(int64_t bytes) {
-  constexpr int64_t kUnit = kTensorAlignment * static_cast<int64_t>(sizeof(T));
-  return (bytes + kUnit - 1) / kUnit * kUnit;
-}
-
 // One block: attention sublayer then FFN sublayer, post-LN (BERT) or pre-LN (tensor2tensor; see
 // transformer.h). Owns the attention and the block's kept activations (see transformer.h);
 // parameters and gradients are views into the model's flat buffers, the GEMM weights into its
@@ -121,7 +113,7 @@ class EncoderLayer {
     const int64_t attention = FixedHeadAttention<T, A>::ScratchBytes(m.num_heads(), HeadSize(m),
                                                                      max_batch, max_seq, fused);
     const int64_t a = sizeof(A), t = sizeof(T);
-    return AlignBytes<T>(n * m.d_model() * a) +
+    return AlignTensorBytes(n * m.d_model() * a, sizeof(T)) +
            std::max({n * m.ffn_size() * a, attention, n * m.d_model() * t});
   }
 
@@ -202,7 +194,7 @@ class EncoderLayer {
   Workspace Carve(void* scratch) const {
     unsigned char* bytes = static_cast<unsigned char*>(scratch);
     const int64_t nd = static_cast<int64_t>(B_) * S_ * d_;
-    unsigned char* rest = bytes + AlignBytes<T>(nd * static_cast<int64_t>(sizeof(A)));
+    unsigned char* rest = bytes + AlignTensorBytes(nd * static_cast<int64_t>(sizeof(A)), sizeof(T));
     A* sub = reinterpret_cast<A*>(bytes);
     return {sub, sub, rest, reinterpret_cast<A*>(rest), reinterpret_cast<T*>(rest)};
   }
@@ -657,7 +649,7 @@ void Model<T, A>::AllocateActivations() {
 template <typename T, typename A>
 int64_t Model<T, A>::HeadScratchOffset() const {
   const int64_t rows = std::max(limits_.max_batch * limits_.max_predictions, limits_.max_batch);
-  return AlignBytes<T>(rows * d_ * static_cast<int64_t>(sizeof(A)));
+  return AlignTensorBytes(rows * d_ * static_cast<int64_t>(sizeof(A)), sizeof(T));
 }
 
 template <typename T, typename A>
