@@ -83,11 +83,13 @@ void CudaOps::Linear(const A* x, const A* w, const float* bias, int rows, int ou
 
 void CudaOps::LinearBackwardWeights(const A* dy, const A* x, int rows, int out, int in, float* dw,
                                     float* dbias) {
-  Gemm(Trans::kYes, Trans::kNo, out, in, rows, 1.0f, dy, out, x, in, 1.0f, dw, in);
-  if (dbias != nullptr) {
+  // The bias gradient from the GEMM's epilogue where an algorithm offers it (fp32 sums of the
+  // bf16 dy), else its own column sums, as the float op.
+  if (!WeightGradient(dy, x, CUDA_R_16BF, rows, out, in, dw, dbias, cuda::GemmPrecision::kFp32) &&
+      dbias != nullptr) {
     cuda::LaunchColumnSums(Dev(dy), rows, out, dbias, colsum_scratch_, ctx());
-    AfterOp("LinearBackwardWeights");
   }
+  AfterOp("LinearBackwardWeights");
 }
 
 void CudaOps::PermuteHeads(const A* x, A* y, int B, int S, int H, int D, bool inverse) {

@@ -305,27 +305,23 @@ void CudaOps::Linear(const float* x, const float* w, const float* bias, int rows
   AfterOp("Linear");
 }
 
-void CudaOps::LinearBackwardWeights(const float* dy, const float* x, int rows, int out, int in,
-                                    float* dw, float* dbias) {
-  cuda::GemmCall call;
-  call.trans_a = true;
-  call.M = out;
-  call.N = in;
-  call.K = rows;
-  call.A = dy;
-  call.lda = out;
-  call.B = x;
-  call.ldb = in;
-  call.beta = 1.0f;
-  call.C = dw;
-  call.ldc = in;
+bool CudaOps::WeightGradient(const void* dy, const void* x, cudaDataType_t type, int rows, int out,
+                             int in, float* dw, float* dbias, GemmPrecision precision) {
+  cuda::GemmCall call = cuda::StridedBatchedCall(true, false, out, in, rows, 1.0f, dy, out, 0, x,
+                                                 in, 0, 1.0f, dw, in, 0, 1);
+  call.ab_type = type;
   // The epilogue overwrites its vector, and parameter gradients accumulate: it writes into the
   // column-sum scratch, which is then added.
   if (dbias != nullptr && out <= cuda::kColumnSumScratchFloats) call.a_sums = colsum_scratch_;
-  const bool summed = gemm_->Run(call, gemm_precision_, ctx());
-  if (summed) {
-    cuda::LaunchAxpy(1.0f, colsum_scratch_, dbias, out, ctx());
-  } else if (dbias != nullptr) {
+  const bool summed = gemm_->Run(call, precision, ctx());
+  if (summed) cuda::LaunchAxpy(1.0f, colsum_scratch_, dbias, out, ctx());
+  return summed;
+}
+
+void CudaOps::LinearBackwardWeights(const float* dy, const float* x, int rows, int out, int in,
+                                    float* dw, float* dbias) {
+  if (!WeightGradient(dy, x, CUDA_R_32F, rows, out, in, dw, dbias, gemm_precision_) &&
+      dbias != nullptr) {
     cuda::LaunchColumnSums(dy, nullptr, nullptr, nullptr, rows, out, dbias, nullptr,
                            colsum_scratch_, ctx());
   }

@@ -272,6 +272,11 @@ class CudaOps final : public Ops<float, Bf16> {
  private:
   // A bf16-operand GEMM (fp32 accumulation) into C of c_type.
   void RunBf16Gemm(cuda::GemmCall call, const char* op);
+  // LinearBackwardWeights' product dw += dy^T x (operands of `type`) in `precision`, with dbias
+  // += the column sums of dy from the GEMM's epilogue where an algorithm offers it: whether it
+  // did (when not, and dbias is set, the caller sums the columns itself).
+  bool WeightGradient(const void* dy, const void* x, cudaDataType_t type, int rows, int out, int in,
+                      float* dw, float* dbias, GemmPrecision precision);
   explicit CudaOps(const CudaOpsOptions& options);
   // Creates the stream, the GEMM runner and the fixed buffers.
   absl::Status Init();
