@@ -1,5 +1,5 @@
 // The bf16 instances of the storage-templated elementwise and data-movement kernels (Convert,
-// Scale, Add of the fp32 residual and a bf16 output, Dropout into bf16 from bf16 or fp32,
+// Scale, Add of the fp32 residual and a bf16 output, AddBias, Dropout into bf16 from bf16 or fp32,
 // PermuteHeads, GatherRows, ScatterAddRows of bf16 rows into fp32), their device code run on the
 // CPU under tests/kernels/cuda_emulation.h against the CPU twin: CpuOps<float> on the bf16 inputs
 // widened exactly, its bf16 outputs rounded by base/bf16.h (an implementation independent of the
@@ -16,6 +16,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
@@ -79,6 +80,26 @@ TEST(StorageKernelEmulation, ScaleAndResidualAddMatchTwinBitForBit) {
       Launch1D([&] { cuda::elementwise_kernels::add_kernel(out.data(), b.data(), out.data(), n); },
                grid, kBlock);
       ExpectBitEqual(out, sum, "Add n=" + std::to_string(n));
+    }
+  }
+}
+
+// The bias of a bf16 Linear (CudaOps adds it after the product): x + bias in fp32, rounded once.
+TEST(StorageKernelEmulation, AddBiasToBf16MatchesTwinBitForBit) {
+  CpuOps<float> ops(1);
+  for (const auto& [rows, cols] : {std::pair<int64_t, int>{1, 1}, {7, 130}, {33, 8}}) {
+    const int64_t n = rows * cols;
+    const std::vector<float> x = RandomBf16Floats(n, -2, 2, 3);
+    const std::vector<float> bias = RandomFloats(cols, -1, 1, 4);
+    std::vector<float> want = x;
+    ops.AddBias(want.data(), bias.data(), rows, cols);
+    for (unsigned grid : GridStrideGrids(n, kBlock)) {
+      std::vector<bf16> got = ToDeviceBf16(x);
+      Launch1D(
+          [&] { cuda::elementwise_kernels::add_bias_kernel(got.data(), bias.data(), n, cols); },
+          grid, kBlock);
+      ExpectBitEqual(FromDeviceBf16(got), RoundedToBf16(want),
+                     "AddBias " + std::to_string(rows) + " x " + std::to_string(cols));
     }
   }
 }
