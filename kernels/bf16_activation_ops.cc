@@ -94,7 +94,8 @@ void Bf16ActivationOps::Linear(const float* x, const float* w, const float* bias
                                int in, float* y) {
   const float* xb = Bf16Operand(0, x, Trans::kNo, rows, in, in, 0, 1);
   const float* wb = Bf16Operand(1, w, Trans::kNo, out, in, in, 0, 1);  // the weight mirror
-  ForwardingOps<float>::Linear(xb, wb, bias, rows, out, in, y);
+  const float* bb = bias != nullptr ? Bf16Operand(2, bias, Trans::kNo, 1, out, out, 0, 1) : nullptr;
+  ForwardingOps<float>::Linear(xb, wb, bb, rows, out, in, y);
   RoundToBf16InPlace(y, static_cast<int64_t>(rows) * out);
 }
 

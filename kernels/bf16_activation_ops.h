@@ -7,7 +7,7 @@
 //     - every GEMM operand: activations as stored, and the weights as read through a bf16
 //       mirror (rounding a weight at each read is what a mirror rewritten after every optimizer
 //       update holds); products accumulate in fp32 and the output is rounded once, after the
-//       bias (cuBLASLt's epilogue adds it in fp32);
+//       bias, itself read through the mirror (cuBLASLt's epilogue adds the bf16 bias in fp32);
 //     - every activation and activation gradient an op writes: Q/K/V and the attention context,
 //       scores and probabilities of the materialised path, LayerNorm, GELU, tanh and dropout
 //       outputs, gathered rows, the logits and their gradient (in place);
@@ -145,7 +145,7 @@ class Bf16ActivationOps : public ForwardingOps<float> {
   void RoundResidual(float* x, int64_t n) const;
 
   Bf16ActivationOptions options_;
-  std::vector<float> operand_[2];  // the bf16 copies of a product's two operands
+  std::vector<float> operand_[3];  // the bf16 copies of a product's two operands and bias
 };
 
 }  // namespace headroom

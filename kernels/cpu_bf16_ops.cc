@@ -142,12 +142,13 @@ void CpuBf16Ops::GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, T a
   NarrowMatrix(wc, M, N, ldc, stride_c, batch, c);
 }
 
-void CpuBf16Ops::Linear(const A* x, const A* w, const T* bias, int rows, int out, int in, A* y) {
+void CpuBf16Ops::Linear(const A* x, const A* w, const A* bias, int rows, int out, int in, A* y) {
   const int64_t ny = static_cast<int64_t>(rows) * out;
   const float* wx = Widen(0, x, static_cast<int64_t>(rows) * in);
   const float* ww = Widen(1, w, static_cast<int64_t>(out) * in);
   float* wy = Scratch(2, ny);
-  twin_->Linear(wx, ww, bias, rows, out, in, wy);
+  const float* wb = bias != nullptr ? Widen(3, bias, out) : nullptr;
+  twin_->Linear(wx, ww, wb, rows, out, in, wy);
   NarrowToBf16(wy, y, ny);
 }
 
@@ -350,6 +351,19 @@ void CpuBf16Ops::LabelSmoothedCrossEntropy(const A* logits, const int32_t* label
   twin_->LabelSmoothedCrossEntropy(wlogits, labels, weights, rows, V, ld, label_smoothing, losses,
                                    wdlogits, grad_scale);
   if (dlogits != nullptr) NarrowToBf16(wdlogits, dlogits, n);
+}
+
+// ---- Optimizer updates writing the weight mirror ---------------------------------------------
+
+void CpuBf16Ops::AdamW(T* w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s, A* mirror) {
+  twin_->AdamW(w, g, m, v, n, s);
+  NarrowToBf16(w, mirror, n);
+}
+
+void CpuBf16Ops::Lamb(T* w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s, T* scratch,
+                      A* mirror) {
+  twin_->Lamb(w, g, m, v, n, s, scratch);
+  NarrowToBf16(w, mirror, n);
 }
 
 }  // namespace headroom

@@ -92,7 +92,7 @@ class CpuBf16Ops final : public Ops<float, Bf16> {
   void GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, T alpha, const A* a, int lda,
                           int64_t stride_a, const A* b, int ldb, int64_t stride_b, T beta, A* c,
                           int ldc, int64_t stride_c, int batch) override;
-  void Linear(const A* x, const A* w, const T* bias, int rows, int out, int in, A* y) override;
+  void Linear(const A* x, const A* w, const A* bias, int rows, int out, int in, A* y) override;
   void LinearBackwardWeights(const A* dy, const A* x, int rows, int out, int in, T* dw,
                              T* dbias) override;
   void PermuteHeads(const A* x, A* y, int B, int S, int H, int D, bool inverse) override;
@@ -137,6 +137,9 @@ class CpuBf16Ops final : public Ops<float, Bf16> {
   void LabelSmoothedCrossEntropy(const A* logits, const int32_t* labels, const T* weights,
                                  int64_t rows, int V, int ld, T label_smoothing, T* losses,
                                  A* dlogits, T grad_scale) override;
+  void AdamW(T* w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s, A* mirror) override;
+  void Lamb(T* w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s, T* scratch,
+            A* mirror) override;
 
  private:
   static constexpr int kSlots = 8;  // AttentionBackward: five inputs, three outputs

@@ -40,6 +40,7 @@ class Ops : public Ops<T, T> {
   // The T forms stay visible next to the A overloads.
   using Base::ActivationBackward;
   using Base::ActivationForward;
+  using Base::AdamW;
   using Base::Add;
   using Base::AttentionBackward;
   using Base::AttentionForward;
@@ -48,6 +49,7 @@ class Ops : public Ops<T, T> {
   using Base::Gemm;
   using Base::GemmStridedBatched;
   using Base::LabelSmoothedCrossEntropy;
+  using Base::Lamb;
   using Base::LayerNormBackward;
   using Base::LayerNormForward;
   using Base::LayerNormInputFromOutput;
@@ -84,8 +86,9 @@ class Ops : public Ops<T, T> {
   virtual void GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, T alpha, const A* a,
                                   int lda, int64_t stride_a, const A* b, int ldb, int64_t stride_b,
                                   T beta, A* c, int ldc, int64_t stride_c, int batch) = 0;
-  // w: the weight's bf16 mirror; bias: the T parameter.
-  virtual void Linear(const A* x, const A* w, const T* bias, int rows, int out, int in, A* y) = 0;
+  // w and bias from the parameters' A mirror: y = x w^T + bias accumulated in T and rounded to
+  // A once (the bias widened exactly, as cuBLASLt's bias epilogue reads a bias of D's type).
+  virtual void Linear(const A* x, const A* w, const A* bias, int rows, int out, int in, A* y) = 0;
   virtual void LinearBackwardWeights(const A* dy, const A* x, int rows, int out, int in, T* dw,
                                      T* dbias) = 0;
   virtual void PermuteHeads(const A* x, A* y, int B, int S, int H, int D, bool inverse) = 0;
@@ -145,6 +148,49 @@ class Ops : public Ops<T, T> {
   virtual void LabelSmoothedCrossEntropy(const A* logits, const int32_t* labels, const T* weights,
                                          int64_t rows, int V, int ld, T label_smoothing, T* losses,
                                          A* dlogits, T grad_scale) = 0;
+
+  // ---- Optimizer updates writing the weight mirror -------------------------------------------
+  // Ops<T>::AdamW / Lamb (the same T results, bit for bit), also storing each updated w[i]
+  // rounded to A into mirror[i] in the same pass: the mirror's refresh without a Convert pass
+  // that reads the parameters again.
+  virtual void AdamW(T* w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s,
+                     A* mirror) = 0;
+  virtual void Lamb(T* w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s, T* scratch,
+                    A* mirror) = 0;
+};
+
+// The optimizer's view of a model that keeps a weight mirror (Model<T, A>::mirror()): AdamW and
+// Lamb over a range of the model's parameters that also rewrite the mirror's elements at the same
+// offsets (Ops<T, A>'s overloads above). The optimizer (trainer/optimizer.h) takes one where the
+// model has a mirror, so no step reads the parameters a second time to refresh it.
+template <typename T>
+class MirroredUpdate {
+ public:
+  virtual ~MirroredUpdate() = default;
+  // `w` points into the parameters the mirror copies; the arguments are Ops<T>'s.
+  virtual void AdamW(T* w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s) = 0;
+  virtual void Lamb(T* w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s,
+                    T* scratch) = 0;
+};
+
+// MirroredUpdate on Ops<T, A>, for `params` and its A copy `mirror` (same flat layout; neither
+// owned, both outliving this object).
+template <typename T, typename A>
+class MirroredUpdateOn final : public MirroredUpdate<T> {
+ public:
+  MirroredUpdateOn(Ops<T, A>& ops, const T* params, A* mirror)
+      : ops_(ops), params_(params), mirror_(mirror) {}
+  void AdamW(T* w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s) override {
+    ops_.AdamW(w, g, m, v, n, s, mirror_ + (w - params_));
+  }
+  void Lamb(T* w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s, T* scratch) override {
+    ops_.Lamb(w, g, m, v, n, s, scratch, mirror_ + (w - params_));
+  }
+
+ private:
+  Ops<T, A>& ops_;
+  const T* params_;
+  A* mirror_;
 };
 
 }  // namespace headroom

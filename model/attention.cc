@@ -147,7 +147,7 @@ void FixedHeadAttention<T, A>::HeadGemm(Trans ta, Trans tb, int M, int N, int K,
 }
 
 template <typename T, typename A>
-void FixedHeadAttention<T, A>::ProjectQkv(const AttentionParams<T, A>& p, const A* x, A* scratch) {
+void FixedHeadAttention<T, A>::ProjectQkv(const AttentionParams<A>& p, const A* x, A* scratch) {
   const int N = B_ * S_, I = h_ * dp_;
   const int64_t n_inner = static_cast<int64_t>(N) * I;
   qh_ = qkv_;
@@ -177,16 +177,15 @@ void FixedHeadAttention<T, A>::ProjectQkv(const AttentionParams<T, A>& p, const 
 }
 
 template <typename T, typename A>
-void FixedHeadAttention<T, A>::QkvBackward(const AttentionParams<T, A>& p,
-                                           const AttentionGrads<T>& g, const A* x, const A* dqkv,
-                                           T* dx) {
+void FixedHeadAttention<T, A>::QkvBackward(const AttentionParams<A>& p, const AttentionGrads<T>& g,
+                                           const A* x, const A* dqkv, T* dx) {
   const int N = B_ * S_, I = h_ * dp_;
   ops_->LinearBackwardWeights(dqkv, x, N, 3 * I, d_, g.wqkv, g.bqkv);
   ops_->Gemm(Trans::kNo, Trans::kNo, N, d_, 3 * I, T(1), dqkv, 3 * I, p.wqkv, d_, T(1), dx, d_);
 }
 
 template <typename T, typename A>
-void FixedHeadAttention<T, A>::ForwardFused(const AttentionParams<T, A>& p, const int32_t* segments,
+void FixedHeadAttention<T, A>::ForwardFused(const AttentionParams<A>& p, const int32_t* segments,
                                             A* out) {
   const int N = B_ * S_, I = h_ * dp_;
   const T scale = T(1) / std::sqrt(static_cast<T>(dp_));
@@ -196,7 +195,7 @@ void FixedHeadAttention<T, A>::ForwardFused(const AttentionParams<T, A>& p, cons
 }
 
 template <typename T, typename A>
-void FixedHeadAttention<T, A>::BackwardFused(const AttentionParams<T, A>& p,
+void FixedHeadAttention<T, A>::BackwardFused(const AttentionParams<A>& p,
                                              const AttentionGrads<T>& g, const A* x, const A* dout,
                                              T* dx, unsigned char* scratch) {
   const int N = B_ * S_, I = h_ * dp_;
@@ -218,7 +217,7 @@ void FixedHeadAttention<T, A>::BackwardFused(const AttentionParams<T, A>& p,
 }
 
 template <typename T, typename A>
-void FixedHeadAttention<T, A>::Forward(const AttentionParams<T, A>& p, const A* x, int B, int S,
+void FixedHeadAttention<T, A>::Forward(const AttentionParams<A>& p, const A* x, int B, int S,
                                        const int32_t* segments, bool causal, float dropout_rate,
                                        const DropoutKey& key, A* out, void* scratch_bytes) {
   unsigned char* bytes = static_cast<unsigned char*>(scratch_bytes);
@@ -263,7 +262,7 @@ void FixedHeadAttention<T, A>::Forward(const AttentionParams<T, A>& p, const A* 
 }
 
 template <typename T, typename A>
-void FixedHeadAttention<T, A>::Backward(const AttentionParams<T, A>& p, const AttentionGrads<T>& g,
+void FixedHeadAttention<T, A>::Backward(const AttentionParams<A>& p, const AttentionGrads<T>& g,
                                         const A* x, const A* dout, T* dx, void* scratch_bytes) {
   unsigned char* bytes = static_cast<unsigned char*>(scratch_bytes);
   if (fused_) {

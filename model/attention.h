@@ -80,14 +80,15 @@ namespace headroom {
 
 // Device pointers to one layer's attention parameters (views into the flat parameter buffer,
 // shapes as model/parameter_layout.h: weights [out, in]). Q, K and V are one weight: rows
-// [0, I) are Wq, [I, 2I) Wk and [2I, 3I) Wv, and likewise the bias. The weights are read as A
-// (the model's mirror of the parameters when A is not T), the biases as T.
-template <typename T, typename A = T>
+// [0, I) are Wq, [I, 2I) Wk and [2I, 3I) Wv, and likewise the bias. Weights and biases are read
+// as A (the model's mirror of the parameters when A is not T): what the GEMMs and their bias
+// epilogues read.
+template <typename A>
 struct AttentionParams {
   const A* wqkv = nullptr;  // [3I, d]
-  const T* bqkv = nullptr;  // [3I]
+  const A* bqkv = nullptr;  // [3I]
   const A* wo = nullptr;    // [d, I]
-  const T* bo = nullptr;    // [d]
+  const A* bo = nullptr;    // [d]
 };
 
 // The matching gradient views (accumulated into, never overwritten).
@@ -138,13 +139,13 @@ class FixedHeadAttention {
   // out [B*S, d] (overwritten) = attention of x [B*S, d]. segments [B*S]: the segment id of
   // each token (0 = padding; BERT passes input_mask), or nullptr (one segment, no padding).
   // dropout_rate 0 turns attention dropout off; `key` names the dropout site.
-  void Forward(const AttentionParams<T, A>& p, const A* x, int B, int S, const int32_t* segments,
+  void Forward(const AttentionParams<A>& p, const A* x, int B, int S, const int32_t* segments,
                bool causal, float dropout_rate, const DropoutKey& key, A* out, void* scratch);
 
   // Given dout = d loss / d out [B*S, d] for the last Forward (same x), accumulates parameter
   // gradients into `g` and adds d loss / d x into dx [B*S, d] (dx += ...). dout is not modified.
-  void Backward(const AttentionParams<T, A>& p, const AttentionGrads<T>& g, const A* x,
-                const A* dout, T* dx, void* scratch);
+  void Backward(const AttentionParams<A>& p, const AttentionGrads<T>& g, const A* x, const A* dout,
+                T* dx, void* scratch);
 
   int inner() const { return h_ * dp_; }
   bool fused() const { return fused_; }
@@ -168,15 +169,15 @@ class FixedHeadAttention {
   // one per head or per sequence, whichever is fewer.
   void HeadGemm(Trans ta, Trans tb, int M, int N, int K, const HeadMatrices& a,
                 const HeadMatrices& b, const HeadMatrices& c);
-  void ForwardFused(const AttentionParams<T, A>& p, const int32_t* segments, A* out);
-  void BackwardFused(const AttentionParams<T, A>& p, const AttentionGrads<T>& g, const A* x,
+  void ForwardFused(const AttentionParams<A>& p, const int32_t* segments, A* out);
+  void BackwardFused(const AttentionParams<A>& p, const AttentionGrads<T>& g, const A* x,
                      const A* dout, T* dx, unsigned char* scratch);
   // q, k, v (in qkv_: the views q_, k_, v_, and qh_, kh_, vh_) from the one projection
   // x Wqkv^T + bqkv [N, 3I]. scratch: 3 * N * I elements.
-  void ProjectQkv(const AttentionParams<T, A>& p, const A* x, A* scratch);
+  void ProjectQkv(const AttentionParams<A>& p, const A* x, A* scratch);
   // From d/d q, k, v as dqkv [N, 3I]: dWqkv += dqkv^T x, dbqkv += colsum(dqkv) and
   // dx += dqkv Wqkv.
-  void QkvBackward(const AttentionParams<T, A>& p, const AttentionGrads<T>& g, const A* x,
+  void QkvBackward(const AttentionParams<A>& p, const AttentionGrads<T>& g, const A* x,
                    const A* dqkv, T* dx);
   A* AllocActivations(int64_t n);
 

@@ -69,7 +69,7 @@ class EncoderLayer {
     const int64_t qkv_b = offset("attention.self.query.bias");
     const int64_t out_w = offset("attention.output.dense.weight");
     const int64_t out_b = offset("attention.output.dense.bias");
-    ap_ = {weights + qkv_w, params + qkv_b, weights + out_w, params + out_b};
+    ap_ = {weights + qkv_w, weights + qkv_b, weights + out_w, weights + out_b};
     ag_ = {grads + qkv_w, grads + qkv_b, grads + out_w, grads + out_b};
     auto view = [&](const std::string& name, T** p, T** g) {
       *p = params + offset(name);
@@ -82,11 +82,14 @@ class EncoderLayer {
     view(ln1 + "bias", &ln1_b_, &d_ln1_b_);
     view(ln2 + "weight", &ln2_g_, &d_ln2_g_);
     view(ln2 + "bias", &ln2_b_, &d_ln2_b_);
-    view("intermediate.dense.bias", &b1_, &db1_);
-    view("output.dense.bias", &b2_, &db2_);
+    const int64_t b1 = offset("intermediate.dense.bias"), b2 = offset("output.dense.bias");
     const int64_t w1 = offset("intermediate.dense.weight"), w2 = offset("output.dense.weight");
     w1_ = weights + w1;
     w2_ = weights + w2;
+    b1_ = weights + b1;
+    b2_ = weights + b2;
+    db1_ = grads + b1;
+    db2_ = grads + b2;
     dw1_ = grads + w1;
     dw2_ = grads + w2;
     AllocateKept(static_cast<int64_t>(max_batch) * max_seq);
@@ -343,10 +346,10 @@ class EncoderLayer {
   bool ln_from_output_;  // post-LN LayerNorm inputs recomputed in backward, not kept
   T eps_;
   FixedHeadAttention<T, A> attn_;
-  AttentionParams<T, A> ap_;
+  AttentionParams<A> ap_;
   AttentionGrads<T> ag_;
-  const A *w1_, *w2_;
-  T *ln1_g_, *ln1_b_, *b1_, *b2_, *ln2_g_, *ln2_b_;
+  const A *w1_, *w2_, *b1_, *b2_;  // from the mirror, as the GEMMs read them
+  T *ln1_g_, *ln1_b_, *ln2_g_, *ln2_b_;
   T *d_ln1_g_, *d_ln1_b_, *dw1_, *db1_, *dw2_, *db2_, *d_ln2_g_, *d_ln2_b_;
   std::vector<void*> allocations_;
   T *mean1_ = nullptr, *rstd1_ = nullptr, *mean2_ = nullptr, *rstd2_ = nullptr;
@@ -546,6 +549,7 @@ Model<T, A>::Model(const ModelConfig& model, Ops<T, A>* ops, const ModelLimits& 
     mirror_ = params_;
   } else {
     mirror_ = Allocate<A>(layout_.total());
+    mirrored_update_ = std::make_unique<MirroredUpdateOn<T, A>>(*ops_, params_, mirror_);
   }
   for (int l = 0; l < model.num_layers(); ++l) {
     layers_.push_back(std::make_unique<EncoderLayer<T, A>>(ops, model, l, layout_, params_, mirror_,
@@ -852,9 +856,9 @@ const A* Model<T, A>::attention_input(int l) const {
 }
 
 template <typename T, typename A>
-const T* Model<T, A>::OutputBias() const {
+const A* Model<T, A>::OutputBias() const {
   if (!HasOutputBias(config_)) return nullptr;
-  return P(bert_ ? "cls.predictions.bias" : "lm.output.bias");
+  return W(bert_ ? "cls.predictions.bias" : "lm.output.bias");
 }
 
 template <typename T, typename A>
@@ -961,7 +965,7 @@ void Model<T, A>::ForwardBertHeads(const Batch& batch, bool training, bool count
     ops_->CopyToDevice(weights_, weights.data(), sizeof(T) * Pn);
     ops_->GatherRows(h, gather_rows_, Pn, d_, mlm_in_);
     ops_->Linear(mlm_in_, W("cls.predictions.transform.dense.weight"),
-                 P("cls.predictions.transform.dense.bias"), Pn, d_, d_, mlm_pre_);
+                 W("cls.predictions.transform.dense.bias"), Pn, d_, d_, mlm_pre_);
     ops_->ActivationForward(act_, mlm_pre_, mlm_act_, static_cast<int64_t>(Pn) * d_);
     ops_->LayerNormForward(mlm_act_, P("cls.predictions.transform.LayerNorm.weight"),
                            P("cls.predictions.transform.LayerNorm.bias"), Pn, d_, eps_, mlm_out_,
@@ -992,10 +996,10 @@ void Model<T, A>::ForwardBertHeads(const Batch& batch, bool training, bool count
   ops_->CopyToDevice(cls_rows_, cls.data(), sizeof(int32_t) * B);
   ops_->CopyToDevice(nsp_labels_, batch.next_sentence_labels.data(), sizeof(int32_t) * B);
   ops_->GatherRows(h, cls_rows_, B, d_, cls_);
-  ops_->Linear(cls_, W("bert.pooler.dense.weight"), P("bert.pooler.dense.bias"), B, d_, d_,
+  ops_->Linear(cls_, W("bert.pooler.dense.weight"), W("bert.pooler.dense.bias"), B, d_, d_,
                pooled_);
   ops_->TanhForward(pooled_, pooled_, static_cast<int64_t>(B) * d_);
-  ops_->Linear(pooled_, W("cls.seq_relationship.weight"), P("cls.seq_relationship.bias"), B, 2, d_,
+  ops_->Linear(pooled_, W("cls.seq_relationship.weight"), W("cls.seq_relationship.bias"), B, 2, d_,
                nsp_logits_);
   ops_->SoftmaxCrossEntropy(nsp_logits_, nsp_labels_, nullptr, B, 2, nsp_losses_,
                             training ? nsp_dlogits_ : nullptr, static_cast<T>(1.0 / B));

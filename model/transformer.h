@@ -156,6 +156,8 @@ struct LossStats {
 
 template <typename T, typename A>
 class EncoderLayer;  // transformer.cc
+template <typename T>
+class MirroredUpdate;  // kernels/mixed_ops.h
 
 // A layer's input or output h_l: a LayerNorm output stored as A (post-LN) or the residual
 // stream, T (pre-LN). Only the one of the model's norm is set (both, the same buffer, when A is
@@ -188,6 +190,10 @@ class TrainableModel {
   virtual void ZeroGrads() = 0;
   virtual void InitParameters(uint64_t seed) = 0;
   virtual void ParametersUpdated() = 0;
+  // The optimizer's updates that rewrite the weight mirror in their own pass (given to
+  // Optimizer, trainer/optimizer.h, so that ParametersUpdated is not needed after its step);
+  // nullptr when there is no mirror (A is T).
+  virtual MirroredUpdate<T>* mirrored_update() = 0;
   virtual void CopyParametersToHost(T* dst) const = 0;
   virtual void CopyParametersToDevice(const T* src) = 0;
   virtual std::vector<T> GetParameters() const = 0;
@@ -299,6 +305,7 @@ class Model final : public TrainableModel<T> {
   // anything that writes params() other than this class's own setters (the optimizer step, a
   // ZeRO-1 parameter gather). Nothing to do when A is T.
   void ParametersUpdated() override;
+  MirroredUpdate<T>* mirrored_update() override { return mirrored_update_.get(); }
 
   // Host <-> device copies of the whole flat buffers (layout().total() elements each). The
   // setters refresh the weight mirror.
@@ -387,7 +394,7 @@ class Model final : public TrainableModel<T> {
   // The position table: the learned parameter or the fixed timing signal.
   const T* PositionTable() const;
   // The output bias and its gradient, nullptr without one (model.output_bias false).
-  const T* OutputBias() const;
+  const A* OutputBias() const;  // from the mirror, as the decoder's GEMM reads it
   T* OutputBiasGrad();
   // The label smoothing of this Forward's token losses: the option when training, else 0.
   T Smoothing(bool training) const { return training ? static_cast<T>(label_smoothing_) : T(0); }
@@ -410,6 +417,7 @@ class Model final : public TrainableModel<T> {
   T* params_ = nullptr;
   T* grads_ = nullptr;
   A* mirror_ = nullptr;  // the GEMMs' copy of params_ (params_ itself when A is T)
+  std::unique_ptr<MirroredUpdate<T>> mirrored_update_;  // null when A is T
   std::vector<std::unique_ptr<EncoderLayer<T, A>>> layers_;
 
   // Inputs of the current batch (device).

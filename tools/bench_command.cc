@@ -47,6 +47,7 @@
 #include "base/clock.h"
 #include "base/status_macros.h"
 #include "config/load.h"
+#include "kernels/mixed_ops.h"
 #include "kernels/ops.h"
 #include "kernels/profiling_ops.h"
 #if defined(HEADROOM_HAVE_CUDA)
@@ -278,8 +279,11 @@ absl::StatusOr<StepTimes> RunSteps(const BenchSetup& b, Ops<float>& ops,
       step.lr = 1e-5f;
       step.weight_decay = 0.01f;
       step.step = i + 1;
-      ops.AdamW(model.params(), model.grads(), adam_m, adam_v, n_params, step);
-      model.ParametersUpdated();
+      if (MirroredUpdate<float>* mirrored = model.mirrored_update()) {  // as the trainer's
+        mirrored->AdamW(model.params(), model.grads(), adam_m, adam_v, n_params, step);
+      } else {
+        ops.AdamW(model.params(), model.grads(), adam_m, adam_v, n_params, step);
+      }
       ops.Synchronize();
     }
     if (i == 0) t.first_loss = stats.loss;

@@ -78,8 +78,12 @@ T* Optimizer<T>::Allocate(int64_t n) {
 
 template <typename T>
 Optimizer<T>::Optimizer(Ops<T>& ops, const ParameterLayout& layout, const OptimizerConfig& config,
-                        OptimizerShard<T> shard)
-    : ops_(ops), config_(config), shard_(std::move(shard)), sharded_(!shard_.ranges.empty()) {
+                        OptimizerShard<T> shard, MirroredUpdate<T>* mirror)
+    : ops_(ops),
+      mirror_(shard.ranges.empty() ? mirror : nullptr),
+      config_(config),
+      shard_(std::move(shard)),
+      sharded_(!shard_.ranges.empty()) {
   int64_t largest_piece = 0;
   segments_ = PlanSegments(layout, config, shard_.ranges, &lamb_tensors_, &largest_piece);
   int64_t lamb_segments = 0;
@@ -136,12 +140,16 @@ absl::StatusOr<OptimizerStats> Optimizer<T>::Step(T* params, const T* grads, dou
   for (const Segment& seg : segments_) {
     if (seg.lamb && sharded_) continue;  // ShardedLamb below
     s.weight_decay = seg.decay ? config_.weight_decay() : 0.0f;
-    if (seg.lamb) {
-      ops_.Lamb(params + seg.offset, grads + seg.state, m_ + seg.state, v_ + seg.state, seg.numel,
-                s, scratch_);
+    T* w = params + seg.offset;
+    const T* g = grads + seg.state;
+    if (seg.lamb && mirror_ != nullptr) {
+      mirror_->Lamb(w, g, m_ + seg.state, v_ + seg.state, seg.numel, s, scratch_);
+    } else if (seg.lamb) {
+      ops_.Lamb(w, g, m_ + seg.state, v_ + seg.state, seg.numel, s, scratch_);
+    } else if (mirror_ != nullptr) {
+      mirror_->AdamW(w, g, m_ + seg.state, v_ + seg.state, seg.numel, s);
     } else {
-      ops_.AdamW(params + seg.offset, grads + seg.state, m_ + seg.state, v_ + seg.state, seg.numel,
-                 s);
+      ops_.AdamW(w, g, m_ + seg.state, v_ + seg.state, seg.numel, s);
     }
   }
   if (sharded_ && lamb_tensors_ > 0) HR_RETURN_IF_ERROR(ShardedLamb(params, grads, s));

@@ -42,6 +42,12 @@
 // Everything else is per element, so a sharded step equals the unsharded one up to the
 // summation order of the norms.
 //
+// The bf16 model's weight mirror (Model<T, A>, train.precision bf16): given the model's
+// MirroredUpdate (kernels/mixed_ops.h), an unsharded Step updates through it, so each update
+// kernel also writes the mirror of what it updated (rounded to nearest even) and the model's
+// ParametersUpdated() is not needed after the step (writes_mirror()). A ZeRO-1 step updates the
+// shard only; the mirror is then refreshed after the parameters' all-gather, by the model.
+//
 // Example:
 //   Optimizer<float> opt(ops, layout, config.train().optimizer());
 //   ... zero grads, k x (forward, backward) ...
@@ -58,6 +64,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "config/config.pb.h"
+#include "kernels/mixed_ops.h"
 #include "kernels/ops.h"
 #include "model/parameter_layout.h"
 #include "trainer/zero_shard.h"
@@ -91,9 +98,10 @@ class Optimizer {
  public:
   // `ops` and `layout` must outlive the optimizer. Allocates m, v (layout.total() elements each,
   // or the shard's size; zero), device scalars and, for LAMB, a scratch buffer of the largest
-  // tensor's size (sharded: the shard's size, unless shard.workspace is given).
+  // tensor's size (sharded: the shard's size, unless shard.workspace is given). `mirror` (not
+  // owned; may be null): the model's mirrored updates (see the file comment), unused when sharded.
   Optimizer(Ops<T>& ops, const ParameterLayout& layout, const OptimizerConfig& config,
-            OptimizerShard<T> shard = {});
+            OptimizerShard<T> shard = {}, MirroredUpdate<T>* mirror = nullptr);
   ~Optimizer();
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
@@ -118,6 +126,9 @@ class Optimizer {
   // Elements of m, v and of the gradient Step reads: layout.total(), or the shard's size.
   int64_t state_elements() const { return state_elements_; }
   bool sharded() const { return sharded_; }
+  // True when Step's updates write the model's weight mirror (a mirror was given and the
+  // optimizer is not sharded): the caller need not refresh it after an applied step.
+  bool writes_mirror() const { return mirror_ != nullptr; }
   // Bytes this optimizer allocated (m, v, LAMB scratch and norms, scalars): its memory.
   int64_t allocated_bytes() const { return allocated_bytes_; }
   // What allocated_bytes() will be for `layout`, `config` and the shard `ranges` (empty: not
@@ -155,6 +166,7 @@ class Optimizer {
   absl::Status ShardedLamb(T* params, const T* grads, const OptimizerStep& s);
 
   Ops<T>& ops_;
+  MirroredUpdate<T>* mirror_;  // null unless writes_mirror()
   OptimizerConfig config_;
   OptimizerShard<T> shard_;
   bool sharded_ = false;

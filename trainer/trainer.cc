@@ -290,7 +290,8 @@ absl::Status Trainer::SetUp() {
   HR_ASSIGN_OR_RETURN(data_parallel_, DataParallel::Create(&comm_, ops_, model_.get(), dpo));
   // ZeRO-1: the optimizer of the rank's shard only (trainer/data_parallel.h).
   optimizer_ = std::make_unique<Optimizer<float>>(*ops_, model_->layout(), tc_.optimizer(),
-                                                  data_parallel_->optimizer_shard());
+                                                  data_parallel_->optimizer_shard(),
+                                                  model_->mirrored_update());
   HR_RETURN_IF_ERROR(CheckBackend("setting up the model and optimizer", 0));
   google::protobuf::TextFormat::PrintToString(config_, &config_text_);
   if (ranks_ > 1) {
@@ -581,7 +582,8 @@ absl::Status Trainer::ApplyUpdate(int k, StepResult* r) {
     // ZeRO-1: every rank's updated shard to every rank (all agree on applying: the loss and the
     // grad norm are global).
     if (r->stats.applied) HR_RETURN_IF_ERROR(data_parallel_->GatherParameters());
-    model_->ParametersUpdated();  // the bf16 model's weight mirror (a no-op in fp32)
+    // The bf16 model's weight mirror, unless the update wrote it (a no-op in fp32).
+    if (!optimizer_->writes_mirror()) model_->ParametersUpdated();
   }
   if (!r->stats.applied && !tc_.skip_nonfinite_steps()) {
     return absl::InternalError(absl::StrCat("step ", step_ + 1, ": the gradient norm is ",

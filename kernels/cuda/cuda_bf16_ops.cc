@@ -71,14 +71,30 @@ void CudaOps::GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, float 
   RunBf16Gemm(call, "Gemm");
 }
 
-void CudaOps::Linear(const A* x, const A* w, const float* bias, int rows, int out, int in, A* y) {
-  // y = x w^T rounded once, then + bias (fp32) rounded again: cuBLASLt's bias epilogue with a
-  // bf16 D is not the runner's (gemm.h), so the bias is a pass of its own.
-  Gemm(Trans::kNo, Trans::kYes, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
-  if (bias != nullptr) {
-    cuda::LaunchAddBias(Dev(y), bias, rows, out, ctx());
-    AfterOp("Linear");
+void CudaOps::Linear(const A* x, const A* w, const A* bias, int rows, int out, int in, A* y) {
+  // y = x w^T + bias in fp32, rounded once: the bf16 bias in cuBLASLt's epilogue.
+  cuda::GemmCall call = cuda::StridedBatchedCall(false, true, rows, out, in, 1.0f, x, in, 0, w, in,
+                                                 0, 0.0f, y, out, 0, 1);
+  call.c_type = CUDA_R_16BF;
+  call.bias = bias;
+  call.ab_type = CUDA_R_16BF;
+  if (bias == nullptr || gemm_->BiasInEpilogue(call, cuda::GemmPrecision::kFp32, ctx())) {
+    RunBf16Gemm(call, "Linear");
+    return;
   }
+  // No algorithm takes the epilogue for this shape: the same sum in an fp32 product with the
+  // widened bias (the runner's fp32 bias), then rounded once into y.
+  const int64_t n = static_cast<int64_t>(rows) * out;
+  auto* wide = static_cast<float*>(
+      linear_scratch_.Ensure(sizeof(float) * static_cast<size_t>(n + out), ctx()));
+  if (wide == nullptr) return AfterOp("Linear");
+  cuda::LaunchConvert(Dev(bias), wide + n, out, ctx());
+  call.C = wide;
+  call.c_type = CUDA_R_32F;
+  call.bias = wide + n;
+  RunBf16Gemm(call, "Linear");
+  cuda::LaunchConvert(wide, Dev(y), n, ctx());
+  AfterOp("Linear");
 }
 
 void CudaOps::LinearBackwardWeights(const A* dy, const A* x, int rows, int out, int in, float* dw,
@@ -258,6 +274,21 @@ void CudaOps::LabelSmoothedCrossEntropy(const A* logits, const int32_t* labels,
   cuda::LaunchSoftmaxCrossEntropy(Dev(logits), labels, weights, rows, V, ld, label_smoothing,
                                   losses, Dev(dlogits), grad_scale, ctx());
   AfterOp("LabelSmoothedCrossEntropy");
+}
+
+// ---- Optimizer updates writing the weight mirror (optimizer.cu) -------------------------------
+
+void CudaOps::AdamW(float* w, const float* g, float* m, float* v, int64_t n, const OptimizerStep& s,
+                    A* mirror) {
+  cuda::LaunchAdamW(w, g, m, v, n, cuda::ToAdamParams(s), Dev(mirror), ctx());
+  AfterOp("AdamW");
+}
+
+void CudaOps::Lamb(float* w, const float* g, float* m, float* v, int64_t n, const OptimizerStep& s,
+                   float* scratch, A* mirror) {
+  cuda::LaunchLamb(w, g, m, v, n, cuda::ToAdamParams(s), scratch, norms_, partials_, Dev(mirror),
+                   ctx());
+  AfterOp("Lamb");
 }
 
 }  // namespace headroom

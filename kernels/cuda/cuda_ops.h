@@ -219,7 +219,7 @@ class CudaOps final : public Ops<float, Bf16> {
   void GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, float alpha, const A* a, int lda,
                           int64_t stride_a, const A* b, int ldb, int64_t stride_b, float beta, A* c,
                           int ldc, int64_t stride_c, int batch) override;
-  void Linear(const A* x, const A* w, const float* bias, int rows, int out, int in, A* y) override;
+  void Linear(const A* x, const A* w, const A* bias, int rows, int out, int in, A* y) override;
   void LinearBackwardWeights(const A* dy, const A* x, int rows, int out, int in, float* dw,
                              float* dbias) override;
   void PermuteHeads(const A* x, A* y, int B, int S, int H, int D, bool inverse) override;
@@ -268,6 +268,10 @@ class CudaOps final : public Ops<float, Bf16> {
   void LabelSmoothedCrossEntropy(const A* logits, const int32_t* labels, const float* weights,
                                  int64_t rows, int V, int ld, float label_smoothing, float* losses,
                                  A* dlogits, float grad_scale) override;
+  void AdamW(float* w, const float* g, float* m, float* v, int64_t n, const OptimizerStep& s,
+             A* mirror) override;
+  void Lamb(float* w, const float* g, float* m, float* v, int64_t n, const OptimizerStep& s,
+            float* scratch, A* mirror) override;
 
  private:
   // A bf16-operand GEMM (fp32 accumulation) into C of c_type.
@@ -289,11 +293,12 @@ class CudaOps final : public Ops<float, Bf16> {
   cuda::ErrorSink err_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::GemmRunner> gemm_;
-  float* partials_ = nullptr;        // kDotMaxBlocks floats (Dot, LAMB)
-  float* norms_ = nullptr;           // 2 floats (LAMB)
-  float* colsum_scratch_ = nullptr;  // kColumnSumScratchFloats floats
-  cuda::DeviceScratch scratch_;      // sort buffers of the row scatter-add
-  cuda::PinnedStagingRing staging_;  // asynchronous CopyToDevice of small buffers
+  float* partials_ = nullptr;           // kDotMaxBlocks floats (Dot, LAMB)
+  float* norms_ = nullptr;              // 2 floats (LAMB)
+  float* colsum_scratch_ = nullptr;     // kColumnSumScratchFloats floats
+  cuda::DeviceScratch scratch_;         // sort buffers of the row scatter-add
+  cuda::DeviceScratch linear_scratch_;  // a bf16 Linear's fp32 product where no epilogue is
+  cuda::PinnedStagingRing staging_;     // asynchronous CopyToDevice of small buffers
   // Live AllocBytes allocations (rounded sizes), their total and its maximum so far.
   std::unordered_map<void*, size_t> allocation_bytes_;
   int64_t allocated_ = 0;

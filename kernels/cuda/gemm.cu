@@ -94,6 +94,21 @@ bool EpilogueSums(const GemmCall& call) {
          reinterpret_cast<uintptr_t>(call.a_sums) % 16 == 0;
 }
 
+// Why a non-empty `call` cannot run (nullptr when it can): the bias's conditions, element
+// types; Run's scaling and bias kernels are fp32, so a bf16 C takes no zero-size scaling.
+const char* InvalidCall(const GemmCall& call) {
+  if (call.bias != nullptr && (call.batch > 1 || call.ldc != call.N || call.a_sums != nullptr)) {
+    return "a bias needs one product with ldc == N and no a_sums";
+  }
+  if (ElementBytes(call.ab_type) == 0 || ElementBytes(call.c_type) == 0) {
+    return "unsupported element type";
+  }
+  if (call.c_type != CUDA_R_32F && (call.K == 0 || call.alpha == 0.0f)) {
+    return "K == 0 or alpha == 0 needs an fp32 C";
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 GemmCall StridedBatchedCall(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
@@ -182,7 +197,8 @@ bool GemmRunner::SetEpilogue(const GemmCall& call, Plan* plan, ErrorSink& err) {
   if (epilogue_vector != nullptr) {
     const cublasLtEpilogue_t epilogue =
         EpilogueBias(call) ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_BGRADB;
-    const cudaDataType_t bias_type = CUDA_R_32F;
+    // The bias is C's type (cublasLt.h); the bias gradient's sums are fp32.
+    const cudaDataType_t bias_type = EpilogueBias(call) ? call.c_type : CUDA_R_32F;
     if (!HR_CUDA_CHECK(err,
                        cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
                                                       &epilogue, sizeof(epilogue))) ||
@@ -252,14 +268,13 @@ GemmRunner::Plan* GemmRunner::GetPlan(const GemmCall& call, GemmPrecision precis
   const uint32_t align_a = Alignment(call.A, call.lda, call.stride_a, call.batch, ab_bytes);
   const uint32_t align_b = Alignment(call.B, call.ldb, call.stride_b, call.batch, ab_bytes);
   const uint32_t align_c = Alignment(call.C, call.ldc, call.stride_c, call.batch, c_bytes);
-  const PlanKey key = {static_cast<int64_t>(precision), call.trans_a, call.trans_b, call.M, call.N,
-                       call.K, call.lda, call.ldb, call.ldc, batched ? call.stride_a : 0,
-                       batched ? call.stride_b : 0, batched ? call.stride_c : 0, call.batch,
-                       align_a, align_b, align_c,
-                       // The heuristic reads the bias pointer's alignment (cublasLt.h).
-                       EpilogueBias(call) ? Alignment(call.bias, 0, 0, 1, sizeof(float)) : 0,
-                       EpilogueSums(call) ? 1 : 0, static_cast<int64_t>(call.ab_type),
-                       static_cast<int64_t>(call.c_type)};
+  const PlanKey key = {
+      static_cast<int64_t>(precision), call.trans_a, call.trans_b, call.M, call.N, call.K, call.lda,
+      call.ldb, call.ldc, batched ? call.stride_a : 0, batched ? call.stride_b : 0,
+      batched ? call.stride_c : 0, call.batch, align_a, align_b, align_c,
+      // The heuristic reads the bias pointer's alignment (cublasLt.h).
+      EpilogueBias(call) ? Alignment(call.bias, 0, 0, 1, c_bytes) : 0, EpilogueSums(call) ? 1 : 0,
+      static_cast<int64_t>(call.ab_type), static_cast<int64_t>(call.c_type)};
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second.get();
 
@@ -299,26 +314,19 @@ bool GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
     return false;
   }
   if (call.M == 0 || call.N == 0 || call.batch == 0) return false;
-  if (call.bias != nullptr && (call.batch > 1 || call.ldc != call.N || call.a_sums != nullptr)) {
-    err.Record("Gemm", "a bias needs one product with ldc == N and no a_sums", __FILE__, __LINE__);
+  if (const char* invalid = InvalidCall(call)) {
+    err.Record("Gemm", invalid, __FILE__, __LINE__);
     return false;
   }
-  if (ElementBytes(call.ab_type) == 0 || ElementBytes(call.c_type) == 0) {
-    err.Record("Gemm", "unsupported element type", __FILE__, __LINE__);
-    return false;
-  }
-  // The scaling and bias kernels below are fp32 (the clearing is skipped for another C: it is a
-  // debugging fallback).
+  // The clearing is skipped for a C other than fp32: it is a debugging fallback. A bf16 C takes
+  // its bias in the epilogue only.
   const bool c_fp32 = call.c_type == CUDA_R_32F;
   float* c_float = static_cast<float*>(call.C);
-  if (!c_fp32 && (call.bias != nullptr || call.K == 0 || call.alpha == 0.0f)) {
-    err.Record("Gemm", "a bias, K == 0 or alpha == 0 needs an fp32 C", __FILE__, __LINE__);
-    return false;
-  }
+  const float* bias_float = static_cast<const float*>(call.bias);
   if (call.K == 0 || call.alpha == 0.0f) {
     LaunchScaleMatrices(c_float, call.M, call.N, call.ldc, call.stride_c, call.batch, call.beta,
                         ctx);
-    if (call.bias != nullptr) LaunchAddBias(c_float, call.bias, call.M, call.N, ctx);
+    if (call.bias != nullptr) LaunchAddBias(c_float, bias_float, call.M, call.N, ctx);
     return false;
   }
   // beta == 0: cuBLAS(Lt) does not read C then (BLAS semantics: "C need not be set on input";
@@ -331,9 +339,15 @@ bool GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
   }
   Plan* plan = GetPlan(call, precision, ctx);
   if (plan == nullptr) return false;
+  const bool bias_needs_epilogue = call.bias != nullptr && !c_fp32;
+  if (bias_needs_epilogue && !(plan->use_lt && plan->epilogue)) {
+    err.Record("Gemm", "a bias with a bf16 C needs cuBLASLt's bias epilogue (BiasInEpilogue)",
+               __FILE__, __LINE__);
+    return false;
+  }
   // The bias a separate kernel adds when the epilogue does not.
   auto add_bias = [&] {
-    if (call.bias != nullptr) LaunchAddBias(c_float, call.bias, call.M, call.N, ctx);
+    if (call.bias != nullptr) LaunchAddBias(c_float, bias_float, call.M, call.N, ctx);
   };
   if (plan->use_lt) {
     const void* vector = call.bias != nullptr ? static_cast<const void*>(call.bias)
@@ -350,7 +364,7 @@ bool GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
       if (!plan->epilogue) add_bias();
       return plan->epilogue && call.a_sums != nullptr;
     }
-    if (s != CUBLAS_STATUS_NOT_SUPPORTED) {
+    if (s != CUBLAS_STATUS_NOT_SUPPORTED || bias_needs_epilogue) {
       err.Record("cublasLtMatmul", ErrorText(s), __FILE__, __LINE__);
       return false;
     }
@@ -367,6 +381,13 @@ bool GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
                                       call.batch, ComputeType(precision), CUBLAS_GEMM_DEFAULT));
   add_bias();
   return false;
+}
+
+bool GemmRunner::BiasInEpilogue(const GemmCall& call, GemmPrecision precision,
+                                const LaunchContext& ctx) {
+  if (!EpilogueBias(call)) return false;
+  const Plan* plan = GetPlan(call, precision, ctx);
+  return plan != nullptr && plan->use_lt && plan->epilogue;
 }
 
 double MeasureBf16GemmFlops(int n, int reps, const LaunchContext& ctx) {

@@ -52,17 +52,20 @@ struct GemmCall {
   int ldc = 0;
   int64_t stride_c = 0;
   int batch = 1;
-  // When set (batch 1, beta 0, ldc == N only): C += bias broadcast over rows, bias [N]. Added
-  // in cuBLASLt's epilogue (CUBLASLT_EPILOGUE_BIAS) when the bias is 16-byte aligned and an
-  // algorithm takes it, else by a separate kernel after the product.
-  const float* bias = nullptr;
+  // When set (batch 1, beta 0, ldc == N only): C += bias broadcast over rows, bias [N] of C's
+  // element type (cuBLASLt's rule for the bias epilogue). With an fp32 C, added in cuBLASLt's
+  // epilogue (CUBLASLT_EPILOGUE_BIAS) when the bias is 16-byte aligned and an algorithm takes
+  // it, else by a separate kernel after the product. With a bf16 C, in the epilogue only (the
+  // product plus the widened bias in fp32, rounded once): ask BiasInEpilogue first.
+  const void* bias = nullptr;
   // When set (batch 1, trans_a only): a_sums[m] = sum_k op(A)[m, k], length M, OVERWRITTEN, in
   // cuBLASLt's epilogue (CUBLASLT_EPILOGUE_BGRADB: the bias gradient of a linear layer comes
   // with its weight gradient dW = dY^T X, from the same read of dY). Run reports whether the
   // epilogue did it; when not, a_sums is untouched and the caller computes the sums itself.
   float* a_sums = nullptr;
   // Element types: CUDA_R_32F or CUDA_R_16BF for A and B; C is CUDA_R_32F, or CUDA_R_16BF
-  // without a bias, zero-size scaling or clearing (those kernels are fp32).
+  // without zero-size scaling or clearing (those kernels are fp32) and with a bias only where
+  // the epilogue adds it.
   cudaDataType_t ab_type = CUDA_R_32F;
   cudaDataType_t c_type = CUDA_R_32F;
 };
@@ -99,6 +102,10 @@ class GemmRunner {
   // K == 0 or alpha == 0 scales C by beta; beta == 0 never reads C (NaN in C does not leak).
   // Returns whether call.a_sums was written (false when not asked for).
   bool Run(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx);
+
+  // Whether cuBLASLt's bias epilogue adds `call`'s bias (caches the call's plan): what a call
+  // with a bf16 C and a bias needs. False after recording an error.
+  bool BiasInEpilogue(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx);
 
   // Clear C before a beta == 0 product (off by default: cuBLAS does not read C then).
   void set_clear_before_overwrite(bool clear) { clear_before_overwrite_ = clear; }

@@ -54,15 +54,28 @@ TEST_F(Bf16ActivationOpsTest, GemmReadsBf16OperandsAndStoresBf16) {
   EXPECT_GT(differs_from_unrounded_operands, 0) << "the operands were not read as bf16";
 }
 
-TEST_F(Bf16ActivationOpsTest, LinearAddsTheBiasBeforeRoundingAndKeepsWeightGradientsFp32) {
+// The bias is read through the mirror, as the weights (bf16, cuBLASLt's bias epilogue takes D's
+// type), and added before the one rounding of the output.
+TEST_F(Bf16ActivationOpsTest, LinearAddsTheMirroredBiasBeforeRoundingAndKeepsWeightGradientsFp32) {
   const int rows = 4, out = 6, in = 9;
   const std::vector<float> x = Values(rows * in, 3), w = Values(out * in, 4),
                            bias = Values(out, 5, 100.0f);  // large: rounding after it shows
   std::vector<float> y(rows * out), plain(rows * out);
   twin_->Linear(x.data(), w.data(), bias.data(), rows, out, in, y.data());
-  const std::vector<float> rx = Rounded(x), rw = Rounded(w);
-  cpu_.Linear(rx.data(), rw.data(), bias.data(), rows, out, in, plain.data());
+  const std::vector<float> rx = Rounded(x), rw = Rounded(w), rbias = Rounded(bias);
+  ASSERT_NE(rbias, bias);
+  cpu_.Linear(rx.data(), rw.data(), rbias.data(), rows, out, in, plain.data());
   EXPECT_EQ(y, Rounded(plain));
+  // Not the fp32 bias, nor the product rounded before the bias is added.
+  std::vector<float> fp32_bias(rows * out), product(rows * out);
+  cpu_.Linear(rx.data(), rw.data(), bias.data(), rows, out, in, fp32_bias.data());
+  EXPECT_NE(y, Rounded(fp32_bias));
+  cpu_.Linear(rx.data(), rw.data(), nullptr, rows, out, in, product.data());
+  std::vector<float> twice = Rounded(product);
+  for (int r = 0; r < rows; ++r) {
+    for (int o = 0; o < out; ++o) twice[r * out + o] += rbias[o];
+  }
+  EXPECT_NE(y, Rounded(twice));
 
   // dw and dbias accumulate in fp32 onto non-bf16 values, from bf16-read dy and x.
   const std::vector<float> dy = Values(rows * out, 6);

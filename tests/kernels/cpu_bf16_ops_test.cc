@@ -200,11 +200,11 @@ TEST_F(CpuBf16OpsTest, GemmStridedBatchedReadsAndWritesEachMatrix) {
 TEST_F(CpuBf16OpsTest, LinearRoundsItsOutputAndWeightGradientsAccumulateInFp32) {
   const int rows = 4, out = 6, in = 9;
   const Bf16Data x = RandomBf16(rows * in, 10), w = RandomBf16(out * in, 11);
-  const Floats bias = Values(out, 12, 10.0f);
+  const Bf16Data bias = RandomBf16(out, 12, 10.0f);  // from the mirror, as the weights
   Bf16s y(rows * out);
   Floats plain(rows * out);
-  ops_->Linear(x.a.data(), w.a.data(), bias.data(), rows, out, in, y.data());
-  cpu_.Linear(x.f.data(), w.f.data(), bias.data(), rows, out, in, plain.data());
+  ops_->Linear(x.a.data(), w.a.data(), bias.a.data(), rows, out, in, y.data());
+  cpu_.Linear(x.f.data(), w.f.data(), bias.f.data(), rows, out, in, plain.data());
   ExpectRoundedFrom(y, plain, "y");
 
   const Bf16Data dy = RandomBf16(rows * out, 13);

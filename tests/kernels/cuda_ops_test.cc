@@ -6,6 +6,8 @@
 // - Bit-for-bit parity with CpuOps<float> where the op is defined to the bit: dropout masks
 //   and values (Philox), and the scatter-adds (rows with equal ids summed in increasing i).
 // - Determinism of every parameter-gradient reduction at training shapes, run twice.
+// - The bf16 model's optimizer updates writing the weight mirror, against the plain update; its
+//   Linear rounding the product plus the bias once, against double.
 // - Training-sized shapes (V = 32000, S = 512, d = 1024, 16M-element Dot) against the CPU.
 // - No allocation once a shape has been seen; zero sizes do nothing; errors are recorded with
 //   the failing call and file:line.
@@ -25,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "base/bf16.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/ops.h"
 #include "tests/cuda_skip.h"
@@ -190,6 +193,92 @@ TEST_F(CudaOpsTest, DropoutIsBitIdenticalToCpu) {
     cpu_.Dropout(cx.get(), cx.get(), n, 0.1f, keys[1]);
     ASSERT_EQ(Bits(*ops_, gx.get(), n), Bits(cpu_, cx.get(), n)) << "in place, n=" << n;
   }
+}
+
+// The optimizer updates of the bf16 model (Ops<float, Bf16>'s AdamW / Lamb with a mirror): the
+// same fp32 weights and moments as the plain update, bit for bit, and the mirror holding each
+// updated weight rounded to nearest even (from the weight's bits, here on the host).
+TEST_F(CudaOpsTest, OptimizerUpdatesWriteTheNearestEvenBf16MirrorOfTheirResult) {
+  const int64_t n = (int64_t{1} << 20) + 3;
+  const Vec w0 = Quantize<float>(Random(rng_, n, -2, 2));
+  const Vec g = Quantize<float>(Random(rng_, n, -1, 1));
+  OptimizerStep s;
+  s.lr = 0.01f;
+  s.weight_decay = 0.01f;
+  s.step = 3;
+  for (bool lamb : {false, true}) {
+    SCOPED_TRACE(lamb ? "LAMB" : "AdamW");
+    auto wa = Upload<float>(*ops_, w0), wb = Upload<float>(*ops_, w0);
+    auto gd = Upload<float>(*ops_, g);
+    FBuf ma(*ops_, n), va(*ops_, n), mb(*ops_, n), vb(*ops_, n), scratch(*ops_, n);
+    for (FBuf* b : {&ma, &va, &mb, &vb}) ops_->Fill(b->get(), n, 0.5f);
+    Bf16* mirror = static_cast<Bf16*>(ops_->AllocBytes(sizeof(Bf16) * static_cast<size_t>(n)));
+    if (lamb) {
+      ops_->Lamb(wa.get(), gd.get(), ma.get(), va.get(), n, s, scratch.get());
+      ops_->Lamb(wb.get(), gd.get(), mb.get(), vb.get(), n, s, scratch.get(), mirror);
+    } else {
+      ops_->AdamW(wa.get(), gd.get(), ma.get(), va.get(), n, s);
+      ops_->AdamW(wb.get(), gd.get(), mb.get(), vb.get(), n, s, mirror);
+    }
+    const std::vector<uint32_t> w = Bits(*ops_, wb.get(), n);
+    ASSERT_EQ(w, Bits(*ops_, wa.get(), n));
+    ASSERT_EQ(Bits(*ops_, mb.get(), n), Bits(*ops_, ma.get(), n));
+    ASSERT_EQ(Bits(*ops_, vb.get(), n), Bits(*ops_, va.get(), n));
+    std::vector<uint16_t> got(static_cast<size_t>(n));
+    ops_->CopyToHost(got.data(), mirror, sizeof(uint16_t) * got.size());
+    ops_->Free(mirror);
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t u = w[static_cast<size_t>(i)];  // finite: |w| < 3
+      const auto want = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+      ASSERT_EQ(got[static_cast<size_t>(i)], want) << "element " << i;
+    }
+  }
+}
+
+// The bf16 Linear (Ops<float, Bf16>): y = x w^T + bias summed in fp32 and rounded to bf16 once,
+// the bias (bf16, from the weight mirror) in cuBLASLt's epilogue, or, with a bias the epilogue
+// cannot take (not 16-byte aligned), through an fp32 product rounded once as well. Against the
+// product in double rounded to nearest even: fp32 accumulation at K = 512 is far inside half a
+// bf16 ulp, so nearly every element is the rounded exact value (a second rounding, of the
+// product before the bias, would miss about a quarter of them) and none is more than 1 ulp off.
+TEST_F(CudaOpsTest, Bf16LinearRoundsProductPlusBiasOnce) {
+  const int rows = 256, out = 384, in = 512;
+  auto bf16_values = [&](int64_t n) {
+    std::vector<Bf16> v;
+    for (double x : Random(rng_, n, -1, 1)) v.push_back(Bf16(static_cast<float>(x)));
+    return v;
+  };
+  const std::vector<Bf16> x = bf16_values(int64_t{rows} * in), w = bf16_values(int64_t{out} * in),
+                          bias = bf16_values(out + 8);
+  auto upload = [&](const std::vector<Bf16>& h) {
+    auto* d = static_cast<Bf16*>(ops_->AllocBytes(sizeof(Bf16) * h.size()));
+    ops_->CopyToDevice(d, h.data(), sizeof(Bf16) * h.size());
+    return d;
+  };
+  Bf16 *dx = upload(x), *dw = upload(w), *db = upload(bias);
+  Bf16* dy = static_cast<Bf16*>(ops_->AllocBytes(sizeof(Bf16) * rows * out));
+  for (int shift : {0, 1}) {  // bias at a 16-byte boundary (epilogue), and 2 bytes past it
+    SCOPED_TRACE(shift == 0 ? "bias in the epilogue" : "unaligned bias");
+    ops_->Linear(dx, dw, db + shift, rows, out, in, dy);
+    std::vector<Bf16> y(static_cast<size_t>(rows) * out);
+    ops_->CopyToHost(y.data(), dy, sizeof(Bf16) * y.size());
+    int64_t exact = 0;
+    for (int r = 0; r < rows; ++r) {
+      for (int o = 0; o < out; ++o) {
+        double sum = static_cast<double>(static_cast<float>(bias[o + shift]));
+        for (int k = 0; k < in; ++k) {
+          sum += static_cast<double>(static_cast<float>(x[static_cast<size_t>(r) * in + k])) *
+                 static_cast<double>(static_cast<float>(w[static_cast<size_t>(o) * in + k]));
+        }
+        const Bf16 want(static_cast<float>(sum));  // |sum| << float's range: one rounding
+        const Bf16 got = y[static_cast<size_t>(r) * out + o];
+        exact += got == want ? 1 : 0;
+        ASSERT_LE(std::abs(int{got.bits()} - int{want.bits()}), 1) << "row " << r << " col " << o;
+      }
+    }
+    EXPECT_GE(exact, static_cast<int64_t>(0.99 * rows * out));
+  }
+  for (Bf16* p : {dx, dw, db, dy}) ops_->Free(p);
 }
 
 TEST_F(CudaOpsTest, ScatterAddsAreBitIdenticalToCpuAndAllocateOnce) {

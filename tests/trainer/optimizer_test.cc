@@ -9,17 +9,21 @@
 
 #include <barrier>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "base/bf16.h"
 #include "config/load.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu_bf16_ops.h"
 #include "model/parameter_layout.h"
 #include "trainer/zero_shard.h"
 
@@ -415,6 +419,60 @@ TEST_F(OptimizerTest, ShardedOverThreeRanksEqualsTheWholeBuffer) {
     }
     EXPECT_EQ(whole.allocated_bytes(),
               Optimizer<double>::AllocatedBytes(layout_, o, {}, /*workspace_given=*/false));
+  }
+}
+
+// The bf16 weight mirror written by the update (kernels/mixed_ops.h's MirroredUpdate): on the
+// CPU's Ops<float, Bf16>, a mirrored step updates the parameters and moments exactly as the plain
+// one, and leaves in the mirror every parameter rounded to nearest even (a reference written out
+// here from the bits, not the Bf16 class); ZeRO-1 optimizers do not use it.
+uint16_t NearestEvenBf16Bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof(u));
+  return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);  // finite x only
+}
+
+TEST(OptimizerMirrorTest, MirroredStepsUpdateAsThePlainOnesAndWriteTheRoundedParameters) {
+  const ParameterLayout layout = ParameterLayout::ForModel(TinyBert());
+  const int64_t n = layout.total();
+  CpuOps<float> cpu(1);
+  std::unique_ptr<CpuBf16Ops> ops = CpuBf16Ops::Create(&cpu).value();
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> normal;
+  std::vector<float> w0(static_cast<size_t>(n)), g(w0.size());
+  for (float& x : w0) x = normal(rng);
+  for (OptimizerConfig::Type type : {OptimizerConfig::ADAMW, OptimizerConfig::LAMB}) {
+    SCOPED_TRACE(OptimizerConfig::Type_Name(type));
+    OptimizerConfig o = Adam(/*bias_correction=*/true, /*max_grad_norm=*/1.0f);
+    o.set_type(type);
+    std::vector<float> plain = w0, mirrored = w0;
+    // A mirror that holds -7 wherever the update does not write it.
+    std::vector<Bf16> mirror(w0.size(), Bf16(-7.0f));
+    MirroredUpdateOn<float, Bf16> update(*ops, mirrored.data(), mirror.data());
+    Optimizer<float> a(*ops, layout, o);
+    Optimizer<float> b(*ops, layout, o, {}, &update);
+    EXPECT_FALSE(a.writes_mirror());
+    EXPECT_TRUE(b.writes_mirror());
+    for (int step = 0; step < 3; ++step) {
+      for (float& x : g) x = normal(rng);
+      ASSERT_TRUE(a.Step(plain.data(), g.data(), 0.05).value().applied);
+      ASSERT_TRUE(b.Step(mirrored.data(), g.data(), 0.05).value().applied);
+    }
+    for (const TensorSpec& t : layout.tensors()) {
+      for (int64_t i = t.offset; i < t.offset + t.numel; ++i) {
+        ASSERT_EQ(mirrored[i], plain[i]) << t.name << " element " << i - t.offset;
+        ASSERT_NE(mirrored[i], w0[i]) << t.name << ": the steps must change every parameter";
+        ASSERT_EQ(mirror[i].bits(), NearestEvenBf16Bits(plain[i]))
+            << t.name << " element " << i - t.offset;
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(a.m()[i], b.m()[i]) << i;
+    // ZeRO-1: the shard's optimizer leaves the mirror to the model (after the gather).
+    OptimizerShard<float> shard;
+    shard.ranges = {ShardRange{0, n}};
+    shard.sum_over_ranks = [](double*, int) { return absl::OkStatus(); };
+    Optimizer<float> sharded(*ops, layout, o, shard, &update);
+    EXPECT_FALSE(sharded.writes_mirror());
   }
 }
 
