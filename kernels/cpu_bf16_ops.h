@@ -137,6 +137,11 @@ class CpuBf16Ops final : public Ops<float, Bf16> {
   void LabelSmoothedCrossEntropy(const A* logits, const int32_t* labels, const T* weights,
                                  int64_t rows, int V, int ld, T label_smoothing, T* losses,
                                  A* dlogits, T grad_scale) override;
+  void EmbeddingLayerNormForward(const int32_t* ids, const T* word, T word_scale,
+                                 const int32_t* positions, const T* pos_table,
+                                 const int32_t* segments, const T* type_table, int64_t rows,
+                                 int cols, const T* gamma, const T* beta, T eps, float rate,
+                                 const DropoutKey& key, T* sum, A* y, T* mean, T* rstd) override;
   void AdamW(T* w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s, A* mirror) override;
   void Lamb(T* w, const T* g, T* m, T* v, int64_t n, const OptimizerStep& s, T* scratch,
             A* mirror) override;

@@ -149,6 +149,19 @@ class Ops : public Ops<T, T> {
                                          int64_t rows, int V, int ld, T label_smoothing, T* losses,
                                          A* dlogits, T grad_scale) = 0;
 
+  // ---- The model's input block --------------------------------------------------------------
+  // Model::EmbeddingsForward in one op (one pass over the rows on a GPU): e = word[ids] *
+  // word_scale + pos[positions] (+ type[segments] where segments is non-null), in T, in that
+  // order (EmbeddingForward, Scale when word_scale != 1, the accumulating EmbeddingForwards).
+  // Post-LN (gamma non-null): sum = e (the LayerNorm's input, T) and y = Dropout(LayerNorm(e))
+  // in A, with mean and rstd. Pre-LN (gamma null): sum = Dropout(e), the residual stream h_0;
+  // y, beta, mean and rstd unused. Dropout as Dropout's under `key`; rate 0 drops nothing.
+  virtual void EmbeddingLayerNormForward(const int32_t* ids, const T* word, T word_scale,
+                                         const int32_t* positions, const T* pos_table,
+                                         const int32_t* segments, const T* type_table, int64_t rows,
+                                         int cols, const T* gamma, const T* beta, T eps, float rate,
+                                         const DropoutKey& key, T* sum, A* y, T* mean, T* rstd) = 0;
+
   // ---- Optimizer updates writing the weight mirror -------------------------------------------
   // Ops<T>::AdamW / Lamb (the same T results, bit for bit), also storing each updated w[i]
   // rounded to A into mirror[i] in the same pass: the mirror's refresh without a Convert pass

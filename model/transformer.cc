@@ -880,6 +880,20 @@ void Model<T, A>::EmbeddingsForward() {
   const std::string& p = layout_.prefix();
   // Post-LN sums into the LayerNorm's input; pre-LN straight into h_0.
   T* sum = pre_ln_ ? hidden_[0].t : emb_sum_;
+  if constexpr (!std::is_same_v<T, A>) {  // the same sequence as one op (one pass on a GPU)
+    DropoutKey k = base_key_;
+    k.layer = kEmbeddingDropoutLayer;
+    k.site = 0;
+    ops_->EmbeddingLayerNormForward(
+        ids_, P(p + "embeddings.word_embeddings.weight"),
+        config_.scale_embeddings() ? static_cast<T>(std::sqrt(d_)) : T(1), positions_,
+        PositionTable(), bert_ ? segments_ : nullptr,
+        bert_ ? P("bert.embeddings.token_type_embeddings.weight") : nullptr, N, d_,
+        pre_ln_ ? nullptr : P(p + "embeddings.LayerNorm.weight"),
+        pre_ln_ ? nullptr : P(p + "embeddings.LayerNorm.bias"), eps_, hidden_rate_, k, sum,
+        hidden_[0].a, emb_mean_, emb_rstd_);
+    return;
+  }
   ops_->EmbeddingForward(ids_, P(p + "embeddings.word_embeddings.weight"), N, d_, sum, false);
   if (config_.scale_embeddings()) ops_->Scale(sum, nd, static_cast<T>(std::sqrt(d_)));
   ops_->EmbeddingForward(positions_, PositionTable(), N, d_, sum, true);

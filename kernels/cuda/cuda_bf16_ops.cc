@@ -276,6 +276,28 @@ void CudaOps::LabelSmoothedCrossEntropy(const A* logits, const int32_t* labels,
   AfterOp("LabelSmoothedCrossEntropy");
 }
 
+// ---- The model's input block (embedding.cu) -----------------------------------------------
+
+void CudaOps::EmbeddingLayerNormForward(const int32_t* ids, const float* word, float word_scale,
+                                        const int32_t* positions, const float* pos_table,
+                                        const int32_t* segments, const float* type_table,
+                                        int64_t rows, int cols, const float* gamma,
+                                        const float* beta, float eps, float rate,
+                                        const DropoutKey& key, float* sum, A* y, float* mean,
+                                        float* rstd) {
+  if (gamma != nullptr) {  // post-LN: the fp32 sum the LayerNorm backward reads, y in bf16
+    cuda::LaunchEmbeddingLayerNormForward(
+        ids, word, word_scale, positions, pos_table, segments, type_table, rows, cols, gamma, beta,
+        eps, rate, key.seed, key.step, key.layer, key.site, sum, Dev(y), mean, rstd, ctx());
+  } else {  // pre-LN: dropout(e) is the fp32 residual stream h_0
+    cuda::LaunchEmbeddingLayerNormForward(ids, word, word_scale, positions, pos_table, segments,
+                                          type_table, rows, cols, nullptr, nullptr, eps, rate,
+                                          key.seed, key.step, key.layer, key.site, nullptr, sum,
+                                          nullptr, nullptr, ctx());
+  }
+  AfterOp("EmbeddingLayerNormForward");
+}
+
 // ---- Optimizer updates writing the weight mirror (optimizer.cu) -------------------------------
 
 void CudaOps::AdamW(float* w, const float* g, float* m, float* v, int64_t n, const OptimizerStep& s,

@@ -268,6 +268,12 @@ class CudaOps final : public Ops<float, Bf16> {
   void LabelSmoothedCrossEntropy(const A* logits, const int32_t* labels, const float* weights,
                                  int64_t rows, int V, int ld, float label_smoothing, float* losses,
                                  A* dlogits, float grad_scale) override;
+  void EmbeddingLayerNormForward(const int32_t* ids, const float* word, float word_scale,
+                                 const int32_t* positions, const float* pos_table,
+                                 const int32_t* segments, const float* type_table, int64_t rows,
+                                 int cols, const float* gamma, const float* beta, float eps,
+                                 float rate, const DropoutKey& key, float* sum, A* y, float* mean,
+                                 float* rstd) override;
   void AdamW(float* w, const float* g, float* m, float* v, int64_t n, const OptimizerStep& s,
              A* mirror) override;
   void Lamb(float* w, const float* g, float* m, float* v, int64_t n, const OptimizerStep& s,

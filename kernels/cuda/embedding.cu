@@ -49,25 +49,55 @@ void LaunchGatherRows(const __nv_bfloat16* src, const int32_t* idx, int64_t m, i
   EmbeddingForward(idx, src, m, d, dst, /*accumulate=*/false, ctx);
 }
 
+namespace {
+
+// The fused input block for a sum of type S and an output of type A (launch.h's overloads).
+template <typename S, typename A>
+void EmbeddingLayerNormForward(const int32_t* ids, const float* word, float word_scale,
+                               const int32_t* positions, const float* pos_table,
+                               const int32_t* segments, const float* type_table, int64_t rows,
+                               int cols, const float* gamma, const float* beta, float eps,
+                               float rate, uint64_t seed, uint64_t step, uint32_t layer,
+                               uint32_t site, S* sum, A* y, float* mean, float* rstd,
+                               const LaunchContext& ctx) {
+  if (rows <= 0 || cols <= 0) return;
+  const int packs = PacksOrRecord("LaunchEmbeddingLayerNormForward", cols, Chunk<S, A>::kSize,
+                                  {word, pos_table, type_table, gamma, beta, sum, y}, ctx);
+  const ElementDropout drop = MakeElementDropout(rate, seed, step, layer, site);
+  const auto blocks = static_cast<unsigned>(CeilDiv(rows, kRowsPerRowBlock));
+  WithPacksPerLane(packs, [&](auto p) {
+    embedding_layernorm_forward_kernel<S, A, decltype(p)::value>
+        <<<blocks, kRowBlock, 0, ctx.stream>>>(ids, word, word_scale, positions, pos_table,
+                                               segments, type_table, rows, cols, gamma, beta, eps,
+                                               drop, sum, y, mean, rstd);
+    HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+  });
+}
+
+}  // namespace
+
 void LaunchEmbeddingLayerNormForward(const int32_t* ids, const float* word, float word_scale,
                                      const int32_t* positions, const float* pos_table,
                                      const int32_t* segments, const float* type_table, int64_t rows,
                                      int cols, const float* gamma, const float* beta, float eps,
                                      float rate, uint64_t seed, uint64_t step, uint32_t layer,
-                                     uint32_t site, __nv_bfloat16* sum, __nv_bfloat16* y,
-                                     float* mean, float* rstd, const LaunchContext& ctx) {
-  using A = __nv_bfloat16;
-  if (rows <= 0 || cols <= 0) return;
-  const int packs = PacksOrRecord("LaunchEmbeddingLayerNormForward", cols, Chunk<A>::kSize,
-                                  {word, pos_table, type_table, gamma, beta, sum, y}, ctx);
-  const ElementDropout drop = MakeElementDropout(rate, seed, step, layer, site);
-  const auto blocks = static_cast<unsigned>(CeilDiv(rows, kRowsPerRowBlock));
-  WithPacksPerLane(packs, [&](auto p) {
-    embedding_layernorm_forward_kernel<A, decltype(p)::value><<<blocks, kRowBlock, 0, ctx.stream>>>(
-        ids, word, word_scale, positions, pos_table, segments, type_table, rows, cols, gamma, beta,
-        eps, drop, sum, y, mean, rstd);
-    HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
-  });
+                                     uint32_t site, float* sum, __nv_bfloat16* y, float* mean,
+                                     float* rstd, const LaunchContext& ctx) {
+  EmbeddingLayerNormForward(ids, word, word_scale, positions, pos_table, segments, type_table, rows,
+                            cols, gamma, beta, eps, rate, seed, step, layer, site, sum, y, mean,
+                            rstd, ctx);
+}
+
+void LaunchEmbeddingLayerNormForward(const int32_t* ids, const float* word, float word_scale,
+                                     const int32_t* positions, const float* pos_table,
+                                     const int32_t* segments, const float* type_table, int64_t rows,
+                                     int cols, const float* gamma, const float* beta, float eps,
+                                     float rate, uint64_t seed, uint64_t step, uint32_t layer,
+                                     uint32_t site, float* sum, float* y, float* mean, float* rstd,
+                                     const LaunchContext& ctx) {
+  EmbeddingLayerNormForward(ids, word, word_scale, positions, pos_table, segments, type_table, rows,
+                            cols, gamma, beta, eps, rate, seed, step, layer, site, sum, y, mean,
+                            rstd, ctx);
 }
 
 namespace {

@@ -73,19 +73,20 @@ __global__ void scatter_add_sorted_kernel(const Src* __restrict__ src,
 // with warp_rows.cuh's packed rows (16-byte loads of the fp32 tables, 16-byte stores of A):
 //   e = word[ids[r]] * word_scale + pos[positions[r]] (+ type[segments[r]], segments non-null),
 // in fp32, in that order (EmbeddingForward, Scale, then the accumulating EmbeddingForwards;
-// word_scale 1 multiplies exactly). With gamma non-null (post-LN) sum_out = e stored as A (the
-// input LayerNorm backward reads) and y = dropout(LayerNorm(e)), normalising the fp32 e, with
-// mean and rstd as LayerNormForward's; with gamma null (pre-LN) y = dropout(e). The dropout is
-// Dropout's mask over the [rows, cols] output (`drop`, inactive at rate 0).
-template <typename A, int kPacks>
+// word_scale 1 multiplies exactly). With gamma non-null (post-LN) sum_out = e stored as S (the
+// input LayerNorm backward reads: fp32 as the model's residual stream, or A) and y =
+// dropout(LayerNorm(e)) as A, normalising the fp32 e, with mean and rstd as LayerNormForward's;
+// with gamma null (pre-LN) y = dropout(e) (sum_out unused). The dropout is Dropout's mask over
+// the [rows, cols] output (`drop`, inactive at rate 0). A lane moves Chunk<S, A> elements.
+template <typename S, typename A, int kPacks>
 __global__ void __launch_bounds__(kRowBlock) embedding_layernorm_forward_kernel(
     const int32_t* __restrict__ ids, const float* __restrict__ word, float word_scale,
     const int32_t* __restrict__ positions, const float* __restrict__ pos_table,
     const int32_t* __restrict__ segments, const float* __restrict__ type_table, int64_t rows,
     int cols, const float* __restrict__ gamma, const float* __restrict__ beta, float eps,
-    ElementDropout drop, A* __restrict__ sum_out, A* __restrict__ y, float* __restrict__ mean,
+    ElementDropout drop, S* __restrict__ sum_out, A* __restrict__ y, float* __restrict__ mean,
     float* __restrict__ rstd) {
-  constexpr int kN = Pack<A>::kSize;
+  constexpr int kN = Chunk<S, A>::kSize;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerRowBlock + threadIdx.x / kWarpSize;
   const int lane = threadIdx.x % kWarpSize;
   if (row >= rows) return;  // the whole warp leaves together

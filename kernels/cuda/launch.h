@@ -256,17 +256,25 @@ void LaunchTanhBackward(const __nv_bfloat16* y, const __nv_bfloat16* dy, __nv_bf
                         int64_t n, const LaunchContext& ctx);
 
 // The model's input block (embedding.cu): sum = word[ids] * word_scale + pos[positions]
-// (+ type[segments] when segments is non-null), from fp32 tables; with gamma non-null `sum`
-// receives it and y = dropout(LayerNorm(sum)) with mean and rstd, with gamma null (pre-LN)
-// y = dropout(sum) (sum, mean, rstd unused). Dropout's mask under (seed, step, layer, site) over
-// the [rows, cols] output; rate 0 drops nothing. cols and pointers as the bf16 LayerNorm's.
+// (+ type[segments] when segments is non-null), from fp32 tables, summed in fp32; with gamma
+// non-null `sum` receives it (fp32: the residual stream) and y = dropout(LayerNorm(sum)) with
+// mean and rstd, with gamma null (pre-LN) y = dropout(sum) (sum, mean, rstd unused). Dropout's
+// mask under (seed, step, layer, site) over the [rows, cols] output; rate 0 drops nothing. cols
+// and pointers as the bf16 LayerNorm's. Post-LN with a bf16 y, and pre-LN with an fp32 y.
 void LaunchEmbeddingLayerNormForward(const int32_t* ids, const float* word, float word_scale,
                                      const int32_t* positions, const float* pos_table,
                                      const int32_t* segments, const float* type_table, int64_t rows,
                                      int cols, const float* gamma, const float* beta, float eps,
                                      float rate, uint64_t seed, uint64_t step, uint32_t layer,
-                                     uint32_t site, __nv_bfloat16* sum, __nv_bfloat16* y,
-                                     float* mean, float* rstd, const LaunchContext& ctx);
+                                     uint32_t site, float* sum, __nv_bfloat16* y, float* mean,
+                                     float* rstd, const LaunchContext& ctx);
+void LaunchEmbeddingLayerNormForward(const int32_t* ids, const float* word, float word_scale,
+                                     const int32_t* positions, const float* pos_table,
+                                     const int32_t* segments, const float* type_table, int64_t rows,
+                                     int cols, const float* gamma, const float* beta, float eps,
+                                     float rate, uint64_t seed, uint64_t step, uint32_t layer,
+                                     uint32_t site, float* sum, float* y, float* mean, float* rstd,
+                                     const LaunchContext& ctx);
 
 // Cross-entropy in place over bf16 logits (cross_entropy.cu): fp32 losses, the bf16 gradient.
 void LaunchSoftmaxCrossEntropy(const __nv_bfloat16* logits, const int32_t* labels,

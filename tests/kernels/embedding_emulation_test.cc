@@ -109,7 +109,8 @@ TEST(EmbeddingKernelEmulation, ScatterAddMatchesTwinBitForBit) {
   }
 }
 
-// ---- The fused embedding sum + LayerNorm + dropout (packed rows), float and bf16 instances -----
+// ---- The fused embedding sum + LayerNorm + dropout (packed rows): float, bf16, and the model's
+// bf16 instance with the sum (the residual stream) in float ---------------------------------------
 // The twin is the model's sequence of ops (model/transformer.cc EmbeddingsForward): the word
 // lookup, Scale, the accumulating position and token-type lookups, LayerNormForward (post-LN),
 // Dropout. The sum is the same float operations: bit for bit (rounded to bf16 as stored). The
@@ -130,13 +131,14 @@ const FusedCase kFusedCases[] = {{9, 40, 7, true, true, 1, 0.1f},
                                  {2, 2048, 3, false, true, 1, 0.1f}};
 const DropoutKey kEmbeddingKey{99, 4, 1000, 0};
 
-template <typename A>
+template <typename S, typename A>
 void CheckEmbeddingLayerNorm() {
+  constexpr int kChunk = cuda::Chunk<S, A>::kSize;
   using testing_util::FromDevice;
   using testing_util::Stored;
   CpuOps<float> ops(1);
   for (const FusedCase& c : kFusedCases) {
-    if (!cuda::PackedShapeError(c.d, cuda::Pack<A>::kSize, {}).empty()) continue;
+    if (!cuda::PackedShapeError(c.d, kChunk, {}).empty()) continue;
     const std::string what = "rows=" + std::to_string(c.rows) + " d=" + std::to_string(c.d) +
                              " post_ln=" + std::to_string(c.post_ln) +
                              " rate=" + std::to_string(c.rate);
@@ -169,15 +171,16 @@ void CheckEmbeddingLayerNorm() {
     }
     if (c.rate > 0) ops.Dropout(want_y.data(), want_y.data(), n, c.rate, kEmbeddingKey);
 
-    std::vector<A> sum(n), y(n);
+    std::vector<S> sum(n);
+    std::vector<A> y(n);
     std::vector<float> mean(c.rows, NAN), rstd(c.rows, NAN);
     const cuda::ElementDropout drop = cuda::MakeElementDropout(
         c.rate, kEmbeddingKey.seed, kEmbeddingKey.step, kEmbeddingKey.layer, kEmbeddingKey.site);
-    const int packs = cuda::PacksPerLane(c.d, cuda::Pack<A>::kSize);
+    const int packs = cuda::PacksPerLane(c.d, kChunk);
     ASSERT_TRUE(cuda::WithPacksPerLane(packs, [&](auto p) {
       testing_util::Launch1D(
           [&] {
-            k::embedding_layernorm_forward_kernel<A, decltype(p)::value>(
+            k::embedding_layernorm_forward_kernel<S, A, decltype(p)::value>(
                 ids.data(), word.data(), c.word_scale, positions.data(), pos.data(),
                 c.token_types ? types.data() : nullptr, type.data(), c.rows, c.d,
                 c.post_ln ? gamma.data() : nullptr, beta.data(), kEps, drop, sum.data(), y.data(),
@@ -189,7 +192,7 @@ void CheckEmbeddingLayerNorm() {
       ExpectBitEqual(FromDevice(y), Stored<A>(want_y), "pre-LN output " + what);
       continue;
     }
-    ExpectBitEqual(FromDevice(sum), Stored<A>(want_sum), "sum " + what);
+    ExpectBitEqual(FromDevice(sum), Stored<S>(want_sum), "sum " + what);
     const testing_util::LayerNormBands b = testing_util::LayerNormForwardBands(
         c.rows, c.d, want_sum, gamma, beta, want_mean, want_rstd);
     for (int64_t r = 0; r < c.rows; ++r) {
@@ -207,11 +210,16 @@ void CheckEmbeddingLayerNorm() {
 }
 
 TEST(EmbeddingKernelEmulation, FusedLayerNormDropoutFloatWithinBandOfTwin) {
-  CheckEmbeddingLayerNorm<float>();
+  CheckEmbeddingLayerNorm<float, float>();
 }
 
 TEST(EmbeddingKernelEmulation, FusedLayerNormDropoutBf16WithinOneUlpOfTwin) {
-  CheckEmbeddingLayerNorm<__nv_bfloat16>();
+  CheckEmbeddingLayerNorm<__nv_bfloat16, __nv_bfloat16>();
+}
+
+// CudaOps' Ops<float, Bf16> instance: the sum is the model's fp32 residual stream, bit for bit.
+TEST(EmbeddingKernelEmulation, FusedLayerNormDropoutFp32SumBf16OutputWithinOneUlpOfTwin) {
+  CheckEmbeddingLayerNorm<float, __nv_bfloat16>();
 }
 
 }  // namespace
