@@ -482,8 +482,12 @@ void CudaOps::AttentionBackward(const float* q, const float* k, const float* v, 
   AfterOp("AttentionBackward");
 }
 
+// Up to head size 128 the fused kernels keep their tiles in registers and fit at least two
+// blocks an SM (attention.cu's table); at 256 their shared-memory tiles (146-190 KiB) fit one,
+// so "auto" takes the materialised path's cuBLAS products there ("fused" still runs them).
 bool CudaOps::PrefersFusedAttention(int head_size) const {
-  return gemm_precision_ == GemmPrecision::kBf16 && cuda::FusedAttentionSupports(head_size);
+  return gemm_precision_ == GemmPrecision::kBf16 && head_size <= 128 &&
+         cuda::FusedAttentionSupports(head_size);
 }
 
 // ---- Dropout ----------------------------------------------------------------------------------

@@ -10,8 +10,8 @@
 // Matrix products run in the precision set by set_gemm_precision (default kFp32, exact fp32;
 // kTf32 and kBf16 use tensor cores with fp32 accumulation, see kernels/cuda/gemm.h); Linear and
 // LinearBackwardWeights fold the bias and its gradient into cuBLASLt's epilogues. The fused
-// attention (attention.cu) multiplies in bf16 in every mode, so the model uses it in kBf16 only
-// (PrefersFusedAttention). All other ops compute in fp32 with deterministic (atomic-free,
+// attention (attention.cu) multiplies in bf16 in every mode, so the model uses it in kBf16 only,
+// up to head size 128 (PrefersFusedAttention). All other ops compute in fp32 with deterministic (atomic-free,
 // fixed-order) reductions.
 //
 // Memory: nothing is allocated inside an op except the first time a larger row scatter-add
