@@ -292,7 +292,7 @@ class CudaOps final : public Ops<float, Bf16> {
   float* partials_ = nullptr;        // kDotMaxBlocks floats (Dot, LAMB)
   float* norms_ = nullptr;           // 2 floats (LAMB)
   float* colsum_scratch_ = nullptr;  // kColumnSumScratchFloats floats
-  cuda::DeviceScratch scratch_;      // sort buffers of the row scatter-add
+  cuda::DeviceScratch scratch_;      // the row scatter-add's sort, the attention backward's dS
   cuda::PinnedStagingRing staging_;  // asynchronous CopyToDevice of small buffers
   // Live AllocBytes allocations (rounded sizes), their total and its maximum so far.
   std::unordered_map<void*, size_t> allocation_bytes_;
