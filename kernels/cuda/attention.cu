@@ -18,6 +18,20 @@
 // of this backend. delta = rowsum(dO * O) is a small kernel of its own. The tile sizes per head
 // size are attention_kernels::Shapes.
 //
+// Stored dS (head sizes up to 128, S up to 512: AttentionStoredDsBytes in launch.h): the dK/dV
+// kernel also writes dS, rounded to bf16 as its own dK product's operand (scale included), into
+// a [B, H, S, S] bf16 workspace (row: query, column: key) from the caller's DeviceScratch:
+// B * H * S * S * 2 bytes, 64 MiB for BERT-large (B = 128, H = 16, S = 128), 256 MiB at S = 512
+// and B = 32, at most 1 GiB (beyond that, recompute). Every tile it visits is written, masked
+// entries as zeros; the dQ kernel visits exactly those tiles (causal: the key tiles up to its
+// queries', all written since its tiles are as wide as a dK/dV block) and runs only
+// dQ += dS K, reading dS into A fragments from shared memory: no S, P, dP, no V, dO, lse, delta
+// or dropout draws. The operands and the order of the products are those of the recomputing
+// kernel, whose dS is the same fp32 value (S^T = K Q^T sums the same products in the same
+// order as S = Q K^T), so under the emulation the two dQ are equal bit for bit
+// (tests/kernels/attention_emulation_test.cc); on the GPU, as far as mma.sync sums its
+// products in the same order whichever operand holds Q.
+//
 // Operands are converted to bf16 when a tile is loaded into shared memory (q, k, v, dout stay
 // fp32 in global memory, as the rest of the model). Up to D = 128 (attention_mma.cuh) every
 // product is an mma.sync (kernels/cuda/mma.cuh), whose documented fragment layout keeps a
@@ -30,14 +44,19 @@
 //   forward       164  162  127   168    72
 //   dQ            153  166  164   238    72
 //   dK/dV         164  166  178   242    72
+//   stored dS:
+//   dQ             48   48   95   126     -
+//   dK/dV         184  181  238   251     -
 // The bf16-storage instances (q, k, v, out, dout, dq, dk, dv stored as bf16: the launchers with
-// __nv_bfloat16 tensors) are within 10 registers of these, no spills except 16 bytes in dK/dV at
-// d_p 64 (ptxas holds it to 168 registers).
+// __nv_bfloat16 tensors) are within 10 registers of these (dK/dV at d_p 256: 94; stored-dS dQ:
+// 40, 56, 72, 127), no spills except 16 bytes in dK/dV at d_p 64 (ptxas holds it to 168
+// registers; the stored-dS instance takes 232 and spills nothing).
 // With 4-warp blocks, blocks an SM by registers at d_p 64 / 128: forward 4 / 3, dQ 3 / 2,
-// dK/dV 2 / 2; shared memory allows more (at 128: forward 51, dQ 70, dK/dV 53 KiB). The dropout
-// mask is Dropout's (kernels/philox.h) by element index ((b * H + h) * S + q) * S + k; each
-// warp draws its tile's mask with one Philox call per four consecutive indices into bits in
-// shared memory, which the lanes then read in fragment order.
+// dK/dV 2 / 2; stored dS: dQ 5 / 4, dK/dV 2 / 2 (and 2 at d_p 16 and 32, where the recomputing
+// dK/dV has 3). Shared memory allows more (at 128: forward 51, dQ 70, dK/dV 53 KiB; stored-dS
+// dQ 26 KiB). The dropout mask is Dropout's (kernels/philox.h) by element index
+// ((b * H + h) * S + q) * S + k; each warp draws its tile's mask with one Philox call per four
+// consecutive indices into bits in shared memory, which the lanes then read in fragment order.
 //
 // Other head sizes record an error (the model then keeps the materialised path:
 // Ops::PrefersFusedAttention). Tiles load as float4 when q, k, v and dout are 16-byte aligned,
@@ -95,20 +114,42 @@ void Forward(const AttentionTensors<A>& a, const LaunchContext& ctx) {
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
 }
 
-template <int D, typename A>
-void Backward(const AttentionTensors<A>& a, const LaunchContext& ctx) {
+// The dK/dV kernel, then the dQ kernel; kStored (a.ds set, head sizes up to 128): the dK/dV
+// kernel also stores dS and the dQ kernel reads it instead of recomputing S and dP.
+template <int D, typename A, bool kStored>
+void BackwardKernels(const AttentionTensors<A>& a, const LaunchContext& ctx) {
   using Dq = typename Shapes<D>::Dq;
   using Dkv = typename Shapes<D>::Dkv;
-  static_assert(Dq::kDqBytes <= kMaxSharedBytes, "dQ tiles exceed shared memory");
+  constexpr size_t kDqBytes = kStored ? Dq::kDqStoredBytes : Dq::kDqBytes;
+  static_assert(kDqBytes <= kMaxSharedBytes, "dQ tiles exceed shared memory");
   static_assert(Dkv::kDkvBytes <= kMaxSharedBytes, "dK/dV tiles exceed shared memory");
-  if (!AllowSharedMemory(attention_dq_kernel<Dq, A>, Dq::kDqBytes, ctx) ||
-      !AllowSharedMemory(attention_dkv_kernel<Dkv, A>, Dkv::kDkvBytes, ctx)) {
+  // The dQ kernel reads dS of the key tiles it visits; the dK/dV kernel must have written them:
+  // with square dQ tiles and dK/dV blocks of a dQ tile's keys, a (causal) dQ block of queries
+  // from q0 reads keys of blocks from j0 <= q0, and that dK/dV block's query loop starts at or
+  // before j0.
+  static_assert(!kStored || (Dq::kRows == Dq::kCols && Dkv::kRows == Dq::kCols),
+                "stored dS: the dQ pass would read tiles the dK/dV pass did not write");
+  auto dq_kernel = attention_dq_kernel<Dq, A, kStored>;
+  auto dkv_kernel = attention_dkv_kernel<Dkv, A, kStored>;
+  if (!AllowSharedMemory(dq_kernel, kDqBytes, ctx) ||
+      !AllowSharedMemory(dkv_kernel, Dkv::kDkvBytes, ctx)) {
     return;
   }
-  attention_dkv_kernel<Dkv, A><<<Grid<Dkv>(a), Dkv::kThreads, Dkv::kDkvBytes, ctx.stream>>>(a);
+  dkv_kernel<<<Grid<Dkv>(a), Dkv::kThreads, Dkv::kDkvBytes, ctx.stream>>>(a);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
-  attention_dq_kernel<Dq, A><<<Grid<Dq>(a), Dq::kThreads, Dq::kDqBytes, ctx.stream>>>(a);
+  dq_kernel<<<Grid<Dq>(a), Dq::kThreads, kDqBytes, ctx.stream>>>(a);
   HR_CUDA_CHECK(*ctx.err, cudaGetLastError());
+}
+
+template <int D, typename A>
+void Backward(const AttentionTensors<A>& a, const LaunchContext& ctx) {
+  if constexpr (Shapes<D>::Dq::kInRegisters) {
+    if (a.ds != nullptr) {
+      BackwardKernels<D, A, true>(a, ctx);
+      return;
+    }
+  }
+  BackwardKernels<D, A, false>(a, ctx);
 }
 
 // Fills the fields shared by forward and backward; false (recorded) for an unsupported call.
@@ -189,7 +230,7 @@ void AttentionBackward(const A* q, const A* k, const A* v, const A* out, const A
                        const float* lse, int B, int S, int H, int D, float scale,
                        const int32_t* segments, bool causal, float rate, uint64_t seed,
                        uint64_t step, uint32_t layer, uint32_t site, A* dq, A* dk, A* dv,
-                       float* delta, const LaunchContext& ctx) {
+                       float* delta, DeviceScratch& scratch, const LaunchContext& ctx) {
   if (B <= 0 || S <= 0 || H <= 0) return;
   AttentionTensors<A> a;
   if (!MakeArgs(q, k, v, B, S, H, D, scale, segments, causal, rate, seed, step, layer, site, ctx,
@@ -197,6 +238,10 @@ void AttentionBackward(const A* q, const A* k, const A* v, const A* out, const A
     return;
   }
   if (reinterpret_cast<uintptr_t>(dout) % 16 != 0) a.aligned = false;
+  if (const int64_t bytes = AttentionStoredDsBytes(B, S, H, D); bytes > 0) {
+    a.ds = static_cast<__nv_bfloat16*>(scratch.Ensure(static_cast<size_t>(bytes), ctx));
+    if (a.ds == nullptr) return;  // recorded
+  }
   a.out = out;
   a.dout = dout;
   a.lse = lse;
@@ -234,6 +279,12 @@ bool FusedAttentionSupports(int head_size) {
          head_size == 256;
 }
 
+int64_t AttentionStoredDsBytes(int B, int S, int H, int D) {
+  if (B <= 0 || S <= 0 || H <= 0 || D > 128 || S > kAttentionStoredDsMaxSequence) return 0;
+  const int64_t bytes = int64_t{B} * H * S * S * static_cast<int64_t>(sizeof(__nv_bfloat16));
+  return bytes <= kAttentionStoredDsMaxBytes ? bytes : 0;
+}
+
 void LaunchAttentionForward(const float* q, const float* k, const float* v, int B, int S, int H,
                             int D, float scale, const int32_t* segments, bool causal, float rate,
                             uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* out,
@@ -254,18 +305,19 @@ void LaunchAttentionBackward(const float* q, const float* k, const float* v, con
                              const float* dout, const float* lse, int B, int S, int H, int D,
                              float scale, const int32_t* segments, bool causal, float rate,
                              uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* dq,
-                             float* dk, float* dv, float* delta, const LaunchContext& ctx) {
+                             float* dk, float* dv, float* delta, DeviceScratch& scratch,
+                             const LaunchContext& ctx) {
   AttentionBackward(q, k, v, out, dout, lse, B, S, H, D, scale, segments, causal, rate, seed, step,
-                    layer, site, dq, dk, dv, delta, ctx);
+                    layer, site, dq, dk, dv, delta, scratch, ctx);
 }
 void LaunchAttentionBackward(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,
                              const __nv_bfloat16* out, const __nv_bfloat16* dout, const float* lse,
                              int B, int S, int H, int D, float scale, const int32_t* segments,
                              bool causal, float rate, uint64_t seed, uint64_t step, uint32_t layer,
                              uint32_t site, __nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv,
-                             float* delta, const LaunchContext& ctx) {
+                             float* delta, DeviceScratch& scratch, const LaunchContext& ctx) {
   AttentionBackward(q, k, v, out, dout, lse, B, S, H, D, scale, segments, causal, rate, seed, step,
-                    layer, site, dq, dk, dv, delta, ctx);
+                    layer, site, dq, dk, dv, delta, scratch, ctx);
 }
 
 }  // namespace headroom::cuda

@@ -77,6 +77,9 @@ struct Shape {
       (kInRegisters ? kWarpBitsBytes
                     : 2 * kOwnFloatBytes + 2 * kWarpScoresBytes + 2 * kWarpProbsBytes +
                           size_t{Rows} * sizeof(int32_t));
+  // dQ from the stored dS (attention_mma.cuh, DqFromStoredInRegisters): K (loop) and the
+  // block's [kRows, kCols] tile of dS (bf16, rows kLdP apart).
+  static constexpr size_t kDqStoredBytes = kLoopHalfBytes + size_t{Rows} * kLdP * sizeof(bf16);
   static_assert(Rows % kFrag == 0 && Cols % 32 == 0 && D % kFrag == 0, "tile shape");
 };
 
@@ -144,6 +147,9 @@ struct AttentionTensors : AttentionShape {
   A* dq = nullptr;
   A* dk = nullptr;
   A* dv = nullptr;
+  // The stored-dS path's workspace, [B, H, S, S] bf16 (row: query, column: key): dK/dV writes
+  // dS = scale P (dropout(dP) - delta) as the dQ product consumes it, dQ reads it back.
+  bf16* ds = nullptr;
 };
 using AttentionArgs = AttentionTensors<float>;
 
@@ -232,6 +238,34 @@ __device__ void LoadQueryTile(const AttentionTensors<A>& a, int bh, int b, int h
   }
 }
 
+// Queries q0 .. q0 + kRows - 1, keys k0 .. k0 + kCols - 1 of head bh's stored dS (a.ds) into a
+// bf16 [kRows, kCols] tile (row stride kCols + 8); entries past S are zero. 16 bytes at a time
+// where every row of the workspace starts 16-byte aligned. All kThreads threads.
+template <int kRows, int kCols, int kThreads>
+__device__ void LoadScoreGradientTile(const bf16* ds, const AttentionShape& a, int bh, int q0,
+                                      int k0, bf16* dst) {
+  constexpr int kPack = Pack<bf16>::kSize, kVec = kCols / kPack, kLd = kCols + 8;
+  const bf16* head = ds + static_cast<int64_t>(bh) * a.S * a.S;
+  if (a.S % kPack == 0 && reinterpret_cast<uintptr_t>(ds) % 16 == 0) {
+    for (int i = threadIdx.x; i < kRows * kVec; i += kThreads) {
+      const int r = i / kVec, c = (i % kVec) * kPack, q = q0 + r, k = k0 + c;
+      Pack<bf16> x;
+      if (q < a.S && k < a.S) {  // S a multiple of the pack: all of it or none past S
+        x = LoadPack(head + static_cast<int64_t>(q) * a.S + k);
+      } else {
+        for (int j = 0; j < kPack; ++j) x.v[j] = __float2bfloat16(0.0f);
+      }
+      StorePack(dst + r * kLd + c, x);
+    }
+    return;
+  }
+  for (int i = threadIdx.x; i < kRows * kCols; i += kThreads) {
+    const int r = i / kCols, c = i % kCols, q = q0 + r, k = k0 + c;
+    dst[r * kLd + c] =
+        q < a.S && k < a.S ? head[static_cast<int64_t>(q) * a.S + k] : __float2bfloat16(0.0f);
+  }
+}
+
 // Carves the dynamic shared memory in order; every size is a multiple of 128 bytes.
 class SharedCarver {
  public:
@@ -267,21 +301,26 @@ __global__ void __launch_bounds__(Sh::kThreads)
   }
 }
 
-// dQ of kRows queries.
-template <typename Sh, typename A = float>
+// dQ of kRows queries; kFromStoredDs (head sizes up to 128): from the dS that the dK/dV kernel
+// stored in a.ds (launched with kStoreDs, before), instead of recomputing S and dP.
+template <typename Sh, typename A = float, bool kFromStoredDs = false>
 __global__ void __launch_bounds__(Sh::kThreads) attention_dq_kernel(const AttentionTensors<A> a) {
-  if constexpr (Sh::kInRegisters) {
+  static_assert(!kFromStoredDs || Sh::kInRegisters, "stored dS: head sizes up to 128 only");
+  if constexpr (kFromStoredDs) {
+    DqFromStoredInRegisters<Sh, A>(a);
+  } else if constexpr (Sh::kInRegisters) {
     DqInRegisters<Sh, A>(a);
   } else {
     DqInShared<Sh, A>(a);
   }
 }
 
-// dK and dV of kRows keys.
-template <typename Sh, typename A = float>
+// dK and dV of kRows keys; kStoreDs (head sizes up to 128): also dS into a.ds.
+template <typename Sh, typename A = float, bool kStoreDs = false>
 __global__ void __launch_bounds__(Sh::kThreads) attention_dkv_kernel(const AttentionTensors<A> a) {
+  static_assert(!kStoreDs || Sh::kInRegisters, "stored dS: head sizes up to 128 only");
   if constexpr (Sh::kInRegisters) {
-    DkvInRegisters<Sh, A>(a);
+    DkvInRegisters<Sh, A, kStoreDs>(a);
   } else {
     DkvInShared<Sh, A>(a);
   }

@@ -2,9 +2,11 @@
 // on mma.sync fragments (kernels/cuda/mma.cuh), whose documented register layout lets the
 // scores, probabilities and gradients of a tile, and the accumulators O, dQ, dK, dV, stay in
 // registers across a kernel's loop; only the operand tiles (bf16, loaded by the whole block) and
-// the dropout mask's bits pass through shared memory. Included by attention_kernels.cuh (which
-// defines Shape, AttentionArgs, the tile loads and the __global__ entry points); the emulation
-// test runs this code on the CPU.
+// the dropout mask's bits pass through shared memory (and, on the stored-dS path, dS: the dK/dV
+// kernel writes it to a global workspace, the dQ kernel reads it back through shared memory
+// instead of recomputing S and dP). Included by attention_kernels.cuh (which defines Shape,
+// AttentionArgs, the tile loads and the __global__ entry points); the emulation test runs this
+// code on the CPU.
 //
 // A warp owns 16 rows of its block's tile (queries in forward and dQ, keys in dK/dV). In C
 // fragments, lane (g, t) holds rows g and g + 8 (LaneRows) and, of every 8 columns, 2t and
@@ -54,28 +56,60 @@ __device__ __forceinline__ void RowsTimesRows(const bf16* a, const bf16* b, int 
   }
 }
 
-// One warp: o += P B, P [16, kCols] in C fragments (as RowsTimesRows's s), rounded to bf16 pair
-// by pair: tiles 2 kk and 2 kk + 1 are exactly the A fragment of columns 16 kk .. 16 kk + 15
-// (kernels/cuda/mma.cuh). B [kCols, D] is bf16 rows at `b`, ld apart; column g of output tile n
-// is dimension 8 n + g.
+// One warp: o += P B over 16 of P's columns, 16 kk .. 16 kk + 15, given as the A fragment pa.
+// B [kCols, D] is bf16 rows at `b`, ld apart; column g of output tile n is dimension 8 n + g.
+template <int D>
+__device__ __forceinline__ void AccumulateColumns(const Bf16x2 (&pa)[4], const bf16* b, int ld,
+                                                  int kk, const MmaLane& ln, float (&o)[D / 8][4]) {
+  const bf16* brow = b + (kk * 16 + 2 * ln.t) * ld + ln.g;
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n) {
+    const bf16* x = brow + 8 * n;
+    const Bf16x2 bf[2] = {__halves2bfloat162(x[0], x[ld]),
+                          __halves2bfloat162(x[8 * ld], x[9 * ld])};
+    MmaBf16(o[n], pa, bf);
+  }
+}
+
+// Columns 16 kk .. 16 kk + 15 of P [16, kCols] in C fragments (as RowsTimesRows's s), rounded
+// to bf16 pair by pair: tiles 2 kk and 2 kk + 1 are exactly the A fragment of those columns
+// (kernels/cuda/mma.cuh): pa[i] holds row g + 8 (i % 2), columns 16 kk + 8 (i / 2) + 2t (.x)
+// and + 1 (.y).
+template <int kCols>
+__device__ __forceinline__ void RoundToFragment(const float (&p)[kCols / 8][4], int kk,
+                                                Bf16x2 (&pa)[4]) {
+  pa[0] = RoundPair(p[2 * kk][0], p[2 * kk][1]);
+  pa[1] = RoundPair(p[2 * kk][2], p[2 * kk][3]);
+  pa[2] = RoundPair(p[2 * kk + 1][0], p[2 * kk + 1][1]);
+  pa[3] = RoundPair(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+}
+
+// One warp: o += P B, P [16, kCols] in C fragments, rounded to bf16 (RoundToFragment); B as
+// AccumulateColumns's.
 template <int kCols, int D>
 __device__ __forceinline__ void AccumulateInRegisters(const float (&p)[kCols / 8][4], const bf16* b,
                                                       int ld, const MmaLane& ln,
                                                       float (&o)[D / 8][4]) {
 #pragma unroll
   for (int kk = 0; kk < kCols / 16; ++kk) {
-    const Bf16x2 pa[4] = {RoundPair(p[2 * kk][0], p[2 * kk][1]),
-                          RoundPair(p[2 * kk][2], p[2 * kk][3]),
-                          RoundPair(p[2 * kk + 1][0], p[2 * kk + 1][1]),
-                          RoundPair(p[2 * kk + 1][2], p[2 * kk + 1][3])};
-    const bf16* brow = b + (kk * 16 + 2 * ln.t) * ld + ln.g;
+    Bf16x2 pa[4];
+    RoundToFragment<kCols>(p, kk, pa);
+    AccumulateColumns<D>(pa, b, ld, kk, ln, o);
+  }
+}
+
+// One warp: o += dS B, the warp's 16 rows of dS [16, kCols] read from shared memory (bf16, rows
+// ld_ds apart) straight into A fragments: the operands AccumulateInRegisters forms from the same
+// values in C fragments, bit for bit, and the same products in the same order.
+template <int kCols, int D>
+__device__ __forceinline__ void AccumulateStored(const bf16* ds, int ld_ds, const bf16* b, int ld,
+                                                 const MmaLane& ln, float (&o)[D / 8][4]) {
 #pragma unroll
-    for (int n = 0; n < D / 8; ++n) {
-      const bf16* x = brow + 8 * n;
-      const Bf16x2 bf[2] = {__halves2bfloat162(x[0], x[ld]),
-                            __halves2bfloat162(x[8 * ld], x[9 * ld])};
-      MmaBf16(o[n], pa, bf);
-    }
+  for (int kk = 0; kk < kCols / 16; ++kk) {
+    const bf16* row = ds + ln.g * ld_ds + kk * 16 + 2 * ln.t;
+    const Bf16x2 pa[4] = {LoadPair(row), LoadPair(row + 8 * ld_ds), LoadPair(row + 8),
+                          LoadPair(row + 8 * ld_ds + 8)};
+    AccumulateColumns<D>(pa, b, ld, kk, ln, o);
   }
 }
 
@@ -193,6 +227,14 @@ __device__ __forceinline__ void SoftmaxStep(const AttentionShape& a, int k0, con
   }
 }
 
+// The key tiles of kCols keys that a block of queries q0 .. q0 + kRows - 1 visits: all, or
+// (causal) up to the one holding its last query; later key tiles are fully masked.
+template <int kRows, int kCols>
+__device__ __forceinline__ int KeyTiles(const AttentionShape& a, int q0) {
+  const int key_tiles = (a.S + kCols - 1) / kCols;
+  return a.causal ? min(key_tiles, (q0 + kRows - 1) / kCols + 1) : key_tiles;
+}
+
 // Forward, flash-attention 2's loop: warp w owns queries q0 + 16 w .. + 15, whose softmax state
 // (running max m, running sum l) and output accumulator O stay in registers across the key
 // tiles; per tile, S = Q K^T, the online softmax step, O += dropout(P) V. Then O / l and
@@ -219,9 +261,7 @@ __device__ __forceinline__ void ForwardInRegisters(const AttentionTensors<A>& a)
   ZeroAccumulators<D>(o);
   LoadTile<D, kRows, kThreads>(a.q, a, b, h, q0, qs);  // visible after the loop's first barrier
 
-  const int key_tiles = (a.S + kCols - 1) / kCols;
-  // Causal: the block's last query is q0 + kRows - 1; later key tiles are fully masked.
-  const int tiles = a.causal ? min(key_tiles, (q0 + kRows - 1) / kCols + 1) : key_tiles;
+  const int tiles = KeyTiles<kRows, kCols>(a, q0);
   for (int kt = 0; kt < tiles; ++kt) {
     const int k0 = kt * kCols;
     __syncthreads();  // the previous tile's K, V and dropout bits are no longer read
@@ -251,6 +291,19 @@ __device__ __forceinline__ void ForwardInRegisters(const AttentionTensors<A>& a)
     }
   }
   StoreRows<D, A>(o, ln, dst, inv);
+}
+
+// A dQ warp's accumulators to a.dq: the lane's queries wq0 + g and wq0 + g + 8 (none past S).
+template <int D, typename A>
+__device__ __forceinline__ void StoreDq(const AttentionTensors<A>& a, int b, int h, int wq0,
+                                        const MmaLane& ln, const float (&dq)[D / 8][4]) {
+  A* dst[2];
+  const float one[2] = {1.0f, 1.0f};
+  for (int i = 0; i < 2; ++i) {
+    const int q = wq0 + ln.g + 8 * i;
+    dst[i] = q < a.S ? a.dq + a.Row(b, h, q, D) : nullptr;
+  }
+  StoreRows<D, A>(dq, ln, dst, one);
 }
 
 // dQ: warp w owns queries q0 + 16 w .. + 15 and loops over key tiles: S = Q K^T and
@@ -284,8 +337,7 @@ __device__ __forceinline__ void DqInRegisters(const AttentionTensors<A>& a) {
   LoadTile<D, kRows, kThreads>(a.q, a, b, h, q0, qs);
   LoadTile<D, kRows, kThreads>(a.dout, a, b, h, q0, dos);
 
-  const int key_tiles = (a.S + kCols - 1) / kCols;
-  const int tiles = a.causal ? min(key_tiles, (q0 + kRows - 1) / kCols + 1) : key_tiles;
+  const int tiles = KeyTiles<kRows, kCols>(a, q0);
   for (int kt = 0; kt < tiles; ++kt) {
     const int k0 = kt * kCols;
     __syncthreads();
@@ -314,18 +366,70 @@ __device__ __forceinline__ void DqInRegisters(const AttentionTensors<A>& a) {
     }
     AccumulateInRegisters<kCols, D>(s, ks, kLd, ln, dq);
   }
-  A* dst[2];
-  const float one[2] = {1.0f, 1.0f};
-  for (int i = 0; i < 2; ++i) {
-    dst[i] = rows.index[i] < a.S ? a.dq + a.Row(b, h, rows.index[i], D) : nullptr;
+  StoreDq<D, A>(a, b, h, wq0, ln, dq);
+}
+
+// dQ from the stored dS (the launcher's path for short sequences): warp w owns queries
+// q0 + 16 w .. + 15 and loops over the key tiles DqInRegisters visits, loading K and the block's
+// tile of dS (a.ds, which the dK/dV kernel wrote with kStoreDs: zeros where masked, every entry
+// these tiles read; attention.cu holds the tile shapes to that), dQ += dS K. No S, P, dP, no
+// V, dO, lse, delta or dropout mask; the same products in the same order as DqInRegisters.
+template <typename Sh, typename A>
+__device__ __forceinline__ void DqFromStoredInRegisters(const AttentionTensors<A>& a) {
+  constexpr int D = Sh::kD, kRows = Sh::kRows, kCols = Sh::kCols, kThreads = Sh::kThreads;
+  constexpr int kLd = Sh::kLdH, kLdP = Sh::kLdP;
+  HR_DYNAMIC_SHARED(smem);
+  SharedCarver carve(smem);
+  bf16* ks = carve.Take<bf16>(Sh::kLoopHalfBytes);
+  bf16* dss = carve.Take<bf16>(Sh::kDqStoredBytes - Sh::kLoopHalfBytes);
+
+  const int bh = blockIdx.x, b = bh / a.H, h = bh % a.H, q0 = blockIdx.y * kRows;
+  const int warp = threadIdx.x / kWarpSize, wq0 = q0 + warp * kFrag;
+  const MmaLane ln = ThisMmaLane();
+  float dq[D / 8][4];
+  ZeroAccumulators<D>(dq);
+  const int tiles = KeyTiles<kRows, kCols>(a, q0);
+  for (int kt = 0; kt < tiles; ++kt) {
+    const int k0 = kt * kCols;
+    __syncthreads();
+    LoadTile<D, kCols, kThreads>(a.k, a, b, h, k0, ks);
+    LoadScoreGradientTile<kRows, kCols, kThreads>(a.ds, a, bh, q0, k0, dss);
+    __syncthreads();
+    AccumulateStored<kCols, D>(dss + warp * kFrag * kLdP, kLdP, ks, kLd, ln, dq);
   }
-  StoreRows<D, A>(dq, ln, dst, one);
+  StoreDq<D, A>(a, b, h, wq0, ln, dq);
+}
+
+// A dK/dV warp's dS^T [16 keys, kCols queries] (C fragments: rows keys.index, columns queries
+// i0 ..) into head bh's [S, S] dS (row: query, column: key) as the bf16 A fragments of the dK
+// product (RoundToFragment): exactly the operand values, which the dQ kernel's product would
+// form from its own dS; keys or queries past S are not stored. Offsets within the head in 32
+// bits: the stored-dS path takes S <= kAttentionStoredDsMaxSequence (launch.h), so S * S < 2^31.
+template <int kCols>
+__device__ __forceinline__ void StoreScoreGradients(const float (&ds_t)[kCols / 8][4],
+                                                    const AttentionShape& a, bf16* ds, int bh,
+                                                    int i0, const LaneRows& keys,
+                                                    const MmaLane& ln) {
+  bf16* head = ds + static_cast<int64_t>(bh) * a.S * a.S;
+#pragma unroll
+  for (int kk = 0; kk < kCols / 16; ++kk) {
+    Bf16x2 pa[4];
+    RoundToFragment<kCols>(ds_t, kk, pa);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int q = i0 + 16 * kk + 8 * (i / 2) + 2 * ln.t, k = keys.index[i % 2];
+      if (k >= a.S) continue;
+      if (q < a.S) head[q * a.S + k] = pa[i].x;
+      if (q + 1 < a.S) head[(q + 1) * a.S + k] = pa[i].y;
+    }
+  }
 }
 
 // dK, dV: warp w owns keys j0 + 16 w .. + 15 and loops over query tiles: S^T = K Q^T and
 // dP^T = V dO^T, P^T = exp(scale S^T - lse), dV += dropout(P)^T dO,
-// dS^T = scale P^T (dropout(dP)^T - delta), dK += dS^T Q.
-template <typename Sh, typename A>
+// dS^T = scale P^T (dropout(dP)^T - delta), dK += dS^T Q. kStoreDs: dS also to a.ds, masked
+// entries of the visited tiles as zeros (StoreScoreGradients).
+template <typename Sh, typename A, bool kStoreDs>
 __device__ __forceinline__ void DkvInRegisters(const AttentionTensors<A>& a) {
   constexpr int D = Sh::kD, kRows = Sh::kRows, kCols = Sh::kCols, kThreads = Sh::kThreads;
   constexpr int kLd = Sh::kLdH;
@@ -381,6 +485,8 @@ __device__ __forceinline__ void DkvInRegisters(const AttentionTensors<A>& a) {
     }
     AccumulateInRegisters<kCols, D>(pt, dos, kLd, ln, dv);
     AccumulateInRegisters<kCols, D>(dst, qs, kLd, ln, dk);
+    // After the products, so that P^T's registers are free again.
+    if constexpr (kStoreDs) StoreScoreGradients<kCols>(dst, a, a.ds, bh, i0, keys, ln);
   }
   A* dk_rows[2];
   A* dv_rows[2];

@@ -235,7 +235,7 @@ void CudaOps::AttentionBackward(const A* q, const A* k, const A* v, const A* out
                                 const DropoutKey& key, A* dq, A* dk, A* dv, float* delta) {
   cuda::LaunchAttentionBackward(Dev(q), Dev(k), Dev(v), Dev(out), Dev(dout), lse, B, S, H, D, scale,
                                 segments, causal, dropout_rate, key.seed, key.step, key.layer,
-                                key.site, Dev(dq), Dev(dk), Dev(dv), delta, ctx());
+                                key.site, Dev(dq), Dev(dk), Dev(dv), delta, scratch_, ctx());
   AfterOp("AttentionBackward");
 }
 

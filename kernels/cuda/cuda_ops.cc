@@ -478,7 +478,7 @@ void CudaOps::AttentionBackward(const float* q, const float* k, const float* v, 
                                 float* dv, float* delta) {
   cuda::LaunchAttentionBackward(q, k, v, out, dout, lse, B, S, H, D, scale, segments, causal,
                                 dropout_rate, key.seed, key.step, key.layer, key.site, dq, dk, dv,
-                                delta, ctx());
+                                delta, scratch_, ctx());
   AfterOp("AttentionBackward");
 }
 

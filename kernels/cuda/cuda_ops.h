@@ -11,8 +11,8 @@
 // kTf32 and kBf16 use tensor cores with fp32 accumulation, see kernels/cuda/gemm.h); Linear and
 // LinearBackwardWeights fold the bias and its gradient into cuBLASLt's epilogues. The fused
 // attention (attention.cu) multiplies in bf16 in every mode, so the model uses it in kBf16 only,
-// up to head size 128 (PrefersFusedAttention). All other ops compute in fp32 with deterministic (atomic-free,
-// fixed-order) reductions.
+// up to head size 128 (PrefersFusedAttention). All other ops compute in fp32 with deterministic
+// (atomic-free, fixed-order) reductions.
 //
 // Memory: nothing is allocated inside an op except the first time a larger row scatter-add
 // (EmbeddingBackward, ScatterAddRows) needs more sort scratch than any before it; from the
@@ -302,7 +302,7 @@ class CudaOps final : public Ops<float, Bf16> {
   float* partials_ = nullptr;           // kDotMaxBlocks floats (Dot, LAMB)
   float* norms_ = nullptr;              // 2 floats (LAMB)
   float* colsum_scratch_ = nullptr;     // kColumnSumScratchFloats floats
-  cuda::DeviceScratch scratch_;         // sort buffers of the row scatter-add
+  cuda::DeviceScratch scratch_;         // the row scatter-add's sort, the attention backward's dS
   cuda::DeviceScratch linear_scratch_;  // a bf16 Linear's fp32 product where no epilogue is
   cuda::PinnedStagingRing staging_;     // asynchronous CopyToDevice of small buffers
   // Live AllocBytes allocations (rounded sizes), their total and its maximum so far.

@@ -9,7 +9,8 @@
 //
 // Scratch memory is passed in: fixed-size buffers made at CudaOps construction (`partials`,
 // `colsum_scratch`) and one DeviceScratch that grows when an op first needs more (the row
-// scatter-add's sort), so a step allocates nothing once every shape has been seen.
+// scatter-add's sort, the attention backward's dS), so a step allocates nothing once every shape
+// has been seen.
 #ifndef HEADROOM_KERNELS_CUDA_LAUNCH_H_
 #define HEADROOM_KERNELS_CUDA_LAUNCH_H_
 
@@ -138,7 +139,20 @@ void LaunchSoftmaxBackward(const float* probs, const float* dprobs, float* dscor
 // ---- attention.cu -------------------------------------------------------------------------
 // Fused attention (Ops::AttentionForward / AttentionBackward); bf16 tensor-core products with
 // fp32 accumulation whatever the GEMM precision. `delta` holds B * H * S floats.
+//
+// The backward's dQ pass reads dS from a workspace that its dK/dV pass writes, instead of
+// recomputing S and dP, where AttentionStoredDsBytes is not 0 (head size up to 128, S up to
+// kAttentionStoredDsMaxSequence, the workspace at most kAttentionStoredDsMaxBytes); else it
+// recomputes them. The workspace is B * H * S * S bf16, 2 bytes each (BERT-large, B = 128,
+// H = 16, S = 128: 64 MiB; S = 512 at B = 32: 256 MiB), taken from `scratch` (which grows to it
+// the first time and is reused). Either way the result is deterministic, and both paths form
+// the same dS and run the same products in the same order (bit for bit the same dQ under the
+// emulation; on the GPU, as far as mma.sync sums S^T = K Q^T as it sums S = Q K^T).
+inline constexpr int kAttentionStoredDsMaxSequence = 512;
+inline constexpr int64_t kAttentionStoredDsMaxBytes = int64_t{1} << 30;
 bool FusedAttentionSupports(int head_size);
+// Bytes of the backward's dS workspace for these shapes (0: the dQ pass recomputes).
+int64_t AttentionStoredDsBytes(int B, int S, int H, int D);
 void LaunchAttentionForward(const float* q, const float* k, const float* v, int B, int S, int H,
                             int D, float scale, const int32_t* segments, bool causal, float rate,
                             uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* out,
@@ -147,7 +161,8 @@ void LaunchAttentionBackward(const float* q, const float* k, const float* v, con
                              const float* dout, const float* lse, int B, int S, int H, int D,
                              float scale, const int32_t* segments, bool causal, float rate,
                              uint64_t seed, uint64_t step, uint32_t layer, uint32_t site, float* dq,
-                             float* dk, float* dv, float* delta, const LaunchContext& ctx);
+                             float* dk, float* dv, float* delta, DeviceScratch& scratch,
+                             const LaunchContext& ctx);
 
 // ---- dropout.cu ---------------------------------------------------------------------------
 void LaunchDropout(const float* x, float* y, int64_t n, float rate, uint64_t seed, uint64_t step,
@@ -320,7 +335,7 @@ void LaunchAttentionBackward(const __nv_bfloat16* q, const __nv_bfloat16* k, con
                              int B, int S, int H, int D, float scale, const int32_t* segments,
                              bool causal, float rate, uint64_t seed, uint64_t step, uint32_t layer,
                              uint32_t site, __nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv,
-                             float* delta, const LaunchContext& ctx);
+                             float* delta, DeviceScratch& scratch, const LaunchContext& ctx);
 // Head split and merge of bf16 activations (permute.cu).
 void LaunchPermuteHeads(const __nv_bfloat16* x, __nv_bfloat16* y, int B, int S, int H, int D,
                         bool inverse, const LaunchContext& ctx);

@@ -118,6 +118,25 @@ struct RefAttention {
       }
     }
   }
+  // The gradient of the scores of query qi of head (b, h), dS = scale * P * (dP - sum(P * dP))
+  // with dP = d loss / d P through the dropout mask (0 where masked), and its probabilities P.
+  std::vector<double> ScoreGradients(const std::vector<double>& q, const std::vector<double>& k,
+                                     const std::vector<double>& v, const std::vector<double>& dout,
+                                     int b, int h, int qi, std::vector<double>* p) const {
+    double lse;
+    *p = Probs(q, k, b, h, qi, &lse);
+    std::vector<double> dp(S, 0.0);
+    for (int kk = 0; kk < S; ++kk) {
+      double dpd = 0;
+      for (int j = 0; j < D; ++j) dpd += dout[At(b, qi, h, j)] * v[At(b, kk, h, j)];
+      dp[kk] = dpd * Keep(b, h, qi, kk);
+    }
+    double dot = 0;
+    for (int kk = 0; kk < S; ++kk) dot += (*p)[kk] * dp[kk];
+    std::vector<double> ds(S);
+    for (int kk = 0; kk < S; ++kk) ds[kk] = scale * (*p)[kk] * (dp[kk] - dot);
+    return ds;
+  }
   void Backward(const std::vector<double>& q, const std::vector<double>& k,
                 const std::vector<double>& v, const std::vector<double>& dout,
                 std::vector<double>* dq, std::vector<double>* dk, std::vector<double>* dv) const {
@@ -127,25 +146,14 @@ struct RefAttention {
     for (int b = 0; b < B; ++b) {
       for (int h = 0; h < H; ++h) {
         for (int qi = 0; qi < S; ++qi) {
-          double lse;
-          const std::vector<double> p = Probs(q, k, b, h, qi, &lse);
-          std::vector<double> dp(S, 0.0);  // d loss / d p (through the dropout mask)
+          std::vector<double> p;
+          const std::vector<double> ds = ScoreGradients(q, k, v, dout, b, h, qi, &p);
           for (int kk = 0; kk < S; ++kk) {
             const double keep = Keep(b, h, qi, kk);
-            double dpd = 0;
             for (int j = 0; j < D; ++j) {
-              dpd += dout[At(b, qi, h, j)] * v[At(b, kk, h, j)];
               (*dv)[At(b, kk, h, j)] += p[kk] * keep * dout[At(b, qi, h, j)];
-            }
-            dp[kk] = dpd * keep;
-          }
-          double dot = 0;
-          for (int kk = 0; kk < S; ++kk) dot += p[kk] * dp[kk];
-          for (int kk = 0; kk < S; ++kk) {
-            const double ds = scale * p[kk] * (dp[kk] - dot);
-            for (int j = 0; j < D; ++j) {
-              (*dq)[At(b, qi, h, j)] += ds * k[At(b, kk, h, j)];
-              (*dk)[At(b, kk, h, j)] += ds * q[At(b, qi, h, j)];
+              (*dq)[At(b, qi, h, j)] += ds[kk] * k[At(b, kk, h, j)];
+              (*dk)[At(b, kk, h, j)] += ds[kk] * q[At(b, qi, h, j)];
             }
           }
         }

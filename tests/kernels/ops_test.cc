@@ -1067,7 +1067,9 @@ TEST_P(OpsTest, FusedAttentionForwardAndBackward) {
   using M = AttentionMask;
   Run([&](auto& ops) {
     // Head sizes the CUDA kernel has; sequence lengths below, at and across its 64-row tiles;
-    // packed rows of sentences whose boundaries cross tiles.
+    // packed rows of sentences whose boundaries cross tiles. On CUDA, head sizes up to 128 take
+    // the backward's stored-dS path up to S = 512 (cuda::AttentionStoredDsBytes), and recompute
+    // S and dP in the dQ pass beyond: the last case.
     for (const AttentionCase& c :
          std::initializer_list<AttentionCase>{{1, 1, 1, 16, M::kNone, false, 0},
                                               {2, 7, 3, 16, M::kPadding, false, 0},
@@ -1077,7 +1079,8 @@ TEST_P(OpsTest, FusedAttentionForwardAndBackward) {
                                               {2, 70, 2, 128, M::kNone, true, 0.3f},
                                               {1, 80, 2, 256, M::kPadding, true, 0.1f},
                                               {3, 150, 2, 32, M::kPacked, true, 0.1f},
-                                              {2, 90, 1, 64, M::kPacked, false, 0}}) {
+                                              {2, 90, 1, 64, M::kPacked, false, 0},
+                                              {1, 520, 1, 64, M::kPadding, true, 0.1f}}) {
       CheckFusedAttention(ops, c, rng_, bf16, tol_);
     }
   });

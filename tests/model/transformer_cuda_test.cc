@@ -185,11 +185,14 @@ TEST(ModelCuda, PreLnAndRecomputingBf16StorageMatchesCpuBf16Storage) {
       /*seq=*/64);
 }
 
+// The fused attention's backward reads back the dS that its dK/dV pass stored up to S = 512
+// (cuda::AttentionStoredDsBytes) and recomputes S and dP in the dQ pass beyond: both.
 TEST(ModelCuda, CausalLmBf16StorageMatchesCpuBf16Storage) {
   ModelConfig m = testing::TinyLm(2, 64, 8, 16, 128, 0.1f);
   m.set_vocab_size(1000);
-  m.set_max_positions(64);
+  m.set_max_positions(520);
   ExpectBf16StorageMatchesCpu(m, {.attention = AttentionPath::kFused}, /*seq=*/48);
+  ExpectBf16StorageMatchesCpu(m, {.attention = AttentionPath::kFused}, /*seq=*/520);
 }
 
 TEST(ModelCuda, BertGradientsFp32WithinOneInHundredThousand) {
