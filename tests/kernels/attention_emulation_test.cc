@@ -196,10 +196,10 @@ std::vector<float> AsStored(const std::vector<float>& x) {
 // stored, bit for bit, and lse (fp32 in both) equal. The backward reads the stored out for
 // delta = rowsum(dout * out), so its gradients differ from the float kernels' by that rounding:
 // they are held to the reference at the float kernels' tolerance. The bf16 instance's backward
-// is the stored-dS path where it exists (CI's time: the float kernels check it against the
-// recomputing one bit for bit, RunCase).
+// takes one path per case (CI's time: the float kernels check the two against each other bit
+// for bit, RunCase): `path`, where the stored-dS path exists.
 template <int D>
-void ExpectBf16StorageMatches(const AttentionArgs& a, const std::vector<float>& q,
+void ExpectBf16StorageMatches(Path path, const AttentionArgs& a, const std::vector<float>& q,
                               const std::vector<float>& k, const std::vector<float>& v,
                               const std::vector<float>& dout, const std::vector<double>& want_dq,
                               const std::vector<double>& want_dk,
@@ -208,7 +208,7 @@ void ExpectBf16StorageMatches(const AttentionArgs& a, const std::vector<float>& 
                            dout16 = AsStored(dout);
   const Outputs wide = RunKernels<D>(a, q16, k16, v16, dout16);
   const Outputs stored =
-      RunKernels<D, __nv_bfloat16>(a, q16, k16, v16, dout16, WhereStored<D>(Path::kStored));
+      RunKernels<D, __nv_bfloat16>(a, q16, k16, v16, dout16, WhereStored<D>(path));
   testing_util::ExpectBitEqual(stored.out, AsStored(wide.out), "bf16-storage out");
   testing_util::ExpectBitEqual(stored.lse, wide.lse, "bf16-storage lse");
   ExpectNear(stored.dq, want_dq, "bf16-storage dq");
@@ -338,7 +338,9 @@ void RunCase(const Case& c) {
   ExpectNear(got.dq, want_dq, "dq");
   ExpectNear(got.dk, want_dk, "dk");
   ExpectNear(got.dv, want_dv, "dv");
-  ExpectBf16StorageMatches<D>(a, p.q, p.k, p.v, p.dout, want_dq, want_dk, want_dv);
+  // The recomputing bf16 path (the launcher's past S = 512); RunStoredCase runs the stored one.
+  ExpectBf16StorageMatches<D>(Path::kRecompute, a, p.q, p.k, p.v, p.dout, want_dq, want_dk,
+                              want_dv);
   if (c.mask == kPacked) {
     ExpectOtherSentencesIgnored<D>(c, a, p.segments, got, p.q, p.k, p.v, p.dout, rng);
   }
@@ -417,7 +419,8 @@ void ExpectStoredDsNear(const Problem& p, const std::vector<float>& ds) {
 
 // The stored-dS path (the launcher's for S up to 512 at head sizes up to 128) on bf16 inputs:
 // dQ bit for bit the recomputing kernel's, dK and dV unchanged by the store, all three against
-// the reference, and the stored dS itself against the reference's.
+// the reference, and the stored dS itself against the reference's; then its bf16-storage
+// instance.
 template <int D>
 void RunStoredCase(const Case& c) {
   SCOPED_TRACE("stored dS: B=" + std::to_string(c.B) + " S=" + std::to_string(c.S) + " H=" +
@@ -432,6 +435,8 @@ void RunStoredCase(const Case& c) {
   ExpectNear(got.dk, want_dk, "dk");
   ExpectNear(got.dv, want_dv, "dv");
   ExpectStoredDsNear<D>(p, got.ds);
+  ExpectBf16StorageMatches<D>(Path::kStored, p.Args(), p.q, p.k, p.v, p.dout, want_dq, want_dk,
+                              want_dv);
 }
 
 // Every head size the kernels have; sequences below, at and across the 64-row tiles; padding
