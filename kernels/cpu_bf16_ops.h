@@ -71,6 +71,9 @@ class CpuBf16Ops final : public Ops<float, Bf16> {
   bool PrefersFusedAttention(int head_size) const override {
     return twin_->PrefersFusedAttention(head_size);
   }
+  int64_t AttentionBackwardScratchBytes(int B, int S, int H, int D) const override {
+    return twin_->AttentionBackwardScratchBytes(B, S, H, D);
+  }
   int64_t PeakAllocatedBytes() const override { return twin_->PeakAllocatedBytes(); }
 
   // The Ops<float> ops, forwarded to the twin.

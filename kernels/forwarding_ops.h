@@ -17,7 +17,8 @@
 //   - Every op of both lists is hooked: memory and transfers (AllocBytes, Free, CopyToDevice,
 //     CopyToHost, CopyDevice, Synchronize, DeviceMemoryInUse) and every computation.
 //     IsComputeOp(name) tells the two apart. The const queries device(), status(),
-//     PrefersFusedAttention() and PeakAllocatedBytes() are forwarded without hooks.
+//     PrefersFusedAttention(), AttentionBackwardScratchBytes() and PeakAllocatedBytes() are
+//     forwarded without hooks.
 //   - The inner op always runs (a hook cannot skip it or change its arguments); on a device
 //     backend it is enqueued, not finished, when AfterOp runs.
 //   - Hooks may call the inner backend (inner()) directly, e.g. inner()->Synchronize(), which is
@@ -171,6 +172,9 @@ class ForwardingOps : public Ops<T> {
   DeviceKind device() const override { return inner_->device(); }
   bool PrefersFusedAttention(int head_size) const override {
     return inner_->PrefersFusedAttention(head_size);
+  }
+  int64_t AttentionBackwardScratchBytes(int B, int S, int H, int D) const override {
+    return inner_->AttentionBackwardScratchBytes(B, S, H, D);
   }
   int64_t PeakAllocatedBytes() const override { return inner_->PeakAllocatedBytes(); }
   absl::Status status() const override { return inner_->status(); }

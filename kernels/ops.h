@@ -271,6 +271,12 @@ class Ops<T, T> {
     (void)head_size;
     return false;
   }
+  // Bytes of device scratch the fused AttentionBackward takes for these sizes beyond its
+  // arguments (CUDA: the stored dS where S <= 512); the memory estimate counts them. 0 here.
+  virtual int64_t AttentionBackwardScratchBytes(int B, int S, int H, int D) const {
+    (void)B, (void)S, (void)H, (void)D;
+    return 0;
+  }
 
   // ---- Dropout --------------------------------------------------------------------------
   // y[i] = x[i] * keep(i) / (1 - rate), keep(i) drawn from Philox(key, i) with P(keep) = 1-rate.

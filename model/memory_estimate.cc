@@ -162,6 +162,11 @@ MemoryEstimate EstimateTrainingMemory(const ModelConfig& model, const ModelLimit
   need.optimizer =
       (2 * layout.total() + 1 + (optimizer.type() == OptimizerConfig::LAMB ? largest : 0)) *
       kElementBytes;
+  // The fused backward's own scratch (CUDA: the stored dS), once: the layers run one at a time.
+  const int64_t attention_scratch =
+      fused ? ops.AttentionBackwardScratchBytes(static_cast<int>(s.B), static_cast<int>(s.S),
+                                                static_cast<int>(s.h), static_cast<int>(s.dp))
+            : 0;
   if (bf16_activations) {
     // As Model<float, Bf16> types them, and the bf16 weight mirror beside the parameters; the
     // batch's ids and scalars (OtherElements less the gradient buffers) as in fp32.
@@ -169,11 +174,13 @@ MemoryEstimate EstimateTrainingMemory(const ModelConfig& model, const ModelLimit
     need.parameters += layout.total() * static_cast<int64_t>(sizeof(Bf16));
     need.activations = b.kept;
     need.workspace = b.scratch + GradientBufferBytes(s, sizeof(Bf16)) +
-                     OtherElements(s) * kElementBytes - GradientBufferBytes(s, kElementBytes);
+                     OtherElements(s) * kElementBytes - GradientBufferBytes(s, kElementBytes) +
+                     attention_scratch;
     return need;
   }
   need.activations = KeptElements(s, options, fused, keep_dropped) * kElementBytes;
-  need.workspace = (ScratchElements(s, fused) + OtherElements(s)) * kElementBytes;
+  need.workspace =
+      (ScratchElements(s, fused) + OtherElements(s)) * kElementBytes + attention_scratch;
   return need;
 }
 

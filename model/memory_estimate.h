@@ -30,7 +30,8 @@ struct MemoryEstimate {
   int64_t gradients = 0;    // the flat gradient buffer
   int64_t optimizer = 0;    // AdamW/LAMB moments m and v (and LAMB's per-tensor scratch)
   int64_t activations = 0;  // kept from Forward for Backward (transformer.h's list)
-  int64_t workspace = 0;    // the shared scratch, Backward's [N, d] buffers, the batch's ids
+  int64_t workspace = 0;    // the shared scratch, Backward's [N, d] buffers, the batch's ids, the
+                            // backend's attention scratch
   int64_t total() const { return parameters + gradients + optimizer + activations + workspace; }
   // "parameters 1.20 GiB, gradients 1.20 GiB, optimizer state 2.40 GiB, activations ...".
   std::string ToString() const;

@@ -175,6 +175,10 @@ class CudaOps final : public Ops<float, Bf16> {
                          const DropoutKey& key, float* dq, float* dk, float* dv,
                          float* delta) override;
   bool PrefersFusedAttention(int head_size) const override;
+  // The stored dS of the backward's dQ pass (cuda::AttentionStoredDsBytes).
+  int64_t AttentionBackwardScratchBytes(int B, int S, int H, int D) const override {
+    return cuda::AttentionStoredDsBytes(B, S, H, D);
+  }
 
   void Dropout(const float* x, float* y, int64_t n, float rate, const DropoutKey& key) override;
 

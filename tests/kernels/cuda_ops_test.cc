@@ -573,6 +573,18 @@ TEST(CudaAvailabilityTest, NoDriverIsUnavailableAndAGpuGivesTheBackend) {
   }
 }
 
+// The stored dS's workspace of the fused backward (launch.h), by hand: B * H * S * S bf16 up to
+// S = 512 at head sizes up to 128 and 1 GiB; 0 (the recomputing dQ pass) otherwise. No GPU needed.
+TEST(CudaAttentionScratchTest, StoredDsBytesByHand) {
+  EXPECT_EQ(cuda::AttentionStoredDsBytes(128, 128, 16, 64), int64_t{64} << 20);  // BERT-large
+  EXPECT_EQ(cuda::AttentionStoredDsBytes(32, 512, 16, 128), int64_t{256} << 20);
+  EXPECT_EQ(cuda::AttentionStoredDsBytes(2, 3, 1, 16), 2 * 3 * 3 * 2);
+  EXPECT_EQ(cuda::AttentionStoredDsBytes(1, 513, 1, 64), 0);     // longer: recompute
+  EXPECT_EQ(cuda::AttentionStoredDsBytes(8, 128, 8, 256), 0);    // the WMMA kernels' head size
+  EXPECT_EQ(cuda::AttentionStoredDsBytes(129, 512, 16, 64), 0);  // over 1 GiB
+  EXPECT_EQ(cuda::AttentionStoredDsBytes(128, 512, 16, 64), int64_t{1} << 30);
+}
+
 TEST(CudaOptionsTest, ParsesPrecisionNames) {
   EXPECT_EQ(*ParseGemmPrecision("fp32"), cuda::GemmPrecision::kFp32);
   EXPECT_EQ(*ParseGemmPrecision("tf32"), cuda::GemmPrecision::kTf32);

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu_bf16_ops.h"
+#include "kernels/forwarding_ops.h"
 #include "model/transformer.h"
 #include "tests/model/model_test_util.h"
 
@@ -82,6 +83,39 @@ TEST(MemoryEstimateTest, Bf16ActivationBytesEqualTheTypedModelsOwnAccounting) {
     }
   }
   EXPECT_EQ(cases, 28);
+}
+
+// A backend whose fused attention backward takes scratch of its own (CUDA: the stored dS): the
+// estimate's workspace counts it once (the layers' backwards run one after another), and only
+// where the layers take the fused path.
+class AttentionScratchOps final : public ForwardingOps<float> {
+ public:
+  using ForwardingOps<float>::ForwardingOps;
+  int64_t AttentionBackwardScratchBytes(int B, int S, int H, int D) const override {
+    return int64_t{B} * H * S * S * 2 + D;
+  }
+};
+
+TEST(MemoryEstimateTest, CountsTheFusedAttentionBackwardsScratchOnce) {
+  CpuOps<float> cpu(1);
+  AttentionScratchOps ops(&cpu);
+  const ModelConfig m = testing::TinyLm(3, 8, 2, 6, 12);  // 3 layers, 2 heads of 6
+  const ModelLimits limits{3, 7, 2};
+  const OptimizerConfig adam;
+  for (bool bf16 : {false, true}) {
+    const MemoryEstimate base =
+        EstimateTrainingMemory(m, limits, {.attention = AttentionPath::kFused}, cpu, adam, bf16);
+    const MemoryEstimate fused =
+        EstimateTrainingMemory(m, limits, {.attention = AttentionPath::kFused}, ops, adam, bf16);
+    EXPECT_EQ(fused.workspace - base.workspace, 3 * 2 * 7 * 7 * 2 + 6) << "bf16 " << bf16;
+    EXPECT_EQ(fused.total() - base.total(), fused.workspace - base.workspace);
+    const MemoryEstimate materialized = EstimateTrainingMemory(
+        m, limits, {.attention = AttentionPath::kMaterialized}, ops, adam, bf16);
+    EXPECT_EQ(materialized.workspace,
+              EstimateTrainingMemory(m, limits, {.attention = AttentionPath::kMaterialized}, cpu,
+                                     adam, bf16)
+                  .workspace);
+  }
 }
 
 }  // namespace
