@@ -174,6 +174,11 @@ class DropoutCursor {
   Philox4x32 words_{};
 };
 
+// Four bf16 as one 8-byte store (c of a tile row: a multiple of 4, so 8-byte aligned).
+struct alignas(8) Bf16x4 {
+  __nv_bfloat162 lo, hi;
+};
+
 // Rows row0 .. row0 + kRows - 1 of head (b, h) of a token-major tensor (fp32, rounded to bf16
 // here, or bf16, copied) into a bf16 [kRows, D] tile (row stride D + 8); rows at or past S are
 // zero. All kThreads threads of the block take part.
@@ -188,9 +193,10 @@ __device__ void LoadTile(const float* src, const AttentionShape& a, int b, int h
       const float* p = src + a.Row(b, h, s, D) + c;
       x = a.aligned ? *reinterpret_cast<const float4*>(p) : make_float4(p[0], p[1], p[2], p[3]);
     }
-    __nv_bfloat162* d = reinterpret_cast<__nv_bfloat162*>(dst + r * (D + 8) + c);
-    d[0] = __floats2bfloat162_rn(x.x, x.y);
-    d[1] = __floats2bfloat162_rn(x.z, x.w);
+    // One 8-byte store: two 4-byte stores 8 bytes apart would put lanes t and t + 16 of a warp on
+    // one bank (a 2-way conflict); 8-byte stores serve each half-warp's 128 bytes conflict-free.
+    *reinterpret_cast<Bf16x4*>(dst + r * (D + 8) + c) =
+        Bf16x4{__floats2bfloat162_rn(x.x, x.y), __floats2bfloat162_rn(x.z, x.w)};
   }
 }
 template <int D, int kRows, int kThreads>
