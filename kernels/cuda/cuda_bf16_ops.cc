@@ -72,29 +72,12 @@ void CudaOps::GemmStridedBatched(Trans ta, Trans tb, int M, int N, int K, float 
 }
 
 void CudaOps::Linear(const A* x, const A* w, const A* bias, int rows, int out, int in, A* y) {
-  // y = x w^T + bias in fp32, rounded once: the bf16 bias in cuBLASLt's epilogue.
+  // y = x w^T + bias in fp32, rounded once (the runner adds a bf16 C's bias before rounding).
   cuda::GemmCall call = cuda::StridedBatchedCall(false, true, rows, out, in, 1.0f, x, in, 0, w, in,
                                                  0, 0.0f, y, out, 0, 1);
   call.c_type = CUDA_R_16BF;
   call.bias = bias;
-  call.ab_type = CUDA_R_16BF;
-  if (bias == nullptr || gemm_->BiasInEpilogue(call, cuda::GemmPrecision::kFp32, ctx())) {
-    RunBf16Gemm(call, "Linear");
-    return;
-  }
-  // No algorithm takes the epilogue for this shape: the same sum in an fp32 product with the
-  // widened bias (the runner's fp32 bias), then rounded once into y.
-  const int64_t n = static_cast<int64_t>(rows) * out;
-  auto* wide = static_cast<float*>(
-      linear_scratch_.Ensure(sizeof(float) * static_cast<size_t>(n + out), ctx()));
-  if (wide == nullptr) return AfterOp("Linear");
-  cuda::LaunchConvert(Dev(bias), wide + n, out, ctx());
-  call.C = wide;
-  call.c_type = CUDA_R_32F;
-  call.bias = wide + n;
   RunBf16Gemm(call, "Linear");
-  cuda::LaunchConvert(wide, Dev(y), n, ctx());
-  AfterOp("Linear");
 }
 
 void CudaOps::LinearBackwardWeights(const A* dy, const A* x, int rows, int out, int in, float* dw,

@@ -303,12 +303,11 @@ class CudaOps final : public Ops<float, Bf16> {
   cuda::ErrorSink err_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<cuda::GemmRunner> gemm_;
-  float* partials_ = nullptr;           // kDotMaxBlocks floats (Dot, LAMB)
-  float* norms_ = nullptr;              // 2 floats (LAMB)
-  float* colsum_scratch_ = nullptr;     // kColumnSumScratchFloats floats
-  cuda::DeviceScratch scratch_;         // the row scatter-add's sort, the attention backward's dS
-  cuda::DeviceScratch linear_scratch_;  // a bf16 Linear's fp32 product where no epilogue is
-  cuda::PinnedStagingRing staging_;     // asynchronous CopyToDevice of small buffers
+  float* partials_ = nullptr;        // kDotMaxBlocks floats (Dot, LAMB)
+  float* norms_ = nullptr;           // 2 floats (LAMB)
+  float* colsum_scratch_ = nullptr;  // kColumnSumScratchFloats floats
+  cuda::DeviceScratch scratch_;      // the row scatter-add's sort, the attention backward's dS
+  cuda::PinnedStagingRing staging_;  // asynchronous CopyToDevice of small buffers
   // Live AllocBytes allocations (rounded sizes), their total and its maximum so far.
   std::unordered_map<void*, size_t> allocation_bytes_;
   int64_t allocated_ = 0;

@@ -318,8 +318,7 @@ bool GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
     err.Record("Gemm", invalid, __FILE__, __LINE__);
     return false;
   }
-  // The clearing is skipped for a C other than fp32: it is a debugging fallback. A bf16 C takes
-  // its bias in the epilogue only.
+  // The clearing is skipped for a C other than fp32: it is a debugging fallback.
   const bool c_fp32 = call.c_type == CUDA_R_32F;
   float* c_float = static_cast<float*>(call.C);
   const float* bias_float = static_cast<const float*>(call.bias);
@@ -339,11 +338,10 @@ bool GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
   }
   Plan* plan = GetPlan(call, precision, ctx);
   if (plan == nullptr) return false;
+  // A bf16 C's bias is added before its one rounding: in the epilogue, or else in fp32.
   const bool bias_needs_epilogue = call.bias != nullptr && !c_fp32;
   if (bias_needs_epilogue && !(plan->use_lt && plan->epilogue)) {
-    err.Record("Gemm", "a bias with a bf16 C needs cuBLASLt's bias epilogue (BiasInEpilogue)",
-               __FILE__, __LINE__);
-    return false;
+    return RunWithWideBias(call, precision, ctx);
   }
   // The bias a separate kernel adds when the epilogue does not.
   auto add_bias = [&] {
@@ -364,12 +362,13 @@ bool GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
       if (!plan->epilogue) add_bias();
       return plan->epilogue && call.a_sums != nullptr;
     }
-    if (s != CUBLAS_STATUS_NOT_SUPPORTED || bias_needs_epilogue) {
+    if (s != CUBLAS_STATUS_NOT_SUPPORTED) {
       err.Record("cublasLtMatmul", ErrorText(s), __FILE__, __LINE__);
       return false;
     }
     // The heuristic's algorithm refused the call after all: classic cuBLAS from now on.
     plan->use_lt = false;
+    if (bias_needs_epilogue) return RunWithWideBias(call, precision, ctx);
   }
   ++fallback_calls_;
   HR_CUDA_CHECK(
@@ -383,11 +382,22 @@ bool GemmRunner::Run(const GemmCall& call, GemmPrecision precision, const Launch
   return false;
 }
 
-bool GemmRunner::BiasInEpilogue(const GemmCall& call, GemmPrecision precision,
-                                const LaunchContext& ctx) {
-  if (!EpilogueBias(call)) return false;
-  const Plan* plan = GetPlan(call, precision, ctx);
-  return plan != nullptr && plan->use_lt && plan->epilogue;
+bool GemmRunner::RunWithWideBias(const GemmCall& call, GemmPrecision precision,
+                                 const LaunchContext& ctx) {
+  const int64_t n = static_cast<int64_t>(call.M) * call.N;  // ldc == N with a bias
+  auto* wide = static_cast<float*>(
+      wide_scratch_.Ensure(sizeof(float) * static_cast<size_t>(n + call.N), ctx));
+  if (wide == nullptr) return false;  // recorded
+  auto* c = static_cast<__nv_bfloat16*>(call.C);
+  if (call.beta != 0.0f) LaunchConvert(c, wide, n, ctx);
+  LaunchConvert(static_cast<const __nv_bfloat16*>(call.bias), wide + n, call.N, ctx);
+  GemmCall fp32 = call;
+  fp32.C = wide;
+  fp32.c_type = CUDA_R_32F;
+  fp32.bias = wide + n;
+  Run(fp32, precision, ctx);
+  LaunchConvert(wide, c, n, ctx);
+  return false;
 }
 
 double MeasureBf16GemmFlops(int n, int reps, const LaunchContext& ctx) {

@@ -55,8 +55,9 @@ struct GemmCall {
   // When set (batch 1, beta 0, ldc == N only): C += bias broadcast over rows, bias [N] of C's
   // element type (cuBLASLt's rule for the bias epilogue). With an fp32 C, added in cuBLASLt's
   // epilogue (CUBLASLT_EPILOGUE_BIAS) when the bias is 16-byte aligned and an algorithm takes
-  // it, else by a separate kernel after the product. With a bf16 C, in the epilogue only (the
-  // product plus the widened bias in fp32, rounded once): ask BiasInEpilogue first.
+  // it, else by a separate kernel after the product. With a bf16 C, the product plus the widened
+  // bias in fp32, rounded once: in the epilogue, or where no algorithm takes it through an fp32
+  // copy of C (RunWithWideBias).
   const void* bias = nullptr;
   // When set (batch 1, trans_a only): a_sums[m] = sum_k op(A)[m, k], length M, OVERWRITTEN, in
   // cuBLASLt's epilogue (CUBLASLT_EPILOGUE_BGRADB: the bias gradient of a linear layer comes
@@ -103,10 +104,6 @@ class GemmRunner {
   // Returns whether call.a_sums was written (false when not asked for).
   bool Run(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx);
 
-  // Whether cuBLASLt's bias epilogue adds `call`'s bias (caches the call's plan): what a call
-  // with a bf16 C and a bias needs. False after recording an error.
-  bool BiasInEpilogue(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx);
-
   // Clear C before a beta == 0 product (off by default: cuBLAS does not read C then).
   void set_clear_before_overwrite(bool clear) { clear_before_overwrite_ = clear; }
 
@@ -126,6 +123,9 @@ class GemmRunner {
   static bool SetEpilogue(const GemmCall& call, Plan* plan, ErrorSink& err);
   bool ChooseAlgorithm(Plan* plan, uint32_t align_a, uint32_t align_b, uint32_t align_c,
                        ErrorSink& err);
+  // Run's path for a bf16 C whose bias no epilogue takes: C (when beta reads it) and the bias
+  // widened into wide_scratch_, the fp32 product there, then rounded once into C.
+  bool RunWithWideBias(const GemmCall& call, GemmPrecision precision, const LaunchContext& ctx);
 
   cublasLtHandle_t lt_ = nullptr;
   cublasHandle_t blas_ = nullptr;
@@ -133,6 +133,7 @@ class GemmRunner {
   size_t workspace_bytes_ = 0;
   std::map<PlanKey, std::unique_ptr<Plan>> plans_;
   int64_t fallback_calls_ = 0;
+  DeviceScratch wide_scratch_;  // RunWithWideBias's fp32 C and bias
   bool clear_before_overwrite_ = false;
 };
 
