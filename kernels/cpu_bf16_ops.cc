@@ -355,24 +355,16 @@ void CpuBf16Ops::LabelSmoothedCrossEntropy(const A* logits, const int32_t* label
 
 // ---- The model's input block ---------------------------------------------------------------
 
-// The op by op sequence, each op as the model called it before the fused op (so the twin's bits).
+// The op by op sequence the fp32 model runs (so the twin's bits).
 void CpuBf16Ops::EmbeddingLayerNormForward(const int32_t* ids, const T* word, T word_scale,
                                            const int32_t* positions, const T* pos_table,
                                            const int32_t* segments, const T* type_table,
                                            int64_t rows, int cols, const T* gamma, const T* beta,
                                            T eps, float rate, const DropoutKey& key, T* sum, A* y,
                                            T* mean, T* rstd) {
-  const int64_t n = rows * cols;
-  EmbeddingForward(ids, word, rows, cols, sum, false);
-  if (word_scale != T(1)) Scale(sum, n, word_scale);
-  EmbeddingForward(positions, pos_table, rows, cols, sum, true);
-  if (segments != nullptr) EmbeddingForward(segments, type_table, rows, cols, sum, true);
-  if (gamma == nullptr) {
-    if (rate > 0) Dropout(sum, sum, n, rate, key);
-    return;
-  }
-  LayerNormForward(sum, gamma, beta, rows, cols, eps, y, mean, rstd);
-  if (rate > 0) Dropout(y, y, n, rate, key);
+  EmbeddingLayerNormBySteps(*this, ids, word, word_scale, positions, pos_table, segments,
+                            type_table, rows, cols, gamma, beta, eps, rate, key, sum, y, mean,
+                            rstd);
 }
 
 // ---- Optimizer updates writing the weight mirror ---------------------------------------------

@@ -172,6 +172,27 @@ class Ops : public Ops<T, T> {
                     A* mirror) = 0;
 };
 
+// EmbeddingLayerNormForward's contract as the op-by-op sequence on `ops` (Ops<T> with A = T, or
+// an Ops<T, A> backend's own ops): what Model<T> runs, and the CPU's Ops<T, A> op.
+template <typename T, typename A, typename O>
+void EmbeddingLayerNormBySteps(O& ops, const int32_t* ids, const T* word, T word_scale,
+                               const int32_t* positions, const T* pos_table,
+                               const int32_t* segments, const T* type_table, int64_t rows, int cols,
+                               const T* gamma, const T* beta, T eps, float rate,
+                               const DropoutKey& key, T* sum, A* y, T* mean, T* rstd) {
+  const int64_t n = rows * cols;
+  ops.EmbeddingForward(ids, word, rows, cols, sum, false);
+  if (word_scale != T(1)) ops.Scale(sum, n, word_scale);
+  ops.EmbeddingForward(positions, pos_table, rows, cols, sum, true);
+  if (segments != nullptr) ops.EmbeddingForward(segments, type_table, rows, cols, sum, true);
+  if (gamma == nullptr) {
+    if (rate > 0) ops.Dropout(sum, sum, n, rate, key);
+    return;
+  }
+  ops.LayerNormForward(sum, gamma, beta, rows, cols, eps, y, mean, rstd);
+  if (rate > 0) ops.Dropout(y, y, n, rate, key);
+}
+
 // The optimizer's view of a model that keeps a weight mirror (Model<T, A>::mirror()): AdamW and
 // Lamb over a range of the model's parameters that also rewrite the mirror's elements at the same
 // offsets (Ops<T, A>'s overloads above). The optimizer (trainer/optimizer.h) takes one where the

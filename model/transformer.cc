@@ -875,46 +875,26 @@ const T* Model<T, A>::PositionTable() const {
 
 template <typename T, typename A>
 void Model<T, A>::EmbeddingsForward() {
-  const int N = B_ * S_;
-  const int64_t nd = static_cast<int64_t>(N) * d_;
   const std::string& p = layout_.prefix();
+  DropoutKey k = base_key_;
+  k.layer = kEmbeddingDropoutLayer;
+  k.site = 0;
   // Post-LN sums into the LayerNorm's input; pre-LN straight into h_0.
   T* sum = pre_ln_ ? hidden_[0].t : emb_sum_;
-  if constexpr (!std::is_same_v<T, A>) {  // the same sequence as one op (one pass on a GPU)
-    DropoutKey k = base_key_;
-    k.layer = kEmbeddingDropoutLayer;
-    k.site = 0;
-    ops_->EmbeddingLayerNormForward(
-        ids_, P(p + "embeddings.word_embeddings.weight"),
-        config_.scale_embeddings() ? static_cast<T>(std::sqrt(d_)) : T(1), positions_,
-        PositionTable(), bert_ ? segments_ : nullptr,
-        bert_ ? P("bert.embeddings.token_type_embeddings.weight") : nullptr, N, d_,
-        pre_ln_ ? nullptr : P(p + "embeddings.LayerNorm.weight"),
-        pre_ln_ ? nullptr : P(p + "embeddings.LayerNorm.bias"), eps_, hidden_rate_, k, sum,
-        hidden_[0].a, emb_mean_, emb_rstd_);
-    return;
-  }
-  ops_->EmbeddingForward(ids_, P(p + "embeddings.word_embeddings.weight"), N, d_, sum, false);
-  if (config_.scale_embeddings()) ops_->Scale(sum, nd, static_cast<T>(std::sqrt(d_)));
-  ops_->EmbeddingForward(positions_, PositionTable(), N, d_, sum, true);
-  if (bert_) {
-    ops_->EmbeddingForward(segments_, P("bert.embeddings.token_type_embeddings.weight"), N, d_, sum,
-                           true);
-  }
-  if (!pre_ln_) {
-    ops_->LayerNormForward(emb_sum_, P(p + "embeddings.LayerNorm.weight"),
-                           P(p + "embeddings.LayerNorm.bias"), N, d_, eps_, hidden_[0].a, emb_mean_,
-                           emb_rstd_);
-  }
-  if (hidden_rate_ > 0) {
-    DropoutKey k = base_key_;
-    k.layer = kEmbeddingDropoutLayer;
-    k.site = 0;
-    if (pre_ln_) {
-      ops_->Dropout(hidden_[0].t, hidden_[0].t, nd, hidden_rate_, k);
-    } else {
-      ops_->Dropout(hidden_[0].a, hidden_[0].a, nd, hidden_rate_, k);
-    }
+  const T word_scale = config_.scale_embeddings() ? static_cast<T>(std::sqrt(d_)) : T(1);
+  const int32_t* segments = bert_ ? segments_ : nullptr;
+  const T* types = bert_ ? P("bert.embeddings.token_type_embeddings.weight") : nullptr;
+  const T* gamma = pre_ln_ ? nullptr : P(p + "embeddings.LayerNorm.weight");
+  const T* beta = pre_ln_ ? nullptr : P(p + "embeddings.LayerNorm.bias");
+  const T* word = P(p + "embeddings.word_embeddings.weight");
+  if constexpr (std::is_same_v<T, A>) {  // the op-by-op sequence
+    EmbeddingLayerNormBySteps(*ops_, ids_, word, word_scale, positions_, PositionTable(), segments,
+                              types, B_ * S_, d_, gamma, beta, eps_, hidden_rate_, k, sum,
+                              hidden_[0].a, emb_mean_, emb_rstd_);
+  } else {  // one op (one pass on a GPU)
+    ops_->EmbeddingLayerNormForward(ids_, word, word_scale, positions_, PositionTable(), segments,
+                                    types, B_ * S_, d_, gamma, beta, eps_, hidden_rate_, k, sum,
+                                    hidden_[0].a, emb_mean_, emb_rstd_);
   }
 }
 
